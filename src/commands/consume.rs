@@ -1,0 +1,135 @@
+//! `spool consume`: lease messages and print them as JSON lines.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::Context;
+use crate::error::Exit;
+use crate::output::{self, LineKind};
+use crate::parse;
+use crate::store::{self, Delivery, Store};
+
+const EXAMPLES: &str = "\
+Examples:
+  spool consume orders                       # lease one message, or exit 1
+  spool consume orders -n 100 | ./handle | spool ack
+  spool consume orders --wait 30s --body     # long poll, print the body only
+  while m=$(spool consume jobs); do echo \"$m\" | ./run; done";
+
+/// How often a waiting consumer looks for new commits. Each look is a read of
+/// the WAL index (`PRAGMA data_version`), which costs microseconds.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Lease messages and print them as JSON lines.
+///
+/// Leases up to N deliverable messages, highest priority first, then oldest
+/// first. Ack them with `spool ack RECEIPT` before their lease runs out, or they
+/// are delivered again. Exits 1 when no message is available.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Queue to consume from
+    #[arg(value_parser = parse::queue_name)]
+    pub queue: String,
+    /// Lease up to N messages at once
+    #[arg(short = 'n', value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub n: u64,
+    /// How long the messages stay invisible to others [default: the queue's visibility]
+    #[arg(long, value_name = "DUR", value_parser = parse::positive_duration)]
+    pub visibility: Option<Duration>,
+    /// Wait up to DUR for the first message (long poll)
+    #[arg(long, value_name = "DUR", value_parser = parse::duration)]
+    pub wait: Option<Duration>,
+    /// Keep delivering as messages arrive, until interrupted
+    #[arg(long)]
+    pub follow: bool,
+    /// Ack on delivery (at-most-once, like a pop)
+    #[arg(long)]
+    pub ack: bool,
+    /// Print only the bodies, exactly as stored, one per line
+    #[arg(long)]
+    pub body: bool,
+}
+
+/// Runs `spool consume`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let mut store = ctx.store()?;
+    let deadline = args.wait.map(|d| Instant::now() + d);
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.follow {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))
+                .context("cannot install signal handlers")?;
+        }
+    }
+    let mut warned = false;
+    loop {
+        match store.claim(&args.queue, args.n as usize, args.visibility, args.ack) {
+            Ok(batch) if !batch.is_empty() => {
+                print(&batch, args.body)?;
+                if !args.follow {
+                    return Ok(Exit::Ok);
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e @ (store::Error::UnknownQueue { .. } | store::Error::NameIsTopic { .. })) => {
+                if !warned {
+                    ctx.out.warn(&format!("{e}; treating it as empty"));
+                    warned = true;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let expired = deadline.is_none_or(|d| Instant::now() >= d);
+        if !args.follow && expired {
+            return Ok(Exit::Empty);
+        }
+        wait_for_news(&store, &args.queue, deadline.filter(|_| !args.follow), &stop)?;
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Exit::Ok);
+        }
+    }
+}
+
+fn print(batch: &[Delivery], body_only: bool) -> anyhow::Result<()> {
+    let mut out = output::stdout();
+    for d in batch {
+        if body_only {
+            out.write_all(&d.body)?;
+            out.write_all(b"\n")?;
+        } else {
+            output::write_delivery(&mut out, d, LineKind::Consumed)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Sleeps until another process commits, a delayed message or lease of the
+/// queue comes due, the deadline passes, or a signal arrives.
+fn wait_for_news(
+    store: &Store,
+    queue: &str,
+    deadline: Option<Instant>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let version = store.data_version()?;
+    let due = store.next_due(queue)?;
+    loop {
+        std::thread::sleep(POLL_INTERVAL);
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed)
+            || deadline.is_some_and(|d| now >= d)
+            || due.is_some_and(|t| store::now_ms() >= t)
+            || store.data_version()? != version
+        {
+            return Ok(());
+        }
+    }
+}

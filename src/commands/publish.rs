@@ -1,0 +1,604 @@
+//! `spool publish`: one message from the command line, or many from stdin.
+
+use std::io::{self, BufRead, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::Context;
+use crate::error::{Exit, Failure};
+use crate::parse;
+use crate::store::{self, NewMessage, PublishBatch, Store};
+
+const EXAMPLES: &str = "\
+Examples:
+  spool publish orders '{\"id\": 1, \"total\": 9.5}'
+  jq -c '.orders[]' export.json | spool publish orders
+  tail -f app.log | spool publish logs --raw --stream
+  spool publish orders --key-from /id --priority 10 < orders.ndjson";
+
+/// Publish messages to a queue or topic.
+///
+/// With BODY, publishes one message. Without it, reads stdin: one JSON value per
+/// line (blank lines skipped), all or nothing: a bad line publishes nothing.
+/// Prints the id of each message, one per line.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Queue or topic to publish to (a queue is created on first use)
+    #[arg(value_parser = parse::queue_name)]
+    pub queue: String,
+    /// The message: one JSON value (or any text with --raw); without it, read stdin
+    pub body: Option<String>,
+    /// All of stdin is one message (e.g. a pretty-printed JSON document)
+    #[arg(long, conflicts_with = "body")]
+    pub single: bool,
+    /// Commit as input arrives, for endless input; a bad line stops after the earlier ones are committed
+    #[arg(long, conflicts_with_all = ["body", "single"])]
+    pub stream: bool,
+    /// Bodies are text lines (or all of stdin with --single), not JSON
+    #[arg(long)]
+    pub raw: bool,
+    /// Deduplication key: a key the queue still holds adds nothing and answers the existing id
+    #[arg(long, value_name = "KEY", conflicts_with = "key_from")]
+    pub key: Option<String>,
+    /// Take the key from each message at this JSON pointer (e.g. /order_id)
+    #[arg(long, value_name = "POINTER", value_parser = json_pointer, conflicts_with = "raw")]
+    pub key_from: Option<String>,
+    /// Deliverable only after this long (e.g. 30s, 5m)
+    #[arg(long, value_name = "DUR", value_parser = parse::duration, conflicts_with = "at")]
+    pub delay: Option<Duration>,
+    /// Deliverable only from this time on (RFC 3339)
+    #[arg(long, value_name = "TIME", value_parser = parse::time_ms)]
+    pub at: Option<i64>,
+    /// Higher first, from -100 to 100; equal priority in id order
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-100..=100))]
+    pub priority: i64,
+    /// Ordered group: its messages are delivered one at a time, in id order
+    #[arg(long, value_name = "GROUP", conflicts_with = "group_from")]
+    pub group: Option<String>,
+    /// Take the group from each message at this JSON pointer
+    #[arg(long, value_name = "POINTER", value_parser = json_pointer, conflicts_with = "raw")]
+    pub group_from: Option<String>,
+    /// A string header, returned by consume and peek (repeatable)
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = header)]
+    pub headers: Vec<(String, String)>,
+}
+
+fn json_pointer(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.starts_with('/') {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "invalid JSON pointer `{text}`: it starts with `/`, like `/order/id`"
+        ))
+    }
+}
+
+fn header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "invalid header `{text}`: write NAME=VALUE, like `source=shop`"
+        )),
+    }
+}
+
+/// Input held in memory before the write lock is taken, so a slow producer
+/// does not block other writers. Past this, an all-or-nothing publish takes
+/// the lock and writes as it reads.
+const BUFFER_BYTES: usize = 16 << 20;
+const BUFFER_MESSAGES: usize = 100_000;
+
+/// `--stream` commits at least this often while input arrives.
+const STREAM_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where a message came from, for error messages.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Argument,
+    Stdin,
+    Line(u64),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Argument => f.write_str("the BODY argument"),
+            Origin::Stdin => f.write_str("stdin"),
+            Origin::Line(n) => write!(f, "line {n}"),
+        }
+    }
+}
+
+/// A checked message waiting to be written.
+struct Prepared {
+    origin: Origin,
+    body: Vec<u8>,
+    key: Option<String>,
+    group: Option<String>,
+}
+
+/// Checks and shapes raw input into messages, per the flags.
+struct Preparer<'a> {
+    args: &'a Args,
+    max_size: u64,
+}
+
+impl Preparer<'_> {
+    /// Returns `None` for a blank NDJSON line.
+    fn prepare(&self, origin: Origin, mut bytes: Vec<u8>) -> Result<Option<Prepared>, Failure> {
+        let bad = |reason: String| Failure::data(format!("{origin}: {reason}"));
+        if bytes.len() as u64 > self.max_size {
+            return Err(bad(too_large(bytes.len() as u64, self.max_size)));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            bad(format!(
+                "invalid UTF-8 at byte {}; bodies must be UTF-8 text",
+                e.valid_up_to() + 1
+            ))
+        })?;
+        if self.args.raw {
+            return Ok(Some(self.with_meta(origin, bytes, None)));
+        }
+        let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        if trimmed.is_empty() {
+            return match origin {
+                Origin::Line(_) => Ok(None),
+                _ => Err(bad("empty body: a message is one JSON value".into())),
+            };
+        }
+        let value = if self.args.key_from.is_some() || self.args.group_from.is_some() {
+            Some(serde_json::from_str::<serde_json::Value>(trimmed).map_err(|e| bad(json_error(&e)))?)
+        } else {
+            serde_json::from_str::<serde::de::IgnoredAny>(trimmed).map_err(|e| bad(json_error(&e)))?;
+            None
+        };
+        let (start, len) = (trimmed.as_ptr() as usize - text.as_ptr() as usize, trimmed.len());
+        bytes.truncate(start + len);
+        bytes.drain(..start);
+        let prepared = self.with_meta(origin, bytes, value.as_ref());
+        Ok(Some(prepared))
+    }
+
+    fn with_meta(&self, origin: Origin, body: Vec<u8>, value: Option<&serde_json::Value>) -> Prepared {
+        Prepared {
+            origin,
+            body,
+            key: self.args.key.clone(),
+            group: self.args.group.clone(),
+        }
+        .derive(value, self.args)
+    }
+}
+
+impl Prepared {
+    fn derive(mut self, value: Option<&serde_json::Value>, args: &Args) -> Prepared {
+        if let Some(value) = value {
+            if let Some(p) = &args.key_from {
+                self.key = value.pointer(p).and_then(as_text);
+            }
+            if let Some(p) = &args.group_from {
+                self.group = value.pointer(p).and_then(as_text);
+            }
+        }
+        self
+    }
+
+    /// `--key-from`/`--group-from` must find a string or number.
+    fn check_pointers(&self, args: &Args) -> Result<(), Failure> {
+        let missing = |flag: &str, pointer: &str| {
+            Failure::data(format!(
+                "{}: {flag} `{pointer}` points at no string or number in the message",
+                self.origin
+            ))
+        };
+        if let Some(p) = &args.key_from {
+            if self.key.is_none() {
+                return Err(missing("--key-from", p));
+            }
+        }
+        if let Some(p) = &args.group_from {
+            if self.group.is_none() {
+                return Err(missing("--group-from", p));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn as_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn json_error(err: &serde_json::Error) -> String {
+    let reason = err.to_string();
+    let reason = reason
+        .split(" at line ")
+        .next()
+        .unwrap_or(&reason)
+        .to_owned();
+    format!("invalid JSON: {reason} at column {}", err.column())
+}
+
+fn too_large(size: u64, limit: u64) -> String {
+    format!(
+        "body of {size} bytes is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
+        parse::format_size(limit)
+    )
+}
+
+/// Everything publish needs while writing.
+struct Writer<'a> {
+    args: &'a Args,
+    headers: Option<String>,
+    available_at: Option<i64>,
+    /// Committed ids held back for the end (all-or-nothing, or a terminal).
+    ids: Vec<i64>,
+    /// Print ids as soon as they are committed (`--stream` into a pipe).
+    live: bool,
+    /// How many messages were committed.
+    published: usize,
+}
+
+impl Writer<'_> {
+    fn write(&self, batch: &mut PublishBatch<'_>, msg: &Prepared) -> anyhow::Result<i64> {
+        let new = NewMessage {
+            body: &msg.body,
+            raw: self.args.raw,
+            key: msg.key.as_deref(),
+            group: msg.group.as_deref(),
+            headers: self.headers.as_deref(),
+            priority: self.args.priority,
+            available_at: self.available_at,
+        };
+        batch.publish(&new).map_err(|e| match e {
+            store::Error::TooLarge { size, limit } => {
+                Failure::data(format!("{}: {}", msg.origin, too_large(size as u64, limit))).into()
+            }
+            other => anyhow::Error::from(other),
+        })
+    }
+
+    /// Writes `pending` in one transaction and commits it.
+    fn flush(&mut self, store: &mut Store, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut batch = store.begin_publish(&self.args.queue)?;
+        let mut ids = Vec::with_capacity(pending.len());
+        for msg in pending.iter() {
+            ids.push(self.write(&mut batch, msg)?);
+        }
+        batch.commit()?;
+        pending.clear();
+        self.committed(ids)
+    }
+
+    /// Records ids that are now on disk, printing them at once in live mode.
+    fn committed(&mut self, ids: Vec<i64>) -> anyhow::Result<()> {
+        self.published += ids.len();
+        if !self.live {
+            self.ids.extend(ids);
+            return Ok(());
+        }
+        let mut out = crate::output::stdout();
+        for id in ids {
+            writeln!(out, "{id}")?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+/// Runs `spool publish`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let mut store = ctx.store()?;
+    let preparer = Preparer {
+        args: &args,
+        max_size: store.max_size(&args.queue)?,
+    };
+    let mut writer = Writer {
+        args: &args,
+        headers: headers_json(&args.headers),
+        available_at: available_at(&args),
+        ids: Vec::new(),
+        live: args.stream && !ctx.out.human() && !ctx.out.quiet,
+        published: 0,
+    };
+    let result = if let Some(body) = &args.body {
+        let msg = preparer.prepare(Origin::Argument, body.clone().into_bytes())?;
+        let mut pending: Vec<Prepared> = msg.into_iter().collect();
+        check_all(&pending, &args)?;
+        writer.flush(&mut store, &mut pending)
+    } else if args.single {
+        let bytes = read_all(preparer.max_size)?;
+        let mut pending: Vec<Prepared> = preparer.prepare(Origin::Stdin, bytes)?.into_iter().collect();
+        check_all(&pending, &args)?;
+        writer.flush(&mut store, &mut pending)
+    } else if args.stream {
+        stream(&mut store, &preparer, &mut writer)
+    } else {
+        all_or_nothing(&mut store, &preparer, &mut writer)
+    };
+    print_ids(ctx, &args.queue, &writer.ids)?;
+    result.map(|()| Exit::Ok)
+}
+
+fn check_all(pending: &[Prepared], args: &Args) -> Result<(), Failure> {
+    pending.iter().try_for_each(|m| m.check_pointers(args))
+}
+
+fn headers_json(headers: &[(String, String)]) -> Option<String> {
+    if headers.is_empty() {
+        return None;
+    }
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    Some(serde_json::Value::Object(map).to_string())
+}
+
+fn available_at(args: &Args) -> Option<i64> {
+    match (args.delay, args.at) {
+        (Some(d), _) => Some(store::now_ms().saturating_add(d.as_millis() as i64)),
+        (None, at) => at,
+    }
+}
+
+/// Reads all of stdin, refusing more than `limit` bytes.
+fn read_all(limit: u64) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::stdin()
+        .lock()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .context("cannot read stdin")?;
+    if bytes.len() as u64 > limit {
+        return Err(Failure::data(format!(
+            "stdin: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
+            parse::format_size(limit)
+        ))
+        .into());
+    }
+    Ok(bytes)
+}
+
+/// One line of input: its bytes without the terminator, or a line longer
+/// than the limit (not read to its end).
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+}
+
+/// Reads the next line, at most `limit` bytes before its terminator (`\n`
+/// or `\r\n`). `None` at the end of input.
+fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Option<Line>> {
+    let mut line = Vec::new();
+    let mut saw_any = false;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        saw_any = true;
+        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        line.extend_from_slice(&chunk[..used]);
+        input.consume(used);
+        if done {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            break;
+        }
+        if line.len() as u64 > limit + 1 {
+            return Ok(Some(Line::TooLong));
+        }
+    }
+    if !saw_any {
+        return Ok(None);
+    }
+    if line.len() as u64 > limit {
+        return Ok(Some(Line::TooLong));
+    }
+    Ok(Some(Line::Text(line)))
+}
+
+/// Stdin as a sequence of checked messages.
+struct Lines<'p, 'a> {
+    input: io::StdinLock<'static>,
+    number: u64,
+    preparer: &'p Preparer<'a>,
+}
+
+impl<'p, 'a> Lines<'p, 'a> {
+    fn new(preparer: &'p Preparer<'a>) -> Self {
+        Lines {
+            input: io::stdin().lock(),
+            number: 0,
+            preparer,
+        }
+    }
+
+    /// The next message, skipping blank lines; `None` at the end of input.
+    fn next(&mut self) -> anyhow::Result<Option<Prepared>> {
+        while let Some(line) =
+            read_line(&mut self.input, self.preparer.max_size).context("cannot read stdin")?
+        {
+            self.number += 1;
+            if let Some(msg) = prepare_line(self.preparer, Origin::Line(self.number), line)? {
+                return Ok(Some(msg));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The default mode: everything or nothing. Input is read into memory before
+/// the write lock is taken, so a slow producer does not block other writers;
+/// past [`BUFFER_BYTES`] it is written as it is read, in one transaction that
+/// holds the lock until the input ends.
+fn all_or_nothing(
+    store: &mut Store,
+    preparer: &Preparer<'_>,
+    writer: &mut Writer<'_>,
+) -> anyhow::Result<()> {
+    let mut lines = Lines::new(preparer);
+    let mut pending = Vec::new();
+    let mut pending_bytes = 0;
+    while let Some(msg) = lines.next()? {
+        pending_bytes += msg.body.len();
+        pending.push(msg);
+        if pending_bytes >= BUFFER_BYTES || pending.len() >= BUFFER_MESSAGES {
+            return write_through(store, &mut lines, pending, writer);
+        }
+    }
+    writer.flush(store, &mut pending)
+}
+
+fn write_through(
+    store: &mut Store,
+    lines: &mut Lines<'_, '_>,
+    pending: Vec<Prepared>,
+    writer: &mut Writer<'_>,
+) -> anyhow::Result<()> {
+    let mut batch = store.begin_publish(&writer.args.queue)?;
+    let mut ids = Vec::with_capacity(pending.len());
+    for msg in pending {
+        ids.push(writer.write(&mut batch, &msg)?);
+    }
+    while let Some(msg) = lines.next()? {
+        ids.push(writer.write(&mut batch, &msg)?);
+    }
+    batch.commit()?;
+    writer.committed(ids)
+}
+
+/// `--stream`: a reader thread feeds lines; the main thread commits whatever
+/// arrived at least every [`STREAM_COMMIT_INTERVAL`], holding the write lock
+/// only while it writes. SIGINT/SIGTERM commit what was read and end with 0.
+fn stream(
+    store: &mut Store,
+    preparer: &Preparer<'_>,
+    writer: &mut Writer<'_>,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+    }
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Option<Line>>>(4096);
+    let limit = preparer.max_size;
+    std::thread::spawn(move || {
+        let mut input = io::stdin().lock();
+        loop {
+            let line = read_line(&mut input, limit);
+            let end = !matches!(line, Ok(Some(_)));
+            if tx.send(line).is_err() || end {
+                break;
+            }
+        }
+    });
+    let mut pending: Vec<Prepared> = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    let mut number = 0;
+    let outcome = loop {
+        let wait = oldest.map_or(STREAM_COMMIT_INTERVAL, |t| {
+            STREAM_COMMIT_INTERVAL.saturating_sub(t.elapsed())
+        });
+        let line = match rx.recv_timeout(wait) {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) | Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+            Ok(Err(e)) => break Err(anyhow::Error::from(e).context("cannot read stdin")),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                writer.flush(store, &mut pending)?;
+                oldest = None;
+                if stop.load(Ordering::Relaxed) {
+                    break Ok(());
+                }
+                continue;
+            }
+        };
+        number += 1;
+        match prepare_line(preparer, Origin::Line(number), line) {
+            Ok(Some(msg)) => {
+                pending.push(msg);
+                oldest.get_or_insert_with(Instant::now);
+            }
+            Ok(None) => {}
+            Err(e) => break Err(e.into()),
+        }
+        let due = oldest.is_some_and(|t| t.elapsed() >= STREAM_COMMIT_INTERVAL);
+        if due || pending.len() >= BUFFER_MESSAGES || stop.load(Ordering::Relaxed) {
+            writer.flush(store, &mut pending)?;
+            oldest = None;
+            if stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+        }
+    };
+    writer.flush(store, &mut pending)?;
+    outcome.map_err(|e: anyhow::Error| match e.downcast::<Failure>() {
+        Ok(f) => Failure::new(
+            f.exit,
+            format!(
+                "{}; stopped there after publishing {} message(s)",
+                f.message, writer.published
+            ),
+        )
+        .into(),
+        Err(e) => e,
+    })
+}
+
+fn prepare_line(
+    preparer: &Preparer<'_>,
+    origin: Origin,
+    line: Line,
+) -> Result<Option<Prepared>, Failure> {
+    let bytes = match line {
+        Line::Text(bytes) => bytes,
+        Line::TooLong => {
+            return Err(Failure::data(format!(
+                "{origin}: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
+                parse::format_size(preparer.max_size)
+            )));
+        }
+    };
+    let msg = preparer.prepare(origin, bytes)?;
+    if let Some(m) = &msg {
+        m.check_pointers(preparer.args)?;
+    }
+    Ok(msg)
+}
+
+/// Prints ids one per line, or a summary for more than ten on a terminal.
+fn print_ids(ctx: &Context, queue: &str, ids: &[i64]) -> anyhow::Result<()> {
+    if ctx.out.quiet || ids.is_empty() {
+        return Ok(());
+    }
+    let mut out = crate::output::stdout();
+    if ctx.out.human() && ids.len() > 10 {
+        let (first, last) = (ids.iter().min().unwrap_or(&0), ids.iter().max().unwrap_or(&0));
+        writeln!(out, "published {} messages to {queue} (ids {first}–{last})", ids.len())?;
+    } else {
+        for id in ids {
+            writeln!(out, "{id}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `spool ack`, `spool nack` and `spool extend`: settle deliveries by receipt.
+
+use std::io::{BufRead, IsTerminal};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::Context;
+use crate::error::{Exit, Failure, Silent};
+use crate::parse;
+use crate::store::{Receipt, ReceiptError, Release};
+
+const ACK_EXAMPLES: &str = "\
+Examples:
+  spool ack 1_2a_9f3c0d4e5b6a7980
+  spool consume orders -n 100 | ./handle | spool ack";
+
+const NACK_EXAMPLES: &str = "\
+Examples:
+  spool nack \"$receipt\"                  # deliverable again now
+  spool nack \"$receipt\" --delay 5m       # after five minutes
+  spool nack \"$receipt\" --backoff        # after the queue's exponential backoff";
+
+const EXTEND_EXAMPLES: &str = "\
+Examples:
+  spool extend \"$receipt\" --by 5m
+  while sleep 20; do spool extend \"$receipt\" --by 1m; done &   # heartbeat";
+
+/// Receipts from the command line, or else from stdin.
+#[derive(Debug, clap::Args)]
+pub struct ReceiptArgs {
+    /// Receipts from `spool consume`; without any, read stdin: one per line,
+    /// bare or as consume's JSON lines
+    #[arg(value_name = "RECEIPT")]
+    pub receipts: Vec<String>,
+}
+
+/// Mark deliveries as done.
+///
+/// Each receipt is handled on its own: an unknown receipt, or one whose lease
+/// ran out, is reported and the others are still acked (exit 3). Acking the same
+/// receipt twice is harmless.
+#[derive(Debug, clap::Args)]
+#[command(after_help = ACK_EXAMPLES)]
+pub struct AckArgs {
+    #[command(flatten)]
+    pub receipts: ReceiptArgs,
+}
+
+/// Give deliveries back to the queue, now or later.
+///
+/// Counts as a failed attempt: the last allowed failure makes the message dead.
+#[derive(Debug, clap::Args)]
+#[command(after_help = NACK_EXAMPLES)]
+pub struct NackArgs {
+    #[command(flatten)]
+    pub receipts: ReceiptArgs,
+    /// Deliverable again only after DUR
+    #[arg(long, value_name = "DUR", value_parser = parse::duration, conflicts_with = "backoff")]
+    pub delay: Option<Duration>,
+    /// Deliverable again after the queue's exponential backoff (retry_delay × 2^(attempt−1))
+    #[arg(long)]
+    pub backoff: bool,
+}
+
+/// Extend the leases of deliveries (a heartbeat).
+///
+/// Pushes each lease's end to now + DUR.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXTEND_EXAMPLES)]
+pub struct ExtendArgs {
+    #[command(flatten)]
+    pub receipts: ReceiptArgs,
+    /// The lease ends this long from now
+    #[arg(long, value_name = "DUR", value_parser = parse::positive_duration)]
+    pub by: Duration,
+}
+
+/// A receipt as typed, and what it parsed to.
+type Parsed = (String, Result<Receipt, ReceiptError>);
+
+fn collect(args: &ReceiptArgs) -> anyhow::Result<Vec<Parsed>> {
+    let texts = if args.receipts.is_empty() {
+        read_stdin()?
+    } else {
+        args.receipts.clone()
+    };
+    Ok(texts
+        .into_iter()
+        .map(|text| {
+            let parsed = text.parse();
+            (text, parsed)
+        })
+        .collect())
+}
+
+fn read_stdin() -> anyhow::Result<Vec<String>> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(Failure::usage(
+            "no receipts given. Pass them as arguments, or pipe them in: `spool consume QUEUE | spool ack`",
+        )
+        .into());
+    }
+    let mut receipts = Vec::new();
+    for line in stdin.lock().split(b'\n') {
+        let line = line.context("cannot read stdin")?;
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if !text.is_empty() {
+            receipts.push(receipt_of_line(text));
+        }
+    }
+    Ok(receipts)
+}
+
+/// A line is a bare receipt or a JSON object with a `receipt` field.
+fn receipt_of_line(line: &str) -> String {
+    if line.starts_with('{') {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) {
+            if let Some(serde_json::Value::String(r)) = map.get("receipt") {
+                return r.clone();
+            }
+        }
+    }
+    line.to_owned()
+}
+
+/// Settles every parsable receipt with `op` and reports the refused ones.
+fn settle(
+    ctx: &Context,
+    args: &ReceiptArgs,
+    op: impl FnOnce(&mut crate::store::Store, &[Receipt]) -> crate::store::Result<Vec<Result<(), ReceiptError>>>,
+) -> anyhow::Result<Exit> {
+    let parsed = collect(args)?;
+    if parsed.is_empty() {
+        return Ok(Exit::Ok);
+    }
+    let valid: Vec<Receipt> = parsed.iter().filter_map(|(_, r)| r.ok()).collect();
+    let outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        op(&mut ctx.store()?, &valid)?
+    };
+    let mut outcomes = outcomes.into_iter();
+    let mut refused = 0;
+    for (text, parsed) in &parsed {
+        let outcome = match parsed {
+            Ok(_) => outcomes.next().unwrap_or(Ok(())),
+            Err(e) => Err(*e),
+        };
+        if let Err(e) = outcome {
+            refused += 1;
+            eprintln!("spool: error: receipt `{}`: {e}", text.escape_debug());
+        }
+    }
+    if refused > 0 {
+        return Err(Silent(Exit::NotFound).into());
+    }
+    Ok(Exit::Ok)
+}
+
+/// Runs `spool ack`.
+pub fn ack(ctx: &Context, args: AckArgs) -> anyhow::Result<Exit> {
+    settle(ctx, &args.receipts, |store, r| store.ack(r))
+}
+
+/// Runs `spool nack`.
+pub fn nack(ctx: &Context, args: NackArgs) -> anyhow::Result<Exit> {
+    let release = match (args.delay, args.backoff) {
+        (_, true) => Release::Backoff,
+        (Some(d), false) => Release::After(d),
+        (None, false) => Release::Now,
+    };
+    settle(ctx, &args.receipts, |store, r| store.nack(r, release))
+}
+
+/// Runs `spool extend`.
+pub fn extend(ctx: &Context, args: ExtendArgs) -> anyhow::Result<Exit> {
+    settle(ctx, &args.receipts, |store, r| store.extend(r, args.by))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_give_their_receipt() {
+        assert_eq!(receipt_of_line(r#"{"id":1,"receipt":"1_1_00"}"#), "1_1_00");
+        assert_eq!(receipt_of_line("1_1_00"), "1_1_00");
+        assert_eq!(receipt_of_line("{not json"), "{not json");
+    }
+}

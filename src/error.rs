@@ -1,0 +1,99 @@
+//! Exit codes (SPEC §5) and the one place that maps errors onto them.
+
+use crate::store;
+
+/// The process exit codes of spool, as documented in the README and man page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Done.
+    Ok = 0,
+    /// Nothing there: `consume` found no message.
+    Empty = 1,
+    /// Usage: bad flags or values.
+    Usage = 2,
+    /// Not found: unknown queue, unknown or expired receipt.
+    NotFound = 3,
+    /// `work`: at least one handler failed.
+    HandlerFailed = 4,
+    /// Bad input data: invalid JSON, invalid UTF-8, body too large.
+    DataErr = 65,
+    /// The database cannot be opened, read or written.
+    IoErr = 74,
+    /// Another process held the write lock past `--busy-timeout`.
+    Busy = 75,
+}
+
+/// An error that carries its own exit code, for failures that are not store errors
+/// (bad input lines, usage mistakes found after parsing, refused receipts).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// The exit code this failure ends the command with.
+    pub exit: Exit,
+    /// The message shown after `spool: error: `.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with the given exit code and message.
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Failure {
+            exit,
+            message: message.into(),
+        }
+    }
+
+    /// A usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::new(Exit::Usage, message)
+    }
+
+    /// Bad input data (exit 65).
+    pub fn data(message: impl Into<String>) -> Self {
+        Failure::new(Exit::DataErr, message)
+    }
+}
+
+/// A command that already told the user what went wrong (on stderr) and only
+/// needs to end with this exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("exit {0:?}")]
+pub struct Silent(pub Exit);
+
+/// The exit code for an error returned by a command.
+pub fn exit_code(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return f.exit;
+        }
+        if let Some(Silent(code)) = cause.downcast_ref::<Silent>() {
+            return *code;
+        }
+        if let Some(e) = cause.downcast_ref::<store::Error>() {
+            return store_exit(e);
+        }
+    }
+    Exit::IoErr
+}
+
+fn store_exit(err: &store::Error) -> Exit {
+    use store::Error as E;
+    match err {
+        E::Busy => Exit::Busy,
+        E::UnknownQueue { .. } | E::NoSubscribers { .. } => Exit::NotFound,
+        E::BadName { .. } | E::NameIsTopic { .. } | E::NameHoldsMessages { .. } => Exit::Usage,
+        E::SettingsConflict { .. } | E::QueueNotEmpty { .. } => Exit::Usage,
+        E::TooLarge { .. } => Exit::DataErr,
+        E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
+    }
+}
+
+/// True when the error is a closed stdout (`spool … | head`), which ends a command quietly.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

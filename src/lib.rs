@@ -1,0 +1,175 @@
+//! spool: durable message queues in one local SQLite file.
+//!
+//! The binary is a thin wrapper around [`main`]: parse the command line into a
+//! [`Cli`], run the chosen command, and map its outcome onto the exit codes of
+//! [`error::Exit`].
+
+pub mod commands;
+pub mod error;
+pub mod output;
+pub mod parse;
+pub mod store;
+pub mod suggest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use crate::error::Exit;
+use crate::output::{ColorChoice, Output};
+
+/// Durable message queues in one local SQLite file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "spool",
+    version,
+    about = "Durable message queues in one local SQLite file",
+    long_about = "Durable message queues in one local SQLite file.\n\n\
+        Producers publish JSON events; consumers lease them with a visibility timeout \
+        and ack them when done. A consumer that dies just lets its lease run out, and \
+        the message is delivered again.",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: commands::Command,
+}
+
+/// Options every command takes, before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The database file [default: $XDG_DATA_HOME/spool/spool.db]
+    #[arg(long, global = true, env = "SPOOL_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Machine output: JSON even on a terminal
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No ids, counts, progress or summaries (errors are still shown)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour output
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// How long to wait for another process's write lock
+    #[arg(long, global = true, value_name = "DUR", default_value = "10s", value_parser = parse::duration)]
+    pub busy_timeout: Duration,
+    /// Commit durability: `full` fsyncs every commit, `normal` survives a process crash only
+    #[arg(long, global = true, env = "SPOOL_SYNC", value_enum, default_value_t, value_name = "MODE")]
+    pub sync: store::Sync,
+}
+
+impl GlobalArgs {
+    /// The database path: `--db`, `$SPOOL_DB`, else the XDG data folder.
+    pub fn db_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(path) = &self.db {
+            return Ok(path.clone());
+        }
+        let data_home = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local/share"))
+            });
+        match data_home {
+            Some(dir) => Ok(dir.join("spool").join("spool.db")),
+            None => Err(error::Failure::usage(
+                "cannot find a default database: neither XDG_DATA_HOME nor HOME is set. Pass `--db PATH` or set SPOOL_DB",
+            )
+            .into()),
+        }
+    }
+}
+
+/// What every command gets: the global options and the output policy.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Global options.
+    pub global: GlobalArgs,
+    /// Output policy.
+    pub out: Output,
+}
+
+impl Context {
+    fn store_options(&self) -> anyhow::Result<store::Options> {
+        Ok(store::Options {
+            path: self.global.db_path()?,
+            busy_timeout: self.global.busy_timeout,
+            sync: self.global.sync,
+        })
+    }
+
+    /// Opens the database for writing, creating it on first use.
+    pub fn store(&self) -> anyhow::Result<store::Store> {
+        Ok(store::Store::open(&self.store_options()?)?)
+    }
+
+    /// Opens the database for reading only; `None` when it does not exist yet.
+    pub fn read_store(&self) -> anyhow::Result<Option<store::Store>> {
+        Ok(store::Store::open_read_only(&self.store_options()?)?)
+    }
+}
+
+/// Runs spool with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    ExitCode::from(run(cli) as u8)
+}
+
+/// Runs a parsed command line, reporting any error on stderr.
+pub fn run(cli: Cli) -> Exit {
+    let out = Output::new(cli.global.json, cli.global.quiet, cli.global.color);
+    let ctx = Context {
+        global: cli.global,
+        out,
+    };
+    match commands::run(&ctx, cli.command) {
+        Ok(exit) => exit,
+        Err(err) if error::is_broken_pipe(&err) => Exit::Ok,
+        Err(err) => {
+            let code = error::exit_code(&err);
+            if err.downcast_ref::<error::Silent>().is_none() {
+                eprintln!("spool: error: {}", chain(&err));
+            }
+            code
+        }
+    }
+}
+
+/// The error and its causes, joined as one line.
+fn chain(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// Prints a clap error as `spool: error: …` (help and version go to stdout).
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        let code = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
+        return ExitCode::from(code);
+    }
+    let text = err.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    eprint!("spool: error: {text}");
+    ExitCode::from(Exit::Usage as u8)
+}

@@ -1,0 +1,212 @@
+//! What goes to stdout and stderr, and how: the terminal and colour policy,
+//! messages for people, and the JSON lines of deliveries.
+
+use std::io::{self, IsTerminal, Write};
+
+use crate::store::Delivery;
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal, unless `NO_COLOR` is set or `TERM=dumb`.
+    #[default]
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// The output policy of one command run.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// `--json`: machine output even on a terminal.
+    pub json: bool,
+    /// `--quiet`: no ids, counts, progress or summaries.
+    pub quiet: bool,
+    /// Colour in tables.
+    pub color: bool,
+    /// Stdout is a terminal.
+    pub stdout_tty: bool,
+    /// Stderr is a terminal.
+    pub stderr_tty: bool,
+}
+
+/// Which streams count as terminals. Tests set `SPOOL_TEST_TERMINAL` to
+/// `stdout`, `stderr` or `both` to see what a person would, since a test
+/// harness never runs on a real terminal.
+fn terminals() -> (bool, bool) {
+    match std::env::var("SPOOL_TEST_TERMINAL").as_deref() {
+        Ok("stdout") => (true, false),
+        Ok("stderr") => (false, true),
+        Ok("both") => (true, true),
+        Ok(_) => (false, false),
+        Err(_) => (io::stdout().is_terminal(), io::stderr().is_terminal()),
+    }
+}
+
+impl Output {
+    /// The policy for these flags and this environment.
+    pub fn new(json: bool, quiet: bool, color: ColorChoice) -> Output {
+        let (stdout_tty, stderr_tty) = terminals();
+        let env_allows = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var("TERM").as_deref() != Ok("dumb");
+        let color = match color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stdout_tty && env_allows && !json,
+        };
+        Output {
+            json,
+            quiet,
+            color,
+            stdout_tty,
+            stderr_tty,
+        }
+    }
+
+    /// True when output is for a person: stdout is a terminal and `--json` is off.
+    pub fn human(&self) -> bool {
+        self.stdout_tty && !self.json
+    }
+
+    /// True when a progress bar may be drawn on stderr.
+    pub fn progress(&self) -> bool {
+        self.stderr_tty && !self.quiet && !self.json
+    }
+
+    /// A warning for people on stderr (shown even with `--quiet`).
+    pub fn warn(&self, message: &str) {
+        eprintln!("spool: warning: {message}");
+    }
+
+    /// A summary or note for people on stderr (hidden by `--quiet`).
+    pub fn note(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+}
+
+/// Locked, buffered stdout. Write data with `?`, so a closed pipe ends the
+/// command quietly instead of panicking.
+pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::with_capacity(64 * 1024, io::stdout().lock())
+}
+
+/// Formats ms since the epoch as RFC 3339 UTC with milliseconds.
+pub fn time(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(ts) => format!("{ts:.3}"),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// Writes `text` as a JSON string.
+fn json_str(w: &mut impl Write, text: &str) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, text).map_err(io::Error::other)
+}
+
+fn json_opt_str(w: &mut impl Write, text: Option<&str>) -> io::Result<()> {
+    match text {
+        Some(t) => json_str(w, t),
+        None => w.write_all(b"null"),
+    }
+}
+
+/// Writes a body as a JSON value on one line: a JSON body as stored (with
+/// whitespace outside strings removed if it spans lines), raw text as a string.
+pub fn write_body_json(w: &mut impl Write, body: &[u8], raw: bool) -> io::Result<()> {
+    if raw {
+        return json_str(w, &String::from_utf8_lossy(body));
+    }
+    if body.contains(&b'\n') || body.contains(&b'\r') {
+        w.write_all(&compact_json(body))
+    } else {
+        w.write_all(body)
+    }
+}
+
+/// Removes whitespace outside strings from valid JSON, keeping every other
+/// byte (numbers, escapes, key order) exactly as it was.
+pub fn compact_json(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Which optional fields a delivery line carries: `consume` prints the
+/// receipt, `peek` the state instead.
+#[derive(Debug, Clone, Copy)]
+pub enum LineKind<'a> {
+    /// A delivery from `consume`, with its receipt.
+    Consumed,
+    /// A message seen by `peek`, in this state, with its lease end if leased.
+    Peeked(&'a str, Option<i64>),
+}
+
+/// Writes one delivery as a JSON line in the field order of the SPEC.
+pub fn write_delivery(w: &mut impl Write, d: &Delivery, kind: LineKind<'_>) -> io::Result<()> {
+    write!(w, "{{\"id\":{},\"queue\":", d.id)?;
+    json_str(w, &d.queue)?;
+    let lease_end = match kind {
+        LineKind::Consumed => {
+            write!(w, ",\"receipt\":\"{}\"", d.receipt)?;
+            Some(d.lease_expires_at)
+        }
+        LineKind::Peeked(state, lease_end) => {
+            write!(w, ",\"state\":\"{state}\"")?;
+            lease_end
+        }
+    };
+    write!(
+        w,
+        ",\"attempt\":{},\"published_at\":\"{}\",\"lease_expires_at\":",
+        d.attempt,
+        time(d.published_at)
+    )?;
+    match lease_end {
+        Some(t) => write!(w, "\"{}\"", time(t))?,
+        None => w.write_all(b"null")?,
+    }
+    w.write_all(b",\"key\":")?;
+    json_opt_str(w, d.key.as_deref())?;
+    w.write_all(b",\"group\":")?;
+    json_opt_str(w, d.group.as_deref())?;
+    write!(w, ",\"priority\":{},\"headers\":", d.priority)?;
+    w.write_all(d.headers.as_deref().unwrap_or("{}").as_bytes())?;
+    w.write_all(b",\"body\":")?;
+    write_body_json(w, &d.body, d.raw)?;
+    w.write_all(b"}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_keeps_strings_and_numbers() {
+        let pretty = b"{\n  \"a b\": \"x\\\" y\",\n  \"n\": 1.50e3\n}";
+        assert_eq!(compact_json(pretty), b"{\"a b\":\"x\\\" y\",\"n\":1.50e3}".to_vec());
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_millis() {
+        assert_eq!(time(1_000), "1970-01-01T00:00:01.000Z");
+        assert_eq!(time(1_764_234_000_123), "2025-11-27T09:00:00.123Z");
+    }
+}

@@ -1,0 +1,241 @@
+//! Parsers for the values users type: durations, times, sizes and queue names.
+//!
+//! Each returns a `String` error that names the offending value and shows the
+//! right form, so clap can print it as a usage error (exit 2).
+
+use std::time::Duration;
+
+/// The longest duration spool accepts anywhere (100 years): beyond it, times
+/// would overflow the millisecond clock and nobody means it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+const DURATION_HINT: &str = "write a whole number with a unit, like `250ms`, `30s`, `5m`, `2h` or `7d` (units may be combined: `1h30m`)";
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `7d`, or combinations like `1h30m`.
+/// A bare `0` is zero. Negative, fractional or overflowing values are refused.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration `{text}`: {DURATION_HINT}");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total_ms: u64 = 0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        let part = number.checked_mul(unit_ms).ok_or_else(too_long(text))?;
+        total_ms = total_ms.checked_add(part).ok_or_else(too_long(text))?;
+    }
+    let total = Duration::from_millis(total_ms);
+    if total > MAX_DURATION {
+        return Err(too_long(text)());
+    }
+    Ok(total)
+}
+
+fn too_long(text: &str) -> impl Fn() -> String + '_ {
+    move || format!("duration `{text}` is too long: the most spool accepts is 100 years (`36500d`)")
+}
+
+/// A duration that must be above zero, such as a visibility timeout.
+pub fn positive_duration(text: &str) -> Result<Duration, String> {
+    let d = duration(text)?;
+    if d.is_zero() {
+        return Err(format!("duration `{text}` must be above zero, like `30s`"));
+    }
+    Ok(d)
+}
+
+/// A point in time given as RFC 3339 (`2026-11-27T09:00:00Z`, offsets allowed),
+/// returned as milliseconds since the Unix epoch.
+pub fn time_ms(text: &str) -> Result<i64, String> {
+    let ts: jiff::Timestamp = text.parse().map_err(|_| {
+        format!("invalid time `{text}`: write RFC 3339, like `2026-11-27T09:00:00Z` or `2026-11-27T10:00:00+01:00`")
+    })?;
+    Ok(ts.as_millisecond())
+}
+
+/// Either a duration back from now (`1h`: an hour ago) or an absolute time,
+/// as taken by `replay --since/--until`. Returns milliseconds since the epoch.
+pub fn since(text: &str) -> Result<SinceArg, String> {
+    if let Ok(d) = duration(text) {
+        return Ok(SinceArg::Ago(d));
+    }
+    time_ms(text).map(SinceArg::At).map_err(|_| {
+        format!("invalid time `{text}`: write a duration back from now like `2h`, or RFC 3339 like `2026-11-27T09:00:00Z`")
+    })
+}
+
+/// A `--since`/`--until` value: relative to now, or absolute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinceArg {
+    /// This long before now.
+    Ago(Duration),
+    /// This absolute time, in ms since the epoch.
+    At(i64),
+}
+
+impl SinceArg {
+    /// The absolute time in ms since the epoch, given the current time.
+    pub fn resolve(self, now_ms: i64) -> i64 {
+        match self {
+            SinceArg::Ago(d) => now_ms.saturating_sub(d.as_millis() as i64),
+            SinceArg::At(t) => t,
+        }
+    }
+}
+
+/// Parses a size such as `512`, `64KiB`, `1MiB` (also `KB`/`MB` as 1000-based,
+/// and `K`/`M`/`G` as 1024-based), returned in bytes.
+pub fn size(text: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size `{text}`: write bytes like `512`, `64KiB` or `1MiB`");
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(bad());
+    }
+    let number: u64 = text[..digits].parse().map_err(|_| bad())?;
+    let unit: u64 = match text[digits..].trim_start() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(unit)
+        .filter(|n| *n <= i64::MAX as u64)
+        .ok_or_else(|| format!("size `{text}` is too large"))
+}
+
+/// Checks a queue or topic name: 1–128 characters from ASCII letters, digits
+/// and `. _ - :`, starting with a letter or digit.
+pub fn queue_name(text: &str) -> Result<String, String> {
+    let rule = "names are 1–128 characters of ASCII letters, digits and `. _ - :`, starting with a letter or digit";
+    let shown = text.escape_debug();
+    if text.is_empty() {
+        return Err(format!("empty queue name: {rule}"));
+    }
+    if text.len() > 128 {
+        return Err(format!("queue name `{shown}` is {} characters long: {rule}", text.len()));
+    }
+    let first_ok = text.as_bytes()[0].is_ascii_alphanumeric();
+    let all_ok = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if !first_ok || !all_ok {
+        return Err(format!("invalid queue name `{shown}`: {rule}"));
+    }
+    Ok(text.to_owned())
+}
+
+/// Formats a duration the way users write them (`30s`, `1h30m`, `250ms`, `0`).
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
+/// Formats a byte count as users write sizes (`1MiB`, `64KiB`, `1000`).
+pub fn format_size(bytes: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        assert_eq!(duration("0s"), Ok(Duration::ZERO));
+        for bad in ["", "-5s", "1.5.3s", "1.5s", "5", "s", "5x", "5 s", " 5s", "99999999999999999999s"] {
+            assert!(duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        let err = duration("99999999d").unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+    }
+
+    #[test]
+    fn positive_durations_refuse_zero() {
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("1ms").is_ok());
+    }
+
+    #[test]
+    fn durations_round_trip_through_format() {
+        for text in ["250ms", "30s", "1h30m", "7d", "1d2h3m4s5ms"] {
+            assert_eq!(format_duration(duration(text).unwrap()), text);
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("512"), Ok(512));
+        assert_eq!(size("64KiB"), Ok(65536));
+        assert_eq!(size("1MiB"), Ok(1 << 20));
+        assert_eq!(size("2MB"), Ok(2_000_000));
+        assert!(size("1.5MiB").is_err());
+        assert!(size("MiB").is_err());
+        assert!(size("99999999999GiB").is_err());
+        assert_eq!(format_size(1 << 20), "1MiB");
+        assert_eq!(format_size(1000), "1000");
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(time_ms("1970-01-01T00:00:01Z"), Ok(1000));
+        assert_eq!(time_ms("1970-01-01T01:00:01+01:00"), Ok(1000));
+        assert!(time_ms("yesterday").is_err());
+        assert_eq!(since("2h").unwrap().resolve(10_000_000), 10_000_000 - 7_200_000);
+    }
+
+    #[test]
+    fn queue_names() {
+        for good in ["orders", "a", "orders.v2", "team:billing_retry-1", &"x".repeat(128)] {
+            assert!(queue_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-orders", ".x", "has space", "ünïcode", "tab\there", &"x".repeat(129), "a/b"] {
+            assert!(queue_name(bad).is_err(), "{bad}");
+        }
+    }
+}

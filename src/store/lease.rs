@@ -1,0 +1,502 @@
+//! Leases: claim, ack, nack, extend, and the lazy transitions (due delayed
+//! messages, expired leases, retention) that claims perform on the way.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rusqlite::OptionalExtension;
+
+use super::queues::{self, QueueRow};
+use super::tx::Tx;
+use super::{Delivery, Result, State, Store, ms};
+
+/// How many acked messages past retention one write removes at most, so that
+/// no single command pays for a large cleanup.
+const SWEEP_BATCH: i64 = 512;
+
+/// Free pages above which a write hands pages back to the file system.
+const VACUUM_THRESHOLD: i64 = 256;
+
+/// The longest backoff `nack --backoff` and `work` wait.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Proof of one delivery, taken by ack, nack and extend. Printed as an opaque
+/// token: queue id, message id and a random lease number, in hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    queue_id: i64,
+    msg_id: i64,
+    lease: i64,
+}
+
+impl fmt::Display for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:x}_{:x}_{:016x}",
+            self.queue_id, self.msg_id, self.lease as u64
+        )
+    }
+}
+
+impl FromStr for Receipt {
+    type Err = ReceiptError;
+
+    fn from_str(s: &str) -> Result<Self, ReceiptError> {
+        let mut parts = s.split('_');
+        let mut next = |max_len: usize| {
+            parts
+                .next()
+                .filter(|p| !p.is_empty() && p.len() <= max_len)
+                .and_then(|p| u64::from_str_radix(p, 16).ok())
+                .ok_or(ReceiptError::Unknown)
+        };
+        let queue_id = next(16)? as i64;
+        let msg_id = next(16)? as i64;
+        let lease = next(16)? as i64;
+        if parts.next().is_some() || queue_id <= 0 || msg_id <= 0 {
+            return Err(ReceiptError::Unknown);
+        }
+        Ok(Receipt {
+            queue_id,
+            msg_id,
+            lease,
+        })
+    }
+}
+
+/// Why a receipt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Not a receipt spool issued, or for a queue that no longer exists.
+    #[error("unknown receipt")]
+    Unknown,
+    /// The lease ran out (or was ended by a nack); the message may have gone
+    /// to another consumer.
+    #[error("its lease has ended; the message is back in the queue or with another consumer")]
+    LeaseEnded,
+}
+
+/// When a nacked message becomes deliverable again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// At once.
+    Now,
+    /// After this delay.
+    After(Duration),
+    /// After the queue's exponential backoff for the attempt that failed.
+    Backoff,
+}
+
+/// The backoff after failed attempt number `attempt`: `retry_delay ×
+/// 2^(attempt−1)`, ±20% jitter, capped at one hour.
+pub fn backoff(retry_delay: Duration, attempt: i64) -> Duration {
+    let exponent = attempt.clamp(1, 40) as u32 - 1;
+    let base = retry_delay
+        .checked_mul(1u32 << exponent.min(31))
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF);
+    let jitter = 0.8 + 0.4 * random_unit();
+    base.mul_f64(jitter).min(MAX_BACKOFF)
+}
+
+/// A number in [0, 1) from the process's random hasher seed.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    let bits = RandomState::new().hash_one(std::time::Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A delivery row as ack/nack/extend see it.
+struct Held {
+    attempts: i64,
+    group: Option<String>,
+}
+
+enum Check {
+    /// The receipt's lease holds.
+    Held(Held),
+    /// Already acked with this receipt (or gone): acking again is harmless.
+    Done,
+    Refused(ReceiptError),
+}
+
+impl Store {
+    /// Leases up to `max` deliverable messages of `queue` for `visibility`
+    /// (default: the queue's), highest priority first, then oldest. With
+    /// `ack`, they are acked in the same transaction (at-most-once).
+    pub fn claim(
+        &mut self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        ack: bool,
+    ) -> Result<Vec<Delivery>> {
+        let mut tx = Tx::begin(&mut self.conn)?;
+        let Some(q) = queues::lookup(&tx.tx, queue)? else {
+            drop(tx);
+            return Err(self.unknown_queue(queue));
+        };
+        if q.is_topic {
+            return Err(queues::topic_error(&tx.tx, q)?);
+        }
+        promote_due(&mut tx, &q)?;
+        sweep(&mut tx, &q)?;
+        let lease_end = tx
+            .now
+            .saturating_add(ms(visibility.unwrap_or(q.settings.visibility)));
+        let mut leased = lease_next(&tx, &q, max, lease_end)?;
+        tx.moved_many(q.id, Some(State::Ready), Some(State::Leased), leased.len() as i64);
+        for d in &mut leased {
+            fill_message(&tx, d)?;
+        }
+        if ack {
+            for d in &leased {
+                finish(&mut tx, &q, d.id, d.group.as_deref(), State::Acked)?;
+            }
+        }
+        tx.commit()?;
+        Ok(leased)
+    }
+
+    /// Acks each receipt: the message is done (kept for replay, or deleted when
+    /// the queue's retention is 0). Each receipt is judged on its own.
+    pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
+        self.settle(receipts, |tx, q, r, held| {
+            finish(tx, q, r.msg_id, held.group.as_deref(), State::Acked)
+        })
+    }
+
+    /// Gives each receipt's message back: deliverable again per `release`, or
+    /// dead when this was its last allowed attempt.
+    pub fn nack(
+        &mut self,
+        receipts: &[Receipt],
+        release: Release,
+    ) -> Result<Vec<Result<(), ReceiptError>>> {
+        self.settle(receipts, |tx, q, r, held| {
+            let max = q.settings.max_attempts as i64;
+            if max > 0 && held.attempts >= max {
+                return finish(tx, q, r.msg_id, held.group.as_deref(), State::Dead);
+            }
+            let delay = match release {
+                Release::Now => Duration::ZERO,
+                Release::After(d) => d,
+                Release::Backoff => backoff(q.settings.retry_delay, held.attempts),
+            };
+            let state = if delay.is_zero() {
+                State::Ready
+            } else {
+                State::Delayed
+            };
+            set_state(tx, q.id, r.msg_id, state, tx.now.saturating_add(ms(delay)))?;
+            tx.moved(q.id, Some(State::Leased), Some(state));
+            Ok(())
+        })
+    }
+
+    /// Pushes each receipt's lease end to now + `by` (a heartbeat).
+    pub fn extend(
+        &mut self,
+        receipts: &[Receipt],
+        by: Duration,
+    ) -> Result<Vec<Result<(), ReceiptError>>> {
+        self.settle(receipts, |tx, q, r, _| {
+            set_state(tx, q.id, r.msg_id, State::Leased, tx.now.saturating_add(ms(by)))
+        })
+    }
+
+    /// Runs `act` for every receipt whose lease holds, in one transaction.
+    fn settle(
+        &mut self,
+        receipts: &[Receipt],
+        mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
+    ) -> Result<Vec<Result<(), ReceiptError>>> {
+        let mut tx = Tx::begin(&mut self.conn)?;
+        let mut queues: HashMap<i64, Option<QueueRow>> = HashMap::new();
+        let next_id: i64 = tx
+            .tx
+            .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
+            .query_row([], |row| row.get(0))?;
+        let mut outcomes = Vec::with_capacity(receipts.len());
+        for r in receipts {
+            if !queues.contains_key(&r.queue_id) {
+                queues.insert(r.queue_id, queues::by_id(&tx.tx, r.queue_id)?);
+            }
+            let Some(q) = queues[&r.queue_id].as_ref() else {
+                outcomes.push(Err(ReceiptError::Unknown));
+                continue;
+            };
+            let outcome = match check(&tx, r, next_id)? {
+                Check::Held(held) => {
+                    act(&mut tx, q, r, held)?;
+                    Ok(())
+                }
+                Check::Done => Ok(()),
+                Check::Refused(e) => Err(e),
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+/// Judges a receipt against the delivery row it names.
+fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Check> {
+    let row = tx
+        .tx
+        .prepare_cached(
+            "SELECT state, lease, visible_at, attempts, grp FROM deliveries
+             WHERE msg_id = ?1 AND queue_id = ?2",
+        )?
+        .query_row((r.msg_id, r.queue_id), |row| {
+            Ok((
+                State::from_i64(row.get(0)?),
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((state, lease, visible_at, attempts, group)) = row else {
+        // Deleted on ack (retention 0), by retention, or by a purge: the
+        // message is finished, so acking it again changes nothing.
+        return Ok(if r.msg_id < next_id {
+            Check::Done
+        } else {
+            Check::Refused(ReceiptError::Unknown)
+        });
+    };
+    if lease != Some(r.lease) {
+        return Ok(Check::Refused(ReceiptError::LeaseEnded));
+    }
+    Ok(match state {
+        State::Leased if visible_at > tx.now => Check::Held(Held { attempts, group }),
+        State::Acked => Check::Done,
+        _ => Check::Refused(ReceiptError::LeaseEnded),
+    })
+}
+
+fn set_state(tx: &Tx<'_>, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()> {
+    tx.tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = ?3, visible_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
+        )?
+        .execute((msg, queue, state as i64, visible_at))?;
+    Ok(())
+}
+
+/// Leases the next `max` ready deliveries and returns them without bodies.
+fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
+    let mut stmt = tx.tx.prepare_cached(
+        "UPDATE deliveries SET state = 2, attempts = attempts + 1, lease = random(), visible_at = ?3
+         WHERE queue_id = ?1 AND msg_id IN (
+             SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
+             ORDER BY priority DESC, msg_id LIMIT ?2)
+         RETURNING msg_id, attempts, lease, priority, grp",
+    )?;
+    let mut leased = stmt
+        .query_map((q.id, max as i64, lease_end), |row| {
+            let msg_id = row.get(0)?;
+            Ok(Delivery {
+                id: msg_id,
+                queue: q.name.clone(),
+                receipt: Receipt {
+                    queue_id: q.id,
+                    msg_id,
+                    lease: row.get(2)?,
+                },
+                attempt: row.get(1)?,
+                published_at: 0,
+                lease_expires_at: lease_end,
+                key: None,
+                group: row.get(4)?,
+                priority: row.get(3)?,
+                headers: None,
+                body: Vec::new(),
+                raw: false,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    leased.sort_by_key(|d| (-d.priority, d.id));
+    Ok(leased)
+}
+
+fn fill_message(tx: &Tx<'_>, d: &mut Delivery) -> Result<()> {
+    let (key, published_at, raw, headers, body) = tx
+        .tx
+        .prepare_cached("SELECT key, published_at, raw, headers, body FROM messages WHERE id = ?1")?
+        .query_row([d.id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })?;
+    d.key = key;
+    d.published_at = published_at;
+    d.raw = raw;
+    d.headers = headers;
+    d.body = body;
+    Ok(())
+}
+
+/// Ends a leased delivery as acked (kept or deleted per retention) or dead,
+/// and lets the next message of its group go.
+fn finish(tx: &mut Tx<'_>, q: &QueueRow, msg: i64, group: Option<&str>, to: State) -> Result<()> {
+    if to == State::Acked && q.settings.retention.is_zero() {
+        tx.tx
+            .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?
+            .execute((msg, q.id))?;
+        delete_orphan(tx, msg)?;
+        tx.acked_and_deleted(q.id);
+    } else {
+        tx.tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?3, done_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .execute((msg, q.id, to as i64, tx.now))?;
+        tx.moved(q.id, Some(State::Leased), Some(to));
+    }
+    if let Some(group) = group {
+        release_group(tx, q.id, group, msg)?;
+    }
+    Ok(())
+}
+
+/// Deletes a message whose last delivery is gone.
+pub(crate) fn delete_orphan(tx: &mut Tx<'_>, msg: i64) -> Result<()> {
+    let deleted = tx
+        .tx
+        .prepare_cached(
+            "DELETE FROM messages WHERE id = ?1
+               AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)",
+        )?
+        .execute([msg])?;
+    if deleted > 0 {
+        tx.freed_pages();
+    }
+    Ok(())
+}
+
+/// After `finished`, the head of `group`, reached a final state: the next
+/// held message of the group (lowest id) becomes the head.
+pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
+    let head: Option<i64> = tx
+        .tx
+        .prepare_cached("SELECT head_id FROM groups WHERE queue_id = ?1 AND grp = ?2")?
+        .query_row((queue, group), |row| row.get(0))
+        .optional()?;
+    if head != Some(finished) {
+        return Ok(());
+    }
+    let next: Option<(i64, i64)> = tx
+        .tx
+        .prepare_cached(
+            "SELECT msg_id, visible_at FROM deliveries
+             WHERE queue_id = ?1 AND grp = ?2 AND state = 5 ORDER BY msg_id LIMIT 1",
+        )?
+        .query_row((queue, group), |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((next_id, visible_at)) = next else {
+        tx.tx
+            .prepare_cached("DELETE FROM groups WHERE queue_id = ?1 AND grp = ?2")?
+            .execute((queue, group))?;
+        return Ok(());
+    };
+    let state = if visible_at > tx.now {
+        State::Delayed
+    } else {
+        State::Ready
+    };
+    set_state(tx, queue, next_id, state, visible_at)?;
+    tx.tx
+        .prepare_cached("UPDATE groups SET head_id = ?3 WHERE queue_id = ?1 AND grp = ?2")?
+        .execute((queue, group, next_id))?;
+    tx.moved(queue, Some(State::Held), Some(state));
+    Ok(())
+}
+
+/// Moves due delayed messages and expired leases of `q` back to ready, or to
+/// dead for a lease that ran out on the last allowed attempt. Cost is one
+/// index range scan over just the due rows.
+pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
+    let max = q.settings.max_attempts as i64;
+    if max > 0 {
+        let died: Vec<(i64, Option<String>)> = tx
+            .tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 4, done_at = visible_at
+                 WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+                   AND state = 2 AND attempts >= ?3
+                 RETURNING msg_id, grp",
+            )?
+            .query_map((q.id, tx.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.moved_many(q.id, Some(State::Leased), Some(State::Dead), died.len() as i64);
+        for (msg, group) in died {
+            if let Some(group) = group {
+                release_group(tx, q.id, &group, msg)?;
+            }
+        }
+    }
+    for from in [State::Delayed, State::Leased] {
+        let n = tx
+            .tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 0
+                 WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = ?3",
+            )?
+            .execute((q.id, tx.now, from as i64))?;
+        tx.moved_many(q.id, Some(from), Some(State::Ready), n as i64);
+    }
+    Ok(())
+}
+
+/// Removes up to [`SWEEP_BATCH`] acked messages of `q` whose retention has
+/// passed, and their bodies when no other queue holds them.
+pub(crate) fn sweep(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
+    let cutoff = tx.now.saturating_sub(ms(q.settings.retention));
+    let removed: Vec<i64> = tx
+        .tx
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE queue_id = ?1 AND msg_id IN (
+                 SELECT msg_id FROM deliveries
+                 WHERE queue_id = ?1 AND state IN (3, 4) AND state = 3 AND done_at <= ?2
+                 LIMIT ?3)
+             RETURNING msg_id",
+        )?
+        .query_map((q.id, cutoff, SWEEP_BATCH), |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    tx.moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
+    for msg in removed {
+        delete_orphan(tx, msg)?;
+    }
+    Ok(())
+}
+
+/// Hands free pages back to the file system, a bounded step at a time.
+pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
+    let free: i64 = tx
+        .tx
+        .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+    if free > VACUUM_THRESHOLD {
+        tx.tx
+            .execute_batch(&format!("PRAGMA incremental_vacuum({})", free.min(4 * VACUUM_THRESHOLD)))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// When the next delayed message or lease of `queue` comes due (ms since
+    /// the epoch), so a waiting consumer knows when to look again.
+    pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(visible_at) FROM deliveries
+                 WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)",
+            )?
+            .query_row([queue], |row| row.get(0))?)
+    }
+}

@@ -1,0 +1,603 @@
+//! All of spool's SQL, behind a typed API: open, publish, claim, ack, nack,
+//! extend, and queue settings. Commands call this module and never see SQL,
+//! so another database can later stand behind the same API.
+//!
+//! # Data model
+//!
+//! A message's body is stored once in `messages`; each queue that holds it has
+//! its own row in `deliveries` with state, priority, attempts and lease. A topic
+//! is a row in `queues` with `is_topic = 1` and rows in `subscriptions`;
+//! publishing to it writes one message and a delivery per subscribed queue.
+//! Message ids come from `meta.next_message_id`, so they are never reused, also
+//! after the newest message was deleted.
+//!
+//! Claiming walks the partial index `deliveries_ready (queue_id, priority DESC,
+//! msg_id) WHERE state = 0`, so finding the next message is one index seek
+//! whatever the backlog. Delayed messages and leases wait in `deliveries_waiting
+//! (queue_id, visible_at)`; every claim first moves the due ones back to ready
+//! (or to dead when a lease ran out on the last allowed attempt). That is how an
+//! expired lease becomes deliverable again with no daemon. Readers apply the same
+//! rule on the fly, so `peek` and `stats` show an expired lease as ready at once.
+//!
+//! Per-state counts live in `queues.n_*` and are kept by the same transactions
+//! that change states (see [`tx::Tx`]), because counting a million index entries
+//! takes about half a second.
+//!
+//! # Locking
+//!
+//! The database runs in WAL mode: readers never block the writer and the writer
+//! never blocks readers. Every transaction that writes starts with `BEGIN
+//! IMMEDIATE`, so it takes the write lock up front and waits for it through the
+//! busy timeout (`--busy-timeout`, default 10s); a deferred transaction that
+//! upgraded later would fail with `SQLITE_BUSY` without waiting. A lock still
+//! held when the timeout passes surfaces as [`Error::Busy`] (exit 75), never as
+//! a raw "database is locked". Transactions are short: a claim or an ack is a
+//! handful of index operations.
+//!
+//! # Durability
+//!
+//! `--sync full` (the default) sets `PRAGMA synchronous = FULL`: the WAL is
+//! fsynced at every commit, so a command that exits 0 has its work on disk even
+//! if the machine loses power. `--sync normal` fsyncs only at checkpoints: a
+//! crash of the process loses nothing, a power loss may lose the last commits.
+//! Each command is one transaction (or, for `publish --stream`, a clear series
+//! of them), so `kill -9` at any moment leaves the database consistent.
+//!
+//! # Performance
+//!
+//! - `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`: a short-lived command does not
+//!   checkpoint and delete the WAL when it exits; the WAL is checkpointed by
+//!   SQLite's auto-checkpoint (every 1000 pages) during commits instead. Without
+//!   it, every one-message `spool publish` would pay for a checkpoint.
+//! - `auto_vacuum = INCREMENTAL`, set when the file is created: pages freed by
+//!   acks and retention are handed back in small steps by writing commands.
+//! - Hot statements go through `prepare_cached`.
+//! - Bodies live in `messages`, away from the `deliveries` rows and indexes the
+//!   claim query walks.
+
+mod lease;
+mod publish;
+mod queues;
+mod schema;
+mod tx;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use lease::{Receipt, ReceiptError, Release};
+pub use publish::{NewMessage, PublishBatch};
+
+/// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another process held the write lock past the busy timeout.
+    #[error(
+        "the database is busy: another process held the write lock for longer than the busy timeout. Nothing was changed; try again, or raise `--busy-timeout`"
+    )]
+    Busy,
+    /// The database file cannot be opened, read or written.
+    #[error("cannot open the database `{path}`: {reason}")]
+    Open {
+        /// The database path.
+        path: PathBuf,
+        /// What went wrong, for people.
+        reason: String,
+    },
+    /// The file is an SQLite database but not one of spool's.
+    #[error(
+        "`{path}` is an SQLite database, but not a spool database. Point `--db` at another file"
+    )]
+    NotSpool {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The database was written by a newer spool.
+    #[error(
+        "the database `{path}` has schema version {found}, but this spool knows versions up to {supported}. Upgrade spool to use it"
+    )]
+    NewerSchema {
+        /// The database path.
+        path: PathBuf,
+        /// The version found in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// No queue or topic has this name.
+    #[error("no queue named `{name}`{}", did_you_mean(similar))]
+    UnknownQueue {
+        /// The name asked for.
+        name: String,
+        /// Existing names close to it.
+        similar: Vec<String>,
+    },
+    /// A topic was published to, but no queue subscribes to it.
+    #[error(
+        "topic `{topic}` has no subscribers, so the message would go nowhere. Subscribe a queue first: `spool subscribe {topic} QUEUE`"
+    )]
+    NoSubscribers {
+        /// The topic name.
+        topic: String,
+    },
+    /// The name belongs to a topic, where a queue was expected.
+    #[error("`{name}` is a topic, not a queue{}", subscribers_hint(subscribers))]
+    NameIsTopic {
+        /// The topic name.
+        name: String,
+        /// Queues subscribed to it.
+        subscribers: Vec<String>,
+    },
+    /// A queue that holds messages cannot become a topic.
+    #[error(
+        "`{name}` is a queue that holds messages, so it cannot become a topic. Pick another topic name"
+    )]
+    NameHoldsMessages {
+        /// The queue name.
+        name: String,
+    },
+    /// `queue create` with settings that differ from the existing queue's.
+    #[error(
+        "queue `{name}` already exists with other settings. Change them with `spool queue set {name} …`"
+    )]
+    SettingsConflict {
+        /// The queue name.
+        name: String,
+    },
+    /// `queue delete` of a queue that still holds work.
+    #[error(
+        "queue `{name}` still holds {pending} message(s) that are ready, delayed, leased or dead. Delete it anyway with `spool queue delete {name} --force`"
+    )]
+    QueueNotEmpty {
+        /// The queue name.
+        name: String,
+        /// How many messages it holds that are not acked.
+        pending: i64,
+    },
+    /// A body larger than the queue's `max_size`.
+    #[error("body is {size} bytes, larger than the queue's max_size of {limit} bytes")]
+    TooLarge {
+        /// The body size.
+        size: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// An invalid queue name reached the store.
+    #[error("invalid queue name `{name}`")]
+    BadName {
+        /// The name.
+        name: String,
+    },
+    /// Any other database failure: I/O, disk full, corruption.
+    #[error("the database cannot be read or written: {0}{hint}", hint = sqlite_hint(.0))]
+    Sqlite(rusqlite::Error),
+}
+
+fn did_you_mean(similar: &[String]) -> String {
+    match similar {
+        [] => ". List queues with `spool queue list`".into(),
+        names => {
+            let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            format!(". Did you mean {}?", names.join(" or "))
+        }
+    }
+}
+
+fn subscribers_hint(subscribers: &[String]) -> String {
+    if subscribers.is_empty() {
+        ". It has no subscribers yet".into()
+    } else {
+        let names: Vec<String> = subscribers.iter().map(|n| format!("`{n}`")).collect();
+        format!(". Use one of its queues: {}", names.join(", "))
+    }
+}
+
+fn sqlite_hint(err: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match err.sqlite_error_code() {
+        Some(C::DiskFull) => ". Free some disk space and try again",
+        Some(C::ReadOnly) => ". Check that the file and its folder are writable",
+        Some(C::NotADatabase) => ". Point `--db` at a spool database",
+        Some(C::DatabaseCorrupt) => ". The file is damaged; restore it from a backup",
+        _ => "",
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match err.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => Error::Busy,
+            _ => Error::Sqlite(err),
+        }
+    }
+}
+
+/// Store results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The state of a message in one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    /// Deliverable now.
+    Ready = 0,
+    /// Deliverable at a later time.
+    Delayed = 1,
+    /// Delivered; invisible until its lease ends.
+    Leased = 2,
+    /// Done; kept for replay until retention passes.
+    Acked = 3,
+    /// Failed `max_attempts` times.
+    Dead = 4,
+    /// Waiting behind an earlier message of its group.
+    Held = 5,
+}
+
+impl State {
+    /// Every state, in storage order.
+    pub const ALL: [State; 6] = [
+        State::Ready,
+        State::Delayed,
+        State::Leased,
+        State::Acked,
+        State::Dead,
+        State::Held,
+    ];
+
+    fn from_i64(n: i64) -> State {
+        State::ALL.get(n as usize).copied().unwrap_or(State::Ready)
+    }
+
+    /// The state's name as users see it. Held messages show as `delayed`: they
+    /// are deliverable later, once the earlier messages of their group are done.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Delayed | State::Held => "delayed",
+            State::Leased => "leased",
+            State::Acked => "acked",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// How durable each commit is (`--sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Sync {
+    /// Every commit is on disk before the command answers.
+    #[default]
+    Full,
+    /// Survives a crash of the process; a power loss may lose the last commits.
+    Normal,
+}
+
+/// Per-queue settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long a delivery stays invisible to other consumers.
+    pub visibility: Duration,
+    /// Deliveries before a message is dead (0: unlimited).
+    pub max_attempts: u32,
+    /// How long acked messages stay for replay (0: deleted on ack).
+    pub retention: Duration,
+    /// The largest body, in bytes.
+    pub max_size: u64,
+    /// Base of the exponential backoff of `work` and `nack --backoff`.
+    pub retry_delay: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            visibility: Duration::from_secs(30),
+            max_attempts: 5,
+            retention: Duration::from_secs(86_400),
+            max_size: 1 << 20,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Settings given on the command line; `None` keeps the current (or default) value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    /// New visibility timeout.
+    pub visibility: Option<Duration>,
+    /// New max attempts.
+    pub max_attempts: Option<u32>,
+    /// New retention.
+    pub retention: Option<Duration>,
+    /// New max body size.
+    pub max_size: Option<u64>,
+    /// New retry delay.
+    pub retry_delay: Option<Duration>,
+}
+
+impl SettingsPatch {
+    /// True when no setting is given.
+    pub fn is_empty(&self) -> bool {
+        *self == SettingsPatch::default()
+    }
+
+    /// `base` with the given settings applied.
+    pub fn apply(&self, base: Settings) -> Settings {
+        Settings {
+            visibility: self.visibility.unwrap_or(base.visibility),
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            retention: self.retention.unwrap_or(base.retention),
+            max_size: self.max_size.unwrap_or(base.max_size),
+            retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
+        }
+    }
+}
+
+/// One delivered message, as `consume` prints it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message id.
+    pub id: i64,
+    /// The queue it was delivered from.
+    pub queue: String,
+    /// The receipt for ack, nack and extend.
+    pub receipt: Receipt,
+    /// The number of this delivery, 1 for the first.
+    pub attempt: i64,
+    /// When the message was published (ms since the epoch).
+    pub published_at: i64,
+    /// When this lease ends (ms since the epoch).
+    pub lease_expires_at: i64,
+    /// The deduplication key, if any.
+    pub key: Option<String>,
+    /// The ordered group, if any.
+    pub group: Option<String>,
+    /// The priority.
+    pub priority: i64,
+    /// Headers as a JSON object text, if any.
+    pub headers: Option<String>,
+    /// The body bytes, exactly as stored.
+    pub body: Vec<u8>,
+    /// True when the body is raw text rather than JSON.
+    pub raw: bool,
+}
+
+/// Where the database is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database file.
+    pub path: PathBuf,
+    /// How long to wait for another process's write lock.
+    pub busy_timeout: Duration,
+    /// Commit durability.
+    pub sync: Sync,
+}
+
+/// An open spool database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens the database for writing, creating the file (mode 0600) and its
+    /// folder on first use and bringing the schema up to date.
+    pub fn open(opts: &Options) -> Result<Store> {
+        let path = &opts.path;
+        create_file(path)?;
+        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let mut store = Store {
+            conn,
+            path: path.clone(),
+        };
+        store.migrate()?;
+        store.tune(opts)?;
+        Ok(store)
+    }
+
+    /// Opens the database for reading only. Returns `None` when the file does
+    /// not exist or holds no spool schema yet: callers treat that as an empty
+    /// database. Never creates or changes the file.
+    pub fn open_read_only(opts: &Options) -> Result<Option<Store>> {
+        let path = &opts.path;
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(open_error(path, &e.to_string())),
+            Ok(meta) if meta.is_dir() => return Err(open_error(path, "it is a directory")),
+            Ok(_) => {}
+        }
+        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let store = Store {
+            conn,
+            path: path.clone(),
+        };
+        match store.schema_version()? {
+            0 if store.is_blank()? => Ok(None),
+            0 => Err(Error::NotSpool { path: path.clone() }),
+            v if v > schema::CURRENT => Err(Error::NewerSchema {
+                path: path.clone(),
+                found: v,
+                supported: schema::CURRENT,
+            }),
+            _ => Ok(Some(store)),
+        }
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| self.read_error(e))
+    }
+
+    fn is_blank(&self) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .map_err(|e| self.read_error(e))?;
+        Ok(n == 0)
+    }
+
+    /// The first read of a file tells whether it is a database at all; say so
+    /// in terms of the path rather than SQLite's words.
+    fn read_error(&self, err: rusqlite::Error) -> Error {
+        match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => open_error(
+                &self.path,
+                "the file is not a database. Point `--db` at a spool database, or at a path that does not exist yet",
+            ),
+            _ => Error::from(err),
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version = self.schema_version()?;
+        if version > schema::CURRENT {
+            return Err(Error::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+                supported: schema::CURRENT,
+            });
+        }
+        if version == schema::CURRENT {
+            return Ok(());
+        }
+        if version == 0 && !self.is_blank()? {
+            return Err(Error::NotSpool {
+                path: self.path.clone(),
+            });
+        }
+        if version == 0 {
+            // Both must be set before the first table exists; harmless if another
+            // process got there first.
+            self.conn
+                .pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        // Another process may have migrated while we waited for the lock.
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        for (i, step) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn tune(&mut self, opts: &Options) -> Result<()> {
+        let sync = match opts.sync {
+            Sync::Full => "FULL",
+            Sync::Normal => "NORMAL",
+        };
+        self.conn.pragma_update(None, "synchronous", sync)?;
+        self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
+        Ok(())
+    }
+
+    /// Names of every queue and topic, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM queues ORDER BY name")?;
+        let names = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+
+    /// An [`Error::UnknownQueue`] for `name`, with the closest existing names.
+    pub fn unknown_queue(&self, name: &str) -> Error {
+        let names = self.names().unwrap_or_default();
+        Error::UnknownQueue {
+            name: name.to_owned(),
+            similar: crate::suggest::similar(name, &names),
+        }
+    }
+
+    /// `PRAGMA data_version`: changes whenever another connection commits.
+    /// Cheap enough to poll every few milliseconds while waiting for messages.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |row| row.get(0))?)
+    }
+}
+
+fn open_error(path: &Path, reason: &str) -> Error {
+    Error::Open {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Creates the folder (0700) and an empty database file (0600) if missing.
+fn create_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(open_error(path, "it is a directory")),
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(open_error(path, &e.to_string()));
+        }
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| open_error(path, &format!("cannot create its folder: {e}")))?;
+    }
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(open_error(path, &e.to_string())),
+    }
+}
+
+fn connect(path: &Path, opts: &Options, mode: OpenFlags) -> Result<Connection> {
+    let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        let reason = match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::CannotOpen) => "the file cannot be opened; check that it exists and is readable".to_owned(),
+            _ => e.to_string(),
+        };
+        open_error(path, &reason)
+    })?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}

@@ -1,0 +1,92 @@
+//! The schema, as an append-only list of migrations keyed on `PRAGMA user_version`.
+//!
+//! Never edit a migration that has shipped: add a new one at the end.
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this spool writes and understands.
+pub const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+/// Version 1: queues, topics, messages stored once, one delivery row per queue.
+///
+/// States of a delivery: 0 ready, 1 delayed, 2 leased, 3 acked, 4 dead, 5 held
+/// (waiting behind an earlier message of its group). `visible_at` is when a
+/// delayed message becomes due, when a lease ends, or, for ready and held
+/// messages, when they became (or become) deliverable.
+const V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+INSERT INTO meta (key, value) VALUES ('next_message_id', 1);
+
+CREATE TABLE queues (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    is_topic        INTEGER NOT NULL DEFAULT 0,
+    visibility_ms   INTEGER NOT NULL,
+    max_attempts    INTEGER NOT NULL,
+    retention_ms    INTEGER NOT NULL,
+    max_size        INTEGER NOT NULL,
+    retry_delay_ms  INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    published_total INTEGER NOT NULL DEFAULT 0,
+    n_ready         INTEGER NOT NULL DEFAULT 0,
+    n_delayed       INTEGER NOT NULL DEFAULT 0,
+    n_leased        INTEGER NOT NULL DEFAULT 0,
+    n_acked         INTEGER NOT NULL DEFAULT 0,
+    n_dead          INTEGER NOT NULL DEFAULT 0,
+    n_held          INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE subscriptions (
+    topic_id   INTEGER NOT NULL,
+    queue_id   INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, queue_id)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE messages (
+    id           INTEGER PRIMARY KEY,
+    origin_id    INTEGER NOT NULL,
+    key          TEXT,
+    published_at INTEGER NOT NULL,
+    raw          INTEGER NOT NULL,
+    headers      TEXT,
+    body         BLOB NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX messages_key ON messages (origin_id, key) WHERE key IS NOT NULL;
+
+CREATE TABLE deliveries (
+    msg_id     INTEGER NOT NULL,
+    queue_id   INTEGER NOT NULL,
+    state      INTEGER NOT NULL,
+    priority   INTEGER NOT NULL,
+    visible_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    lease      INTEGER,
+    grp        TEXT,
+    done_at    INTEGER,
+    PRIMARY KEY (msg_id, queue_id)
+) WITHOUT ROWID, STRICT;
+CREATE INDEX deliveries_ready ON deliveries (queue_id, priority DESC, msg_id) WHERE state = 0;
+CREATE INDEX deliveries_waiting ON deliveries (queue_id, visible_at) WHERE state IN (1, 2);
+CREATE INDEX deliveries_done ON deliveries (queue_id, state, done_at) WHERE state IN (3, 4);
+CREATE INDEX deliveries_held ON deliveries (queue_id, grp, msg_id) WHERE state = 5;
+
+CREATE TABLE groups (
+    queue_id INTEGER NOT NULL,
+    grp      TEXT NOT NULL,
+    head_id  INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, grp)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE rates (
+    queue_id  INTEGER NOT NULL,
+    second    INTEGER NOT NULL,
+    published INTEGER NOT NULL DEFAULT 0,
+    acked     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue_id, second)
+) WITHOUT ROWID, STRICT;
+";

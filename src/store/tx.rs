@@ -1,0 +1,117 @@
+//! A write transaction that keeps the per-queue counters in step with the
+//! state changes it makes.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Transaction, TransactionBehavior};
+
+use super::{Result, State};
+
+/// How long per-second publish/ack rates are kept (for `stats` and `top`).
+const RATE_WINDOW_SECONDS: i64 = 3600;
+
+#[derive(Debug, Default)]
+struct Deltas {
+    states: [i64; 6],
+    published: i64,
+    acked: i64,
+}
+
+/// A `BEGIN IMMEDIATE` transaction plus the counter changes it owes.
+///
+/// Every state change goes through [`Tx::moved`]; [`Tx::commit`] writes the
+/// summed changes to `queues` and `rates` once per queue, so a batch of a
+/// million messages updates the counters once.
+pub(crate) struct Tx<'c> {
+    pub tx: Transaction<'c>,
+    /// The time this transaction acts at, in ms since the epoch.
+    pub now: i64,
+    deltas: BTreeMap<i64, Deltas>,
+    freed: bool,
+}
+
+impl<'c> Tx<'c> {
+    /// Takes the write lock now (waiting up to the busy timeout).
+    pub fn begin(conn: &'c mut rusqlite::Connection) -> Result<Tx<'c>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(Tx {
+            tx,
+            now: super::now_ms(),
+            deltas: BTreeMap::new(),
+            freed: false,
+        })
+    }
+
+    /// Records that one delivery of `queue` went from `from` to `to`
+    /// (`None`: it did not exist before, or no longer exists).
+    pub fn moved(&mut self, queue: i64, from: Option<State>, to: Option<State>) {
+        self.moved_many(queue, from, to, 1);
+    }
+
+    /// Like [`Tx::moved`], for `n` deliveries at once.
+    pub fn moved_many(&mut self, queue: i64, from: Option<State>, to: Option<State>, n: i64) {
+        if n == 0 || from == to {
+            return;
+        }
+        let d = self.deltas.entry(queue).or_default();
+        if let Some(s) = from {
+            d.states[s as usize] -= n;
+        }
+        if let Some(s) = to {
+            d.states[s as usize] += n;
+        }
+        if to == Some(State::Acked) {
+            d.acked += n;
+        }
+    }
+
+    /// Counts an ack whose delivery was deleted at once (retention 0).
+    pub fn acked_and_deleted(&mut self, queue: i64) {
+        let d = self.deltas.entry(queue).or_default();
+        d.states[State::Leased as usize] -= 1;
+        d.acked += 1;
+    }
+
+    /// Notes that rows were deleted, so commit may hand free pages back.
+    pub fn freed_pages(&mut self) {
+        self.freed = true;
+    }
+
+    /// Counts `n` newly published messages in `queue`.
+    pub fn published(&mut self, queue: i64, n: i64) {
+        self.deltas.entry(queue).or_default().published += n;
+    }
+
+    /// Writes the counters and commits.
+    pub fn commit(self) -> Result<()> {
+        let second = self.now / 1000;
+        for (queue, d) in &self.deltas {
+            let s = &d.states;
+            self.tx
+                .prepare_cached(
+                    "UPDATE queues SET n_ready = n_ready + ?2, n_delayed = n_delayed + ?3,
+                       n_leased = n_leased + ?4, n_acked = n_acked + ?5, n_dead = n_dead + ?6,
+                       n_held = n_held + ?7, published_total = published_total + ?8
+                     WHERE id = ?1",
+                )?
+                .execute((queue, s[0], s[1], s[2], s[3], s[4], s[5], d.published))?;
+            if d.published != 0 || d.acked != 0 {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO rates (queue_id, second, published, acked) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (queue_id, second) DO UPDATE SET
+                           published = published + excluded.published, acked = acked + excluded.acked",
+                    )?
+                    .execute((queue, second, d.published, d.acked))?;
+                self.tx
+                    .prepare_cached("DELETE FROM rates WHERE queue_id = ?1 AND second < ?2")?
+                    .execute((queue, second - RATE_WINDOW_SECONDS))?;
+            }
+        }
+        if self.freed {
+            super::lease::vacuum_step(&self)?;
+        }
+        self.tx.commit()?;
+        Ok(())
+    }
+}
