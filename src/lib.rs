@@ -34,8 +34,10 @@ use crate::output::{ColorChoice, Output};
     max_term_width = 100
 )]
 pub struct Cli {
+    /// Options for every command.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// The command to run.
     #[command(subcommand)]
     pub command: commands::Command,
 }
@@ -59,7 +61,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DUR", default_value = "10s", value_parser = parse::duration)]
     pub busy_timeout: Duration,
     /// Commit durability: `full` fsyncs every commit, `normal` survives a process crash only
-    #[arg(long, global = true, env = "SPOOL_SYNC", value_enum, default_value_t, value_name = "MODE")]
+    #[arg(
+        long,
+        global = true,
+        env = "SPOOL_SYNC",
+        value_enum,
+        default_value_t,
+        value_name = "MODE"
+    )]
     pub sync: store::Sync,
 }
 
@@ -162,10 +171,16 @@ fn usage_error(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         err.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         let _ = err.print();
-        let code = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
+        let code = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
         return ExitCode::from(code);
     }
     let text = err.render().to_string();

@@ -201,7 +201,10 @@ mod tests {
     #[test]
     fn compact_keeps_strings_and_numbers() {
         let pretty = b"{\n  \"a b\": \"x\\\" y\",\n  \"n\": 1.50e3\n}";
-        assert_eq!(compact_json(pretty), b"{\"a b\":\"x\\\" y\",\"n\":1.50e3}".to_vec());
+        assert_eq!(
+            compact_json(pretty),
+            b"{\"a b\":\"x\\\" y\",\"n\":1.50e3}".to_vec()
+        );
     }
 
     #[test]

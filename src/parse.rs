@@ -136,7 +136,10 @@ pub fn queue_name(text: &str) -> Result<String, String> {
         return Err(format!("empty queue name: {rule}"));
     }
     if text.len() > 128 {
-        return Err(format!("queue name `{shown}` is {} characters long: {rule}", text.len()));
+        return Err(format!(
+            "queue name `{shown}` is {} characters long: {rule}",
+            text.len()
+        ));
     }
     let first_ok = text.as_bytes()[0].is_ascii_alphanumeric();
     let all_ok = text
@@ -155,7 +158,13 @@ pub fn format_duration(d: Duration) -> String {
         return "0".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -188,7 +197,18 @@ mod tests {
         assert_eq!(duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(duration("0"), Ok(Duration::ZERO));
         assert_eq!(duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "-5s", "1.5.3s", "1.5s", "5", "s", "5x", "5 s", " 5s", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "-5s",
+            "1.5.3s",
+            "1.5s",
+            "5",
+            "s",
+            "5x",
+            "5 s",
+            " 5s",
+            "99999999999999999999s",
+        ] {
             assert!(duration(bad).is_err(), "{bad:?} should be refused");
         }
         let err = duration("99999999d").unwrap_err();
@@ -226,15 +246,33 @@ mod tests {
         assert_eq!(time_ms("1970-01-01T00:00:01Z"), Ok(1000));
         assert_eq!(time_ms("1970-01-01T01:00:01+01:00"), Ok(1000));
         assert!(time_ms("yesterday").is_err());
-        assert_eq!(since("2h").unwrap().resolve(10_000_000), 10_000_000 - 7_200_000);
+        assert_eq!(
+            since("2h").unwrap().resolve(10_000_000),
+            10_000_000 - 7_200_000
+        );
     }
 
     #[test]
     fn queue_names() {
-        for good in ["orders", "a", "orders.v2", "team:billing_retry-1", &"x".repeat(128)] {
+        for good in [
+            "orders",
+            "a",
+            "orders.v2",
+            "team:billing_retry-1",
+            &"x".repeat(128),
+        ] {
             assert!(queue_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-orders", ".x", "has space", "ünïcode", "tab\there", &"x".repeat(129), "a/b"] {
+        for bad in [
+            "",
+            "-orders",
+            ".x",
+            "has space",
+            "ünïcode",
+            "tab\there",
+            &"x".repeat(129),
+            "a/b",
+        ] {
             assert!(queue_name(bad).is_err(), "{bad}");
         }
     }

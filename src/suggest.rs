@@ -51,7 +51,7 @@ mod tests {
         let names: Vec<String> = ["orders", "order-events", "payments", "ordes"]
             .map(String::from)
             .to_vec();
-        assert_eq!(similar("ordrs", &names), vec!["ordes", "orders"]);
+        assert_eq!(similar("ordrs", &names), vec!["orders", "ordes"]);
         assert!(similar("zzzzzz", &names).is_empty());
     }
 }

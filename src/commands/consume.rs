@@ -90,7 +90,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         if !args.follow && expired {
             return Ok(Exit::Empty);
         }
-        wait_for_news(&store, &args.queue, deadline.filter(|_| !args.follow), &stop)?;
+        wait_for_news(
+            &store,
+            &args.queue,
+            deadline.filter(|_| !args.follow),
+            &stop,
+        )?;
         if stop.load(Ordering::Relaxed) {
             return Ok(Exit::Ok);
         }

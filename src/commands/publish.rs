@@ -153,19 +153,31 @@ impl Preparer<'_> {
             };
         }
         let value = if self.args.key_from.is_some() || self.args.group_from.is_some() {
-            Some(serde_json::from_str::<serde_json::Value>(trimmed).map_err(|e| bad(json_error(&e)))?)
+            Some(
+                serde_json::from_str::<serde_json::Value>(trimmed)
+                    .map_err(|e| bad(json_error(&e)))?,
+            )
         } else {
-            serde_json::from_str::<serde::de::IgnoredAny>(trimmed).map_err(|e| bad(json_error(&e)))?;
+            serde_json::from_str::<serde::de::IgnoredAny>(trimmed)
+                .map_err(|e| bad(json_error(&e)))?;
             None
         };
-        let (start, len) = (trimmed.as_ptr() as usize - text.as_ptr() as usize, trimmed.len());
+        let (start, len) = (
+            trimmed.as_ptr() as usize - text.as_ptr() as usize,
+            trimmed.len(),
+        );
         bytes.truncate(start + len);
         bytes.drain(..start);
         let prepared = self.with_meta(origin, bytes, value.as_ref());
         Ok(Some(prepared))
     }
 
-    fn with_meta(&self, origin: Origin, body: Vec<u8>, value: Option<&serde_json::Value>) -> Prepared {
+    fn with_meta(
+        &self,
+        origin: Origin,
+        body: Vec<u8>,
+        value: Option<&serde_json::Value>,
+    ) -> Prepared {
         Prepared {
             origin,
             body,
@@ -321,7 +333,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         writer.flush(&mut store, &mut pending)
     } else if args.single {
         let bytes = read_all(preparer.max_size)?;
-        let mut pending: Vec<Prepared> = preparer.prepare(Origin::Stdin, bytes)?.into_iter().collect();
+        let mut pending: Vec<Prepared> = preparer
+            .prepare(Origin::Stdin, bytes)?
+            .into_iter()
+            .collect();
         check_all(&pending, &args)?;
         writer.flush(&mut store, &mut pending)
     } else if args.stream {
@@ -592,8 +607,15 @@ fn print_ids(ctx: &Context, queue: &str, ids: &[i64]) -> anyhow::Result<()> {
     }
     let mut out = crate::output::stdout();
     if ctx.out.human() && ids.len() > 10 {
-        let (first, last) = (ids.iter().min().unwrap_or(&0), ids.iter().max().unwrap_or(&0));
-        writeln!(out, "published {} messages to {queue} (ids {first}–{last})", ids.len())?;
+        let (first, last) = (
+            ids.iter().min().unwrap_or(&0),
+            ids.iter().max().unwrap_or(&0),
+        );
+        writeln!(
+            out,
+            "published {} messages to {queue} (ids {first}–{last})",
+            ids.len()
+        )?;
     } else {
         for id in ids {
             writeln!(out, "{id}")?;

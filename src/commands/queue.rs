@@ -11,10 +11,14 @@ use crate::store::SettingsPatch;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Create a queue with settings (a no-op if it exists with the same settings)
-    #[command(after_help = "Examples:\n  spool queue create orders --visibility 5m --max-attempts 10\n  spool queue create audit --retention 30d")]
+    #[command(
+        after_help = "Examples:\n  spool queue create orders --visibility 5m --max-attempts 10\n  spool queue create audit --retention 30d"
+    )]
     Create(NamedSettings),
     /// Change the settings of an existing queue
-    #[command(after_help = "Examples:\n  spool queue set orders --max-size 4MiB\n  spool queue set orders --retention 0   # delete messages on ack")]
+    #[command(
+        after_help = "Examples:\n  spool queue set orders --max-size 4MiB\n  spool queue set orders --retention 0   # delete messages on ack"
+    )]
     Set(NamedSettings),
 }
 
@@ -24,6 +28,7 @@ pub struct NamedSettings {
     /// The queue
     #[arg(value_parser = parse::queue_name)]
     pub name: String,
+    /// The settings to give it.
     #[command(flatten)]
     pub settings: SettingsArgs,
 }
@@ -65,7 +70,8 @@ impl SettingsArgs {
 pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Create(args) => {
-            ctx.store()?.create_queue(&args.name, &args.settings.patch())?;
+            ctx.store()?
+                .create_queue(&args.name, &args.settings.patch())?;
         }
         Command::Set(args) => {
             ctx.store()?.set_queue(&args.name, &args.settings.patch())?;

@@ -43,6 +43,7 @@ pub struct ReceiptArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = ACK_EXAMPLES)]
 pub struct AckArgs {
+    /// The receipts to settle.
     #[command(flatten)]
     pub receipts: ReceiptArgs,
 }
@@ -53,6 +54,7 @@ pub struct AckArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = NACK_EXAMPLES)]
 pub struct NackArgs {
+    /// The receipts to settle.
     #[command(flatten)]
     pub receipts: ReceiptArgs,
     /// Deliverable again only after DUR
@@ -69,6 +71,7 @@ pub struct NackArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXTEND_EXAMPLES)]
 pub struct ExtendArgs {
+    /// The receipts to settle.
     #[command(flatten)]
     pub receipts: ReceiptArgs,
     /// The lease ends this long from now
@@ -130,7 +133,10 @@ fn receipt_of_line(line: &str) -> String {
 fn settle(
     ctx: &Context,
     args: &ReceiptArgs,
-    op: impl FnOnce(&mut crate::store::Store, &[Receipt]) -> crate::store::Result<Vec<Result<(), ReceiptError>>>,
+    op: impl FnOnce(
+        &mut crate::store::Store,
+        &[Receipt],
+    ) -> crate::store::Result<Vec<Result<(), ReceiptError>>>,
 ) -> anyhow::Result<Exit> {
     let parsed = collect(args)?;
     if parsed.is_empty() {

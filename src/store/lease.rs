@@ -26,9 +26,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// token: queue id, message id and a random lease number, in hex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Receipt {
-    queue_id: i64,
-    msg_id: i64,
-    lease: i64,
+    pub(crate) queue_id: i64,
+    pub(crate) msg_id: i64,
+    pub(crate) lease: i64,
 }
 
 impl fmt::Display for Receipt {
@@ -148,7 +148,12 @@ impl Store {
             .now
             .saturating_add(ms(visibility.unwrap_or(q.settings.visibility)));
         let mut leased = lease_next(&tx, &q, max, lease_end)?;
-        tx.moved_many(q.id, Some(State::Ready), Some(State::Leased), leased.len() as i64);
+        tx.moved_many(
+            q.id,
+            Some(State::Ready),
+            Some(State::Leased),
+            leased.len() as i64,
+        );
         for d in &mut leased {
             fill_message(&tx, d)?;
         }
@@ -204,7 +209,13 @@ impl Store {
         by: Duration,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
         self.settle(receipts, |tx, q, r, _| {
-            set_state(tx, q.id, r.msg_id, State::Leased, tx.now.saturating_add(ms(by)))
+            set_state(
+                tx,
+                q.id,
+                r.msg_id,
+                State::Leased,
+                tx.now.saturating_add(ms(by)),
+            )
         })
     }
 
@@ -222,8 +233,8 @@ impl Store {
             .query_row([], |row| row.get(0))?;
         let mut outcomes = Vec::with_capacity(receipts.len());
         for r in receipts {
-            if !queues.contains_key(&r.queue_id) {
-                queues.insert(r.queue_id, queues::by_id(&tx.tx, r.queue_id)?);
+            if let std::collections::hash_map::Entry::Vacant(slot) = queues.entry(r.queue_id) {
+                slot.insert(queues::by_id(&tx.tx, r.queue_id)?);
             }
             let Some(q) = queues[&r.queue_id].as_ref() else {
                 outcomes.push(Err(ReceiptError::Unknown));
@@ -331,7 +342,13 @@ fn fill_message(tx: &Tx<'_>, d: &mut Delivery) -> Result<()> {
         .tx
         .prepare_cached("SELECT key, published_at, raw, headers, body FROM messages WHERE id = ?1")?
         .query_row([d.id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })?;
     d.key = key;
     d.published_at = published_at;
@@ -433,7 +450,12 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
             )?
             .query_map((q.id, tx.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        tx.moved_many(q.id, Some(State::Leased), Some(State::Dead), died.len() as i64);
+        tx.moved_many(
+            q.id,
+            Some(State::Leased),
+            Some(State::Dead),
+            died.len() as i64,
+        );
         for (msg, group) in died {
             if let Some(group) = group {
                 release_group(tx, q.id, &group, msg)?;
@@ -481,8 +503,10 @@ pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
         .tx
         .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
     if free > VACUUM_THRESHOLD {
-        tx.tx
-            .execute_batch(&format!("PRAGMA incremental_vacuum({})", free.min(4 * VACUUM_THRESHOLD)))?;
+        tx.tx.execute_batch(&format!(
+            "PRAGMA incremental_vacuum({})",
+            free.min(4 * VACUUM_THRESHOLD)
+        ))?;
     }
     Ok(())
 }

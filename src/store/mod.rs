@@ -61,12 +61,15 @@ mod queues;
 mod schema;
 mod tx;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use lease::{Receipt, ReceiptError, Release};
+pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
 
 /// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
@@ -592,7 +595,9 @@ fn connect(path: &Path, opts: &Options, mode: OpenFlags) -> Result<Connection> {
     let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         let reason = match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::CannotOpen) => "the file cannot be opened; check that it exists and is readable".to_owned(),
+            Some(rusqlite::ErrorCode::CannotOpen) => {
+                "the file cannot be opened; check that it exists and is readable".to_owned()
+            }
             _ => e.to_string(),
         };
         open_error(path, &reason)

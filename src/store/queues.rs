@@ -20,7 +20,10 @@ const COLUMNS: &str =
     "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
-    let dur = |i| row.get::<_, i64>(i).map(|v| Duration::from_millis(v.max(0) as u64));
+    let dur = |i| {
+        row.get::<_, i64>(i)
+            .map(|v| Duration::from_millis(v.max(0) as u64))
+    };
     Ok(QueueRow {
         id: row.get(0)?,
         name: row.get(1)?,

@@ -1,0 +1,148 @@
+//! Store-level tests: query plans and invariants that the CLI cannot see.
+
+use std::time::Duration;
+
+use super::*;
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = Options {
+        path: dir.path().join("spool.db"),
+        busy_timeout: Duration::from_secs(5),
+        sync: Sync::Normal,
+    };
+    let store = Store::open(&opts).expect("open");
+    (dir, store)
+}
+
+fn plan(store: &Store, sql: &str) -> String {
+    let mut stmt = store
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let rows = stmt
+        .query_map([], |row| row.get::<_, String>(3))
+        .expect("plan rows");
+    rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("\n")
+}
+
+fn publish_n(store: &mut Store, queue: &str, n: usize) -> Vec<i64> {
+    let mut batch = store.begin_publish(queue).expect("batch");
+    let ids = (0..n)
+        .map(|i| {
+            let body = i.to_string();
+            batch
+                .publish(&NewMessage {
+                    body: body.as_bytes(),
+                    ..NewMessage::default()
+                })
+                .expect("publish")
+        })
+        .collect();
+    batch.commit().expect("commit");
+    ids
+}
+
+#[test]
+fn claim_is_an_index_walk_without_a_sort() {
+    let (_dir, mut store) = temp_store();
+    publish_n(&mut store, "q", 100);
+    store.conn.execute_batch("ANALYZE").expect("analyze");
+    let claim = plan(
+        &store,
+        "SELECT msg_id FROM deliveries WHERE queue_id = 1 AND state = 0
+         ORDER BY priority DESC, msg_id LIMIT 10",
+    );
+    assert!(claim.contains("deliveries_ready"), "{claim}");
+    assert!(!claim.contains("TEMP B-TREE"), "{claim}");
+    let due = plan(
+        &store,
+        "UPDATE deliveries SET state = 0
+         WHERE queue_id = 1 AND state IN (1, 2) AND visible_at <= 5 AND state = 1",
+    );
+    assert!(due.contains("deliveries_waiting"), "{due}");
+    let sweep = plan(
+        &store,
+        "SELECT msg_id FROM deliveries
+         WHERE queue_id = 1 AND state IN (3, 4) AND state = 3 AND done_at <= 5 LIMIT 5",
+    );
+    assert!(sweep.contains("deliveries_done"), "{sweep}");
+}
+
+#[test]
+fn counters_follow_every_transition() {
+    let (_dir, mut store) = temp_store();
+    store
+        .create_queue(
+            "q",
+            &SettingsPatch {
+                max_attempts: Some(1),
+                ..SettingsPatch::default()
+            },
+        )
+        .expect("create");
+    publish_n(&mut store, "q", 5);
+    let got = store.claim("q", 3, None, false).expect("claim");
+    let receipts: Vec<Receipt> = got.iter().map(|d| d.receipt).collect();
+    store.ack(&receipts[..1]).expect("ack");
+    store.nack(&receipts[1..2], Release::Now).expect("nack");
+    let counts: (i64, i64, i64, i64, i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT n_ready, n_delayed, n_leased, n_acked, n_dead, published_total FROM queues",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .expect("counts");
+    assert_eq!(counts, (2, 0, 1, 1, 1, 5));
+    let actual: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM deliveries WHERE state = 0", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(actual, 2);
+}
+
+#[test]
+fn receipts_round_trip_and_refuse_garbage() {
+    let r = Receipt {
+        queue_id: 3,
+        msg_id: 42,
+        lease: -7,
+    };
+    assert_eq!(r.to_string().parse::<Receipt>(), Ok(r));
+    for bad in [
+        "",
+        "x",
+        "1_2",
+        "1_2_3_4",
+        "0_1_1",
+        "1_0_1",
+        "zz_1_1",
+        "1_1_12345678901234567",
+    ] {
+        assert!(bad.parse::<Receipt>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn backoff_doubles_with_jitter_and_caps_at_an_hour() {
+    let base = Duration::from_secs(1);
+    for attempt in 1..=5 {
+        let d = lease::backoff(base, attempt);
+        let expected = base.as_secs_f64() * 2f64.powi(attempt as i32 - 1);
+        assert!(d.as_secs_f64() >= expected * 0.8 - 1e-9, "{attempt}: {d:?}");
+        assert!(d.as_secs_f64() <= expected * 1.2 + 1e-9, "{attempt}: {d:?}");
+    }
+    assert!(lease::backoff(base, 100) <= Duration::from_secs(3600));
+}

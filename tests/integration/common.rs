@@ -1,0 +1,182 @@
+//! The test harness: a fresh temp database and a cleared environment per test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The spool binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_spool")
+}
+
+/// One test's world: a temp folder with a database path in it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("spool.db");
+        Env { dir, db }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `spool` with a cleared environment, pointed at this test's database.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SPOOL_DB", &self.db)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs spool with these arguments and no stdin.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd().args(args).output().expect("spool runs"))
+    }
+
+    /// Runs spool with these arguments and `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: impl AsRef<[u8]>) -> Run {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spool starts");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.as_ref().to_vec();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("spool runs");
+        writer.join().expect("writer");
+        Run::from(output)
+    }
+
+    /// Publishes one JSON body and returns its id.
+    pub fn publish(&self, queue: &str, body: &str) -> i64 {
+        let run = self.run(&["publish", queue, body]);
+        run.success();
+        run.stdout.trim().parse().expect("an id")
+    }
+
+    /// Consumes with extra args; returns the parsed JSON lines (empty on exit 1).
+    pub fn consume(&self, queue: &str, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["consume", queue];
+        args.extend_from_slice(extra);
+        let run = self.run(&args);
+        match run.code {
+            0 => run.json_lines(),
+            1 => Vec::new(),
+            _ => panic!("consume failed: {run:?}"),
+        }
+    }
+
+    /// Consumes exactly one message and returns it.
+    pub fn consume_one(&self, queue: &str, extra: &[&str]) -> Value {
+        let mut lines = self.consume(queue, extra);
+        assert_eq!(lines.len(), 1, "expected one message, got {lines:?}");
+        lines.remove(0)
+    }
+
+    /// Opens the database directly, for assertions on what is stored.
+    pub fn sql(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(&self.db).expect("open db")
+    }
+
+    /// The stored state number of message `id` in `queue`.
+    pub fn state_of(&self, queue: &str, id: i64) -> Option<i64> {
+        self.sql()
+            .query_row(
+                "SELECT state FROM deliveries WHERE msg_id = ?1
+                 AND queue_id = (SELECT id FROM queues WHERE name = ?2)",
+                rusqlite::params![id, queue],
+                |row| row.get(0),
+            )
+            .ok()
+    }
+}
+
+/// The outcome of one spool run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub raw_stdout: Vec<u8>,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            raw_stdout: o.stdout,
+        }
+    }
+}
+
+impl Run {
+    pub fn success(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success: {self:?}");
+        self
+    }
+
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "expected exit {code}: {self:?}");
+        self
+    }
+
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}: {self:?}"
+        );
+        self
+    }
+
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    }
+
+    pub fn ids(&self) -> Vec<i64> {
+        self.stdout
+            .lines()
+            .map(|l| l.parse().unwrap_or_else(|_| panic!("not an id: {l:?}")))
+            .collect()
+    }
+}
+
+/// The receipt field of a consumed message.
+pub fn receipt(msg: &Value) -> &str {
+    msg["receipt"].as_str().expect("receipt")
+}
+
+/// Waits until `path` exists or the time runs out.
+pub fn wait_for_file(path: &Path, secs: u64) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}

@@ -1,0 +1,8 @@
+//! Black-box tests through the `spool` binary. One test binary, one link step.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod core;
+mod publish;
