@@ -285,12 +285,12 @@ impl Writer<'_> {
         if pending.is_empty() {
             return Ok(());
         }
-        let mut batch = store.begin_publish(&self.args.queue)?;
-        let mut ids = Vec::with_capacity(pending.len());
-        for msg in pending.iter() {
-            ids.push(self.write(&mut batch, msg)?);
-        }
-        batch.commit()?;
+        let ids = store.publish_batch(&self.args.queue, |batch| {
+            pending
+                .iter()
+                .map(|msg| self.write(batch, msg))
+                .collect::<anyhow::Result<Vec<i64>>>()
+        })?;
         pending.clear();
         self.committed(ids)
     }
@@ -490,15 +490,16 @@ fn write_through(
     pending: Vec<Prepared>,
     writer: &mut Writer<'_>,
 ) -> anyhow::Result<()> {
-    let mut batch = store.begin_publish(&writer.args.queue)?;
-    let mut ids = Vec::with_capacity(pending.len());
-    for msg in pending {
-        ids.push(writer.write(&mut batch, &msg)?);
-    }
-    while let Some(msg) = lines.next()? {
-        ids.push(writer.write(&mut batch, &msg)?);
-    }
-    batch.commit()?;
+    let ids = store.publish_batch(&writer.args.queue, |batch| {
+        let mut ids = Vec::with_capacity(pending.len());
+        for msg in pending {
+            ids.push(writer.write(batch, &msg)?);
+        }
+        while let Some(msg) = lines.next()? {
+            ids.push(writer.write(batch, &msg)?);
+        }
+        anyhow::Ok(ids)
+    })?;
     writer.committed(ids)
 }
 

@@ -1,6 +1,8 @@
 //! Publishing: one transaction per batch, one message row per message and one
 //! delivery row per receiving queue.
 
+use rusqlite::{CachedStatement, OptionalExtension};
+
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Error, Result, State, Store};
@@ -24,22 +26,35 @@ pub struct NewMessage<'a> {
     pub available_at: Option<i64>,
 }
 
-/// An open publish transaction. Messages added to it become visible together
-/// at [`PublishBatch::commit`]; dropping it publishes nothing.
-pub struct PublishBatch<'c> {
-    tx: Tx<'c>,
-    origin: QueueRow,
-    targets: Vec<QueueRow>,
+/// An open publish transaction, handed to the closure of
+/// [`Store::publish_batch`]. Its statements are prepared once per batch.
+pub struct PublishBatch<'t> {
+    insert_message: CachedStatement<'t>,
+    insert_delivery: CachedStatement<'t>,
+    find_key: CachedStatement<'t>,
+    claim_group: CachedStatement<'t>,
+    origin: &'t QueueRow,
+    targets: &'t [QueueRow],
     max_size: u64,
+    now: i64,
     next_id: i64,
-    first_unsaved_id: i64,
+    /// Deliveries added per target queue and state.
+    added: Vec<[i64; 6]>,
+    /// New messages (not deduplicated).
+    published: i64,
 }
 
 impl Store {
-    /// Starts publishing to a queue (created if missing) or a topic (fanned out
-    /// to its subscribers). Takes the write lock until commit or drop.
-    pub fn begin_publish(&mut self, name: &str) -> Result<PublishBatch<'_>> {
-        let tx = Tx::begin(&mut self.conn)?;
+    /// Publishes to a queue (created if missing) or a topic (fanned out to its
+    /// subscribers) in one transaction: `fill` adds messages to the batch, and
+    /// they become visible together when it returns `Ok`. If `fill` fails,
+    /// nothing is published. Holds the write lock while `fill` runs.
+    pub fn publish_batch<T, E: From<Error>>(
+        &mut self,
+        name: &str,
+        fill: impl FnOnce(&mut PublishBatch<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut tx = Tx::begin(&mut self.conn)?;
         let origin = queues::ensure(&tx, name)?;
         let targets = if origin.is_topic {
             queues::subscribers(&tx.tx, origin.id)?
@@ -49,23 +64,32 @@ impl Store {
         if targets.is_empty() {
             return Err(Error::NoSubscribers {
                 topic: name.to_owned(),
-            });
+            }
+            .into());
         }
-        let max_size = targets
-            .iter()
-            .chain(std::iter::once(&origin))
-            .map(|q| q.settings.max_size)
-            .min()
-            .unwrap_or(u64::MAX);
-        let next_id = next_message_id(&tx)?;
-        Ok(PublishBatch {
-            tx,
-            origin,
-            targets,
-            max_size,
-            next_id,
-            first_unsaved_id: next_id,
-        })
+        let first_id = next_message_id(&tx)?;
+        let (value, next_id, added, published) = {
+            let mut batch = PublishBatch::new(&tx, &origin, &targets, first_id)?;
+            let value = fill(&mut batch)?;
+            (value, batch.next_id, batch.added, batch.published)
+        };
+        for (queue, counts) in targets.iter().zip(&added) {
+            for (state, n) in State::ALL.iter().zip(counts) {
+                tx.moved_many(queue.id, None, Some(*state), *n);
+            }
+            tx.published(queue.id, counts.iter().sum());
+        }
+        if origin.is_topic {
+            tx.published(origin.id, published);
+        }
+        if next_id != first_id {
+            tx.tx
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_message_id'")
+                .and_then(|mut stmt| stmt.execute([next_id]))
+                .map_err(Error::from)?;
+        }
+        tx.commit()?;
+        Ok(value)
     }
 }
 
@@ -76,7 +100,45 @@ fn next_message_id(tx: &Tx<'_>) -> Result<i64> {
         .query_row([], |row| row.get(0))?)
 }
 
-impl PublishBatch<'_> {
+impl<'t> PublishBatch<'t> {
+    fn new(
+        tx: &'t Tx<'_>,
+        origin: &'t QueueRow,
+        targets: &'t [QueueRow],
+        next_id: i64,
+    ) -> Result<Self> {
+        let max_size = targets
+            .iter()
+            .chain(std::iter::once(origin))
+            .map(|q| q.settings.max_size)
+            .min()
+            .unwrap_or(u64::MAX);
+        Ok(PublishBatch {
+            insert_message: tx.tx.prepare_cached(
+                "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            insert_delivery: tx.tx.prepare_cached(
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            find_key: tx
+                .tx
+                .prepare_cached("SELECT id FROM messages WHERE origin_id = ?1 AND key = ?2")?,
+            claim_group: tx.tx.prepare_cached(
+                "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (queue_id, grp) DO NOTHING",
+            )?,
+            origin,
+            targets,
+            max_size,
+            now: tx.now,
+            next_id,
+            added: vec![[0; 6]; targets.len()],
+            published: 0,
+        })
+    }
+
     /// The largest body this batch accepts, in bytes.
     pub fn max_size(&self) -> u64 {
         self.max_size
@@ -92,93 +154,56 @@ impl PublishBatch<'_> {
             });
         }
         if let Some(key) = msg.key {
-            if let Some(id) = self.existing_key(key)? {
+            let existing = self
+                .find_key
+                .query_row((self.origin.id, key), |row| row.get(0))
+                .optional()?;
+            if let Some(id) = existing {
                 return Ok(id);
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.tx
-            .tx
-            .prepare_cached(
-                "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute((
-                id,
-                self.origin.id,
-                msg.key,
-                self.tx.now,
-                msg.raw,
-                msg.headers,
-                msg.body,
-            ))?;
+        self.insert_message.execute((
+            id,
+            self.origin.id,
+            msg.key,
+            self.now,
+            msg.raw,
+            msg.headers,
+            msg.body,
+        ))?;
         for i in 0..self.targets.len() {
-            let queue = self.targets[i].id;
-            self.deliver(queue, id, msg)?;
+            self.deliver(i, id, msg)?;
         }
-        if self.origin.is_topic {
-            self.tx.published(self.origin.id, 1);
-        }
+        self.published += 1;
         Ok(id)
     }
 
-    fn existing_key(&self, key: &str) -> Result<Option<i64>> {
-        use rusqlite::OptionalExtension;
-        Ok(self
-            .tx
-            .tx
-            .prepare_cached("SELECT id FROM messages WHERE origin_id = ?1 AND key = ?2")?
-            .query_row((self.origin.id, key), |row| row.get(0))
-            .optional()?)
-    }
-
-    fn deliver(&mut self, queue: i64, id: i64, msg: &NewMessage<'_>) -> Result<()> {
-        let now = self.tx.now;
-        let visible_at = msg.available_at.unwrap_or(now).max(now);
-        let mut state = if visible_at > now {
+    fn deliver(&mut self, target: usize, id: i64, msg: &NewMessage<'_>) -> Result<()> {
+        let queue = self.targets[target].id;
+        let visible_at = msg.available_at.unwrap_or(self.now).max(self.now);
+        let mut state = if visible_at > self.now {
             State::Delayed
         } else {
             State::Ready
         };
         if let Some(group) = msg.group {
-            if !claim_group_head(&self.tx, queue, group, id)? {
+            // The first unfinished message of a group is its head; later ones
+            // wait (held) until the head is done.
+            if self.claim_group.execute((queue, group, id))? == 0 {
                 state = State::Held;
             }
         }
-        self.tx
-            .tx
-            .prepare_cached(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute((id, queue, state as i64, msg.priority, visible_at, msg.group))?;
-        self.tx.moved(queue, None, Some(state));
-        self.tx.published(queue, 1);
+        self.insert_delivery.execute((
+            id,
+            queue,
+            state as i64,
+            msg.priority,
+            visible_at,
+            msg.group,
+        ))?;
+        self.added[target][state as usize] += 1;
         Ok(())
     }
-
-    /// Makes everything added so far durable and visible, all at once.
-    pub fn commit(self) -> Result<()> {
-        if self.next_id != self.first_unsaved_id {
-            self.tx
-                .tx
-                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_message_id'")?
-                .execute([self.next_id])?;
-        }
-        self.tx.commit()
-    }
-}
-
-/// Makes `id` the head of its group in `queue` if the group has no unfinished
-/// message there. Returns false when an earlier message holds the group.
-fn claim_group_head(tx: &Tx<'_>, queue: i64, group: &str, id: i64) -> Result<bool> {
-    let inserted = tx
-        .tx
-        .prepare_cached(
-            "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
-             ON CONFLICT (queue_id, grp) DO NOTHING",
-        )?
-        .execute((queue, group, id))?;
-    Ok(inserted == 1)
 }

@@ -27,20 +27,19 @@ fn plan(store: &Store, sql: &str) -> String {
 }
 
 fn publish_n(store: &mut Store, queue: &str, n: usize) -> Vec<i64> {
-    let mut batch = store.begin_publish(queue).expect("batch");
-    let ids = (0..n)
-        .map(|i| {
-            let body = i.to_string();
-            batch
-                .publish(&NewMessage {
-                    body: body.as_bytes(),
-                    ..NewMessage::default()
+    store
+        .publish_batch(queue, |batch| {
+            (0..n)
+                .map(|i| {
+                    let body = i.to_string();
+                    batch.publish(&NewMessage {
+                        body: body.as_bytes(),
+                        ..NewMessage::default()
+                    })
                 })
-                .expect("publish")
+                .collect::<Result<Vec<i64>>>()
         })
-        .collect();
-    batch.commit().expect("commit");
-    ids
+        .expect("publish")
 }
 
 #[test]
