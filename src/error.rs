@@ -84,6 +84,10 @@ fn store_exit(err: &store::Error) -> Exit {
         E::UnknownQueue { .. } | E::NoSubscribers { .. } => Exit::NotFound,
         E::BadName { .. } | E::NameIsTopic { .. } | E::NameHoldsMessages { .. } => Exit::Usage,
         E::SettingsConflict { .. } | E::QueueNotEmpty { .. } => Exit::Usage,
+        E::SelfSubscription { .. }
+        | E::TopicSubscribes { .. }
+        | E::SubscriberBecomesTopic { .. } => Exit::Usage,
+        E::NotSubscribed { .. } => Exit::NotFound,
         E::TooLarge { .. } => Exit::DataErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
     }

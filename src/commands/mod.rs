@@ -5,6 +5,7 @@ pub mod consume;
 pub mod publish;
 pub mod queue;
 pub mod receipts;
+pub mod subscribe;
 
 use clap::Subcommand;
 
@@ -27,6 +28,10 @@ pub enum Command {
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Subscribe a queue to a topic: it receives a copy of each message published to it
+    Subscribe(subscribe::SubscribeArgs),
+    /// Stop a queue receiving a topic's messages
+    Unsubscribe(subscribe::UnsubscribeArgs),
 }
 
 /// Runs one subcommand.
@@ -38,5 +43,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Nack(args) => receipts::nack(ctx, args),
         Command::Extend(args) => receipts::extend(ctx, args),
         Command::Queue(command) => queue::run(ctx, command),
+        Command::Subscribe(args) => subscribe::subscribe(ctx, args),
+        Command::Unsubscribe(args) => subscribe::unsubscribe(ctx, args),
     }
 }

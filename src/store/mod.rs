@@ -66,6 +66,7 @@ mod lease;
 mod publish;
 mod queues;
 mod schema;
+mod topics;
 mod tx;
 
 #[cfg(test)]
@@ -78,6 +79,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
+pub use topics::Subscribed;
 
 /// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,48 @@ pub enum Error {
         /// The queue name.
         name: String,
     },
+    /// `subscribe` with the same name as topic and queue.
+    #[error(
+        "`{name}` cannot subscribe to itself. Subscribe it to a topic with another name: `spool subscribe TOPIC {name}`"
+    )]
+    SelfSubscription {
+        /// The name given twice.
+        name: String,
+    },
+    /// `subscribe` naming a topic where the subscribing queue goes.
+    #[error(
+        "`{name}` is a topic, and a topic cannot subscribe to another topic. Subscribe queues to `{topic}` instead: `spool subscribe {topic} QUEUE`"
+    )]
+    TopicSubscribes {
+        /// The topic given as the queue.
+        name: String,
+        /// The topic it was to subscribe to.
+        topic: String,
+    },
+    /// `subscribe` naming, as the topic, a queue that subscribes to topics.
+    #[error(
+        "`{name}` is a queue subscribed to {}, so it cannot become a topic. Pick another topic name",
+        quoted(topics)
+    )]
+    SubscriberBecomesTopic {
+        /// The queue given as the topic.
+        name: String,
+        /// The topics it subscribes to.
+        topics: Vec<String>,
+    },
+    /// `unsubscribe` of a queue that does not subscribe to the topic.
+    #[error(
+        "`{queue}` is not subscribed to `{topic}`{}",
+        not_subscribed_hint(topic, subscribers)
+    )]
+    NotSubscribed {
+        /// The topic named.
+        topic: String,
+        /// The queue named.
+        queue: String,
+        /// The topic's subscribers, or `None` when `topic` is not a topic.
+        subscribers: Option<Vec<String>>,
+    },
     /// `queue create` with settings that differ from the existing queue's.
     #[error(
         "queue `{name}` already exists with other settings. Change them with `spool queue set {name} …`"
@@ -200,6 +244,21 @@ fn subscribers_hint(subscribers: &[String]) -> String {
     } else {
         let names: Vec<String> = subscribers.iter().map(|n| format!("`{n}`")).collect();
         format!(". Use one of its queues: {}", names.join(", "))
+    }
+}
+
+fn quoted(names: &[String]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    names.join(", ")
+}
+
+fn not_subscribed_hint(topic: &str, subscribers: &Option<Vec<String>>) -> String {
+    match subscribers {
+        None => {
+            format!(": `{topic}` is not a topic. List queues and topics with `spool queue list`")
+        }
+        Some(names) if names.is_empty() => format!(". Topic `{topic}` has no subscribers"),
+        Some(names) => format!(". Its subscribers are {}", quoted(names)),
     }
 }
 

@@ -107,9 +107,10 @@ impl<'t> PublishBatch<'t> {
         targets: &'t [QueueRow],
         next_id: i64,
     ) -> Result<Self> {
+        // A topic holds nothing, so only its subscribers' limits count: the
+        // message must fit every queue that receives it.
         let max_size = targets
             .iter()
-            .chain(std::iter::once(origin))
             .map(|q| q.settings.max_size)
             .min()
             .unwrap_or(u64::MAX);

@@ -192,18 +192,20 @@ pub(crate) fn topic_error(conn: &Connection, row: QueueRow) -> Result<Error> {
 
 impl Store {
     /// The largest body a publish to `name` accepts: the queue's `max_size`,
-    /// or for a topic the smallest of its own and its subscribers'. A name
-    /// that does not exist yet gets the default.
+    /// or for a topic the smallest of its subscribers' (a topic holds nothing,
+    /// so its own setting does not count). A name that does not exist yet, or
+    /// a topic without subscribers, gets the default.
     pub fn max_size(&self, name: &str) -> Result<u64> {
         let Some(row) = lookup(&self.conn, name)? else {
             return Ok(Settings::default().max_size);
         };
-        let mut limit = row.settings.max_size;
-        if row.is_topic {
-            for sub in subscribers(&self.conn, row.id)? {
-                limit = limit.min(sub.settings.max_size);
-            }
+        if !row.is_topic {
+            return Ok(row.settings.max_size);
         }
-        Ok(limit)
+        let limit = subscribers(&self.conn, row.id)?
+            .iter()
+            .map(|sub| sub.settings.max_size)
+            .min();
+        Ok(limit.unwrap_or(Settings::default().max_size))
     }
 }

@@ -1,0 +1,68 @@
+//! `spool subscribe` and `spool unsubscribe`: which queues receive what is
+//! published to a topic.
+
+use crate::Context;
+use crate::error::Exit;
+use crate::parse;
+
+const SUBSCRIBE_EXAMPLES: &str = "\
+Examples:
+  spool subscribe orders payment     # `payment` receives every message published to `orders`
+  spool subscribe orders inventory
+  spool publish orders '{\"type\":\"OrderPlaced\",\"order_id\":\"A-17\"}'   # one id, one copy per queue";
+
+const UNSUBSCRIBE_EXAMPLES: &str = "\
+Examples:
+  spool unsubscribe orders inventory   # new messages no longer reach `inventory`";
+
+/// Subscribe a queue to a topic.
+///
+/// Every message published to TOPIC from now on is also delivered to QUEUE:
+/// the same id and body in each subscribed queue, each with its own state,
+/// attempts and lease. Creates the queue and the topic if needed. A queue
+/// that holds messages cannot become a topic, and a topic cannot subscribe to
+/// a topic. Subscribing twice changes nothing.
+#[derive(Debug, clap::Args)]
+#[command(after_help = SUBSCRIBE_EXAMPLES)]
+pub struct SubscribeArgs {
+    /// The topic to publish to
+    #[arg(value_parser = parse::queue_name)]
+    pub topic: String,
+    /// The queue that receives a copy of each message
+    #[arg(value_parser = parse::queue_name)]
+    pub queue: String,
+}
+
+/// Unsubscribe a queue from a topic.
+///
+/// Messages published to TOPIC from now on no longer reach QUEUE; what QUEUE
+/// already received stays there. The topic stays a topic, also without
+/// subscribers (publishing to it then fails until a queue subscribes again).
+#[derive(Debug, clap::Args)]
+#[command(after_help = UNSUBSCRIBE_EXAMPLES)]
+pub struct UnsubscribeArgs {
+    /// The topic
+    #[arg(value_parser = parse::queue_name)]
+    pub topic: String,
+    /// The queue that stops receiving its messages
+    #[arg(value_parser = parse::queue_name)]
+    pub queue: String,
+}
+
+/// Runs `spool subscribe`.
+pub fn subscribe(ctx: &Context, args: SubscribeArgs) -> anyhow::Result<Exit> {
+    ctx.store()?.subscribe(&args.topic, &args.queue)?;
+    Ok(Exit::Ok)
+}
+
+/// Runs `spool unsubscribe`.
+pub fn unsubscribe(ctx: &Context, args: UnsubscribeArgs) -> anyhow::Result<Exit> {
+    let remaining = ctx.store()?.unsubscribe(&args.topic, &args.queue)?;
+    if remaining.is_empty() {
+        ctx.out.note(&format!(
+            "topic `{}` has no subscribers now: publishing to it fails until a queue subscribes with `spool subscribe {} QUEUE`",
+            args.topic, args.topic
+        ));
+    }
+    Ok(Exit::Ok)
+}
