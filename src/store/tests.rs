@@ -145,3 +145,85 @@ fn backoff_doubles_with_jitter_and_caps_at_an_hour() {
     }
     assert!(lease::backoff(base, 100) <= Duration::from_secs(3600));
 }
+
+/// Publishes `n` messages to `queue` in `group`.
+fn publish_group(store: &mut Store, queue: &str, group: &str, n: usize) -> Vec<i64> {
+    store
+        .publish_batch(queue, |batch| {
+            (0..n)
+                .map(|_| {
+                    batch.publish(&NewMessage {
+                        body: b"{}",
+                        group: Some(group),
+                        ..NewMessage::default()
+                    })
+                })
+                .collect::<Result<Vec<i64>>>()
+        })
+        .expect("publish")
+}
+
+#[test]
+fn a_long_group_costs_the_claim_nothing() {
+    let (_dir, mut store) = temp_store();
+    let ids = publish_group(&mut store, "q", "g", 2000);
+    publish_n(&mut store, "q", 10);
+    store.conn.execute_batch("ANALYZE").expect("analyze");
+    // Held messages are outside the partial index the claim walks.
+    let claim = plan(
+        &store,
+        "SELECT msg_id FROM deliveries WHERE queue_id = 1 AND state = 0
+         ORDER BY priority DESC, msg_id LIMIT 10",
+    );
+    assert!(claim.contains("deliveries_ready"), "{claim}");
+    // Releasing the next of a group is one seek into the held index.
+    let next = plan(
+        &store,
+        "SELECT msg_id, visible_at FROM deliveries
+         WHERE queue_id = 1 AND grp = 'g' AND state = 5 ORDER BY msg_id LIMIT 1",
+    );
+    assert!(next.contains("deliveries_held"), "{next}");
+    assert!(!next.contains("TEMP B-TREE"), "{next}");
+    let head = plan(
+        &store,
+        "SELECT head_id FROM groups WHERE queue_id = 1 AND grp = 'g'",
+    );
+    assert!(head.contains("PRIMARY KEY"), "{head}");
+
+    let got = store.claim("q", 100, None, false).expect("claim");
+    assert_eq!(got.len(), 11, "the group's head and the 10 ungrouped");
+    assert_eq!(got[0].id, ids[0]);
+    store.ack(&[got[0].receipt]).expect("ack");
+    let next = store.claim("q", 100, None, false).expect("claim");
+    assert_eq!(next.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[1]]);
+}
+
+#[test]
+fn a_topic_stores_the_body_once_and_delivers_it_to_each_subscriber() {
+    let (_dir, mut store) = temp_store();
+    for queue in ["a", "b", "c"] {
+        assert_eq!(store.subscribe("t", queue).expect("sub"), Subscribed::New);
+    }
+    assert_eq!(store.subscribe("t", "a").expect("sub"), Subscribed::Existed);
+    assert_eq!(
+        store.subscribers("t").expect("subs"),
+        Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+    );
+    assert_eq!(store.subscribers("a").expect("subs"), None);
+    let ids = publish_n(&mut store, "t", 5);
+    let count = |sql: &str| -> i64 { store.conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+    assert_eq!(count("SELECT count(*) FROM messages"), 5);
+    assert_eq!(count("SELECT count(*) FROM deliveries"), 15);
+    for queue in ["a", "b", "c"] {
+        let got = store.claim(queue, 10, None, false).expect("claim");
+        assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), ids);
+    }
+    assert_eq!(
+        store.unsubscribe("t", "b").expect("unsub"),
+        vec!["a".to_owned(), "c".to_owned()]
+    );
+    assert!(matches!(
+        store.unsubscribe("t", "b"),
+        Err(Error::NotSubscribed { .. })
+    ));
+}

@@ -5,5 +5,6 @@
 mod common;
 
 mod core;
+mod groups;
 mod publish;
 mod topics;
