@@ -29,8 +29,19 @@ pub enum Command {
     #[command(subcommand)]
     Queue(queue::Command),
     /// Subscribe a queue to a topic: it receives a copy of each message published to it
+    ///
+    /// Every message published to TOPIC from now on is also delivered to QUEUE:
+    /// the same id and body in each subscribed queue, each with its own state,
+    /// attempts and lease. Creates the queue and the topic if needed; the topic
+    /// itself holds nothing. A name that holds messages cannot become a topic,
+    /// and a topic cannot subscribe to a topic. Subscribing twice changes nothing.
     Subscribe(subscribe::SubscribeArgs),
     /// Stop a queue receiving a topic's messages
+    ///
+    /// Messages published to TOPIC from now on no longer reach QUEUE; what QUEUE
+    /// already received stays there. The topic stays a topic, also without
+    /// subscribers (publishing to it then fails until a queue subscribes again).
+    /// Exits 3 when QUEUE is not subscribed to TOPIC.
     Unsubscribe(subscribe::UnsubscribeArgs),
 }
 

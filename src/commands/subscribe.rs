@@ -15,13 +15,7 @@ const UNSUBSCRIBE_EXAMPLES: &str = "\
 Examples:
   spool unsubscribe orders inventory   # new messages no longer reach `inventory`";
 
-/// Subscribe a queue to a topic.
-///
-/// Every message published to TOPIC from now on is also delivered to QUEUE:
-/// the same id and body in each subscribed queue, each with its own state,
-/// attempts and lease. Creates the queue and the topic if needed. A queue
-/// that holds messages cannot become a topic, and a topic cannot subscribe to
-/// a topic. Subscribing twice changes nothing.
+/// The arguments of `spool subscribe` (its help text is on `Command::Subscribe`).
 #[derive(Debug, clap::Args)]
 #[command(after_help = SUBSCRIBE_EXAMPLES)]
 pub struct SubscribeArgs {
@@ -33,11 +27,7 @@ pub struct SubscribeArgs {
     pub queue: String,
 }
 
-/// Unsubscribe a queue from a topic.
-///
-/// Messages published to TOPIC from now on no longer reach QUEUE; what QUEUE
-/// already received stays there. The topic stays a topic, also without
-/// subscribers (publishing to it then fails until a queue subscribes again).
+/// The arguments of `spool unsubscribe` (its help text is on `Command::Unsubscribe`).
 #[derive(Debug, clap::Args)]
 #[command(after_help = UNSUBSCRIBE_EXAMPLES)]
 pub struct UnsubscribeArgs {

@@ -143,7 +143,7 @@ pub enum Error {
     },
     /// A queue that holds messages cannot become a topic.
     #[error(
-        "`{name}` is a queue that holds messages, so it cannot become a topic. Pick another topic name"
+        "`{name}` is a queue that holds messages (acked ones kept for replay count too), so it cannot become a topic. Pick another topic name"
     )]
     NameHoldsMessages {
         /// The queue name.
