@@ -226,4 +226,80 @@ fn a_topic_stores_the_body_once_and_delivers_it_to_each_subscriber() {
         store.unsubscribe("t", "b"),
         Err(Error::NotSubscribed { .. })
     ));
+
+#[test]
+fn batches_mixing_full_chunks_keys_and_fan_out_store_every_message() {
+    let (_dir, mut store) = temp_store();
+    // A topic with two subscribers, made directly: the subscribe command lives elsewhere.
+    store
+        .conn
+        .execute_batch(
+            "INSERT INTO queues (id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
+             VALUES (10, 't', 1, 30000, 5, 0, 1048576, 1000, 0),
+                    (11, 'a', 0, 30000, 5, 0, 1048576, 1000, 0),
+                    (12, 'b', 0, 30000, 5, 0, 1048576, 1000, 0);
+             INSERT INTO subscriptions VALUES (10, 11, 0), (10, 12, 0);",
+        )
+        .expect("topic");
+    let ids = store
+        .publish_batch("t", |batch| {
+            let mut ids = Vec::new();
+            for i in 0..300 {
+                let body = format!("{{\"n\":{i}}}");
+                let key = (i % 50 == 7).then(|| format!("k{}", i % 100));
+                ids.push(batch.publish(&NewMessage {
+                    body: body.as_bytes(),
+                    key: key.as_deref(),
+                    ..NewMessage::default()
+                })?);
+            }
+            Ok::<_, Error>(ids)
+        })
+        .expect("publish");
+    // Keys k7 and k57 repeat every 100 messages: 6 keyed publishes, 2 distinct keys.
+    let distinct: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 300 - 4);
+    let expected: Vec<i64> = distinct.iter().copied().collect();
+    let unkeyed: Vec<i64> = (0..300).filter(|i| i % 50 != 7).map(|i| ids[i]).collect();
+    assert!(
+        unkeyed.windows(2).all(|w| w[0] < w[1]),
+        "ids come back in input order"
+    );
+    for queue in [11, 12] {
+        let rows: Vec<(i64, Vec<u8>)> = store
+            .conn
+            .prepare(
+                "SELECT d.msg_id, m.body FROM deliveries d JOIN messages m ON m.id = d.msg_id
+                 WHERE d.queue_id = ?1 ORDER BY d.msg_id",
+            )
+            .expect("select")
+            .query_map([queue], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("collect");
+        assert_eq!(rows.len(), distinct.len());
+        let row_ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(row_ids, expected);
+        let n_ready: i64 = store
+            .conn
+            .query_row("SELECT n_ready FROM queues WHERE id = ?1", [queue], |r| {
+                r.get(0)
+            })
+            .expect("counter");
+        assert_eq!(n_ready, distinct.len() as i64);
+    }
+    let first: Vec<u8> = store
+        .conn
+        .query_row("SELECT body FROM messages WHERE id = ?1", [ids[0]], |r| {
+            r.get(0)
+        })
+        .expect("first body");
+    assert_eq!(first, b"{\"n\":0}");
+    let last: Vec<u8> = store
+        .conn
+        .query_row("SELECT body FROM messages WHERE id = ?1", [ids[299]], |r| {
+            r.get(0)
+        })
+        .expect("last body");
+    assert_eq!(last, b"{\"n\":299}");
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds spool in release mode and runs the benchmark suite.
+#   bench/run.sh            # full suite, under 10 minutes on a 2-core machine
+#   bench/run.sh --quick    # small sizes, under a minute
+#   bench/run.sh --only single,batch --out results.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --quiet
+exec python3 bench/bench.py target/release/spool "$@"
