@@ -2,6 +2,7 @@
 //! function that parses what the user typed, calls the store and renders.
 
 pub mod consume;
+pub mod docs;
 pub mod publish;
 pub mod queue;
 pub mod receipts;
@@ -27,6 +28,10 @@ pub enum Command {
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Print a shell completion script
+    Completions(docs::CompletionsArgs),
+    /// Print the man page
+    Man(docs::ManArgs),
 }
 
 /// Runs one subcommand.
@@ -38,5 +43,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Nack(args) => receipts::nack(ctx, args),
         Command::Extend(args) => receipts::extend(ctx, args),
         Command::Queue(command) => queue::run(ctx, command),
+        Command::Completions(args) => docs::completions(ctx, args),
+        Command::Man(args) => docs::man(ctx, args),
     }
 }
