@@ -31,7 +31,12 @@ use crate::output::{ColorChoice, Output};
         and ack them when done. A consumer that dies just lets its lease run out, and \
         the message is delivered again.",
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Examples:
+  jq -c '.orders[]' export.json | spool publish orders
+  spool consume orders -n 10 | ./handle | spool ack
+  spool work orders --until-empty --concurrency 4 -- ./charge-card.sh
+  spool stats"
 )]
 pub struct Cli {
     /// Options for every command.
@@ -46,7 +51,13 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// The database file [default: $XDG_DATA_HOME/spool/spool.db]
-    #[arg(long, global = true, env = "SPOOL_DB", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "SPOOL_DB",
+        value_name = "PATH",
+        hide_env_values = true
+    )]
     pub db: Option<PathBuf>,
     /// Machine output: JSON even on a terminal
     #[arg(long, global = true)]

@@ -2,6 +2,7 @@
 //! function that parses what the user typed, calls the store and renders.
 
 pub mod consume;
+pub mod docs;
 pub mod publish;
 pub mod queue;
 pub mod receipts;
@@ -43,6 +44,10 @@ pub enum Command {
     /// subscribers (publishing to it then fails until a queue subscribes again).
     /// Exits 3 when QUEUE is not subscribed to TOPIC.
     Unsubscribe(subscribe::UnsubscribeArgs),
+    /// Print a shell completion script
+    Completions(docs::CompletionsArgs),
+    /// Print the man page
+    Man(docs::ManArgs),
 }
 
 /// Runs one subcommand.
@@ -56,5 +61,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Queue(command) => queue::run(ctx, command),
         Command::Subscribe(args) => subscribe::subscribe(ctx, args),
         Command::Unsubscribe(args) => subscribe::unsubscribe(ctx, args),
+        Command::Completions(args) => docs::completions(ctx, args),
+        Command::Man(args) => docs::man(ctx, args),
     }
 }

@@ -226,6 +226,7 @@ fn a_topic_stores_the_body_once_and_delivers_it_to_each_subscriber() {
         store.unsubscribe("t", "b"),
         Err(Error::NotSubscribed { .. })
     ));
+}
 
 #[test]
 fn batches_mixing_full_chunks_keys_and_fan_out_store_every_message() {

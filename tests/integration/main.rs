@@ -5,6 +5,7 @@
 mod common;
 
 mod core;
+mod docs;
 mod example;
 mod groups;
 mod publish;

@@ -1,0 +1,108 @@
+//! Completions, man pages and help: generated from the clap definition,
+//! committed, and checked here so they cannot go stale.
+
+use std::path::Path;
+
+use clap::CommandFactory;
+
+use crate::common::*;
+
+const REFRESH: &str = "cargo run -- man --dir man && cargo run -- completions --dir completions";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn cli_definition_is_consistent() {
+    spool::Cli::command().debug_assert();
+}
+
+#[test]
+fn committed_man_pages_are_up_to_date() {
+    let pages = spool::commands::docs::man_pages().unwrap();
+    assert!(pages.len() > 5, "one page per command");
+    let mut stale = Vec::new();
+    for (name, text) in &pages {
+        let committed = std::fs::read(repo().join("man").join(name)).unwrap_or_default();
+        if &committed != text {
+            stale.push(name.clone());
+        }
+    }
+    let committed: Vec<String> = std::fs::read_dir(repo().join("man"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in committed {
+        if !pages.iter().any(|(n, _)| *n == name) {
+            stale.push(format!("{name} (no longer generated: delete it)"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "man pages out of date: {stale:?}. Refresh with `{REFRESH}`"
+    );
+}
+
+#[test]
+fn committed_completions_are_up_to_date() {
+    for (shell, file) in spool::commands::docs::SHELLS {
+        let fresh = spool::commands::docs::completion_script(shell);
+        let committed = std::fs::read(repo().join("completions").join(file)).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "completions/{file} is out of date. Refresh with `{REFRESH}`"
+        );
+    }
+}
+
+#[test]
+fn man_pages_have_exit_status_and_examples() {
+    let env = Env::new();
+    let top = env.run(&["man"]);
+    top.success();
+    assert!(top.stdout.contains(".SH \"EXIT STATUS\""));
+    assert!(top.stdout.contains("\\fB75\\fR"));
+    let publish = env.run(&["man", "publish"]);
+    assert!(
+        publish.stdout.contains(".SH EXAMPLES"),
+        "{}",
+        publish.stdout
+    );
+    assert!(publish.stdout.contains("spool publish orders"));
+    env.run(&["man", "nonsense"]).code(2).stderr_has("publish");
+}
+
+#[test]
+fn completion_scripts_name_the_commands() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let run = env.run(&["completions", shell]);
+        run.success();
+        assert!(run.stdout.contains("publish"), "{shell}");
+        assert!(run.stdout.contains("visibility"), "{shell}");
+    }
+    env.run(&["completions", "tcsh"]).code(2);
+}
+
+#[test]
+fn top_level_help_matches_snapshot() {
+    snapbox::cmd::Command::new(bin())
+        .env_clear()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout_eq(snapbox::file!["snapshots/help.txt"]);
+}
+
+#[test]
+fn publish_help_matches_snapshot() {
+    snapbox::cmd::Command::new(bin())
+        .env_clear()
+        .args(["publish", "--help"])
+        .assert()
+        .success()
+        .stdout_eq(snapbox::file!["snapshots/publish-help.txt"]);
+}
