@@ -10,6 +10,9 @@ pub const CURRENT: i64 = MIGRATIONS.len() as i64;
 
 /// Version 1: queues, topics, messages stored once, one delivery row per queue.
 ///
+/// Queue ids are AUTOINCREMENT so a deleted queue's id is never given to a
+/// new one: receipts and subscriptions name queues by id.
+///
 /// States of a delivery: 0 ready, 1 delayed, 2 leased, 3 acked, 4 dead, 5 held
 /// (waiting behind an earlier message of its group). `visible_at` is when a
 /// delayed message becomes due, when a lease ends, or, for ready and held
@@ -22,7 +25,7 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('next_message_id', 1);
 
 CREATE TABLE queues (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     name            TEXT NOT NULL UNIQUE,
     is_topic        INTEGER NOT NULL DEFAULT 0,
     visibility_ms   INTEGER NOT NULL,
