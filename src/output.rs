@@ -88,6 +88,118 @@ impl Output {
     }
 }
 
+/// A progress bar on stderr for long work, shown only where [`Output::progress`]
+/// allows and only once the work turns out to be long (past `after` items or
+/// half a second), so short commands never flash a bar. Cleared when dropped.
+pub struct Progress {
+    enabled: bool,
+    fake_terminal: bool,
+    message: &'static str,
+    total: Option<u64>,
+    after: u64,
+    count: u64,
+    started: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// A progress counter for `message` ("published", "replayed" …), of
+    /// `total` items when known.
+    pub fn new(out: &Output, message: &'static str, total: Option<u64>, after: u64) -> Progress {
+        Progress {
+            enabled: out.progress(),
+            fake_terminal: std::env::var_os("SPOOL_TEST_TERMINAL").is_some(),
+            message,
+            total,
+            after,
+            count: 0,
+            started: std::time::Instant::now(),
+            bar: None,
+        }
+    }
+
+    /// Counts `n` more items done.
+    pub fn inc(&mut self, n: u64) {
+        self.count += n;
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+            return;
+        }
+        let long = self.count >= self.after
+            || (self.count % 1024 == 0 && self.started.elapsed().as_millis() >= 500);
+        if self.enabled && long {
+            self.bar = Some(self.start());
+        }
+    }
+
+    fn start(&self) -> indicatif::ProgressBar {
+        use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+        let target = if self.fake_terminal {
+            ProgressDrawTarget::term_like(Box::new(StderrTerm))
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let (bar, template) = match self.total {
+            Some(total) => (
+                ProgressBar::with_draw_target(Some(total), target),
+                "{msg} {human_pos}/{human_len} [{bar:30}] {eta} left",
+            ),
+            None => (
+                ProgressBar::with_draw_target(None, target),
+                "{msg} {human_pos} messages [{elapsed}]",
+            ),
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(self.message);
+        bar.set_position(self.count);
+        bar
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Stderr as a terminal of 80 columns, for tests that fake a terminal.
+#[derive(Debug)]
+struct StderrTerm;
+
+impl indicatif::TermLike for StderrTerm {
+    fn width(&self) -> u16 {
+        80
+    }
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        self.write_str(&format!("\x1b[{n}A"))
+    }
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        self.write_str(&format!("\x1b[{n}B"))
+    }
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        self.write_str(&format!("\x1b[{n}C"))
+    }
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        self.write_str(&format!("\x1b[{n}D"))
+    }
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.write_str(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        io::stderr().write_all(s.as_bytes())
+    }
+    fn clear_line(&self) -> io::Result<()> {
+        self.write_str("\r\x1b[2K")
+    }
+    fn flush(&self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
 /// Locked, buffered stdout. Write data with `?`, so a closed pipe ends the
 /// command quietly instead of panicking.
 pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {

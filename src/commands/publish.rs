@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use crate::Context;
 use crate::error::{Exit, Failure};
+use crate::output::{Output, Progress};
 use crate::parse;
 use crate::store::{self, NewMessage, PublishBatch, Store};
 
@@ -93,6 +94,9 @@ fn header(text: &str) -> Result<(String, String), String> {
 /// the lock and writes as it reads.
 const BUFFER_BYTES: usize = 16 << 20;
 const BUFFER_MESSAGES: usize = 100_000;
+
+/// Lines read before a progress bar appears on a terminal.
+const PROGRESS_AFTER: u64 = 50_000;
 
 /// `--stream` commits at least this often while input arrives.
 const STREAM_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
@@ -340,9 +344,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         check_all(&pending, &args)?;
         writer.flush(&mut store, &mut pending)
     } else if args.stream {
-        stream(&mut store, &preparer, &mut writer)
+        stream(&mut store, &preparer, &mut writer, &ctx.out)
     } else {
-        all_or_nothing(&mut store, &preparer, &mut writer)
+        all_or_nothing(&mut store, &preparer, &mut writer, &ctx.out)
     };
     print_ids(ctx, &args.queue, &writer.ids)?;
     result.map(|()| Exit::Ok)
@@ -437,14 +441,16 @@ struct Lines<'p, 'a> {
     input: io::StdinLock<'static>,
     number: u64,
     preparer: &'p Preparer<'a>,
+    progress: Progress,
 }
 
 impl<'p, 'a> Lines<'p, 'a> {
-    fn new(preparer: &'p Preparer<'a>) -> Self {
+    fn new(preparer: &'p Preparer<'a>, out: &Output) -> Self {
         Lines {
             input: io::stdin().lock(),
             number: 0,
             preparer,
+            progress: Progress::new(out, "publishing", None, PROGRESS_AFTER),
         }
     }
 
@@ -454,6 +460,7 @@ impl<'p, 'a> Lines<'p, 'a> {
             read_line(&mut self.input, self.preparer.max_size).context("cannot read stdin")?
         {
             self.number += 1;
+            self.progress.inc(1);
             if let Some(msg) = prepare_line(self.preparer, Origin::Line(self.number), line)? {
                 return Ok(Some(msg));
             }
@@ -470,8 +477,9 @@ fn all_or_nothing(
     store: &mut Store,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
+    out: &Output,
 ) -> anyhow::Result<()> {
-    let mut lines = Lines::new(preparer);
+    let mut lines = Lines::new(preparer, out);
     let mut pending = Vec::new();
     let mut pending_bytes = 0;
     while let Some(msg) = lines.next()? {
@@ -510,7 +518,9 @@ fn stream(
     store: &mut Store,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
+    out: &Output,
 ) -> anyhow::Result<()> {
+    let mut progress = Progress::new(out, "publishing", None, PROGRESS_AFTER);
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -549,6 +559,7 @@ fn stream(
             }
         };
         number += 1;
+        progress.inc(1);
         match prepare_line(preparer, Origin::Line(number), line) {
             Ok(Some(msg)) => {
                 pending.push(msg);

@@ -319,3 +319,57 @@ fn ids_are_never_reused_after_deletes() {
     let second = env.publish("q", "2");
     assert!(second > first, "{second} must be above {first}");
 }
+
+#[test]
+fn large_input_shows_progress_on_a_terminal_only() {
+    let env = Env::new();
+    let input: String = (0..60_000).map(|i| format!("{i}\n")).collect();
+    let tty = env
+        .cmd()
+        .env("SPOOL_TEST_TERMINAL", "stderr")
+        .args(["publish", "q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        tty.stdin
+            .as_ref()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = tty.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("publishing"), "{stderr:?}");
+    assert!(
+        stderr.ends_with("\r\u{1b}[2K") || stderr.contains("\u{1b}[2K"),
+        "the bar is cleared"
+    );
+    let piped = env.run_with_input(&["publish", "q"], &input);
+    assert!(
+        !piped.stderr.contains("publishing"),
+        "no bar when stderr is not a terminal"
+    );
+    let quiet = env
+        .cmd()
+        .env("SPOOL_TEST_TERMINAL", "stderr")
+        .args(["publish", "q", "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        quiet
+            .stdin
+            .as_ref()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = quiet.wait_with_output().unwrap();
+    assert!(out.stderr.is_empty(), "no bar with --quiet");
+}
