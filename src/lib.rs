@@ -138,6 +138,7 @@ impl Context {
 
 /// Runs spool with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    commands::docs::complete_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),

@@ -56,11 +56,79 @@ pub const SHELLS: [(Shell, &str); 5] = [
     (Shell::PowerShell, "_spool.ps1"),
 ];
 
-/// The completion script for one shell.
+/// The environment variable that asks spool for completions (set by the
+/// scripts of `spool completions`, never by people).
+pub const COMPLETE_VAR: &str = "SPOOL_COMPLETE";
+
+/// The completion script for one shell. It asks `spool` itself for candidates
+/// at each Tab (clap_complete's dynamic completion), so subcommands, flags
+/// and the names of the queues in the database are all completed.
 pub fn completion_script(shell: Shell) -> Vec<u8> {
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "spool", &mut out);
+    let name = shell.to_string();
+    if let Some(completer) = clap_complete::env::Shells::builtins().completer(&name) {
+        // Writing to a Vec cannot fail.
+        let _ = completer.write_registration(COMPLETE_VAR, "spool", "spool", "spool", &mut out);
+    }
     out
+}
+
+/// Answers a completion request when [`COMPLETE_VAR`] is set (and exits);
+/// does nothing otherwise.
+pub fn complete_if_asked() {
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .var(COMPLETE_VAR)
+        .complete();
+}
+
+/// Completes queue and topic names from the database the command line names
+/// (`--db`), or else `SPOOL_DB` or the default. Reads only; a missing or
+/// unreadable database completes nothing.
+pub fn queue_names(current: &std::ffi::OsStr) -> Vec<clap_complete::CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let Some(path) = completion_db() else {
+        return Vec::new();
+    };
+    let opts = crate::store::Options {
+        path,
+        busy_timeout: std::time::Duration::from_millis(200),
+        sync: crate::store::Sync::Normal,
+    };
+    let names = match crate::store::Store::open_read_only(&opts) {
+        Ok(Some(store)) => store.names().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    names
+        .into_iter()
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .map(clap_complete::CompletionCandidate::new)
+        .collect()
+}
+
+/// The database of the command line being completed.
+fn completion_db() -> Option<PathBuf> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut given = None;
+    for (i, arg) in args.iter().enumerate() {
+        let text = arg.to_string_lossy();
+        if let Some(path) = text.strip_prefix("--db=") {
+            given = Some(PathBuf::from(path));
+        } else if text == "--db" {
+            given = args.get(i + 1).map(PathBuf::from);
+        }
+    }
+    if given.is_some() {
+        return given;
+    }
+    let global = crate::GlobalArgs {
+        db: std::env::var_os("SPOOL_DB").map(PathBuf::from),
+        json: false,
+        quiet: true,
+        color: crate::output::ColorChoice::Never,
+        busy_timeout: std::time::Duration::from_millis(200),
+        sync: crate::store::Sync::Normal,
+    };
+    global.db_path().ok()
 }
 
 /// Runs `spool completions`.

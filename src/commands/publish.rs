@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use clap_complete::ArgValueCompleter;
+
 use crate::Context;
+use crate::commands::docs::queue_names;
 use crate::error::{Exit, Failure};
 use crate::output::{Output, Progress};
 use crate::parse;
@@ -30,7 +33,7 @@ Examples:
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Queue or topic to publish to (a queue is created on first use)
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = ArgValueCompleter::new(queue_names))]
     pub queue: String,
     /// The message: one JSON value (or any text with --raw); without it, read stdin
     pub body: Option<String>,

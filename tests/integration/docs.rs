@@ -76,13 +76,17 @@ fn man_pages_have_exit_status_and_examples() {
 }
 
 #[test]
-fn completion_scripts_name_the_commands() {
+fn every_shell_gets_a_script_that_asks_spool() {
     let env = Env::new();
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let run = env.run(&["completions", shell]);
         run.success();
-        assert!(run.stdout.contains("publish"), "{shell}");
-        assert!(run.stdout.contains("visibility"), "{shell}");
+        assert!(
+            run.stdout.contains("SPOOL_COMPLETE"),
+            "{shell}: {}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("spool"), "{shell}");
     }
     env.run(&["completions", "tcsh"]).code(2);
 }
@@ -105,4 +109,45 @@ fn publish_help_matches_snapshot() {
         .assert()
         .success()
         .stdout_eq(snapbox::file!["snapshots/publish-help.txt"]);
+}
+
+#[test]
+fn bash_completion_offers_queue_names_from_the_database() {
+    let env = Env::new();
+    for queue in ["orders", "order-events", "payments"] {
+        env.publish(queue, "1");
+    }
+    let script = env.run(&["completions", "bash"]);
+    script.success();
+    let script_path = env.path("spool.bash");
+    std::fs::write(&script_path, &script.stdout).unwrap();
+    let bin_dir = Path::new(bin()).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |words: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source '{}'; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMP_TYPE=9; \
+                 _clap_complete_spool spool \"${{COMP_WORDS[COMP_CWORD]}}\" spool; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script_path.display()
+            ))
+            .env("PATH", &path)
+            .env("SPOOL_DB", &env.db)
+            .output()
+            .unwrap();
+        let mut words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        words.sort();
+        words
+    };
+    assert_eq!(complete("spool consume ord"), ["order-events", "orders"]);
+    assert_eq!(complete("spool publish pay"), ["payments"]);
+    assert!(complete("spool pub").contains(&"publish".to_owned()));
 }
