@@ -2,9 +2,13 @@
 //! function that parses what the user typed, calls the store and renders.
 
 pub mod consume;
+pub mod peek;
 pub mod publish;
 pub mod queue;
 pub mod receipts;
+pub mod replay;
+pub mod stats;
+pub mod view;
 
 use clap::Subcommand;
 
@@ -27,6 +31,12 @@ pub enum Command {
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Show messages without changing anything
+    Peek(peek::Args),
+    /// Show counts per queue, as a table, JSON or Prometheus text
+    Stats(stats::Args),
+    /// Bring acked or dead messages back, in place or to another queue
+    Replay(replay::Args),
 }
 
 /// Runs one subcommand.
@@ -38,5 +48,8 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Nack(args) => receipts::nack(ctx, args),
         Command::Extend(args) => receipts::extend(ctx, args),
         Command::Queue(command) => queue::run(ctx, command),
+        Command::Peek(args) => peek::run(ctx, args),
+        Command::Stats(args) => stats::run(ctx, args),
+        Command::Replay(args) => replay::run(ctx, args),
     }
 }

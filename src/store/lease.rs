@@ -250,6 +250,10 @@ impl Store {
             };
             outcomes.push(outcome);
         }
+        // Retention cleanup in small steps, paid by the writers of each queue.
+        for q in queues.values().flatten() {
+            sweep(&mut tx, q)?;
+        }
         tx.commit()?;
         Ok(outcomes)
     }

@@ -62,6 +62,8 @@
 //! - Bodies live in `messages`, away from the `deliveries` rows and indexes the
 //!   claim query walks.
 
+mod admin;
+mod inspect;
 mod lease;
 mod publish;
 mod queues;
@@ -76,6 +78,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use admin::{ReplayFilter, Replayed};
+pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
 
