@@ -126,7 +126,11 @@ fn print_table(ctx: &Context, args: &Args, messages: &[Peeked]) -> anyhow::Resul
     }
     let width = usize::from(view::terminal_width());
     let now = store::now_ms();
-    let mut table = view::table(&ctx.out, &["ID", "STATE", "ATTEMPT", "AGE", "KEY", "BODY"]);
+    let mut table = view::table(
+        &ctx.out,
+        &["ID", "STATE", "ATTEMPT", "AGE", "KEY", "BODY"],
+        &[4, 5],
+    );
     for m in messages {
         let d = &m.delivery;
         // Cut long bodies before layout; the table cuts the rest to the width

@@ -231,6 +231,7 @@ fn list(ctx: &Context) -> anyhow::Result<Exit> {
         &[
             "NAME", "KIND", "READY", "DELAYED", "LEASED", "ACKED", "DEAD", "DETAILS",
         ],
+        &[0, 7],
     );
     for q in &listed {
         table.add_row(vec![

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use comfy_table::Cell;
 use serde::Serialize;
 
 use crate::Context;
@@ -221,26 +222,24 @@ fn table(ctx: &Context, snap: &Snapshot) -> String {
     let mut t = view::table(
         &ctx.out,
         &[
-            "QUEUE",
-            "READY",
-            "DELAYED",
-            "LEASED",
-            "ACKED",
-            "DEAD",
-            "PUBLISHED",
-            "OLDEST",
-            "PUB/MIN",
+            "QUEUE", "READY", "DELAYED", "LEASED", "ACKED", "DEAD", "TOTAL", "OLDEST", "PUB/MIN",
             "ACK/MIN",
         ],
+        &[0],
     );
+    let mut topics = String::new();
     for q in &snap.queues {
-        let name = if q.kind == "topic" {
-            format!("{} (topic → {})", q.name, q.subscribers.join(", "))
-        } else {
-            q.name.clone()
-        };
+        if q.kind == "topic" {
+            t.add_row(topic_row(q));
+            let subscribers = match q.subscribers.as_slice() {
+                [] => "no subscribers".to_owned(),
+                subs => subs.join(", "),
+            };
+            let _ = writeln!(topics, "topic {} → {subscribers}", q.name);
+            continue;
+        }
         t.add_row(vec![
-            comfy_table::Cell::new(name),
+            Cell::new(&q.name),
             view::number(q.ready),
             view::number(q.delayed),
             view::number(q.leased),
@@ -256,7 +255,7 @@ fn table(ctx: &Context, snap: &Snapshot) -> String {
     let mut text = if snap.queues.is_empty() {
         "no queues yet\n".to_owned()
     } else {
-        format!("{t}\n")
+        format!("{t}\n{topics}")
     };
     let _ = writeln!(
         text,
@@ -269,7 +268,24 @@ fn table(ctx: &Context, snap: &Snapshot) -> String {
     text
 }
 
-fn dead_cell(ctx: &Context, dead: i64) -> comfy_table::Cell {
+/// A topic holds no messages: only what was published to it is shown.
+fn topic_row(q: &QueueStats) -> Vec<Cell> {
+    let none = || view::number("-");
+    vec![
+        Cell::new(&q.name),
+        none(),
+        none(),
+        none(),
+        none(),
+        none(),
+        view::number(q.published_total),
+        view::number(""),
+        view::number(q.published_last_minute),
+        none(),
+    ]
+}
+
+fn dead_cell(ctx: &Context, dead: i64) -> Cell {
     let cell = view::number(dead);
     if dead > 0 && ctx.out.color {
         cell.fg(comfy_table::Color::Red)

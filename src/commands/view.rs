@@ -2,7 +2,7 @@
 //! `stats`, `queue list`): table style, terminal width, ages and sizes.
 
 use comfy_table::presets::NOTHING;
-use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment, Color, ColumnConstraint, ContentArrangement, Table};
 
 use crate::output::Output;
 use crate::store::State;
@@ -24,8 +24,9 @@ pub fn terminal_width() -> u16 {
 }
 
 /// A borderless table with a header, fitted to the terminal's width, coloured
-/// only when the output policy allows it.
-pub fn table(out: &Output, header: &[&str]) -> Table {
+/// only when the output policy allows it. Only the `flexible` columns (by
+/// index) may be narrowed or wrapped to fit; the others keep their width.
+pub fn table(out: &Output, header: &[&str], flexible: &[usize]) -> Table {
     let mut table = Table::new();
     table
         .load_style(NOTHING)
@@ -33,6 +34,11 @@ pub fn table(out: &Output, header: &[&str]) -> Table {
         .set_width(terminal_width())
         .force_no_tty()
         .set_header(header.iter().map(Cell::new));
+    for (i, column) in table.column_iter_mut().enumerate() {
+        if !flexible.contains(&i) {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
     if out.color {
         table.enforce_styling();
         table.style_text_only();

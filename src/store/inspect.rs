@@ -526,7 +526,9 @@ fn held_rows(conn: &Connection, q: &QueueRow, n: usize) -> Result<Vec<(i64, RowS
 }
 
 /// The first `n` acked (within retention) or dead rows, earliest done first.
-/// Dead ones include expired leases on their last attempt.
+/// Dead ones include expired leases on their last attempt. (`state = ?2` must
+/// come before `state IN (3, 4)`: the other way round, SQLite sorts the whole
+/// range instead of walking `deliveries_done` in order.)
 fn done_rows(
     conn: &Connection,
     q: &QueueRow,
@@ -544,7 +546,7 @@ fn done_rows(
     let mut rows: Vec<(i64, RowState)> = conn
         .prepare_cached(
             "SELECT msg_id, visible_at, done_at FROM deliveries
-             WHERE queue_id = ?1 AND state IN (3, 4) AND state = ?2 AND done_at > ?3
+             WHERE queue_id = ?1 AND state = ?2 AND state IN (3, 4) AND done_at > ?3
              ORDER BY done_at, msg_id LIMIT ?4",
         )?
         .query_map((q.id, state as i64, after, n as i64), |r| {

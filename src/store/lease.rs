@@ -507,10 +507,16 @@ pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
         .tx
         .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
     if free > VACUUM_THRESHOLD {
-        tx.tx.execute_batch(&format!(
+        // The pragma frees one page per step (each step yields an empty row),
+        // so it must be stepped to the end: `execute_batch` steps once and
+        // would free a single page.
+        let sql = format!(
             "PRAGMA incremental_vacuum({})",
             free.min(4 * VACUUM_THRESHOLD)
-        ))?;
+        );
+        let mut stmt = tx.tx.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
     }
     Ok(())
 }

@@ -5,4 +5,6 @@
 mod common;
 
 mod core;
+mod inspect;
 mod publish;
+mod recover;
