@@ -202,7 +202,11 @@ fn watch(ctx: &Context, format: Format, names: &[String], every: Duration) -> an
             // Home, the frame with each line cleared to its end, then clear
             // whatever the previous, longer frame left below.
             out.write_all(b"\x1b[H")?;
-            let header = format!("every {}: spool stats", parse::format_duration(every));
+            let header = format!(
+                "every {}: spool stats    {}",
+                parse::format_duration(every),
+                output::time(store::now_ms())
+            );
             for line in std::iter::once(header.as_str()).chain(text.lines()) {
                 writeln!(out, "{line}\x1b[K")?;
             }

@@ -113,6 +113,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        crate::Cli::command().debug_assert();
+    }
+
+    #[test]
     fn ages_use_the_largest_unit() {
         assert_eq!(age(-5), "0ms");
         assert_eq!(age(850), "850ms");
