@@ -40,13 +40,6 @@ pub struct Counts {
     pub dead: i64,
 }
 
-impl Counts {
-    /// Messages still to be handled or looked at: ready, delayed, leased, dead.
-    pub fn pending(&self) -> i64 {
-        self.ready + self.delayed + self.leased + self.dead
-    }
-}
-
 /// What `stats` and `queue list` show about one queue or topic.
 #[derive(Debug, Clone)]
 pub struct QueueInfo {

@@ -1,6 +1,8 @@
 //! All of spool's SQL, behind a typed API: open, publish, claim, ack, nack,
-//! extend, and queue settings. Commands call this module and never see SQL,
-//! so another database can later stand behind the same API.
+//! extend, queue settings, the read-only views of `peek`, `stats` and `queue
+//! list` (`inspect`), and replay, purge and queue deletion (`admin`). Commands
+//! call this module and never see SQL, so another database can later stand
+//! behind the same API.
 //!
 //! # Data model
 //!

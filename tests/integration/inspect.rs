@@ -188,6 +188,32 @@ fn peek_lists_in_delivery_order_and_leaves_out_acked_and_dead_by_default() {
 }
 
 #[test]
+fn peek_shows_10_by_default_and_n_on_request() {
+    let env = Env::new();
+    let input: String = (1..=12).map(|i| format!("{i}\n")).collect();
+    env.run_with_input(&["publish", "q"], input).success();
+    let ten = env.run(&["peek", "q"]).success().json_lines();
+    assert_eq!(ten.len(), 10);
+    assert_eq!(ten[0]["body"], 1);
+    assert_eq!(ten[9]["body"], 10);
+    assert_eq!(
+        env.run(&["peek", "q", "-n", "12"])
+            .success()
+            .json_lines()
+            .len(),
+        12
+    );
+    assert_eq!(
+        env.run(&["peek", "q", "-n", "2"])
+            .success()
+            .json_lines()
+            .len(),
+        2
+    );
+    env.run(&["peek", "q", "-n", "0"]).code(2);
+}
+
+#[test]
 fn peek_state_filters_take_lists() {
     let env = Env::new();
     env.run(&["queue", "create", "q", "--max-attempts", "1"])
@@ -244,18 +270,18 @@ fn peek_applies_lease_expiry_at_once() {
     env.run(&["queue", "create", "q", "--max-attempts", "2"])
         .success();
     let id = env.publish("q", "1");
-    env.consume_one("q", &["--visibility", "100ms"]);
+    env.consume_one("q", &["--visibility", "1s"]);
     let leased = env.run(&["peek", "q"]).success().json_lines();
     assert_eq!(leased[0]["state"], "leased");
     assert!(leased[0]["lease_expires_at"].is_string());
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(1300));
     let again = env.run(&["peek", "q"]).success().json_lines();
     assert_eq!(again[0]["state"], "ready", "{again:?}");
     assert_eq!(again[0]["attempt"], 1);
     // The second delivery is the last allowed one: when its lease runs out
     // the message is dead, and peek says so before any claim.
-    env.consume_one("q", &["--visibility", "100ms"]);
-    std::thread::sleep(Duration::from_millis(200));
+    env.consume_one("q", &["--visibility", "1s"]);
+    std::thread::sleep(Duration::from_millis(1300));
     assert_eq!(peek_states(&env, "q"), [(id, "dead".to_owned())]);
     assert!(env.run(&["peek", "q"]).success().stdout.is_empty());
 }
@@ -481,6 +507,28 @@ fn stats_counts_a_constructed_mix_exactly() {
     assert_eq!(got["body"], "f");
     let q = stats_of(&env, "mix");
     assert_eq!(counts(&q), [3, 2, 3, 1, 2], "{q}");
+}
+
+#[test]
+fn stats_last_minute_counts_only_the_last_60_seconds() {
+    let env = Env::new();
+    env.publish("q", "1");
+    let m = env.consume_one("q", &[]);
+    env.run(&["ack", receipt(&m)]).success();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    env.sql()
+        .execute(
+            "INSERT INTO rates (queue_id, second, published, acked) VALUES (1, ?1, 50, 40)",
+            [now_s - 120],
+        )
+        .unwrap();
+    let q = stats_of(&env, "q");
+    assert_eq!(q["published_last_minute"], 1);
+    assert_eq!(q["acked_last_minute"], 1);
+    assert_eq!(q["published_total"], 1);
 }
 
 #[test]
@@ -729,7 +777,7 @@ fn watch_until_interrupted(env: &Env, extra_env: &[(&str, &str)], args: &[&str])
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1500));
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
