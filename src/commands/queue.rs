@@ -12,7 +12,7 @@ use crate::commands::view;
 use crate::error::Exit;
 use crate::output;
 use crate::parse;
-use crate::store::{QueueInfo, SettingsPatch, State};
+use crate::store::{self, QueueInfo, SettingsPatch, State, Store};
 
 /// Queue management.
 #[derive(Debug, clap::Subcommand)]
@@ -250,9 +250,22 @@ fn list(ctx: &Context) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// The database for a command that acts on an existing queue: when the file
+/// does not exist, the queue is unknown, and the file is not created for it.
+pub fn existing_store(ctx: &Context, queue: &str) -> anyhow::Result<Store> {
+    if !ctx.global.db_path()?.exists() {
+        return Err(store::Error::UnknownQueue {
+            name: queue.to_owned(),
+            similar: Vec::new(),
+        }
+        .into());
+    }
+    ctx.store()
+}
+
 /// `queue delete NAME [--force]`.
 fn delete(ctx: &Context, args: &DeleteArgs) -> anyhow::Result<Exit> {
-    let removed = ctx.store()?.delete_queue(&args.name, args.force)?;
+    let removed = existing_store(ctx, &args.name)?.delete_queue(&args.name, args.force)?;
     ctx.out.note(&format!(
         "deleted `{}` and the {removed} message(s) it held",
         args.name
@@ -282,7 +295,7 @@ fn purge_states(args: &[StateArg]) -> Vec<State> {
 
 /// `queue purge NAME [--state …]`: prints how many messages were removed.
 fn purge(ctx: &Context, args: &PurgeArgs) -> anyhow::Result<Exit> {
-    let removed = ctx.store()?.purge(&args.name, &purge_states(&args.state))?;
+    let removed = existing_store(ctx, &args.name)?.purge(&args.name, &purge_states(&args.state))?;
     let mut out = output::stdout();
     if ctx.out.json {
         writeln!(

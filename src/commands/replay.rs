@@ -99,7 +99,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             }
         }
     } else {
-        ctx.store()?.replay(&args.queue, &filter, to)?
+        crate::commands::queue::existing_store(ctx, &args.queue)?.replay(
+            &args.queue,
+            &filter,
+            to,
+        )?
     };
     report(ctx, &args, &done)?;
     Ok(Exit::Ok)

@@ -370,6 +370,10 @@ fn read_only_commands_on_a_missing_db_do_not_create_it() {
     list.success();
     assert!(list.stdout.is_empty());
     run(&["replay", "q", "--dead", "--dry-run"]).code(3);
+    // Commands that act on an existing queue do not create the file either.
+    run(&["replay", "q", "--dead"]).code(3);
+    run(&["queue", "delete", "q"]).code(3);
+    run(&["queue", "purge", "q"]).code(3);
     assert!(!db.exists(), "a read-only command created the database");
     assert!(
         !env.path("not").exists(),
