@@ -306,78 +306,107 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The Prometheus text exposition format, metrics prefixed `spool_`.
+/// One metric family: its HELP and TYPE lines, then `name{labels} value` lines.
+fn family(text: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, String)]) {
+    let _ = writeln!(text, "# HELP {name} {help}");
+    let _ = writeln!(text, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(text, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// The `queue="NAME"` label of a queue's samples.
+fn queue_label(q: &QueueStats) -> String {
+    format!("queue=\"{}\"", label(&q.name))
+}
+
+/// One sample per queue, with the value `f` gives.
+fn per_queue(snap: &Snapshot, f: impl Fn(&QueueStats) -> String) -> Vec<(String, String)> {
+    snap.queues.iter().map(|q| (queue_label(q), f(q))).collect()
+}
+
+/// The per-queue gauges, one family each, as (name, help, value).
+type QueueGauge = (&'static str, &'static str, fn(&QueueStats) -> String);
+
+const QUEUE_GAUGES: [QueueGauge; 3] = [
+    (
+        "spool_oldest_ready_age_seconds",
+        "Time since the oldest ready message was published; 0 when none is ready.",
+        |q| format!("{:.3}", q.oldest_ready_age_ms.unwrap_or(0) as f64 / 1000.0),
+    ),
+    (
+        "spool_published_last_minute",
+        "Messages published in the last 60 seconds.",
+        |q| q.published_last_minute.to_string(),
+    ),
+    (
+        "spool_acked_last_minute",
+        "Messages acked in the last 60 seconds.",
+        |q| q.acked_last_minute.to_string(),
+    ),
+];
+
+/// The Prometheus text exposition format, metrics prefixed `spool_`, with a
+/// `queue` label on every per-queue metric.
 fn prometheus(snap: &Snapshot) -> String {
     let mut text = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-        let _ = writeln!(text, "# HELP {name} {help}");
-        let _ = writeln!(text, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(text, "{name}{labels} {value}");
-        }
-    };
-    let per_queue = |f: &dyn Fn(&QueueStats) -> String| -> Vec<(String, String)> {
-        snap.queues
-            .iter()
-            .map(|q| (format!("{{queue=\"{}\"}}", label(&q.name)), f(q)))
-            .collect()
-    };
+    let info: Vec<(String, String)> = snap
+        .queues
+        .iter()
+        .map(|q| {
+            (
+                format!("{},kind=\"{}\"", queue_label(q), q.kind),
+                "1".into(),
+            )
+        })
+        .collect();
     family(
+        &mut text,
         "spool_queue_info",
         "gauge",
         "Always 1; the kind label tells a queue from a topic.",
-        snap.queues
-            .iter()
-            .map(|q| {
-                let labels = format!("{{queue=\"{}\",kind=\"{}\"}}", label(&q.name), q.kind);
-                (labels, "1".to_owned())
-            })
-            .collect(),
+        &info,
     );
-    let mut by_state = Vec::new();
-    for q in &snap.queues {
-        for (state, n) in [
-            ("ready", q.ready),
-            ("delayed", q.delayed),
-            ("leased", q.leased),
-            ("acked", q.acked),
-            ("dead", q.dead),
-        ] {
-            let labels = format!("{{queue=\"{}\",state=\"{state}\"}}", label(&q.name));
-            by_state.push((labels, n.to_string()));
-        }
-    }
+    let by_state: Vec<(String, String)> = snap
+        .queues
+        .iter()
+        .flat_map(|q| {
+            let states = [
+                ("ready", q.ready),
+                ("delayed", q.delayed),
+                ("leased", q.leased),
+                ("acked", q.acked),
+                ("dead", q.dead),
+            ];
+            states.map(|(state, n)| {
+                let labels = format!("{},state=\"{state}\"", queue_label(q));
+                (labels, n.to_string())
+            })
+        })
+        .collect();
     family(
+        &mut text,
         "spool_messages",
         "gauge",
         "Messages in the queue, by state.",
-        by_state,
+        &by_state,
     );
     family(
+        &mut text,
         "spool_published_total",
         "counter",
         "Messages published to the queue or topic since it was created.",
-        per_queue(&|q| q.published_total.to_string()),
+        &per_queue(snap, |q| q.published_total.to_string()),
     );
-    family(
-        "spool_oldest_ready_age_seconds",
-        "gauge",
-        "Time since the oldest ready message was published; 0 when none is ready.",
-        per_queue(&|q| format!("{:.3}", q.oldest_ready_age_ms.unwrap_or(0) as f64 / 1000.0)),
-    );
-    family(
-        "spool_published_last_minute",
-        "gauge",
-        "Messages published in the last 60 seconds.",
-        per_queue(&|q| q.published_last_minute.to_string()),
-    );
-    family(
-        "spool_acked_last_minute",
-        "gauge",
-        "Messages acked in the last 60 seconds.",
-        per_queue(&|q| q.acked_last_minute.to_string()),
-    );
-    let db = &snap.database;
+    for (name, help, value) in QUEUE_GAUGES {
+        family(&mut text, name, "gauge", help, &per_queue(snap, value));
+    }
+    database_metrics(&mut text, &snap.database);
+    text
+}
+
+/// The database file's sizes, as gauges without labels.
+fn database_metrics(text: &mut String, db: &Database) {
     for (name, help, value) in [
         (
             "spool_database_size_bytes",
@@ -395,12 +424,8 @@ fn prometheus(snap: &Snapshot) -> String {
             db.free_bytes,
         ),
     ] {
-        family(
-            name,
-            "gauge",
-            help,
-            vec![(String::new(), value.to_string())],
-        );
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} gauge");
+        let _ = writeln!(text, "{name} {value}");
     }
-    text
 }
