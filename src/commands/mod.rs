@@ -3,10 +3,14 @@
 
 pub mod consume;
 pub mod docs;
+pub mod peek;
 pub mod publish;
 pub mod queue;
 pub mod receipts;
+pub mod replay;
+pub mod stats;
 pub mod subscribe;
+pub mod view;
 
 use clap::Subcommand;
 
@@ -26,6 +30,12 @@ pub enum Command {
     Nack(receipts::NackArgs),
     /// Extend the leases of deliveries (a heartbeat)
     Extend(receipts::ExtendArgs),
+    /// Show messages without changing anything
+    Peek(peek::Args),
+    /// Show counts per queue, as a table, JSON or Prometheus text
+    Stats(stats::Args),
+    /// Bring acked or dead messages back, in place or to another queue
+    Replay(replay::Args),
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
@@ -63,5 +73,8 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Unsubscribe(args) => subscribe::unsubscribe(ctx, args),
         Command::Completions(args) => docs::completions(ctx, args),
         Command::Man(args) => docs::man(ctx, args),
+        Command::Peek(args) => peek::run(ctx, args),
+        Command::Stats(args) => stats::run(ctx, args),
+        Command::Replay(args) => replay::run(ctx, args),
     }
 }

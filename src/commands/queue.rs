@@ -2,10 +2,17 @@
 
 use std::time::Duration;
 
+use std::io::Write;
+
+use serde::Serialize;
+
 use crate::Context;
+use crate::commands::peek::StateArg;
+use crate::commands::view;
 use crate::error::Exit;
+use crate::output;
 use crate::parse;
-use crate::store::SettingsPatch;
+use crate::store::{self, QueueInfo, SettingsPatch, State, Store};
 
 /// Queue management.
 #[derive(Debug, clap::Subcommand)]
@@ -20,6 +27,52 @@ pub enum Command {
         after_help = "Examples:\n  spool queue set orders --max-size 4MiB\n  spool queue set orders --retention 0   # delete messages on ack"
     )]
     Set(NamedSettings),
+    /// List queues and topics with their counts and settings
+    #[command(
+        after_help = "Examples:\n  spool queue list\n  spool queue list --json | jq -r 'select(.dead > 0) | .name'"
+    )]
+    List,
+    /// Delete a queue or topic with all its messages
+    #[command(
+        after_help = "Examples:\n  spool queue delete old-orders\n  spool queue delete old-orders --force   # even with messages left"
+    )]
+    Delete(DeleteArgs),
+    /// Remove messages from a queue, by state
+    #[command(
+        after_help = "Examples:\n  spool queue purge orders                 # all but leased messages\n  spool queue purge orders --state dead\n  spool queue purge orders --state all     # leased ones too"
+    )]
+    Purge(PurgeArgs),
+}
+
+/// `queue delete`.
+///
+/// Refuses a queue that still holds ready, delayed, leased or dead messages
+/// unless `--force`. Deletes its messages (those no other queue holds), its
+/// subscriptions and its rates.
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// The queue or topic
+    #[arg(value_parser = parse::queue_name)]
+    pub name: String,
+    /// Delete it even if it holds messages that are not acked
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `queue purge`.
+///
+/// Removes the messages of the states given. By default every state except
+/// `leased`: leased messages are being worked on, so they are removed only
+/// when asked for by `--state leased` or `--state all`. Prints how many were
+/// removed.
+#[derive(Debug, clap::Args)]
+pub struct PurgeArgs {
+    /// The queue
+    #[arg(value_parser = parse::queue_name)]
+    pub name: String,
+    /// States to remove, repeatable or comma-separated [default: ready,delayed,acked,dead]
+    #[arg(long, value_enum, value_name = "STATE", value_delimiter = ',')]
+    pub state: Vec<StateArg>,
 }
 
 /// A queue name and the settings to give it.
@@ -69,6 +122,9 @@ impl SettingsArgs {
 /// Runs `spool queue …`.
 pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
     match command {
+        Command::List => return list(ctx),
+        Command::Delete(args) => return delete(ctx, &args),
+        Command::Purge(args) => return purge(ctx, &args),
         Command::Create(args) => {
             ctx.store()?
                 .create_queue(&args.name, &args.settings.patch())?;
@@ -78,4 +134,192 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// One line of `queue list --json`, and one row of its table.
+#[derive(Debug, Serialize)]
+struct Listed {
+    name: String,
+    kind: &'static str,
+    ready: i64,
+    delayed: i64,
+    leased: i64,
+    acked: i64,
+    dead: i64,
+    visibility_ms: u128,
+    max_attempts: u32,
+    retention_ms: u128,
+    max_size: u64,
+    retry_delay_ms: u128,
+    created_at: String,
+    subscribers: Vec<String>,
+    topics: Vec<String>,
+}
+
+impl From<QueueInfo> for Listed {
+    fn from(q: QueueInfo) -> Self {
+        let s = q.settings;
+        Listed {
+            kind: if q.is_topic { "topic" } else { "queue" },
+            ready: q.counts.ready,
+            delayed: q.counts.delayed,
+            leased: q.counts.leased,
+            acked: q.counts.acked,
+            dead: q.counts.dead,
+            visibility_ms: s.visibility.as_millis(),
+            max_attempts: s.max_attempts,
+            retention_ms: s.retention.as_millis(),
+            max_size: s.max_size,
+            retry_delay_ms: s.retry_delay.as_millis(),
+            created_at: output::time(q.created_at),
+            subscribers: q.subscribers,
+            topics: q.topics,
+            name: q.name,
+        }
+    }
+}
+
+impl Listed {
+    /// The settings (or, for a topic, the subscribers) in a few words.
+    fn details(&self) -> String {
+        if self.kind == "topic" {
+            return match self.subscribers.as_slice() {
+                [] => "no subscribers".to_owned(),
+                subs => format!("→ {}", subs.join(", ")),
+            };
+        }
+        let ms = |v: u128| parse::format_duration(Duration::from_millis(v as u64));
+        let mut text = format!(
+            "visibility {}, max_attempts {}, retention {}, max_size {}, retry_delay {}",
+            ms(self.visibility_ms),
+            self.max_attempts,
+            ms(self.retention_ms),
+            parse::format_size(self.max_size),
+            ms(self.retry_delay_ms),
+        );
+        if !self.topics.is_empty() {
+            text.push_str(&format!("; subscribes to {}", self.topics.join(", ")));
+        }
+        text
+    }
+}
+
+/// `queue list`: every queue and topic, read-only.
+fn list(ctx: &Context) -> anyhow::Result<Exit> {
+    let infos = match ctx.read_store()? {
+        Some(store) => store.queue_infos()?,
+        None => Vec::new(),
+    };
+    let listed: Vec<Listed> = infos.into_iter().map(Listed::from).collect();
+    let mut out = output::stdout();
+    if !ctx.out.human() {
+        for q in &listed {
+            serde_json::to_writer(&mut out, q)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        return Ok(Exit::Ok);
+    }
+    if listed.is_empty() {
+        ctx.out.note(
+            "no queues yet. Publish to create one: `spool publish QUEUE BODY`, or `spool queue create QUEUE`",
+        );
+        return Ok(Exit::Ok);
+    }
+    let mut table = view::table(
+        &ctx.out,
+        &[
+            "NAME", "KIND", "READY", "DELAYED", "LEASED", "ACKED", "DEAD", "DETAILS",
+        ],
+        &[0, 7],
+    );
+    for q in &listed {
+        table.add_row(vec![
+            comfy_table::Cell::new(&q.name),
+            comfy_table::Cell::new(q.kind),
+            view::number(q.ready),
+            view::number(q.delayed),
+            view::number(q.leased),
+            view::number(q.acked),
+            view::number(q.dead),
+            comfy_table::Cell::new(q.details()),
+        ]);
+    }
+    writeln!(out, "{table}")?;
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+/// The database for a command that acts on an existing queue: when the file
+/// does not exist, the queue is unknown, and the file is not created for it.
+pub fn existing_store(ctx: &Context, queue: &str) -> anyhow::Result<Store> {
+    if !ctx.global.db_path()?.exists() {
+        return Err(store::Error::UnknownQueue {
+            name: queue.to_owned(),
+            similar: Vec::new(),
+        }
+        .into());
+    }
+    ctx.store()
+}
+
+/// `queue delete NAME [--force]`.
+fn delete(ctx: &Context, args: &DeleteArgs) -> anyhow::Result<Exit> {
+    let removed = existing_store(ctx, &args.name)?.delete_queue(&args.name, args.force)?;
+    ctx.out.note(&format!(
+        "deleted `{}` and the {removed} message(s) it held",
+        args.name
+    ));
+    Ok(Exit::Ok)
+}
+
+/// The stored states a purge removes for these flags.
+fn purge_states(args: &[StateArg]) -> Vec<State> {
+    let all = args.contains(&StateArg::All);
+    let wanted = |s: StateArg| all || args.contains(&s);
+    let default = args.is_empty();
+    let mut states = Vec::new();
+    for (arg, stored) in [
+        (StateArg::Ready, &[State::Ready][..]),
+        (StateArg::Delayed, &[State::Delayed, State::Held][..]),
+        (StateArg::Leased, &[State::Leased][..]),
+        (StateArg::Acked, &[State::Acked][..]),
+        (StateArg::Dead, &[State::Dead][..]),
+    ] {
+        if wanted(arg) || (default && arg != StateArg::Leased) {
+            states.extend_from_slice(stored);
+        }
+    }
+    states
+}
+
+/// `queue purge NAME [--state …]`: prints how many messages were removed.
+fn purge(ctx: &Context, args: &PurgeArgs) -> anyhow::Result<Exit> {
+    let removed = existing_store(ctx, &args.name)?.purge(&args.name, &purge_states(&args.state))?;
+    let mut out = output::stdout();
+    if ctx.out.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "queue": args.name, "purged": removed })
+        )?;
+    } else if !ctx.out.quiet {
+        writeln!(out, "{removed}")?;
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purge_keeps_leased_messages_unless_asked() {
+        let default = purge_states(&[]);
+        assert!(!default.contains(&State::Leased));
+        assert!(default.contains(&State::Held));
+        assert_eq!(purge_states(&[StateArg::All]).len(), 6);
+        assert_eq!(purge_states(&[StateArg::Leased]), vec![State::Leased]);
+    }
 }

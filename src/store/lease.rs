@@ -250,6 +250,10 @@ impl Store {
             };
             outcomes.push(outcome);
         }
+        // Retention cleanup in small steps, paid by the writers of each queue.
+        for q in queues.values().flatten() {
+            sweep(&mut tx, q)?;
+        }
         tx.commit()?;
         Ok(outcomes)
     }
@@ -503,10 +507,16 @@ pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
         .tx
         .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
     if free > VACUUM_THRESHOLD {
-        tx.tx.execute_batch(&format!(
+        // The pragma frees one page per step (each step yields an empty row),
+        // so it must be stepped to the end: `execute_batch` steps once and
+        // would free a single page.
+        let sql = format!(
             "PRAGMA incremental_vacuum({})",
             free.min(4 * VACUUM_THRESHOLD)
-        ))?;
+        );
+        let mut stmt = tx.tx.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
     }
     Ok(())
 }

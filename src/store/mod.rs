@@ -1,6 +1,8 @@
 //! All of spool's SQL, behind a typed API: open, publish, claim, ack, nack,
-//! extend, and queue settings. Commands call this module and never see SQL,
-//! so another database can later stand behind the same API.
+//! extend, queue settings, the read-only views of `peek`, `stats` and `queue
+//! list` (`inspect`), and replay, purge and queue deletion (`admin`). Commands
+//! call this module and never see SQL, so another database can later stand
+//! behind the same API.
 //!
 //! # Data model
 //!
@@ -70,7 +72,9 @@
 //! - Bodies live in `messages`, away from the `deliveries` rows and indexes the
 //!   claim query walks.
 
+mod admin;
 mod busy;
+mod inspect;
 mod lease;
 mod publish;
 mod queues;
@@ -86,6 +90,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use admin::{ReplayFilter, Replayed};
+pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
 pub use topics::Subscribed;

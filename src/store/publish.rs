@@ -89,6 +89,10 @@ impl Store {
         if origin.is_topic {
             tx.published(origin.id, published);
         }
+        // Retention cleanup in small steps, paid by the writers of each queue.
+        for queue in &targets {
+            super::lease::sweep(&mut tx, queue)?;
+        }
         if next_id != first_id {
             tx.tx
                 .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_message_id'")

@@ -304,3 +304,132 @@ fn batches_mixing_full_chunks_keys_and_fan_out_store_every_message() {
         .expect("last body");
     assert_eq!(last, b"{\"n\":299}");
 }
+
+/// Asserts that `sql` walks `index` and needs no sort.
+fn assert_walks(store: &Store, sql: &str, index: &str) {
+    let p = plan(store, sql);
+    assert!(p.contains(index), "{sql}\n{p}");
+    assert!(!p.contains("TEMP B-TREE"), "{sql}\n{p}");
+}
+
+#[test]
+fn readers_walk_indexes_without_sorting() {
+    let (_dir, mut store) = temp_store();
+    publish_n(&mut store, "q", 100);
+    store.conn.execute_batch("ANALYZE").expect("analyze");
+    // The oldest-ready skip-scan: one seek per distinct priority.
+    assert_walks(
+        &store,
+        "SELECT priority, msg_id FROM deliveries WHERE queue_id = 1 AND state = 0 AND priority < 5
+         ORDER BY priority DESC, msg_id LIMIT 1",
+        "deliveries_ready",
+    );
+    // peek: delayed and leased rows by due time, held by group, done by time.
+    assert_walks(
+        &store,
+        "SELECT msg_id, visible_at FROM deliveries
+         WHERE queue_id = 1 AND state IN (1, 2) AND visible_at > 5 AND state = 1
+         ORDER BY visible_at, msg_id LIMIT 10",
+        "deliveries_waiting",
+    );
+    assert_walks(
+        &store,
+        "SELECT msg_id, visible_at FROM deliveries
+         WHERE queue_id = 1 AND state = 5 ORDER BY grp, msg_id LIMIT 10",
+        "deliveries_held",
+    );
+    assert_walks(
+        &store,
+        "SELECT msg_id, visible_at, done_at FROM deliveries
+         WHERE queue_id = 1 AND state = 3 AND state IN (3, 4) AND done_at > 5
+         ORDER BY done_at, msg_id LIMIT 10",
+        "deliveries_done",
+    );
+    // stats: only the due rows, and the last minute of rates.
+    let due = plan(
+        &store,
+        "SELECT state, count(*) FROM deliveries
+         WHERE queue_id = 1 AND state IN (1, 2) AND visible_at <= 5 GROUP BY 1",
+    );
+    assert!(due.contains("deliveries_waiting"), "{due}");
+    let rates = plan(
+        &store,
+        "SELECT sum(published) FROM rates WHERE queue_id = 1 AND second > 5",
+    );
+    assert!(rates.contains("PRIMARY KEY"), "{rates}");
+}
+
+#[test]
+fn purge_and_replay_select_through_partial_indexes() {
+    let (_dir, mut store) = temp_store();
+    publish_n(&mut store, "q", 100);
+    store.conn.execute_batch("ANALYZE").expect("analyze");
+    for (filter, state, index) in [
+        ("state = 0", 0, "deliveries_ready"),
+        ("state IN (1, 2)", 1, "deliveries_waiting"),
+        ("state IN (3, 4)", 4, "deliveries_done"),
+        ("state = 5", 5, "deliveries_held"),
+    ] {
+        let p = plan(
+            &store,
+            &format!(
+                "SELECT msg_id FROM deliveries WHERE queue_id = 1 AND {filter} AND state = {state}"
+            ),
+        );
+        assert!(p.contains(index), "{filter}\n{p}");
+    }
+    let replay = plan(
+        &store,
+        "SELECT msg_id FROM deliveries
+         WHERE queue_id = 1 AND state IN (3, 4) AND state = 3 AND done_at >= 1 AND done_at < 9",
+    );
+    assert!(replay.contains("deliveries_done"), "{replay}");
+}
+
+#[test]
+fn stats_counts_match_the_rows_after_replay_and_purge() {
+    let (_dir, mut store) = temp_store();
+    publish_n(&mut store, "q", 20);
+    let got = store.claim("q", 10, None, false).expect("claim");
+    let receipts: Vec<Receipt> = got.iter().map(|d| d.receipt).collect();
+    store.ack(&receipts[..6]).expect("ack");
+    let filter = ReplayFilter {
+        acked: true,
+        ids: vec![1, 2, 3],
+        ..ReplayFilter::default()
+    };
+    let done = store.replay("q", &filter, None).expect("replay");
+    assert_eq!(done.ids, vec![1, 2, 3]);
+    let copied = store
+        .replay(
+            "q",
+            &ReplayFilter {
+                acked: true,
+                ..ReplayFilter::default()
+            },
+            Some("copy"),
+        )
+        .expect("replay to");
+    assert_eq!(copied.ids, vec![4, 5, 6]);
+    assert_eq!(store.purge("q", &[State::Ready]).expect("purge"), 13);
+    let infos = store.queue_infos().expect("infos");
+    let q = infos.iter().find(|i| i.name == "q").expect("q");
+    let c = infos.iter().find(|i| i.name == "copy").expect("copy");
+    assert_eq!(
+        q.counts,
+        Counts {
+            ready: 0,
+            delayed: 0,
+            leased: 4,
+            acked: 3,
+            dead: 0
+        }
+    );
+    assert_eq!(c.counts.ready, 3);
+    assert_eq!(c.published_total, 3);
+    let rows: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 10);
+}

@@ -8,5 +8,7 @@ mod core;
 mod docs;
 mod example;
 mod groups;
+mod inspect;
 mod publish;
+mod recover;
 mod topics;

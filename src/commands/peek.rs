@@ -1,0 +1,157 @@
+//! `spool peek`: show messages without changing anything.
+
+use std::io::Write;
+
+use comfy_table::{Cell, Row};
+
+use crate::Context;
+use crate::commands::view;
+use crate::error::{Exit, Failure};
+use crate::output::{self, LineKind};
+use crate::parse;
+use crate::store::{self, PeekQuery, Peeked, Store};
+
+const EXAMPLES: &str = "\
+Examples:
+  spool peek orders                          # the next 10 messages
+  spool peek orders --state dead -n 50       # what failed
+  spool peek orders --id 42 --json | jq .body
+  spool peek orders --state all -n 1000 | jq -c 'select(.attempt > 2)'";
+
+/// Show messages without changing anything.
+///
+/// No lease is taken, no attempt counted, nothing written to the database.
+/// By default the next 10 ready, delayed and leased messages, in delivery
+/// order: ready ones as `consume` would deliver them, then delayed ones
+/// (soonest due first, then those waiting behind their group), then leased
+/// ones (soonest lease end first); acked and dead ones come last, earliest
+/// done first. A table on a terminal, JSON lines when piped or with `--json`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Queue to look into
+    #[arg(value_parser = parse::queue_name)]
+    pub queue: String,
+    /// Show at most N messages
+    #[arg(short = 'n', value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub n: u64,
+    /// States to show, repeatable or comma-separated [default: ready,delayed,leased]
+    #[arg(long, value_enum, value_name = "STATE", value_delimiter = ',')]
+    pub state: Vec<StateArg>,
+    /// Show only the message with this id, whatever its state
+    #[arg(long, value_name = "ID", conflicts_with = "state")]
+    pub id: Option<i64>,
+}
+
+/// A state to show, as `--state` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateArg {
+    /// Deliverable now
+    Ready,
+    /// Deliverable later, or waiting behind an earlier message of its group
+    Delayed,
+    /// Delivered, lease running
+    Leased,
+    /// Done, kept for replay until retention passes
+    Acked,
+    /// Failed max_attempts times
+    Dead,
+    /// All of the above
+    All,
+}
+
+/// The store query for these flags.
+fn query(args: &Args) -> PeekQuery {
+    let has = |s: StateArg| args.state.contains(&s) || args.state.contains(&StateArg::All);
+    let default = args.state.is_empty();
+    PeekQuery {
+        ready: default || has(StateArg::Ready),
+        delayed: default || has(StateArg::Delayed),
+        leased: default || has(StateArg::Leased),
+        acked: has(StateArg::Acked),
+        dead: has(StateArg::Dead),
+        limit: usize::try_from(args.n).unwrap_or(usize::MAX),
+    }
+}
+
+/// Runs `spool peek`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let Some(store) = ctx.read_store()? else {
+        return Err(store::Error::UnknownQueue {
+            name: args.queue,
+            similar: Vec::new(),
+        }
+        .into());
+    };
+    let messages = match args.id {
+        Some(id) => vec![one(&store, &args.queue, id)?],
+        None => store.peek(&args.queue, &query(&args))?,
+    };
+    if ctx.out.human() {
+        print_table(ctx, &args, &messages)?;
+    } else {
+        print_json(&messages)?;
+    }
+    Ok(Exit::Ok)
+}
+
+fn one(store: &Store, queue: &str, id: i64) -> anyhow::Result<Peeked> {
+    store.peek_id(queue, id)?.ok_or_else(|| {
+        Failure::new(
+            Exit::NotFound,
+            format!(
+                "queue `{queue}` holds no message `{id}`. List its messages with `spool peek {queue} --state all`"
+            ),
+        )
+        .into()
+    })
+}
+
+fn print_json(messages: &[Peeked]) -> anyhow::Result<()> {
+    let mut out = output::stdout();
+    for m in messages {
+        let kind = LineKind::Peeked(m.state.name(), m.lease_end);
+        output::write_delivery(&mut out, &m.delivery, kind)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_table(ctx: &Context, args: &Args, messages: &[Peeked]) -> anyhow::Result<()> {
+    if messages.is_empty() {
+        ctx.out
+            .note(&format!("queue `{}` has no messages to show", args.queue));
+        return Ok(());
+    }
+    let width = usize::from(view::terminal_width());
+    let now = store::now_ms();
+    let mut table = view::table(
+        &ctx.out,
+        &["ID", "STATE", "ATTEMPT", "AGE", "KEY", "BODY"],
+        &[4, 5],
+    );
+    for m in messages {
+        let d = &m.delivery;
+        // Cut long bodies before layout; the table cuts the rest to the width
+        // and marks the cut with an ellipsis.
+        let body: String = view::body_line(&d.body, d.raw)
+            .chars()
+            .take(width + 1)
+            .collect();
+        let mut row = Row::from(vec![
+            view::number(d.id),
+            view::state_cell(m.state),
+            view::number(d.attempt),
+            view::number(view::age(now - d.published_at)),
+            Cell::new(d.key.as_deref().unwrap_or("")),
+            Cell::new(body),
+        ]);
+        row.max_height(1);
+        table.add_row(row);
+    }
+    let mut out = output::stdout();
+    writeln!(out, "{table}")?;
+    out.flush()?;
+    Ok(())
+}

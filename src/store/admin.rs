@@ -1,0 +1,414 @@
+//! Recovery and housekeeping: `replay`, `queue purge` and `queue delete`.
+//!
+//! Each is one write transaction that first applies the lazy transitions
+//! ([`lease::promote_due`]: due delayed messages and expired leases, which may
+//! die) and the retention sweep, so it acts on the states users see.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::lease::{self, delete_orphan, promote_due, release_group};
+use super::queues::{self, QueueRow};
+use super::tx::Tx;
+use super::{Error, Result, State, Store, ms, now_ms};
+
+/// Which finished messages `replay` brings back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayFilter {
+    /// Acked messages (still kept by retention).
+    pub acked: bool,
+    /// Dead messages.
+    pub dead: bool,
+    /// Only those acked or dead at or after this time (ms since the epoch).
+    pub since: Option<i64>,
+    /// Only those acked or dead before this time (ms since the epoch).
+    pub until: Option<i64>,
+    /// Only these message ids (all when empty).
+    pub ids: Vec<i64>,
+}
+
+/// What `replay` did, or would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Ids of the messages put back to ready (or held behind their group).
+    pub ids: Vec<i64>,
+    /// With a target queue: ids left out because the target already holds a
+    /// delivery of that message.
+    pub skipped: Vec<i64>,
+}
+
+/// A finished delivery that matches a replay filter.
+#[derive(Debug, Clone)]
+struct Candidate {
+    id: i64,
+    state: State,
+    priority: i64,
+    group: Option<String>,
+}
+
+impl ReplayFilter {
+    fn wants(&self, state: State, done_at: i64) -> bool {
+        let state_ok = match state {
+            State::Acked => self.acked,
+            State::Dead => self.dead,
+            _ => false,
+        };
+        state_ok
+            && self.since.is_none_or(|t| done_at >= t)
+            && self.until.is_none_or(|t| done_at < t)
+    }
+}
+
+impl Store {
+    /// Puts matching acked/dead messages of `queue` back: in place (ready,
+    /// attempts reset, same ids), or with `to` as new ready deliveries of the
+    /// same messages in that queue (created if needed), leaving the originals
+    /// as they were. A grouped message whose group has an unfinished head
+    /// waits behind it (held).
+    pub fn replay(
+        &mut self,
+        queue: &str,
+        filter: &ReplayFilter,
+        to: Option<&str>,
+    ) -> Result<Replayed> {
+        let mut tx = Tx::begin(&mut self.conn)?;
+        let Some(q) = queues::lookup(&tx.tx, queue)? else {
+            drop(tx);
+            return Err(self.unknown_queue(queue));
+        };
+        if q.is_topic {
+            return Err(queues::topic_error(&tx.tx, q)?);
+        }
+        promote_due(&mut tx, &q)?;
+        lease::sweep(&mut tx, &q)?;
+        let found = candidates(&tx.tx, &q, filter, tx.now)?;
+        let done = match to {
+            None => replay_in_place(&mut tx, &q, &found)?,
+            Some(name) => {
+                let target = queues::ensure(&tx, name)?;
+                if target.is_topic {
+                    return Err(queues::topic_error(&tx.tx, target)?);
+                }
+                replay_to(&mut tx, &target, &found)?
+            }
+        };
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// What [`Store::replay`] would do, without changing anything (for
+    /// `--dry-run`; works on a read-only connection).
+    pub fn replay_preview(
+        &self,
+        queue: &str,
+        filter: &ReplayFilter,
+        to: Option<&str>,
+    ) -> Result<Replayed> {
+        let tx = self.conn.unchecked_transaction()?;
+        let q = match queues::lookup(&tx, queue)? {
+            None => {
+                drop(tx);
+                return Err(self.unknown_queue(queue));
+            }
+            Some(q) if q.is_topic => return Err(queues::topic_error(&tx, q)?),
+            Some(q) => q,
+        };
+        let found = candidates(&tx, &q, filter, now_ms())?;
+        let target = match to {
+            Some(name) => queues::lookup(&tx, name)?,
+            None => None,
+        };
+        if let Some(t) = target.as_ref().filter(|t| t.is_topic) {
+            return Err(queues::topic_error(&tx, t.clone())?);
+        }
+        let mut done = Replayed::default();
+        for c in found {
+            let taken = match &target {
+                Some(t) => holds(&tx, t.id, c.id)?,
+                None => false,
+            };
+            if taken {
+                done.skipped.push(c.id);
+            } else {
+                done.ids.push(c.id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Deletes messages of `queue` in the given states (stored states: pass
+    /// [`State::Held`] along with [`State::Delayed`]) and returns how many.
+    /// Groups whose head was removed release their next message.
+    pub fn purge(&mut self, queue: &str, states: &[State]) -> Result<i64> {
+        let mut tx = Tx::begin(&mut self.conn)?;
+        let Some(q) = queues::lookup(&tx.tx, queue)? else {
+            drop(tx);
+            return Err(self.unknown_queue(queue));
+        };
+        if q.is_topic {
+            return Err(queues::topic_error(&tx.tx, q)?);
+        }
+        promote_due(&mut tx, &q)?;
+        let mut removed: Vec<(i64, Option<String>)> = Vec::new();
+        for &state in states {
+            let rows = delete_in_state(&tx.tx, q.id, state)?;
+            tx.moved_many(q.id, Some(state), None, rows.len() as i64);
+            removed.extend(rows);
+        }
+        for (msg, group) in &removed {
+            delete_orphan(&mut tx, *msg)?;
+            if let Some(group) = group {
+                release_group(&mut tx, q.id, group, *msg)?;
+            }
+        }
+        tx.freed_pages();
+        tx.commit()?;
+        Ok(removed.len() as i64)
+    }
+
+    /// Deletes a queue or topic with its deliveries, groups, rates and
+    /// subscriptions, and the messages no other queue holds. Refuses
+    /// ([`Error::QueueNotEmpty`]) a queue holding ready, delayed, leased or
+    /// dead messages unless `force`. Returns how many messages it held.
+    pub fn delete_queue(&mut self, name: &str, force: bool) -> Result<i64> {
+        let mut tx = Tx::begin(&mut self.conn)?;
+        let Some(q) = queues::lookup(&tx.tx, name)? else {
+            drop(tx);
+            return Err(self.unknown_queue(name));
+        };
+        let pending = pending_count(&tx.tx, q.id)?;
+        if pending > 0 && !force {
+            return Err(Error::QueueNotEmpty {
+                name: q.name,
+                pending,
+            });
+        }
+        let msgs: Vec<i64> = tx
+            .tx
+            .prepare_cached("DELETE FROM deliveries WHERE queue_id = ?1 RETURNING msg_id")?
+            .query_map([q.id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for msg in &msgs {
+            delete_orphan(&mut tx, *msg)?;
+        }
+        for sql in [
+            "DELETE FROM groups WHERE queue_id = ?1",
+            "DELETE FROM rates WHERE queue_id = ?1",
+            "DELETE FROM subscriptions WHERE queue_id = ?1 OR topic_id = ?1",
+            "DELETE FROM queues WHERE id = ?1",
+        ] {
+            tx.tx.prepare_cached(sql)?.execute([q.id])?;
+        }
+        tx.freed_pages();
+        tx.commit()?;
+        Ok(msgs.len() as i64)
+    }
+}
+
+/// Messages of a queue that are not acked, from its counters (exact: the lazy
+/// transitions only move messages between these states).
+fn pending_count(conn: &Connection, queue: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT n_ready + n_delayed + n_leased + n_dead + n_held FROM queues WHERE id = ?1",
+        )?
+        .query_row([queue], |r| r.get(0))?)
+}
+
+/// Deletes the deliveries of `queue` in `state`, through that state's index.
+fn delete_in_state(
+    conn: &Connection,
+    queue: i64,
+    state: State,
+) -> Result<Vec<(i64, Option<String>)>> {
+    // Each state names its partial index's condition, so the delete walks
+    // that index rather than the whole table.
+    let index_filter = match state {
+        State::Ready => "state = 0",
+        State::Delayed | State::Leased => "state IN (1, 2)",
+        State::Acked | State::Dead => "state IN (3, 4)",
+        State::Held => "state = 5",
+    };
+    let sql = format!(
+        "DELETE FROM deliveries WHERE queue_id = ?1 AND msg_id IN (
+             SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND {index_filter} AND state = ?2)
+         RETURNING msg_id, grp"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map((queue, state as i64), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The finished deliveries of `q` that match `filter`, by id, with the lazy
+/// rules applied (an expired lease on its last attempt counts as dead since
+/// its lease ended; acked messages past retention count as gone).
+fn candidates(
+    conn: &Connection,
+    q: &QueueRow,
+    filter: &ReplayFilter,
+    now: i64,
+) -> Result<Vec<Candidate>> {
+    let max = q.settings.max_attempts as i64;
+    let cutoff = now.saturating_sub(ms(q.settings.retention));
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, visible_at, attempts, done_at, priority, grp FROM deliveries
+         WHERE msg_id = ?1 AND queue_id = ?2",
+    )?;
+    let rows: Vec<i64> = if filter.ids.is_empty() {
+        finished_ids(conn, q, filter, now)?
+    } else {
+        filter.ids.clone()
+    };
+    let mut found = Vec::new();
+    for id in rows {
+        let row = stmt
+            .query_row((id, q.id), |r| {
+                Ok((
+                    State::from_i64(r.get(0)?),
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((state, visible_at, attempts, done_at, priority, group)) = row else {
+            continue;
+        };
+        let (state, done_at) = match state {
+            State::Leased if visible_at <= now && max > 0 && attempts >= max => {
+                (State::Dead, visible_at)
+            }
+            State::Acked | State::Dead => (state, done_at.unwrap_or(0)),
+            _ => continue,
+        };
+        if state == State::Acked && done_at <= cutoff {
+            continue;
+        }
+        if filter.wants(state, done_at) {
+            found.push(Candidate {
+                id,
+                state,
+                priority,
+                group,
+            });
+        }
+    }
+    found.sort_by_key(|c| c.id);
+    found.dedup_by_key(|c| c.id);
+    Ok(found)
+}
+
+/// Ids of the acked/dead deliveries of `q` in the filter's time range, read
+/// through `deliveries_done` (and `deliveries_waiting` for expired leases on
+/// their last attempt).
+fn finished_ids(
+    conn: &Connection,
+    q: &QueueRow,
+    filter: &ReplayFilter,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let since = filter.since.unwrap_or(i64::MIN);
+    let until = filter.until.unwrap_or(i64::MAX);
+    let mut ids = Vec::new();
+    let mut done = conn.prepare_cached(
+        "SELECT msg_id FROM deliveries
+         WHERE queue_id = ?1 AND state IN (3, 4) AND state = ?2 AND done_at >= ?3 AND done_at < ?4",
+    )?;
+    for (wanted, state) in [(filter.acked, State::Acked), (filter.dead, State::Dead)] {
+        if wanted {
+            let rows = done.query_map((q.id, state as i64, since, until), |r| r.get(0))?;
+            for id in rows {
+                ids.push(id?);
+            }
+        }
+    }
+    let max = q.settings.max_attempts as i64;
+    if filter.dead && max > 0 {
+        let mut expired = conn.prepare_cached(
+            "SELECT msg_id FROM deliveries
+             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+               AND state = 2 AND attempts >= ?3",
+        )?;
+        for id in expired.query_map((q.id, now, max), |r| r.get(0))? {
+            ids.push(id?);
+        }
+    }
+    Ok(ids)
+}
+
+/// True when `queue` holds a delivery of message `msg`.
+fn holds(conn: &Connection, queue: i64, msg: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?
+        .query_row((msg, queue), |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The state a message re-entering `queue` starts in: ready, or held when its
+/// group already has an unfinished head (otherwise it becomes the head).
+fn entry_state(tx: &Tx<'_>, queue: i64, group: Option<&str>, msg: i64) -> Result<State> {
+    let Some(group) = group else {
+        return Ok(State::Ready);
+    };
+    let claimed = tx
+        .tx
+        .prepare_cached(
+            "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (queue_id, grp) DO NOTHING",
+        )?
+        .execute((queue, group, msg))?;
+    Ok(if claimed > 0 {
+        State::Ready
+    } else {
+        State::Held
+    })
+}
+
+fn replay_in_place(tx: &mut Tx<'_>, q: &QueueRow, found: &[Candidate]) -> Result<Replayed> {
+    let mut done = Replayed::default();
+    for c in found {
+        let state = entry_state(tx, q.id, c.group.as_deref(), c.id)?;
+        tx.tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?3, attempts = 0, lease = NULL, done_at = NULL,
+                   visible_at = ?4
+                 WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .execute((c.id, q.id, state as i64, tx.now))?;
+        tx.moved(q.id, Some(c.state), Some(state));
+        done.ids.push(c.id);
+    }
+    Ok(done)
+}
+
+fn replay_to(tx: &mut Tx<'_>, target: &QueueRow, found: &[Candidate]) -> Result<Replayed> {
+    let mut done = Replayed::default();
+    for c in found {
+        if holds(&tx.tx, target.id, c.id)? {
+            done.skipped.push(c.id);
+            continue;
+        }
+        let state = entry_state(tx, target.id, c.group.as_deref(), c.id)?;
+        tx.tx
+            .prepare_cached(
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute((
+                c.id,
+                target.id,
+                state as i64,
+                c.priority,
+                tx.now,
+                c.group.as_deref(),
+            ))?;
+        tx.moved(target.id, None, Some(state));
+        done.ids.push(c.id);
+    }
+    tx.published(target.id, done.ids.len() as i64);
+    Ok(done)
+}

@@ -1,0 +1,616 @@
+//! Read-only views for `peek`, `stats` and `queue list`.
+//!
+//! Nothing here writes: these run on the read-only connection of
+//! [`Store::open_read_only`], inside one deferred read transaction each, so they
+//! see one consistent snapshot and are never blocked by a writer (WAL).
+//!
+//! The lazy transitions that writers perform inside every claim (a due delayed
+//! message or an expired lease is really ready; an expired lease on the last
+//! allowed attempt is really dead) are applied on the fly here, from a range
+//! scan of only the due rows of `deliveries_waiting`.
+//!
+//! # Performance
+//!
+//! Counts come from the counters in `queues.n_*`, never from counting rows, so
+//! `stats` costs the same at a backlog of ten or of a million. The oldest ready
+//! message is found by a skip-scan of `deliveries_ready`: one index seek per
+//! distinct priority (at most 201). Only the due rows are visited one by one;
+//! they are few, because every claim moves them back to ready.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::queues::{self, QueueRow};
+use super::{Delivery, Receipt, Result, Settings, State, Store, ms, now_ms};
+
+/// Message counts of one queue, by state as users see them (held messages
+/// count as delayed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Deliverable now.
+    pub ready: i64,
+    /// Deliverable later (including messages held behind their group).
+    pub delayed: i64,
+    /// Delivered, lease still running.
+    pub leased: i64,
+    /// Done, kept for replay until retention removes them.
+    pub acked: i64,
+    /// Failed `max_attempts` times.
+    pub dead: i64,
+}
+
+/// What `stats` and `queue list` show about one queue or topic.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    /// The queue or topic name.
+    pub name: String,
+    /// True for a topic (which holds no messages itself).
+    pub is_topic: bool,
+    /// For a topic: the queues subscribed to it, by name.
+    pub subscribers: Vec<String>,
+    /// For a queue: the topics it subscribes to, by name.
+    pub topics: Vec<String>,
+    /// The queue's settings.
+    pub settings: Settings,
+    /// When the queue was created (ms since the epoch).
+    pub created_at: i64,
+    /// Messages per state, with due delayed messages and expired leases
+    /// counted where the next claim will put them.
+    pub counts: Counts,
+    /// Messages ever published to it (for a queue: deliveries added to it).
+    pub published_total: i64,
+    /// How long ago the oldest ready message was published; `None` if none is ready.
+    pub oldest_ready_age_ms: Option<i64>,
+    /// Messages published in the last 60 seconds.
+    pub published_last_minute: i64,
+    /// Messages acked in the last 60 seconds.
+    pub acked_last_minute: i64,
+}
+
+/// The database file, for `stats`.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseInfo {
+    /// The database path.
+    pub path: PathBuf,
+    /// Size of the database file in bytes (0 if it does not exist).
+    pub size_bytes: u64,
+    /// Size of its write-ahead log in bytes (0 when there is none).
+    pub wal_bytes: u64,
+    /// Bytes of free pages inside the file, waiting to be reused or handed back.
+    pub free_bytes: u64,
+}
+
+impl DatabaseInfo {
+    /// The sizes of `path` as seen on the file system, without opening it.
+    pub fn of_path(path: PathBuf) -> DatabaseInfo {
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        DatabaseInfo {
+            size_bytes: size(&path),
+            wal_bytes: size(std::path::Path::new(&wal)),
+            free_bytes: 0,
+            path,
+        }
+    }
+}
+
+/// One message as `peek` shows it.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    /// The message, with a meaningless receipt (peek never leases).
+    pub delivery: Delivery,
+    /// Its state as users see it, with the lazy transitions applied.
+    pub state: State,
+    /// When its lease ends, for a leased message.
+    pub lease_end: Option<i64>,
+    /// When it becomes deliverable, for a delayed message.
+    pub due_at: Option<i64>,
+    /// When it was acked or died.
+    pub done_at: Option<i64>,
+}
+
+/// Which messages `peek` shows. Held messages count as delayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeekQuery {
+    /// Show ready messages.
+    pub ready: bool,
+    /// Show delayed (and held) messages.
+    pub delayed: bool,
+    /// Show leased messages.
+    pub leased: bool,
+    /// Show acked messages (within retention).
+    pub acked: bool,
+    /// Show dead messages.
+    pub dead: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A delivery row with the lazy transitions applied.
+#[derive(Debug, Clone, Copy)]
+struct RowState {
+    state: State,
+    visible_at: i64,
+    done_at: Option<i64>,
+}
+
+/// The state a row really is in at `now`: a due delayed message or an expired
+/// lease is ready, an expired lease on the last allowed attempt is dead.
+fn effective(state: State, visible_at: i64, attempts: i64, max: i64, now: i64) -> (State, bool) {
+    match state {
+        State::Delayed if visible_at <= now => (State::Ready, true),
+        State::Leased if visible_at <= now && max > 0 && attempts >= max => (State::Dead, true),
+        State::Leased if visible_at <= now => (State::Ready, true),
+        other => (other, false),
+    }
+}
+
+impl Store {
+    /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
+    pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let now = now_ms();
+        let ids: Vec<i64> = tx
+            .prepare_cached("SELECT id FROM queues ORDER BY name")?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut infos = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = queues::by_id(&tx, id)? {
+                infos.push(info(&tx, row, now)?);
+            }
+        }
+        Ok(infos)
+    }
+
+    /// The named queues or topics, in the order given; an unknown name is
+    /// [`super::Error::UnknownQueue`].
+    pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let now = now_ms();
+        let mut infos = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(row) = queues::lookup(&tx, name)? else {
+                drop(tx);
+                return Err(self.unknown_queue(name));
+            };
+            infos.push(info(&tx, row, now)?);
+        }
+        Ok(infos)
+    }
+
+    /// The database file's sizes, including its free pages.
+    pub fn database_info(&self) -> Result<DatabaseInfo> {
+        let mut db = DatabaseInfo::of_path(self.path.clone());
+        let free: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |row| row.get(0))?;
+        db.free_bytes = (free.max(0) * page.max(0)) as u64;
+        Ok(db)
+    }
+
+    /// Up to `query.limit` messages of `queue` in the states asked for, in
+    /// delivery order: ready ones as `consume` would deliver them (priority,
+    /// then id), then delayed ones (soonest due first, then those held behind
+    /// their group, by group and id), then leased ones (soonest lease end
+    /// first), then acked and dead ones (earliest done first).
+    pub fn peek(&self, queue: &str, query: &PeekQuery) -> Result<Vec<Peeked>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let q = self.queue_for_peek(&tx, queue)?;
+        let now = now_ms();
+        let limit = query.limit;
+        let mut picked: Vec<(i64, RowState)> = Vec::new();
+        let room = |picked: &Vec<(i64, RowState)>| limit.saturating_sub(picked.len());
+        if query.ready {
+            let n = room(&picked);
+            picked.extend(ready_rows(&tx, &q, now, n)?);
+        }
+        if query.delayed {
+            let n = room(&picked);
+            picked.extend(waiting_rows(&tx, &q, State::Delayed, now, n)?);
+            let n = room(&picked);
+            picked.extend(held_rows(&tx, &q, n)?);
+        }
+        if query.leased {
+            let n = room(&picked);
+            picked.extend(waiting_rows(&tx, &q, State::Leased, now, n)?);
+        }
+        if query.acked {
+            let n = room(&picked);
+            picked.extend(done_rows(&tx, &q, State::Acked, now, n)?);
+        }
+        if query.dead {
+            let n = room(&picked);
+            picked.extend(done_rows(&tx, &q, State::Dead, now, n)?);
+        }
+        picked.truncate(limit);
+        picked
+            .into_iter()
+            .map(|(id, st)| load(&tx, &q, id, st))
+            .collect()
+    }
+
+    /// Message `id` of `queue` in whatever state it is, or `None` if the queue
+    /// does not hold it (or retention has removed it).
+    pub fn peek_id(&self, queue: &str, id: i64) -> Result<Option<Peeked>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let q = self.queue_for_peek(&tx, queue)?;
+        let now = now_ms();
+        let row: Option<(i64, i64, i64, Option<i64>)> = tx
+            .prepare_cached(
+                "SELECT state, visible_at, attempts, done_at FROM deliveries
+                 WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .query_row((id, q.id), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((state, visible_at, attempts, done_at)) = row else {
+            return Ok(None);
+        };
+        let max = q.settings.max_attempts as i64;
+        let (state, lazy) = effective(State::from_i64(state), visible_at, attempts, max, now);
+        let done_at = if lazy && state == State::Dead {
+            Some(visible_at)
+        } else {
+            done_at
+        };
+        let cutoff = now.saturating_sub(ms(q.settings.retention));
+        if state == State::Acked && done_at.is_some_and(|t| t <= cutoff) {
+            return Ok(None);
+        }
+        let st = RowState {
+            state,
+            visible_at,
+            done_at,
+        };
+        load(&tx, &q, id, st).map(Some)
+    }
+
+    /// The queue `peek` looks at: unknown names and topics are errors.
+    fn queue_for_peek(&self, conn: &Connection, name: &str) -> Result<QueueRow> {
+        match queues::lookup(conn, name)? {
+            None => Err(self.unknown_queue(name)),
+            Some(row) if row.is_topic => Err(queues::topic_error(conn, row)?),
+            Some(row) => Ok(row),
+        }
+    }
+}
+
+/// Counters, rates and the oldest ready message of one queue or topic.
+fn info(conn: &Connection, q: QueueRow, now: i64) -> Result<QueueInfo> {
+    let (created_at, published_total, stored) = stored_counts(conn, q.id)?;
+    let max = q.settings.max_attempts as i64;
+    let due = due_summary(conn, q.id, max, now)?;
+    let counts = Counts {
+        ready: stored[0] + due.delayed + due.leased_live,
+        delayed: stored[1] - due.delayed + stored[5],
+        leased: stored[2] - due.leased_live - due.leased_dead,
+        acked: stored[3],
+        dead: stored[4] + due.leased_dead,
+    };
+    let oldest = [oldest_ready_id(conn, q.id)?, due.oldest_id]
+        .into_iter()
+        .flatten()
+        .min();
+    let oldest_ready_age_ms = match oldest {
+        Some(id) => published_at(conn, id)?.map(|t| now.saturating_sub(t).max(0)),
+        None => None,
+    };
+    let (published_last_minute, acked_last_minute) = last_minute(conn, q.id, now)?;
+    Ok(QueueInfo {
+        subscribers: names(queues::subscribers(conn, q.id)?),
+        topics: topics_of(conn, q.id)?,
+        name: q.name,
+        is_topic: q.is_topic,
+        settings: q.settings,
+        created_at,
+        counts,
+        published_total,
+        oldest_ready_age_ms,
+        published_last_minute,
+        acked_last_minute,
+    })
+}
+
+fn names(rows: Vec<QueueRow>) -> Vec<String> {
+    rows.into_iter().map(|q| q.name).collect()
+}
+
+/// `created_at`, `published_total` and the six stored state counters.
+fn stored_counts(conn: &Connection, queue: i64) -> Result<(i64, i64, [i64; 6])> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT created_at, published_total, n_ready, n_delayed, n_leased, n_acked, n_dead, n_held
+             FROM queues WHERE id = ?1",
+        )?
+        .query_row([queue], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+            ))
+        })?)
+}
+
+/// What the due rows of a queue will become at its next claim.
+#[derive(Debug, Default)]
+struct DueSummary {
+    /// Due delayed messages (become ready).
+    delayed: i64,
+    /// Expired leases with attempts left (become ready).
+    leased_live: i64,
+    /// Expired leases on their last attempt (become dead).
+    leased_dead: i64,
+    /// The lowest id among those that become ready.
+    oldest_id: Option<i64>,
+}
+
+fn due_summary(conn: &Connection, queue: i64, max: i64, now: i64) -> Result<DueSummary> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, ?3 > 0 AND attempts >= ?3, count(*), min(msg_id) FROM deliveries
+         WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+         GROUP BY 1, 2",
+    )?;
+    let mut rows = stmt.query((queue, now, max))?;
+    let mut due = DueSummary::default();
+    while let Some(r) = rows.next()? {
+        let (state, dies, n, min_id): (i64, bool, i64, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        match (State::from_i64(state), dies) {
+            (State::Leased, true) => {
+                due.leased_dead += n;
+                continue;
+            }
+            (State::Leased, false) => due.leased_live += n,
+            _ => due.delayed += n,
+        }
+        due.oldest_id = Some(due.oldest_id.map_or(min_id, |o: i64| o.min(min_id)));
+    }
+    Ok(due)
+}
+
+/// The lowest id among the ready rows: the first entry of `deliveries_ready`
+/// for each distinct priority, one index seek each (a skip-scan).
+fn oldest_ready_id(conn: &Connection, queue: i64) -> Result<Option<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT priority, msg_id FROM deliveries
+         WHERE queue_id = ?1 AND state = 0 AND priority < ?2
+         ORDER BY priority DESC, msg_id LIMIT 1",
+    )?;
+    let mut below = i64::MAX;
+    let mut oldest: Option<i64> = None;
+    while let Some((priority, id)) = stmt
+        .query_row((queue, below), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?
+    {
+        oldest = Some(oldest.map_or(id, |o| o.min(id)));
+        below = priority;
+    }
+    Ok(oldest)
+}
+
+fn published_at(conn: &Connection, id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT published_at FROM messages WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Publishes and acks counted in the per-second buckets of the last 60 seconds.
+fn last_minute(conn: &Connection, queue: i64, now: i64) -> Result<(i64, i64)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(sum(published), 0), coalesce(sum(acked), 0) FROM rates
+             WHERE queue_id = ?1 AND second > ?2",
+        )?
+        .query_row((queue, now / 1000 - 60), |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+/// The topics a queue subscribes to, by name.
+fn topics_of(conn: &Connection, queue: i64) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name FROM queues WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = ?1)
+         ORDER BY name",
+    )?;
+    let names = stmt
+        .query_map([queue], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(names)
+}
+
+/// The first `n` ready rows in claim order, including due delayed messages and
+/// expired leases that the next claim will make ready.
+fn ready_rows(conn: &Connection, q: &QueueRow, now: i64, n: usize) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut rows: Vec<(i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT priority, msg_id, visible_at FROM deliveries
+             WHERE queue_id = ?1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT ?2",
+        )?
+        .query_map((q.id, n as i64), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let max = q.settings.max_attempts as i64;
+    let mut stmt = conn.prepare_cached(
+        "SELECT priority, msg_id, visible_at, state, attempts FROM deliveries
+         WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2",
+    )?;
+    let mut due = stmt.query((q.id, now))?;
+    while let Some(r) = due.next()? {
+        let state = State::from_i64(r.get(3)?);
+        if effective(state, r.get(2)?, r.get(4)?, max, now).0 == State::Ready {
+            rows.push((r.get(0)?, r.get(1)?, r.get(2)?));
+        }
+    }
+    rows.sort_by_key(|&(priority, id, _)| (-priority, id));
+    rows.truncate(n);
+    Ok(rows
+        .into_iter()
+        .map(|(_, id, visible_at)| {
+            let st = RowState {
+                state: State::Ready,
+                visible_at,
+                done_at: None,
+            };
+            (id, st)
+        })
+        .collect())
+}
+
+/// The first `n` delayed (or leased) rows not yet due, soonest first.
+fn waiting_rows(
+    conn: &Connection,
+    q: &QueueRow,
+    state: State,
+    now: i64,
+    n: usize,
+) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = conn
+        .prepare_cached(
+            "SELECT msg_id, visible_at FROM deliveries
+             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at > ?2 AND state = ?3
+             ORDER BY visible_at, msg_id LIMIT ?4",
+        )?
+        .query_map((q.id, now, state as i64, n as i64), |r| {
+            let st = RowState {
+                state,
+                visible_at: r.get(1)?,
+                done_at: None,
+            };
+            Ok((r.get(0)?, st))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The first `n` messages held behind an earlier message of their group, by
+/// group and id (the order in which each group will release them).
+fn held_rows(conn: &Connection, q: &QueueRow, n: usize) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = conn
+        .prepare_cached(
+            "SELECT msg_id, visible_at FROM deliveries
+             WHERE queue_id = ?1 AND state = 5 ORDER BY grp, msg_id LIMIT ?2",
+        )?
+        .query_map((q.id, n as i64), |r| {
+            let st = RowState {
+                state: State::Held,
+                visible_at: r.get(1)?,
+                done_at: None,
+            };
+            Ok((r.get(0)?, st))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The first `n` acked (within retention) or dead rows, earliest done first.
+/// Dead ones include expired leases on their last attempt. (`state = ?2` must
+/// come before `state IN (3, 4)`: the other way round, SQLite sorts the whole
+/// range instead of walking `deliveries_done` in order.)
+fn done_rows(
+    conn: &Connection,
+    q: &QueueRow,
+    state: State,
+    now: i64,
+    n: usize,
+) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let after = match state {
+        State::Acked => now.saturating_sub(ms(q.settings.retention)),
+        _ => i64::MIN,
+    };
+    let mut rows: Vec<(i64, RowState)> = conn
+        .prepare_cached(
+            "SELECT msg_id, visible_at, done_at FROM deliveries
+             WHERE queue_id = ?1 AND state = ?2 AND state IN (3, 4) AND done_at > ?3
+             ORDER BY done_at, msg_id LIMIT ?4",
+        )?
+        .query_map((q.id, state as i64, after, n as i64), |r| {
+            let st = RowState {
+                state,
+                visible_at: r.get(1)?,
+                done_at: r.get(2)?,
+            };
+            Ok((r.get(0)?, st))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let max = q.settings.max_attempts as i64;
+    if state == State::Dead && max > 0 {
+        let expired = conn
+            .prepare_cached(
+                "SELECT msg_id, visible_at FROM deliveries
+                 WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+                   AND state = 2 AND attempts >= ?3
+                 ORDER BY visible_at, msg_id LIMIT ?4",
+            )?
+            .query_map((q.id, now, max, n as i64), |r| {
+                let visible_at: i64 = r.get(1)?;
+                let st = RowState {
+                    state: State::Dead,
+                    visible_at,
+                    done_at: Some(visible_at),
+                };
+                Ok((r.get(0)?, st))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.extend(expired);
+        rows.sort_by_key(|(id, st)| (st.done_at, *id));
+        rows.truncate(n);
+    }
+    Ok(rows)
+}
+
+/// The full message for one picked row.
+fn load(conn: &Connection, q: &QueueRow, id: i64, st: RowState) -> Result<Peeked> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body
+         FROM deliveries d JOIN messages m ON m.id = d.msg_id
+         WHERE d.msg_id = ?1 AND d.queue_id = ?2",
+    )?;
+    let delivery = stmt.query_row((id, q.id), |r| {
+        Ok(Delivery {
+            id,
+            queue: q.name.clone(),
+            receipt: Receipt {
+                queue_id: q.id,
+                msg_id: id,
+                lease: 0,
+            },
+            attempt: r.get(0)?,
+            published_at: r.get(4)?,
+            lease_expires_at: 0,
+            key: r.get(3)?,
+            group: r.get(2)?,
+            priority: r.get(1)?,
+            headers: r.get(6)?,
+            body: r.get(7)?,
+            raw: r.get(5)?,
+        })
+    })?;
+    let lease_end = (st.state == State::Leased).then_some(st.visible_at);
+    let due_at = matches!(st.state, State::Delayed).then_some(st.visible_at);
+    Ok(Peeked {
+        delivery,
+        state: st.state,
+        lease_end,
+        due_at,
+        done_at: st.done_at,
+    })
+}
