@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use clap_complete::ArgValueCompleter;
-
 use crate::Context;
-use crate::commands::docs::queue_names;
+use crate::commands::docs::complete_queues;
 use crate::error::Exit;
 use crate::output::{self, LineKind};
 use crate::parse;
@@ -36,7 +34,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Queue to consume from
-    #[arg(value_parser = parse::queue_name, add = ArgValueCompleter::new(queue_names))]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub queue: String,
     /// Lease up to N messages at once
     #[arg(short = 'n', value_name = "N", default_value_t = 1,

@@ -81,6 +81,11 @@ pub fn complete_if_asked() {
         .complete();
 }
 
+/// The completer for arguments that name a queue or topic.
+pub fn complete_queues() -> clap_complete::ArgValueCompleter {
+    clap_complete::ArgValueCompleter::new(queue_names)
+}
+
 /// Completes queue and topic names from the database the command line names
 /// (`--db`), or else `SPOOL_DB` or the default. Reads only; a missing or
 /// unreadable database completes nothing.

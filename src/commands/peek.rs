@@ -5,6 +5,7 @@ use std::io::Write;
 use comfy_table::{Cell, Row};
 
 use crate::Context;
+use crate::commands::docs::complete_queues;
 use crate::commands::view;
 use crate::error::{Exit, Failure};
 use crate::output::{self, LineKind};
@@ -30,7 +31,7 @@ Examples:
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Queue to look into
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub queue: String,
     /// Show at most N messages
     #[arg(short = 'n', value_name = "N", default_value_t = 10,

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use clap_complete::ArgValueCompleter;
-
 use crate::Context;
-use crate::commands::docs::queue_names;
+use crate::commands::docs::complete_queues;
 use crate::error::{Exit, Failure};
 use crate::output::{Output, Progress};
 use crate::parse;
@@ -33,7 +31,7 @@ Examples:
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Queue or topic to publish to (a queue is created on first use)
-    #[arg(value_parser = parse::queue_name, add = ArgValueCompleter::new(queue_names))]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub queue: String,
     /// The message: one JSON value (or any text with --raw); without it, read stdin
     pub body: Option<String>,

@@ -7,6 +7,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::Context;
+use crate::commands::docs::complete_queues;
 use crate::commands::peek::StateArg;
 use crate::commands::view;
 use crate::error::Exit;
@@ -52,7 +53,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     /// The queue or topic
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub name: String,
     /// Delete it even if it holds messages that are not acked
     #[arg(long)]
@@ -68,7 +69,7 @@ pub struct DeleteArgs {
 #[derive(Debug, clap::Args)]
 pub struct PurgeArgs {
     /// The queue
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub name: String,
     /// States to remove, repeatable or comma-separated [default: ready,delayed,acked,dead]
     #[arg(long, value_enum, value_name = "STATE", value_delimiter = ',')]
@@ -79,7 +80,7 @@ pub struct PurgeArgs {
 #[derive(Debug, clap::Args)]
 pub struct NamedSettings {
     /// The queue
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub name: String,
     /// The settings to give it.
     #[command(flatten)]

@@ -5,6 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::Context;
+use crate::commands::docs::complete_queues;
 use crate::error::{Exit, Failure};
 use crate::output;
 use crate::parse::{self, SinceArg};
@@ -32,7 +33,7 @@ Examples:
 )]
 pub struct Args {
     /// Queue whose messages to replay
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub queue: String,
     /// Replay acked messages (those retention still keeps)
     #[arg(long)]
@@ -50,7 +51,7 @@ pub struct Args {
     #[arg(long = "id", value_name = "ID", value_delimiter = ',')]
     pub ids: Vec<i64>,
     /// Deliver the messages to this queue instead (created if needed), leaving the originals as they were
-    #[arg(long, value_name = "QUEUE", value_parser = parse::queue_name)]
+    #[arg(long, value_name = "QUEUE", value_parser = parse::queue_name, add = complete_queues())]
     pub to: Option<String>,
     /// Only count what would be replayed; change nothing
     #[arg(long)]

@@ -11,6 +11,7 @@ use comfy_table::Cell;
 use serde::Serialize;
 
 use crate::Context;
+use crate::commands::docs::complete_queues;
 use crate::commands::view;
 use crate::error::{Exit, Failure};
 use crate::output;
@@ -35,7 +36,7 @@ Examples:
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Queues or topics to show [default: all]
-    #[arg(value_parser = parse::queue_name, value_name = "QUEUE")]
+    #[arg(value_parser = parse::queue_name, add = complete_queues(), value_name = "QUEUE")]
     pub queues: Vec<String>,
     /// Redraw every DUR (default 1s) until interrupted; piped, print one JSON
     /// object per refresh. Name queues before it: `stats orders --watch`

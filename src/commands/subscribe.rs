@@ -2,6 +2,7 @@
 //! published to a topic.
 
 use crate::Context;
+use crate::commands::docs::complete_queues;
 use crate::error::Exit;
 use crate::parse;
 
@@ -20,10 +21,10 @@ Examples:
 #[command(after_help = SUBSCRIBE_EXAMPLES)]
 pub struct SubscribeArgs {
     /// The topic to publish to
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub topic: String,
     /// The queue that receives a copy of each message
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub queue: String,
 }
 
@@ -32,10 +33,10 @@ pub struct SubscribeArgs {
 #[command(after_help = UNSUBSCRIBE_EXAMPLES)]
 pub struct UnsubscribeArgs {
     /// The topic
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub topic: String,
     /// The queue that stops receiving its messages
-    #[arg(value_parser = parse::queue_name)]
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub queue: String,
 }
 
