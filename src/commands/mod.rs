@@ -5,6 +5,8 @@ pub mod consume;
 pub mod publish;
 pub mod queue;
 pub mod receipts;
+pub mod wait;
+pub mod work;
 
 use clap::Subcommand;
 
@@ -27,6 +29,8 @@ pub enum Command {
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Run a command for each message
+    Work(work::Args),
 }
 
 /// Runs one subcommand.
@@ -38,5 +42,6 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Nack(args) => receipts::nack(ctx, args),
         Command::Extend(args) => receipts::extend(ctx, args),
         Command::Queue(command) => queue::run(ctx, command),
+        Command::Work(args) => work::run(ctx, args),
     }
 }

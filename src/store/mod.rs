@@ -67,6 +67,7 @@ mod publish;
 mod queues;
 mod schema;
 mod tx;
+mod work;
 
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
+pub use work::{Outcome, Settled, WorkStep};
 
 /// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
 #[derive(Debug, thiserror::Error)]
