@@ -87,16 +87,45 @@ impl Worker {
 }
 
 /// Runs `spool work` in the test's folder (handlers write files there).
+/// A run that does not end within a generous time is killed and fails the
+/// test, rather than hanging it.
 fn work(env: &Env, args: &[&str]) -> Run {
-    let mut full = vec!["work"];
-    full.extend_from_slice(args);
-    Run::from(
-        env.cmd()
-            .args(&full)
-            .current_dir(env.dir.path())
-            .output()
-            .expect("spool runs"),
-    )
+    let mut child = env
+        .cmd()
+        .arg("work")
+        .args(args)
+        .current_dir(env.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spool starts");
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = read(Box::new(child.stderr.take().expect("stderr")));
+    let end = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+            panic!("spool work {args:?} did not end; stderr: {stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run::from(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    })
 }
 
 fn lines_of(env: &Env, name: &str) -> Vec<String> {
