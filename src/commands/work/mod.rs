@@ -68,6 +68,11 @@ failed, was stopped or lost its lease, 2 when the handler cannot be started.
 /// How long handlers stopped by a second signal get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// Said when the write lock stays taken past `--busy-timeout`: a worker
+/// keeps going, since what it has to settle is kept for the next round.
+const BUSY: &str =
+    "the database stayed locked by another process for longer than `--busy-timeout`; trying again";
+
 /// The longest sleep between rounds when nothing else sets a time.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
@@ -135,11 +140,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     outcome?;
     flushed?;
     if let Some(err) = spawn_error {
-        return Err(Failure::usage(format!(
-            "{}. The messages it was given are back in the queue, their attempt not counted",
-            cannot_run(program, &err)
-        ))
-        .into());
+        return Err(cannot_start(program, &err).into());
     }
     Ok(if tally.all_ok() {
         Exit::Ok
@@ -148,7 +149,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     })
 }
 
-/// `cannot run `./x`: …` with the fix for the usual causes.
+/// `cannot run the handler `./x`: …` with the fix for the usual causes.
 fn cannot_run(program: &OsStr, err: &std::io::Error) -> Failure {
     let name = program.to_string_lossy();
     let why = match err.kind() {
@@ -161,6 +162,21 @@ fn cannot_run(program: &OsStr, err: &std::io::Error) -> Failure {
         _ => err.to_string(),
     };
     Failure::usage(format!("cannot run the handler `{name}`: {why}"))
+}
+
+/// The command was found, yet starting it failed: the usual cause of a
+/// "not found" now is the interpreter named on its `#!` line.
+fn cannot_start(program: &OsStr, err: &std::io::Error) -> Failure {
+    let name = program.to_string_lossy();
+    let why = match err.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("{err}; if it is a script, check the interpreter on its `#!` line")
+        }
+        _ => err.to_string(),
+    };
+    Failure::usage(format!(
+        "cannot start the handler `{name}`: {why}. The messages it was given are back in the queue, their attempt not counted"
+    ))
 }
 
 /// Where the run stands.
@@ -377,8 +393,7 @@ impl<'a> Worker<'a> {
                     outcomes
                 }
                 Err(store::Error::Busy) => {
-                    self.report
-                        .warn(&format!("{}; will retry", store::Error::Busy));
+                    self.report.warn(BUSY);
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -421,8 +436,7 @@ impl<'a> Worker<'a> {
             }
             Err(store::Error::Busy) => {
                 // Keep what is to be settled, and try again next round.
-                self.report
-                    .warn(&format!("{}; will retry", store::Error::Busy));
+                self.report.warn(BUSY);
                 self.queue_empty = false;
                 return Ok(());
             }
