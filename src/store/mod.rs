@@ -445,7 +445,10 @@ impl Store {
         };
         match store.schema_version()? {
             0 if store.is_blank()? => Ok(None),
-            0 => Err(Error::NotSpool { path: path.clone() }),
+            // Tables but no version: another process may have migrated
+            // between the two reads. Only a second look tells.
+            0 if store.schema_version()? == 0 => Err(Error::NotSpool { path: path.clone() }),
+            0 => Ok(Some(store)),
             v if v > schema::CURRENT => Err(Error::NewerSchema {
                 path: path.clone(),
                 found: v,
@@ -498,7 +501,9 @@ impl Store {
         if version == schema::CURRENT {
             return Ok(());
         }
-        if version == 0 && !self.is_blank()? {
+        // Tables but no version: not ours, unless another process migrated
+        // between the two reads (its schema and version commit together).
+        if version == 0 && !self.is_blank()? && self.schema_version()? == 0 {
             return Err(Error::NotSpool {
                 path: self.path.clone(),
             });
