@@ -42,6 +42,9 @@
 //! crash of the process loses nothing, a power loss may lose the last commits.
 //! Each command is one transaction (or, for `publish --stream`, a clear series
 //! of them), so `kill -9` at any moment leaves the database consistent.
+//! `work` is the exception to one fsync per commit under `--sync full`: it
+//! switches `synchronous` per commit ([`Store::set_sync`]) to group its commits
+//! within 100 ms and ends with [`Store::flush`] (see `commands::work`).
 //!
 //! # Performance
 //!

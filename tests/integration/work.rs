@@ -330,19 +330,21 @@ fn a_slow_handler_keeps_its_lease_and_is_acked_at_attempt_1() {
         ],
     );
     assert!(wait_for_file(&env.path("started"), 30));
+    let started = Instant::now();
     let mut child = worker;
-    let mut looks = 0;
+    let mut late_looks = 0;
     while child.child.try_wait().unwrap().is_none() {
+        let late = started.elapsed() > Duration::from_millis(1500);
         assert!(
             env.consume("slow", &[]).is_empty(),
             "a running handler's message was delivered to another consumer"
         );
-        looks += 1;
+        late_looks += usize::from(late);
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        looks >= 5,
-        "the handler outlived the lease only {looks} looks"
+        late_looks > 0,
+        "no look after the first lease would have ended"
     );
     let (code, stderr) = child.finish();
     assert_eq!(code, 0, "{stderr}");
@@ -361,7 +363,7 @@ fn sigterm_lets_a_running_handler_finish_and_acks_it() {
             "--",
             "sh",
             "-c",
-            "touch started; sleep 1; echo $SPOOL_ID >> finished",
+            "touch started; sleep 3; echo $SPOOL_ID >> finished",
         ],
     );
     assert!(wait_for_file(&env.path("started"), 30));
@@ -431,7 +433,7 @@ fn a_missing_command_is_a_clear_error_and_claims_nothing() {
     let run = work(&env, &["q", "--until-empty", "--", "no-such-handler-xyz"]);
     run.code(2)
         .stderr_has("`no-such-handler-xyz`")
-        .stderr_has("does not exist");
+        .stderr_has("no such command");
     assert_eq!(row(&env, "q", id), (0, 0));
 }
 

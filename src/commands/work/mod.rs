@@ -153,8 +153,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
 fn cannot_run(program: &OsStr, err: &std::io::Error) -> Failure {
     let name = program.to_string_lossy();
     let why = match err.kind() {
+        std::io::ErrorKind::NotFound if name.contains('/') => {
+            "no such file. Check the path".to_owned()
+        }
         std::io::ErrorKind::NotFound => format!(
-            "it does not exist (no such file, and not a command on PATH). Check the spelling, or give its path: `spool work QUEUE -- ./{name}`"
+            "no such command on PATH. Check the spelling, or give its path: `spool work QUEUE -- ./{name}`"
         ),
         std::io::ErrorKind::PermissionDenied => {
             format!("permission denied. Make it executable: `chmod +x {name}`")
@@ -301,12 +304,14 @@ impl<'a> Worker<'a> {
     fn follow_signals(&mut self, stops: usize) {
         if stops >= 1 && self.phase == Phase::Running {
             self.phase = Phase::Draining;
-            if !self.running.is_empty() {
-                self.report.note(&format!(
-                    "stopping: taking no new messages, waiting for {} running handler(s). Send the signal again to stop them now",
-                    self.running.len()
-                ));
-            }
+            let waiting = match self.running.len() {
+                0 => String::new(),
+                n => format!(
+                    ", waiting for {n} running handler(s). Send the signal again to stop them now"
+                ),
+            };
+            self.report
+                .note(&format!("stopping: taking no new messages{waiting}"));
         }
         if stops >= 2 && !matches!(self.phase, Phase::Stopping { .. }) {
             self.phase = Phase::Stopping {
