@@ -566,3 +566,37 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use crate::Cli;
+    use crate::commands::Command;
+
+    fn parse(args: &[&str]) -> super::Args {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        match cli.command {
+            Command::Work(args) => args,
+            other => panic!("not work: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn everything_from_cmd_on_belongs_to_the_handler() {
+        let args = parse(&[
+            "spool", "work", "q", "--max", "2", "--", "cmd", "-x", "--max",
+        ]);
+        assert_eq!(args.max, Some(2));
+        assert_eq!(args.command, ["cmd", "-x", "--max"]);
+        let args = parse(&["spool", "work", "q", "cmd", "--concurrency", "3"]);
+        assert_eq!(args.concurrency, 1);
+        assert_eq!(args.command, ["cmd", "--concurrency", "3"]);
+        assert!(Cli::try_parse_from(["spool", "work", "q"]).is_err());
+    }
+}
