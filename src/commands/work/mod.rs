@@ -224,6 +224,7 @@ impl Finished {
     }
 }
 
+/// The state of one `work` run, owned by its loop.
 struct Worker<'a> {
     args: &'a Args,
     store: Store,
@@ -237,6 +238,8 @@ struct Worker<'a> {
     claimed: u64,
     /// The last claim found fewer messages than it asked for.
     queue_empty: bool,
+    /// SIGINT/SIGTERM already acted on.
+    stops_seen: usize,
     warned_missing: bool,
     spawn_error: Option<std::io::Error>,
     commits: GroupCommit,
@@ -254,6 +257,7 @@ impl<'a> Worker<'a> {
             tally: Tally::default(),
             claimed: 0,
             queue_empty: false,
+            stops_seen: 0,
             warned_missing: false,
             spawn_error: None,
             commits: GroupCommit::new(ctx.global.sync),
@@ -302,33 +306,14 @@ impl<'a> Worker<'a> {
     /// First SIGINT/SIGTERM: drain. Second: stop the handlers. Third, or
     /// the grace period over: kill them.
     fn follow_signals(&mut self, stops: usize) {
-        if stops >= 1 && self.phase == Phase::Running {
-            self.phase = Phase::Draining;
-            let waiting = match self.running.len() {
-                0 => String::new(),
-                n => format!(
-                    ", waiting for {n} running handler(s). Send the signal again to stop them now"
-                ),
-            };
-            self.report
-                .note(&format!("stopping: taking no new messages{waiting}"));
+        let first = stops >= 1 && self.stops_seen == 0;
+        let second = stops >= 2 && self.stops_seen < 2;
+        self.stops_seen = stops;
+        if first {
+            self.drain();
         }
-        if stops >= 2 && !matches!(self.phase, Phase::Stopping { .. }) {
-            self.phase = Phase::Stopping {
-                kill_at: Instant::now() + STOP_GRACE,
-                killed: false,
-            };
-            if !self.running.is_empty() {
-                self.report.note(&format!(
-                    "stopping {} handler(s) now (SIGTERM, SIGKILL in {}s); their messages go back to the queue",
-                    self.running.len(),
-                    STOP_GRACE.as_secs()
-                ));
-            }
-            for h in &mut self.running {
-                h.stopped = true;
-                h.signal(Signal::TERM);
-            }
+        if second {
+            self.stop_handlers();
         }
         if let Phase::Stopping { kill_at, killed } = &mut self.phase {
             if !*killed && (stops >= 3 || Instant::now() >= *kill_at) {
@@ -337,6 +322,40 @@ impl<'a> Worker<'a> {
                     h.signal(Signal::KILL);
                 }
             }
+        }
+    }
+
+    /// Takes no new messages; running handlers finish.
+    fn drain(&mut self) {
+        if self.phase == Phase::Running {
+            self.phase = Phase::Draining;
+        }
+        let waiting = match self.running.len() {
+            0 => String::new(),
+            n => format!(
+                ", waiting for {n} running handler(s). Send the signal again to stop them now"
+            ),
+        };
+        self.report
+            .note(&format!("stopping: taking no new messages{waiting}"));
+    }
+
+    /// SIGTERM to every handler, whose messages will be released.
+    fn stop_handlers(&mut self) {
+        self.phase = Phase::Stopping {
+            kill_at: Instant::now() + STOP_GRACE,
+            killed: false,
+        };
+        if !self.running.is_empty() {
+            self.report.note(&format!(
+                "stopping {} handler(s) now (SIGTERM, SIGKILL in {}s); their messages go back to the queue",
+                self.running.len(),
+                STOP_GRACE.as_secs()
+            ));
+        }
+        for h in &mut self.running {
+            h.stopped = true;
+            h.signal(Signal::TERM);
         }
     }
 
@@ -390,34 +409,41 @@ impl<'a> Worker<'a> {
                 .copied()
                 .filter(|&i| self.running[i].lease == by)
                 .collect();
-            let receipts: Vec<Receipt> = group.iter().map(|&i| self.running[i].receipt).collect();
-            self.commits.before_commit(&mut self.store)?;
-            let outcomes = match self.store.extend(&receipts, by) {
-                Ok(outcomes) => {
-                    self.commits.after_commit();
-                    outcomes
-                }
-                Err(store::Error::Busy) => {
-                    self.report.warn(BUSY);
-                    return Ok(());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            for (&i, outcome) in group.iter().zip(outcomes) {
-                let h = &mut self.running[i];
-                match outcome {
-                    Ok(()) => h.lease_end = now + by,
-                    Err(e) => {
-                        h.lost = true;
-                        self.report.warn(&format!(
-                            "lost the lease of message {} (attempt {}): {e}. Its handler goes on, but its result will not be reported",
-                            h.id, h.attempt
-                        ));
-                    }
-                }
+            if !self.extend(&group, by, now)? {
+                break;
             }
         }
         Ok(())
+    }
+
+    /// Extends the leases of these handlers by `by` from `now`; false when
+    /// the database was busy (the next round tries again).
+    fn extend(&mut self, handlers: &[usize], by: Duration, now: Instant) -> anyhow::Result<bool> {
+        let receipts: Vec<Receipt> = handlers.iter().map(|&i| self.running[i].receipt).collect();
+        self.commits.before_commit(&mut self.store)?;
+        let outcomes = match self.store.extend(&receipts, by) {
+            Ok(outcomes) => outcomes,
+            Err(store::Error::Busy) => {
+                self.report.warn(BUSY);
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.commits.after_commit();
+        for (&i, outcome) in handlers.iter().zip(outcomes) {
+            let h = &mut self.running[i];
+            match outcome {
+                Ok(()) => h.lease_end = now + by,
+                Err(e) => {
+                    h.lost = true;
+                    self.report.warn(&format!(
+                        "lost the lease of message {} (attempt {}): {e}. Its handler goes on, but its result will not be reported",
+                        h.id, h.attempt
+                    ));
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Settles what ended and leases messages for the free slots, in one
@@ -451,17 +477,7 @@ impl<'a> Worker<'a> {
         for (f, settled) in finished.into_iter().zip(step.settled) {
             self.account(f, settled);
         }
-        let batch = match step.claimed {
-            Ok(batch) => batch,
-            Err(e @ (store::Error::UnknownQueue { .. } | store::Error::NameIsTopic { .. })) => {
-                if !self.warned_missing {
-                    self.report.warn(&format!("{e}; treating it as empty"));
-                    self.warned_missing = true;
-                }
-                Vec::new()
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let batch = self.claimed_or_empty(step.claimed)?;
         self.queue_empty = batch.len() < want;
         self.claimed += batch.len() as u64;
         self.start(&batch, step.lease, leased_at);
@@ -469,6 +485,25 @@ impl<'a> Worker<'a> {
             self.phase = Phase::Draining;
         }
         Ok(())
+    }
+
+    /// The claimed deliveries; none, after a warning, when the queue does
+    /// not exist (yet) or is a topic, as `consume` does.
+    fn claimed_or_empty(
+        &mut self,
+        claimed: store::Result<Vec<Delivery>>,
+    ) -> anyhow::Result<Vec<Delivery>> {
+        match claimed {
+            Ok(batch) => Ok(batch),
+            Err(e @ (store::Error::UnknownQueue { .. } | store::Error::NameIsTopic { .. })) => {
+                if !self.warned_missing {
+                    self.report.warn(&format!("{e}; treating it as empty"));
+                    self.warned_missing = true;
+                }
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Counts a settled delivery and tells people about failures.
