@@ -67,7 +67,7 @@ impl Worker {
 
     /// Waits for the exit (killing spool after a generous time) and returns
     /// the exit code and all of stderr.
-    fn finish(mut self) -> (i32, String) {
+    fn finish(&mut self) -> (i32, String) {
         let end = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -83,6 +83,16 @@ impl Worker {
             self.seen.push(line);
         }
         (status.code().unwrap_or(-1), self.seen.join("\n"))
+    }
+}
+
+/// A failed test must not leave a worker behind.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -478,7 +488,7 @@ fn an_unknown_queue_is_empty_with_a_warning() {
 fn an_idle_worker_picks_up_a_new_message() {
     let env = Env::new();
     env.run(&["queue", "create", "q"]).success();
-    let worker = Worker::start(&env, &["q", "--max", "1", "--", "sh", "-c", "cat > got"]);
+    let mut worker = Worker::start(&env, &["q", "--max", "1", "--", "sh", "-c", "cat > got"]);
     std::thread::sleep(Duration::from_millis(300));
     let id = env.publish("q", "\"late\"");
     let (code, stderr) = worker.finish();
