@@ -12,7 +12,9 @@ use crate::commands::docs::complete_queues;
 use crate::error::Exit;
 use crate::output::{self, LineKind};
 use crate::parse;
-use crate::store::{self, Delivery, Store};
+use crate::store::{self, Delivery};
+
+use super::wait;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -20,10 +22,6 @@ Examples:
   spool consume orders -n 100 | ./handle | spool ack
   spool consume orders --wait 30s --body     # long poll, print the body only
   while m=$(spool consume jobs); do echo \"$m\" | ./run; done";
-
-/// How often a waiting consumer looks for new commits. Each look is a read of
-/// the WAL index (`PRAGMA data_version`), which costs microseconds.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Lease messages and print them as JSON lines.
 ///
@@ -91,12 +89,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         if !args.follow && expired {
             return Ok(Exit::Empty);
         }
-        wait_for_news(
-            &store,
-            &args.queue,
-            deadline.filter(|_| !args.follow),
-            &stop,
-        )?;
+        let deadline = deadline.filter(|_| !args.follow);
+        wait::for_news(&store, &args.queue, deadline, |nap| {
+            std::thread::sleep(nap);
+            stop.load(Ordering::Relaxed)
+        })?;
         if stop.load(Ordering::Relaxed) {
             return Ok(Exit::Ok);
         }
@@ -115,27 +112,4 @@ fn print(batch: &[Delivery], body_only: bool) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-/// Sleeps until another process commits, a delayed message or lease of the
-/// queue comes due, the deadline passes, or a signal arrives.
-fn wait_for_news(
-    store: &Store,
-    queue: &str,
-    deadline: Option<Instant>,
-    stop: &AtomicBool,
-) -> anyhow::Result<()> {
-    let version = store.data_version()?;
-    let due = store.next_due(queue)?;
-    loop {
-        std::thread::sleep(POLL_INTERVAL);
-        let now = Instant::now();
-        if stop.load(Ordering::Relaxed)
-            || deadline.is_some_and(|d| now >= d)
-            || due.is_some_and(|t| store::now_ms() >= t)
-            || store.data_version()? != version
-        {
-            return Ok(());
-        }
-    }
 }

@@ -11,6 +11,8 @@ pub mod replay;
 pub mod stats;
 pub mod subscribe;
 pub mod view;
+pub mod wait;
+pub mod work;
 
 use clap::Subcommand;
 
@@ -30,6 +32,8 @@ pub enum Command {
     Nack(receipts::NackArgs),
     /// Extend the leases of deliveries (a heartbeat)
     Extend(receipts::ExtendArgs),
+    /// Run a command for each message
+    Work(work::Args),
     /// Show messages without changing anything
     Peek(peek::Args),
     /// Show counts per queue, as a table, JSON or Prometheus text
@@ -76,5 +80,6 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Peek(args) => peek::run(ctx, args),
         Command::Stats(args) => stats::run(ctx, args),
         Command::Replay(args) => replay::run(ctx, args),
+        Command::Work(args) => work::run(ctx, args),
     }
 }

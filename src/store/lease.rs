@@ -110,9 +110,9 @@ fn random_unit() -> f64 {
 }
 
 /// A delivery row as ack/nack/extend see it.
-struct Held {
-    attempts: i64,
-    group: Option<String>,
+pub(crate) struct Held {
+    pub attempts: i64,
+    pub group: Option<String>,
 }
 
 enum Check {
@@ -135,35 +135,17 @@ impl Store {
         ack: bool,
     ) -> Result<Vec<Delivery>> {
         let mut tx = Tx::begin(&mut self.conn)?;
-        let Some(q) = queues::lookup(&tx.tx, queue)? else {
-            drop(tx);
-            return Err(self.unknown_queue(queue));
-        };
-        if q.is_topic {
-            return Err(queues::topic_error(&tx.tx, q)?);
-        }
-        promote_due(&mut tx, &q)?;
-        sweep(&mut tx, &q)?;
-        let lease_end = tx
-            .now
-            .saturating_add(ms(visibility.unwrap_or(q.settings.visibility)));
-        let mut leased = lease_next(&tx, &q, max, lease_end)?;
-        tx.moved_many(
-            q.id,
-            Some(State::Ready),
-            Some(State::Leased),
-            leased.len() as i64,
-        );
-        for d in &mut leased {
-            fill_message(&tx, d)?;
-        }
-        if ack {
-            for d in &leased {
-                finish(&mut tx, &q, d.id, d.group.as_deref(), State::Acked)?;
+        match claim_in(&mut tx, queue, max, visibility, ack)? {
+            Claim::Leased(leased, _) => {
+                tx.commit()?;
+                Ok(leased)
+            }
+            Claim::Topic(q) => Err(queues::topic_error(&tx.tx, q)?),
+            Claim::Missing => {
+                drop(tx);
+                Err(self.unknown_queue(queue))
             }
         }
-        tx.commit()?;
-        Ok(leased)
     }
 
     /// Acks each receipt: the message is done (kept for replay, or deleted when
@@ -182,23 +164,7 @@ impl Store {
         release: Release,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
         self.settle(receipts, |tx, q, r, held| {
-            let max = q.settings.max_attempts as i64;
-            if max > 0 && held.attempts >= max {
-                return finish(tx, q, r.msg_id, held.group.as_deref(), State::Dead);
-            }
-            let delay = match release {
-                Release::Now => Duration::ZERO,
-                Release::After(d) => d,
-                Release::Backoff => backoff(q.settings.retry_delay, held.attempts),
-            };
-            let state = if delay.is_zero() {
-                State::Ready
-            } else {
-                State::Delayed
-            };
-            set_state(tx, q.id, r.msg_id, state, tx.now.saturating_add(ms(delay)))?;
-            tx.moved(q.id, Some(State::Leased), Some(state));
-            Ok(())
+            give_back(tx, q, r.msg_id, &held, release).map(|_| ())
         })
     }
 
@@ -226,37 +192,131 @@ impl Store {
         mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
         let mut tx = Tx::begin(&mut self.conn)?;
-        let mut queues: HashMap<i64, Option<QueueRow>> = HashMap::new();
-        let next_id: i64 = tx
-            .tx
-            .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
-            .query_row([], |row| row.get(0))?;
-        let mut outcomes = Vec::with_capacity(receipts.len());
-        for r in receipts {
-            if let std::collections::hash_map::Entry::Vacant(slot) = queues.entry(r.queue_id) {
-                slot.insert(queues::by_id(&tx.tx, r.queue_id)?);
-            }
-            let Some(q) = queues[&r.queue_id].as_ref() else {
-                outcomes.push(Err(ReceiptError::Unknown));
-                continue;
-            };
-            let outcome = match check(&tx, r, next_id)? {
-                Check::Held(held) => {
-                    act(&mut tx, q, r, held)?;
-                    Ok(())
-                }
-                Check::Done => Ok(()),
-                Check::Refused(e) => Err(e),
-            };
-            outcomes.push(outcome);
-        }
-        // Retention cleanup in small steps, paid by the writers of each queue.
-        for q in queues.values().flatten() {
-            sweep(&mut tx, q)?;
-        }
+        let outcomes = settle_in(
+            &mut tx,
+            receipts,
+            |r| r,
+            |tx, q, r, held| act(tx, q, r, held),
+        )?;
         tx.commit()?;
-        Ok(outcomes)
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.map(|_| ()))
+            .collect())
     }
+}
+
+/// What [`claim_in`] found.
+pub(crate) enum Claim {
+    /// These deliveries, leased for this long (maybe none).
+    Leased(Vec<Delivery>, Duration),
+    /// No queue has this name.
+    Missing,
+    /// The name is a topic's.
+    Topic(QueueRow),
+}
+
+/// The body of [`Store::claim`], inside a transaction the caller commits.
+pub(crate) fn claim_in(
+    tx: &mut Tx<'_>,
+    queue: &str,
+    max: usize,
+    visibility: Option<Duration>,
+    ack: bool,
+) -> Result<Claim> {
+    let Some(q) = queues::lookup(&tx.tx, queue)? else {
+        return Ok(Claim::Missing);
+    };
+    if q.is_topic {
+        return Ok(Claim::Topic(q));
+    }
+    promote_due(tx, &q)?;
+    sweep(tx, &q)?;
+    let lease = visibility.unwrap_or(q.settings.visibility);
+    let lease_end = tx.now.saturating_add(ms(lease));
+    let mut leased = lease_next(tx, &q, max, lease_end)?;
+    tx.moved_many(
+        q.id,
+        Some(State::Ready),
+        Some(State::Leased),
+        leased.len() as i64,
+    );
+    for d in &mut leased {
+        fill_message(tx, d)?;
+    }
+    if ack {
+        for d in &leased {
+            finish(tx, &q, d.id, d.group.as_deref(), State::Acked)?;
+        }
+    }
+    Ok(Claim::Leased(leased, lease))
+}
+
+/// Runs `act` for every item whose receipt's lease holds, inside a
+/// transaction the caller commits. `Ok(None)`: the delivery was already
+/// finished with this receipt (acking again is harmless), so `act` did not run.
+pub(crate) fn settle_in<T, S>(
+    tx: &mut Tx<'_>,
+    items: &[T],
+    receipt: impl Fn(&T) -> &Receipt,
+    mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &T, Held) -> Result<S>,
+) -> Result<Vec<Result<Option<S>, ReceiptError>>> {
+    let mut queues: HashMap<i64, Option<QueueRow>> = HashMap::new();
+    let next_id: i64 = tx
+        .tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
+        .query_row([], |row| row.get(0))?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let r = receipt(item);
+        if let std::collections::hash_map::Entry::Vacant(slot) = queues.entry(r.queue_id) {
+            slot.insert(queues::by_id(&tx.tx, r.queue_id)?);
+        }
+        let Some(q) = queues[&r.queue_id].as_ref() else {
+            outcomes.push(Err(ReceiptError::Unknown));
+            continue;
+        };
+        let outcome = match check(tx, r, next_id)? {
+            Check::Held(held) => Ok(Some(act(tx, q, item, held)?)),
+            Check::Done => Ok(None),
+            Check::Refused(e) => Err(e),
+        };
+        outcomes.push(outcome);
+    }
+    // Retention cleanup in small steps, paid by the writers of each queue.
+    for q in queues.values().flatten() {
+        sweep(tx, q)?;
+    }
+    Ok(outcomes)
+}
+
+/// Gives a held delivery back after a failed attempt: deliverable again per
+/// `release`, or dead when this was its last allowed attempt. Returns the new state.
+pub(crate) fn give_back(
+    tx: &mut Tx<'_>,
+    q: &QueueRow,
+    msg: i64,
+    held: &Held,
+    release: Release,
+) -> Result<State> {
+    let max = q.settings.max_attempts as i64;
+    if max > 0 && held.attempts >= max {
+        finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
+        return Ok(State::Dead);
+    }
+    let delay = match release {
+        Release::Now => Duration::ZERO,
+        Release::After(d) => d,
+        Release::Backoff => backoff(q.settings.retry_delay, held.attempts),
+    };
+    let state = if delay.is_zero() {
+        State::Ready
+    } else {
+        State::Delayed
+    };
+    set_state(tx, q.id, msg, state, tx.now.saturating_add(ms(delay)))?;
+    tx.moved(q.id, Some(State::Leased), Some(state));
+    Ok(state)
 }
 
 /// Judges a receipt against the delivery row it names.
@@ -296,7 +356,13 @@ fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Check> {
     })
 }
 
-fn set_state(tx: &Tx<'_>, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()> {
+pub(crate) fn set_state(
+    tx: &Tx<'_>,
+    queue: i64,
+    msg: i64,
+    state: State,
+    visible_at: i64,
+) -> Result<()> {
     tx.tx
         .prepare_cached(
             "UPDATE deliveries SET state = ?3, visible_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
@@ -364,7 +430,13 @@ fn fill_message(tx: &Tx<'_>, d: &mut Delivery) -> Result<()> {
 
 /// Ends a leased delivery as acked (kept or deleted per retention) or dead,
 /// and lets the next message of its group go.
-fn finish(tx: &mut Tx<'_>, q: &QueueRow, msg: i64, group: Option<&str>, to: State) -> Result<()> {
+pub(crate) fn finish(
+    tx: &mut Tx<'_>,
+    q: &QueueRow,
+    msg: i64,
+    group: Option<&str>,
+    to: State,
+) -> Result<()> {
     if to == State::Acked && q.settings.retention.is_zero() {
         tx.tx
             .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?

@@ -52,6 +52,9 @@
 //! crash of the process loses nothing, a power loss may lose the last commits.
 //! Each command is one transaction (or, for `publish --stream`, a clear series
 //! of them), so `kill -9` at any moment leaves the database consistent.
+//! `work` is the exception to one fsync per commit under `--sync full`: it
+//! switches `synchronous` per commit ([`Store::set_sync`]) to group its commits
+//! within 100 ms and ends with [`Store::flush`] (see `commands::work`).
 //!
 //! # Performance
 //!
@@ -81,6 +84,7 @@ mod queues;
 mod schema;
 mod topics;
 mod tx;
+mod work;
 
 #[cfg(test)]
 mod tests;
@@ -95,6 +99,7 @@ pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
 pub use topics::Subscribed;
+pub use work::{Outcome, Settled, WorkStep};
 
 /// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
 #[derive(Debug, thiserror::Error)]
@@ -517,7 +522,10 @@ impl Store {
         };
         match store.schema_version()? {
             0 if store.is_blank()? => Ok(None),
-            0 => Err(Error::NotSpool { path: path.clone() }),
+            // Tables but no version: another process may have migrated
+            // between the two reads. Only a second look tells.
+            0 if store.schema_version()? == 0 => Err(Error::NotSpool { path: path.clone() }),
+            0 => Ok(Some(store)),
             v if v > schema::CURRENT => Err(Error::NewerSchema {
                 path: path.clone(),
                 found: v,
@@ -570,7 +578,9 @@ impl Store {
         if version == schema::CURRENT {
             return Ok(());
         }
-        if version == 0 && !self.is_blank()? {
+        // Tables but no version: not ours, unless another process migrated
+        // between the two reads (its schema and version commit together).
+        if version == 0 && !self.is_blank()? && self.schema_version()? == 0 {
             return Err(Error::NotSpool {
                 path: self.path.clone(),
             });

@@ -433,3 +433,129 @@ fn stats_counts_match_the_rows_after_replay_and_purge() {
         .expect("count");
     assert_eq!(rows, 10);
 }
+
+/// The per-state counters in `queues` equal a count of the rows.
+fn assert_counters_match(store: &Store, queue: &str) {
+    let stored: Vec<i64> = store
+        .conn
+        .query_row(
+            "SELECT n_ready, n_delayed, n_leased, n_acked, n_dead, n_held FROM queues WHERE name = ?1",
+            [queue],
+            |r| (0..6).map(|i| r.get(i)).collect(),
+        )
+        .expect("counters");
+    let counted: Vec<i64> = (0..6)
+        .map(|state| {
+            store
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM deliveries WHERE state = ?1
+                     AND queue_id = (SELECT id FROM queues WHERE name = ?2)",
+                    (state, queue),
+                    |r| r.get(0),
+                )
+                .expect("count")
+        })
+        .collect();
+    assert_eq!(stored, counted, "counters vs rows, by state 0..=5");
+}
+
+fn attempts_of(store: &Store, msg: i64) -> (i64, i64) {
+    store
+        .conn
+        .query_row(
+            "SELECT state, attempts FROM deliveries WHERE msg_id = ?1",
+            [msg],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row")
+}
+
+#[test]
+fn work_step_settles_then_claims_in_one_go_and_keeps_counters() {
+    let (_dir, mut store) = temp_store();
+    let patch = SettingsPatch {
+        max_attempts: Some(2),
+        ..SettingsPatch::default()
+    };
+    store.create_queue("q", &patch).expect("create");
+    publish_n(&mut store, "q", 5);
+    let first = store.work_step("q", &[], 4, None).expect("step");
+    let got = first.claimed.expect("claimed");
+    assert_eq!(got.len(), 4);
+    assert_eq!(
+        first.lease,
+        Duration::from_secs(30),
+        "the queue's visibility"
+    );
+    let done = [
+        (got[0].receipt, Outcome::Ack),
+        (got[1].receipt, Outcome::Retry),
+        (got[2].receipt, Outcome::Release),
+    ];
+    // The released message is ready again at once, so the claim in the same
+    // transaction can take it (after the never-delivered fifth, by id order).
+    let second = store.work_step("q", &done, 2, None).expect("step");
+    assert_eq!(
+        second.settled,
+        [
+            Ok(Settled::Acked),
+            Ok(Settled::Retrying),
+            Ok(Settled::Released)
+        ]
+    );
+    let ids: Vec<i64> = second
+        .claimed
+        .expect("claimed")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, [got[2].id, got[3].id + 1]);
+    assert_eq!(attempts_of(&store, got[1].id), (State::Delayed as i64, 1));
+    assert_eq!(
+        attempts_of(&store, got[2].id),
+        (State::Leased as i64, 1),
+        "released without counting, then claimed as attempt 1 again"
+    );
+    assert_counters_match(&store, "q");
+}
+
+#[test]
+fn retry_on_the_last_attempt_is_dead_and_release_refuses_the_old_receipt() {
+    let (_dir, mut store) = temp_store();
+    let patch = SettingsPatch {
+        max_attempts: Some(1),
+        ..SettingsPatch::default()
+    };
+    store.create_queue("q", &patch).expect("create");
+    publish_n(&mut store, "q", 2);
+    let got = store.claim("q", 2, None, false).expect("claim");
+    let step = store
+        .work_step("q", &[(got[0].receipt, Outcome::Retry)], 0, None)
+        .expect("step");
+    assert_eq!(step.settled, [Ok(Settled::Dead)]);
+    assert_eq!(attempts_of(&store, got[0].id), (State::Dead as i64, 1));
+    let released = store.release(&[got[1].receipt]).expect("release");
+    assert_eq!(released, [Ok(())]);
+    assert_eq!(attempts_of(&store, got[1].id), (State::Ready as i64, 0));
+    let again = store.ack(&[got[1].receipt]).expect("ack");
+    assert_eq!(
+        again,
+        [Err(ReceiptError::LeaseEnded)],
+        "the receipt died with its lease"
+    );
+    assert_counters_match(&store, "q");
+}
+
+#[test]
+fn work_step_on_a_missing_queue_still_settles() {
+    let (_dir, mut store) = temp_store();
+    publish_n(&mut store, "q", 1);
+    let got = store.claim("q", 1, None, false).expect("claim");
+    let step = store
+        .work_step("nope", &[(got[0].receipt, Outcome::Ack)], 1, None)
+        .expect("step");
+    assert_eq!(step.settled, [Ok(Settled::Acked)]);
+    assert!(matches!(step.claimed, Err(Error::UnknownQueue { .. })));
+    assert_eq!(attempts_of(&store, got[0].id).0, State::Acked as i64);
+}

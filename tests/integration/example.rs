@@ -18,7 +18,6 @@ fn read(path: &Path) -> String {
 }
 
 #[test]
-#[ignore = "needs spool work (issue 4)"]
 fn order_pipeline_pays_reserves_and_ships_every_order_exactly_once() {
     let env = Env::new();
     let dir = env.path("pipeline");

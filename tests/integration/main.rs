@@ -12,3 +12,4 @@ mod inspect;
 mod publish;
 mod recover;
 mod topics;
+mod work;

@@ -1,0 +1,39 @@
+//! Waiting for new messages without a daemon: shared by `consume --wait/--follow`
+//! and `work`.
+
+use std::time::{Duration, Instant};
+
+use crate::store::{self, Store};
+
+/// How often a waiting consumer looks for new commits. Each look is a read of
+/// the WAL index (`PRAGMA data_version`), which costs microseconds, so a new
+/// message is seen within this time while an idle wait costs no CPU to speak of.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Waits until another process commits, a delayed message or lease of
+/// `queue` comes due, or the deadline passes.
+///
+/// Between looks it calls `pause(d)`, which should sleep for up to `d` and
+/// return true to end the wait early (a signal, a child that exited).
+pub fn for_news(
+    store: &Store,
+    queue: &str,
+    deadline: Option<Instant>,
+    mut pause: impl FnMut(Duration) -> bool,
+) -> anyhow::Result<()> {
+    let version = store.data_version()?;
+    let due = store.next_due(queue)?;
+    loop {
+        let nap = deadline.map_or(POLL_INTERVAL, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(POLL_INTERVAL)
+        });
+        if pause(nap)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+            || due.is_some_and(|t| store::now_ms() >= t)
+            || store.data_version()? != version
+        {
+            return Ok(());
+        }
+    }
+}

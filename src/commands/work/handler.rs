@@ -1,0 +1,169 @@
+//! One running handler: the child process, the delivery it works on, and
+//! its lease's heartbeat schedule.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::store::{Delivery, Receipt};
+
+/// Bodies up to this size are written to the handler's stdin at once: a
+/// fresh pipe holds at least one page, so the write cannot block. Larger
+/// bodies are written from a thread, so a handler that reads slowly (or not
+/// at all) never stalls the others.
+const INLINE_BODY: usize = 4096;
+
+/// A handler process and the delivery it is working on.
+pub(super) struct Handler {
+    child: Child,
+    /// The message id.
+    pub id: i64,
+    /// The delivery's attempt number.
+    pub attempt: i64,
+    /// The delivery's receipt.
+    pub receipt: Receipt,
+    /// How long one lease lasts; heartbeats extend by this much.
+    pub lease: Duration,
+    /// When the lease ends, by our clock (a little before the store's).
+    pub lease_end: Instant,
+    /// A heartbeat found the lease gone: the result will not be reported.
+    pub lost: bool,
+    /// Stopped by spool on a second signal: release rather than retry.
+    pub stopped: bool,
+}
+
+impl Handler {
+    /// Starts `command` for delivery `d`, whose lease of length `lease` was
+    /// taken at `leased_at`.
+    pub fn spawn(
+        command: &[OsString],
+        d: &Delivery,
+        lease: Duration,
+        leased_at: Instant,
+    ) -> io::Result<Handler> {
+        let (program, args) = command.split_first().ok_or(io::ErrorKind::NotFound)?;
+        let mut child = Command::new(program)
+            .args(args)
+            .env("SPOOL_QUEUE", &d.queue)
+            .env("SPOOL_ID", d.id.to_string())
+            .env("SPOOL_ATTEMPT", d.attempt.to_string())
+            .env("SPOOL_RECEIPT", d.receipt.to_string())
+            .stdin(Stdio::piped())
+            // Its own process group: a Ctrl-C on the terminal reaches spool
+            // only, so running handlers can finish; spool decides when to
+            // stop them, and then stops their children too.
+            .process_group(0)
+            .spawn()?;
+        if let Some(stdin) = child.stdin.take() {
+            feed(stdin, &d.body);
+        }
+        Ok(Handler {
+            child,
+            id: d.id,
+            attempt: d.attempt,
+            receipt: d.receipt,
+            lease,
+            lease_end: leased_at + lease,
+            lost: false,
+            stopped: false,
+        })
+    }
+
+    /// The handler's exit status, if it has ended (reaping it).
+    pub fn poll(&mut self) -> Option<io::Result<ExitStatus>> {
+        self.child.try_wait().transpose()
+    }
+
+    /// When the next heartbeat is due: after a third of the lease, so two
+    /// more tries fit before it would end.
+    pub fn renew_at(&self) -> Instant {
+        self.lease_end
+            .checked_sub(self.lease * 2 / 3)
+            .unwrap_or(self.lease_end)
+    }
+
+    /// Sends `signal` to the handler's process group (it and its children).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        // Fails only when the group is already gone, which is what we wanted.
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// Writes the body to the handler's stdin and closes it. A handler that does
+/// not read its stdin, or exits early, makes the write fail with EPIPE: that
+/// is its business, not an error.
+fn feed(mut stdin: ChildStdin, body: &[u8]) {
+    if body.len() <= INLINE_BODY {
+        let _ = stdin.write_all(body);
+        return;
+    }
+    let body = body.to_vec();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+}
+
+/// How a handler's end reads for people: `exit status 3`, `killed by signal 9`.
+pub(super) fn describe(status: &ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Checks before claiming anything that `program` can be started, the way
+/// the operating system will look it up: as a path when it has a `/`, else
+/// in `PATH`. The spawn itself is the final word; this only spares a
+/// mistyped command from claiming a message first, and reports it even when
+/// the queue is empty (a cron job with a typo fails on its first run).
+pub(super) fn check_program(program: &OsStr) -> io::Result<()> {
+    let candidates: Vec<PathBuf> = if program.as_encoded_bytes().contains(&b'/') {
+        vec![PathBuf::from(program)]
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .collect()
+    };
+    let mut not_executable = false;
+    for candidate in &candidates {
+        match executable(candidate) {
+            Some(true) => return Ok(()),
+            Some(false) => not_executable = true,
+            None => {}
+        }
+    }
+    Err(if not_executable {
+        io::ErrorKind::PermissionDenied.into()
+    } else {
+        io::ErrorKind::NotFound.into()
+    })
+}
+
+/// `Some(true)`: an executable file; `Some(false)`: a file without any
+/// execute bit (or a folder); `None`: nothing there.
+fn executable(path: &Path) -> Option<bool> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_on_path_or_by_path() {
+        assert!(check_program(OsStr::new("sh")).is_ok());
+        assert!(check_program(OsStr::new("/bin/sh")).is_ok());
+        let missing = check_program(OsStr::new("spool-no-such-handler")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        let folder = check_program(OsStr::new("/")).unwrap_err();
+        assert_eq!(folder.kind(), io::ErrorKind::PermissionDenied);
+    }
+}
