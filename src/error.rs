@@ -86,6 +86,7 @@ fn store_exit(err: &store::Error) -> Exit {
         E::SettingsConflict { .. } | E::QueueNotEmpty { .. } => Exit::Usage,
         E::TooLarge { .. } => Exit::DataErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
+        E::NetworkFs { .. } => Exit::IoErr,
     }
 }
 

@@ -2,6 +2,7 @@
 //! function that parses what the user typed, calls the store and renders.
 
 pub mod consume;
+pub mod doctor;
 pub mod publish;
 pub mod queue;
 pub mod receipts;
@@ -27,6 +28,8 @@ pub enum Command {
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Check the database: integrity, WAL, settings, counters
+    Doctor(doctor::Args),
 }
 
 /// Runs one subcommand.
@@ -38,5 +41,6 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Nack(args) => receipts::nack(ctx, args),
         Command::Extend(args) => receipts::extend(ctx, args),
         Command::Queue(command) => queue::run(ctx, command),
+        Command::Doctor(args) => doctor::run(ctx, args),
     }
 }

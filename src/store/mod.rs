@@ -62,7 +62,9 @@
 //! - Bodies live in `messages`, away from the `deliveries` rows and indexes the
 //!   claim query walks.
 
+mod doctor;
 mod lease;
+pub mod netfs;
 mod publish;
 mod queues;
 mod schema;
@@ -76,6 +78,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use doctor::{Health, QueueHealth, STATE_COLUMNS};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
 
@@ -178,6 +181,17 @@ pub enum Error {
     BadName {
         /// The name.
         name: String,
+    },
+    /// The database is on a network file system, where SQLite's locking is unsafe.
+    #[error(
+        "the database `{path}` is on a network file system ({kind}), where SQLite's locks and shared memory do not work reliably and the database can be corrupted. Move it to a local disk, or set {var}=1 if you are sure this file system locks correctly and only one machine uses it",
+        var = netfs::OVERRIDE_VAR
+    )]
+    NetworkFs {
+        /// The database path.
+        path: PathBuf,
+        /// The kind of file system (NFS, CIFS, FUSE, …).
+        kind: &'static str,
     },
     /// Any other database failure: I/O, disk full, corruption.
     #[error("the database cannot be read or written: {0}{hint}", hint = sqlite_hint(.0))]
@@ -414,6 +428,7 @@ impl Store {
     /// folder on first use and bringing the schema up to date.
     pub fn open(opts: &Options) -> Result<Store> {
         let path = &opts.path;
+        refuse_network_fs(path)?;
         create_file(path)?;
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let mut store = Store {
@@ -568,6 +583,28 @@ fn open_error(path: &Path, reason: &str) -> Error {
     Error::Open {
         path: path.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+/// Refuses a database on a network file system, unless the user allowed it
+/// (see [`netfs`]). Asks about the file when it exists (`statfs` follows a
+/// symlink to the real file, next to which SQLite keeps its WAL), else about
+/// the nearest existing folder, so nothing is created on such a file system.
+fn refuse_network_fs(path: &Path) -> Result<()> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists() || p.as_os_str().is_empty());
+    let probe = match existing {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(()),
+    };
+    match netfs::network_kind_of(probe) {
+        Some(kind) if !netfs::allowed_by_env() => Err(Error::NetworkFs {
+            path: path.to_owned(),
+            kind,
+        }),
+        _ => Ok(()),
     }
 }
 

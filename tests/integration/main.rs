@@ -5,4 +5,6 @@
 mod common;
 
 mod core;
+mod doctor;
+mod mount;
 mod publish;
