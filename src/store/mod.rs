@@ -224,6 +224,9 @@ fn sqlite_hint(err: &rusqlite::Error) -> &'static str {
         Some(C::ReadOnly) => ". Check that the file and its folder are writable",
         Some(C::NotADatabase) => ". Point `--db` at a spool database",
         Some(C::DatabaseCorrupt) => ". The file is damaged; restore it from a backup",
+        Some(C::CannotOpen) => {
+            ". Check that the file and its folder exist and are readable, and that the folder is writable or the WAL files are present"
+        }
         _ => "",
     }
 }
@@ -430,6 +433,7 @@ impl Store {
         let path = &opts.path;
         refuse_network_fs(path)?;
         create_file(path)?;
+        check_writable(path)?;
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let mut store = Store {
             conn,
@@ -451,7 +455,13 @@ impl Store {
             Ok(meta) if meta.is_dir() => return Err(open_error(path, "it is a directory")),
             Ok(_) => {}
         }
-        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        // Read-write without CREATE, but `query_only`: SQLite refuses every
+        // write, and as the last connection to close it can still delete the
+        // `-wal` and `-shm` files it had to make, which a read-only connection
+        // would leave behind. On a read-only file SQLite falls back to a
+        // read-only connection by itself.
+        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.pragma_update(None, "query_only", true)?;
         let store = Store {
             conn,
             path: path.clone(),
@@ -606,6 +616,29 @@ fn refuse_network_fs(path: &Path) -> Result<()> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Refuses, before SQLite opens it, a database that cannot be written: a
+/// read-only or immutable (`chattr +i`) file, a read-only folder (the WAL is
+/// created next to the file) or a read-only mount. SQLite would otherwise open
+/// it read-only and fail later with a vaguer message, leaving `-wal` and
+/// `-shm` files behind.
+fn check_writable(path: &Path) -> Result<()> {
+    use rustix::fs::{Access, access};
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    for (what, p) in [("file", path), ("folder", folder)] {
+        if let Err(e) = access(p, Access::WRITE_OK) {
+            let reason = format!(
+                "its {what} is not writable ({}). Check the permissions and attributes (`lsattr`) of the file and its folder, and that the file system is not mounted read-only",
+                std::io::Error::from(e)
+            );
+            return Err(open_error(path, &reason));
+        }
+    }
+    Ok(())
 }
 
 /// Creates the folder (0700) and an empty database file (0600) if missing.

@@ -5,6 +5,8 @@
 mod common;
 
 mod core;
+mod disk;
 mod doctor;
+mod hostile;
 mod mount;
 mod publish;
