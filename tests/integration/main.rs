@@ -5,6 +5,7 @@
 mod common;
 
 mod core;
+mod crash;
 mod disk;
 mod doctor;
 mod hostile;
