@@ -69,6 +69,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     }
     let mut warned = false;
     loop {
+        // Read before the claim: a commit that lands between the claim and
+        // the wait must still wake the wait, or its message sits unseen until
+        // the deadline.
+        let version = store.data_version()?;
         match store.claim(&args.queue, args.n as usize, args.visibility, args.ack) {
             Ok(batch) if !batch.is_empty() => {
                 print(&batch, args.body)?;
@@ -93,6 +97,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         wait_for_news(
             &store,
             &args.queue,
+            version,
             deadline.filter(|_| !args.follow),
             &stop,
         )?;
@@ -118,13 +123,14 @@ fn print(batch: &[Delivery], body_only: bool) -> anyhow::Result<()> {
 
 /// Sleeps until another process commits, a delayed message or lease of the
 /// queue comes due, the deadline passes, or a signal arrives.
+/// `version` is the `data_version` read before the last claim.
 fn wait_for_news(
     store: &Store,
     queue: &str,
+    version: i64,
     deadline: Option<Instant>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let version = store.data_version()?;
     let due = store.next_due(queue)?;
     loop {
         std::thread::sleep(POLL_INTERVAL);

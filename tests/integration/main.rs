@@ -11,3 +11,4 @@ mod doctor;
 mod hostile;
 mod mount;
 mod publish;
+mod stress;
