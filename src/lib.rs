@@ -6,6 +6,8 @@
 
 pub mod commands;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod output;
 pub mod parse;
 pub mod store;

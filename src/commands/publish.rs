@@ -116,17 +116,17 @@ impl std::fmt::Display for Origin {
 }
 
 /// A checked message waiting to be written.
-struct Prepared {
+pub(crate) struct Prepared {
     origin: Origin,
-    body: Vec<u8>,
-    key: Option<String>,
-    group: Option<String>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) key: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 /// Checks and shapes raw input into messages, per the flags.
-struct Preparer<'a> {
-    args: &'a Args,
-    max_size: u64,
+pub(crate) struct Preparer<'a> {
+    pub(crate) args: &'a Args,
+    pub(crate) max_size: u64,
 }
 
 impl Preparer<'_> {
@@ -214,10 +214,11 @@ impl Prepared {
     }
 }
 
-/// The deepest nesting of arrays and objects a JSON body may have. serde_json
-/// validates deeper documents without recursion, but most consumers (and
-/// serde_json's own `Value`) refuse them, so spool refuses them up front.
-const MAX_NESTING: usize = 128;
+/// The deepest nesting of arrays and objects a JSON body may have: what
+/// serde_json's `Value` parses (its recursion limit of 128 allows 127
+/// levels). serde_json validates deeper documents without recursion, but
+/// they would break `--key-from` and many consumers, so spool refuses them.
+const MAX_NESTING: usize = 127;
 
 /// True when valid JSON `text` nests arrays and objects deeper than `limit`.
 fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
@@ -446,14 +447,14 @@ fn read_all(limit: u64) -> anyhow::Result<Vec<u8>> {
 
 /// One line of input: its bytes without the terminator, or a line longer
 /// than the limit (not read to its end).
-enum Line {
+pub(crate) enum Line {
     Text(Vec<u8>),
     TooLong,
 }
 
 /// Reads the next line, at most `limit` bytes before its terminator (`\n`
 /// or `\r\n`). `None` at the end of input.
-fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Option<Line>> {
+pub(crate) fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Option<Line>> {
     let mut line = Vec::new();
     let mut saw_any = false;
     loop {
@@ -636,6 +637,15 @@ fn stream(
     })
 }
 
+/// Checks one stdin line (line `number`) as publish does.
+pub(crate) fn check_line(
+    preparer: &Preparer<'_>,
+    number: u64,
+    line: Line,
+) -> Result<Option<Prepared>, Failure> {
+    prepare_line(preparer, Origin::Line(number), line)
+}
+
 fn prepare_line(
     preparer: &Preparer<'_>,
     origin: Origin,
@@ -731,11 +741,13 @@ mod tests {
     #[test]
     fn nesting_is_counted_outside_strings_only() {
         let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
-        assert!(!nesting_exceeds(deep(128).as_bytes(), 128));
-        assert!(nesting_exceeds(deep(129).as_bytes(), 128));
-        assert!(nesting_exceeds(deep(100_000).as_bytes(), 128));
+        assert!(!nesting_exceeds(deep(127).as_bytes(), MAX_NESTING));
+        assert!(nesting_exceeds(deep(128).as_bytes(), MAX_NESTING));
+        assert!(nesting_exceeds(deep(100_000).as_bytes(), MAX_NESTING));
+        let at_limit = deep(MAX_NESTING);
+        assert!(serde_json::from_str::<serde_json::Value>(&at_limit).is_ok());
         let in_string = format!("[\"{}\\\"{}\"]", "[".repeat(500), "{".repeat(500));
-        assert!(!nesting_exceeds(in_string.as_bytes(), 128));
+        assert!(!nesting_exceeds(in_string.as_bytes(), MAX_NESTING));
         assert!(nesting_exceeds(b"{\"a\":{\"b\":[[1]]}}", 3));
         assert!(!nesting_exceeds(b"{\"a\":{\"b\":[[1]]}}", 4));
     }

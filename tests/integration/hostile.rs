@@ -192,11 +192,11 @@ fn deeply_nested_json_is_refused_as_bad_input() {
         &["publish", "q", "--key-from", "/0"],
     ] {
         let run = env.run_with_input(args, format!("{deep}\n"));
-        refused(&run, 65, "nested deeper than 128");
+        refused(&run, 65, "nested deeper than 127");
         assert_eq!(snapshot(&env.db), before, "{args:?}");
     }
     let run = env.run(&["publish", "q", &deep_arg]);
-    refused(&run, 65, "nested deeper than 128");
+    refused(&run, 65, "nested deeper than 127");
     assert_eq!(snapshot(&env.db), before);
     // As raw text it is just text.
     env.run_with_input(&["publish", "raw", "--raw"], format!("{deep}\n"))

@@ -8,6 +8,7 @@ mod core;
 mod crash;
 mod disk;
 mod doctor;
+mod fuzz;
 mod hostile;
 mod mount;
 mod publish;
