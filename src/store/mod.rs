@@ -71,6 +71,8 @@ mod schema;
 mod tx;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};

@@ -502,3 +502,29 @@ fn a_read_only_mount_exits_74_untouched() {
     }
     assert_eq!(snapshot(&env.db), before);
 }
+
+/// Regression (found by the store's property test): nack and extend of a
+/// delivery that was already acked answered 0, as if the message were back
+/// in the queue or still leased. Only a repeated ack is harmless.
+#[test]
+fn nack_and_extend_after_ack_are_refused_but_a_repeated_ack_is_not() {
+    for retention in ["1d", "0"] {
+        let env = Env::new();
+        env.run(&["queue", "create", "q", "--retention", retention])
+            .success();
+        env.publish("q", "1");
+        let m = env.consume_one("q", &[]);
+        let r = receipt(&m);
+        env.run(&["ack", r]).success();
+        let before = snapshot(&env.db);
+        refused(&env.run(&["nack", r]), 3, "already finished");
+        refused(
+            &env.run(&["extend", r, "--by", "1m"]),
+            3,
+            "already finished",
+        );
+        env.run(&["ack", r]).success();
+        assert_eq!(snapshot(&env.db), before, "retention {retention}");
+        assert!(env.consume("q", &[]).is_empty(), "retention {retention}");
+    }
+}
