@@ -34,6 +34,16 @@
 //! a raw "database is locked". Transactions are short: a claim or an ack is a
 //! handful of index operations.
 //!
+//! # Safety checks on open
+//!
+//! Opening for writing first refuses a database on a network file system
+//! ([`netfs`]: NFS, SMB/CIFS, FUSE, …, where WAL locking and shared memory are
+//! unreliable; `SPOOL_ALLOW_NETWORK_FS=1` overrides) and a file or folder that
+//! cannot be written, before SQLite touches anything. Read-only commands open
+//! read-write without CREATE but with `PRAGMA query_only`: SQLite refuses every
+//! write, and the last connection to close can still remove the `-wal` and
+//! `-shm` files a read needs, which a read-only connection would leave behind.
+//!
 //! # Durability
 //!
 //! `--sync full` (the default) sets `PRAGMA synchronous = FULL`: the WAL is
