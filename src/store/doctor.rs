@@ -93,9 +93,7 @@ impl Store {
             integrity: Vec::new(),
             schema_version: pragma_i64("user_version")?,
             schema_supported: schema::CURRENT,
-            journal_mode: self
-                .conn
-                .pragma_query_value(None, "journal_mode", |r| r.get(0))?,
+            journal_mode: self.journal_mode()?,
             auto_vacuum: pragma_i64("auto_vacuum")?,
             page_size: pragma_i64("page_size")?,
             page_count: pragma_i64("page_count")?,
@@ -140,6 +138,23 @@ impl Store {
             .conn
             .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
         Ok(())
+    }
+
+    /// `PRAGMA journal_mode`, except that a connection opened `immutable`
+    /// (a read-only mount) always says `delete`: then the file header tells
+    /// (bytes 18 and 19 are 2 in WAL mode).
+    fn journal_mode(&self) -> Result<String> {
+        let mode: String = self
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if mode == "wal" {
+            return Ok(mode);
+        }
+        let mut header = [0u8; 20];
+        let wal_header = std::fs::File::open(&self.path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+            .is_ok_and(|()| header[18] == 2 && header[19] == 2);
+        Ok(if wal_header { "wal".into() } else { mode })
     }
 
     /// `PRAGMA integrity_check`; an error while checking is itself a finding.

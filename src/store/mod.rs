@@ -43,6 +43,8 @@
 //! read-write without CREATE but with `PRAGMA query_only`: SQLite refuses every
 //! write, and the last connection to close can still remove the `-wal` and
 //! `-shm` files a read needs, which a read-only connection would leave behind.
+//! Where the `-shm` file cannot be made (a read-only mount or folder) and there
+//! is no WAL file, they read the file as `immutable`: nobody can be writing it.
 //!
 //! # Durability
 //!
@@ -474,11 +476,21 @@ impl Store {
         // read-only connection by itself.
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.pragma_update(None, "query_only", true)?;
-        let store = Store {
+        let mut store = Store {
             conn,
             path: path.clone(),
         };
-        match store.schema_version()? {
+        let version = match store.schema_version() {
+            Err(Error::Sqlite(e)) if cannot_open(&e) && immutable_is_safe(path) => {
+                // A read-only folder or mount: SQLite cannot make the `-shm`
+                // file a WAL read needs. With no WAL file, everything is in
+                // the main file, and nobody can be writing it there.
+                store.conn = connect_immutable(path, opts)?;
+                store.schema_version()?
+            }
+            other => other?,
+        };
+        match version {
             0 if store.is_blank()? => Ok(None),
             0 => Err(Error::NotSpool { path: path.clone() }),
             v if v > schema::CURRENT => Err(Error::NewerSchema {
@@ -681,6 +693,46 @@ fn create_file(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(open_error(path, &e.to_string())),
     }
+}
+
+fn cannot_open(err: &rusqlite::Error) -> bool {
+    err.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+}
+
+/// Reading as `immutable` skips locking and the WAL: safe only when there is
+/// no WAL file and the file cannot be written (spool refuses to write where it
+/// cannot create the WAL).
+fn immutable_is_safe(path: &Path) -> bool {
+    use rustix::fs::{Access, access};
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let writable = |p: &Path| access(p, Access::WRITE_OK).is_ok();
+    let can_make_shm = writable(path) && writable(folder);
+    !Path::new(&wal).exists() && !can_make_shm
+}
+
+/// Opens `path` read-only with SQLite's `immutable` flag (see [`immutable_is_safe`]).
+fn connect_immutable(path: &Path, opts: &Options) -> Result<Connection> {
+    let Some(text) = path.to_str() else {
+        return Err(open_error(
+            path,
+            "the path is not UTF-8 and the folder is read-only",
+        ));
+    };
+    let escaped = text
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23");
+    let uri = format!("file:{escaped}?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| open_error(path, &e.to_string()))?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    Ok(conn)
 }
 
 fn connect(path: &Path, opts: &Options, mode: OpenFlags) -> Result<Connection> {

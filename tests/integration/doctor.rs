@@ -221,3 +221,22 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
 }
+
+#[test]
+fn a_database_out_of_wal_mode_is_a_problem() {
+    let env = Env::new();
+    env.publish("q", "1");
+    let mode: String = env
+        .sql()
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    let (code, report) = doctor_json(&env, &[]);
+    assert_eq!(code, 74);
+    assert_eq!(report["database"]["journal_mode"], "delete");
+    let text = report["findings"].to_string();
+    assert!(
+        text.contains("not `wal`") && text.contains("journal_mode=WAL"),
+        "{text}"
+    );
+}

@@ -501,6 +501,12 @@ fn a_read_only_mount_exits_74_untouched() {
         refused(&with_db(&env, &db, &args), 74, "Read-only file system");
     }
     assert_eq!(snapshot(&env.db), before);
+    // Reading still works: doctor checks a read-only copy (say, a backup).
+    let run = with_db(&env, &db, &["doctor".to_owned()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(report["healthy"], true, "{report}");
+    assert_eq!(report["queues"][0]["counted"]["acked"], 1, "{report}");
 }
 
 /// Regression (found by the store's property test): nack and extend of a
