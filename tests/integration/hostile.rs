@@ -236,7 +236,7 @@ fn numbers_too_big_for_64_bits_are_kept_exactly() {
 fn control_characters_in_queue_names_are_refused_escaped() {
     let (env, receipt) = populated();
     let before = snapshot(&env.db);
-    for name in ["a\tb", "a\nb", "a\x1b[2Jb", "q\x7f", "\x07", "é"] {
+    for name in ["a\tb", "a\nb", "a\rb", "a\x1b[2Jb", "q\x7f", "\x07", "é"] {
         for args in [
             vec!["publish", name, "1"],
             vec!["consume", name],
@@ -247,6 +247,12 @@ fn control_characters_in_queue_names_are_refused_escaped() {
             refused(&run, 2, "invalid queue name");
             assert!(!run.stderr.contains('\x1b'), "raw escape in {run:?}");
             assert!(!run.stderr.contains('\x07'), "raw bell in {run:?}");
+            assert!(!run.stderr.contains('\r'), "raw carriage return in {run:?}");
+            let first = run.stderr.lines().next().unwrap_or_default();
+            assert!(
+                first.contains("invalid queue name"),
+                "split message: {run:?}"
+            );
         }
     }
     assert_eq!(snapshot(&env.db), before);
