@@ -6,6 +6,8 @@
 
 pub mod commands;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod output;
 pub mod parse;
 pub mod store;
@@ -178,6 +180,19 @@ fn chain(err: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// clap quotes a refused value as typed; a newline or tab in it would break
+/// the message (and a carriage return could hide it on a terminal), so such a
+/// value is shown escaped, as spool's own messages do.
+fn escape_invalid_value(err: &clap::Error, text: String) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    match err.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) if value.chars().any(char::is_control) => {
+            text.replacen(value.as_str(), &value.escape_debug().to_string(), 1)
+        }
+        _ => text,
+    }
+}
+
 /// Prints a clap error as `spool: error: …` (help and version go to stdout).
 fn usage_error(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
@@ -195,7 +210,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
         };
         return ExitCode::from(code);
     }
-    let text = err.render().to_string();
+    let text = escape_invalid_value(&err, err.render().to_string());
     let text = text.strip_prefix("error: ").unwrap_or(&text);
     eprint!("spool: error: {text}");
     ExitCode::from(Exit::Usage as u8)

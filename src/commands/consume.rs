@@ -68,6 +68,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     }
     let mut warned = false;
     loop {
+        // Read before the claim: a commit that lands between the claim and
+        // the wait must still wake the wait, or its message sits unseen until
+        // the deadline.
+        let version = store.data_version()?;
         match store.claim(&args.queue, args.n as usize, args.visibility, args.ack) {
             Ok(batch) if !batch.is_empty() => {
                 print(&batch, args.body)?;
@@ -90,7 +94,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             return Ok(Exit::Empty);
         }
         let deadline = deadline.filter(|_| !args.follow);
-        wait::for_news(&store, &args.queue, deadline, |nap| {
+        wait::for_news(&store, &args.queue, version, deadline, |nap| {
             std::thread::sleep(nap);
             stop.load(Ordering::Relaxed)
         })?;

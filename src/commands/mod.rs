@@ -3,6 +3,7 @@
 
 pub mod consume;
 pub mod docs;
+pub mod doctor;
 pub mod peek;
 pub mod publish;
 pub mod queue;
@@ -58,6 +59,8 @@ pub enum Command {
     /// subscribers (publishing to it then fails until a queue subscribes again).
     /// Exits 3 when QUEUE is not subscribed to TOPIC.
     Unsubscribe(subscribe::UnsubscribeArgs),
+    /// Check the database: integrity, WAL, settings, counters
+    Doctor(doctor::Args),
     /// Print a shell completion script
     Completions(docs::CompletionsArgs),
     /// Print the man page
@@ -81,5 +84,6 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Stats(args) => stats::run(ctx, args),
         Command::Replay(args) => replay::run(ctx, args),
         Command::Work(args) => work::run(ctx, args),
+        Command::Doctor(args) => doctor::run(ctx, args),
     }
 }

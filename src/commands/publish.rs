@@ -121,17 +121,17 @@ impl std::fmt::Display for Origin {
 }
 
 /// A checked message waiting to be written.
-struct Prepared {
+pub(crate) struct Prepared {
     origin: Origin,
-    body: Vec<u8>,
-    key: Option<String>,
-    group: Option<String>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) key: Option<String>,
+    pub(crate) group: Option<String>,
 }
 
 /// Checks and shapes raw input into messages, per the flags.
-struct Preparer<'a> {
-    args: &'a Args,
-    max_size: u64,
+pub(crate) struct Preparer<'a> {
+    pub(crate) args: &'a Args,
+    pub(crate) max_size: u64,
 }
 
 impl Preparer<'_> {
@@ -148,7 +148,7 @@ impl Preparer<'_> {
             ))
         })?;
         if self.args.raw {
-            return Ok(Some(self.with_meta(origin, bytes, None)));
+            return Ok(Some(self.with_meta(origin, bytes)));
         }
         let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
         if trimmed.is_empty() {
@@ -157,15 +157,19 @@ impl Preparer<'_> {
                 _ => Err(bad("empty body: a message is one JSON value".into())),
             };
         }
-        let value = if self.args.key_from.is_some() || self.args.group_from.is_some() {
-            Some(
-                serde_json::from_str::<serde_json::Value>(trimmed)
-                    .map_err(|e| bad(json_error(&e)))?,
-            )
-        } else {
-            serde_json::from_str::<serde::de::IgnoredAny>(trimmed)
-                .map_err(|e| bad(json_error(&e)))?;
-            None
+        serde_json::from_str::<serde::de::IgnoredAny>(trimmed).map_err(|e| bad(json_error(&e)))?;
+        if nesting_exceeds(trimmed.as_bytes(), MAX_NESTING) {
+            return Err(bad(format!(
+                "JSON nested deeper than {MAX_NESTING} levels; spool refuses it, as many consumers cannot parse it"
+            )));
+        }
+        let key = match &self.args.key_from {
+            Some(p) => pointer_text(trimmed, p),
+            None => self.args.key.clone(),
+        };
+        let group = match &self.args.group_from {
+            Some(p) => pointer_text(trimmed, p),
+            None => self.args.group.clone(),
         };
         let (start, len) = (
             trimmed.as_ptr() as usize - text.as_ptr() as usize,
@@ -173,39 +177,26 @@ impl Preparer<'_> {
         );
         bytes.truncate(start + len);
         bytes.drain(..start);
-        let prepared = self.with_meta(origin, bytes, value.as_ref());
+        let prepared = Prepared {
+            origin,
+            body: bytes,
+            key,
+            group,
+        };
         Ok(Some(prepared))
     }
 
-    fn with_meta(
-        &self,
-        origin: Origin,
-        body: Vec<u8>,
-        value: Option<&serde_json::Value>,
-    ) -> Prepared {
+    fn with_meta(&self, origin: Origin, body: Vec<u8>) -> Prepared {
         Prepared {
             origin,
             body,
             key: self.args.key.clone(),
             group: self.args.group.clone(),
         }
-        .derive(value, self.args)
     }
 }
 
 impl Prepared {
-    fn derive(mut self, value: Option<&serde_json::Value>, args: &Args) -> Prepared {
-        if let Some(value) = value {
-            if let Some(p) = &args.key_from {
-                self.key = value.pointer(p).and_then(as_text);
-            }
-            if let Some(p) = &args.group_from {
-                self.group = value.pointer(p).and_then(as_text);
-            }
-        }
-        self
-    }
-
     /// `--key-from`/`--group-from` must find a string or number.
     fn check_pointers(&self, args: &Args) -> Result<(), Failure> {
         let missing = |flag: &str, pointer: &str| {
@@ -228,12 +219,78 @@ impl Prepared {
     }
 }
 
-fn as_text(value: &serde_json::Value) -> Option<String> {
-    match value {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+/// The deepest nesting of arrays and objects a JSON body may have: what
+/// serde_json's `Value` parses (its recursion limit of 128 allows 127
+/// levels). serde_json validates deeper documents without recursion, but
+/// they would break `--key-from` and many consumers, so spool refuses them.
+const MAX_NESTING: usize = 127;
+
+/// True when valid JSON `text` nests arrays and objects deeper than `limit`.
+fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The text at JSON `pointer` in the JSON document `text`: a string's value,
+/// or a number's literal exactly as written, so `12345678901234567890123`
+/// stays itself instead of becoming a rounded float (two such ids would
+/// otherwise share a key, and the second message would be dropped as a
+/// duplicate). `None` when it points at nothing, or at another kind of value.
+fn pointer_text(text: &str, pointer: &str) -> Option<String> {
+    use serde_json::value::RawValue;
+    let mut raw: &RawValue = serde_json::from_str(text).ok()?;
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        raw = match raw.get().as_bytes().first()? {
+            b'{' => {
+                let map: std::collections::HashMap<String, &RawValue> =
+                    serde_json::from_str(raw.get()).ok()?;
+                map.get(&token).copied()?
+            }
+            b'[' => {
+                let items: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+                items.get(array_index(&token)?).copied()?
+            }
+            _ => return None,
+        };
+    }
+    let literal = raw.get();
+    match literal.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(literal).ok(),
+        b'-' | b'0'..=b'9' => Some(literal.to_owned()),
         _ => None,
     }
+}
+
+/// A JSON pointer array index: `0`, or digits without a leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    let digits_only = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    if !digits_only || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 fn json_error(err: &serde_json::Error) -> String {
@@ -395,14 +452,14 @@ fn read_all(limit: u64) -> anyhow::Result<Vec<u8>> {
 
 /// One line of input: its bytes without the terminator, or a line longer
 /// than the limit (not read to its end).
-enum Line {
+pub(crate) enum Line {
     Text(Vec<u8>),
     TooLong,
 }
 
 /// Reads the next line, at most `limit` bytes before its terminator (`\n`
 /// or `\r\n`). `None` at the end of input.
-fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Option<Line>> {
+pub(crate) fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Option<Line>> {
     let mut line = Vec::new();
     let mut saw_any = false;
     loop {
@@ -592,6 +649,15 @@ fn stream(
     })
 }
 
+/// Checks one stdin line (line `number`) as publish does.
+pub(crate) fn check_line(
+    preparer: &Preparer<'_>,
+    number: u64,
+    line: Line,
+) -> Result<Option<Prepared>, Failure> {
+    prepare_line(preparer, Origin::Line(number), line)
+}
+
 fn prepare_line(
     preparer: &Preparer<'_>,
     origin: Origin,
@@ -636,4 +702,65 @@ fn print_ids(ctx: &Context, queue: &str, ids: &[i64]) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointer_text_keeps_number_literals_exactly() {
+        let doc = r#"{ "id" : 12345678901234567890123 , "x": [1, {"a/b": "g~", "": -1.50e3}] }"#;
+        assert_eq!(
+            pointer_text(doc, "/id").as_deref(),
+            Some("12345678901234567890123")
+        );
+        assert_eq!(pointer_text(doc, "/x/1/a~1b").as_deref(), Some("g~"));
+        assert_eq!(pointer_text(doc, "/x/1/").as_deref(), Some("-1.50e3"));
+        assert_eq!(pointer_text(doc, "/x/0").as_deref(), Some("1"));
+        assert_eq!(pointer_text("\"top\"", "").as_deref(), Some("top"));
+        for missing in [
+            "/nope",
+            "/x",
+            "/x/2",
+            "/x/01",
+            "/x/-",
+            "/id/0",
+            "/x/1/a~1b/c",
+        ] {
+            assert_eq!(pointer_text(doc, missing), None, "{missing}");
+        }
+        assert_eq!(
+            pointer_text(r#"{"k": "a\"b\u00e9"}"#, "/k").as_deref(),
+            Some("a\"bé")
+        );
+        assert_eq!(pointer_text(r#"{"k": true}"#, "/k"), None);
+        assert_eq!(
+            pointer_text(r#"{"k": 1, "k": 2}"#, "/k").as_deref(),
+            Some("2")
+        );
+    }
+
+    #[test]
+    fn array_indexes_follow_the_json_pointer_rules() {
+        assert_eq!(array_index("0"), Some(0));
+        assert_eq!(array_index("12"), Some(12));
+        for bad in ["", "01", "-1", "+1", "1a", "-", "99999999999999999999999"] {
+            assert_eq!(array_index(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        assert!(!nesting_exceeds(deep(127).as_bytes(), MAX_NESTING));
+        assert!(nesting_exceeds(deep(128).as_bytes(), MAX_NESTING));
+        assert!(nesting_exceeds(deep(100_000).as_bytes(), MAX_NESTING));
+        let at_limit = deep(MAX_NESTING);
+        assert!(serde_json::from_str::<serde_json::Value>(&at_limit).is_ok());
+        let in_string = format!("[\"{}\\\"{}\"]", "[".repeat(500), "{".repeat(500));
+        assert!(!nesting_exceeds(in_string.as_bytes(), MAX_NESTING));
+        assert!(nesting_exceeds(b"{\"a\":{\"b\":[[1]]}}", 3));
+        assert!(!nesting_exceeds(b"{\"a\":{\"b\":[[1]]}}", 4));
+    }
 }

@@ -11,17 +11,19 @@ use crate::store::{self, Store};
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Waits until another process commits, a delayed message or lease of
-/// `queue` comes due, or the deadline passes.
+/// `queue` comes due, or the deadline passes. `version` is the
+/// `data_version` read before the caller's last claim, so a commit that
+/// landed between that claim and this wait ends the wait at once.
 ///
 /// Between looks it calls `pause(d)`, which should sleep for up to `d` and
 /// return true to end the wait early (a signal, a child that exited).
 pub fn for_news(
     store: &Store,
     queue: &str,
+    version: i64,
     deadline: Option<Instant>,
     mut pause: impl FnMut(Duration) -> bool,
 ) -> anyhow::Result<()> {
-    let version = store.data_version()?;
     let due = store.next_due(queue)?;
     loop {
         let nap = deadline.map_or(POLL_INTERVAL, |d| {

@@ -77,6 +77,12 @@ pub enum ReceiptError {
     /// to another consumer.
     #[error("its lease has ended; the message is back in the queue or with another consumer")]
     LeaseEnded,
+    /// The delivery was acked (or deleted on ack): there is no lease left to
+    /// nack or extend.
+    #[error(
+        "the message is already finished (acked or removed); there is no lease left to nack or extend"
+    )]
+    Finished,
 }
 
 /// When a nacked message becomes deliverable again.
@@ -115,6 +121,15 @@ pub(crate) struct Held {
     pub group: Option<String>,
 }
 
+/// What a receipt of a finished delivery means to a settle operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Acking again is harmless.
+    Harmless,
+    /// Nack and extend need a lease that holds.
+    Refused,
+}
+
 enum Check {
     /// The receipt's lease holds.
     Held(Held),
@@ -151,7 +166,7 @@ impl Store {
     /// Acks each receipt: the message is done (kept for replay, or deleted when
     /// the queue's retention is 0). Each receipt is judged on its own.
     pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle(receipts, |tx, q, r, held| {
+        self.settle(receipts, Repeat::Harmless, |tx, q, r, held| {
             finish(tx, q, r.msg_id, held.group.as_deref(), State::Acked)
         })
     }
@@ -163,7 +178,7 @@ impl Store {
         receipts: &[Receipt],
         release: Release,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle(receipts, |tx, q, r, held| {
+        self.settle(receipts, Repeat::Refused, |tx, q, r, held| {
             give_back(tx, q, r.msg_id, &held, release).map(|_| ())
         })
     }
@@ -174,7 +189,7 @@ impl Store {
         receipts: &[Receipt],
         by: Duration,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle(receipts, |tx, q, r, _| {
+        self.settle(receipts, Repeat::Refused, |tx, q, r, _| {
             set_state(
                 tx,
                 q.id,
@@ -186,9 +201,14 @@ impl Store {
     }
 
     /// Runs `act` for every receipt whose lease holds, in one transaction.
+    /// A receipt whose delivery is already finished (acked, or deleted on
+    /// ack) is fine for a repeated ack, but refused for nack and extend: they
+    /// need a lease, and answering yes would tell the caller the message is
+    /// back in the queue, or still theirs, when it is not.
     fn settle(
         &mut self,
         receipts: &[Receipt],
+        repeat: Repeat,
         mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
         let mut tx = Tx::begin(&mut self.conn)?;
@@ -197,12 +217,17 @@ impl Store {
             receipts,
             |r| r,
             |tx, q, r, held| act(tx, q, r, held),
-        )?;
+        )?
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(Some(())) => Ok(()),
+            Ok(None) if repeat == Repeat::Harmless => Ok(()),
+            Ok(None) => Err(ReceiptError::Finished),
+            Err(e) => Err(e),
+        })
+        .collect::<Vec<_>>();
         tx.commit()?;
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| outcome.map(|_| ()))
-            .collect())
+        Ok(outcomes)
     }
 }
 

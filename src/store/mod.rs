@@ -43,6 +43,17 @@
 //! consumer processes on a busy 2-core machine, per-call p99 fell from
 //! 1.0–1.6 s with SQLite's handler to 0.35–0.55 s with this one, at the same
 //! throughput.
+//! # Safety checks on open
+//!
+//! Opening for writing first refuses a database on a network file system
+//! ([`netfs`]: NFS, SMB/CIFS, FUSE, …, where WAL locking and shared memory are
+//! unreliable; `SPOOL_ALLOW_NETWORK_FS=1` overrides) and a file or folder that
+//! cannot be written, before SQLite touches anything. Read-only commands open
+//! read-write without CREATE but with `PRAGMA query_only`: SQLite refuses every
+//! write, and the last connection to close can still remove the `-wal` and
+//! `-shm` files a read needs, which a read-only connection would leave behind.
+//! Where the `-shm` file cannot be made (a read-only mount or folder) and there
+//! is no WAL file, they read the file as `immutable`: nobody can be writing it.
 //!
 //! # Durability
 //!
@@ -77,8 +88,10 @@
 
 mod admin;
 mod busy;
+mod doctor;
 mod inspect;
 mod lease;
+pub mod netfs;
 mod publish;
 mod queues;
 mod schema;
@@ -86,6 +99,8 @@ mod topics;
 mod tx;
 mod work;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
@@ -95,6 +110,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 pub use admin::{ReplayFilter, Replayed};
+pub use doctor::{Health, QueueHealth, STATE_COLUMNS};
 pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
@@ -243,6 +259,17 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// The database is on a network file system, where SQLite's locking is unsafe.
+    #[error(
+        "the database `{path}` is on a network file system ({kind}), where SQLite's locks and shared memory do not work reliably and the database can be corrupted. Move it to a local disk, or set {var}=1 if you are sure this file system locks correctly and only one machine uses it",
+        var = netfs::OVERRIDE_VAR
+    )]
+    NetworkFs {
+        /// The database path.
+        path: PathBuf,
+        /// The kind of file system (NFS, CIFS, FUSE, …).
+        kind: &'static str,
+    },
     /// Any other database failure: I/O, disk full, corruption.
     #[error("the database cannot be read or written: {0}{hint}", hint = sqlite_hint(.0))]
     Sqlite(rusqlite::Error),
@@ -289,6 +316,9 @@ fn sqlite_hint(err: &rusqlite::Error) -> &'static str {
         Some(C::ReadOnly) => ". Check that the file and its folder are writable",
         Some(C::NotADatabase) => ". Point `--db` at a spool database",
         Some(C::DatabaseCorrupt) => ". The file is damaged; restore it from a backup",
+        Some(C::CannotOpen) => {
+            ". Check that the file and its folder exist and are readable, and that the folder is writable or the WAL files are present"
+        }
         _ => "",
     }
 }
@@ -493,7 +523,9 @@ impl Store {
     /// folder on first use and bringing the schema up to date.
     pub fn open(opts: &Options) -> Result<Store> {
         let path = &opts.path;
+        refuse_network_fs(path)?;
         create_file(path)?;
+        check_writable(path)?;
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let mut store = Store {
             conn,
@@ -515,12 +547,28 @@ impl Store {
             Ok(meta) if meta.is_dir() => return Err(open_error(path, "it is a directory")),
             Ok(_) => {}
         }
-        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let store = Store {
+        // Read-write without CREATE, but `query_only`: SQLite refuses every
+        // write, and as the last connection to close it can still delete the
+        // `-wal` and `-shm` files it had to make, which a read-only connection
+        // would leave behind. On a read-only file SQLite falls back to a
+        // read-only connection by itself.
+        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.pragma_update(None, "query_only", true)?;
+        let mut store = Store {
             conn,
             path: path.clone(),
         };
-        match store.schema_version()? {
+        let version = match store.schema_version() {
+            Err(Error::Sqlite(e)) if cannot_open(&e) && immutable_is_safe(path) => {
+                // A read-only folder or mount: SQLite cannot make the `-shm`
+                // file a WAL read needs. With no WAL file, everything is in
+                // the main file, and nobody can be writing it there.
+                store.conn = connect_immutable(path, opts)?;
+                store.schema_version()?
+            }
+            other => other?,
+        };
+        match version {
             0 if store.is_blank()? => Ok(None),
             // Tables but no version: another process may have migrated
             // between the two reads. Only a second look tells.
@@ -655,6 +703,51 @@ fn open_error(path: &Path, reason: &str) -> Error {
     }
 }
 
+/// Refuses a database on a network file system, unless the user allowed it
+/// (see [`netfs`]). Asks about the file when it exists (`statfs` follows a
+/// symlink to the real file, next to which SQLite keeps its WAL), else about
+/// the nearest existing folder, so nothing is created on such a file system.
+fn refuse_network_fs(path: &Path) -> Result<()> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists() || p.as_os_str().is_empty());
+    let probe = match existing {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(()),
+    };
+    match netfs::network_kind_of(probe) {
+        Some(kind) if !netfs::allowed_by_env() => Err(Error::NetworkFs {
+            path: path.to_owned(),
+            kind,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses, before SQLite opens it, a database that cannot be written: a
+/// read-only or immutable (`chattr +i`) file, a read-only folder (the WAL is
+/// created next to the file) or a read-only mount. SQLite would otherwise open
+/// it read-only and fail later with a vaguer message, leaving `-wal` and
+/// `-shm` files behind.
+fn check_writable(path: &Path) -> Result<()> {
+    use rustix::fs::{Access, access};
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    for (what, p) in [("file", path), ("folder", folder)] {
+        if let Err(e) = access(p, Access::WRITE_OK) {
+            let reason = format!(
+                "its {what} is not writable ({}). Check the permissions and attributes (`lsattr`) of the file and its folder, and that the file system is not mounted read-only",
+                std::io::Error::from(e)
+            );
+            return Err(open_error(path, &reason));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the folder (0700) and an empty database file (0600) if missing.
 fn create_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -683,6 +776,46 @@ fn create_file(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(open_error(path, &e.to_string())),
     }
+}
+
+fn cannot_open(err: &rusqlite::Error) -> bool {
+    err.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+}
+
+/// Reading as `immutable` skips locking and the WAL: safe only when there is
+/// no WAL file and the file cannot be written (spool refuses to write where it
+/// cannot create the WAL).
+fn immutable_is_safe(path: &Path) -> bool {
+    use rustix::fs::{Access, access};
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let writable = |p: &Path| access(p, Access::WRITE_OK).is_ok();
+    let can_make_shm = writable(path) && writable(folder);
+    !Path::new(&wal).exists() && !can_make_shm
+}
+
+/// Opens `path` read-only with SQLite's `immutable` flag (see [`immutable_is_safe`]).
+fn connect_immutable(path: &Path, opts: &Options) -> Result<Connection> {
+    let Some(text) = path.to_str() else {
+        return Err(open_error(
+            path,
+            "the path is not UTF-8 and the folder is read-only",
+        ));
+    };
+    let escaped = text
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23");
+    let uri = format!("file:{escaped}?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| open_error(path, &e.to_string()))?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    Ok(conn)
 }
 
 fn connect(path: &Path, opts: &Options, mode: OpenFlags) -> Result<Connection> {

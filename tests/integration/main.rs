@@ -5,11 +5,18 @@
 mod common;
 
 mod core;
+mod crash;
+mod disk;
 mod docs;
+mod doctor;
 mod example;
+mod fuzz;
 mod groups;
+mod hostile;
 mod inspect;
+mod mount;
 mod publish;
 mod recover;
+mod stress;
 mod topics;
 mod work;

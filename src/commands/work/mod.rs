@@ -238,6 +238,8 @@ struct Worker<'a> {
     claimed: u64,
     /// The last claim found fewer messages than it asked for.
     queue_empty: bool,
+    /// `data_version` as it was before the last claim.
+    seen_version: i64,
     /// SIGINT/SIGTERM already acted on.
     stops_seen: usize,
     warned_missing: bool,
@@ -257,6 +259,7 @@ impl<'a> Worker<'a> {
             tally: Tally::default(),
             claimed: 0,
             queue_empty: false,
+            seen_version: 0,
             stops_seen: 0,
             warned_missing: false,
             spawn_error: None,
@@ -456,6 +459,8 @@ impl<'a> Worker<'a> {
         let settle: Vec<(Receipt, Outcome)> =
             self.done.iter().map(|f| (f.receipt, f.outcome())).collect();
         self.commits.before_commit(&mut self.store)?;
+        // Read before the claim: a commit landing after it must end the next wait.
+        self.seen_version = self.store.data_version()?;
         let leased_at = Instant::now();
         let step = match self
             .store
@@ -590,9 +595,13 @@ impl<'a> Worker<'a> {
             .min();
         if want > 0 {
             // Free slots and an empty queue: watch for new messages too.
-            return wait::for_news(&self.store, &self.args.queue, deadline, |nap| {
-                events.wait(nap)
-            });
+            return wait::for_news(
+                &self.store,
+                &self.args.queue,
+                self.seen_version,
+                deadline,
+                |nap| events.wait(nap),
+            );
         }
         let timeout = deadline.map_or(IDLE_WAKE, |d| {
             d.saturating_duration_since(Instant::now()).min(IDLE_WAKE)

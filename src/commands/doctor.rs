@@ -1,0 +1,431 @@
+//! `spool doctor`: check the database and say what to do about what is wrong.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use crate::Context;
+use crate::error::{Exit, Failure};
+use crate::parse::{format_duration, format_size};
+use crate::store::{Health, QueueHealth, STATE_COLUMNS};
+
+const EXAMPLES: &str = "\
+Examples:
+  spool doctor                 # a report for people
+  spool doctor --json | jq .findings
+  spool doctor --repair        # recount the queue counters, drop unused bodies";
+
+/// Check the database: integrity, WAL and file size, settings, counters.
+///
+/// Runs SQLite's full integrity check, reports the WAL size, free pages,
+/// schema version, journal mode and every queue's settings, and compares the
+/// per-queue counters with the stored rows. Only reads (a missing database is
+/// reported, not created). Exits 0 when healthy, 74 when a check fails.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Fix what can be recomputed first: queue counters, unused message
+    /// bodies, the next message id (writes to the database)
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// Above this many bytes the WAL is worth a word: spool cuts it back to
+/// 16 MiB after each checkpoint.
+const WAL_WARN_BYTES: u64 = 16 << 20;
+
+/// Something doctor wants a person to know, with what to do about it.
+#[derive(Debug)]
+struct Finding {
+    problem: bool,
+    what: String,
+    fix: String,
+}
+
+impl Finding {
+    fn problem(what: String, fix: impl Into<String>) -> Finding {
+        Finding {
+            problem: true,
+            what,
+            fix: fix.into(),
+        }
+    }
+
+    fn warning(what: String, fix: impl Into<String>) -> Finding {
+        Finding {
+            problem: false,
+            what,
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Runs `spool doctor`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let path = ctx.global.db_path()?;
+    let Some(store) = ctx.read_store()? else {
+        return report_missing(ctx, &path);
+    };
+    drop(store);
+    if args.repair {
+        let changed = ctx.store()?.repair()?;
+        ctx.out
+            .note(&format!("repaired {changed} thing(s); checking again"));
+    }
+    let Some(store) = ctx.read_store()? else {
+        return report_missing(ctx, &path);
+    };
+    let health = store.health()?;
+    let findings = findings(&health);
+    if ctx.out.human() {
+        print_table(ctx, &path, &health, &findings)?;
+    } else {
+        print_json(&path, &health, &findings)?;
+    }
+    let problems = findings.iter().filter(|f| f.problem).count();
+    if problems > 0 {
+        return Err(Failure::new(
+            Exit::IoErr,
+            format!(
+                "doctor found {problems} problem(s) in `{}`; see the report above",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    Ok(Exit::Ok)
+}
+
+fn report_missing(ctx: &Context, path: &std::path::Path) -> anyhow::Result<Exit> {
+    let mut out = crate::output::stdout();
+    if ctx.out.human() {
+        writeln!(
+            out,
+            "no database at {} yet: nothing to check. The first command that writes creates it.",
+            path.display()
+        )?;
+    } else {
+        let report = json!({
+            "database": {"path": path.display().to_string(), "exists": false},
+            "findings": [],
+            "healthy": true,
+        });
+        writeln!(out, "{report}")?;
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn findings(h: &Health) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !h.integrity_ok() {
+        out.push(Finding::problem(
+            format!("SQLite's integrity check failed: {}", h.integrity.join("; ")),
+            "The file is damaged. Stop every spool process, keep a copy of the file, and restore it from a backup (or try `sqlite3 DB .recover`)",
+        ));
+    }
+    if let Some(kind) = h.network_fs {
+        out.push(Finding::problem(
+            format!("the database is on a network file system ({kind})"),
+            "SQLite's WAL needs local locks and shared memory: move the file to a local disk",
+        ));
+    }
+    if h.journal_mode != "wal" {
+        out.push(Finding::problem(
+            format!("the journal mode is `{}`, not `wal`", h.journal_mode),
+            "Readers now block writers. Set it back with `sqlite3 DB 'PRAGMA journal_mode=WAL'` while no spool runs",
+        ));
+    }
+    for q in h.queues.iter().filter(|q| !q.consistent()) {
+        out.push(Finding::problem(
+            format!(
+                "the counters of `{}` do not match its messages: {}",
+                q.name,
+                counter_diff(q)
+            ),
+            "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
+        ));
+    }
+    if h.missing_messages > 0 {
+        out.push(Finding::problem(
+            format!(
+                "{} deliveries point at message bodies that are gone",
+                h.missing_messages
+            ),
+            "Those messages cannot be delivered; restore the file from a backup",
+        ));
+    }
+    if !h.ids_safe() {
+        out.push(Finding::problem(
+            format!(
+                "the next message id ({}) is not above the highest stored id ({})",
+                h.next_message_id,
+                h.max_message_id.unwrap_or(0)
+            ),
+            "New messages could reuse ids: run `spool doctor --repair`",
+        ));
+    }
+    out.extend(warnings(h));
+    out
+}
+
+fn warnings(h: &Health) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if h.schema_version < h.schema_supported {
+        out.push(Finding::warning(
+            format!(
+                "the schema is version {}, older than this spool's {}",
+                h.schema_version, h.schema_supported
+            ),
+            "Any command that writes brings it up to date",
+        ));
+    }
+    if h.wal_bytes > WAL_WARN_BYTES {
+        out.push(Finding::warning(
+            format!("the WAL is {}", human_bytes(h.wal_bytes)),
+            "It is cut back to 16 MiB after the next complete checkpoint; if it keeps growing, look for a process that keeps a read transaction open on the database",
+        ));
+    }
+    let free_bytes = (h.free_pages * h.page_size).max(0) as u64;
+    if h.free_pages > 1024 && h.free_pages * 4 > h.page_count {
+        out.push(Finding::warning(
+            format!(
+                "{} of the file ({} pages) is free space",
+                human_bytes(free_bytes),
+                h.free_pages
+            ),
+            "Writing commands hand free pages back a few hundred at a time; to shrink the file at once run `sqlite3 DB VACUUM` while no spool runs",
+        ));
+    }
+    if h.auto_vacuum != 2 {
+        out.push(Finding::warning(
+            format!("auto_vacuum is {}, not incremental (2)", h.auto_vacuum),
+            "Freed space stays in the file; `sqlite3 DB 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'` while no spool runs",
+        ));
+    }
+    if h.orphan_messages > 0 {
+        out.push(Finding::warning(
+            format!(
+                "{} message bodies are no longer in any queue",
+                h.orphan_messages
+            ),
+            "They only take space: `spool doctor --repair` deletes them",
+        ));
+    }
+    out
+}
+
+fn counter_diff(q: &QueueHealth) -> String {
+    STATE_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| q.counters[*i] != q.counted[*i])
+        .map(|(i, name)| {
+            format!(
+                "{name} {} by the counter but {} by the rows",
+                q.counters[i], q.counted[i]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn human_bytes(n: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
+    } else if n >= 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn print_table(
+    ctx: &Context,
+    path: &std::path::Path,
+    h: &Health,
+    findings: &[Finding],
+) -> anyhow::Result<()> {
+    let mut out = crate::output::stdout();
+    let facts = [
+        ("database", path.display().to_string()),
+        (
+            "file",
+            format!(
+                "{} ({} pages of {} bytes, {} free)",
+                human_bytes(h.file_bytes),
+                h.page_count,
+                h.page_size,
+                h.free_pages
+            ),
+        ),
+        ("wal", human_bytes(h.wal_bytes)),
+        (
+            "schema",
+            format!(
+                "version {} (this spool knows up to {})",
+                h.schema_version, h.schema_supported
+            ),
+        ),
+        (
+            "journal",
+            format!(
+                "{}, auto_vacuum {}",
+                h.journal_mode,
+                match h.auto_vacuum {
+                    0 => "none",
+                    1 => "full",
+                    _ => "incremental",
+                }
+            ),
+        ),
+        ("filesystem", h.network_fs.unwrap_or("local").to_owned()),
+        (
+            "integrity",
+            if h.integrity_ok() {
+                "ok".into()
+            } else {
+                "FAILED".into()
+            },
+        ),
+    ];
+    for (name, value) in facts {
+        writeln!(out, "{name:<11}{value}")?;
+    }
+    writeln!(out)?;
+    if h.queues.is_empty() {
+        writeln!(out, "no queues yet")?;
+    } else {
+        writeln!(out, "{}", queue_table(ctx, &h.queues))?;
+    }
+    writeln!(out)?;
+    if findings.is_empty() {
+        writeln!(out, "healthy: nothing to do")?;
+    }
+    for f in findings {
+        let label = if f.problem { "problem" } else { "warning" };
+        writeln!(out, "{label}: {}.\n  {}.", f.what, f.fix)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn queue_table(ctx: &Context, queues: &[QueueHealth]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::NOTHING);
+    if !ctx.out.color {
+        table.force_no_tty();
+    }
+    table.set_header([
+        "queue",
+        "visibility",
+        "max_attempts",
+        "retention",
+        "max_size",
+        "retry_delay",
+        "messages",
+        "counters",
+    ]);
+    for q in queues {
+        let s = &q.settings;
+        let held: i64 = q.counted.iter().sum();
+        let (settings, counters) = if q.is_topic {
+            (
+                vec![
+                    "(topic)".to_owned(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+                "-".to_owned(),
+            )
+        } else {
+            (
+                vec![
+                    format_duration(s.visibility),
+                    s.max_attempts.to_string(),
+                    format_duration(s.retention),
+                    format_size(s.max_size),
+                    format_duration(s.retry_delay),
+                ],
+                if q.consistent() { "ok" } else { "WRONG" }.to_owned(),
+            )
+        };
+        let mut row = vec![q.name.clone()];
+        row.extend(settings);
+        row.push(held.to_string());
+        row.push(counters);
+        table.add_row(row);
+    }
+    table
+}
+
+fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyhow::Result<()> {
+    let states = |n: &[i64; 6]| -> Value {
+        STATE_COLUMNS
+            .iter()
+            .zip(n)
+            .map(|(name, v)| ((*name).to_owned(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let queues: Vec<Value> = h
+        .queues
+        .iter()
+        .map(|q| {
+            let s = &q.settings;
+            json!({
+                "name": q.name,
+                "topic": q.is_topic,
+                "visibility_ms": s.visibility.as_millis() as u64,
+                "max_attempts": s.max_attempts,
+                "retention_ms": s.retention.as_millis() as u64,
+                "max_size_bytes": s.max_size,
+                "retry_delay_ms": s.retry_delay.as_millis() as u64,
+                "counters": states(&q.counters),
+                "counted": states(&q.counted),
+                "consistent": q.consistent(),
+            })
+        })
+        .collect();
+    let findings: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            json!({
+                "level": if f.problem { "problem" } else { "warning" },
+                "message": f.what,
+                "fix": f.fix,
+            })
+        })
+        .collect();
+    let report = json!({
+        "database": {
+            "path": path.display().to_string(),
+            "exists": true,
+            "size_bytes": h.file_bytes,
+            "wal_bytes": h.wal_bytes,
+            "page_size": h.page_size,
+            "page_count": h.page_count,
+            "free_pages": h.free_pages,
+            "schema_version": h.schema_version,
+            "schema_supported": h.schema_supported,
+            "journal_mode": h.journal_mode,
+            "auto_vacuum": h.auto_vacuum,
+            "network_fs": h.network_fs,
+        },
+        "integrity": h.integrity,
+        "queues": queues,
+        "orphan_messages": h.orphan_messages,
+        "missing_messages": h.missing_messages,
+        "next_message_id": h.next_message_id,
+        "max_message_id": h.max_message_id,
+        "findings": findings,
+        "healthy": !findings.iter().any(|f| f["level"] == "problem"),
+    });
+    let mut out = crate::output::stdout();
+    writeln!(out, "{report}")?;
+    out.flush()?;
+    Ok(())
+}
