@@ -16,6 +16,7 @@ mod hostile;
 mod inspect;
 mod mount;
 mod publish;
+mod readme;
 mod recover;
 mod stress;
 mod topics;
