@@ -24,6 +24,7 @@ Examples:
 const EXTEND_EXAMPLES: &str = "\
 Examples:
   spool extend \"$receipt\" --by 5m
+  spool consume jobs -n 10 | spool extend --by 10m   # every receipt on stdin
   while sleep 20; do spool extend \"$receipt\" --by 1m; done &   # heartbeat";
 
 /// Receipts from the command line, or else from stdin.

@@ -14,7 +14,9 @@ Examples:
 
 const UNSUBSCRIBE_EXAMPLES: &str = "\
 Examples:
-  spool unsubscribe orders inventory   # new messages no longer reach `inventory`";
+  spool unsubscribe orders inventory   # new messages no longer reach `inventory`
+  spool peek inventory                 # what it already received stays there
+  spool queue delete inventory --force # to drop that too";
 
 /// The arguments of `spool subscribe` (its help text is on `Command::Subscribe`).
 #[derive(Debug, clap::Args)]

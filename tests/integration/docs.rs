@@ -151,3 +151,39 @@ fn bash_completion_offers_queue_names_from_the_database() {
     assert_eq!(complete("spool publish pay"), ["payments"]);
     assert!(complete("spool pub").contains(&"publish".to_owned()));
 }
+
+#[test]
+fn every_command_and_flag_is_explained_with_examples() {
+    fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
+        let name = format!("{path} {}", cmd.get_name()).trim().to_owned();
+        if cmd.get_about().is_none() {
+            problems.push(format!("`{name}` has no one-line summary"));
+        }
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            if arg.get_help().is_none() && arg.get_id() != "help" && arg.get_id() != "version" {
+                problems.push(format!("`{name}` argument `{}` has no help", arg.get_id()));
+            }
+        }
+        if !cmd.has_subcommands() {
+            let examples = cmd
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            let count = examples
+                .lines()
+                .filter(|l| l.trim_start().starts_with("spool "))
+                .count();
+            if count < 2 {
+                problems.push(format!(
+                    "`{name}` has {count} example(s), wants two or more"
+                ));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, &name, problems);
+        }
+    }
+    let mut problems = Vec::new();
+    walk(&spool::Cli::command(), "", &mut problems);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
