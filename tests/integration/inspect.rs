@@ -848,3 +848,46 @@ fn queue_list_prints_one_json_line_per_queue_with_settings() {
     assert!(table.stdout.contains("visibility 5m"), "{}", table.stdout);
     assert!(table.stdout.lines().next().unwrap().contains("NAME"));
 }
+
+#[test]
+fn colour_follows_color_flag_term_and_json() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-attempts", "1"])
+        .success();
+    env.publish("q", "1");
+    let m = env.consume_one("q", &[]);
+    env.run(&["nack", receipt(&m)]).success();
+    let peek = |extra_env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("SPOOL_TEST_TERMINAL", "stdout");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut all = vec!["peek", "q", "--state", "all"];
+        all.extend_from_slice(args);
+        Run::from(cmd.args(&all).output().unwrap())
+    };
+    assert!(
+        peek(&[], &[]).stdout.contains('\x1b'),
+        "colour by default on a terminal"
+    );
+    assert!(
+        !peek(&[("TERM", "dumb")], &[]).stdout.contains('\x1b'),
+        "TERM=dumb"
+    );
+    assert!(
+        !peek(&[], &["--color", "never"]).stdout.contains('\x1b'),
+        "--color never"
+    );
+    let json = peek(&[], &["--json"]);
+    assert!(
+        json.stdout.starts_with('{') && !json.stdout.contains('\x1b'),
+        "--json: {:?}",
+        json.stdout
+    );
+    let forced = peek(&[("NO_COLOR", "1")], &["--color", "always"]);
+    assert!(
+        forced.stdout.contains('\x1b'),
+        "--color always wins over NO_COLOR"
+    );
+}
