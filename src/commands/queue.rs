@@ -296,7 +296,13 @@ fn purge_states(args: &[StateArg]) -> Vec<State> {
 
 /// `queue purge NAME [--state …]`: prints how many messages were removed.
 fn purge(ctx: &Context, args: &PurgeArgs) -> anyhow::Result<Exit> {
-    let removed = existing_store(ctx, &args.name)?.purge(&args.name, &purge_states(&args.state))?;
+    let mut bar = output::Progress::new(&ctx.out, "purging", None, 20_000);
+    let removed = existing_store(ctx, &args.name)?.purge_with_progress(
+        &args.name,
+        &purge_states(&args.state),
+        &mut |n| bar.inc(n),
+    )?;
+    drop(bar);
     let mut out = output::stdout();
     if ctx.out.json {
         writeln!(

@@ -100,15 +100,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             }
         }
     } else {
-        crate::commands::queue::existing_store(ctx, &args.queue)?.replay(
+        let mut bar = output::Progress::new(&ctx.out, "replaying", None, PROGRESS_AFTER);
+        crate::commands::queue::existing_store(ctx, &args.queue)?.replay_with_progress(
             &args.queue,
             &filter,
             to,
+            &mut |n| bar.inc(n),
         )?
     };
     report(ctx, &args, &done)?;
     Ok(Exit::Ok)
 }
+
+/// Messages replayed before a progress bar appears on a terminal.
+const PROGRESS_AFTER: u64 = 20_000;
 
 fn report(ctx: &Context, args: &Args, done: &Replayed) -> anyhow::Result<()> {
     let mut out = output::stdout();

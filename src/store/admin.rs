@@ -70,6 +70,18 @@ impl Store {
         filter: &ReplayFilter,
         to: Option<&str>,
     ) -> Result<Replayed> {
+        self.replay_with_progress(queue, filter, to, &mut |_| {})
+    }
+
+    /// [`Store::replay`], calling `progress(n)` as messages are replayed
+    /// (for a progress bar).
+    pub fn replay_with_progress(
+        &mut self,
+        queue: &str,
+        filter: &ReplayFilter,
+        to: Option<&str>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Replayed> {
         let mut tx = Tx::begin(&mut self.conn)?;
         let Some(q) = queues::lookup(&tx.tx, queue)? else {
             drop(tx);
@@ -82,13 +94,13 @@ impl Store {
         lease::sweep(&mut tx, &q)?;
         let found = candidates(&tx.tx, &q, filter, tx.now)?;
         let done = match to {
-            None => replay_in_place(&mut tx, &q, &found)?,
+            None => replay_in_place(&mut tx, &q, &found, progress)?,
             Some(name) => {
                 let target = queues::ensure(&tx, name)?;
                 if target.is_topic {
                     return Err(queues::topic_error(&tx.tx, target)?);
                 }
-                replay_to(&mut tx, &target, &found)?
+                replay_to(&mut tx, &target, &found, progress)?
             }
         };
         tx.commit()?;
@@ -139,6 +151,16 @@ impl Store {
     /// [`State::Held`] along with [`State::Delayed`]) and returns how many.
     /// Groups whose head was removed release their next message.
     pub fn purge(&mut self, queue: &str, states: &[State]) -> Result<i64> {
+        self.purge_with_progress(queue, states, &mut |_| {})
+    }
+
+    /// [`Store::purge`], calling `progress(n)` as messages are removed.
+    pub fn purge_with_progress(
+        &mut self,
+        queue: &str,
+        states: &[State],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<i64> {
         let mut tx = Tx::begin(&mut self.conn)?;
         let Some(q) = queues::lookup(&tx.tx, queue)? else {
             drop(tx);
@@ -159,6 +181,7 @@ impl Store {
             if let Some(group) = group {
                 release_group(&mut tx, q.id, group, *msg)?;
             }
+            progress(1);
         }
         tx.freed_pages();
         tx.commit()?;
@@ -368,7 +391,12 @@ fn entry_state(tx: &Tx<'_>, queue: i64, group: Option<&str>, msg: i64) -> Result
     })
 }
 
-fn replay_in_place(tx: &mut Tx<'_>, q: &QueueRow, found: &[Candidate]) -> Result<Replayed> {
+fn replay_in_place(
+    tx: &mut Tx<'_>,
+    q: &QueueRow,
+    found: &[Candidate],
+    progress: &mut dyn FnMut(u64),
+) -> Result<Replayed> {
     let mut done = Replayed::default();
     for c in found {
         let state = entry_state(tx, q.id, c.group.as_deref(), c.id)?;
@@ -381,11 +409,17 @@ fn replay_in_place(tx: &mut Tx<'_>, q: &QueueRow, found: &[Candidate]) -> Result
             .execute((c.id, q.id, state as i64, tx.now))?;
         tx.moved(q.id, Some(c.state), Some(state));
         done.ids.push(c.id);
+        progress(1);
     }
     Ok(done)
 }
 
-fn replay_to(tx: &mut Tx<'_>, target: &QueueRow, found: &[Candidate]) -> Result<Replayed> {
+fn replay_to(
+    tx: &mut Tx<'_>,
+    target: &QueueRow,
+    found: &[Candidate],
+    progress: &mut dyn FnMut(u64),
+) -> Result<Replayed> {
     let mut done = Replayed::default();
     for c in found {
         if holds(&tx.tx, target.id, c.id)? {
@@ -408,6 +442,7 @@ fn replay_to(tx: &mut Tx<'_>, target: &QueueRow, found: &[Candidate]) -> Result<
             ))?;
         tx.moved(target.id, None, Some(state));
         done.ids.push(c.id);
+        progress(1);
     }
     tx.published(target.id, done.ids.len() as i64);
     Ok(done)

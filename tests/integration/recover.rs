@@ -503,3 +503,40 @@ fn queue_purge_of_a_group_head_releases_the_next_message() {
     assert_eq!(env.consume_one("q", &[])["id"], next);
     assert_counters_exact(&env);
 }
+
+#[test]
+fn large_replays_and_purges_show_progress_on_a_terminal_only() {
+    let env = Env::new();
+    let input: String = (0..25_000).map(|i| format!("{i}\n")).collect();
+    env.run_with_input(&["publish", "q", "-q"], &input)
+        .success();
+    env.run(&["consume", "q", "-n", "25000", "--ack"]).success();
+    let on_tty = |args: &[&str]| {
+        Run::from(
+            env.cmd()
+                .env("SPOOL_TEST_TERMINAL", "stderr")
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let replay = on_tty(&["replay", "q", "--acked"]);
+    replay.success();
+    assert!(
+        replay.stderr.contains("replaying"),
+        "{:?}",
+        &replay.stderr[..replay.stderr.len().min(300)]
+    );
+    assert_eq!(replay.stdout.trim(), "25000");
+    let purge = on_tty(&["queue", "purge", "q"]);
+    assert!(purge.stderr.contains("purging"));
+    let quiet = on_tty(&["queue", "purge", "q", "-q"]);
+    assert!(quiet.stderr.is_empty());
+    env.run_with_input(&["publish", "q", "-q"], &input)
+        .success();
+    let piped = env.run(&["queue", "purge", "q"]);
+    assert!(
+        !piped.stderr.contains("purging"),
+        "no bar when stderr is not a terminal"
+    );
+}
