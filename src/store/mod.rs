@@ -91,7 +91,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 pub use admin::{ReplayFilter, Replayed};
-pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo};
+pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
 pub use topics::Subscribed;
