@@ -10,6 +10,7 @@ pub mod receipts;
 pub mod replay;
 pub mod stats;
 pub mod subscribe;
+pub mod top;
 pub mod view;
 
 use clap::Subcommand;
@@ -36,6 +37,8 @@ pub enum Command {
     Stats(stats::Args),
     /// Bring acked or dead messages back, in place or to another queue
     Replay(replay::Args),
+    /// Watch queues live in the terminal; look into messages, replay, purge
+    Top(top::Args),
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
@@ -76,5 +79,6 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Peek(args) => peek::run(ctx, args),
         Command::Stats(args) => stats::run(ctx, args),
         Command::Replay(args) => replay::run(ctx, args),
+        Command::Top(args) => top::run(ctx, args),
     }
 }
