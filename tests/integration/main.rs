@@ -11,4 +11,5 @@ mod groups;
 mod inspect;
 mod publish;
 mod recover;
+mod top;
 mod topics;
