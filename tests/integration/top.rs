@@ -573,6 +573,17 @@ fn top_refuses_politely_without_a_terminal() {
 
 // ---- End to end, in tmux ----
 
+/// Says on stderr why an end-to-end test did not run. Written to stderr
+/// directly: the test harness swallows `eprintln!` of passing tests, and a
+/// skip must be seen in `cargo test`'s output.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {why}, so `spool top` was not tested end to end in tmux (.ci/run installs tmux)"
+    );
+}
+
 /// A tmux server of this test's own, killed when dropped.
 struct Tmux {
     socket: PathBuf,
@@ -588,9 +599,7 @@ impl Tmux {
     fn start(env: &Env, extra_env: &str, args: &str) -> Option<Tmux> {
         let version = Command::new("tmux").arg("-V").output();
         if !version.is_ok_and(|o| o.status.success()) {
-            eprintln!(
-                "SKIPPED: tmux is not installed, so `spool top` was not tested end to end (.ci/run installs it)"
-            );
+            skipped("tmux is not installed");
             return None;
         }
         let socket = env.path("tmux.sock");
@@ -619,14 +628,15 @@ impl Tmux {
         match started {
             Ok(o) if o.status.success() => Some(Tmux { socket }),
             Ok(o) => {
-                eprintln!(
-                    "SKIPPED: tmux cannot start a session here ({}), so `spool top` was not tested end to end",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
+                let why = String::from_utf8_lossy(&o.stderr);
+                skipped(&format!(
+                    "tmux cannot start a session here ({})",
+                    why.trim()
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("SKIPPED: tmux cannot run here ({e})");
+                skipped(&format!("tmux cannot run here ({e})"));
                 None
             }
         }
