@@ -247,8 +247,23 @@ fn the_message_view_shows_the_body_pretty_printed_with_its_metadata() {
         .to_owned();
     let mut top = Top::new(&env, true);
     top.open("pay");
-    let list = top.text();
-    assert!(list.contains("order-7"), "the key column: {list}");
+    let list = top.screen();
+    let header = list.iter().position(|l| l.contains("STATE")).unwrap();
+    // Each heading ends where its column's values end.
+    for (heading, value) in [("ATT", "0"), ("KEY", "order-7")] {
+        let end = |line: &str, text: &str| line.find(text).map(|i| i + text.len());
+        let at = |line: &str, text: &str| line.find(text);
+        if heading == "KEY" {
+            assert_eq!(at(&list[header], heading), at(&list[header + 1], value));
+        } else {
+            assert_eq!(
+                end(&list[header], heading),
+                end(&list[header + 1], value),
+                "{list:?}"
+            );
+        }
+    }
+    let list = list.join("\n");
     assert!(list.contains(r#"{"customer":"ada""#), "{list}");
     top.press(KeyCode::Enter);
     assert_eq!(top.app.screen, Screen::Message);
@@ -769,6 +784,20 @@ fn end_to_end_in_tmux_replay_the_dead_messages_of_a_queue() {
     assert_eq!(states, [0, 0, 0, 0], "all ready again");
     tmux.keys(&["q"]);
     tmux.wait_for("q quit");
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.wait_exit(), "0");
+}
+
+#[test]
+fn end_to_end_in_tmux_top_waits_for_the_database_to_appear() {
+    let env = Env::new();
+    let Some(tmux) = Tmux::start(&env, "", "") else {
+        return;
+    };
+    tmux.wait_for("No database yet");
+    assert!(!env.db.exists(), "top does not create the database");
+    env.publish("late", "1");
+    tmux.wait_for("late ");
     tmux.keys(&["q"]);
     assert_eq!(tmux.wait_exit(), "0");
 }

@@ -450,7 +450,13 @@ impl MessageWidths {
         } else {
             String::new()
         };
-        format!("{} STATE    ATT   AGE{key}  BODY", right("ID", self.id))
+        format!(
+            "{} {}{}{}{key}  BODY",
+            right("ID", self.id),
+            fit("STATE", 8),
+            right("ATT", 3),
+            right("AGE", 6)
+        )
     }
 
     fn line(&self, m: &Peeked, now: i64, theme: Theme) -> Line<'static> {
