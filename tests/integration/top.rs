@@ -602,6 +602,8 @@ fn skipped(why: &str) {
 /// A tmux server of this test's own, killed when dropped.
 struct Tmux {
     socket: PathBuf,
+    /// Where the shell in the pane writes spool's exit status.
+    exit_file: PathBuf,
 }
 
 /// How long the screen may take to show what a step expects. Generous: the
@@ -620,10 +622,14 @@ impl Tmux {
         let socket = env.path("tmux.sock");
         let conf = env.path("tmux.conf");
         std::fs::write(&conf, "set -g remain-on-exit on\nset -s escape-time 0\n").unwrap();
+        // The exit status goes to a file rather than being read from tmux's
+        // idea of a dead pane, which is the shell's and comes later.
+        let exit_file = env.path("top.exit");
         let command = format!(
-            "exec env {extra_env} SPOOL_DB='{}' '{}' top {args}",
+            "env {extra_env} SPOOL_DB='{}' '{}' top {args}; echo $? > '{}'",
             env.db.display(),
-            bin()
+            bin(),
+            exit_file.display()
         );
         let started = Tmux::command(&socket)
             .arg("-f")
@@ -641,7 +647,7 @@ impl Tmux {
             ])
             .output();
         match started {
-            Ok(o) if o.status.success() => Some(Tmux { socket }),
+            Ok(o) if o.status.success() => Some(Tmux { socket, exit_file }),
             Ok(o) => {
                 let why = String::from_utf8_lossy(&o.stderr);
                 skipped(&format!(
@@ -710,21 +716,21 @@ impl Tmux {
     fn wait_exit(&self) -> String {
         let deadline = Instant::now() + SCREEN_TIMEOUT;
         loop {
-            let dead = self.tmux(&[
-                "display-message",
-                "-p",
-                "-t",
-                "top",
-                "#{pane_dead} #{pane_dead_status}",
-            ]);
-            if let Some(status) = dead.trim().strip_prefix("1 ") {
-                return status.to_owned();
+            if let Ok(status) = std::fs::read_to_string(&self.exit_file) {
+                return status.trim().to_owned();
             }
-            assert!(
-                Instant::now() < deadline,
-                "spool top did not exit: {}",
-                self.capture()
-            );
+            if Instant::now() >= deadline {
+                let shell = self.tmux(&["display-message", "-p", "-t", "top", "#{pane_pid}"]);
+                let ps = Command::new("ps")
+                    .args(["-o", "pid,stat,wchan:24,args", "--ppid", shell.trim()])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                panic!(
+                    "spool top did not exit within {SCREEN_TIMEOUT:?}.\nProcesses:\n{ps}\nScreen:\n{}",
+                    self.capture()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
