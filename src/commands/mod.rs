@@ -11,6 +11,7 @@ pub mod receipts;
 pub mod replay;
 pub mod stats;
 pub mod subscribe;
+pub mod top;
 pub mod view;
 pub mod wait;
 pub mod work;
@@ -41,6 +42,8 @@ pub enum Command {
     Stats(stats::Args),
     /// Bring acked or dead messages back, in place or to another queue
     Replay(replay::Args),
+    /// Watch queues live in the terminal; look into messages, replay, purge
+    Top(top::Args),
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
@@ -85,5 +88,6 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Replay(args) => replay::run(ctx, args),
         Command::Work(args) => work::run(ctx, args),
         Command::Doctor(args) => doctor::run(ctx, args),
+        Command::Top(args) => top::run(ctx, args),
     }
 }

@@ -275,7 +275,7 @@ fn delete(ctx: &Context, args: &DeleteArgs) -> anyhow::Result<Exit> {
 }
 
 /// The stored states a purge removes for these flags.
-fn purge_states(args: &[StateArg]) -> Vec<State> {
+pub(crate) fn purge_states(args: &[StateArg]) -> Vec<State> {
     let all = args.contains(&StateArg::All);
     let wanted = |s: StateArg| all || args.contains(&s);
     let default = args.is_empty();

@@ -1,4 +1,5 @@
-//! Recovery and housekeeping: `replay`, `queue purge` and `queue delete`.
+//! Recovery and housekeeping: `replay`, `queue purge`, `queue delete`, and
+//! releasing a stuck lease (from `top`).
 //!
 //! Each is one write transaction that first applies the lazy transitions
 //! ([`lease::promote_due`]: due delayed messages and expired leases, which may
@@ -186,6 +187,39 @@ impl Store {
         tx.freed_pages();
         tx.commit()?;
         Ok(removed.len() as i64)
+    }
+
+    /// Releases the lease on message `id` of `queue`: the message is
+    /// deliverable again at once, as after `nack`, except that the delivery
+    /// does not count as a failed attempt (its attempt count goes back down by
+    /// one, so it cannot die from this). For a consumer that is stuck or gone
+    /// while its lease still runs. The old receipt is refused from then on.
+    /// Returns false, changing nothing, when the message is not leased (any
+    /// more): an expired lease has already made it ready, or dead.
+    pub fn release_lease(&mut self, queue: &str, id: i64) -> Result<bool> {
+        let mut tx = Tx::begin(&mut self.conn)?;
+        let Some(q) = queues::lookup(&tx.tx, queue)? else {
+            drop(tx);
+            return Err(self.unknown_queue(queue));
+        };
+        if q.is_topic {
+            return Err(queues::topic_error(&tx.tx, q)?);
+        }
+        // Expired leases first become ready or dead, so only a lease that
+        // still holds is released.
+        promote_due(&mut tx, &q)?;
+        let released = tx
+            .tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 0, visible_at = ?3, attempts = max(attempts - 1, 0)
+                 WHERE msg_id = ?1 AND queue_id = ?2 AND state = 2",
+            )?
+            .execute((id, q.id, tx.now))?;
+        if released > 0 {
+            tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+        }
+        tx.commit()?;
+        Ok(released > 0)
     }
 
     /// Deletes a queue or topic with its deliveries, groups, rates and

@@ -1,4 +1,4 @@
-//! Read-only views for `peek`, `stats` and `queue list`.
+//! Read-only views for `peek`, `stats`, `queue list` and `top`.
 //!
 //! Nothing here writes: these run on the read-only connection of
 //! [`Store::open_read_only`], inside one deferred read transaction each, so they
@@ -128,6 +128,17 @@ pub struct PeekQuery {
     pub limit: usize,
 }
 
+/// Publishes and acks of one queue or topic per minute, for the sparklines
+/// of `top`: index 0 is the oldest minute, the last one the 60 seconds up to
+/// now (the same window as [`QueueInfo::published_last_minute`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateHistory {
+    /// Messages published in each minute.
+    pub published: Vec<i64>,
+    /// Messages acked in each minute.
+    pub acked: Vec<i64>,
+}
+
 /// A delivery row with the lazy transitions applied.
 #[derive(Debug, Clone, Copy)]
 struct RowState {
@@ -192,6 +203,41 @@ impl Store {
             .pragma_query_value(None, "page_size", |row| row.get(0))?;
         db.free_bytes = (free.max(0) * page.max(0)) as u64;
         Ok(db)
+    }
+
+    /// Publishes and acks per minute over the last `minutes` minutes (at most
+    /// 60: rates are kept for an hour), for every queue and topic that had
+    /// any, by name. Names missing from the map had none.
+    ///
+    /// One statement: for each queue, a range scan of the `rates` primary key
+    /// over just the window, so it costs at most 60 rows per queue and minute
+    /// shown, whatever the size of the database.
+    pub fn rate_histories(
+        &self,
+        minutes: usize,
+    ) -> Result<std::collections::HashMap<String, RateHistory>> {
+        let minutes = minutes.clamp(1, 60);
+        let now = now_ms() / 1000;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT q.name, (?1 - r.second) / 60, sum(r.published), sum(r.acked)
+             FROM queues q JOIN rates r ON r.queue_id = q.id AND r.second > ?1 - ?2 * 60
+             GROUP BY 1, 2",
+        )?;
+        let mut rows = stmt.query((now, minutes as i64))?;
+        let mut out = std::collections::HashMap::<String, RateHistory>::new();
+        while let Some(r) = rows.next()? {
+            let (name, ago): (String, i64) = (r.get(0)?, r.get(1)?);
+            let Some(slot) = usize::try_from(ago).ok().filter(|a| *a < minutes) else {
+                continue;
+            };
+            let h = out.entry(name).or_insert_with(|| RateHistory {
+                published: vec![0; minutes],
+                acked: vec![0; minutes],
+            });
+            h.published[minutes - 1 - slot] += r.get::<_, i64>(2)?;
+            h.acked[minutes - 1 - slot] += r.get::<_, i64>(3)?;
+        }
+        Ok(out)
     }
 
     /// Up to `query.limit` messages of `queue` in the states asked for, in

@@ -111,7 +111,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use admin::{ReplayFilter, Replayed};
 pub use doctor::{Health, QueueHealth, STATE_COLUMNS};
-pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo};
+pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
 pub use topics::Subscribed;

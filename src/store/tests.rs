@@ -559,3 +559,110 @@ fn work_step_on_a_missing_queue_still_settles() {
     assert!(matches!(step.claimed, Err(Error::UnknownQueue { .. })));
     assert_eq!(attempts_of(&store, got[0].id).0, State::Acked as i64);
 }
+
+#[test]
+fn release_lease_makes_a_leased_message_ready_without_counting_an_attempt() {
+    let (_dir, mut store) = temp_store();
+    store
+        .create_queue(
+            "q",
+            &SettingsPatch {
+                max_attempts: Some(1),
+                ..SettingsPatch::default()
+            },
+        )
+        .expect("create");
+    publish_n(&mut store, "q", 2);
+    let got = store.claim("q", 1, None, false).expect("claim");
+    let (id, old) = (got[0].id, got[0].receipt);
+    // On its last allowed attempt: a nack would kill it, a release must not.
+    assert!(store.release_lease("q", id).expect("release"));
+    let (state, attempts): (i64, i64) = store
+        .conn
+        .query_row(
+            "SELECT state, attempts FROM deliveries WHERE msg_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!((state, attempts), (State::Ready as i64, 0));
+    // The consumer that held it can no longer ack it.
+    let outcome = store.ack(&[old]).expect("ack");
+    assert_eq!(outcome, vec![Err(ReceiptError::LeaseEnded)]);
+    // Not leased any more: a second release changes nothing.
+    assert!(!store.release_lease("q", id).expect("again"));
+    let q = store.queue_infos().expect("infos").remove(0);
+    assert_eq!((q.counts.ready, q.counts.leased, q.counts.dead), (2, 0, 0));
+    // It is delivered again first, as attempt 1.
+    let again = store.claim("q", 1, None, false).expect("claim again");
+    assert_eq!((again[0].id, again[0].attempt), (id, 1));
+}
+
+#[test]
+fn release_lease_leaves_expired_leases_to_the_lazy_rules() {
+    let (_dir, mut store) = temp_store();
+    store
+        .create_queue(
+            "q",
+            &SettingsPatch {
+                max_attempts: Some(1),
+                ..SettingsPatch::default()
+            },
+        )
+        .expect("create");
+    publish_n(&mut store, "q", 1);
+    let got = store
+        .claim("q", 1, Some(Duration::from_millis(1)), false)
+        .expect("claim");
+    std::thread::sleep(Duration::from_millis(5));
+    // The lease ran out on the last attempt: the message is dead, not released.
+    assert!(!store.release_lease("q", got[0].id).expect("release"));
+    let q = store.queue_infos().expect("infos").remove(0);
+    assert_eq!((q.counts.ready, q.counts.dead), (0, 1));
+    assert!(matches!(
+        store.release_lease("nope", 1),
+        Err(Error::UnknownQueue { .. })
+    ));
+}
+
+#[test]
+fn rate_histories_bucket_by_minute_ending_now() {
+    let (_dir, mut store) = temp_store();
+    publish_n(&mut store, "q", 3);
+    publish_n(&mut store, "idle", 1);
+    let now = now_ms() / 1000;
+    // Two minutes ago: 7 published, 2 acked; 61 minutes ago: outside the hour.
+    store
+        .conn
+        .execute_batch(&format!(
+            "INSERT INTO rates (queue_id, second, published, acked) VALUES
+               (1, {}, 7, 2), (1, {}, 100, 100);
+             DELETE FROM rates WHERE queue_id = 2;",
+            now - 150,
+            now - 61 * 60
+        ))
+        .expect("rates");
+    let got = store.rate_histories(5).expect("rates");
+    let q = &got["q"];
+    assert_eq!(q.published, vec![0, 0, 7, 0, 3]);
+    assert_eq!(q.acked, vec![0, 0, 2, 0, 0]);
+    assert!(!got.contains_key("idle"), "{got:?}");
+    // The last bucket is the window stats calls the last minute.
+    let info = store.queue_infos().expect("infos");
+    let q_info = info.iter().find(|i| i.name == "q").expect("q");
+    assert_eq!(q_info.published_last_minute, 3);
+    // Wider than the hour of kept rates: clamped to 60 buckets.
+    assert_eq!(
+        store.rate_histories(500).expect("rates")["q"]
+            .published
+            .len(),
+        60
+    );
+    let p = plan(
+        &store,
+        "SELECT q.name, (9 - r.second) / 60, sum(r.published), sum(r.acked)
+         FROM queues q JOIN rates r ON r.queue_id = q.id AND r.second > 9 - 5 * 60
+         GROUP BY 1, 2",
+    );
+    assert!(p.contains("PRIMARY KEY (queue_id=? AND second>?)"), "{p}");
+}

@@ -19,5 +19,6 @@ mod publish;
 mod readme;
 mod recover;
 mod stress;
+mod top;
 mod topics;
 mod work;
