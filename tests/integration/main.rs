@@ -5,6 +5,7 @@
 mod common;
 
 mod core;
+mod crash_admin;
 mod docs;
 mod example;
 mod groups;
