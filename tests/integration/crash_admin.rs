@@ -2,11 +2,12 @@
 //! long time: `replay` (in place and `--to`), `queue purge` and `work`, each
 //! killed with SIGKILL at random moments, many times.
 //!
-//! `replay` and `purge` run on fresh copies of a prepared database. Half of
-//! the kills come after a random delay within the length of a full run; the
-//! other half come a random time after the WAL file starts growing, within
-//! the span a full run took from there to its exit, to land in the commit
-//! (frames written, commit frame not yet) and the checkpoint after it. After every kill an audit
+//! `replay` and `purge` run on fresh copies of a prepared database. A third
+//! of the kills come after a random delay within the length of a full run; a
+//! third a random time after the WAL file starts growing, within the span a
+//! full run took from there to its exit (the commit, and the checkpoint as
+//! spool closes the database); a third as soon as the first frame follows
+//! the WAL header, to land while the commit writes its frames. After every kill an audit
 //! reopens the database: `PRAGMA integrity_check` is ok, the counters in
 //! `queues` equal the delivery rows per state, no delivery lacks its message
 //! and no message lacks a delivery, and the whole content (without lease
@@ -441,6 +442,9 @@ enum Kill {
     /// This long after the WAL file starts to grow: in the commit, or the
     /// checkpoint after it.
     AtCommit(Duration),
+    /// As soon as the first frame follows the WAL header: while the commit
+    /// writes its frames, before the frame that commits.
+    InFrames,
 }
 
 /// How a killed run ended.
@@ -474,13 +478,25 @@ fn run_and_kill(mut cmd: Command, db: &Path, kill: Kill, stderr: &Path) -> Ended
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            if wal_longer_than(&wal, 0) {
                 std::thread::sleep(delay);
                 break;
             }
             assert!(start.elapsed() < HANG, "spool {cmd:?} hangs");
             std::thread::sleep(POLL);
         },
+        Kill::InFrames => {
+            // Sleep until the header is written (it is synced before any
+            // frame follows), then spin: the frames take a millisecond or two.
+            while !wal_longer_than(&wal, 0) && child.try_wait().unwrap().is_none() {
+                assert!(start.elapsed() < HANG, "spool {cmd:?} hangs");
+                std::thread::sleep(POLL);
+            }
+            while !wal_longer_than(&wal, WAL_HEADER) && child.try_wait().unwrap().is_none() {
+                assert!(start.elapsed() < HANG, "spool {cmd:?} hangs");
+                std::thread::yield_now();
+            }
+        }
     }
     let pid = rustix::process::Pid::from_child(&child);
     // Fails only when spool already ended, and then there is nothing to kill.
@@ -513,7 +529,7 @@ fn run_timed(mut cmd: Command, db: &Path) -> (Run, Timing) {
         .expect("spool starts");
     let mut first_write = None;
     while child.try_wait().unwrap().is_none() {
-        if first_write.is_none() && std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        if first_write.is_none() && wal_longer_than(&wal, 0) {
             first_write = Some(start.elapsed());
         }
         assert!(start.elapsed() < HANG, "spool {cmd:?} hangs");
@@ -535,6 +551,10 @@ fn run_timed(mut cmd: Command, db: &Path) -> (Run, Timing) {
 
 /// A WAL file this long holds its header only: no frame was written.
 const WAL_HEADER: u64 = 32;
+
+fn wal_longer_than(wal: &Path, bytes: u64) -> bool {
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > bytes)
+}
 
 fn wal_path(db: &Path) -> PathBuf {
     let mut wal = db.as_os_str().to_owned();
@@ -634,10 +654,10 @@ impl Scenario<'_> {
         // run the command on once more at the end.
         let mut crashed: Option<(PathBuf, bool)> = None;
         for round in 0..rounds {
-            let kill = if round % 2 == 0 {
-                Kill::After(rng.between(Duration::ZERO, timing.total.mul_f64(1.2)))
-            } else {
-                Kill::AtCommit(rng.between(Duration::ZERO, timing.commit.mul_f64(1.2)))
+            let kill = match round % 3 {
+                0 => Kill::After(rng.between(Duration::ZERO, timing.total.mul_f64(1.2))),
+                1 => Kill::AtCommit(rng.between(Duration::ZERO, timing.commit.mul_f64(1.2))),
+                _ => Kill::InFrames,
             };
             let db = self.copy(&format!("round{round}"));
             let ended = run_and_kill(self.command(&db), &db, kill, &self.env.path("stderr"));
