@@ -6,6 +6,7 @@ mod common;
 
 mod core;
 mod crash;
+mod crash_admin;
 mod disk;
 mod docs;
 mod doctor;
