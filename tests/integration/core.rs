@@ -71,12 +71,12 @@ fn n_is_at_least_one() {
 fn lease_hides_message_then_redelivers_with_attempt_2_and_new_receipt() {
     let env = Env::new();
     env.publish("q", "\"job\"");
-    let first = env.consume_one("q", &["--visibility", "300ms"]);
+    let first = env.consume_one("q", &["--visibility", "2s"]);
     assert!(
         env.consume("q", &[]).is_empty(),
         "leased message must be invisible"
     );
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(2100));
     let second = env.consume_one("q", &[]);
     assert_eq!(second["id"], first["id"]);
     assert_eq!(second["attempt"], 2);
@@ -137,20 +137,19 @@ fn nack_makes_the_message_deliverable_again_as_a_failed_attempt() {
 #[test]
 fn nack_delay_and_backoff_wait_before_redelivery() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--retry-delay", "400ms"])
+    env.run(&["queue", "create", "q", "--retry-delay", "1s"])
         .success();
     env.publish("q", "1");
     let m = env.consume_one("q", &[]);
-    env.run(&["nack", receipt(&m), "--delay", "300ms"])
+    env.run(&["nack", receipt(&m), "--delay", "1500ms"])
         .success();
     assert!(env.consume("q", &[]).is_empty());
-    std::thread::sleep(Duration::from_millis(350));
+    std::thread::sleep(Duration::from_millis(1600));
     let m = env.consume_one("q", &[]);
     env.run(&["nack", receipt(&m), "--backoff"]).success();
-    // Attempt 2 failed: 400ms × 2 = 800ms, ±20%, so at least 640ms.
-    std::thread::sleep(Duration::from_millis(500));
+    // Attempt 2 failed: 1s × 2 = 2s, ±20%, so at least 1.6s.
     assert!(env.consume("q", &[]).is_empty(), "backoff must still hold");
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(env.consume_one("q", &[])["attempt"], 3);
     env.run(&["nack", receipt(&m), "--delay", "1s", "--backoff"])
         .code(2);
@@ -160,9 +159,9 @@ fn nack_delay_and_backoff_wait_before_redelivery() {
 fn extend_keeps_the_message_leased() {
     let env = Env::new();
     env.publish("q", "1");
-    let m = env.consume_one("q", &["--visibility", "400ms"]);
-    env.run(&["extend", receipt(&m), "--by", "5s"]).success();
-    std::thread::sleep(Duration::from_millis(600));
+    let m = env.consume_one("q", &["--visibility", "1500ms"]);
+    env.run(&["extend", receipt(&m), "--by", "10s"]).success();
+    std::thread::sleep(Duration::from_millis(1700));
     assert!(env.consume("q", &[]).is_empty(), "extended lease must hold");
     env.run(&["ack", receipt(&m)]).success();
     env.run(&["extend", receipt(&m), "--by", "0s"]).code(2);

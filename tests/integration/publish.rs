@@ -242,14 +242,14 @@ fn stream_commits_while_input_is_still_open() {
 #[test]
 fn delay_and_at_hold_messages_back() {
     let env = Env::new();
-    env.run(&["publish", "q", "--delay", "1s", "\"later\""])
+    env.run(&["publish", "q", "--delay", "2s", "\"later\""])
         .success();
     env.run(&["publish", "q", "--at", "2999-01-01T00:00:00Z", "\"far\""])
         .success();
     env.run(&["publish", "q", "\"now\""]).success();
     assert_eq!(env.consume_one("q", &[])["body"], "now");
     assert!(env.consume("q", &[]).is_empty());
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(env.consume_one("q", &[])["body"], "later");
     assert!(env.consume("q", &[]).is_empty());
 }
