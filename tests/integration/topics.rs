@@ -359,3 +359,34 @@ fn counters_count_every_subscriber() {
         "the topic counts what was published to it"
     );
 }
+
+#[test]
+fn replay_to_another_queue_keeps_the_fan_out_id() {
+    let env = Env::new();
+    env.run(&["subscribe", "orders", "payment"]).success();
+    env.run(&["subscribe", "orders", "shipping"]).success();
+    let id = env.publish("orders", r#"{"order":"A-17"}"#);
+    let paid = env.consume_one("payment", &[]);
+    env.run(&["ack", receipt(&paid)]).success();
+    // Feed payment's history to a new consumer: the same id and body.
+    let replay = env.run(&["replay", "payment", "--acked", "--to", "audit", "--json"]);
+    replay.success();
+    let report: serde_json::Value = serde_json::from_str(replay.stdout.trim()).unwrap();
+    assert_eq!(report["ids"], serde_json::json!([id]));
+    let copy = env.consume_one("audit", &[]);
+    assert_eq!(copy["id"], id);
+    assert_eq!(copy["body"], serde_json::json!({"order": "A-17"}));
+    assert_eq!(copy["attempt"], 1);
+    // The originals are untouched: acked in payment, still ready in shipping.
+    assert_eq!(env.state_of("payment", id), Some(3));
+    assert_eq!(env.state_of("shipping", id), Some(0));
+    // Replaying into a queue that already holds the id skips it.
+    let again = env.run(&["replay", "payment", "--acked", "--to", "shipping", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(again.stdout.trim()).unwrap();
+    assert_eq!(report["skipped"], serde_json::json!([id]));
+    let bodies: i64 = env
+        .sql()
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(bodies, 1, "the body is still stored once");
+}
