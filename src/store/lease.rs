@@ -539,6 +539,18 @@ pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: 
 /// dead for a lease that ran out on the last allowed attempt. Cost is one
 /// index range scan over just the due rows.
 pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
+    // Nothing is due most of the time: one cheap probe saves preparing the
+    // updates below, which a one-message command would pay for nothing.
+    let due: bool = tx
+        .tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries
+                 WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2)",
+        )?
+        .query_row((q.id, tx.now), |row| row.get(0))?;
+    if !due {
+        return Ok(());
+    }
     let max = q.settings.max_attempts as i64;
     if max > 0 {
         let died: Vec<(i64, Option<String>)> = tx
@@ -563,14 +575,22 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
             }
         }
     }
-    for from in [State::Delayed, State::Leased] {
-        let n = tx
-            .tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = 0
-                 WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = ?3",
-            )?
-            .execute((q.id, tx.now, from as i64))?;
+    // The state is written out, not bound: a bound value that decides whether
+    // a partial index applies makes SQLite prepare the statement again
+    // whenever the value changes.
+    for (from, sql) in [
+        (
+            State::Delayed,
+            "UPDATE deliveries SET state = 0
+             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = 1",
+        ),
+        (
+            State::Leased,
+            "UPDATE deliveries SET state = 0
+             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = 2",
+        ),
+    ] {
+        let n = tx.tx.prepare_cached(sql)?.execute((q.id, tx.now))?;
         tx.moved_many(q.id, Some(from), Some(State::Ready), n as i64);
     }
     Ok(())
@@ -579,7 +599,23 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
 /// Removes up to [`SWEEP_BATCH`] acked messages of `q` whose retention has
 /// passed, and their bodies when no other queue holds them.
 pub(crate) fn sweep(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
+    // Messages acked in this transaction are not past retention yet (a
+    // retention of 0 deletes at the ack), so a queue that held no acked
+    // message when its row was read has nothing to sweep.
+    if q.acked == 0 {
+        return Ok(());
+    }
     let cutoff = tx.now.saturating_sub(ms(q.settings.retention));
+    let due: bool = tx
+        .tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries
+                 WHERE queue_id = ?1 AND state IN (3, 4) AND state = 3 AND done_at <= ?2)",
+        )?
+        .query_row((q.id, cutoff), |row| row.get(0))?;
+    if !due {
+        return Ok(());
+    }
     let removed: Vec<i64> = tx
         .tx
         .prepare_cached(

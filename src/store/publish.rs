@@ -1,7 +1,7 @@
 //! Publishing: one transaction per batch, one message row per message and one
 //! delivery row per receiving queue.
 
-use rusqlite::{CachedStatement, OptionalExtension};
+use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
@@ -27,18 +27,21 @@ pub struct NewMessage<'a> {
 }
 
 /// An open publish transaction, handed to the closure of
-/// [`Store::publish_batch`]. Its statements are prepared once per batch.
+/// [`Store::publish_batch`]. Each statement is prepared once per batch, when
+/// it is first needed: preparing the multi-row inserts costs more than a
+/// one-message publish does otherwise.
 pub struct PublishBatch<'t> {
-    insert_message: CachedStatement<'t>,
-    insert_delivery: CachedStatement<'t>,
-    insert_messages: CachedStatement<'t>,
-    insert_deliveries: CachedStatement<'t>,
+    conn: &'t Connection,
+    insert_message: Option<CachedStatement<'t>>,
+    insert_delivery: Option<CachedStatement<'t>>,
+    insert_messages: Option<CachedStatement<'t>>,
+    insert_deliveries: Option<CachedStatement<'t>>,
     /// Plain messages (no key, no group) waiting to be inserted CHUNK at a time.
     pending: Vec<PendingRow>,
     /// Their bodies, back to back.
     arena: Vec<u8>,
-    find_key: CachedStatement<'t>,
-    claim_group: CachedStatement<'t>,
+    find_key: Option<CachedStatement<'t>>,
+    claim_group: Option<CachedStatement<'t>>,
     origin: &'t QueueRow,
     targets: &'t [QueueRow],
     max_size: u64,
@@ -124,6 +127,28 @@ fn values_list(columns: usize, rows: usize) -> String {
     vec![row; rows].join(",")
 }
 
+const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_DELIVERY: &str =
+    "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const FIND_KEY: &str = "SELECT id FROM messages WHERE origin_id = ?1 AND key = ?2";
+const CLAIM_GROUP: &str = "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
+     ON CONFLICT (queue_id, grp) DO NOTHING";
+
+/// The statement in `slot`, prepared from `sql()` on first use.
+fn prepared<'s, 't>(
+    slot: &'s mut Option<CachedStatement<'t>>,
+    conn: &'t Connection,
+    sql: impl FnOnce() -> String,
+) -> Result<&'s mut CachedStatement<'t>> {
+    if slot.is_none() {
+        *slot = Some(conn.prepare_cached(&sql())?);
+    }
+    Ok(slot.as_mut().expect("prepared just above"))
+}
+
 fn next_message_id(tx: &Tx<'_>) -> Result<i64> {
     Ok(tx
         .tx
@@ -146,31 +171,15 @@ impl<'t> PublishBatch<'t> {
             .min()
             .unwrap_or(u64::MAX);
         Ok(PublishBatch {
-            insert_message: tx.tx.prepare_cached(
-                "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?,
-            insert_delivery: tx.tx.prepare_cached(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?,
-            insert_messages: tx.tx.prepare_cached(&format!(
-                "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body) VALUES {}",
-                values_list(7, CHUNK)
-            ))?,
-            insert_deliveries: tx.tx.prepare_cached(&format!(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp) VALUES {}",
-                values_list(6, CHUNK)
-            ))?,
+            conn: &tx.tx,
+            insert_message: None,
+            insert_delivery: None,
+            insert_messages: None,
+            insert_deliveries: None,
             pending: Vec::with_capacity(CHUNK),
             arena: Vec::new(),
-            find_key: tx
-                .tx
-                .prepare_cached("SELECT id FROM messages WHERE origin_id = ?1 AND key = ?2")?,
-            claim_group: tx.tx.prepare_cached(
-                "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (queue_id, grp) DO NOTHING",
-            )?,
+            find_key: None,
+            claim_group: None,
             origin,
             targets,
             max_size,
@@ -196,8 +205,7 @@ impl<'t> PublishBatch<'t> {
             });
         }
         if let Some(key) = msg.key {
-            let existing = self
-                .find_key
+            let existing = prepared(&mut self.find_key, self.conn, || FIND_KEY.into())?
                 .query_row((self.origin.id, key), |row| row.get(0))
                 .optional()?;
             if let Some(id) = existing {
@@ -213,7 +221,10 @@ impl<'t> PublishBatch<'t> {
         // Keyed and grouped messages go one by one, after what is buffered,
         // so dedup lookups and group heads see every earlier message.
         self.flush_pending()?;
-        self.insert_message.execute((
+        prepared(&mut self.insert_message, self.conn, || {
+            INSERT_MESSAGE.into()
+        })?
+        .execute((
             id,
             self.origin.id,
             msg.key,
@@ -254,68 +265,104 @@ impl<'t> PublishBatch<'t> {
     /// Inserts the buffered messages: full chunks with the multi-row
     /// statements, a partial chunk row by row.
     fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
         let rows = std::mem::take(&mut self.pending);
-        let full = rows.len() == CHUNK;
-        let mut start = 0;
-        for (i, row) in rows.iter().enumerate() {
-            let body = &self.arena[start..row.body_end];
-            start = row.body_end;
-            if full {
-                let p = i * 7;
-                let m = &mut self.insert_messages;
-                m.raw_bind_parameter(p + 1, row.id)?;
-                m.raw_bind_parameter(p + 2, self.origin.id)?;
-                m.raw_bind_parameter(p + 3, None::<&str>)?;
-                m.raw_bind_parameter(p + 4, self.now)?;
-                m.raw_bind_parameter(p + 5, row.raw)?;
-                m.raw_bind_parameter(p + 6, row.headers.as_deref())?;
-                m.raw_bind_parameter(p + 7, body)?;
-            } else {
-                self.insert_message.execute((
-                    row.id,
-                    self.origin.id,
-                    None::<&str>,
-                    self.now,
-                    row.raw,
-                    row.headers.as_deref(),
-                    body,
-                ))?;
-            }
+        if rows.len() == CHUNK {
+            self.insert_chunk(&rows)?;
+        } else {
+            self.insert_rows(&rows)?;
         }
-        if full {
-            self.insert_messages.raw_execute()?;
-        }
-        for t in 0..self.targets.len() {
-            let queue = self.targets[t].id;
-            for (i, row) in rows.iter().enumerate() {
-                if full {
-                    let p = i * 6;
-                    let d = &mut self.insert_deliveries;
-                    d.raw_bind_parameter(p + 1, row.id)?;
-                    d.raw_bind_parameter(p + 2, queue)?;
-                    d.raw_bind_parameter(p + 3, row.state as i64)?;
-                    d.raw_bind_parameter(p + 4, row.priority)?;
-                    d.raw_bind_parameter(p + 5, row.visible_at)?;
-                    d.raw_bind_parameter(p + 6, None::<&str>)?;
-                } else {
-                    self.insert_delivery.execute((
-                        row.id,
-                        queue,
-                        row.state as i64,
-                        row.priority,
-                        row.visible_at,
-                        None::<&str>,
-                    ))?;
-                }
-                self.added[t][row.state as usize] += 1;
-            }
-            if full {
-                self.insert_deliveries.raw_execute()?;
+        for counts in &mut self.added {
+            for row in &rows {
+                counts[row.state as usize] += 1;
             }
         }
         self.arena.clear();
         self.pending = rows;
         self.pending.clear();
+        Ok(())
+    }
+
+    /// Inserts exactly [`CHUNK`] buffered messages, one statement per table
+    /// and target queue.
+    fn insert_chunk(&mut self, rows: &[PendingRow]) -> Result<()> {
+        let m = prepared(&mut self.insert_messages, self.conn, || {
+            format!(
+                "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body) VALUES {}",
+                values_list(7, CHUNK)
+            )
+        })?;
+        let mut start = 0;
+        for (i, row) in rows.iter().enumerate() {
+            let body = &self.arena[start..row.body_end];
+            start = row.body_end;
+            let p = i * 7;
+            m.raw_bind_parameter(p + 1, row.id)?;
+            m.raw_bind_parameter(p + 2, self.origin.id)?;
+            m.raw_bind_parameter(p + 3, None::<&str>)?;
+            m.raw_bind_parameter(p + 4, self.now)?;
+            m.raw_bind_parameter(p + 5, row.raw)?;
+            m.raw_bind_parameter(p + 6, row.headers.as_deref())?;
+            m.raw_bind_parameter(p + 7, body)?;
+        }
+        m.raw_execute()?;
+        let d = prepared(&mut self.insert_deliveries, self.conn, || {
+            format!(
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp) VALUES {}",
+                values_list(6, CHUNK)
+            )
+        })?;
+        for queue in self.targets {
+            for (i, row) in rows.iter().enumerate() {
+                let p = i * 6;
+                d.raw_bind_parameter(p + 1, row.id)?;
+                d.raw_bind_parameter(p + 2, queue.id)?;
+                d.raw_bind_parameter(p + 3, row.state as i64)?;
+                d.raw_bind_parameter(p + 4, row.priority)?;
+                d.raw_bind_parameter(p + 5, row.visible_at)?;
+                d.raw_bind_parameter(p + 6, None::<&str>)?;
+            }
+            d.raw_execute()?;
+        }
+        Ok(())
+    }
+
+    /// Inserts fewer than a chunk of buffered messages, row by row.
+    fn insert_rows(&mut self, rows: &[PendingRow]) -> Result<()> {
+        let m = prepared(&mut self.insert_message, self.conn, || {
+            INSERT_MESSAGE.into()
+        })?;
+        let mut start = 0;
+        for row in rows {
+            let body = &self.arena[start..row.body_end];
+            start = row.body_end;
+            m.execute((
+                row.id,
+                self.origin.id,
+                None::<&str>,
+                self.now,
+                row.raw,
+                row.headers.as_deref(),
+                body,
+            ))?;
+        }
+        let d = prepared(&mut self.insert_delivery, self.conn, || {
+            INSERT_DELIVERY.into()
+        })?;
+        for queue in self.targets {
+            for row in rows {
+                d.execute((
+                    row.id,
+                    queue.id,
+                    row.state as i64,
+                    row.priority,
+                    row.visible_at,
+                    None::<&str>,
+                ))?;
+            }
+        }
         Ok(())
     }
 
@@ -330,18 +377,15 @@ impl<'t> PublishBatch<'t> {
         if let Some(group) = msg.group {
             // The first unfinished message of a group is its head; later ones
             // wait (held) until the head is done.
-            if self.claim_group.execute((queue, group, id))? == 0 {
+            let claim = prepared(&mut self.claim_group, self.conn, || CLAIM_GROUP.into())?;
+            if claim.execute((queue, group, id))? == 0 {
                 state = State::Held;
             }
         }
-        self.insert_delivery.execute((
-            id,
-            queue,
-            state as i64,
-            msg.priority,
-            visible_at,
-            msg.group,
-        ))?;
+        prepared(&mut self.insert_delivery, self.conn, || {
+            INSERT_DELIVERY.into()
+        })?
+        .execute((id, queue, state as i64, msg.priority, visible_at, msg.group))?;
         self.added[target][state as usize] += 1;
         Ok(())
     }

@@ -14,10 +14,12 @@ pub(crate) struct QueueRow {
     pub name: String,
     pub is_topic: bool,
     pub settings: Settings,
+    /// Acked deliveries it held when the row was read: when there are none,
+    /// the retention sweep has nothing to look for.
+    pub acked: i64,
 }
 
-const COLUMNS: &str =
-    "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms";
+const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
     let dur = |i| {
@@ -35,6 +37,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
             max_size: row.get::<_, i64>(6)? as u64,
             retry_delay: dur(7)?,
         },
+        acked: row.get(8)?,
     })
 }
 
@@ -94,6 +97,7 @@ pub(crate) fn insert(tx: &Tx<'_>, name: &str, settings: &Settings) -> Result<Que
         name: name.to_owned(),
         is_topic: false,
         settings: *settings,
+        acked: 0,
     })
 }
 
