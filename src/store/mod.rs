@@ -664,6 +664,10 @@ impl Store {
         // so one large publish does not leave a large WAL behind for good.
         self.conn
             .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        // Statement journals (a multi-row INSERT keeps one, to undo itself
+        // alone) stay in memory: on disk they cost a temporary file and a
+        // write per page.
+        self.conn.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(())
     }
 
