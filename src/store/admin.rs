@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::lease::{self, delete_orphan, promote_due, release_group};
+use super::lease::{self, delete_orphan, release_group};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Error, Result, State, Store, ms, now_ms};
@@ -84,14 +84,7 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Replayed> {
         let mut tx = Tx::begin(&mut self.conn)?;
-        let Some(q) = queues::lookup(&tx.tx, queue)? else {
-            drop(tx);
-            return Err(self.unknown_queue(queue));
-        };
-        if q.is_topic {
-            return Err(queues::topic_error(&tx.tx, q)?);
-        }
-        promote_due(&mut tx, &q)?;
+        let q = queues::writable(&mut tx, queue)?;
         lease::sweep(&mut tx, &q)?;
         let found = candidates(&tx.tx, &q, filter, tx.now)?;
         let done = match to {
@@ -118,10 +111,7 @@ impl Store {
     ) -> Result<Replayed> {
         let tx = self.conn.unchecked_transaction()?;
         let q = match queues::lookup(&tx, queue)? {
-            None => {
-                drop(tx);
-                return Err(self.unknown_queue(queue));
-            }
+            None => return Err(queues::unknown(&tx, queue)),
             Some(q) if q.is_topic => return Err(queues::topic_error(&tx, q)?),
             Some(q) => q,
         };
@@ -163,14 +153,7 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<i64> {
         let mut tx = Tx::begin(&mut self.conn)?;
-        let Some(q) = queues::lookup(&tx.tx, queue)? else {
-            drop(tx);
-            return Err(self.unknown_queue(queue));
-        };
-        if q.is_topic {
-            return Err(queues::topic_error(&tx.tx, q)?);
-        }
-        promote_due(&mut tx, &q)?;
+        let q = queues::writable(&mut tx, queue)?;
         let mut removed: Vec<(i64, Option<String>)> = Vec::new();
         for &state in states {
             let rows = delete_in_state(&tx.tx, q.id, state)?;
@@ -198,16 +181,9 @@ impl Store {
     /// more): an expired lease has already made it ready, or dead.
     pub fn release_lease(&mut self, queue: &str, id: i64) -> Result<bool> {
         let mut tx = Tx::begin(&mut self.conn)?;
-        let Some(q) = queues::lookup(&tx.tx, queue)? else {
-            drop(tx);
-            return Err(self.unknown_queue(queue));
-        };
-        if q.is_topic {
-            return Err(queues::topic_error(&tx.tx, q)?);
-        }
-        // Expired leases first become ready or dead, so only a lease that
-        // still holds is released.
-        promote_due(&mut tx, &q)?;
+        // Expired leases first become ready or dead (`writable` promotes
+        // them), so only a lease that still holds is released.
+        let q = queues::writable(&mut tx, queue)?;
         let released = tx
             .tx
             .prepare_cached(
@@ -229,8 +205,7 @@ impl Store {
     pub fn delete_queue(&mut self, name: &str, force: bool) -> Result<i64> {
         let mut tx = Tx::begin(&mut self.conn)?;
         let Some(q) = queues::lookup(&tx.tx, name)? else {
-            drop(tx);
-            return Err(self.unknown_queue(name));
+            return Err(queues::unknown(&tx.tx, name));
         };
         let pending = pending_count(&tx.tx, q.id)?;
         if pending > 0 && !force {

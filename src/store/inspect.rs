@@ -184,8 +184,7 @@ impl Store {
         let mut infos = Vec::with_capacity(names.len());
         for name in names {
             let Some(row) = queues::lookup(&tx, name)? else {
-                drop(tx);
-                return Err(self.unknown_queue(name));
+                return Err(queues::unknown(&tx, name));
             };
             infos.push(info(&tx, row, now)?);
         }

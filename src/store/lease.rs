@@ -156,10 +156,7 @@ impl Store {
                 Ok(leased)
             }
             Claim::Topic(q) => Err(queues::topic_error(&tx.tx, q)?),
-            Claim::Missing => {
-                drop(tx);
-                Err(self.unknown_queue(queue))
-            }
+            Claim::Missing => Err(queues::unknown(&tx.tx, queue)),
         }
     }
 

@@ -684,11 +684,7 @@ impl Store {
 
     /// An [`Error::UnknownQueue`] for `name`, with the closest existing names.
     pub fn unknown_queue(&self, name: &str) -> Error {
-        let names = self.names().unwrap_or_default();
-        Error::UnknownQueue {
-            name: name.to_owned(),
-            similar: crate::suggest::similar(name, &names),
-        }
+        queues::unknown(&self.conn, name)
     }
 
     /// `PRAGMA data_version`: changes whenever another connection commits.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Env;
+use crate::common::{Env, assert_consistent, has_schema};
 
 /// A small xorshift generator: enough to spread kill times, and repeatable.
 pub struct Rng(u64);
@@ -52,76 +52,6 @@ impl Rng {
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
-}
-
-/// `PRAGMA integrity_check` is ok and every queue's counters match its rows.
-pub fn assert_consistent(db: &Path, context: &str) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok", "{context}");
-    if !has_schema(&conn) {
-        // Killed before the first migration committed: a blank file, which
-        // the next command migrates.
-        return;
-    }
-    let mut stmt = conn
-        .prepare(
-            "SELECT q.name, q.n_ready, q.n_delayed, q.n_leased, q.n_acked, q.n_dead, q.n_held,
-               (SELECT count(*) FROM deliveries d WHERE d.queue_id = q.id AND d.state = 0),
-               (SELECT count(*) FROM deliveries d WHERE d.queue_id = q.id AND d.state = 1),
-               (SELECT count(*) FROM deliveries d WHERE d.queue_id = q.id AND d.state = 2),
-               (SELECT count(*) FROM deliveries d WHERE d.queue_id = q.id AND d.state = 3),
-               (SELECT count(*) FROM deliveries d WHERE d.queue_id = q.id AND d.state = 4),
-               (SELECT count(*) FROM deliveries d WHERE d.queue_id = q.id AND d.state = 5)
-             FROM queues q",
-        )
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| {
-            let name: String = r.get(0)?;
-            let mut n = [0i64; 12];
-            for (i, slot) in n.iter_mut().enumerate() {
-                *slot = r.get(i + 1)?;
-            }
-            Ok((name, n))
-        })
-        .unwrap();
-    for row in rows {
-        let (name, n) = row.unwrap();
-        assert_eq!(
-            n[..6],
-            n[6..],
-            "{context}: counters of `{name}` (ready, delayed, leased, acked, dead, held) differ from the rows"
-        );
-    }
-    let orphans: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(orphans, 0, "{context}: message rows without a delivery");
-    let ids_safe: bool = conn
-        .query_row(
-            "SELECT (SELECT value FROM meta WHERE key = 'next_message_id') > coalesce((SELECT max(id) FROM messages), 0)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(ids_safe, "{context}: next_message_id would reuse an id");
-}
-
-fn has_schema(conn: &rusqlite::Connection) -> bool {
-    conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE name = 'messages'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .unwrap()
-        > 0
 }
 
 /// The stored bodies in id order (none when the database is not there yet).

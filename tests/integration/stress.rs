@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::Env;
-use crate::crash::{Rng, assert_consistent};
+use crate::common::assert_consistent;
+use crate::crash::Rng;
 
 const PUBLISHERS: usize = 8;
 const CONSUMERS: usize = 16;
