@@ -251,3 +251,21 @@ pub fn has_schema(conn: &rusqlite::Connection) -> bool {
     .unwrap()
         > 0
 }
+
+/// `text` without its terminal escape sequences (`ESC [ … letter`).
+pub fn without_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -344,9 +344,15 @@ fn large_input_shows_progress_on_a_terminal_only() {
     let out = tty.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("publishing"), "{stderr:?}");
-    assert!(
-        stderr.ends_with("\r\u{1b}[2K") || stderr.contains("\u{1b}[2K"),
-        "the bar is cleared"
+    // Each draw starts by clearing the line; a bar left standing would be
+    // text after the last clear.
+    let after_last_clear = stderr
+        .rsplit_once("\u{1b}[2K")
+        .map(|(_, rest)| without_escapes(rest).trim().to_owned());
+    assert_eq!(
+        after_last_clear.as_deref(),
+        Some(""),
+        "the bar is cleared at the end: {stderr:?}"
     );
     let piped = env.run_with_input(&["publish", "q"], &input);
     assert!(
