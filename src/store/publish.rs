@@ -3,6 +3,7 @@
 
 use rusqlite::{CachedStatement, OptionalExtension};
 
+use super::contracts::{self, PublishChecks};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Error, Result, State, Store};
@@ -41,6 +42,8 @@ pub struct PublishBatch<'t> {
     claim_group: CachedStatement<'t>,
     origin: &'t QueueRow,
     targets: &'t [QueueRow],
+    /// The schemas each message must meet, and the versions deliveries record.
+    checks: &'t PublishChecks,
     max_size: u64,
     now: i64,
     next_id: i64,
@@ -73,9 +76,10 @@ impl Store {
             }
             .into());
         }
+        let checks = contracts::for_publish(&tx.tx, &mut self.contracts, &origin, &targets)?;
         let first_id = next_message_id(&tx)?;
         let (value, next_id, added, published) = {
-            let mut batch = PublishBatch::new(&tx, &origin, &targets, first_id)?;
+            let mut batch = PublishBatch::new(&tx, &origin, &targets, &checks, first_id)?;
             let value = fill(&mut batch)?;
             batch.flush_pending()?;
             (value, batch.next_id, batch.added, batch.published)
@@ -136,6 +140,7 @@ impl<'t> PublishBatch<'t> {
         tx: &'t Tx<'_>,
         origin: &'t QueueRow,
         targets: &'t [QueueRow],
+        checks: &'t PublishChecks,
         next_id: i64,
     ) -> Result<Self> {
         // A topic holds nothing, so only its subscribers' limits count: the
@@ -151,16 +156,16 @@ impl<'t> PublishBatch<'t> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             insert_delivery: tx.tx.prepare_cached(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
             insert_messages: tx.tx.prepare_cached(&format!(
                 "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body) VALUES {}",
                 values_list(7, CHUNK)
             ))?,
             insert_deliveries: tx.tx.prepare_cached(&format!(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp) VALUES {}",
-                values_list(6, CHUNK)
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version) VALUES {}",
+                values_list(7, CHUNK)
             ))?,
             pending: Vec::with_capacity(CHUNK),
             arena: Vec::new(),
@@ -173,6 +178,7 @@ impl<'t> PublishBatch<'t> {
             )?,
             origin,
             targets,
+            checks,
             max_size,
             now: tx.now,
             next_id,
@@ -187,7 +193,9 @@ impl<'t> PublishBatch<'t> {
     }
 
     /// Adds one message and returns its id, or the id of the message the
-    /// queue already holds under the same key.
+    /// queue already holds under the same key. A message that breaks a schema
+    /// of the queue, or of the topic or any of its subscribers, is refused
+    /// ([`Error::Invalid`]), also when its key was seen before.
     pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
         if msg.body.len() as u64 > self.max_size {
             return Err(Error::TooLarge {
@@ -195,6 +203,7 @@ impl<'t> PublishBatch<'t> {
                 limit: self.max_size,
             });
         }
+        self.check(msg)?;
         if let Some(key) = msg.key {
             let existing = self
                 .find_key
@@ -226,6 +235,30 @@ impl<'t> PublishBatch<'t> {
             self.deliver(i, id, msg)?;
         }
         Ok(id)
+    }
+
+    /// Checks a message against every schema in force, parsing it once.
+    fn check(&self, msg: &NewMessage<'_>) -> Result<()> {
+        let Some(first) = self.checks.checks.first() else {
+            return Ok(());
+        };
+        if msg.raw {
+            return Err(Error::RawBody {
+                name: self.origin.name.clone(),
+                holder: first.queue.clone(),
+            });
+        }
+        let value =
+            crate::contract::parse_body(msg.body, false).map_err(|violation| Error::Invalid {
+                id: None,
+                queue: first.queue.clone(),
+                version: first.version,
+                violation,
+            })?;
+        for check in &self.checks.checks {
+            check.body(&value, None)?;
+        }
+        Ok(())
     }
 
     fn buffer(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {
@@ -287,9 +320,10 @@ impl<'t> PublishBatch<'t> {
         }
         for t in 0..self.targets.len() {
             let queue = self.targets[t].id;
+            let version = self.checks.versions[t];
             for (i, row) in rows.iter().enumerate() {
                 if full {
-                    let p = i * 6;
+                    let p = i * 7;
                     let d = &mut self.insert_deliveries;
                     d.raw_bind_parameter(p + 1, row.id)?;
                     d.raw_bind_parameter(p + 2, queue)?;
@@ -297,6 +331,7 @@ impl<'t> PublishBatch<'t> {
                     d.raw_bind_parameter(p + 4, row.priority)?;
                     d.raw_bind_parameter(p + 5, row.visible_at)?;
                     d.raw_bind_parameter(p + 6, None::<&str>)?;
+                    d.raw_bind_parameter(p + 7, version)?;
                 } else {
                     self.insert_delivery.execute((
                         row.id,
@@ -305,6 +340,7 @@ impl<'t> PublishBatch<'t> {
                         row.priority,
                         row.visible_at,
                         None::<&str>,
+                        version,
                     ))?;
                 }
                 self.added[t][row.state as usize] += 1;
@@ -341,6 +377,7 @@ impl<'t> PublishBatch<'t> {
             msg.priority,
             visible_at,
             msg.group,
+            self.checks.versions[target],
         ))?;
         self.added[target][state as usize] += 1;
         Ok(())

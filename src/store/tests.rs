@@ -78,6 +78,7 @@ fn counters_follow_every_transition() {
                 max_attempts: Some(1),
                 ..SettingsPatch::default()
             },
+            None,
         )
         .expect("create");
     publish_n(&mut store, "q", 5);
@@ -478,7 +479,7 @@ fn work_step_settles_then_claims_in_one_go_and_keeps_counters() {
         max_attempts: Some(2),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     publish_n(&mut store, "q", 5);
     let first = store.work_step("q", &[], 4, None).expect("step");
     let got = first.claimed.expect("claimed");
@@ -527,7 +528,7 @@ fn retry_on_the_last_attempt_is_dead_and_release_refuses_the_old_receipt() {
         max_attempts: Some(1),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     publish_n(&mut store, "q", 2);
     let got = store.claim("q", 2, None, false).expect("claim");
     let step = store
@@ -570,6 +571,7 @@ fn release_lease_makes_a_leased_message_ready_without_counting_an_attempt() {
                 max_attempts: Some(1),
                 ..SettingsPatch::default()
             },
+            None,
         )
         .expect("create");
     publish_n(&mut store, "q", 2);
@@ -608,6 +610,7 @@ fn release_lease_leaves_expired_leases_to_the_lazy_rules() {
                 max_attempts: Some(1),
                 ..SettingsPatch::default()
             },
+            None,
         )
         .expect("create");
     publish_n(&mut store, "q", 1);
