@@ -669,3 +669,68 @@ fn rate_histories_bucket_by_minute_ending_now() {
     );
     assert!(p.contains("PRIMARY KEY (queue_id=? AND second>?)"), "{p}");
 }
+
+#[test]
+fn a_version_1_database_is_migrated_and_keeps_its_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).expect("create v1");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        conn.execute_batch(schema::MIGRATIONS[0])
+            .expect("v1 schema");
+        conn.execute_batch(
+            "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size,
+               retry_delay_ms, created_at, published_total, n_ready)
+             VALUES ('old', 30000, 5, 86400000, 1048576, 1000, 0, 1, 1);
+             INSERT INTO messages (id, origin_id, published_at, raw, body) VALUES (1, 1, 0, 0, CAST('{\"a\":1}' AS BLOB));
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at) VALUES (1, 1, 0, 0, 0);
+             UPDATE meta SET value = 2 WHERE key = 'next_message_id';
+             PRAGMA user_version = 1;",
+        )
+        .expect("v1 rows");
+    }
+    let opts = Options {
+        path: path.clone(),
+        busy_timeout: Duration::from_secs(5),
+        sync: Sync::Normal,
+    };
+    let mut store = Store::open(&opts).expect("open migrates");
+    assert_eq!(store.schema_version().expect("version"), 2);
+    let got = store.claim("old", 10, None, false).expect("claim");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, b"{\"a\":1}");
+    assert_eq!(got[0].schema_version, None);
+    assert!(store.schema_history("old").expect("history").is_empty());
+    let contract = crate::contract::Contract::compile(r#"{"required": ["a"]}"#).expect("schema");
+    let set = store
+        .set_queue(
+            "old",
+            &SettingsPatch::default(),
+            SchemaChange::Set(&contract),
+        )
+        .expect("set schema");
+    assert_eq!(set.schema_version, Some(1));
+    let refused = store.publish_batch("old", |batch| {
+        batch.publish(&NewMessage {
+            body: b"{\"b\":1}",
+            ..NewMessage::default()
+        })
+    });
+    assert!(
+        matches!(refused, Err(Error::Invalid { version: 1, .. })),
+        "{refused:?}"
+    );
+    store
+        .publish_batch("old", |batch| {
+            batch.publish(&NewMessage {
+                body: b"{\"a\":2}",
+                ..NewMessage::default()
+            })
+        })
+        .expect("publish");
+    let got = store.claim("old", 10, None, false).expect("claim");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].schema_version, Some(1));
+}
