@@ -13,6 +13,11 @@
 //! Message ids come from `meta.next_message_id`, so they are never reused, also
 //! after the newest message was deleted.
 //!
+//! A queue's or topic's JSON Schemas are rows of `schemas`, one per version
+//! (see [`contracts`]); the newest is in force. Each delivery stores in
+//! `schema_version` the version of its queue's schema its message was checked
+//! against, so a consumer can tell which contract a message met.
+//!
 //! Claiming walks the partial index `deliveries_ready (queue_id, priority DESC,
 //! msg_id) WHERE state = 0`, so finding the next message is one index seek
 //! whatever the backlog. Delayed messages and leases wait in `deliveries_waiting
@@ -85,6 +90,11 @@
 //!   statements once.
 //! - Bodies live in `messages`, away from the `deliveries` rows and indexes the
 //!   claim query walks.
+//! - A publish reads the schema versions in force once per batch and compiles
+//!   each schema once per process and version; each body is parsed once
+//!   however many schemas (a topic's and its subscribers') it must meet. A
+//!   12-rule schema makes a million-line publish about a quarter slower
+//!   (`bench/schema.sh`).
 
 mod admin;
 mod busy;
