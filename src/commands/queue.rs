@@ -195,8 +195,9 @@ fn set(ctx: &Context, args: &SetArgs) -> anyhow::Result<Exit> {
         (None, true) => SchemaChange::Remove,
         (None, false) => SchemaChange::Keep,
     };
-    let done =
-        existing_store(ctx, &args.name)?.set_queue(&args.name, &args.settings.patch(), change)?;
+    let done = ctx
+        .store()?
+        .set_queue(&args.name, &args.settings.patch(), change)?;
     match (done.schema_version, args.no_schema) {
         (Some(v), false) => ctx.out.note(&format!(
             "`{}` now checks messages against schema version {v}",
