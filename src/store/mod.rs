@@ -122,7 +122,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use admin::{ReplayFilter, Replayed};
 pub use contracts::{SchemaChange, SchemaVersion};
-pub use doctor::{Health, QueueHealth, STATE_COLUMNS};
+pub use doctor::{BrokenSchema, Health, QueueHealth, STATE_COLUMNS};
 pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};

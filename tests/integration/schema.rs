@@ -502,3 +502,27 @@ fn replay_to_a_queue_with_a_schema_checks_every_message() {
         Value::Null
     );
 }
+
+#[test]
+fn a_stored_schema_that_no_longer_compiles_is_reported_not_skipped() {
+    let env = Env::new();
+    env.order_queue("orders");
+    env.publish("orders", "{\"id\":1,\"amount\":1}");
+    // As if written by another build whose validator accepted it.
+    env.sql()
+        .execute("UPDATE schemas SET schema = '{\"type\": 5}'", [])
+        .unwrap();
+    env.run(&["publish", "orders", "{\"id\":2,\"amount\":1}"])
+        .code(74)
+        .stderr_has("schema version 1 of `orders`")
+        .stderr_has("spool queue set orders --schema FILE");
+    assert_eq!(env.count("SELECT count(*) FROM messages"), 1);
+    let doctor = env.run(&["doctor", "--json"]);
+    doctor.code(74);
+    let report: Value = serde_json::from_str(doctor.stdout.trim()).unwrap();
+    assert_eq!(report["broken_schemas"][0]["queue"], "orders");
+    assert_eq!(report["broken_schemas"][0]["version"], 1);
+    env.run(&["queue", "set", "orders", "--no-schema"]).success();
+    env.publish("orders", "{\"id\":2}");
+    env.run(&["doctor"]).success();
+}
