@@ -522,7 +522,8 @@ fn a_stored_schema_that_no_longer_compiles_is_reported_not_skipped() {
     let report: Value = serde_json::from_str(doctor.stdout.trim()).unwrap();
     assert_eq!(report["broken_schemas"][0]["queue"], "orders");
     assert_eq!(report["broken_schemas"][0]["version"], 1);
-    env.run(&["queue", "set", "orders", "--no-schema"]).success();
+    env.run(&["queue", "set", "orders", "--no-schema"])
+        .success();
     env.publish("orders", "{\"id\":2}");
     env.run(&["doctor"]).success();
 }
