@@ -1,4 +1,4 @@
-//! `spool queue …`: create queues and change their settings.
+//! `spool queue …`: create queues, change their settings and JSON Schemas, show, list, delete and purge them.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
