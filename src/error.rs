@@ -16,7 +16,8 @@ pub enum Exit {
     NotFound = 3,
     /// `work`: at least one handler failed.
     HandlerFailed = 4,
-    /// Bad input data: invalid JSON, invalid UTF-8, body too large.
+    /// Bad input data: invalid JSON, invalid UTF-8, body too large, a message
+    /// that breaks its queue's JSON Schema, an invalid schema.
     DataErr = 65,
     /// The database cannot be opened, read or written.
     IoErr = 74,
@@ -88,7 +89,9 @@ fn store_exit(err: &store::Error) -> Exit {
         | E::TopicSubscribes { .. }
         | E::SubscriberBecomesTopic { .. } => Exit::Usage,
         E::NotSubscribed { .. } => Exit::NotFound,
-        E::TooLarge { .. } => Exit::DataErr,
+        E::TooLarge { .. } | E::Invalid { .. } => Exit::DataErr,
+        E::RawBody { .. } => Exit::Usage,
+        E::BrokenSchema { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
         E::NetworkFs { .. } => Exit::IoErr,
     }

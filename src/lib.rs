@@ -5,6 +5,7 @@
 //! [`error::Exit`].
 
 pub mod commands;
+pub mod contract;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

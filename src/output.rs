@@ -301,6 +301,10 @@ pub fn write_delivery(w: &mut impl Write, d: &Delivery, kind: LineKind<'_>) -> i
     json_opt_str(w, d.group.as_deref())?;
     write!(w, ",\"priority\":{},\"headers\":", d.priority)?;
     w.write_all(d.headers.as_deref().unwrap_or("{}").as_bytes())?;
+    match d.schema_version {
+        Some(v) => write!(w, ",\"schema_version\":{v}")?,
+        None => w.write_all(b",\"schema_version\":null")?,
+    }
     w.write_all(b",\"body\":")?;
     write_body_json(w, &d.body, d.raw)?;
     w.write_all(b"}\n")

@@ -228,7 +228,7 @@ pub const EXIT_CODES: [(u8, &str); 8] = [
     (4, "work: at least one handler failed"),
     (
         65,
-        "bad input data: invalid JSON, invalid UTF-8, body too large",
+        "bad input data: invalid JSON, invalid UTF-8, body too large, a message that breaks its queue's JSON Schema, an invalid schema",
     ),
     (
         74,

@@ -155,6 +155,18 @@ fn findings(h: &Health) -> Vec<Finding> {
             "Those messages cannot be delivered; restore the file from a backup",
         ));
     }
+    for b in &h.broken_schemas {
+        out.push(Finding::problem(
+            format!(
+                "schema version {} of `{}` does not compile: {}",
+                b.version, b.queue, b.reason
+            ),
+            format!(
+                "Publishing to `{q}` fails until it has a valid schema: `spool queue set {q} --schema FILE` (or `--no-schema`)",
+                q = b.queue
+            ),
+        ));
+    }
     if !h.ids_safe() {
         out.push(Finding::problem(
             format!(
@@ -421,6 +433,11 @@ fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyho
         "missing_messages": h.missing_messages,
         "next_message_id": h.next_message_id,
         "max_message_id": h.max_message_id,
+        "broken_schemas": h.broken_schemas.iter().map(|b| json!({
+            "queue": b.queue,
+            "version": b.version,
+            "reason": b.reason,
+        })).collect::<Vec<_>>(),
         "findings": findings,
         "healthy": !findings.iter().any(|f| f["level"] == "problem"),
     });

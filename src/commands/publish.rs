@@ -343,23 +343,35 @@ impl Writer<'_> {
             store::Error::TooLarge { size, limit } => {
                 Failure::data(format!("{}: {}", msg.origin, too_large(size as u64, limit))).into()
             }
+            e @ store::Error::Invalid { .. } => {
+                Failure::data(format!("{}: {e}", msg.origin)).into()
+            }
             other => anyhow::Error::from(other),
         })
     }
 
-    /// Writes `pending` in one transaction and commits it.
+    /// Writes `pending` in one transaction and commits it. All or nothing,
+    /// except with `--stream`: there a message that breaks a schema ends the
+    /// batch, the messages before it are committed, and its error returned.
     fn flush(&mut self, store: &mut Store, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
-        let ids = store.publish_batch(&self.args.queue, |batch| {
-            pending
-                .iter()
-                .map(|msg| self.write(batch, msg))
-                .collect::<anyhow::Result<Vec<i64>>>()
+        let partial = self.args.stream;
+        let (ids, bad) = store.publish_batch(&self.args.queue, |batch| {
+            let mut ids = Vec::with_capacity(pending.len());
+            for msg in pending.iter() {
+                match self.write(batch, msg) {
+                    Ok(id) => ids.push(id),
+                    Err(e) if partial && e.is::<Failure>() => return Ok((ids, Some(e))),
+                    Err(e) => return Err(e),
+                }
+            }
+            anyhow::Ok((ids, None))
         })?;
         pending.clear();
-        self.committed(ids)
+        self.committed(ids)?;
+        bad.map_or(Ok(()), Err)
     }
 
     /// Records ids that are now on disk, printing them at once in live mode.
@@ -381,6 +393,16 @@ impl Writer<'_> {
 /// Runs `spool publish`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let mut store = ctx.store()?;
+    if args.raw {
+        // Refused before any input is read; the batch checks again.
+        if let Some(holder) = store.schema_holder(&args.queue)? {
+            return Err(store::Error::RawBody {
+                name: args.queue.clone(),
+                holder,
+            }
+            .into());
+        }
+    }
     let preparer = Preparer {
         args: &args,
         max_size: store.max_size(&args.queue)?,
@@ -613,7 +635,10 @@ fn stream(
             Ok(Ok(None)) | Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
             Ok(Err(e)) => break Err(anyhow::Error::from(e).context("cannot read stdin")),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                writer.flush(store, &mut pending)?;
+                if let Err(e) = writer.flush(store, &mut pending) {
+                    pending.clear();
+                    break Err(e);
+                }
                 oldest = None;
                 if stop.load(Ordering::Relaxed) {
                     break Ok(());
@@ -633,14 +658,19 @@ fn stream(
         }
         let due = oldest.is_some_and(|t| t.elapsed() >= STREAM_COMMIT_INTERVAL);
         if due || pending.len() >= BUFFER_MESSAGES || stop.load(Ordering::Relaxed) {
-            writer.flush(store, &mut pending)?;
+            if let Err(e) = writer.flush(store, &mut pending) {
+                pending.clear();
+                break Err(e);
+            }
             oldest = None;
             if stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
         }
     };
-    writer.flush(store, &mut pending)?;
+    // The lines read before a bad one are committed; a message among them
+    // that breaks a schema comes first, so it is the one reported.
+    let outcome = writer.flush(store, &mut pending).and(outcome);
     outcome.map_err(|e: anyhow::Error| match e.downcast::<Failure>() {
         Ok(f) => Failure::new(
             f.exit,

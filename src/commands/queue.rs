@@ -1,8 +1,8 @@
-//! `spool queue …`: create queues and change their settings.
+//! `spool queue …`: create queues, change their settings and JSON Schemas, show, list, delete and purge them.
 
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use std::io::Write;
 
 use serde::Serialize;
 
@@ -10,24 +10,44 @@ use crate::Context;
 use crate::commands::docs::complete_queues;
 use crate::commands::peek::StateArg;
 use crate::commands::view;
-use crate::error::Exit;
+use crate::contract::Contract;
+use crate::error::{Exit, Failure};
 use crate::output;
 use crate::parse;
-use crate::store::{self, QueueInfo, SettingsPatch, State, Store};
+use crate::store::{self, QueueInfo, SchemaChange, SchemaVersion, SettingsPatch, State, Store};
 
 /// Queue management.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Create a queue with settings (a no-op if it exists with the same settings)
+    ///
+    /// With `--schema FILE`, every message published to the queue must meet
+    /// that JSON Schema (draft 2020-12 by default, or the draft its `$schema`
+    /// names, such as draft 7); it becomes the queue's schema version 1.
     #[command(
-        after_help = "Examples:\n  spool queue create orders --visibility 5m --max-attempts 10\n  spool queue create audit --retention 30d"
+        after_help = "Examples:\n  spool queue create orders --visibility 5m --max-attempts 10\n  spool queue create audit --retention 30d\n  spool queue create payments --schema payment.schema.json"
     )]
-    Create(NamedSettings),
-    /// Change the settings of an existing queue
+    Create(CreateArgs),
+    /// Change the settings or the JSON Schema of an existing queue
+    ///
+    /// `--schema FILE` makes messages published from now on meet that JSON
+    /// Schema; `--no-schema` stops checking. Each change of the schema is a new
+    /// version (see `spool queue show`); setting the schema in force again
+    /// changes nothing. A topic takes a schema too, checked before its
+    /// messages fan out, but no other settings.
     #[command(
-        after_help = "Examples:\n  spool queue set orders --max-size 4MiB\n  spool queue set orders --retention 0   # delete messages on ack"
+        after_help = "Examples:\n  spool queue set orders --max-size 4MiB\n  spool queue set orders --retention 0   # delete messages on ack\n  spool queue set orders --schema order.schema.json\n  spool queue set orders --no-schema"
     )]
-    Set(NamedSettings),
+    Set(SetArgs),
+    /// Show a queue's or topic's settings, counts and JSON Schema with its versions
+    ///
+    /// A table on a terminal; one JSON object when piped or with `--json`,
+    /// with the schema in force as `schema` (null when none) and every
+    /// version in `schema_history`.
+    #[command(
+        after_help = "Examples:\n  spool queue show orders\n  spool queue show orders --json | jq .schema"
+    )]
+    Show(ShowArgs),
     /// List queues and topics with their counts and settings
     #[command(
         after_help = "Examples:\n  spool queue list\n  spool queue list --json | jq -r 'select(.dead > 0) | .name'"
@@ -76,15 +96,43 @@ pub struct PurgeArgs {
     pub state: Vec<StateArg>,
 }
 
-/// A queue name and the settings to give it.
+/// `queue create`: a queue name, the settings and the schema to give it.
 #[derive(Debug, clap::Args)]
-pub struct NamedSettings {
+pub struct CreateArgs {
     /// The queue
     #[arg(value_parser = parse::queue_name, add = complete_queues())]
     pub name: String,
     /// The settings to give it.
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Check every message published to it against this JSON Schema file (`-`: stdin)
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub schema: Option<PathBuf>,
+}
+
+/// `queue set`: a queue name and what to change.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// The queue, or a topic (which takes only a schema)
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
+    pub name: String,
+    /// The settings to change.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Check messages published from now on against this JSON Schema file (`-`: stdin)
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub schema: Option<PathBuf>,
+    /// Stop checking messages against a schema
+    #[arg(long, conflicts_with = "schema")]
+    pub no_schema: bool,
+}
+
+/// `queue show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The queue or topic
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
+    pub name: String,
 }
 
 /// The per-queue settings flags.
@@ -126,15 +174,80 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::List => return list(ctx),
         Command::Delete(args) => return delete(ctx, &args),
         Command::Purge(args) => return purge(ctx, &args),
+        Command::Show(args) => return show(ctx, &args),
         Command::Create(args) => {
+            // Read and compile the schema before the database is opened, so a
+            // bad schema changes nothing.
+            let schema = args.schema.as_deref().map(load_schema).transpose()?;
             ctx.store()?
-                .create_queue(&args.name, &args.settings.patch())?;
+                .create_queue(&args.name, &args.settings.patch(), schema.as_ref())?;
         }
-        Command::Set(args) => {
-            ctx.store()?.set_queue(&args.name, &args.settings.patch())?;
-        }
+        Command::Set(args) => return set(ctx, &args),
     }
     Ok(Exit::Ok)
+}
+
+/// `queue set NAME …`: notes a new schema version on stderr.
+fn set(ctx: &Context, args: &SetArgs) -> anyhow::Result<Exit> {
+    let contract = args.schema.as_deref().map(load_schema).transpose()?;
+    let change = match (&contract, args.no_schema) {
+        (Some(c), _) => SchemaChange::Set(c),
+        (None, true) => SchemaChange::Remove,
+        (None, false) => SchemaChange::Keep,
+    };
+    let done = ctx
+        .store()?
+        .set_queue(&args.name, &args.settings.patch(), change)?;
+    match (done.schema_version, args.no_schema) {
+        (Some(v), false) => ctx.out.note(&format!(
+            "`{}` now checks messages against schema version {v}",
+            args.name
+        )),
+        (Some(v), true) => ctx.out.note(&format!(
+            "`{}` no longer checks messages (schema version {v} removed the schema)",
+            args.name
+        )),
+        (None, _) => {}
+    }
+    Ok(Exit::Ok)
+}
+
+/// The largest schema file spool reads.
+const MAX_SCHEMA_BYTES: u64 = 1 << 20;
+
+/// Reads and compiles a schema file (`-`: stdin). An unreadable file is a
+/// usage error naming the path (exit 2); a file that is not a valid schema
+/// is bad data naming the reason (exit 65).
+pub fn load_schema(path: &Path) -> Result<Contract, Failure> {
+    let shown = path.display().to_string().escape_debug().to_string();
+    let mut bytes = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_SCHEMA_BYTES + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_SCHEMA_BYTES + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| {
+        Failure::usage(format!(
+            "cannot read the schema file `{shown}`: {e}. Check the path"
+        ))
+    })?;
+    let refuse = |reason: String| Failure::data(format!("invalid schema `{shown}`: {reason}"));
+    if bytes.len() as u64 > MAX_SCHEMA_BYTES {
+        return Err(refuse(format!(
+            "it is larger than {}; spool takes schemas up to that size",
+            parse::format_size(MAX_SCHEMA_BYTES)
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        refuse(format!(
+            "invalid UTF-8 at byte {}",
+            e.utf8_error().valid_up_to() + 1
+        ))
+    })?;
+    Contract::compile(&text).map_err(refuse)
 }
 
 /// One line of `queue list --json`, and one row of its table.
@@ -155,6 +268,7 @@ struct Listed {
     created_at: String,
     subscribers: Vec<String>,
     topics: Vec<String>,
+    schema_version: Option<i64>,
 }
 
 impl From<QueueInfo> for Listed {
@@ -175,6 +289,7 @@ impl From<QueueInfo> for Listed {
             created_at: output::time(q.created_at),
             subscribers: q.subscribers,
             topics: q.topics,
+            schema_version: q.schema_version,
             name: q.name,
         }
     }
@@ -183,11 +298,16 @@ impl From<QueueInfo> for Listed {
 impl Listed {
     /// The settings (or, for a topic, the subscribers) in a few words.
     fn details(&self) -> String {
+        let schema = match self.schema_version {
+            Some(v) => format!("; schema v{v}"),
+            None => String::new(),
+        };
         if self.kind == "topic" {
-            return match self.subscribers.as_slice() {
+            let subs = match self.subscribers.as_slice() {
                 [] => "no subscribers".to_owned(),
                 subs => format!("→ {}", subs.join(", ")),
             };
+            return subs + &schema;
         }
         let ms = |v: u128| parse::format_duration(Duration::from_millis(v as u64));
         let mut text = format!(
@@ -201,7 +321,7 @@ impl Listed {
         if !self.topics.is_empty() {
             text.push_str(&format!("; subscribes to {}", self.topics.join(", ")));
         }
-        text
+        text + &schema
     }
 }
 
@@ -249,6 +369,142 @@ fn list(ctx: &Context) -> anyhow::Result<Exit> {
     writeln!(out, "{table}")?;
     out.flush()?;
     Ok(Exit::Ok)
+}
+
+/// One version of a schema, as `queue show --json` prints it.
+#[derive(Debug, Serialize)]
+struct ShownVersion {
+    version: i64,
+    created_at: String,
+    schema: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// `queue show --json`: the `queue list` fields, the schema in force and its history.
+#[derive(Debug, Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    listed: Listed,
+    schema: Option<Box<serde_json::value::RawValue>>,
+    schema_history: Vec<ShownVersion>,
+}
+
+/// A stored schema as a JSON value on one line (it was valid JSON when set).
+fn schema_json(text: &str) -> Option<Box<serde_json::value::RawValue>> {
+    let compact = String::from_utf8(output::compact_json(text.as_bytes())).ok()?;
+    serde_json::value::RawValue::from_string(compact).ok()
+}
+
+/// `queue show NAME`: read-only.
+fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
+    let Some(store) = ctx.read_store()? else {
+        return Err(store::Error::UnknownQueue {
+            name: args.name.clone(),
+            similar: Vec::new(),
+        }
+        .into());
+    };
+    let info = store
+        .queue_infos_named(std::slice::from_ref(&args.name))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| store.unknown_queue(&args.name))?;
+    let history = store.schema_history(&args.name)?;
+    let current = history
+        .last()
+        .and_then(|v| v.schema.clone().map(|text| (v.version, text)));
+    if ctx.out.human() {
+        return show_table(ctx, Listed::from(info), current, &history);
+    }
+    let shown = Shown {
+        listed: Listed::from(info),
+        schema: current.as_ref().and_then(|(_, text)| schema_json(text)),
+        schema_history: history
+            .iter()
+            .map(|v| ShownVersion {
+                version: v.version,
+                created_at: output::time(v.created_at),
+                schema: v.schema.as_deref().and_then(schema_json),
+            })
+            .collect(),
+    };
+    let mut out = output::stdout();
+    serde_json::to_writer(&mut out, &shown)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+/// `queue show` for people: the settings, the schema as written, its versions.
+fn show_table(
+    ctx: &Context,
+    q: Listed,
+    current: Option<(i64, String)>,
+    history: &[SchemaVersion],
+) -> anyhow::Result<Exit> {
+    let ms = |v: u128| parse::format_duration(Duration::from_millis(v as u64));
+    let mut rows: Vec<(&str, String)> = vec![("name", q.name.clone()), ("kind", q.kind.into())];
+    if q.kind == "topic" {
+        rows.push(("subscribers", list_or_none(&q.subscribers)));
+    } else {
+        rows.extend([
+            ("ready", q.ready.to_string()),
+            ("delayed", q.delayed.to_string()),
+            ("leased", q.leased.to_string()),
+            ("acked", q.acked.to_string()),
+            ("dead", q.dead.to_string()),
+            ("visibility", ms(q.visibility_ms)),
+            ("max_attempts", q.max_attempts.to_string()),
+            ("retention", ms(q.retention_ms)),
+            ("max_size", parse::format_size(q.max_size)),
+            ("retry_delay", ms(q.retry_delay_ms)),
+            ("topics", list_or_none(&q.topics)),
+        ]);
+    }
+    rows.push(("created_at", q.created_at.clone()));
+    let schema = match &current {
+        Some((v, _)) => format!("version {v}"),
+        None => "none".to_owned(),
+    };
+    rows.push(("schema", schema));
+    let mut table = view::table(&ctx.out, &["SETTING", "VALUE"], &[1]);
+    for (name, value) in rows {
+        table.add_row(vec![
+            comfy_table::Cell::new(name),
+            comfy_table::Cell::new(value),
+        ]);
+    }
+    let mut out = output::stdout();
+    writeln!(out, "{table}")?;
+    if let Some((version, text)) = &current {
+        writeln!(out, "\nSchema (version {version}):\n{text}")?;
+    }
+    if !history.is_empty() {
+        let mut versions = view::table(&ctx.out, &["VERSION", "SET AT", "SCHEMA"], &[2]);
+        for v in history {
+            let what = match &v.schema {
+                Some(text) => view::body_line(text.as_bytes(), false),
+                None => "(removed)".to_owned(),
+            };
+            let mut row = comfy_table::Row::from(vec![
+                view::number(v.version),
+                comfy_table::Cell::new(output::time(v.created_at)),
+                comfy_table::Cell::new(what),
+            ]);
+            row.max_height(1);
+            versions.add_row(row);
+        }
+        writeln!(out, "\nSchema versions:\n{versions}")?;
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// The database for a command that acts on an existing queue: when the file

@@ -7,6 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
+use super::contracts::{self, Check};
 use super::lease::{self, delete_orphan, release_group};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
@@ -64,7 +65,10 @@ impl Store {
     /// attempts reset, same ids), or with `to` as new ready deliveries of the
     /// same messages in that queue (created if needed), leaving the originals
     /// as they were. A grouped message whose group has an unfinished head
-    /// waits behind it (held).
+    /// waits behind it (held). When `to` has a JSON Schema, every message
+    /// must meet it: the first that does not refuses the whole replay
+    /// ([`Error::Invalid`], naming its id). In place, messages keep the
+    /// schema version they were published under.
     pub fn replay(
         &mut self,
         queue: &str,
@@ -94,7 +98,8 @@ impl Store {
                 if target.is_topic {
                     return Err(queues::topic_error(&tx.tx, target)?);
                 }
-                replay_to(&mut tx, &target, &found, progress)?
+                let check = contracts::check_for(&tx.tx, &mut self.contracts, &target)?;
+                replay_to(&mut tx, &target, check.as_ref(), &found, progress)?
             }
         };
         tx.commit()?;
@@ -123,6 +128,10 @@ impl Store {
         if let Some(t) = target.as_ref().filter(|t| t.is_topic) {
             return Err(queues::topic_error(&tx, t.clone())?);
         }
+        let check = match &target {
+            Some(t) => contracts::check_for(&tx, &mut Default::default(), t)?,
+            None => None,
+        };
         let mut done = Replayed::default();
         for c in found {
             let taken = match &target {
@@ -132,6 +141,9 @@ impl Store {
             if taken {
                 done.skipped.push(c.id);
             } else {
+                if let Some(check) = &check {
+                    check_stored(&tx, check, c.id)?;
+                }
                 done.ids.push(c.id);
             }
         }
@@ -226,6 +238,7 @@ impl Store {
             "DELETE FROM groups WHERE queue_id = ?1",
             "DELETE FROM rates WHERE queue_id = ?1",
             "DELETE FROM subscriptions WHERE queue_id = ?1 OR topic_id = ?1",
+            "DELETE FROM schemas WHERE queue_id = ?1",
             "DELETE FROM queues WHERE id = ?1",
         ] {
             tx.tx.prepare_cached(sql)?.execute([q.id])?;
@@ -423,9 +436,24 @@ fn replay_in_place(
     Ok(done)
 }
 
+/// Checks a stored message against `check`, for a replay into its queue.
+fn check_stored(conn: &Connection, check: &Check, id: i64) -> Result<()> {
+    let (body, raw): (Vec<u8>, bool) = conn
+        .prepare_cached("SELECT body, raw FROM messages WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let value = crate::contract::parse_body(&body, raw).map_err(|violation| Error::Invalid {
+        id: Some(id),
+        queue: check.queue.clone(),
+        version: check.version,
+        violation,
+    })?;
+    check.body(&value, Some(id))
+}
+
 fn replay_to(
     tx: &mut Tx<'_>,
     target: &QueueRow,
+    check: Option<&Check>,
     found: &[Candidate],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
@@ -435,11 +463,14 @@ fn replay_to(
             done.skipped.push(c.id);
             continue;
         }
+        if let Some(check) = check {
+            check_stored(&tx.tx, check, c.id)?;
+        }
         let state = entry_state(tx, target.id, c.group.as_deref(), c.id)?;
         tx.tx
             .prepare_cached(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute((
                 c.id,
@@ -448,6 +479,7 @@ fn replay_to(
                 c.priority,
                 tx.now,
                 c.group.as_deref(),
+                check.map(|c| c.version),
             ))?;
         tx.moved(target.id, None, Some(state));
         done.ids.push(c.id);

@@ -5,6 +5,7 @@
 
 use rusqlite::OptionalExtension;
 
+use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Result, Settings, State, Store, netfs, schema};
@@ -44,6 +45,19 @@ pub struct Health {
     pub next_message_id: i64,
     /// The highest id stored.
     pub max_message_id: Option<i64>,
+    /// JSON Schemas in force that no longer compile (publishing there fails).
+    pub broken_schemas: Vec<BrokenSchema>,
+}
+
+/// A queue's JSON Schema in force that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenSchema {
+    /// The queue or topic.
+    pub queue: String,
+    /// The schema version in force.
+    pub version: i64,
+    /// Why it does not compile.
+    pub reason: String,
 }
 
 /// One queue's settings, stored counters and actual row counts.
@@ -106,6 +120,7 @@ impl Store {
             missing_messages: 0,
             next_message_id: 0,
             max_message_id: None,
+            broken_schemas: Vec::new(),
         };
         // A damaged file may fail these reads; that is a finding, not the end
         // of the report.
@@ -137,7 +152,28 @@ impl Store {
         h.max_message_id = self
             .conn
             .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))?;
+        h.broken_schemas = self.broken_schemas()?;
         Ok(())
+    }
+
+    /// The schemas in force that do not compile with this spool.
+    fn broken_schemas(&self) -> Result<Vec<BrokenSchema>> {
+        let mut broken = Vec::new();
+        for name in self.names()? {
+            let Some(q) = queues::lookup(&self.conn, &name)? else {
+                continue;
+            };
+            if let Some((version, Some(text))) = contracts::latest(&self.conn, q.id)? {
+                if let Err(reason) = crate::contract::Contract::compile(&text) {
+                    broken.push(BrokenSchema {
+                        queue: name,
+                        version,
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(broken)
     }
 
     /// `PRAGMA journal_mode`, except that a connection opened `immutable`

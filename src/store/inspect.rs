@@ -66,6 +66,8 @@ pub struct QueueInfo {
     pub published_last_minute: i64,
     /// Messages acked in the last 60 seconds.
     pub acked_last_minute: i64,
+    /// The version of its JSON Schema in force; `None` when it has none.
+    pub schema_version: Option<i64>,
 }
 
 /// The database file, for `stats`.
@@ -349,6 +351,7 @@ fn info(conn: &Connection, q: QueueRow, now: i64) -> Result<QueueInfo> {
     };
     let (published_last_minute, acked_last_minute) = last_minute(conn, q.id, now)?;
     Ok(QueueInfo {
+        schema_version: super::contracts::current_version(conn, q.id)?,
         subscribers: names(queues::subscribers(conn, q.id)?),
         topics: topics_of(conn, q.id)?,
         name: q.name,
@@ -625,7 +628,8 @@ fn done_rows(
 /// The full message for one picked row.
 fn load(conn: &Connection, q: &QueueRow, id: i64, st: RowState) -> Result<Peeked> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body
+        "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
+           d.schema_version
          FROM deliveries d JOIN messages m ON m.id = d.msg_id
          WHERE d.msg_id = ?1 AND d.queue_id = ?2",
     )?;
@@ -647,6 +651,7 @@ fn load(conn: &Connection, q: &QueueRow, id: i64, st: RowState) -> Result<Peeked
             headers: r.get(6)?,
             body: r.get(7)?,
             raw: r.get(5)?,
+            schema_version: r.get(8)?,
         })
     })?;
     let lease_end = (st.state == State::Leased).then_some(st.visible_at);

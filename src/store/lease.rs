@@ -400,7 +400,7 @@ fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<V
          WHERE queue_id = ?1 AND msg_id IN (
              SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
              ORDER BY priority DESC, msg_id LIMIT ?2)
-         RETURNING msg_id, attempts, lease, priority, grp",
+         RETURNING msg_id, attempts, lease, priority, grp, schema_version",
     )?;
     let mut leased = stmt
         .query_map((q.id, max as i64, lease_end), |row| {
@@ -422,6 +422,7 @@ fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<V
                 headers: None,
                 body: Vec::new(),
                 raw: false,
+                schema_version: row.get(5)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -13,6 +13,11 @@
 //! Message ids come from `meta.next_message_id`, so they are never reused, also
 //! after the newest message was deleted.
 //!
+//! A queue's or topic's JSON Schemas are rows of `schemas`, one per version
+//! (see [`contracts`]); the newest is in force. Each delivery stores in
+//! `schema_version` the version of its queue's schema its message was checked
+//! against, so a consumer can tell which contract a message met.
+//!
 //! Claiming walks the partial index `deliveries_ready (queue_id, priority DESC,
 //! msg_id) WHERE state = 0`, so finding the next message is one index seek
 //! whatever the backlog. Delayed messages and leases wait in `deliveries_waiting
@@ -85,9 +90,15 @@
 //!   statements once.
 //! - Bodies live in `messages`, away from the `deliveries` rows and indexes the
 //!   claim query walks.
+//! - A publish reads the schema versions in force once per batch and compiles
+//!   each schema once per process and version; each body is parsed once
+//!   however many schemas (a topic's and its subscribers') it must meet. With
+//!   a 12-rule schema a million-line publish ran at 0.75x the speed without
+//!   one (2.33 s against 1.74 s, `bench/schema.sh`).
 
 mod admin;
 mod busy;
+mod contracts;
 mod doctor;
 mod inspect;
 mod lease;
@@ -110,10 +121,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 pub use admin::{ReplayFilter, Replayed};
-pub use doctor::{Health, QueueHealth, STATE_COLUMNS};
+pub use contracts::{SchemaChange, SchemaVersion};
+pub use doctor::{BrokenSchema, Health, QueueHealth, STATE_COLUMNS};
 pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
 pub use publish::{NewMessage, PublishBatch};
+pub use queues::{Created, QueueSet};
 pub use topics::Subscribed;
 pub use work::{Outcome, Settled, WorkStep};
 
@@ -252,6 +265,44 @@ pub enum Error {
         size: usize,
         /// The limit.
         limit: u64,
+    },
+    /// A message breaks the JSON Schema of a queue or topic it goes to.
+    #[error(
+        "{}{violation} (schema version {version} of `{queue}`)",
+        id.map(|id| format!("message {id}: ")).unwrap_or_default()
+    )]
+    Invalid {
+        /// The message id, when the message was already stored (replay).
+        id: Option<i64>,
+        /// The queue or topic whose schema it breaks.
+        queue: String,
+        /// That schema's version.
+        version: i64,
+        /// Where and how.
+        violation: crate::contract::Violation,
+    },
+    /// A raw body for a queue or topic whose messages must meet a schema.
+    #[error(
+        "`{holder}` has a JSON Schema, so messages{} must be JSON. Publish them without `--raw`, or remove the schema with `spool queue set {holder} --no-schema`",
+        if holder == name { String::new() } else { format!(" published to `{name}`") }
+    )]
+    RawBody {
+        /// The name published to.
+        name: String,
+        /// The queue or topic whose schema refuses raw text.
+        holder: String,
+    },
+    /// A schema stored in the database no longer compiles.
+    #[error(
+        "schema version {version} of `{queue}` in the database cannot be used: {reason}. Set a new one with `spool queue set {queue} --schema FILE`"
+    )]
+    BrokenSchema {
+        /// The queue or topic.
+        queue: String,
+        /// The version.
+        version: i64,
+        /// Why it does not compile.
+        reason: String,
     },
     /// An invalid queue name reached the store.
     #[error("invalid queue name `{name}`")]
@@ -478,6 +529,9 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// True when the body is raw text rather than JSON.
     pub raw: bool,
+    /// The version of this queue's JSON Schema the message was checked
+    /// against; `None` when the queue had no schema.
+    pub schema_version: Option<i64>,
 }
 
 /// Where the database is and how to talk to it.
@@ -495,6 +549,8 @@ pub struct Options {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Compiled JSON Schemas, by queue and version.
+    contracts: contracts::ContractCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -530,6 +586,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.clone(),
+            contracts: Default::default(),
         };
         store.migrate()?;
         store.tune(opts)?;
@@ -557,6 +614,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.clone(),
+            contracts: Default::default(),
         };
         let version = match store.schema_version() {
             Err(Error::Sqlite(e)) if cannot_open(&e) && immutable_is_safe(path) => {

@@ -82,7 +82,7 @@ fn store_with_queue() -> (tempfile::TempDir, Store) {
         max_attempts: Some(MAX_ATTEMPTS),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     (dir, store)
 }
 

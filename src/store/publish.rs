@@ -3,6 +3,7 @@
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
+use super::contracts::{self, PublishChecks};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Error, Result, State, Store};
@@ -44,6 +45,8 @@ pub struct PublishBatch<'t> {
     claim_group: Option<CachedStatement<'t>>,
     origin: &'t QueueRow,
     targets: &'t [QueueRow],
+    /// The schemas each message must meet, and the versions deliveries record.
+    checks: &'t PublishChecks,
     max_size: u64,
     now: i64,
     next_id: i64,
@@ -76,9 +79,10 @@ impl Store {
             }
             .into());
         }
+        let checks = contracts::for_publish(&tx.tx, &mut self.contracts, &origin, &targets)?;
         let first_id = next_message_id(&tx)?;
         let (value, next_id, added, published) = {
-            let mut batch = PublishBatch::new(&tx, &origin, &targets, first_id)?;
+            let mut batch = PublishBatch::new(&tx, &origin, &targets, &checks, first_id)?;
             let value = fill(&mut batch)?;
             batch.flush_pending()?;
             (value, batch.next_id, batch.added, batch.published)
@@ -131,8 +135,8 @@ const INSERT_MESSAGE: &str =
     "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_DELIVERY: &str =
-    "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const FIND_KEY: &str = "SELECT id FROM messages WHERE origin_id = ?1 AND key = ?2";
 const CLAIM_GROUP: &str = "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
      ON CONFLICT (queue_id, grp) DO NOTHING";
@@ -161,6 +165,7 @@ impl<'t> PublishBatch<'t> {
         tx: &'t Tx<'_>,
         origin: &'t QueueRow,
         targets: &'t [QueueRow],
+        checks: &'t PublishChecks,
         next_id: i64,
     ) -> Result<Self> {
         // A topic holds nothing, so only its subscribers' limits count: the
@@ -182,6 +187,7 @@ impl<'t> PublishBatch<'t> {
             claim_group: None,
             origin,
             targets,
+            checks,
             max_size,
             now: tx.now,
             next_id,
@@ -196,7 +202,9 @@ impl<'t> PublishBatch<'t> {
     }
 
     /// Adds one message and returns its id, or the id of the message the
-    /// queue already holds under the same key.
+    /// queue already holds under the same key. A message that breaks a schema
+    /// of the queue, or of the topic or any of its subscribers, is refused
+    /// ([`Error::Invalid`]), also when its key was seen before.
     pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
         if msg.body.len() as u64 > self.max_size {
             return Err(Error::TooLarge {
@@ -204,6 +212,7 @@ impl<'t> PublishBatch<'t> {
                 limit: self.max_size,
             });
         }
+        self.check(msg)?;
         if let Some(key) = msg.key {
             let existing = prepared(&mut self.find_key, self.conn, || FIND_KEY.into())?
                 .query_row((self.origin.id, key), |row| row.get(0))
@@ -237,6 +246,30 @@ impl<'t> PublishBatch<'t> {
             self.deliver(i, id, msg)?;
         }
         Ok(id)
+    }
+
+    /// Checks a message against every schema in force, parsing it once.
+    fn check(&self, msg: &NewMessage<'_>) -> Result<()> {
+        let Some(first) = self.checks.checks.first() else {
+            return Ok(());
+        };
+        if msg.raw {
+            return Err(Error::RawBody {
+                name: self.origin.name.clone(),
+                holder: first.queue.clone(),
+            });
+        }
+        let value =
+            crate::contract::parse_body(msg.body, false).map_err(|violation| Error::Invalid {
+                id: None,
+                queue: first.queue.clone(),
+                version: first.version,
+                violation,
+            })?;
+        for check in &self.checks.checks {
+            check.body(&value, None)?;
+        }
+        Ok(())
     }
 
     fn buffer(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {
@@ -310,19 +343,20 @@ impl<'t> PublishBatch<'t> {
         m.raw_execute()?;
         let d = prepared(&mut self.insert_deliveries, self.conn, || {
             format!(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp) VALUES {}",
-                values_list(6, CHUNK)
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version) VALUES {}",
+                values_list(7, CHUNK)
             )
         })?;
-        for queue in self.targets {
+        for (queue, version) in self.targets.iter().zip(&self.checks.versions) {
             for (i, row) in rows.iter().enumerate() {
-                let p = i * 6;
+                let p = i * 7;
                 d.raw_bind_parameter(p + 1, row.id)?;
                 d.raw_bind_parameter(p + 2, queue.id)?;
                 d.raw_bind_parameter(p + 3, row.state as i64)?;
                 d.raw_bind_parameter(p + 4, row.priority)?;
                 d.raw_bind_parameter(p + 5, row.visible_at)?;
                 d.raw_bind_parameter(p + 6, None::<&str>)?;
+                d.raw_bind_parameter(p + 7, *version)?;
             }
             d.raw_execute()?;
         }
@@ -351,7 +385,7 @@ impl<'t> PublishBatch<'t> {
         let d = prepared(&mut self.insert_delivery, self.conn, || {
             INSERT_DELIVERY.into()
         })?;
-        for queue in self.targets {
+        for (queue, version) in self.targets.iter().zip(&self.checks.versions) {
             for row in rows {
                 d.execute((
                     row.id,
@@ -360,6 +394,7 @@ impl<'t> PublishBatch<'t> {
                     row.priority,
                     row.visible_at,
                     None::<&str>,
+                    *version,
                 ))?;
             }
         }
@@ -385,7 +420,15 @@ impl<'t> PublishBatch<'t> {
         prepared(&mut self.insert_delivery, self.conn, || {
             INSERT_DELIVERY.into()
         })?
-        .execute((id, queue, state as i64, msg.priority, visible_at, msg.group))?;
+        .execute((
+            id,
+            queue,
+            state as i64,
+            msg.priority,
+            visible_at,
+            msg.group,
+            self.checks.versions[target],
+        ))?;
         self.added[target][state as usize] += 1;
         Ok(())
     }

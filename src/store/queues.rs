@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use super::contracts::{self, SchemaChange};
 use super::tx::Tx;
 use super::{Error, Result, Settings, SettingsPatch, Store, ms};
+use crate::contract::Contract;
 
 /// A queue (or topic) row as the other store modules use it.
 #[derive(Debug, Clone)]
@@ -135,22 +137,45 @@ pub enum Created {
     Existed,
 }
 
+/// What `queue set` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSet {
+    /// The settings now in force.
+    pub settings: Settings,
+    /// The number of the schema version this change recorded; `None` when
+    /// the schema was left alone or set to what it already was.
+    pub schema_version: Option<i64>,
+}
+
 impl Store {
-    /// Creates a queue with the given settings (the rest default). An existing
-    /// queue with the same or no settings given is left alone; one with other
-    /// settings is [`Error::SettingsConflict`].
-    pub fn create_queue(&mut self, name: &str, patch: &SettingsPatch) -> Result<Created> {
+    /// Creates a queue with the given settings (the rest default) and, if
+    /// given, a JSON Schema (its version 1). An existing queue with the same
+    /// settings, and the same schema or none given, is left alone; one with
+    /// other settings or another schema is [`Error::SettingsConflict`].
+    pub fn create_queue(
+        &mut self,
+        name: &str,
+        patch: &SettingsPatch,
+        schema: Option<&Contract>,
+    ) -> Result<Created> {
         let tx = Tx::begin(&mut self.conn)?;
         let outcome = match lookup(&tx.tx, name)? {
             Some(row) if row.is_topic => return Err(topic_error(&tx.tx, row)?),
-            Some(row) if patch.apply(row.settings) == row.settings => Created::Existed,
-            Some(_) => {
-                return Err(Error::SettingsConflict {
-                    name: name.to_owned(),
-                });
+            Some(row) => {
+                let same_schema =
+                    schema.is_none() || contracts::is_current(&tx.tx, row.id, schema)?;
+                if patch.apply(row.settings) != row.settings || !same_schema {
+                    return Err(Error::SettingsConflict {
+                        name: name.to_owned(),
+                    });
+                }
+                Created::Existed
             }
             None => {
-                insert(&tx, name, &patch.apply(Settings::default()))?;
+                let row = insert(&tx, name, &patch.apply(Settings::default()))?;
+                if let Some(c) = schema {
+                    contracts::apply(&tx, row.id, SchemaChange::Set(c))?;
+                }
                 Created::New
             }
         };
@@ -158,20 +183,33 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Changes settings of an existing queue. Returns the settings now in force.
-    pub fn set_queue(&mut self, name: &str, patch: &SettingsPatch) -> Result<Settings> {
+    /// Changes settings and the schema of an existing queue. A topic takes a
+    /// schema (checked before its messages fan out) but no settings.
+    pub fn set_queue(
+        &mut self,
+        name: &str,
+        patch: &SettingsPatch,
+        schema: SchemaChange<'_>,
+    ) -> Result<QueueSet> {
         let tx = Tx::begin(&mut self.conn)?;
         let Some(row) = lookup(&tx.tx, name)? else {
             drop(tx);
             return Err(self.unknown_queue(name));
         };
-        if row.is_topic {
+        let schema_only = patch.is_empty() && !matches!(schema, SchemaChange::Keep);
+        if row.is_topic && !schema_only {
             return Err(topic_error(&tx.tx, row)?);
         }
         let settings = patch.apply(row.settings);
-        write_settings(&tx, row.id, &settings)?;
+        if !row.is_topic {
+            write_settings(&tx, row.id, &settings)?;
+        }
+        let schema_version = contracts::apply(&tx, row.id, schema)?;
         tx.commit()?;
-        Ok(settings)
+        Ok(QueueSet {
+            settings,
+            schema_version,
+        })
     }
 
     /// The settings of a queue, or `None` if no queue has this name.

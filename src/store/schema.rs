@@ -3,7 +3,7 @@
 //! Never edit a migration that has shipped: add a new one at the end.
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this spool writes and understands.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -92,4 +92,21 @@ CREATE TABLE rates (
     acked     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (queue_id, second)
 ) WITHOUT ROWID, STRICT;
+";
+
+/// Version 2: event contracts. Every change of a queue's (or topic's) JSON
+/// Schema is a row of `schemas`, numbered from 1 per queue; `schema` is NULL
+/// for a version that removed the schema. The current version is the one with
+/// the highest number. Each delivery remembers the version of its queue's
+/// schema that its message was checked against (NULL: none).
+const V2: &str = "
+CREATE TABLE schemas (
+    queue_id   INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    schema     TEXT,
+    PRIMARY KEY (queue_id, version)
+) STRICT;
+
+ALTER TABLE deliveries ADD COLUMN schema_version INTEGER;
 ";

@@ -78,6 +78,7 @@ fn counters_follow_every_transition() {
                 max_attempts: Some(1),
                 ..SettingsPatch::default()
             },
+            None,
         )
         .expect("create");
     publish_n(&mut store, "q", 5);
@@ -478,7 +479,7 @@ fn work_step_settles_then_claims_in_one_go_and_keeps_counters() {
         max_attempts: Some(2),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     publish_n(&mut store, "q", 5);
     let first = store.work_step("q", &[], 4, None).expect("step");
     let got = first.claimed.expect("claimed");
@@ -527,7 +528,7 @@ fn retry_on_the_last_attempt_is_dead_and_release_refuses_the_old_receipt() {
         max_attempts: Some(1),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     publish_n(&mut store, "q", 2);
     let got = store.claim("q", 2, None, false).expect("claim");
     let step = store
@@ -570,6 +571,7 @@ fn release_lease_makes_a_leased_message_ready_without_counting_an_attempt() {
                 max_attempts: Some(1),
                 ..SettingsPatch::default()
             },
+            None,
         )
         .expect("create");
     publish_n(&mut store, "q", 2);
@@ -608,6 +610,7 @@ fn release_lease_leaves_expired_leases_to_the_lazy_rules() {
                 max_attempts: Some(1),
                 ..SettingsPatch::default()
             },
+            None,
         )
         .expect("create");
     publish_n(&mut store, "q", 1);
@@ -665,4 +668,69 @@ fn rate_histories_bucket_by_minute_ending_now() {
          GROUP BY 1, 2",
     );
     assert!(p.contains("PRIMARY KEY (queue_id=? AND second>?)"), "{p}");
+}
+
+#[test]
+fn a_version_1_database_is_migrated_and_keeps_its_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).expect("create v1");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        conn.execute_batch(schema::MIGRATIONS[0])
+            .expect("v1 schema");
+        conn.execute_batch(
+            "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size,
+               retry_delay_ms, created_at, published_total, n_ready)
+             VALUES ('old', 30000, 5, 86400000, 1048576, 1000, 0, 1, 1);
+             INSERT INTO messages (id, origin_id, published_at, raw, body) VALUES (1, 1, 0, 0, CAST('{\"a\":1}' AS BLOB));
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at) VALUES (1, 1, 0, 0, 0);
+             UPDATE meta SET value = 2 WHERE key = 'next_message_id';
+             PRAGMA user_version = 1;",
+        )
+        .expect("v1 rows");
+    }
+    let opts = Options {
+        path: path.clone(),
+        busy_timeout: Duration::from_secs(5),
+        sync: Sync::Normal,
+    };
+    let mut store = Store::open(&opts).expect("open migrates");
+    assert_eq!(store.schema_version().expect("version"), 2);
+    let got = store.claim("old", 10, None, false).expect("claim");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, b"{\"a\":1}");
+    assert_eq!(got[0].schema_version, None);
+    assert!(store.schema_history("old").expect("history").is_empty());
+    let contract = crate::contract::Contract::compile(r#"{"required": ["a"]}"#).expect("schema");
+    let set = store
+        .set_queue(
+            "old",
+            &SettingsPatch::default(),
+            SchemaChange::Set(&contract),
+        )
+        .expect("set schema");
+    assert_eq!(set.schema_version, Some(1));
+    let refused = store.publish_batch("old", |batch| {
+        batch.publish(&NewMessage {
+            body: b"{\"b\":1}",
+            ..NewMessage::default()
+        })
+    });
+    assert!(
+        matches!(refused, Err(Error::Invalid { version: 1, .. })),
+        "{refused:?}"
+    );
+    store
+        .publish_batch("old", |batch| {
+            batch.publish(&NewMessage {
+                body: b"{\"a\":2}",
+                ..NewMessage::default()
+            })
+        })
+        .expect("publish");
+    let got = store.claim("old", 10, None, false).expect("claim");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].schema_version, Some(1));
 }

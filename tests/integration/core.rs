@@ -29,6 +29,7 @@ fn consume_prints_the_documented_fields() {
             "group",
             "priority",
             "headers",
+            "schema_version",
             "body"
         ]
     );

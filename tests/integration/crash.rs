@@ -235,7 +235,8 @@ fn kill_9_during_stream_publish_leaves_a_prefix_of_whole_lines() {
 fn kill_9_during_consume_and_ack_leaves_whole_batches() {
     let env = Env::new();
     let mut rng = Rng::new("consume and ack");
-    let input = lines(12_000, "n").join("\n") + "\n";
+    // Enough for every claim below to succeed: 10 x 1000, then 8 x 500.
+    let input = lines(14_000, "n").join("\n") + "\n";
     env.run_with_input(&["publish", "q", "-q"], &input)
         .success();
     let count = |state: i64| -> i64 {

@@ -117,6 +117,7 @@ fn peek_lines_have_consume_fields_with_state_instead_of_receipt() {
             "group",
             "priority",
             "headers",
+            "schema_version",
             "body"
         ]
     );

@@ -19,6 +19,7 @@ mod mount;
 mod publish;
 mod readme;
 mod recover;
+mod schema;
 mod stress;
 mod top;
 mod topics;

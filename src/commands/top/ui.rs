@@ -633,6 +633,9 @@ fn meta_lines(detail: &Detail, theme: Theme) -> Vec<Line<'static>> {
         ),
     ));
     lines.push(field("lease", lease_text(m, now)));
+    if let Some(v) = d.schema_version {
+        lines.push(field("schema", format!("checked against version {v}")));
+    }
     let headers = headers(d.headers.as_deref());
     if headers.is_empty() {
         lines.push(field("headers", "-".to_owned()));
