@@ -90,7 +90,7 @@ fn store_exit(err: &store::Error) -> Exit {
         E::NotSubscribed { .. } => Exit::NotFound,
         E::TooLarge { .. } => Exit::DataErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
-        E::NetworkFs { .. } => Exit::IoErr,
+        E::NetworkFs { .. } | E::Postgres(_) => Exit::IoErr,
     }
 }
 
