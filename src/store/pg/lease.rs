@@ -565,8 +565,8 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
              FOR UPDATE SKIP LOCKED
          )
          UPDATE deliveries d SET
-             state = CASE WHEN due.state = 2 AND $3 > 0 AND d.attempts >= $3 THEN 4 ELSE 0 END,
-             done_at = CASE WHEN due.state = 2 AND $3 > 0 AND d.attempts >= $3
+             state = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint THEN 4 ELSE 0 END,
+             done_at = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint
                             THEN d.visible_at ELSE d.done_at END
          FROM due WHERE d.queue_id = $1 AND d.msg_id = due.msg_id
          RETURNING d.msg_id, due.state, d.state, d.grp",

@@ -387,6 +387,14 @@ fn describe(err: &postgres::Error) -> String {
         None if err.is_closed() => {
             "the connection to the PostgreSQL server was lost. Try again".to_owned()
         }
-        None => err.to_string(),
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
     }
 }

@@ -62,7 +62,7 @@ impl Conn {
         Ok(())
     }
 
-    fn server_now(&mut self) -> Result<i64> {
+    pub(crate) fn server_now(&mut self) -> Result<i64> {
         let row = self.query_opt(&format!("SELECT {NOW_MS}"), &[])?;
         match row {
             Some(r) => r.at(0),
