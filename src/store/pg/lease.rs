@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use postgres::Row;
-
 use super::super::lease::{Receipt, ReceiptError, Release, backoff};
 use super::super::{Delivery, Error, Result, State, ms};
 use super::queues::{self, Found, QueueRow};
@@ -629,9 +627,4 @@ pub(crate) fn housekeeping(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     let removed = rows.iter().map(|r| r.at(0)).collect::<Result<Vec<i64>>>()?;
     tx.moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
     delete_orphans(tx, &removed)
-}
-
-/// Reads the rows of a query as `(msg_id, group)` pairs.
-pub(crate) fn ids_and_groups(rows: &[Row]) -> Result<Vec<(i64, Option<String>)>> {
-    rows.iter().map(|r| Ok((r.at(0)?, r.at(1)?))).collect()
 }

@@ -21,6 +21,9 @@ pub(crate) struct QueueRow {
 const COLUMNS: &str =
     "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms";
 
+// The struct update keeps this building when a setting is added to
+// `Settings` before the PostgreSQL schema stores it.
+#[allow(clippy::needless_update)]
 fn from_row(row: &Row) -> Result<QueueRow> {
     let dur =
         |i| -> Result<Duration> { Ok(Duration::from_millis(row.at::<i64>(i)?.max(0) as u64)) };

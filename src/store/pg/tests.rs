@@ -808,3 +808,424 @@ fn concurrent_consumers_get_every_message_exactly_once() {
     );
     assert_counts_match(&db, "q");
 }
+
+// ---- inspect ----
+
+#[test]
+fn stats_count_by_state_and_apply_the_lazy_rules() {
+    test_db!(db, store);
+    store.create_queue("q", &max_attempts(1)).expect("create");
+    publish_n(&mut store, "q", 6);
+    let got = store.claim("q", 4, None, false).expect("claim");
+    store.ack(&receipts(&got)[..1]).expect("ack");
+    store
+        .nack(&receipts(&got)[1..2], Release::Now)
+        .expect("nack: dead, last attempt");
+    // One lease runs out on its last attempt: dead at once for readers.
+    let short = store
+        .claim("q", 1, Some(Duration::from_millis(1)), false)
+        .expect("claim");
+    std::thread::sleep(Duration::from_millis(20));
+    let infos = store.queue_infos().expect("infos");
+    assert_eq!(infos.len(), 1);
+    let q = &infos[0];
+    assert_eq!(
+        q.counts,
+        Counts {
+            ready: 1,
+            delayed: 0,
+            leased: 2,
+            acked: 1,
+            dead: 2
+        }
+    );
+    assert_eq!(q.published_total, 6);
+    assert_eq!((q.published_last_minute, q.acked_last_minute), (6, 1));
+    assert!(q.oldest_ready_age_ms.is_some());
+    assert_eq!(q.settings.max_attempts, 1);
+    let dead = store
+        .peek(
+            "q",
+            &PeekQuery {
+                ready: false,
+                delayed: false,
+                leased: false,
+                acked: false,
+                dead: true,
+                limit: 10,
+            },
+        )
+        .expect("peek");
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().any(|p| p.delivery.id == short[0].id));
+    assert!(
+        dead.iter()
+            .all(|p| p.state == State::Dead && p.done_at.is_some())
+    );
+    let named = store.queue_infos_named(&["q".to_owned()]).expect("named");
+    assert_eq!(named[0].counts, q.counts);
+    assert!(matches!(
+        store.queue_infos_named(&["nope".to_owned()]),
+        Err(Error::UnknownQueue { .. })
+    ));
+    let db_info = store.database_info().expect("db");
+    assert!(db_info.size_bytes > 0);
+    assert!(!db_info.path.to_string_lossy().contains("password"));
+}
+
+#[test]
+fn peek_shows_messages_in_delivery_order_without_changing_them() {
+    test_db!(db, store);
+    let now = store.conn.borrow_mut().server_now().expect("now");
+    let later = publish_one(
+        &mut store,
+        "q",
+        NewMessage {
+            body: b"\"later\"",
+            available_at: Some(now + 60_000),
+            key: Some("k"),
+            ..NewMessage::default()
+        },
+    )
+    .expect("delayed");
+    let plain = publish_n(&mut store, "q", 2);
+    let urgent = publish_one(
+        &mut store,
+        "q",
+        NewMessage {
+            body: b"1",
+            priority: 9,
+            raw: true,
+            ..NewMessage::default()
+        },
+    )
+    .expect("urgent");
+    let leased = store.claim("q", 1, None, false).expect("claim");
+    assert_eq!(ids(&leased), [urgent]);
+    let all = PeekQuery {
+        ready: true,
+        delayed: true,
+        leased: true,
+        acked: true,
+        dead: true,
+        limit: 10,
+    };
+    let peeked = store.peek("q", &all).expect("peek");
+    let order: Vec<(i64, State)> = peeked.iter().map(|p| (p.delivery.id, p.state)).collect();
+    assert_eq!(
+        order,
+        [
+            (plain[0], State::Ready),
+            (plain[1], State::Ready),
+            (later, State::Delayed),
+            (urgent, State::Leased)
+        ]
+    );
+    assert_eq!(peeked[2].due_at, Some(now + 60_000));
+    assert_eq!(peeked[2].delivery.key.as_deref(), Some("k"));
+    assert!(peeked[3].lease_end.is_some() && peeked[3].delivery.raw);
+    let limited = store
+        .peek("q", &PeekQuery { limit: 1, ..all })
+        .expect("peek");
+    assert_eq!(limited.len(), 1);
+    let one = store.peek_id("q", urgent).expect("peek id").expect("some");
+    assert_eq!((one.state, one.delivery.attempt), (State::Leased, 1));
+    assert!(store.peek_id("q", 999_999).expect("none").is_none());
+    assert!(matches!(
+        store.peek("nope", &all),
+        Err(Error::UnknownQueue { .. })
+    ));
+    // Nothing changed: the next claim still gets the first plain message.
+    assert_eq!(
+        ids(&store.claim("q", 1, None, false).expect("claim")),
+        [plain[0]]
+    );
+}
+
+#[test]
+fn rate_histories_bucket_by_minute_ending_now() {
+    test_db!(db, store);
+    publish_n(&mut store, "q", 3);
+    publish_n(&mut store, "idle", 1);
+    let now = store.conn.borrow_mut().server_now().expect("now") / 1000;
+    db.client()
+        .batch_execute(&format!(
+            "INSERT INTO stats (queue_id, second, published, acked) VALUES
+               ((SELECT id FROM queues WHERE name = 'q'), {}, 7, 2),
+               ((SELECT id FROM queues WHERE name = 'q'), {}, 100, 100);
+             DELETE FROM stats WHERE queue_id = (SELECT id FROM queues WHERE name = 'idle');",
+            now - 150,
+            now - 61 * 60
+        ))
+        .expect("rates");
+    let got = store.rate_histories(5).expect("rates");
+    let q = &got["q"];
+    assert_eq!(q.published, vec![0, 0, 7, 0, 3]);
+    assert_eq!(q.acked, vec![0, 0, 2, 0, 0]);
+    assert!(!got.contains_key("idle"), "{got:?}");
+    assert_eq!(
+        store.rate_histories(500).expect("rates")["q"]
+            .published
+            .len(),
+        60
+    );
+}
+
+#[test]
+fn housekeeping_folds_stats_rows_and_keeps_the_sums() {
+    test_db!(db, store);
+    for _ in 0..20 {
+        publish_n(&mut store, "q", 2);
+    }
+    let qid = db.count("SELECT id FROM queues WHERE name = 'q'");
+    // Move every row into the past, as if written over many seconds.
+    db.client()
+        .batch_execute(&format!(
+            "UPDATE stats SET second = second - 7200 + (random() * 3) :: bigint WHERE queue_id = {qid}"
+        ))
+        .expect("age");
+    let before = db.count("SELECT count(*) FROM stats");
+    assert!(before >= 20, "{before}");
+    // A new connection does its housekeeping on its first write.
+    let mut other = db.open();
+    publish_n(&mut other, "q", 1);
+    let after = db.count(&format!(
+        "SELECT count(*) FROM stats WHERE queue_id = {qid}"
+    ));
+    let rows = db
+        .client()
+        .query("SELECT second, published FROM stats ORDER BY second", &[])
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+        .collect::<Vec<_>>();
+    assert!(
+        after <= 2,
+        "folded to one old row plus the new one: {after} {rows:?}"
+    );
+    let info = store.queue_infos().expect("infos").remove(0);
+    assert_eq!((info.counts.ready, info.published_total), (41, 41));
+    assert_counts_match(&db, "q");
+}
+
+// ---- admin ----
+
+#[test]
+fn replay_and_purge_keep_counts_exact() {
+    test_db!(db, store);
+    publish_n(&mut store, "q", 20);
+    let got = store.claim("q", 10, None, false).expect("claim");
+    store.ack(&receipts(&got)[..6]).expect("ack");
+    let filter = ReplayFilter {
+        acked: true,
+        ids: vec![got[0].id, got[1].id, got[2].id],
+        ..ReplayFilter::default()
+    };
+    let preview = store.replay_preview("q", &filter, None).expect("preview");
+    assert_eq!(preview.ids, ids(&got[..3]));
+    let done = store.replay("q", &filter, None).expect("replay");
+    assert_eq!(done.ids, ids(&got[..3]));
+    let all_acked = ReplayFilter {
+        acked: true,
+        ..ReplayFilter::default()
+    };
+    let copied = store
+        .replay("q", &all_acked, Some("copy"))
+        .expect("replay to");
+    assert_eq!(copied.ids, ids(&got[3..6]));
+    let again = store
+        .replay_preview("q", &all_acked, Some("copy"))
+        .expect("preview to");
+    assert_eq!(again.skipped, ids(&got[3..6]));
+    assert_eq!(store.purge("q", &[State::Ready]).expect("purge"), 13);
+    let infos = store.queue_infos().expect("infos");
+    let q = infos.iter().find(|i| i.name == "q").expect("q");
+    let c = infos.iter().find(|i| i.name == "copy").expect("copy");
+    assert_eq!(
+        q.counts,
+        Counts {
+            ready: 0,
+            delayed: 0,
+            leased: 4,
+            acked: 3,
+            dead: 0
+        }
+    );
+    assert_eq!((c.counts.ready, c.published_total), (3, 3));
+    assert_eq!(db.count("SELECT count(*) FROM deliveries"), 10);
+    // The same message in two queues: the copy has the same id and body.
+    let copy = store.claim("copy", 3, None, false).expect("claim copy");
+    assert_eq!(ids(&copy), ids(&got[3..6]));
+    assert_eq!(copy[0].body, got[3].body);
+    assert_counts_match(&db, "q");
+    assert_counts_match(&db, "copy");
+}
+
+#[test]
+fn delete_queue_refuses_pending_work_unless_forced() {
+    test_db!(db, store);
+    publish_n(&mut store, "q", 3);
+    store.subscribe("t", "q").expect("sub");
+    assert!(matches!(
+        store.delete_queue("q", false),
+        Err(Error::QueueNotEmpty { pending: 3, .. })
+    ));
+    assert_eq!(store.delete_queue("q", true).expect("delete"), 3);
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM subscriptions"), 0);
+    assert_eq!(store.names().expect("names"), ["t"]);
+    assert!(matches!(
+        store.delete_queue("q", true),
+        Err(Error::UnknownQueue { .. })
+    ));
+}
+
+#[test]
+fn release_lease_makes_a_leased_message_ready_without_counting_an_attempt() {
+    test_db!(db, store);
+    store.create_queue("q", &max_attempts(1)).expect("create");
+    publish_n(&mut store, "q", 2);
+    let got = store.claim("q", 1, None, false).expect("claim");
+    let (id, old) = (got[0].id, got[0].receipt);
+    assert!(store.release_lease("q", id).expect("release"));
+    assert_eq!(state_of(&db, id), (State::Ready as i64, 0));
+    assert_eq!(
+        store.ack(&[old]).expect("ack"),
+        [Err(ReceiptError::LeaseEnded)]
+    );
+    assert!(!store.release_lease("q", id).expect("again"));
+    let again = store.claim("q", 1, None, false).expect("claim again");
+    assert_eq!((again[0].id, again[0].attempt), (id, 1));
+    assert!(matches!(
+        store.release_lease("nope", 1),
+        Err(Error::UnknownQueue { .. })
+    ));
+    assert_counts_match(&db, "q");
+}
+
+#[test]
+fn retention_sweeps_acked_messages_once_it_passed() {
+    test_db!(db, store);
+    let patch = SettingsPatch {
+        retention: Some(Duration::from_millis(1)),
+        ..SettingsPatch::default()
+    };
+    store.create_queue("q", &patch).expect("create");
+    publish_n(&mut store, "q", 5);
+    let got = store.claim("q", 5, None, false).expect("claim");
+    store.ack(&receipts(&got)).expect("ack");
+    // Housekeeping runs once a second per connection: a new one sweeps.
+    std::thread::sleep(Duration::from_millis(10));
+    let mut other = db.open();
+    assert!(other.claim("q", 1, None, false).expect("claim").is_empty());
+    assert_eq!(db.count("SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 0);
+    assert_eq!(store.queue_infos().expect("infos")[0].counts.acked, 0);
+    assert_counts_match(&db, "q");
+}
+
+// ---- work ----
+
+#[test]
+fn work_step_settles_then_claims_in_one_go() {
+    test_db!(db, store);
+    store.create_queue("q", &max_attempts(2)).expect("create");
+    publish_n(&mut store, "q", 5);
+    let first = store.work_step("q", &[], 4, None).expect("step");
+    let got = first.claimed.expect("claimed");
+    assert_eq!((got.len(), first.lease), (4, Duration::from_secs(30)));
+    let done = [
+        (got[0].receipt, Outcome::Ack),
+        (got[1].receipt, Outcome::Retry),
+        (got[2].receipt, Outcome::Release),
+    ];
+    let second = store.work_step("q", &done, 2, None).expect("step");
+    assert_eq!(
+        second.settled,
+        [
+            Ok(Settled::Acked),
+            Ok(Settled::Retrying),
+            Ok(Settled::Released)
+        ]
+    );
+    assert_eq!(
+        ids(&second.claimed.expect("claimed")),
+        [got[2].id, got[3].id + 1]
+    );
+    assert_eq!(state_of(&db, got[1].id), (State::Delayed as i64, 1));
+    assert_eq!(state_of(&db, got[2].id), (State::Leased as i64, 1));
+    let missing = store
+        .work_step("nope", &[(got[3].receipt, Outcome::Ack)], 1, None)
+        .expect("step");
+    assert_eq!(missing.settled, [Ok(Settled::Acked)]);
+    assert!(matches!(missing.claimed, Err(Error::UnknownQueue { .. })));
+    // The released message was leased again: its old receipt is refused.
+    assert_eq!(
+        store.release(&[got[2].receipt]).expect("release"),
+        [Err(ReceiptError::LeaseEnded)]
+    );
+    store.set_sync(Sync::Full).expect("sync");
+    store.flush().expect("flush");
+    assert_counts_match(&db, "q");
+}
+
+// ---- waiting ----
+
+#[test]
+fn a_waiting_consumer_is_woken_by_a_publish_in_another_connection() {
+    test_db!(db, store);
+    store
+        .create_queue("q", &SettingsPatch::default())
+        .expect("create");
+    let version = store.data_version().expect("version");
+    assert!(store.claim("q", 1, None, false).expect("claim").is_empty());
+    let publisher = std::thread::spawn({
+        let url = db.url.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let mut other = PgStore::open(&options(&url)).expect("open");
+            publish_n(&mut other, "other", 1);
+            publish_n(&mut other, "q", 1);
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(30);
+    assert!(
+        store.wait_for_news("q", until).expect("wait"),
+        "woken before the deadline"
+    );
+    assert!(Instant::now() < until);
+    publisher.join().expect("publisher");
+    assert_ne!(store.data_version().expect("version"), version);
+    assert_eq!(store.claim("q", 1, None, false).expect("claim").len(), 1);
+}
+
+#[test]
+fn a_wait_ends_at_its_deadline_or_when_a_delayed_message_comes_due() {
+    test_db!(db, store);
+    store.listen().expect("listen");
+    publish_n(&mut store, "other", 1);
+    let until = Instant::now() + Duration::from_millis(200);
+    assert!(
+        !store.wait_for_news("q", until).expect("wait"),
+        "news of another queue"
+    );
+    assert!(Instant::now() >= until);
+    let now = store.conn.borrow_mut().server_now().expect("now");
+    publish_one(
+        &mut store,
+        "q",
+        NewMessage {
+            body: b"1",
+            available_at: Some(now + 300),
+            ..NewMessage::default()
+        },
+    )
+    .expect("publish");
+    store.listen().expect("forget the publish's own news");
+    let until = Instant::now() + Duration::from_secs(30);
+    assert!(
+        store.wait_for_news("q", until).expect("wait"),
+        "due before the deadline"
+    );
+    assert_eq!(store.claim("q", 1, None, false).expect("claim").len(), 1);
+}
