@@ -277,7 +277,11 @@ pub(crate) fn ack_in(
 }
 
 /// Marks acked (or deletes) the deliveries whose receipt's lease holds, and
-/// returns them with their groups.
+/// returns them with their groups. (`state + 0`: the generic plan of this
+/// prepared statement otherwise walks `deliveries_waiting`, every leased row
+/// of the queue once per receipt, instead of one primary key seek each; the
+/// expression keeps the partial index out of reach. Measured: 8 ms instead of
+/// 0.7 ms per ack of 100.)
 fn ack_set(
     tx: &mut Tx<'_>,
     set: &[Receipt],
@@ -290,13 +294,13 @@ fn ack_set(
         "DELETE FROM deliveries d
          USING unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS r(queue_id, msg_id, lease)
          WHERE d.queue_id = r.queue_id AND d.msg_id = r.msg_id AND d.lease = r.lease
-           AND d.state = 2 AND d.visible_at > $1
+           AND d.state + 0 = 2 AND d.visible_at > $1
          RETURNING d.queue_id, d.msg_id, d.lease, d.grp"
     } else {
         "UPDATE deliveries d SET state = 3, done_at = $1
          FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS r(queue_id, msg_id, lease)
          WHERE d.queue_id = r.queue_id AND d.msg_id = r.msg_id AND d.lease = r.lease
-           AND d.state = 2 AND d.visible_at > $1
+           AND d.state + 0 = 2 AND d.visible_at > $1
          RETURNING d.queue_id, d.msg_id, d.lease, d.grp"
     };
     let now = tx.now;

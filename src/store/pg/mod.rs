@@ -127,6 +127,10 @@ pub(crate) struct Conn {
     pub seen: i64,
     /// Queues named by notifications received but not yet waited for.
     pub news: Vec<String>,
+    /// Benchmarks only: SQL run just before each commit that writes (to
+    /// measure what a shared counter row would cost).
+    #[cfg(test)]
+    pub before_commit: Option<String>,
 }
 
 impl PgStore {
@@ -161,6 +165,8 @@ impl PgStore {
             listening: false,
             seen: 0,
             news: Vec::new(),
+            #[cfg(test)]
+            before_commit: None,
         };
         let lock_ms = opts.busy_timeout.as_millis().clamp(1, i32::MAX as u128);
         let sync = match opts.sync {

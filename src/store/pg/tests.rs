@@ -1229,3 +1229,188 @@ fn a_wait_ends_at_its_deadline_or_when_a_delayed_message_comes_due() {
     );
     assert_eq!(store.claim("q", 1, None, false).expect("claim").len(), 1);
 }
+
+// ---- benchmarks (run with `--ignored --nocapture`, release build) ----
+
+/// Publishes `n` messages in batches of 1000.
+fn fill(store: &mut PgStore, queue: &str, n: usize) {
+    let body = b"{\"order\":12345,\"items\":[1,2,3]}";
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        store
+            .publish_batch(queue, |batch| {
+                for _ in chunk {
+                    batch.publish(&NewMessage {
+                        body,
+                        ..NewMessage::default()
+                    })?;
+                }
+                Ok::<_, Error>(())
+            })
+            .expect("fill");
+    }
+}
+
+/// 16 connections claim and ack `n` messages, `batch` at a time; returns
+/// messages per second. `hot`: every transaction also updates one shared row.
+fn drain(db: &TestDb, queue: &str, n: usize, batch: usize, hot: bool) -> f64 {
+    let start = Instant::now();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                let mut store = db.open();
+                if hot {
+                    store.conn.get_mut().before_commit =
+                        Some("UPDATE queues SET created_at = created_at + 1 WHERE id = 1;".into());
+                }
+                loop {
+                    let got = store.claim(queue, batch, None, false).expect("claim");
+                    if got.is_empty() {
+                        break;
+                    }
+                    store.ack(&receipts(&got)).expect("ack");
+                    done.fetch_add(got.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(done.into_inner(), n);
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The same drain on the SQLite store, for comparison: 16 connections to
+/// one file.
+fn drain_sqlite(n: usize, batch: usize, sync: Sync) -> f64 {
+    let dir = tempfile::tempdir().expect("dir");
+    let opts = Options {
+        path: dir.path().join("spool.db"),
+        busy_timeout: Duration::from_secs(30),
+        sync,
+    };
+    let mut store = Store::open(&opts).expect("open");
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        store
+            .publish_batch("q", |b| {
+                for _ in chunk {
+                    b.publish(&NewMessage {
+                        body: b"{\"order\":12345,\"items\":[1,2,3]}",
+                        ..NewMessage::default()
+                    })?;
+                }
+                Ok::<_, Error>(())
+            })
+            .expect("fill");
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                let mut store = Store::open(&opts).expect("open");
+                loop {
+                    let got = store.claim("q", batch, None, false).expect("claim");
+                    if got.is_empty() {
+                        break;
+                    }
+                    store.ack(&receipts(&got)).expect("ack");
+                }
+            });
+        }
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+#[ignore = "benchmark: prints numbers"]
+fn bench_probe() {
+    test_db!(db, store);
+    for batch in [100, 1] {
+        let queue = format!("q{batch}");
+        fill(&mut store, &queue, 5000);
+        let (mut tc, mut ta, mut n) = (Duration::ZERO, Duration::ZERO, 0);
+        let start = Instant::now();
+        loop {
+            let t = Instant::now();
+            let got = store.claim(&queue, batch, None, false).expect("claim");
+            tc += t.elapsed();
+            if got.is_empty() {
+                break;
+            }
+            let t = Instant::now();
+            store.ack(&receipts(&got)).expect("ack");
+            ta += t.elapsed();
+            n += got.len();
+        }
+        eprintln!(
+            "one consumer, batch {batch}: {:.0} msg/s, claim {tc:?} ack {ta:?}",
+            n as f64 / start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+#[test]
+#[ignore = "benchmark: prints numbers"]
+fn bench_drain_and_publish_latency() {
+    test_db!(db, store);
+    for (batch, n, hot) in [(1, 20_000, false), (1, 20_000, true), (100, 100_000, false)] {
+        let queue = format!("drain{batch}{}", if hot { "hot" } else { "" });
+        fill(&mut store, &queue, n);
+        let rate = drain(&db, &queue, n, batch, hot);
+        let label = if hot { ", shared counter row" } else { "" };
+        eprintln!("drain, 16 consumers, batch {batch}{label}: {rate:.0} msg/s ({n} messages)");
+    }
+    for (batch, n) in [(1, 20_000), (100, 100_000)] {
+        for sync in [Sync::Full, Sync::Normal] {
+            let rate = drain_sqlite(n, batch, sync);
+            eprintln!(
+                "SQLite drain, 16 connections, batch {batch}, sync {sync:?}: {rate:.0} msg/s"
+            );
+        }
+    }
+    let mut times = Vec::new();
+    for i in 0..500 {
+        let body = format!("{{\"n\":{i}}}");
+        let start = Instant::now();
+        publish_one(
+            &mut store,
+            "latency",
+            NewMessage {
+                body: body.as_bytes(),
+                ..NewMessage::default()
+            },
+        )
+        .expect("publish");
+        times.push(start.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "publish of one message, open connection: p50 {:?}, p99 {:?}",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+    let mut times = Vec::new();
+    for _ in 0..100 {
+        let start = Instant::now();
+        let mut fresh = db.open();
+        publish_one(
+            &mut fresh,
+            "latency",
+            NewMessage {
+                body: b"1",
+                ..NewMessage::default()
+            },
+        )
+        .expect("publish");
+        drop(fresh);
+        times.push(start.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "connect + publish of one message (one CLI command's store work): p50 {:?}, p99 {:?}",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
+}

@@ -112,6 +112,12 @@ impl<'c> Tx<'c> {
     fn commit_sql(&self) -> String {
         let second = self.now.div_euclid(1000);
         let mut sql = String::new();
+        #[cfg(test)]
+        if let Some(extra) = &self.conn.before_commit
+            && !self.deltas.is_empty()
+        {
+            sql.push_str(extra);
+        }
         let rows: Vec<String> = self
             .deltas
             .iter()
