@@ -121,6 +121,9 @@ pub(crate) struct Conn {
     pub target: Target,
     /// Per queue id: the second of the last housekeeping (sweep, stats folding).
     pub housekeeping: HashMap<i64, i64>,
+    /// Per queue name: when a full claim last ran (lazy transitions and
+    /// housekeeping); within a second of it, claims may take the fast path.
+    pub claimed: HashMap<String, std::time::Instant>,
     /// True once `LISTEN` was sent.
     pub listening: bool,
     /// Notifications received so far (see [`PgStore::data_version`]).
@@ -128,7 +131,8 @@ pub(crate) struct Conn {
     /// Queues named by notifications received but not yet waited for.
     pub news: Vec<String>,
     /// Benchmarks only: SQL run just before each commit that writes (to
-    /// measure what a shared counter row would cost).
+    /// measure what a shared counter row would cost); also turns the
+    /// one-statement claim and ack off.
     #[cfg(test)]
     pub before_commit: Option<String>,
 }
@@ -162,6 +166,7 @@ impl PgStore {
             statements: HashMap::new(),
             target,
             housekeeping: HashMap::new(),
+            claimed: HashMap::new(),
             listening: false,
             seen: 0,
             news: Vec::new(),

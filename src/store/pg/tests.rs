@@ -1233,6 +1233,17 @@ fn a_wait_ends_at_its_deadline_or_when_a_delayed_message_comes_due() {
 // ---- benchmarks (run with `--ignored --nocapture`, release build) ----
 
 /// Publishes `n` messages in batches of 1000.
+/// Which code paths a benchmark consumer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// As shipped: one-statement claims and acks where possible.
+    Fast,
+    /// Full transactions only.
+    Slow,
+    /// Full transactions, each also updating one shared row.
+    Hot,
+}
+
 fn fill(store: &mut PgStore, queue: &str, n: usize) {
     let body = b"{\"order\":12345,\"items\":[1,2,3]}";
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
@@ -1251,18 +1262,24 @@ fn fill(store: &mut PgStore, queue: &str, n: usize) {
 }
 
 /// 16 connections claim and ack `n` messages, `batch` at a time; returns
-/// messages per second. `hot`: every transaction also updates one shared row.
-fn drain(db: &TestDb, queue: &str, n: usize, batch: usize, hot: bool) -> f64 {
+/// messages per second. `hot`: the full paths only (no one-statement claim
+/// or ack), and every transaction also updates one shared row. `slow`: the
+/// full paths only.
+fn drain(db: &TestDb, queue: &str, n: usize, batch: usize, mode: Mode, sync: Sync) -> f64 {
     let start = Instant::now();
     let done = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..16 {
             s.spawn(|| {
                 let mut store = db.open();
-                if hot {
-                    store.conn.get_mut().before_commit =
-                        Some("UPDATE queues SET created_at = created_at + 1 WHERE id = 1;".into());
-                }
+                store.set_sync(sync).expect("sync");
+                store.conn.get_mut().before_commit = match mode {
+                    Mode::Fast => None,
+                    Mode::Slow => Some(String::new()),
+                    Mode::Hot => {
+                        Some("UPDATE queues SET created_at = created_at + 1 WHERE id = 1;".into())
+                    }
+                };
                 loop {
                     let got = store.claim(queue, batch, None, false).expect("claim");
                     if got.is_empty() {
@@ -1355,12 +1372,23 @@ fn bench_probe() {
 #[ignore = "benchmark: prints numbers"]
 fn bench_drain_and_publish_latency() {
     test_db!(db, store);
-    for (batch, n, hot) in [(1, 20_000, false), (1, 20_000, true), (100, 100_000, false)] {
-        let queue = format!("drain{batch}{}", if hot { "hot" } else { "" });
+    let cases = [
+        (1, 10_000, Mode::Fast, Sync::Full),
+        (1, 10_000, Mode::Slow, Sync::Full),
+        (1, 10_000, Mode::Hot, Sync::Full),
+        (1, 20_000, Mode::Fast, Sync::Normal),
+        (1, 20_000, Mode::Slow, Sync::Normal),
+        (1, 20_000, Mode::Hot, Sync::Normal),
+        (100, 100_000, Mode::Fast, Sync::Full),
+        (100, 100_000, Mode::Fast, Sync::Normal),
+    ];
+    for (i, (batch, n, mode, sync)) in cases.into_iter().enumerate() {
+        let queue = format!("drain{i}");
         fill(&mut store, &queue, n);
-        let rate = drain(&db, &queue, n, batch, hot);
-        let label = if hot { ", shared counter row" } else { "" };
-        eprintln!("drain, 16 consumers, batch {batch}{label}: {rate:.0} msg/s ({n} messages)");
+        let rate = drain(&db, &queue, n, batch, mode, sync);
+        eprintln!(
+            "drain, 16 consumers, batch {batch}, sync {sync:?}, {mode:?}: {rate:.0} msg/s ({n} messages)"
+        );
     }
     for (batch, n) in [(1, 20_000), (100, 100_000)] {
         for sync in [Sync::Full, Sync::Normal] {
@@ -1392,9 +1420,14 @@ fn bench_drain_and_publish_latency() {
         percentile(&times, 0.99)
     );
     let mut times = Vec::new();
-    for _ in 0..100 {
+    for i in 0..200 {
+        let url = if i % 2 == 0 {
+            db.url.clone()
+        } else {
+            with_param(&db.url, "sslmode=disable")
+        };
         let start = Instant::now();
-        let mut fresh = db.open();
+        let mut fresh = PgStore::open(&options(&url)).expect("open");
         publish_one(
             &mut fresh,
             "latency",
@@ -1405,12 +1438,43 @@ fn bench_drain_and_publish_latency() {
         )
         .expect("publish");
         drop(fresh);
-        times.push(start.elapsed());
+        times.push((i % 2, start.elapsed()));
     }
-    times.sort();
-    eprintln!(
-        "connect + publish of one message (one CLI command's store work): p50 {:?}, p99 {:?}",
-        percentile(&times, 0.5),
-        percentile(&times, 0.99)
+    for (mode, label) in [(0, "TLS (sslmode=prefer)"), (1, "sslmode=disable")] {
+        let mut t: Vec<Duration> = times
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .map(|(_, d)| *d)
+            .collect();
+        t.sort();
+        eprintln!(
+            "connect + publish of one message, {label}: p50 {:?}, p99 {:?}",
+            percentile(&t, 0.5),
+            percentile(&t, 0.99)
+        );
+    }
+}
+
+#[test]
+fn quick_repeated_claims_still_see_expired_leases_and_keep_counts() {
+    test_db!(db, store);
+    publish_n(&mut store, "q", 3);
+    let first = store
+        .claim("q", 1, Some(Duration::from_millis(1)), false)
+        .expect("claim");
+    std::thread::sleep(Duration::from_millis(20));
+    // Within a second of the full claim: the one-statement claim, which must
+    // notice the expired lease and leave it to the full path.
+    let again = store.claim("q", 1, None, false).expect("claim");
+    assert_eq!((again[0].id, again[0].attempt), (first[0].id, 2));
+    let next = store.claim("q", 5, None, false).expect("claim");
+    assert_eq!(next.len(), 2);
+    let mut all = receipts(&next);
+    all.push(again[0].receipt);
+    all.push(first[0].receipt);
+    assert_eq!(
+        store.ack(&all).expect("ack"),
+        [Ok(()), Ok(()), Ok(()), Err(ReceiptError::LeaseEnded)]
     );
+    assert_counts_match(&db, "q");
 }
