@@ -61,6 +61,7 @@
 
 mod admin;
 pub mod connect;
+mod doctor;
 mod inspect;
 mod lease;
 mod notify;
@@ -83,6 +84,7 @@ use postgres::types::{FromSql, ToSql};
 use postgres::{Client, Row, Statement};
 
 pub use connect::{Target, TlsMode, is_postgres_url};
+pub use doctor::PgHealth;
 pub use publish::PgPublishBatch;
 
 use super::{Error, Result, Sync};

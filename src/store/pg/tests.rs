@@ -1478,3 +1478,34 @@ fn quick_repeated_claims_still_see_expired_leases_and_keep_counts() {
     );
     assert_counts_match(&db, "q");
 }
+
+// ---- doctor ----
+
+#[test]
+fn health_finds_wrong_counts_and_orphans_and_repair_fixes_them() {
+    test_db!(db, store);
+    publish_n(&mut store, "q", 3);
+    let health = store.health().expect("health");
+    assert!(health.healthy(), "{health:?}");
+    assert_eq!(health.queues[0].counted[State::Ready as usize], 3);
+    assert!(health.ids_safe() && health.size_bytes > 0);
+    db.client()
+        .batch_execute(
+            "INSERT INTO stats (queue_id, second, n_ready, n_dead) VALUES (1, 0, 5, -1);
+             INSERT INTO messages (id, origin_id, published_at, raw, body)
+               VALUES (999999, 1, 0, false, '\\x31'), (1000000, 1, 0, false, '\\x31');
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at)
+               VALUES (1000000, 1, 0, 0, 0);",
+        )
+        .expect("damage");
+    let health = store.health().expect("health");
+    assert!(!health.healthy());
+    assert!(!health.queues[0].consistent());
+    assert_eq!(health.orphan_messages, 1);
+    assert!(!health.ids_safe());
+    assert_eq!(store.repair().expect("repair"), 3);
+    let health = store.health().expect("health");
+    assert!(health.healthy(), "{health:?}");
+    assert_eq!(store.queue_infos().expect("infos")[0].counts.ready, 4);
+    assert_eq!(publish_n(&mut store, "q", 1)[0], 1_000_001);
+}

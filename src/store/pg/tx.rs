@@ -78,6 +78,14 @@ impl<'c> Tx<'c> {
         }
     }
 
+    /// Adds `n` to the stored count of `state` in `queue` (a repair), without
+    /// counting it as a publish or an ack.
+    pub fn correct(&mut self, queue: i64, state: State, n: i64) {
+        if n != 0 {
+            self.deltas.entry(queue).or_default().states[state as usize] += n;
+        }
+    }
+
     /// Counts an ack whose delivery was deleted at once (retention 0).
     pub fn acked_and_deleted(&mut self, queue: i64, n: i64) {
         if n == 0 {
