@@ -73,7 +73,10 @@ impl PgStore {
             let subs = queues::subscribers(&mut tx, origin.id)?;
             let names: Vec<&str> = subs.iter().map(|q| q.name.as_str()).collect();
             queues::lock_shared(&mut tx, &names)?;
-            subs
+            // A subscriber deleted while we waited for its lock is gone now
+            // (this statement sees that commit); none can be added while we
+            // hold the topic's lock.
+            queues::subscribers(&mut tx, origin.id)?
         } else {
             vec![origin.clone()]
         };

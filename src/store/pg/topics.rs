@@ -22,6 +22,8 @@ impl PgStore {
             });
         }
         let mut tx = Tx::begin(self.conn.get_mut())?;
+        // Keeps the queue from being deleted under the new subscription.
+        queues::lock_shared(&mut tx, &[queue])?;
         let subscriber = match queues::lookup(&mut tx, queue)? {
             Some(row) if row.is_topic => {
                 return Err(Error::TopicSubscribes {
