@@ -96,12 +96,13 @@ pub fn parse(url: &str) -> Result<Target> {
             _ => kept.push(pair),
         }
     }
-    let client_mode = match tls {
-        TlsMode::Disable => "disable",
-        TlsMode::Prefer => "prefer",
-        _ => "require",
-    };
-    kept.push(client_mode_pair(client_mode));
+    // The client library knows only these three; the verify modes are
+    // `require` plus the certificate check of our TLS connector.
+    kept.push(match tls {
+        TlsMode::Disable => "sslmode=disable",
+        TlsMode::Prefer => "sslmode=prefer",
+        _ => "sslmode=require",
+    });
     let rebuilt = format!("{base}?{}", kept.join("&"));
     let mut config = postgres::Config::from_str(&rebuilt)
         .map_err(|e| open_error(&shown, format!("not a valid PostgreSQL URL: {e}")))?;
@@ -124,14 +125,6 @@ pub fn parse(url: &str) -> Result<Target> {
         root_cert,
         display,
     })
-}
-
-fn client_mode_pair(mode: &str) -> &'static str {
-    match mode {
-        "disable" => "sslmode=disable",
-        "prefer" => "sslmode=prefer",
-        _ => "sslmode=require",
-    }
 }
 
 fn tls_mode(value: &str) -> Option<TlsMode> {
