@@ -93,7 +93,7 @@ fn store_exit(err: &store::Error) -> Exit {
         E::RawBody { .. } => Exit::Usage,
         E::BrokenSchema { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
-        E::NetworkFs { .. } => Exit::IoErr,
+        E::NetworkFs { .. } | E::Postgres(_) => Exit::IoErr,
     }
 }
 

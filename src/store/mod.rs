@@ -103,6 +103,7 @@ mod doctor;
 mod inspect;
 mod lease;
 pub mod netfs;
+pub mod pg;
 mod publish;
 mod queues;
 mod schema;
@@ -324,6 +325,10 @@ pub enum Error {
     /// Any other database failure: I/O, disk full, corruption.
     #[error("the database cannot be read or written: {0}{hint}", hint = sqlite_hint(.0))]
     Sqlite(rusqlite::Error),
+    /// A PostgreSQL request failed: the connection broke, or the server
+    /// refused it (see [`pg`]).
+    #[error("the PostgreSQL database cannot be read or written: {0}")]
+    Postgres(String),
 }
 
 fn did_you_mean(similar: &[String]) -> String {

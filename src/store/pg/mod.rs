@@ -1,0 +1,422 @@
+//! The PostgreSQL backend: [`PgStore`] offers the API of [`super::Store`]
+//! (same method names, arguments and results) on a PostgreSQL database, for
+//! producers and consumers on several machines.
+//!
+//! # Connection
+//!
+//! `postgres://user[:password]@host[:port]/db[?param=value&…]`, through the
+//! synchronous `postgres` crate. spool reads three parameters itself and
+//! hands the rest to the client: `schema=NAME` (else `SPOOL_PG_SCHEMA`, else
+//! `spool`), `sslmode` (`disable`, `prefer` (default), `require`,
+//! `verify-ca`, `verify-full`; TLS by rustls) and `sslrootcert=FILE`.
+//! Passwords come from the URL, `PGPASSWORD` or `~/.pgpass` (`PGPASSFILE`).
+//! See [`connect`] and `docs/postgres.md`.
+//!
+//! # Schema and migrations
+//!
+//! Everything lives in one PostgreSQL schema, created by spool. Its version
+//! is the one row of `version`; opening for writing migrates under
+//! `pg_advisory_xact_lock`, so processes that start at once on a fresh
+//! database wait for one another and exactly one of them migrates. The
+//! connection's `search_path` is that schema alone, so the SQL names no
+//! schema.
+//!
+//! # Locking
+//!
+//! Every transaction runs at READ COMMITTED. Claims pick rows with `FOR
+//! UPDATE SKIP LOCKED`: a consumer never waits for another and never gets a
+//! row another holds. The lazy transitions of a claim (due delayed messages
+//! and expired leases back to ready, or dead) skip locked rows too. Acks,
+//! nacks and extends lock just the rows of their receipts. `--busy-timeout`
+//! becomes `lock_timeout`: a lock held past it is [`Error::Busy`] (exit 75).
+//!
+//! Hot rows: SQLite keeps per-state counters in the `queues` row and
+//! per-second rates in `rates`, updated by every transaction. On PostgreSQL
+//! that would make every ack wait for the row lock of the one before it.
+//! Here each write transaction instead *inserts* one row of deltas per queue
+//! it touched into `stats` (in the same round trip as its `COMMIT`); readers
+//! sum them, and housekeeping folds rows older than a few seconds into one
+//! row per second (older than an hour: into one row per queue), so the sum
+//! stays short. Inserts never wait for one another.
+//!
+//! # Performance
+//!
+//! Round trips are the cost of a command. A claim on a queue this connection
+//! claimed from within the last second, with nothing due, is one statement
+//! without an explicit transaction (lease, bodies and count deltas at once);
+//! so is an ack of ungrouped deliveries in queues that keep acked messages.
+//! Everything else is a transaction of a few statements. Statements are
+//! prepared once per connection. Figures in `docs/postgres.md`.
+//!
+//! # Time
+//!
+//! Every transaction reads the server's `clock_timestamp()` once at its
+//! start and acts at that time, so clients with skewed clocks agree.
+//!
+//! # Waiting
+//!
+//! Writers that make messages deliverable (publish, nack, release, replay)
+//! send `pg_notify('spool_<schema>', queue)`, which PostgreSQL delivers on
+//! commit. [`PgStore::data_version`] counts the notifications this
+//! connection has received (it starts listening on its first call, so call
+//! it before the claim, as the SQLite loop does), and
+//! [`PgStore::wait_for_news`] blocks on the socket until one arrives for a
+//! queue, a delayed message or lease comes due, or a deadline passes.
+//!
+//! # Durability
+//!
+//! `--sync full` is `synchronous_commit = on`, `--sync normal` is `off` (a
+//! crash of the server may lose the last commits, never consistency).
+
+mod admin;
+pub mod connect;
+mod doctor;
+mod inspect;
+mod lease;
+mod notify;
+mod publish;
+mod queues;
+mod schema;
+mod topics;
+mod tx;
+mod work;
+
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::types::{FromSql, ToSql};
+use postgres::{Client, Row, Statement};
+
+pub use connect::{Target, TlsMode, is_postgres_url};
+pub use doctor::PgHealth;
+pub use publish::PgPublishBatch;
+
+use super::{Error, Result, Sync};
+
+/// Where the PostgreSQL database is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://…` (see the module doc for the parameters spool reads).
+    pub url: String,
+    /// How long to wait for a row lock another transaction holds.
+    pub busy_timeout: Duration,
+    /// Commit durability.
+    pub sync: Sync,
+}
+
+/// An open spool database on PostgreSQL.
+pub struct PgStore {
+    conn: RefCell<Conn>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let display = self
+            .conn
+            .try_borrow()
+            .map(|c| c.target.display.clone())
+            .unwrap_or_default();
+        f.debug_struct("PgStore").field("db", &display).finish()
+    }
+}
+
+/// One connection with its prepared statements and per-connection state.
+pub(crate) struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+    pub target: Target,
+    /// Per queue id: the second of the last housekeeping (sweep, stats folding).
+    pub housekeeping: HashMap<i64, i64>,
+    /// Per queue name: when a full claim last ran (lazy transitions and
+    /// housekeeping); within a second of it, claims may take the fast path.
+    pub claimed: HashMap<String, std::time::Instant>,
+    /// True once `LISTEN` was sent.
+    pub listening: bool,
+    /// Notifications received so far (see [`PgStore::data_version`]).
+    pub seen: i64,
+    /// Queues named by notifications received but not yet waited for.
+    pub news: Vec<String>,
+    /// Benchmarks only: SQL run just before each commit that writes (to
+    /// measure what a shared counter row would cost); also turns the
+    /// one-statement claim and ack off.
+    #[cfg(test)]
+    pub before_commit: Option<String>,
+}
+
+impl PgStore {
+    /// Connects, creates spool's schema on first use and brings it up to date.
+    pub fn open(opts: &PgOptions) -> Result<PgStore> {
+        let store = PgStore::connect(opts)?;
+        store.conn.borrow_mut().migrate()?;
+        Ok(store)
+    }
+
+    /// Connects for reading only. Returns `None` when spool's schema does not
+    /// exist yet (callers treat that as an empty database); never creates or
+    /// changes anything.
+    pub fn open_read_only(opts: &PgOptions) -> Result<Option<PgStore>> {
+        let store = PgStore::connect(opts)?;
+        let version = store.conn.borrow_mut().schema_version()?;
+        match version {
+            None => Ok(None),
+            Some(v) if v > schema::CURRENT => Err(store.conn.borrow().newer(v)),
+            Some(_) => Ok(Some(store)),
+        }
+    }
+
+    fn connect(opts: &PgOptions) -> Result<PgStore> {
+        let target = connect::parse(&opts.url)?;
+        let client = connect::connect(&target)?;
+        let mut conn = Conn {
+            client,
+            statements: HashMap::new(),
+            target,
+            housekeeping: HashMap::new(),
+            claimed: HashMap::new(),
+            listening: false,
+            seen: 0,
+            news: Vec::new(),
+            #[cfg(test)]
+            before_commit: None,
+        };
+        let lock_ms = opts.busy_timeout.as_millis().clamp(1, i32::MAX as u128);
+        let sync = match opts.sync {
+            Sync::Full => "on",
+            Sync::Normal => "off",
+        };
+        let setup = format!(
+            "SET search_path TO \"{schema}\"; SET lock_timeout = {lock_ms};
+             SET synchronous_commit = {sync};
+             SET default_transaction_isolation = 'read committed';
+             SET default_transaction_read_only = off",
+            schema = conn.target.schema
+        );
+        conn.client
+            .batch_execute(&setup)
+            .map_err(|e| connect::open_error(&conn.target.display, e.to_string()))?;
+        Ok(PgStore {
+            conn: RefCell::new(conn),
+        })
+    }
+
+    /// The database as messages show it: `postgres://user@host:port/db?schema=NAME`.
+    pub fn display(&self) -> String {
+        self.conn.borrow().target.display.clone()
+    }
+
+    /// The PostgreSQL schema that holds spool's tables.
+    pub fn schema(&self) -> String {
+        self.conn.borrow().target.schema.clone()
+    }
+
+    /// Names of every queue and topic, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let rows = self
+            .conn
+            .borrow_mut()
+            .query("SELECT name FROM queues ORDER BY name", &[])?;
+        rows.iter().map(|r| r.at(0)).collect()
+    }
+
+    /// An [`Error::UnknownQueue`] for `name`, with the closest existing names.
+    pub fn unknown_queue(&self, name: &str) -> Error {
+        let names = self.names().unwrap_or_default();
+        Error::UnknownQueue {
+            name: name.to_owned(),
+            similar: crate::suggest::similar(name, &names),
+        }
+    }
+}
+
+impl Conn {
+    /// The prepared statement for `sql`, prepared once per connection.
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(Error::from)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Runs `sql` and returns its rows.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + std::marker::Sync)],
+    ) -> Result<Vec<Row>> {
+        let stmt = self.statement(sql)?;
+        Ok(self.client.query(&stmt, params)?)
+    }
+
+    /// Runs `sql` and returns its one row, if any.
+    pub fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + std::marker::Sync)],
+    ) -> Result<Option<Row>> {
+        let stmt = self.statement(sql)?;
+        Ok(self.client.query_opt(&stmt, params)?)
+    }
+
+    /// Runs `sql` and returns how many rows it changed.
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + std::marker::Sync)],
+    ) -> Result<u64> {
+        let stmt = self.statement(sql)?;
+        Ok(self.client.execute(&stmt, params)?)
+    }
+
+    /// Runs statements without parameters, in one round trip.
+    pub fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
+    /// Runs statements in one round trip and returns the first column of the
+    /// first row any of them returned.
+    pub fn simple_value(&mut self, sql: &str) -> Result<Option<String>> {
+        let messages = self.client.simple_query(sql)?;
+        Ok(messages.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        }))
+    }
+
+    /// The schema version, or `None` when spool's tables do not exist.
+    fn schema_version(&mut self) -> Result<Option<i64>> {
+        match self
+            .client
+            .query_opt("SELECT max(version) FROM version", &[])
+        {
+            Ok(row) => Ok(row.and_then(|r| r.get::<_, Option<i64>>(0))),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(&SqlState::UNDEFINED_TABLE | &SqlState::INVALID_SCHEMA_NAME)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn newer(&self, found: i64) -> Error {
+        Error::NewerSchema {
+            path: self.target.display.clone().into(),
+            found,
+            supported: schema::CURRENT,
+        }
+    }
+
+    /// Creates or upgrades the schema. Under a transaction-scoped advisory
+    /// lock keyed on the schema name, so concurrent processes take turns and
+    /// all but the first find the work done.
+    fn migrate(&mut self) -> Result<()> {
+        match self.schema_version()? {
+            Some(v) if v == schema::CURRENT => return Ok(()),
+            Some(v) if v > schema::CURRENT => return Err(self.newer(v)),
+            _ => {}
+        }
+        let schema = self.target.schema.clone();
+        let display = self.target.display.clone();
+        let newer = |found| Error::NewerSchema {
+            path: display.clone().into(),
+            found,
+            supported: schema::CURRENT,
+        };
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('spool migrate ' || $1, 0))",
+            &[&schema],
+        )?;
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))?;
+        let tables: Vec<String> = tx
+            .query(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = $1",
+                &[&schema],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !tables.is_empty() && !tables.iter().any(|t| t == "version") {
+            return Err(connect::open_error(
+                &display,
+                format!(
+                    "the PostgreSQL schema `{schema}` holds tables that are not spool's. Name another schema with `?schema=NAME` in the URL or {}",
+                    connect::SCHEMA_VAR
+                ),
+            ));
+        }
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS version (version bigint NOT NULL)")?;
+        let version: i64 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM version", &[])?
+            .get(0);
+        if version > schema::CURRENT {
+            return Err(newer(version));
+        }
+        for step in schema::MIGRATIONS.iter().skip(version as usize) {
+            tx.batch_execute(step)?;
+        }
+        tx.execute("DELETE FROM version", &[])?;
+        tx.execute(
+            "INSERT INTO version (version) VALUES ($1)",
+            &[&schema::CURRENT],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Typed column access that reports a type mismatch as an error, never a panic.
+pub(crate) trait RowExt {
+    /// Column `i` as `T`.
+    fn at<'a, T: FromSql<'a>>(&'a self, i: usize) -> Result<T>;
+}
+
+impl RowExt for Row {
+    fn at<'a, T: FromSql<'a>>(&'a self, i: usize) -> Result<T> {
+        self.try_get(i).map_err(Error::from)
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(err: postgres::Error) -> Self {
+        let busy = [
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ];
+        match err.code() {
+            Some(code) if busy.contains(code) => Error::Busy,
+            _ => Error::Postgres(describe(&err)),
+        }
+    }
+}
+
+/// The server's message and SQLSTATE, or the client's reason.
+fn describe(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None if err.is_closed() => {
+            "the connection to the PostgreSQL server was lost. Try again".to_owned()
+        }
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Waiting for news with LISTEN/NOTIFY instead of polling: writers that make
+//! messages deliverable send `pg_notify('spool_<schema>', queue)` inside
+//! their transaction (see [`super::tx::Tx::notify`]); PostgreSQL delivers it
+//! to every listening connection when, and only if, the transaction commits.
+
+use std::time::{Duration, Instant};
+
+use postgres::fallible_iterator::FallibleIterator;
+
+use super::super::Result;
+use super::tx::NOW_MS;
+use super::{Conn, PgStore, RowExt};
+
+/// The notification channel of a schema (at most 63 bytes: schema names are
+/// at most 57).
+pub(crate) fn channel(schema: &str) -> String {
+    format!("spool_{schema}")
+}
+
+/// The longest a wait sleeps before it checks the clock against the next
+/// due time again: a safety net should a delayed message's due time move
+/// earlier without a notification (it never does today).
+const MAX_NAP: Duration = Duration::from_secs(5);
+
+impl Conn {
+    /// Sends `LISTEN` once per connection.
+    fn listen(&mut self) -> Result<()> {
+        if !self.listening {
+            let channel = channel(&self.target.schema);
+            self.batch(&format!("LISTEN \"{channel}\""))?;
+            self.listening = true;
+        }
+        Ok(())
+    }
+
+    /// Takes the notifications the server has sent, without waiting.
+    fn drain(&mut self) -> Result<()> {
+        let mut pending = Vec::new();
+        {
+            let mut notifications = self.client.notifications();
+            let mut iter = notifications.iter();
+            while let Some(n) = iter.next()? {
+                pending.push(n.payload().to_owned());
+            }
+        }
+        self.seen += pending.len() as i64;
+        self.news.extend(pending);
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for one notification.
+    fn wait_one(&mut self, timeout: Duration) -> Result<()> {
+        let got = {
+            let mut notifications = self.client.notifications();
+            let mut iter = notifications.timeout_iter(timeout);
+            iter.next()?.map(|n| n.payload().to_owned())
+        };
+        if let Some(queue) = got {
+            self.seen += 1;
+            self.news.push(queue);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn server_now(&mut self) -> Result<i64> {
+        let row = self.query_opt(&format!("SELECT {NOW_MS}"), &[])?;
+        match row {
+            Some(r) => r.at(0),
+            None => Ok(super::super::now_ms()),
+        }
+    }
+}
+
+impl PgStore {
+    /// A number that changes whenever a transaction that made messages
+    /// deliverable (in any queue of this schema) has committed since the
+    /// last call: the counterpart of SQLite's `data_version`. The first call
+    /// starts listening, so call it before the claim whose emptiness makes
+    /// you wait. Costs no round trip once listening.
+    pub fn data_version(&self) -> Result<i64> {
+        let mut conn = self.conn.borrow_mut();
+        conn.listen()?;
+        conn.drain()?;
+        Ok(conn.seen)
+    }
+
+    /// Starts listening for news (as the first [`PgStore::data_version`]
+    /// does) and forgets news received so far: call before the claim that
+    /// precedes a [`PgStore::wait_for_news`].
+    pub fn listen(&self) -> Result<()> {
+        let mut conn = self.conn.borrow_mut();
+        conn.listen()?;
+        conn.drain()?;
+        conn.news.clear();
+        Ok(())
+    }
+
+    /// Blocks until news for `queue` arrives (a publish, nack, release or
+    /// replay committed; news received since [`PgStore::listen`] counts), a
+    /// delayed message or lease of `queue` comes due by the server's clock,
+    /// or `until` passes. Returns true when woken by news or a due message,
+    /// false at `until`. Costs one query (the next due time) plus the wait;
+    /// sleeps on the socket, so an idle consumer uses no CPU.
+    pub fn wait_for_news(&self, queue: &str, until: Instant) -> Result<bool> {
+        let due = self.next_due(queue)?;
+        let mut conn = self.conn.borrow_mut();
+        conn.listen()?;
+        // How long until the due time, by the server's clock.
+        let due_in = match due {
+            Some(at) => {
+                let now = conn.server_now()?;
+                Some(Duration::from_millis(at.saturating_sub(now).max(0) as u64))
+            }
+            None => None,
+        };
+        let due_at = due_in.map(|d| Instant::now() + d);
+        loop {
+            conn.drain()?;
+            if conn.news.iter().any(|q| q == queue) {
+                conn.news.clear();
+                return Ok(true);
+            }
+            conn.news.clear();
+            let now = Instant::now();
+            if due_at.is_some_and(|d| now >= d) {
+                return Ok(true);
+            }
+            if now >= until {
+                return Ok(false);
+            }
+            let mut nap = until - now;
+            if let Some(d) = due_at {
+                nap = nap.min(d - now);
+            }
+            conn.wait_one(nap.min(MAX_NAP))?;
+        }
+    }
+}

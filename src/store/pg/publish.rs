@@ -1,0 +1,380 @@
+//! Publishing: one transaction per batch. Plain messages are buffered and
+//! written a chunk at a time (one statement inserts the messages and their
+//! deliveries to every target from arrays); keyed and grouped ones go one
+//! statement each, so deduplication and group heads see every earlier one.
+
+use std::collections::VecDeque;
+
+use super::super::publish::NewMessage;
+use super::super::{Error, Result, State};
+use super::queues::{self, QueueRow};
+use super::tx::Tx;
+use super::{Conn, PgStore, RowExt};
+
+/// Rows per multi-row insert, at most.
+const CHUNK: usize = 1000;
+
+/// Body bytes per multi-row insert, at most (one chunk may pass it by one body).
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// The most ids taken from the sequence in one round trip.
+const MAX_ID_BLOCK: i64 = 1024;
+
+/// An open publish transaction, handed to the closure of
+/// [`PgStore::publish_batch`]: the PostgreSQL counterpart of
+/// [`super::super::PublishBatch`], with the same two methods.
+pub struct PgPublishBatch<'t> {
+    conn: &'t mut Conn,
+    origin: QueueRow,
+    targets: Vec<QueueRow>,
+    target_ids: Vec<i64>,
+    target_names: Vec<String>,
+    max_size: u64,
+    now: i64,
+    /// Ids taken from the sequence and not used yet.
+    ids: VecDeque<i64>,
+    /// How many ids the next trip to the sequence takes.
+    next_block: i64,
+    /// True once the group locks of the targets are held.
+    group_locked: bool,
+    pending: Vec<Pending>,
+    arena: Vec<u8>,
+    /// Deliveries added per target and state.
+    added: Vec<[i64; 6]>,
+    /// New messages (not deduplicated).
+    published: i64,
+}
+
+/// A buffered plain message; its body lives in the arena.
+struct Pending {
+    id: i64,
+    body_end: usize,
+    raw: bool,
+    headers: Option<String>,
+    priority: i64,
+    visible_at: i64,
+    state: State,
+}
+
+impl PgStore {
+    /// Publishes to a queue (created if missing) or a topic (fanned out to its
+    /// subscribers) in one transaction: `fill` adds messages to the batch, and
+    /// they become visible together when it returns `Ok`. If `fill` fails,
+    /// nothing is published.
+    pub fn publish_batch<T, E: From<Error>>(
+        &mut self,
+        name: &str,
+        fill: impl FnOnce(&mut PgPublishBatch<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut tx = Tx::begin(self.conn.get_mut())?;
+        queues::lock_shared(&mut tx, &[name])?;
+        let origin = queues::ensure(&mut tx, name)?;
+        let targets = if origin.is_topic {
+            let subs = queues::subscribers(&mut tx, origin.id)?;
+            let names: Vec<&str> = subs.iter().map(|q| q.name.as_str()).collect();
+            queues::lock_shared(&mut tx, &names)?;
+            // A subscriber deleted while we waited for its lock is gone now
+            // (this statement sees that commit); none can be added while we
+            // hold the topic's lock.
+            queues::subscribers(&mut tx, origin.id)?
+        } else {
+            vec![origin.clone()]
+        };
+        if targets.is_empty() {
+            return Err(Error::NoSubscribers {
+                topic: name.to_owned(),
+            }
+            .into());
+        }
+        let now = tx.now;
+        let (value, added, published) = {
+            let mut batch = PgPublishBatch::new(&mut tx, origin.clone(), targets.clone(), now);
+            let value = fill(&mut batch)?;
+            batch.flush_pending()?;
+            (value, batch.added, batch.published)
+        };
+        for (queue, counts) in targets.iter().zip(&added) {
+            for (state, n) in State::ALL.iter().zip(counts) {
+                tx.moved_many(queue.id, None, Some(*state), *n);
+            }
+            tx.published(queue.id, counts.iter().sum());
+            if counts[State::Ready as usize] > 0 || counts[State::Delayed as usize] > 0 {
+                tx.notify(&queue.name);
+            }
+        }
+        if origin.is_topic {
+            tx.published(origin.id, published);
+        }
+        for queue in &targets {
+            super::lease::housekeeping(&mut tx, queue)?;
+        }
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+impl<'t> PgPublishBatch<'t> {
+    fn new(conn: &'t mut Conn, origin: QueueRow, targets: Vec<QueueRow>, now: i64) -> Self {
+        // A topic holds nothing, so only its subscribers' limits count.
+        let max_size = targets
+            .iter()
+            .map(|q| q.settings.max_size)
+            .min()
+            .unwrap_or(u64::MAX);
+        PgPublishBatch {
+            conn,
+            target_ids: targets.iter().map(|q| q.id).collect(),
+            target_names: targets.iter().map(|q| q.name.clone()).collect(),
+            added: vec![[0; 6]; targets.len()],
+            origin,
+            targets,
+            max_size,
+            now,
+            ids: VecDeque::new(),
+            next_block: 1,
+            group_locked: false,
+            pending: Vec::new(),
+            arena: Vec::new(),
+            published: 0,
+        }
+    }
+
+    /// The largest body this batch accepts, in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Adds one message and returns its id, or the id of the message the
+    /// queue already holds under the same key.
+    pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
+        if msg.body.len() as u64 > self.max_size {
+            return Err(Error::TooLarge {
+                size: msg.body.len(),
+                limit: self.max_size,
+            });
+        }
+        if let Some(key) = msg.key {
+            self.flush_pending()?;
+            if let Some(id) = self.find_key(key)? {
+                return Ok(id);
+            }
+        }
+        if msg.key.is_none() && msg.group.is_none() {
+            let id = self.next_id()?;
+            self.published += 1;
+            return self.buffer(id, msg);
+        }
+        self.flush_pending()?;
+        if msg.group.is_some() {
+            self.lock_groups()?;
+        }
+        let id = self.next_id()?;
+        self.insert_one(id, msg)
+    }
+
+    fn find_key(&mut self, key: &str) -> Result<Option<i64>> {
+        let origin = self.origin.id;
+        self.conn
+            .query_opt(
+                "SELECT id FROM messages WHERE origin_id = $1 AND key = $2",
+                &[&origin, &key],
+            )?
+            .map(|r| r.at(0))
+            .transpose()
+    }
+
+    /// The next message id, from ids taken from the sequence in blocks that
+    /// double with each trip (a rolled back or short batch leaves a gap).
+    fn next_id(&mut self) -> Result<i64> {
+        if self.ids.is_empty() {
+            let n = self.next_block;
+            self.next_block = (n * 2).min(MAX_ID_BLOCK);
+            let rows = self.conn.query(
+                "SELECT nextval('message_ids') FROM generate_series(1, $1::bigint)",
+                &[&n],
+            )?;
+            let mut ids = rows.iter().map(|r| r.at(0)).collect::<Result<Vec<i64>>>()?;
+            ids.sort_unstable();
+            self.ids.extend(ids);
+        }
+        self.ids
+            .pop_front()
+            .ok_or_else(|| Error::Postgres("the id sequence gave no value".into()))
+    }
+
+    /// Grouped messages are delivered in id order, so ids must follow the
+    /// order in which their publishes commit: the first grouped message of a
+    /// batch takes an exclusive lock per target, held to the commit, and
+    /// drops the ids taken before it.
+    fn lock_groups(&mut self) -> Result<()> {
+        if self.group_locked {
+            return Ok(());
+        }
+        let prefix = format!("spool groups {} ", self.conn.target.schema);
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || name, 0))
+             FROM unnest($2::text[]) AS t(name) ORDER BY name",
+            &[&prefix, &self.target_names],
+        )?;
+        self.group_locked = true;
+        self.ids.clear();
+        Ok(())
+    }
+
+    fn first_state(&self, msg: &NewMessage<'_>) -> (State, i64) {
+        let visible_at = msg.available_at.unwrap_or(self.now).max(self.now);
+        let state = if visible_at > self.now {
+            State::Delayed
+        } else {
+            State::Ready
+        };
+        (state, visible_at)
+    }
+
+    fn buffer(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {
+        let (state, visible_at) = self.first_state(msg);
+        self.arena.extend_from_slice(msg.body);
+        self.pending.push(Pending {
+            id,
+            body_end: self.arena.len(),
+            raw: msg.raw,
+            headers: msg.headers.map(str::to_owned),
+            priority: msg.priority,
+            visible_at,
+            state,
+        });
+        if self.pending.len() >= CHUNK || self.arena.len() >= CHUNK_BYTES {
+            self.flush_pending()?;
+        }
+        Ok(id)
+    }
+
+    /// Inserts the buffered messages and their deliveries in one statement.
+    fn flush_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        let mut bodies: Vec<&[u8]> = Vec::with_capacity(rows.len());
+        let mut start = 0;
+        for row in &rows {
+            bodies.push(&self.arena[start..row.body_end]);
+            start = row.body_end;
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let raws: Vec<bool> = rows.iter().map(|r| r.raw).collect();
+        let headers: Vec<Option<&str>> = rows.iter().map(|r| r.headers.as_deref()).collect();
+        let states: Vec<i64> = rows.iter().map(|r| r.state as i64).collect();
+        let priorities: Vec<i64> = rows.iter().map(|r| r.priority).collect();
+        let visible: Vec<i64> = rows.iter().map(|r| r.visible_at).collect();
+        self.conn.execute(
+            "WITH m AS (
+                 INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
+                 SELECT id, $1, NULL, $2, raw, headers, body
+                 FROM unnest($3::bigint[], $4::bool[], $5::text[], $6::bytea[]) AS t(id, raw, headers, body)
+             )
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at)
+             SELECT t.id, q.id, t.state, t.priority, t.visible_at
+             FROM unnest($3::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                  AS t(id, state, priority, visible_at)
+             CROSS JOIN unnest($10::bigint[]) AS q(id)",
+            &[
+                &self.origin.id,
+                &self.now,
+                &ids,
+                &raws,
+                &headers,
+                &bodies,
+                &states,
+                &priorities,
+                &visible,
+                &self.target_ids,
+            ],
+        )?;
+        for counts in &mut self.added {
+            for row in &rows {
+                counts[row.state as usize] += 1;
+            }
+        }
+        self.arena.clear();
+        Ok(())
+    }
+
+    /// Inserts a keyed or grouped message with its deliveries. A key that a
+    /// concurrent publish committed first answers with that message's id.
+    fn insert_one(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {
+        let (first, visible_at) = self.first_state(msg);
+        let mut states = Vec::with_capacity(self.targets.len());
+        for queue in self.target_ids.clone() {
+            let state = match msg.group {
+                Some(group) if !self.claim_group(queue, group, id)? => State::Held,
+                _ => first,
+            };
+            states.push(state as i64);
+        }
+        let inserted = self.conn.query(
+            "WITH m AS (
+                 INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (origin_id, key) WHERE key IS NOT NULL DO NOTHING
+                 RETURNING id
+             )
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
+             SELECT m.id, t.queue, t.state, $8, $9, $10
+             FROM m CROSS JOIN unnest($11::bigint[], $12::bigint[]) AS t(queue, state)
+             RETURNING msg_id",
+            &[
+                &id,
+                &self.origin.id,
+                &msg.key,
+                &self.now,
+                &msg.raw,
+                &msg.headers,
+                &msg.body,
+                &msg.priority,
+                &visible_at,
+                &msg.group,
+                &self.target_ids,
+                &states,
+            ],
+        )?;
+        if inserted.is_empty() {
+            // Another publish committed this key since we looked: this
+            // message never existed, so it heads no group.
+            if msg.group.is_some() {
+                self.conn.execute(
+                    "DELETE FROM group_heads WHERE queue_id = ANY($1) AND head_id = $2",
+                    &[&self.target_ids, &id],
+                )?;
+            }
+            let key = msg.key.unwrap_or_default();
+            return self
+                .find_key(key)?
+                .ok_or_else(|| Error::Postgres(format!("key `{key}` vanished while publishing")));
+        }
+        self.published += 1;
+        for (counts, state) in self.added.iter_mut().zip(&states) {
+            counts[*state as usize] += 1;
+        }
+        Ok(id)
+    }
+
+    /// Makes message `id` the head of `group` in `queue` if the group has
+    /// none; false when another message heads it (this one is then held).
+    /// The upsert locks the head row, so a consumer finishing the head waits
+    /// for this publish and then sees the new message.
+    fn claim_group(&mut self, queue: i64, group: &str, id: i64) -> Result<bool> {
+        let head: i64 = self
+            .conn
+            .query_opt(
+                "INSERT INTO group_heads (queue_id, grp, head_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (queue_id, grp) DO UPDATE SET head_id = group_heads.head_id
+                 RETURNING head_id",
+                &[&queue, &group, &id],
+            )?
+            .map(|r| r.at(0))
+            .transpose()?
+            .unwrap_or(id);
+        Ok(head == id)
+    }
+}

@@ -1,0 +1,181 @@
+//! A transaction on the PostgreSQL connection that acts at one server time,
+//! collects the per-queue count changes it owes, and writes them as one
+//! insert-only `stats` row per queue together with its notifications and
+//! `COMMIT`, in one round trip.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Deref, DerefMut};
+
+use super::super::{Error, Result, State};
+use super::Conn;
+
+/// The server's clock in ms since the epoch.
+pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+#[derive(Debug, Default)]
+struct Deltas {
+    states: [i64; 6],
+    published: i64,
+    acked: i64,
+}
+
+/// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
+pub(crate) struct Tx<'c> {
+    conn: &'c mut Conn,
+    /// When this transaction acts, in ms since the epoch, by the server's clock.
+    pub now: i64,
+    deltas: BTreeMap<i64, Deltas>,
+    notify: BTreeSet<String>,
+    open: bool,
+}
+
+impl<'c> Tx<'c> {
+    /// Starts a READ COMMITTED transaction for writing.
+    pub fn begin(conn: &'c mut Conn) -> Result<Tx<'c>> {
+        Tx::start(conn, "BEGIN")
+    }
+
+    /// Starts a read-only transaction that sees one snapshot throughout.
+    pub fn read(conn: &'c mut Conn) -> Result<Tx<'c>> {
+        Tx::start(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    }
+
+    fn start(conn: &'c mut Conn, begin: &str) -> Result<Tx<'c>> {
+        let mut tx = Tx {
+            conn,
+            now: 0,
+            deltas: BTreeMap::new(),
+            notify: BTreeSet::new(),
+            open: true,
+        };
+        let now = tx.conn.simple_value(&format!("{begin}; SELECT {NOW_MS}"))?;
+        tx.now = now
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::Postgres("the server did not tell its time".into()))?;
+        Ok(tx)
+    }
+
+    /// Records that one delivery of `queue` went from `from` to `to`
+    /// (`None`: it did not exist before, or no longer exists).
+    pub fn moved(&mut self, queue: i64, from: Option<State>, to: Option<State>) {
+        self.moved_many(queue, from, to, 1);
+    }
+
+    /// Like [`Tx::moved`], for `n` deliveries at once.
+    pub fn moved_many(&mut self, queue: i64, from: Option<State>, to: Option<State>, n: i64) {
+        if n == 0 || from == to {
+            return;
+        }
+        let d = self.deltas.entry(queue).or_default();
+        if let Some(s) = from {
+            d.states[s as usize] -= n;
+        }
+        if let Some(s) = to {
+            d.states[s as usize] += n;
+        }
+        if to == Some(State::Acked) {
+            d.acked += n;
+        }
+    }
+
+    /// Adds `n` to the stored count of `state` in `queue` (a repair), without
+    /// counting it as a publish or an ack.
+    pub fn correct(&mut self, queue: i64, state: State, n: i64) {
+        if n != 0 {
+            self.deltas.entry(queue).or_default().states[state as usize] += n;
+        }
+    }
+
+    /// Counts an ack whose delivery was deleted at once (retention 0).
+    pub fn acked_and_deleted(&mut self, queue: i64, n: i64) {
+        if n == 0 {
+            return;
+        }
+        let d = self.deltas.entry(queue).or_default();
+        d.states[State::Leased as usize] -= n;
+        d.acked += n;
+    }
+
+    /// Counts `n` newly published messages in `queue`.
+    pub fn published(&mut self, queue: i64, n: i64) {
+        if n != 0 {
+            self.deltas.entry(queue).or_default().published += n;
+        }
+    }
+
+    /// Wakes the consumers waiting on `queue` when this transaction commits.
+    pub fn notify(&mut self, queue: &str) {
+        if !self.notify.contains(queue) {
+            self.notify.insert(queue.to_owned());
+        }
+    }
+
+    /// Writes the count deltas and notifications, and commits: one round trip.
+    pub fn commit(mut self) -> Result<()> {
+        let sql = self.commit_sql();
+        self.open = false;
+        self.conn.batch(&sql)
+    }
+
+    fn commit_sql(&self) -> String {
+        let second = self.now.div_euclid(1000);
+        let mut sql = String::new();
+        #[cfg(test)]
+        if let Some(extra) = &self.conn.before_commit
+            && !self.deltas.is_empty()
+        {
+            sql.push_str(extra);
+        }
+        let rows: Vec<String> = self
+            .deltas
+            .iter()
+            .filter(|(_, d)| d.states != [0; 6] || d.published != 0 || d.acked != 0)
+            .map(|(queue, d)| {
+                let s = &d.states;
+                format!(
+                    "({queue},{second},{},{},{},{},{},{},{},{})",
+                    s[0], s[1], s[2], s[3], s[4], s[5], d.published, d.acked
+                )
+            })
+            .collect();
+        if !rows.is_empty() {
+            sql.push_str(
+                "INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked, n_dead, n_held, published, acked) VALUES ",
+            );
+            sql.push_str(&rows.join(","));
+            sql.push(';');
+        }
+        let channel = super::notify::channel(&self.conn.target.schema);
+        for queue in &self.notify {
+            // Queue names are letters, digits and `._-:`; quoting is for safety.
+            let queue = queue.replace('\'', "''");
+            sql.push_str(&format!("SELECT pg_notify('{channel}', '{queue}');"));
+        }
+        sql.push_str("COMMIT");
+        sql
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.conn
+    }
+}
+
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // On a broken connection there is nothing to roll back: the
+            // server already did.
+            let _ = self.conn.batch("ROLLBACK");
+        }
+    }
+}
