@@ -129,13 +129,13 @@ impl Context {
     }
 
     /// Opens the database for writing, creating it on first use.
-    pub fn store(&self) -> anyhow::Result<store::Store> {
-        Ok(store::Store::open(&self.store_options()?)?)
+    pub fn store(&self) -> anyhow::Result<store::Db> {
+        Ok(store::Db::open(&self.store_options()?)?)
     }
 
     /// Opens the database for reading only; `None` when it does not exist yet.
-    pub fn read_store(&self) -> anyhow::Result<Option<store::Store>> {
-        Ok(store::Store::open_read_only(&self.store_options()?)?)
+    pub fn read_store(&self) -> anyhow::Result<Option<store::Db>> {
+        Ok(store::Db::open_read_only(&self.store_options()?)?)
     }
 }
 

@@ -99,7 +99,7 @@ pub fn queue_names(current: &std::ffi::OsStr) -> Vec<clap_complete::CompletionCa
         busy_timeout: std::time::Duration::from_millis(200),
         sync: crate::store::Sync::Normal,
     };
-    let names = match crate::store::Store::open_read_only(&opts) {
+    let names = match crate::store::Db::open_read_only(&opts) {
         Ok(Some(store)) => store.names().unwrap_or_default(),
         _ => Vec::new(),
     };

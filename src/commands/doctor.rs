@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use crate::Context;
 use crate::error::{Exit, Failure};
 use crate::parse::{format_duration, format_size};
-use crate::store::{Health, QueueHealth, STATE_COLUMNS};
+use crate::store::pg::PgHealth;
+use crate::store::{Db, Health, QueueHealth, STATE_COLUMNS};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -68,28 +69,43 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     };
     drop(store);
     if args.repair {
-        let changed = ctx.store()?.repair()?;
+        let changed = match ctx.store()? {
+            Db::Sqlite(mut s) => s.repair()?,
+            Db::Postgres(mut p) => p.repair()?,
+        };
         ctx.out
             .note(&format!("repaired {changed} thing(s); checking again"));
     }
     let Some(store) = ctx.read_store()? else {
         return report_missing(ctx, &path);
     };
-    let health = store.health()?;
-    let findings = findings(&health);
-    if ctx.out.human() {
-        print_table(ctx, &path, &health, &findings)?;
-    } else {
-        print_json(&path, &health, &findings)?;
-    }
+    let (display, findings) = match &store {
+        Db::Sqlite(s) => {
+            let health = s.health()?;
+            let findings = findings(&health);
+            if ctx.out.human() {
+                print_table(ctx, &path, &health, &findings)?;
+            } else {
+                print_json(&path, &health, &findings)?;
+            }
+            (path.display().to_string(), findings)
+        }
+        Db::Postgres(p) => {
+            let health = p.health()?;
+            let findings = pg_findings(&health);
+            if ctx.out.human() {
+                print_pg_table(ctx, &health, &findings)?;
+            } else {
+                print_pg_json(&health, &findings)?;
+            }
+            (health.display.clone(), findings)
+        }
+    };
     let problems = findings.iter().filter(|f| f.problem).count();
     if problems > 0 {
         return Err(Failure::new(
             Exit::IoErr,
-            format!(
-                "doctor found {problems} problem(s) in `{}`; see the report above",
-                path.display()
-            ),
+            format!("doctor found {problems} problem(s) in `{display}`; see the report above"),
         )
         .into());
     }
@@ -374,7 +390,7 @@ fn queue_table(ctx: &Context, queues: &[QueueHealth]) -> comfy_table::Table {
     table
 }
 
-fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyhow::Result<()> {
+fn queues_json(queues: &[QueueHealth]) -> Vec<Value> {
     let states = |n: &[i64; 6]| -> Value {
         STATE_COLUMNS
             .iter()
@@ -383,8 +399,7 @@ fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyho
             .collect::<serde_json::Map<_, _>>()
             .into()
     };
-    let queues: Vec<Value> = h
-        .queues
+    queues
         .iter()
         .map(|q| {
             let s = &q.settings;
@@ -401,8 +416,11 @@ fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyho
                 "consistent": q.consistent(),
             })
         })
-        .collect();
-    let findings: Vec<Value> = findings
+        .collect()
+}
+
+fn findings_json(findings: &[Finding]) -> Vec<Value> {
+    findings
         .iter()
         .map(|f| {
             json!({
@@ -411,7 +429,12 @@ fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyho
                 "fix": f.fix,
             })
         })
-        .collect();
+        .collect()
+}
+
+fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyhow::Result<()> {
+    let queues = queues_json(&h.queues);
+    let findings = findings_json(findings);
     let report = json!({
         "database": {
             "path": path.display().to_string(),
@@ -438,6 +461,121 @@ fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyho
             "version": b.version,
             "reason": b.reason,
         })).collect::<Vec<_>>(),
+        "findings": findings,
+        "healthy": !findings.iter().any(|f| f["level"] == "problem"),
+    });
+    let mut out = crate::output::stdout();
+    writeln!(out, "{report}")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn pg_findings(h: &PgHealth) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for q in h.queues.iter().filter(|q| !q.consistent()) {
+        out.push(Finding::problem(
+            format!(
+                "the counts of `{}` do not match its messages: {}",
+                q.name,
+                counter_diff(q)
+            ),
+            "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
+        ));
+    }
+    if h.missing_messages > 0 {
+        out.push(Finding::problem(
+            format!(
+                "{} deliveries point at message bodies that are gone",
+                h.missing_messages
+            ),
+            "Those messages cannot be delivered; restore the schema from a backup",
+        ));
+    }
+    if !h.ids_safe() {
+        out.push(Finding::problem(
+            format!(
+                "the next message id ({}) is not above the highest stored id ({})",
+                h.next_message_id,
+                h.max_message_id.unwrap_or(0)
+            ),
+            "New messages could reuse ids: run `spool doctor --repair`",
+        ));
+    }
+    if h.schema_version < h.schema_supported {
+        out.push(Finding::warning(
+            format!(
+                "the schema is version {}, older than this spool's {}",
+                h.schema_version, h.schema_supported
+            ),
+            "Any command that writes brings it up to date",
+        ));
+    }
+    if h.orphan_messages > 0 {
+        out.push(Finding::warning(
+            format!(
+                "{} message bodies are no longer in any queue",
+                h.orphan_messages
+            ),
+            "They only take space: `spool doctor --repair` deletes them",
+        ));
+    }
+    out
+}
+
+fn print_pg_table(ctx: &Context, h: &PgHealth, findings: &[Finding]) -> anyhow::Result<()> {
+    let mut out = crate::output::stdout();
+    let facts = [
+        ("database", h.display.clone()),
+        ("server", format!("PostgreSQL {}", h.server_version)),
+        ("size", human_bytes(h.size_bytes)),
+        (
+            "schema",
+            format!(
+                "version {} (this spool knows up to {})",
+                h.schema_version, h.schema_supported
+            ),
+        ),
+        ("stats rows", h.stats_rows.to_string()),
+    ];
+    for (name, value) in facts {
+        writeln!(out, "{name:<11}{value}")?;
+    }
+    writeln!(out)?;
+    if h.queues.is_empty() {
+        writeln!(out, "no queues yet")?;
+    } else {
+        writeln!(out, "{}", queue_table(ctx, &h.queues))?;
+    }
+    writeln!(out)?;
+    if findings.is_empty() {
+        writeln!(out, "healthy: nothing to do")?;
+    }
+    for f in findings {
+        let label = if f.problem { "problem" } else { "warning" };
+        writeln!(out, "{label}: {}.\n  {}.", f.what, f.fix)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_pg_json(h: &PgHealth, findings: &[Finding]) -> anyhow::Result<()> {
+    let findings = findings_json(findings);
+    let report = json!({
+        "database": {
+            "path": h.display,
+            "exists": true,
+            "backend": "postgres",
+            "server_version": h.server_version,
+            "size_bytes": h.size_bytes,
+            "stats_rows": h.stats_rows,
+            "schema_version": h.schema_version,
+            "schema_supported": h.schema_supported,
+        },
+        "queues": queues_json(&h.queues),
+        "orphan_messages": h.orphan_messages,
+        "missing_messages": h.missing_messages,
+        "next_message_id": h.next_message_id,
+        "max_message_id": h.max_message_id,
         "findings": findings,
         "healthy": !findings.iter().any(|f| f["level"] == "problem"),
     });

@@ -10,7 +10,7 @@ use crate::commands::view;
 use crate::error::{Exit, Failure};
 use crate::output::{self, LineKind};
 use crate::parse;
-use crate::store::{self, PeekQuery, Peeked, Store};
+use crate::store::{self, Db, PeekQuery, Peeked};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -97,7 +97,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn one(store: &Store, queue: &str, id: i64) -> anyhow::Result<Peeked> {
+fn one(store: &Db, queue: &str, id: i64) -> anyhow::Result<Peeked> {
     store.peek_id(queue, id)?.ok_or_else(|| {
         Failure::new(
             Exit::NotFound,

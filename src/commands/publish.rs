@@ -13,7 +13,7 @@ use crate::commands::docs::complete_queues;
 use crate::error::{Exit, Failure};
 use crate::output::{Output, Progress};
 use crate::parse;
-use crate::store::{self, NewMessage, PublishBatch, Store};
+use crate::store::{self, Batch, Db, NewMessage};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -329,7 +329,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn write(&self, batch: &mut PublishBatch<'_>, msg: &Prepared) -> anyhow::Result<i64> {
+    fn write(&self, batch: &mut Batch<'_, '_>, msg: &Prepared) -> anyhow::Result<i64> {
         let new = NewMessage {
             body: &msg.body,
             raw: self.args.raw,
@@ -353,7 +353,7 @@ impl Writer<'_> {
     /// Writes `pending` in one transaction and commits it. All or nothing,
     /// except with `--stream`: there a message that breaks a schema ends the
     /// batch, the messages before it are committed, and its error returned.
-    fn flush(&mut self, store: &mut Store, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
+    fn flush(&mut self, store: &mut Db, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
@@ -559,7 +559,7 @@ impl<'p, 'a> Lines<'p, 'a> {
 /// past [`BUFFER_BYTES`] it is written as it is read, in one transaction that
 /// holds the lock until the input ends.
 fn all_or_nothing(
-    store: &mut Store,
+    store: &mut Db,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
     out: &Output,
@@ -578,7 +578,7 @@ fn all_or_nothing(
 }
 
 fn write_through(
-    store: &mut Store,
+    store: &mut Db,
     lines: &mut Lines<'_, '_>,
     pending: Vec<Prepared>,
     writer: &mut Writer<'_>,
@@ -600,7 +600,7 @@ fn write_through(
 /// arrived at least every [`STREAM_COMMIT_INTERVAL`], holding the write lock
 /// only while it writes. SIGINT/SIGTERM commit what was read and end with 0.
 fn stream(
-    store: &mut Store,
+    store: &mut Db,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
     out: &Output,

@@ -14,7 +14,7 @@ use crate::contract::Contract;
 use crate::error::{Exit, Failure};
 use crate::output;
 use crate::parse;
-use crate::store::{self, QueueInfo, SchemaChange, SchemaVersion, SettingsPatch, State, Store};
+use crate::store::{self, Db, QueueInfo, SchemaChange, SchemaVersion, SettingsPatch, State};
 
 /// Queue management.
 #[derive(Debug, clap::Subcommand)]
@@ -509,7 +509,7 @@ fn list_or_none(names: &[String]) -> String {
 
 /// The database for a command that acts on an existing queue: when the file
 /// does not exist, the queue is unknown, and the file is not created for it.
-pub fn existing_store(ctx: &Context, queue: &str) -> anyhow::Result<Store> {
+pub fn existing_store(ctx: &Context, queue: &str) -> anyhow::Result<Db> {
     if !ctx.global.db_path()?.exists() {
         return Err(store::Error::UnknownQueue {
             name: queue.to_owned(),

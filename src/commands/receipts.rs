@@ -135,7 +135,7 @@ fn settle(
     ctx: &Context,
     args: &ReceiptArgs,
     op: impl FnOnce(
-        &mut crate::store::Store,
+        &mut crate::store::Db,
         &[Receipt],
     ) -> crate::store::Result<Vec<Result<(), ReceiptError>>>,
 ) -> anyhow::Result<Exit> {

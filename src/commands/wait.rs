@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::store::{self, Store};
+use crate::store::{self, Db};
 
-/// How often a waiting consumer looks for new commits. Each look is a read of
-/// the WAL index (`PRAGMA data_version`), which costs microseconds, so a new
-/// message is seen within this time while an idle wait costs no CPU to speak of.
+/// How often a waiting consumer looks for new commits. On SQLite each look is
+/// a read of the WAL index (`PRAGMA data_version`), which costs microseconds,
+/// so a new message is seen within this time while an idle wait costs no CPU
+/// to speak of. On PostgreSQL the consumer sleeps on its connection and
+/// LISTEN/NOTIFY wakes it at once; it surfaces this often to check signals.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Waits until another process commits, a delayed message or lease of
@@ -18,22 +20,27 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Between looks it calls `pause(d)`, which should sleep for up to `d` and
 /// return true to end the wait early (a signal, a child that exited).
 pub fn for_news(
-    store: &Store,
+    store: &Db,
     queue: &str,
     version: i64,
     deadline: Option<Instant>,
     mut pause: impl FnMut(Duration) -> bool,
 ) -> anyhow::Result<()> {
-    let due = store.next_due(queue)?;
+    // On PostgreSQL the wait itself wakes when something comes due, by the
+    // server's clock; comparing its times with this machine's clock could
+    // spin on a skew.
+    let due = match store.file() {
+        Some(_) => store.next_due(queue)?,
+        None => None,
+    };
     loop {
         let nap = deadline.map_or(POLL_INTERVAL, |d| {
             d.saturating_duration_since(Instant::now())
                 .min(POLL_INTERVAL)
         });
-        if pause(nap)
+        if store.wait_step(queue, version, nap, &mut pause)?
             || deadline.is_some_and(|d| Instant::now() >= d)
             || due.is_some_and(|t| store::now_ms() >= t)
-            || store.data_version()? != version
         {
             return Ok(());
         }

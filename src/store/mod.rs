@@ -99,6 +99,7 @@
 mod admin;
 mod busy;
 mod contracts;
+mod db;
 mod doctor;
 mod inspect;
 mod lease;
@@ -123,6 +124,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use admin::{ReplayFilter, Replayed};
 pub use contracts::{SchemaChange, SchemaVersion};
+pub use db::{Batch, Db, is_postgres};
 pub use doctor::{BrokenSchema, Health, QueueHealth, STATE_COLUMNS};
 pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 pub use lease::{Receipt, ReceiptError, Release, backoff};
@@ -329,6 +331,14 @@ pub enum Error {
     /// refused it (see [`pg`]).
     #[error("the PostgreSQL database cannot be read or written: {0}")]
     Postgres(String),
+    /// A feature that spool offers on SQLite only, asked of PostgreSQL.
+    #[error(
+        "{what} are not available on PostgreSQL yet; they work with a SQLite database (`--db FILE`)"
+    )]
+    Unsupported {
+        /// What was asked for.
+        what: &'static str,
+    },
 }
 
 fn did_you_mean(similar: &[String]) -> String {

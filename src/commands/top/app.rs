@@ -16,7 +16,7 @@ use crate::Context;
 use crate::commands::peek::StateArg;
 use crate::commands::queue;
 use crate::store::{
-    self, Counts, PeekQuery, Peeked, QueueInfo, RateHistory, ReplayFilter, State, Store,
+    self, Counts, Db, PeekQuery, Peeked, QueueInfo, RateHistory, ReplayFilter, State,
 };
 
 /// The screens, from the outermost in.
@@ -695,7 +695,7 @@ impl App {
     /// Reads what the current screen shows, each query a short read
     /// transaction. `None`: the database does not exist (yet); the view shows
     /// it empty. A queue or message that disappeared takes the view back out.
-    pub fn refresh(&mut self, store: Option<&Store>) {
+    pub fn refresh(&mut self, store: Option<&Db>) {
         let Some(store) = store else {
             self.database = Database::Missing;
             self.queues.clear();
@@ -737,7 +737,7 @@ impl App {
         self.status = Some(info(&why));
     }
 
-    fn load_queues(&mut self, store: &Store) -> store::Result<()> {
+    fn load_queues(&mut self, store: &Db) -> store::Result<()> {
         let selected = self.selected_queue().map(|q| q.name.clone());
         self.queues = store.queue_infos()?;
         self.rates = store.rate_histories(self.spark_minutes)?;
@@ -750,7 +750,7 @@ impl App {
         Ok(())
     }
 
-    fn load_messages(&mut self, store: &Store) -> store::Result<()> {
+    fn load_messages(&mut self, store: &Db) -> store::Result<()> {
         let Some(list) = self.list.as_mut() else {
             return Ok(());
         };
@@ -771,7 +771,7 @@ impl App {
         Ok(())
     }
 
-    fn load_detail(&mut self, store: &Store) -> store::Result<()> {
+    fn load_detail(&mut self, store: &Db) -> store::Result<()> {
         let Some(detail) = self.detail.as_mut() else {
             return Ok(());
         };

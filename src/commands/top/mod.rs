@@ -40,7 +40,7 @@ use ratatui::crossterm::event::{self, Event};
 use crate::Context;
 use crate::error::{Exit, Failure};
 use crate::parse;
-use crate::store::Store;
+use crate::store::Db;
 use app::{App, Outcome};
 
 const EXAMPLES: &str = "\
@@ -100,13 +100,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
 /// The read-only connection, opened when the database appears.
 struct Reader<'a> {
     ctx: &'a Context,
-    store: Option<Store>,
+    store: Option<Db>,
 }
 
 impl Reader<'_> {
     fn refresh(&mut self, app: &mut App) {
         // A file removed under an open connection would still be readable: look.
-        if self.store.as_ref().is_some_and(|s| !s.path().exists()) {
+        if self
+            .store
+            .as_ref()
+            .and_then(|s| s.file())
+            .is_some_and(|path| !path.exists())
+        {
             self.store = None;
         }
         if self.store.is_none() {

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::store::{self, Store, Sync};
+use crate::store::{self, Db, Sync};
 
 /// The longest a commit of `work` waits before it is on disk.
 pub(super) const WINDOW: Duration = Duration::from_millis(100);
@@ -46,7 +46,7 @@ impl GroupCommit {
     }
 
     /// Sets the connection's mode for the next commit.
-    pub fn before_commit(&mut self, store: &mut Store) -> store::Result<()> {
+    pub fn before_commit(&mut self, store: &mut Db) -> store::Result<()> {
         if !self.enabled {
             return Ok(());
         }
@@ -81,7 +81,7 @@ impl GroupCommit {
 
     /// Flushes pending commits once their window has passed, or always with
     /// `now`.
-    pub fn flush(&mut self, store: &Store, now: bool) -> store::Result<()> {
+    pub fn flush(&mut self, store: &Db, now: bool) -> store::Result<()> {
         let due = self.deadline().is_some_and(|d| Instant::now() >= d);
         if self.pending && (now || due) {
             store.flush()?;

@@ -21,7 +21,7 @@ use rustix::process::Signal;
 use crate::Context;
 use crate::error::{Exit, Failure};
 use crate::parse;
-use crate::store::{self, Delivery, Outcome, Receipt, Settled, Store};
+use crate::store::{self, Db, Delivery, Outcome, Receipt, Settled};
 
 use self::events::Events;
 use self::group_commit::GroupCommit;
@@ -227,7 +227,7 @@ impl Finished {
 /// The state of one `work` run, owned by its loop.
 struct Worker<'a> {
     args: &'a Args,
-    store: Store,
+    store: Db,
     report: Report,
     phase: Phase,
     running: Vec<Handler>,
@@ -248,7 +248,7 @@ struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    fn new(ctx: &Context, args: &'a Args, store: Store) -> Worker<'a> {
+    fn new(ctx: &Context, args: &'a Args, store: Db) -> Worker<'a> {
         Worker {
             args,
             store,

@@ -1,0 +1,400 @@
+//! One spool database, on SQLite or on PostgreSQL. [`Db`] is what commands
+//! hold: `--db` (or `SPOOL_DB`) picks the backend, a `postgres://` or
+//! `postgresql://` URL for PostgreSQL and a file path for SQLite, and every
+//! call goes to that backend's implementation of the same API
+//! ([`Store`], [`PgStore`]). Where the two differ, the difference is here.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::contract::Contract;
+
+use super::pg::{self, PgOptions, PgPublishBatch, PgStore};
+use super::{
+    Created, DatabaseInfo, Delivery, Error, NewMessage, Options, Outcome, PeekQuery, Peeked,
+    PublishBatch, QueueInfo, QueueSet, RateHistory, Receipt, ReceiptError, Release, ReplayFilter,
+    Replayed, Result, SchemaChange, SchemaVersion, Settings, SettingsPatch, State, Store,
+    Subscribed, Sync, WorkStep,
+};
+
+/// An open spool database.
+#[derive(Debug)]
+pub enum Db {
+    /// One SQLite file on this machine.
+    Sqlite(Store),
+    /// A schema in a PostgreSQL database, shared by several machines (boxed:
+    /// the connection state is large).
+    Postgres(Box<PgStore>),
+}
+
+/// An open publish transaction, as [`Db::publish_batch`] hands it out.
+pub enum Batch<'b, 't> {
+    /// On SQLite.
+    Sqlite(&'b mut PublishBatch<'t>),
+    /// On PostgreSQL.
+    Postgres(&'b mut PgPublishBatch<'t>),
+}
+
+/// Calls the same method on whichever backend `$db` holds.
+macro_rules! each {
+    ($db:expr, $s:ident => $call:expr) => {
+        match $db {
+            Db::Sqlite($s) => $call,
+            Db::Postgres($s) => $call,
+        }
+    };
+}
+
+impl Batch<'_, '_> {
+    /// The largest body this batch accepts, in bytes.
+    pub fn max_size(&self) -> u64 {
+        match self {
+            Batch::Sqlite(b) => b.max_size(),
+            Batch::Postgres(b) => b.max_size(),
+        }
+    }
+
+    /// Adds one message and returns its id, or the id of the message the
+    /// queue already holds under the same key.
+    pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
+        match self {
+            Batch::Sqlite(b) => b.publish(msg),
+            Batch::Postgres(b) => b.publish(msg),
+        }
+    }
+}
+
+/// True when `db` names a PostgreSQL database rather than a file.
+pub fn is_postgres(db: &Path) -> bool {
+    db.to_str().is_some_and(pg::is_postgres_url)
+}
+
+fn pg_options(opts: &Options) -> Option<PgOptions> {
+    let url = opts.path.to_str().filter(|s| pg::is_postgres_url(s))?;
+    Some(PgOptions {
+        url: url.to_owned(),
+        busy_timeout: opts.busy_timeout,
+        sync: opts.sync,
+    })
+}
+
+/// What PostgreSQL does not do yet, as an error that says so.
+fn unsupported(what: &'static str) -> Error {
+    Error::Unsupported { what }
+}
+
+impl Db {
+    /// Opens the database for writing, creating it (the file, or spool's
+    /// schema in PostgreSQL) on first use and bringing it up to date.
+    pub fn open(opts: &Options) -> Result<Db> {
+        match pg_options(opts) {
+            Some(pg) => Ok(Db::Postgres(Box::new(PgStore::open(&pg)?))),
+            None => Ok(Db::Sqlite(Store::open(opts)?)),
+        }
+    }
+
+    /// Opens the database for reading only; `None` when it does not exist yet.
+    pub fn open_read_only(opts: &Options) -> Result<Option<Db>> {
+        match pg_options(opts) {
+            Some(pg) => Ok(PgStore::open_read_only(&pg)?.map(|p| Db::Postgres(Box::new(p)))),
+            None => Ok(Store::open_read_only(opts)?.map(Db::Sqlite)),
+        }
+    }
+
+    /// The SQLite file, or `None` on PostgreSQL.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Db::Sqlite(s) => Some(s.path()),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// The database as messages name it: the file's path, or the URL
+    /// without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Db::Sqlite(s) => s.path().display().to_string(),
+            Db::Postgres(p) => p.display(),
+        }
+    }
+
+    /// Names of every queue and topic, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        each!(self, s => s.names())
+    }
+
+    /// An [`Error::UnknownQueue`] for `name`, with the closest existing names.
+    pub fn unknown_queue(&self, name: &str) -> Error {
+        each!(self, s => s.unknown_queue(name))
+    }
+
+    /// A number that changes when other connections commit news.
+    pub fn data_version(&self) -> Result<i64> {
+        each!(self, s => s.data_version())
+    }
+
+    /// When the next delayed message or lease of `queue` comes due (ms).
+    pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {
+        each!(self, s => s.next_due(queue))
+    }
+
+    /// See [`Store::publish_batch`].
+    pub fn publish_batch<T, E: From<Error>>(
+        &mut self,
+        name: &str,
+        fill: impl FnOnce(&mut Batch<'_, '_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Db::Sqlite(s) => s.publish_batch(name, |b| fill(&mut Batch::Sqlite(b))),
+            Db::Postgres(p) => p.publish_batch(name, |b| fill(&mut Batch::Postgres(b))),
+        }
+    }
+
+    /// See [`Store::max_size`].
+    pub fn max_size(&self, name: &str) -> Result<u64> {
+        each!(self, s => s.max_size(name))
+    }
+
+    /// See [`Store::claim`].
+    pub fn claim(
+        &mut self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        ack: bool,
+    ) -> Result<Vec<Delivery>> {
+        each!(self, s => s.claim(queue, max, visibility, ack))
+    }
+
+    /// See [`Store::ack`].
+    pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
+        each!(self, s => s.ack(receipts))
+    }
+
+    /// See [`Store::nack`].
+    pub fn nack(
+        &mut self,
+        receipts: &[Receipt],
+        release: Release,
+    ) -> Result<Vec<Result<(), ReceiptError>>> {
+        each!(self, s => s.nack(receipts, release))
+    }
+
+    /// See [`Store::extend`].
+    pub fn extend(
+        &mut self,
+        receipts: &[Receipt],
+        by: Duration,
+    ) -> Result<Vec<Result<(), ReceiptError>>> {
+        each!(self, s => s.extend(receipts, by))
+    }
+
+    /// See [`Store::work_step`].
+    pub fn work_step(
+        &mut self,
+        queue: &str,
+        done: &[(Receipt, Outcome)],
+        want: usize,
+        visibility: Option<Duration>,
+    ) -> Result<WorkStep> {
+        each!(self, s => s.work_step(queue, done, want, visibility))
+    }
+
+    /// See [`Store::release`].
+    pub fn release(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
+        each!(self, s => s.release(receipts))
+    }
+
+    /// See [`Store::set_sync`].
+    pub fn set_sync(&mut self, sync: Sync) -> Result<()> {
+        each!(self, s => s.set_sync(sync))
+    }
+
+    /// See [`Store::flush`].
+    pub fn flush(&self) -> Result<()> {
+        each!(self, s => s.flush())
+    }
+
+    /// See [`Store::create_queue`]. JSON Schemas are kept on SQLite only.
+    pub fn create_queue(
+        &mut self,
+        name: &str,
+        patch: &SettingsPatch,
+        schema: Option<&Contract>,
+    ) -> Result<Created> {
+        match self {
+            Db::Sqlite(s) => s.create_queue(name, patch, schema),
+            Db::Postgres(_) if schema.is_some() => Err(unsupported("JSON Schemas")),
+            Db::Postgres(p) => p.create_queue(name, patch),
+        }
+    }
+
+    /// See [`Store::set_queue`]. JSON Schemas are kept on SQLite only.
+    pub fn set_queue(
+        &mut self,
+        name: &str,
+        patch: &SettingsPatch,
+        schema: SchemaChange<'_>,
+    ) -> Result<QueueSet> {
+        match self {
+            Db::Sqlite(s) => s.set_queue(name, patch, schema),
+            Db::Postgres(_) if !matches!(schema, SchemaChange::Keep) => {
+                Err(unsupported("JSON Schemas"))
+            }
+            Db::Postgres(p) => Ok(QueueSet {
+                settings: p.set_queue(name, patch)?,
+                schema_version: None,
+            }),
+        }
+    }
+
+    /// See [`Store::settings`].
+    pub fn settings(&self, name: &str) -> Result<Option<Settings>> {
+        each!(self, s => s.settings(name))
+    }
+
+    /// See [`Store::schema_history`]; always empty on PostgreSQL.
+    pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
+        match self {
+            Db::Sqlite(s) => s.schema_history(name),
+            Db::Postgres(p) => match p.settings(name)? {
+                Some(_) => Ok(Vec::new()),
+                None if p.subscribers(name)?.is_some() => Ok(Vec::new()),
+                None => Err(p.unknown_queue(name)),
+            },
+        }
+    }
+
+    /// See [`Store::schema_holder`]; always `None` on PostgreSQL.
+    pub fn schema_holder(&self, name: &str) -> Result<Option<String>> {
+        match self {
+            Db::Sqlite(s) => s.schema_holder(name),
+            Db::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// See [`Store::subscribe`].
+    pub fn subscribe(&mut self, topic: &str, queue: &str) -> Result<Subscribed> {
+        each!(self, s => s.subscribe(topic, queue))
+    }
+
+    /// See [`Store::unsubscribe`].
+    pub fn unsubscribe(&mut self, topic: &str, queue: &str) -> Result<Vec<String>> {
+        each!(self, s => s.unsubscribe(topic, queue))
+    }
+
+    /// See [`Store::subscribers`].
+    pub fn subscribers(&self, topic: &str) -> Result<Option<Vec<String>>> {
+        each!(self, s => s.subscribers(topic))
+    }
+
+    /// See [`Store::queue_infos`].
+    pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
+        each!(self, s => s.queue_infos())
+    }
+
+    /// See [`Store::queue_infos_named`].
+    pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
+        each!(self, s => s.queue_infos_named(names))
+    }
+
+    /// See [`Store::database_info`].
+    pub fn database_info(&self) -> Result<DatabaseInfo> {
+        each!(self, s => s.database_info())
+    }
+
+    /// See [`Store::rate_histories`].
+    pub fn rate_histories(&self, minutes: usize) -> Result<HashMap<String, RateHistory>> {
+        each!(self, s => s.rate_histories(minutes))
+    }
+
+    /// See [`Store::peek`].
+    pub fn peek(&self, queue: &str, query: &PeekQuery) -> Result<Vec<Peeked>> {
+        each!(self, s => s.peek(queue, query))
+    }
+
+    /// See [`Store::peek_id`].
+    pub fn peek_id(&self, queue: &str, id: i64) -> Result<Option<Peeked>> {
+        each!(self, s => s.peek_id(queue, id))
+    }
+
+    /// See [`Store::replay`].
+    pub fn replay(
+        &mut self,
+        queue: &str,
+        filter: &ReplayFilter,
+        to: Option<&str>,
+    ) -> Result<Replayed> {
+        each!(self, s => s.replay(queue, filter, to))
+    }
+
+    /// See [`Store::purge`].
+    pub fn purge(&mut self, queue: &str, states: &[State]) -> Result<i64> {
+        each!(self, s => s.purge(queue, states))
+    }
+
+    /// See [`Store::replay_with_progress`].
+    pub fn replay_with_progress(
+        &mut self,
+        queue: &str,
+        filter: &ReplayFilter,
+        to: Option<&str>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Replayed> {
+        each!(self, s => s.replay_with_progress(queue, filter, to, progress))
+    }
+
+    /// See [`Store::replay_preview`].
+    pub fn replay_preview(
+        &self,
+        queue: &str,
+        filter: &ReplayFilter,
+        to: Option<&str>,
+    ) -> Result<Replayed> {
+        each!(self, s => s.replay_preview(queue, filter, to))
+    }
+
+    /// See [`Store::purge_with_progress`].
+    pub fn purge_with_progress(
+        &mut self,
+        queue: &str,
+        states: &[State],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<i64> {
+        each!(self, s => s.purge_with_progress(queue, states, progress))
+    }
+
+    /// See [`Store::release_lease`].
+    pub fn release_lease(&mut self, queue: &str, id: i64) -> Result<bool> {
+        each!(self, s => s.release_lease(queue, id))
+    }
+
+    /// See [`Store::delete_queue`].
+    pub fn delete_queue(&mut self, name: &str, force: bool) -> Result<i64> {
+        each!(self, s => s.delete_queue(name, force))
+    }
+
+    /// Waits up to `nap` for news of `queue`: on SQLite by calling `pause`
+    /// (which sleeps) and then reading the data version; on PostgreSQL by
+    /// sleeping on the connection until a notification or a due message
+    /// wakes it, then calling `pause` with no time to give signals their
+    /// say. Returns true when the wait should end: news, a due message, or
+    /// `pause` asked to stop.
+    pub fn wait_step(
+        &self,
+        queue: &str,
+        version: i64,
+        nap: Duration,
+        pause: &mut dyn FnMut(Duration) -> bool,
+    ) -> Result<bool> {
+        match self {
+            Db::Sqlite(s) => Ok(pause(nap) || s.data_version()? != version),
+            Db::Postgres(p) => {
+                let news =
+                    p.data_version()? != version || p.wait_for_news(queue, Instant::now() + nap)?;
+                Ok(news || pause(Duration::ZERO))
+            }
+        }
+    }
+}
