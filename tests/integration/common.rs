@@ -12,17 +12,76 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_spool")
 }
 
-/// One test's world: a temp folder with a database path in it.
+/// True when the suite runs against PostgreSQL: `SPOOL_TEST_BACKEND=postgres`
+/// gives every test its own schema in the database at `SPOOL_TEST_PG`
+/// (default `postgres://postgres@127.0.0.1:5432/test`). Otherwise each test
+/// has its own SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("SPOOL_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The PostgreSQL server the suite uses when [`on_postgres`].
+pub fn pg_url() -> String {
+    std::env::var("SPOOL_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// For a test of something only SQLite has (the file, its WAL, its locks):
+/// on PostgreSQL, says so on stderr and returns true, so the test returns.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("skipped on PostgreSQL: {what}");
+    }
+    on_postgres()
+}
+
+fn pg_client() -> postgres::Client {
+    let url = pg_url();
+    postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!("SPOOL_TEST_BACKEND=postgres, but PostgreSQL is not reachable at {url}: {e}")
+    })
+}
+
+/// One test's world: a temp folder, and a database: a file in that folder,
+/// or on PostgreSQL a schema of its own (dropped at the end).
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
+    /// The PostgreSQL schema holding this test's database, if any.
+    pub pg_schema: Option<String>,
 }
 
 impl Env {
     pub fn new() -> Env {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("spool.db");
-        Env { dir, db }
+        if !on_postgres() {
+            let db = dir.path().join("spool.db");
+            return Env {
+                dir,
+                db,
+                pg_schema: None,
+            };
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let schema = format!(
+            "t_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        pg_client()
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .expect("a fresh schema");
+        let url = pg_url();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Env {
+            dir,
+            db: PathBuf::from(format!("{url}{sep}schema={schema}")),
+            pg_schema: Some(schema),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -92,21 +151,62 @@ impl Env {
         lines.remove(0)
     }
 
-    /// Opens the database directly, for assertions on what is stored.
+    /// Opens the SQLite database directly, for assertions on what is stored
+    /// (tests that call it start with [`sqlite_only`]).
     pub fn sql(&self) -> rusqlite::Connection {
+        assert!(
+            !on_postgres(),
+            "this test reads the SQLite file: begin it with `if sqlite_only(..) {{ return; }}`"
+        );
         rusqlite::Connection::open(&self.db).expect("open db")
+    }
+
+    /// Runs a query that returns one integer (or none) on this test's
+    /// database, on either backend. Parameters are written `$1`, `$2`
+    /// (SQLite reads them too); the tables are the same on both.
+    pub fn query_i64(&self, sql: &str, text: &str, number: i64) -> Option<i64> {
+        match &self.pg_schema {
+            // SQLite numbers `$N` by order of appearance; `?N` is N.
+            None => self
+                .sql()
+                .query_row(
+                    &sql.replace('$', "?"),
+                    rusqlite::params![text, number],
+                    |row| row.get(0),
+                )
+                .ok(),
+            Some(schema) => {
+                let mut client = pg_client();
+                client
+                    .batch_execute(&format!("SET search_path TO {schema}"))
+                    .expect("search_path");
+                client
+                    .query_opt(sql, &[&text, &number])
+                    .expect("query")
+                    .map(|row| row.get::<_, i64>(0))
+            }
+        }
     }
 
     /// The stored state number of message `id` in `queue`.
     pub fn state_of(&self, queue: &str, id: i64) -> Option<i64> {
-        self.sql()
-            .query_row(
-                "SELECT state FROM deliveries WHERE msg_id = ?1
-                 AND queue_id = (SELECT id FROM queues WHERE name = ?2)",
-                rusqlite::params![id, queue],
-                |row| row.get(0),
-            )
-            .ok()
+        self.query_i64(
+            "SELECT state FROM deliveries WHERE msg_id = $2
+             AND queue_id = (SELECT id FROM queues WHERE name = $1)",
+            queue,
+            id,
+        )
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(schema) = &self.pg_schema {
+            // Best effort: a test that failed still leaves the server tidy.
+            if let Ok(mut client) = postgres::Client::connect(&pg_url(), postgres::NoTls) {
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
     }
 }
 
