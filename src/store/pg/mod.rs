@@ -30,6 +30,12 @@
 //! nacks and extends lock just the rows of their receipts. `--busy-timeout`
 //! becomes `lock_timeout`: a lock held past it is [`Error::Busy`] (exit 75).
 //!
+//! Names: writers that add deliveries to a queue (publish, replay) hold an
+//! advisory lock on its name, shared, to their commit; deleting a queue,
+//! making it a topic, changing a topic's subscriptions and changing a JSON
+//! Schema take it exclusively (see `queues::lock_shared`). So the schema
+//! versions a publish reads stay in force until it commits.
+//!
 //! Hot rows: SQLite keeps per-state counters in the `queues` row and
 //! per-second rates in `rates`, updated by every transaction. On PostgreSQL
 //! that would make every ack wait for the row lock of the one before it.
@@ -70,6 +76,7 @@
 
 mod admin;
 pub mod connect;
+mod contracts;
 mod doctor;
 mod inspect;
 mod lease;
@@ -141,6 +148,8 @@ pub(crate) struct Conn {
     pub seen: i64,
     /// Queues named by notifications received but not yet waited for.
     pub news: Vec<String>,
+    /// Compiled JSON Schemas, by queue and version.
+    pub contracts: super::contracts::ContractCache,
     /// Benchmarks only: SQL run just before each commit that writes (to
     /// measure what a shared counter row would cost); also turns the
     /// one-statement claim and ack off.
@@ -181,6 +190,7 @@ impl PgStore {
             listening: false,
             seen: 0,
             news: Vec::new(),
+            contracts: Default::default(),
             #[cfg(test)]
             before_commit: None,
         };
