@@ -69,6 +69,12 @@
 //! [`PgStore::wait_for_news`] blocks on the socket until one arrives for a
 //! queue, a delayed message or lease comes due, or a deadline passes.
 //!
+//! # Moving from SQLite
+//!
+//! [`PgStore::import`] writes what [`super::Store::export`] reads: a whole
+//! SQLite database, with the same ids and lease tokens, into an empty schema
+//! in one transaction (`spool migrate`; see `import`).
+//!
 //! # Durability
 //!
 //! `--sync full` is `synchronous_commit = on`, `--sync normal` is `off` (a
@@ -78,6 +84,7 @@ mod admin;
 pub mod connect;
 mod contracts;
 mod doctor;
+mod import;
 mod inspect;
 mod lease;
 mod notify;
@@ -101,6 +108,7 @@ use postgres::{Client, Row, Statement};
 
 pub use connect::{Target, TlsMode, is_postgres_url};
 pub use doctor::PgHealth;
+pub use import::{Migrated, PgImport};
 pub use publish::PgPublishBatch;
 
 use super::{Error, Result, Sync};
