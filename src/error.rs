@@ -84,7 +84,9 @@ fn store_exit(err: &store::Error) -> Exit {
         E::Busy => Exit::Busy,
         E::UnknownQueue { .. } | E::NoSubscribers { .. } => Exit::NotFound,
         E::BadName { .. } | E::NameIsTopic { .. } | E::NameHoldsMessages { .. } => Exit::Usage,
-        E::SettingsConflict { .. } | E::QueueNotEmpty { .. } => Exit::Usage,
+        E::SettingsConflict { .. } | E::QueueNotEmpty { .. } | E::TargetNotEmpty { .. } => {
+            Exit::Usage
+        }
         E::SelfSubscription { .. }
         | E::TopicSubscribes { .. }
         | E::SubscriberBecomesTopic { .. } => Exit::Usage,

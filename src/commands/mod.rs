@@ -4,6 +4,7 @@
 pub mod consume;
 pub mod docs;
 pub mod doctor;
+pub mod migrate;
 pub mod peek;
 pub mod publish;
 pub mod queue;
@@ -64,6 +65,23 @@ pub enum Command {
     Unsubscribe(subscribe::UnsubscribeArgs),
     /// Check the database: integrity, WAL, settings, counters
     Doctor(doctor::Args),
+    /// Copy a spool database from an SQLite file into PostgreSQL
+    ///
+    /// Copies everything: every queue and topic with its settings and JSON
+    /// Schema versions, subscriptions, every message (same ids, bodies byte for
+    /// byte, keys, headers, publish times) and every delivery with its state,
+    /// priority, attempts and lease, group order, counts and rates. Queue ids and
+    /// lease tokens stay the same, so receipts handed out before the move can
+    /// still ack, nack or extend after it; ids never reused stay never reused.
+    ///
+    /// The SQLite file is only read, in one snapshot: what other processes commit
+    /// meanwhile is not copied. Stop producers and consumers for the cut-over,
+    /// migrate, then point them at the URL. The copy is one PostgreSQL
+    /// transaction, so a failure leaves the target empty. The target schema must
+    /// hold no queues (exit 2 otherwise); pick another with `?schema=NAME`.
+    /// Prints a summary on stderr; `--json` prints it on stdout. `--db` is not
+    /// used.
+    Migrate(migrate::Args),
     /// Print a shell completion script
     Completions(docs::CompletionsArgs),
     /// Print the man page
@@ -88,6 +106,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Replay(args) => replay::run(ctx, args),
         Command::Work(args) => work::run(ctx, args),
         Command::Doctor(args) => doctor::run(ctx, args),
+        Command::Migrate(args) => migrate::run(ctx, args),
         Command::Top(args) => top::run(ctx, args),
     }
 }

@@ -441,13 +441,7 @@ fn check_stored(conn: &Connection, check: &Check, id: i64) -> Result<()> {
     let (body, raw): (Vec<u8>, bool) = conn
         .prepare_cached("SELECT body, raw FROM messages WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let value = crate::contract::parse_body(&body, raw).map_err(|violation| Error::Invalid {
-        id: Some(id),
-        queue: check.queue.clone(),
-        version: check.version,
-        violation,
-    })?;
-    check.body(&value, Some(id))
+    check.stored(id, &body, raw)
 }
 
 fn replay_to(

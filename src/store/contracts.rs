@@ -64,6 +64,60 @@ impl Check {
                 violation,
             })
     }
+
+    /// Checks stored message `id` (its body and raw flag as stored), for a
+    /// replay into this check's queue: raw text and invalid JSON break it too.
+    pub fn stored(&self, id: i64, body: &[u8], raw: bool) -> Result<()> {
+        let value = crate::contract::parse_body(body, raw).map_err(|violation| Error::Invalid {
+            id: Some(id),
+            queue: self.queue.clone(),
+            version: self.version,
+            violation,
+        })?;
+        self.body(&value, Some(id))
+    }
+}
+
+/// The schema a change asks for: `None` to leave it as it is, `Some(None)`
+/// to remove it. The same on every backend.
+pub(crate) fn wanted(change: SchemaChange<'_>) -> Option<Option<&Contract>> {
+    match change {
+        SchemaChange::Keep => None,
+        SchemaChange::Set(c) => Some(Some(c)),
+        SchemaChange::Remove => Some(None),
+    }
+}
+
+/// True when `contract` is the schema whose text is in force (as JSON:
+/// layout and key order do not count), or, for `None`, when none is.
+pub(crate) fn same_schema(in_force: Option<&str>, contract: Option<&Contract>) -> bool {
+    match (in_force, contract) {
+        (None, None) => true,
+        (Some(text), Some(c)) => c.same_text(text),
+        _ => false,
+    }
+}
+
+/// The compiled contract of version `version` of `queue`'s schema, from the
+/// cache or compiled from `text()` (and kept). A stored schema that does not
+/// compile is [`Error::BrokenSchema`].
+pub(crate) fn compiled(
+    cache: &mut ContractCache,
+    queue: (i64, &str),
+    version: i64,
+    text: impl FnOnce() -> Result<String>,
+) -> Result<Arc<Contract>> {
+    if let Some(c) = cache.get(&(queue.0, version)) {
+        return Ok(Arc::clone(c));
+    }
+    let compiled = Contract::compile(&text()?).map_err(|reason| Error::BrokenSchema {
+        queue: queue.1.to_owned(),
+        version,
+        reason,
+    })?;
+    let compiled = Arc::new(compiled);
+    cache.insert((queue.0, version), Arc::clone(&compiled));
+    Ok(compiled)
 }
 
 /// The latest version of a queue's schema: its number and text (`None` when
@@ -110,21 +164,15 @@ pub(crate) fn is_current(
     contract: Option<&Contract>,
 ) -> Result<bool> {
     let text = latest(conn, queue_id)?.and_then(|(_, text)| text);
-    Ok(match (text, contract) {
-        (None, None) => true,
-        (Some(text), Some(c)) => c.same_text(&text),
-        _ => false,
-    })
+    Ok(same_schema(text.as_deref(), contract))
 }
 
 /// Applies a schema change to a queue. Returns the new version's number, or
 /// `None` when nothing changed (the same schema again, or `--no-schema` on a
 /// queue without one).
 pub(crate) fn apply(tx: &Tx<'_>, queue_id: i64, change: SchemaChange<'_>) -> Result<Option<i64>> {
-    let wanted = match change {
-        SchemaChange::Keep => return Ok(None),
-        SchemaChange::Set(c) => Some(c),
-        SchemaChange::Remove => None,
+    let Some(wanted) = wanted(change) else {
+        return Ok(None);
     };
     if is_current(&tx.tx, queue_id, wanted)? {
         return Ok(None);
@@ -141,22 +189,11 @@ pub(crate) fn check_for(
     let Some(version) = current_version(conn, queue.id)? else {
         return Ok(None);
     };
-    let contract = match cache.get(&(queue.id, version)) {
-        Some(c) => Arc::clone(c),
-        None => {
-            let text: String = conn
-                .prepare_cached("SELECT schema FROM schemas WHERE queue_id = ?1 AND version = ?2")?
-                .query_row((queue.id, version), |r| r.get(0))?;
-            let compiled = Contract::compile(&text).map_err(|reason| Error::BrokenSchema {
-                queue: queue.name.clone(),
-                version,
-                reason,
-            })?;
-            let compiled = Arc::new(compiled);
-            cache.insert((queue.id, version), Arc::clone(&compiled));
-            compiled
-        }
-    };
+    let contract = compiled(cache, (queue.id, &queue.name), version, || {
+        Ok(conn
+            .prepare_cached("SELECT schema FROM schemas WHERE queue_id = ?1 AND version = ?2")?
+            .query_row((queue.id, version), |r| r.get(0))?)
+    })?;
     Ok(Some(Check {
         queue: queue.name.clone(),
         version,
@@ -171,6 +208,34 @@ pub(crate) fn check_for(
 pub(crate) struct PublishChecks {
     pub checks: Vec<Check>,
     pub versions: Vec<Option<i64>>,
+}
+
+impl PublishChecks {
+    /// Checks a message published to `origin` against every schema in
+    /// force, parsing it once: a raw body is [`Error::RawBody`], a broken
+    /// rule [`Error::Invalid`] naming the first schema it breaks.
+    pub fn message(&self, origin: &str, body: &[u8], raw: bool) -> Result<()> {
+        let Some(first) = self.checks.first() else {
+            return Ok(());
+        };
+        if raw {
+            return Err(Error::RawBody {
+                name: origin.to_owned(),
+                holder: first.queue.clone(),
+            });
+        }
+        let value =
+            crate::contract::parse_body(body, false).map_err(|violation| Error::Invalid {
+                id: None,
+                queue: first.queue.clone(),
+                version: first.version,
+                violation,
+            })?;
+        for check in &self.checks {
+            check.body(&value, None)?;
+        }
+        Ok(())
+    }
 }
 
 /// The checks for publishing to `origin` (a queue, or a topic delivering to

@@ -101,6 +101,7 @@ mod busy;
 mod contracts;
 mod db;
 mod doctor;
+pub mod export;
 mod inspect;
 mod lease;
 pub mod netfs;
@@ -306,6 +307,17 @@ pub enum Error {
         version: i64,
         /// Why it does not compile.
         reason: String,
+    },
+    /// `spool migrate` into a PostgreSQL schema that already holds spool data.
+    #[error(
+        "the PostgreSQL database `{target}` already holds {}, and `spool migrate` only copies into an empty one. Nothing was changed. Name a new schema with `?schema=NAME` in the URL, or drop this one first",
+        if *queues > 0 { format!("{queues} queue(s) or topic(s)") } else { "messages".to_owned() }
+    )]
+    TargetNotEmpty {
+        /// The target, as messages show it (no password).
+        target: String,
+        /// How many queues and topics it holds.
+        queues: i64,
     },
     /// An invalid queue name reached the store.
     #[error("invalid queue name `{name}`")]

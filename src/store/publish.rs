@@ -250,26 +250,7 @@ impl<'t> PublishBatch<'t> {
 
     /// Checks a message against every schema in force, parsing it once.
     fn check(&self, msg: &NewMessage<'_>) -> Result<()> {
-        let Some(first) = self.checks.checks.first() else {
-            return Ok(());
-        };
-        if msg.raw {
-            return Err(Error::RawBody {
-                name: self.origin.name.clone(),
-                holder: first.queue.clone(),
-            });
-        }
-        let value =
-            crate::contract::parse_body(msg.body, false).map_err(|violation| Error::Invalid {
-                id: None,
-                queue: first.queue.clone(),
-                version: first.version,
-                violation,
-            })?;
-        for check in &self.checks.checks {
-            check.body(&value, None)?;
-        }
-        Ok(())
+        self.checks.message(&self.origin.name, msg.body, msg.raw)
     }
 
     fn buffer(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {

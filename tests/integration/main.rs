@@ -15,6 +15,7 @@ mod fuzz;
 mod groups;
 mod hostile;
 mod inspect;
+mod migrate;
 mod mount;
 mod publish;
 mod readme;

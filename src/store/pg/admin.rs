@@ -3,7 +3,9 @@
 //! lazy transitions, so it acts on the states users see.
 
 use super::super::admin::{ReplayFilter, Replayed};
+use super::super::contracts::Check;
 use super::super::{Error, Result, State, ms};
+use super::contracts;
 use super::lease::{delete_orphans, housekeeping, promote_due, release_group};
 use super::queues::{self, Found, QueueRow};
 use super::tx::Tx;
@@ -32,7 +34,10 @@ fn wants(filter: &ReplayFilter, state: State, done_at: i64) -> bool {
 impl PgStore {
     /// Puts matching acked/dead messages of `queue` back: in place (ready,
     /// attempts reset, same ids), or with `to` as new ready deliveries of the
-    /// same messages in that queue (created if needed).
+    /// same messages in that queue (created if needed). When `to` has a JSON
+    /// Schema, every message must meet it: the first that does not refuses
+    /// the whole replay ([`Error::Invalid`], naming its id). In place,
+    /// messages keep the schema version they were published under.
     pub fn replay(
         &mut self,
         queue: &str,
@@ -71,7 +76,8 @@ impl PgStore {
                 if target.is_topic {
                     return Err(queues::topic_error(&mut tx, target)?);
                 }
-                replay_to(&mut tx, &target, &found, progress)?
+                let check = contracts::check_for(&mut tx, &target)?;
+                replay_to(&mut tx, &target, check.as_ref(), &found, progress)?
             }
         };
         tx.commit()?;
@@ -101,6 +107,10 @@ impl PgStore {
         if let Some(t) = target.as_ref().filter(|t| t.is_topic) {
             return Err(queues::topic_error(&mut tx, t.clone())?);
         }
+        let check = match &target {
+            Some(t) => contracts::check_for(&mut tx, t)?,
+            None => None,
+        };
         let mut done = Replayed::default();
         for c in found {
             let taken = match &target {
@@ -110,6 +120,9 @@ impl PgStore {
             if taken {
                 done.skipped.push(c.id);
             } else {
+                if let Some(check) = &check {
+                    contracts::check_stored(&mut tx, check, c.id)?;
+                }
                 done.ids.push(c.id);
             }
         }
@@ -231,6 +244,7 @@ impl PgStore {
             "DELETE FROM group_heads WHERE queue_id = $1",
             "DELETE FROM stats WHERE queue_id = $1",
             "DELETE FROM subscriptions WHERE queue_id = $1 OR topic_id = $1",
+            "DELETE FROM schemas WHERE queue_id = $1",
             "DELETE FROM queues WHERE id = $1",
         ] {
             tx.execute(sql, &[&q.id])?;
@@ -391,6 +405,7 @@ fn replay_in_place(
 fn replay_to(
     tx: &mut Tx<'_>,
     target: &QueueRow,
+    check: Option<&Check>,
     found: &[Candidate],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
@@ -400,13 +415,16 @@ fn replay_to(
             done.skipped.push(c.id);
             continue;
         }
+        if let Some(check) = check {
+            contracts::check_stored(tx, check, c.id)?;
+        }
         // The message row stays: the source delivery, locked by
         // `candidates`, still holds it.
         let state = entry_state(tx, target.id, c.group.as_deref(), c.id)?;
         let now = tx.now;
         tx.execute(
-            "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &c.id,
                 &target.id,
@@ -414,6 +432,7 @@ fn replay_to(
                 &c.priority,
                 &now,
                 &c.group.as_deref(),
+                &check.map(|c| c.version),
             ],
         )?;
         tx.moved(target.id, None, Some(state));

@@ -3,12 +3,12 @@
 //! cannot be reused), the schema version and the server. PostgreSQL checks
 //! its own storage; there is no file, WAL or page count of spool's to show.
 
-use super::super::doctor::QueueHealth;
+use super::super::doctor::{BrokenSchema, QueueHealth};
 use super::super::{Result, State};
-use super::queues;
 use super::schema;
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
+use super::{contracts, queues};
 
 /// What `spool doctor` found on PostgreSQL: the counterpart of
 /// [`super::super::Health`]. Gathering it only reads.
@@ -36,6 +36,8 @@ pub struct PgHealth {
     pub next_message_id: i64,
     /// The highest id stored.
     pub max_message_id: Option<i64>,
+    /// JSON Schemas in force that no longer compile (publishing there fails).
+    pub broken_schemas: Vec<BrokenSchema>,
 }
 
 impl PgHealth {
@@ -51,6 +53,7 @@ impl PgHealth {
             && self.missing_messages == 0
             && self.queues.iter().all(QueueHealth::consistent)
             && self.schema_version == self.schema_supported
+            && self.broken_schemas.is_empty()
     }
 }
 
@@ -88,10 +91,20 @@ impl PgStore {
             .transpose()?
             .unwrap_or_default();
         let mut queues_health = Vec::new();
+        let mut broken_schemas = Vec::new();
         for name in names {
             let Some(q) = queues::lookup(&mut tx, &name)? else {
                 continue;
             };
+            if let Some((version, Some(text))) = contracts::latest(&mut tx, q.id)?
+                && let Err(reason) = crate::contract::Contract::compile(&text)
+            {
+                broken_schemas.push(BrokenSchema {
+                    queue: name.clone(),
+                    version,
+                    reason,
+                });
+            }
             queues_health.push(QueueHealth {
                 counters: summed(&mut tx, q.id)?,
                 counted: counted(&mut tx, q.id)?,
@@ -124,6 +137,7 @@ impl PgStore {
                 .map(|r| r.at::<Option<i64>>(0))
                 .transpose()?
                 .flatten(),
+            broken_schemas,
         };
         tx.commit()?;
         Ok(health)

@@ -255,8 +255,7 @@ fn info(tx: &mut Tx<'_>, q: QueueRow) -> Result<QueueInfo> {
         .transpose()?
         .unwrap_or(0);
     Ok(QueueInfo {
-        // JSON Schemas are not kept on PostgreSQL yet.
-        schema_version: None,
+        schema_version: super::contracts::current_version(tx, q.id)?,
         subscribers: queues::subscribers(tx, q.id)?
             .into_iter()
             .map(|s| s.name)
@@ -509,7 +508,8 @@ fn done_rows(
 /// single snapshot rules out).
 fn load(conn: &mut Conn, q: &QueueRow, id: i64, st: RowState) -> Result<Option<Peeked>> {
     let row = conn.query_opt(
-        "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body
+        "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
+                d.schema_version
          FROM deliveries d JOIN messages m ON m.id = d.msg_id
          WHERE d.msg_id = $1 AND d.queue_id = $2",
         &[&id, &q.id],
@@ -518,8 +518,7 @@ fn load(conn: &mut Conn, q: &QueueRow, id: i64, st: RowState) -> Result<Option<P
         return Ok(None);
     };
     let delivery = Delivery {
-        // JSON Schemas are not kept on PostgreSQL yet.
-        schema_version: None,
+        schema_version: r.at(8)?,
         id,
         queue: q.name.clone(),
         receipt: Receipt {

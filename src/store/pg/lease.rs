@@ -228,7 +228,8 @@ fn fast_claim(
                          + coalesce($3::bigint, (SELECT visibility_ms FROM q)),
                      lease = ((random() - 0.5) * 1.8e19)::bigint
                  FROM picked WHERE d.queue_id = (SELECT id FROM q) AND d.msg_id = picked.msg_id
-                 RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.visible_at
+                 RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.visible_at,
+                           d.schema_version
              ), counted AS (
                  INSERT INTO stats (queue_id, second, n_ready, n_leased)
                  SELECT (SELECT id FROM q), (SELECT now FROM t) / 1000, -count(*), count(*)
@@ -236,7 +237,7 @@ fn fast_claim(
              )
              SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp, l.visible_at,
                     m.key, m.published_at, m.raw, m.headers, m.body,
-                    (SELECT id FROM q), EXISTS (SELECT 1 FROM due)
+                    (SELECT id FROM q), EXISTS (SELECT 1 FROM due), l.schema_version
              FROM (SELECT 1) AS one
              LEFT JOIN leased l ON true
              LEFT JOIN messages m ON m.id = l.msg_id
@@ -257,8 +258,7 @@ fn fast_claim(
             continue;
         };
         leased.push(Delivery {
-            // JSON Schemas are not kept on PostgreSQL yet.
-            schema_version: None,
+            schema_version: r.at(13)?,
             id: msg_id,
             queue: queue.to_owned(),
             receipt: Receipt {
@@ -337,10 +337,10 @@ fn lease_next(tx: &mut Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Resu
              UPDATE deliveries d SET state = 2, attempts = d.attempts + 1, visible_at = $3,
                  lease = ((random() - 0.5) * 1.8e19)::bigint
              FROM picked WHERE d.queue_id = $1 AND d.msg_id = picked.msg_id
-             RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp
+             RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.schema_version
          )
          SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp,
-                m.key, m.published_at, m.raw, m.headers, m.body
+                m.key, m.published_at, m.raw, m.headers, m.body, l.schema_version
          FROM leased l JOIN messages m ON m.id = l.msg_id
          ORDER BY l.priority DESC, l.msg_id",
         &[&q.id, &(max.min(i64::MAX as usize) as i64), &lease_end],
@@ -349,8 +349,7 @@ fn lease_next(tx: &mut Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Resu
         .map(|r| {
             let msg_id: i64 = r.at(0)?;
             Ok(Delivery {
-                // JSON Schemas are not kept on PostgreSQL yet.
-                schema_version: None,
+                schema_version: r.at(10)?,
                 id: msg_id,
                 queue: q.name.clone(),
                 receipt: Receipt {

@@ -30,6 +30,12 @@
 //! nacks and extends lock just the rows of their receipts. `--busy-timeout`
 //! becomes `lock_timeout`: a lock held past it is [`Error::Busy`] (exit 75).
 //!
+//! Names: writers that add deliveries to a queue (publish, replay) hold an
+//! advisory lock on its name, shared, to their commit; deleting a queue,
+//! making it a topic, changing a topic's subscriptions and changing a JSON
+//! Schema take it exclusively (see `queues::lock_shared`). So the schema
+//! versions a publish reads stay in force until it commits.
+//!
 //! Hot rows: SQLite keeps per-state counters in the `queues` row and
 //! per-second rates in `rates`, updated by every transaction. On PostgreSQL
 //! that would make every ack wait for the row lock of the one before it.
@@ -63,6 +69,12 @@
 //! [`PgStore::wait_for_news`] blocks on the socket until one arrives for a
 //! queue, a delayed message or lease comes due, or a deadline passes.
 //!
+//! # Moving from SQLite
+//!
+//! [`PgStore::import`] writes what [`super::Store::export`] reads: a whole
+//! SQLite database, with the same ids and lease tokens, into an empty schema
+//! in one transaction (`spool migrate`; see `import`).
+//!
 //! # Durability
 //!
 //! `--sync full` is `synchronous_commit = on`, `--sync normal` is `off` (a
@@ -70,7 +82,9 @@
 
 mod admin;
 pub mod connect;
+mod contracts;
 mod doctor;
+mod import;
 mod inspect;
 mod lease;
 mod notify;
@@ -94,6 +108,7 @@ use postgres::{Client, Row, Statement};
 
 pub use connect::{Target, TlsMode, is_postgres_url};
 pub use doctor::PgHealth;
+pub use import::{Migrated, PgImport};
 pub use publish::PgPublishBatch;
 
 use super::{Error, Result, Sync};
@@ -141,6 +156,8 @@ pub(crate) struct Conn {
     pub seen: i64,
     /// Queues named by notifications received but not yet waited for.
     pub news: Vec<String>,
+    /// Compiled JSON Schemas, by queue and version.
+    pub contracts: super::contracts::ContractCache,
     /// Benchmarks only: SQL run just before each commit that writes (to
     /// measure what a shared counter row would cost); also turns the
     /// one-statement claim and ack off.
@@ -181,6 +198,7 @@ impl PgStore {
             listening: false,
             seen: 0,
             news: Vec::new(),
+            contracts: Default::default(),
             #[cfg(test)]
             before_commit: None,
         };

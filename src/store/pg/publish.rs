@@ -5,8 +5,10 @@
 
 use std::collections::VecDeque;
 
+use super::super::contracts::PublishChecks;
 use super::super::publish::NewMessage;
 use super::super::{Error, Result, State};
+use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
@@ -29,6 +31,8 @@ pub struct PgPublishBatch<'t> {
     targets: Vec<QueueRow>,
     target_ids: Vec<i64>,
     target_names: Vec<String>,
+    /// The schemas each message must meet, and the versions deliveries record.
+    checks: PublishChecks,
     max_size: u64,
     now: i64,
     /// Ids taken from the sequence and not used yet.
@@ -86,9 +90,12 @@ impl PgStore {
             }
             .into());
         }
+        // After the name locks: no schema can change before this commits.
+        let checks = contracts::for_publish(&mut tx, &origin, &targets)?;
         let now = tx.now;
         let (value, added, published) = {
-            let mut batch = PgPublishBatch::new(&mut tx, origin.clone(), targets.clone(), now);
+            let mut batch =
+                PgPublishBatch::new(&mut tx, origin.clone(), targets.clone(), checks, now);
             let value = fill(&mut batch)?;
             batch.flush_pending()?;
             (value, batch.added, batch.published)
@@ -114,7 +121,13 @@ impl PgStore {
 }
 
 impl<'t> PgPublishBatch<'t> {
-    fn new(conn: &'t mut Conn, origin: QueueRow, targets: Vec<QueueRow>, now: i64) -> Self {
+    fn new(
+        conn: &'t mut Conn,
+        origin: QueueRow,
+        targets: Vec<QueueRow>,
+        checks: PublishChecks,
+        now: i64,
+    ) -> Self {
         // A topic holds nothing, so only its subscribers' limits count.
         let max_size = targets
             .iter()
@@ -126,6 +139,7 @@ impl<'t> PgPublishBatch<'t> {
             target_ids: targets.iter().map(|q| q.id).collect(),
             target_names: targets.iter().map(|q| q.name.clone()).collect(),
             added: vec![[0; 6]; targets.len()],
+            checks,
             origin,
             targets,
             max_size,
@@ -145,7 +159,10 @@ impl<'t> PgPublishBatch<'t> {
     }
 
     /// Adds one message and returns its id, or the id of the message the
-    /// queue already holds under the same key.
+    /// queue already holds under the same key. A message that breaks a schema
+    /// of the queue, or of the topic or any of its subscribers, is refused
+    /// ([`Error::Invalid`]; a raw body [`Error::RawBody`]), also when its key
+    /// was seen before.
     pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
         if msg.body.len() as u64 > self.max_size {
             return Err(Error::TooLarge {
@@ -153,6 +170,7 @@ impl<'t> PgPublishBatch<'t> {
                 limit: self.max_size,
             });
         }
+        self.checks.message(&self.origin.name, msg.body, msg.raw)?;
         if let Some(key) = msg.key {
             self.flush_pending()?;
             if let Some(id) = self.find_key(key)? {
@@ -273,11 +291,11 @@ impl<'t> PgPublishBatch<'t> {
                  SELECT id, $1, NULL, $2, raw, headers, body
                  FROM unnest($3::bigint[], $4::bool[], $5::text[], $6::bytea[]) AS t(id, raw, headers, body)
              )
-             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at)
-             SELECT t.id, q.id, t.state, t.priority, t.visible_at
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, schema_version)
+             SELECT t.id, q.id, t.state, t.priority, t.visible_at, q.version
              FROM unnest($3::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
                   AS t(id, state, priority, visible_at)
-             CROSS JOIN unnest($10::bigint[]) AS q(id)",
+             CROSS JOIN unnest($10::bigint[], $11::bigint[]) AS q(id, version)",
             &[
                 &self.origin.id,
                 &self.now,
@@ -289,6 +307,7 @@ impl<'t> PgPublishBatch<'t> {
                 &priorities,
                 &visible,
                 &self.target_ids,
+                &self.checks.versions,
             ],
         )?;
         for counts in &mut self.added {
@@ -319,9 +338,10 @@ impl<'t> PgPublishBatch<'t> {
                  ON CONFLICT (origin_id, key) WHERE key IS NOT NULL DO NOTHING
                  RETURNING id
              )
-             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp)
-             SELECT m.id, t.queue, t.state, $8, $9, $10
-             FROM m CROSS JOIN unnest($11::bigint[], $12::bigint[]) AS t(queue, state)
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+             SELECT m.id, t.queue, t.state, $8, $9, $10, t.version
+             FROM m CROSS JOIN unnest($11::bigint[], $12::bigint[], $13::bigint[])
+                  AS t(queue, state, version)
              RETURNING msg_id",
             &[
                 &id,
@@ -336,6 +356,7 @@ impl<'t> PgPublishBatch<'t> {
                 &msg.group,
                 &self.target_ids,
                 &states,
+                &self.checks.versions,
             ],
         )?;
         if inserted.is_empty() {

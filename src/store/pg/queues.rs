@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use postgres::Row;
 
-use super::super::queues::Created;
+use super::super::contracts::SchemaChange;
+use super::super::queues::{Created, QueueSet};
 use super::super::{Error, Result, Settings, SettingsPatch, ms};
+use super::contracts;
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
+use crate::contract::Contract;
 
 /// A queue (or topic) row as the other modules use it.
 #[derive(Debug, Clone)]
@@ -162,44 +165,77 @@ pub(crate) fn queue(conn: &mut Conn, name: &str) -> Result<Found> {
 }
 
 impl PgStore {
-    /// Creates a queue with the given settings (the rest default). An existing
-    /// queue with the same or no settings given is left alone; one with other
-    /// settings is [`Error::SettingsConflict`].
-    pub fn create_queue(&mut self, name: &str, patch: &SettingsPatch) -> Result<Created> {
+    /// Creates a queue with the given settings (the rest default) and, if
+    /// given, a JSON Schema (its version 1). An existing queue with the same
+    /// settings, and the same schema or none given, is left alone; one with
+    /// other settings or another schema is [`Error::SettingsConflict`].
+    pub fn create_queue(
+        &mut self,
+        name: &str,
+        patch: &SettingsPatch,
+        schema: Option<&Contract>,
+    ) -> Result<Created> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         let (row, new) = ensure_with(&mut tx, name, &patch.apply(Settings::default()))?;
-        let outcome = match row {
-            _ if new => Created::New,
-            row if row.is_topic => return Err(topic_error(&mut tx, row)?),
-            row if patch.apply(row.settings) == row.settings => Created::Existed,
-            _ => {
+        let outcome = if new {
+            // Nobody sees the queue before this commit, schema and all.
+            if let Some(c) = schema {
+                contracts::apply(&mut tx, row.id, SchemaChange::Set(c))?;
+            }
+            Created::New
+        } else if row.is_topic {
+            return Err(topic_error(&mut tx, row)?);
+        } else {
+            let same_schema = schema.is_none() || contracts::latest_is(&mut tx, row.id, schema)?;
+            if patch.apply(row.settings) != row.settings || !same_schema {
                 return Err(Error::SettingsConflict {
                     name: name.to_owned(),
                 });
             }
+            Created::Existed
         };
         tx.commit()?;
         Ok(outcome)
     }
 
-    /// Changes settings of an existing queue. Returns the settings now in force.
-    pub fn set_queue(&mut self, name: &str, patch: &SettingsPatch) -> Result<Settings> {
+    /// Changes settings and the schema of an existing queue. A topic takes a
+    /// schema (checked before its messages fan out) but no settings.
+    pub fn set_queue(
+        &mut self,
+        name: &str,
+        patch: &SettingsPatch,
+        schema: SchemaChange<'_>,
+    ) -> Result<QueueSet> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
-        let row = match queue(&mut tx, name)? {
-            Found::Queue(row) => row,
-            Found::Topic(e) => return Err(e),
-            Found::Missing => {
-                drop(tx);
-                return Err(self.unknown_queue(name));
-            }
+        let changes_schema = !matches!(schema, SchemaChange::Keep);
+        if changes_schema {
+            // Publishes into the queue hold this lock shared to their commit.
+            lock_exclusive(&mut tx, name)?;
+        }
+        let Some(row) = lookup(&mut tx, name)? else {
+            drop(tx);
+            return Err(self.unknown_queue(name));
         };
-        // Lock the row so two concurrent patches both apply.
-        tx.execute("SELECT 1 FROM queues WHERE id = $1 FOR UPDATE", &[&row.id])?;
-        let row = lookup(&mut tx, name)?.unwrap_or(row);
-        let settings = patch.apply(row.settings);
-        write_settings(&mut tx, row.id, &settings)?;
+        let schema_only = patch.is_empty() && changes_schema;
+        if row.is_topic && !schema_only {
+            return Err(topic_error(&mut tx, row)?);
+        }
+        let settings = if row.is_topic {
+            row.settings
+        } else {
+            // Lock the row so two concurrent patches both apply.
+            tx.execute("SELECT 1 FROM queues WHERE id = $1 FOR UPDATE", &[&row.id])?;
+            let current = lookup(&mut tx, name)?.map_or(row.settings, |r| r.settings);
+            let settings = patch.apply(current);
+            write_settings(&mut tx, row.id, &settings)?;
+            settings
+        };
+        let schema_version = contracts::apply(&mut tx, row.id, schema)?;
         tx.commit()?;
-        Ok(settings)
+        Ok(QueueSet {
+            settings,
+            schema_version,
+        })
     }
 
     /// The settings of a queue, or `None` if no queue has this name.

@@ -6,7 +6,7 @@
 //! `search_path` is spool's schema alone (see [`super::PgStore::open`]).
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this spool writes and understands.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -95,4 +95,22 @@ CREATE TABLE stats (
     acked     bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX stats_queue ON stats (queue_id, second);
+";
+
+/// Version 2: JSON Schemas, as in SQLite's version 2. Every change of a
+/// queue's (or topic's) schema is a row of `schemas`, numbered from 1 per
+/// queue; `schema` is NULL for a version that removed the schema, and the
+/// highest number is in force. Each delivery remembers the version of its
+/// queue's schema its message was checked against (NULL: none). Adding a
+/// nullable column without a default rewrites no rows.
+const V2: &str = "
+CREATE TABLE schemas (
+    queue_id   bigint NOT NULL,
+    version    bigint NOT NULL,
+    created_at bigint NOT NULL,
+    schema     text,
+    PRIMARY KEY (queue_id, version)
+);
+
+ALTER TABLE deliveries ADD COLUMN schema_version bigint;
 ";

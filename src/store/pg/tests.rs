@@ -515,7 +515,9 @@ fn extend_keeps_a_lease_and_nack_gives_the_message_back() {
 #[test]
 fn the_last_failed_attempt_makes_a_message_dead() {
     test_db!(db, store);
-    store.create_queue("q", &max_attempts(2)).expect("create");
+    store
+        .create_queue("q", &max_attempts(2), None)
+        .expect("create");
     let [a, b] = publish_n(&mut store, "q", 2)[..] else {
         panic!("two ids")
     };
@@ -565,7 +567,7 @@ fn retention_zero_deletes_on_ack_and_ids_are_never_reused() {
         retention: Some(Duration::ZERO),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     let first = publish_n(&mut store, "q", 3);
     let got = store.claim("q", 3, None, true).expect("claim and ack");
     assert_eq!(ids(&got), first);
@@ -585,7 +587,7 @@ fn a_failed_batch_publishes_nothing_and_large_bodies_are_refused() {
         max_size: Some(4),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     let result = store.publish_batch("q", |batch| {
         batch.publish(&NewMessage {
             body: b"1",
@@ -733,28 +735,31 @@ fn queue_settings_are_created_once_and_changed_by_set() {
     test_db!(db, store);
     let patch = max_attempts(3);
     assert_eq!(
-        store.create_queue("q", &patch).expect("create"),
+        store.create_queue("q", &patch, None).expect("create"),
         Created::New
     );
     assert_eq!(
-        store.create_queue("q", &patch).expect("again"),
+        store.create_queue("q", &patch, None).expect("again"),
         Created::Existed
     );
     assert_eq!(
         store
-            .create_queue("q", &SettingsPatch::default())
+            .create_queue("q", &SettingsPatch::default(), None)
             .expect("no settings"),
         Created::Existed
     );
     assert!(matches!(
-        store.create_queue("q", &max_attempts(4)),
+        store.create_queue("q", &max_attempts(4), None),
         Err(Error::SettingsConflict { .. })
     ));
-    let set = store.set_queue("q", &max_attempts(7)).expect("set");
-    assert_eq!(set.max_attempts, 7);
-    assert_eq!(store.settings("q").expect("settings"), Some(set));
+    let set = store
+        .set_queue("q", &max_attempts(7), SchemaChange::Keep)
+        .expect("set");
+    assert_eq!(set.settings.max_attempts, 7);
+    assert_eq!(set.schema_version, None);
+    assert_eq!(store.settings("q").expect("settings"), Some(set.settings));
     assert_eq!(store.settings("nope").expect("settings"), None);
-    match store.set_queue("qq", &patch) {
+    match store.set_queue("qq", &patch, SchemaChange::Keep) {
         Err(Error::UnknownQueue { similar, .. }) => assert_eq!(similar, ["q"]),
         other => panic!("{other:?}"),
     }
@@ -814,7 +819,9 @@ fn concurrent_consumers_get_every_message_exactly_once() {
 #[test]
 fn stats_count_by_state_and_apply_the_lazy_rules() {
     test_db!(db, store);
-    store.create_queue("q", &max_attempts(1)).expect("create");
+    store
+        .create_queue("q", &max_attempts(1), None)
+        .expect("create");
     publish_n(&mut store, "q", 6);
     let got = store.claim("q", 4, None, false).expect("claim");
     store.ack(&receipts(&got)[..1]).expect("ack");
@@ -1083,7 +1090,9 @@ fn delete_queue_refuses_pending_work_unless_forced() {
 #[test]
 fn release_lease_makes_a_leased_message_ready_without_counting_an_attempt() {
     test_db!(db, store);
-    store.create_queue("q", &max_attempts(1)).expect("create");
+    store
+        .create_queue("q", &max_attempts(1), None)
+        .expect("create");
     publish_n(&mut store, "q", 2);
     let got = store.claim("q", 1, None, false).expect("claim");
     let (id, old) = (got[0].id, got[0].receipt);
@@ -1110,7 +1119,7 @@ fn retention_sweeps_acked_messages_once_it_passed() {
         retention: Some(Duration::from_millis(1)),
         ..SettingsPatch::default()
     };
-    store.create_queue("q", &patch).expect("create");
+    store.create_queue("q", &patch, None).expect("create");
     publish_n(&mut store, "q", 5);
     let got = store.claim("q", 5, None, false).expect("claim");
     store.ack(&receipts(&got)).expect("ack");
@@ -1129,7 +1138,9 @@ fn retention_sweeps_acked_messages_once_it_passed() {
 #[test]
 fn work_step_settles_then_claims_in_one_go() {
     test_db!(db, store);
-    store.create_queue("q", &max_attempts(2)).expect("create");
+    store
+        .create_queue("q", &max_attempts(2), None)
+        .expect("create");
     publish_n(&mut store, "q", 5);
     let first = store.work_step("q", &[], 4, None).expect("step");
     let got = first.claimed.expect("claimed");
@@ -1175,7 +1186,7 @@ fn work_step_settles_then_claims_in_one_go() {
 fn a_waiting_consumer_is_woken_by_a_publish_in_another_connection() {
     test_db!(db, store);
     store
-        .create_queue("q", &SettingsPatch::default())
+        .create_queue("q", &SettingsPatch::default(), None)
         .expect("create");
     let version = store.data_version().expect("version");
     assert!(store.claim("q", 1, None, false).expect("claim").is_empty());
@@ -1514,7 +1525,7 @@ fn health_finds_wrong_counts_and_orphans_and_repair_fixes_them() {
 fn concurrent_publishers_of_one_key_store_one_message() {
     test_db!(db, store);
     store
-        .create_queue("q", &SettingsPatch::default())
+        .create_queue("q", &SettingsPatch::default(), None)
         .expect("create");
     let start = std::sync::Barrier::new(6);
     let ids: Vec<i64> = std::thread::scope(|s| {
@@ -1606,4 +1617,542 @@ fn concurrent_consumers_keep_each_group_in_order_one_at_a_time() {
         assert_eq!(done[g], sent[g], "group {g} in id order");
     }
     assert_counts_match(&db, "q");
+}
+
+// ---- JSON Schemas ----
+
+const ORDER: &str = r#"{
+  "type": "object",
+  "properties": {"id": {"type": "integer"}, "amount": {"type": "number", "minimum": 0}},
+  "required": ["id", "amount"]
+}"#;
+
+fn contract(text: &str) -> crate::contract::Contract {
+    crate::contract::Contract::compile(text).expect("schema")
+}
+
+fn json(body: &str) -> NewMessage<'_> {
+    NewMessage {
+        body: body.as_bytes(),
+        ..NewMessage::default()
+    }
+}
+
+fn publish_all(store: &mut PgStore, queue: &str, bodies: &[&str]) -> Result<Vec<i64>> {
+    store.publish_batch(queue, |batch| {
+        bodies.iter().map(|b| batch.publish(&json(b))).collect()
+    })
+}
+
+fn all_states(limit: usize) -> PeekQuery {
+    PeekQuery {
+        ready: true,
+        delayed: true,
+        leased: true,
+        acked: true,
+        dead: true,
+        limit,
+    }
+}
+
+fn info(store: &PgStore, name: &str) -> QueueInfo {
+    store
+        .queue_infos_named(&[name.to_owned()])
+        .expect("info")
+        .remove(0)
+}
+
+fn versions(ds: &[Delivery]) -> Vec<Option<i64>> {
+    ds.iter().map(|d| d.schema_version).collect()
+}
+
+#[test]
+fn schema_checks_refuse_whole_batches_and_deliveries_record_the_version() {
+    test_db!(db, store);
+    let order = contract(ORDER);
+    let none = SettingsPatch::default();
+    assert_eq!(
+        store
+            .create_queue("orders", &none, Some(&order))
+            .expect("create"),
+        Created::New
+    );
+    let mut bodies: Vec<String> = (1..=20)
+        .map(|i| format!("{{\"id\":{i},\"amount\":{}}}", if i == 17 { -5 } else { i }))
+        .collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    match publish_all(&mut store, "orders", &refs) {
+        Err(Error::Invalid {
+            id: None,
+            queue,
+            version: 1,
+            violation,
+        }) => {
+            assert_eq!(queue, "orders");
+            assert_eq!(violation.pointer, "/amount");
+            assert_eq!(
+                violation.to_string(),
+                "/amount: -5 is less than the minimum of 0"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 0);
+    match publish_all(&mut store, "orders", &["not json"]) {
+        Err(Error::Invalid { violation, .. }) => {
+            assert!(violation.reason.contains("not JSON"), "{violation}")
+        }
+        other => panic!("{other:?}"),
+    }
+    bodies[16] = "{\"id\":17,\"amount\":17}".into();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let published = publish_all(&mut store, "orders", &refs).expect("valid batch");
+    assert_eq!(published.len(), 20);
+    // Keyed and grouped messages go their own way into the table.
+    let grouped = publish_one(
+        &mut store,
+        "orders",
+        NewMessage {
+            key: Some("k"),
+            group: Some("g"),
+            ..json("{\"id\":21,\"amount\":0}")
+        },
+    )
+    .expect("keyed");
+    let peeked = store.peek("orders", &all_states(100)).expect("peek");
+    assert_eq!(peeked.len(), 21);
+    assert!(peeked.iter().all(|p| p.delivery.schema_version == Some(1)));
+    // The full claim, then the one-statement claim of a recent queue.
+    let first = store.claim("orders", 1, None, false).expect("claim");
+    let rest = store.claim("orders", 100, None, false).expect("claim");
+    assert_eq!(first.len() + rest.len(), 21);
+    assert!(ids(&rest).contains(&grouped));
+    assert_eq!(versions(&first), [Some(1)]);
+    assert!(versions(&rest).iter().all(|v| *v == Some(1)));
+    assert_eq!(info(&store, "orders").schema_version, Some(1));
+    let plain = publish_n(&mut store, "plain", 1);
+    let got = store.claim("plain", 1, None, false).expect("claim");
+    assert_eq!((ids(&got), versions(&got)), (plain, vec![None]));
+    assert_eq!(info(&store, "plain").schema_version, None);
+    assert_counts_match(&db, "orders");
+}
+
+#[test]
+fn an_invalid_message_is_refused_even_when_its_key_was_seen() {
+    test_db!(db, store);
+    store
+        .create_queue("orders", &SettingsPatch::default(), Some(&contract(ORDER)))
+        .expect("create");
+    let keyed = |body| NewMessage {
+        key: Some("k"),
+        ..json(body)
+    };
+    let id = publish_one(&mut store, "orders", keyed("{\"id\":1,\"amount\":1}")).expect("first");
+    assert!(matches!(
+        publish_one(&mut store, "orders", keyed("{\"id\":1,\"amount\":-1}")),
+        Err(Error::Invalid { .. })
+    ));
+    let again = publish_one(&mut store, "orders", keyed("{\"id\":1,\"amount\":1}")).expect("again");
+    assert_eq!(again, id);
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 1);
+}
+
+#[test]
+fn raw_bodies_are_refused_where_a_schema_is_in_force() {
+    test_db!(db, store);
+    let none = SettingsPatch::default();
+    store
+        .create_queue("orders", &none, Some(&contract(ORDER)))
+        .expect("create");
+    let raw = NewMessage {
+        body: b"hello",
+        raw: true,
+        ..NewMessage::default()
+    };
+    match publish_one(&mut store, "orders", raw) {
+        Err(Error::RawBody { name, holder }) => {
+            assert_eq!((name, holder), ("orders".into(), "orders".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+    store.subscribe("events", "audit").expect("subscribe");
+    store.subscribe("events", "orders").expect("subscribe");
+    match publish_one(&mut store, "events", raw) {
+        Err(e @ Error::RawBody { .. }) => assert!(
+            e.to_string().contains(
+                "`orders` has a JSON Schema, so messages published to `events` must be JSON"
+            ),
+            "{e}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.schema_holder("events").expect("holder").as_deref(),
+        Some("orders")
+    );
+    assert_eq!(
+        store.schema_holder("orders").expect("holder").as_deref(),
+        Some("orders")
+    );
+    assert_eq!(store.schema_holder("audit").expect("holder"), None);
+    assert_eq!(store.schema_holder("missing").expect("holder"), None);
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 0);
+    publish_one(&mut store, "audit", raw).expect("no schema there");
+}
+
+#[test]
+fn topic_fan_out_meets_the_topic_and_every_subscriber_schema() {
+    test_db!(db, store);
+    for q in ["payment", "inventory", "shipping"] {
+        store.subscribe("orders", q).expect("subscribe");
+    }
+    let payment = contract(r#"{"required": ["amount"], "properties": {"amount": {"minimum": 0}}}"#);
+    let inventory = contract(r#"{"required": ["sku"], "properties": {"sku": {"type": "string"}}}"#);
+    let topic = contract(r#"{"type": "object"}"#);
+    let none = SettingsPatch::default();
+    let set = |store: &mut PgStore, q: &str, c| {
+        store
+            .set_queue(q, &none, SchemaChange::Set(c))
+            .expect("set")
+            .schema_version
+    };
+    assert_eq!(set(&mut store, "payment", &inventory), Some(1));
+    assert_eq!(set(&mut store, "payment", &payment), Some(2));
+    assert_eq!(set(&mut store, "inventory", &inventory), Some(1));
+    assert_eq!(set(&mut store, "orders", &topic), Some(1));
+    let refused = |store: &mut PgStore, body: &str| match publish_one(store, "orders", json(body)) {
+        Err(Error::Invalid { queue, version, .. }) => (queue, version),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        refused(&mut store, "{\"amount\":5}"),
+        ("inventory".into(), 1)
+    );
+    assert_eq!(
+        refused(&mut store, "{\"amount\":-1,\"sku\":\"a\"}"),
+        ("payment".into(), 2)
+    );
+    assert_eq!(refused(&mut store, "[1]"), ("orders".into(), 1));
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 0);
+    let id = publish_one(&mut store, "orders", json("{\"amount\":5,\"sku\":\"a\"}")).expect("ok");
+    let got: Vec<(i64, Option<i64>)> = ["payment", "inventory", "shipping"]
+        .iter()
+        .map(|q| {
+            let d = store.claim(q, 1, None, false).expect("claim").remove(0);
+            (d.id, d.schema_version)
+        })
+        .collect();
+    assert_eq!(got, [(id, Some(2)), (id, Some(1)), (id, None)]);
+    assert_eq!(info(&store, "orders").schema_version, Some(1));
+    // A topic takes a schema but no settings.
+    assert!(matches!(
+        store.set_queue("orders", &max_attempts(3), SchemaChange::Keep),
+        Err(Error::NameIsTopic { .. })
+    ));
+    assert!(matches!(
+        store.set_queue("orders", &max_attempts(3), SchemaChange::Remove),
+        Err(Error::NameIsTopic { .. })
+    ));
+    assert!(matches!(
+        store.set_queue("orders", &none, SchemaChange::Keep),
+        Err(Error::NameIsTopic { .. })
+    ));
+    assert_eq!(
+        store
+            .set_queue("orders", &none, SchemaChange::Remove)
+            .expect("remove")
+            .schema_version,
+        Some(2)
+    );
+}
+
+#[test]
+fn schema_versions_advance_and_history_keeps_removals() {
+    test_db!(db, store);
+    let v1 = contract(r#"{"required": ["a"]}"#);
+    let v2 = contract(r#"{"required": ["a", "b"]}"#);
+    let v2_again = contract("{\n  \"required\": [\"a\", \"b\"]\n}\n");
+    let none = SettingsPatch::default();
+    store.create_queue("q", &none, Some(&v1)).expect("create");
+    let set = |store: &mut PgStore, change| {
+        store
+            .set_queue("q", &none, change)
+            .expect("set")
+            .schema_version
+    };
+    publish_one(&mut store, "q", json("{\"a\":1}")).expect("v1");
+    assert_eq!(set(&mut store, SchemaChange::Set(&v2)), Some(2));
+    assert_eq!(set(&mut store, SchemaChange::Set(&v2_again)), None);
+    assert!(matches!(
+        publish_one(&mut store, "q", json("{\"a\":1}")),
+        Err(Error::Invalid { version: 2, .. })
+    ));
+    publish_one(&mut store, "q", json("{\"a\":1,\"b\":2}")).expect("v2");
+    assert_eq!(set(&mut store, SchemaChange::Remove), Some(3));
+    assert_eq!(set(&mut store, SchemaChange::Remove), None);
+    publish_one(&mut store, "q", json("\"anything\"")).expect("none");
+    assert_eq!(set(&mut store, SchemaChange::Set(&v1)), Some(4));
+    publish_one(&mut store, "q", json("{\"a\":2}")).expect("v4");
+    let peeked: Vec<Option<i64>> = store
+        .peek("q", &all_states(10))
+        .expect("peek")
+        .iter()
+        .map(|p| p.delivery.schema_version)
+        .collect();
+    assert_eq!(peeked, [Some(1), Some(2), None, Some(4)]);
+    let claimed = store.claim("q", 10, None, false).expect("claim");
+    assert_eq!(versions(&claimed), peeked);
+    let history = store.schema_history("q").expect("history");
+    let numbers: Vec<i64> = history.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert_eq!(history[2].schema, None);
+    assert_eq!(history[1].schema.as_deref(), Some(v2.text()));
+    assert!(
+        history
+            .windows(2)
+            .all(|w| w[0].created_at <= w[1].created_at)
+    );
+    assert!(matches!(
+        store.schema_history("nope"),
+        Err(Error::UnknownQueue { .. })
+    ));
+    drop(db);
+}
+
+#[test]
+fn queue_create_is_a_no_op_with_the_same_schema_and_a_conflict_with_another() {
+    test_db!(db, store);
+    let none = SettingsPatch::default();
+    let order = contract(ORDER);
+    let same = contract(&ORDER.replace('\n', " "));
+    let other = contract(r#"{"type": "object"}"#);
+    store
+        .create_queue("orders", &none, Some(&order))
+        .expect("create");
+    for schema in [Some(&same), None] {
+        assert_eq!(
+            store.create_queue("orders", &none, schema).expect("again"),
+            Created::Existed
+        );
+    }
+    assert!(matches!(
+        store.create_queue("orders", &none, Some(&other)),
+        Err(Error::SettingsConflict { .. })
+    ));
+    store.create_queue("plain", &none, None).expect("plain");
+    assert!(matches!(
+        store.create_queue("plain", &none, Some(&other)),
+        Err(Error::SettingsConflict { .. })
+    ));
+    assert_eq!(store.schema_history("orders").expect("history").len(), 1);
+    assert!(store.schema_history("plain").expect("history").is_empty());
+    drop(db);
+}
+
+#[test]
+fn queue_delete_removes_the_schemas() {
+    test_db!(db, store);
+    store
+        .create_queue("orders", &SettingsPatch::default(), Some(&contract(ORDER)))
+        .expect("create");
+    store.delete_queue("orders", false).expect("delete");
+    assert_eq!(db.count("SELECT count(*) FROM schemas"), 0);
+    publish_one(&mut store, "orders", json("\"no schema now\"")).expect("publish");
+    assert!(store.schema_history("orders").expect("history").is_empty());
+}
+
+#[test]
+fn replay_to_a_queue_with_a_schema_checks_every_message() {
+    test_db!(db, store);
+    let msgs = publish_all(
+        &mut store,
+        "history",
+        &[
+            "{\"id\":1,\"amount\":1}",
+            "{\"id\":2,\"amount\":-2}",
+            "{\"id\":3,\"amount\":3}",
+        ],
+    )
+    .expect("publish");
+    let raw = publish_one(
+        &mut store,
+        "history",
+        NewMessage {
+            body: b"text",
+            raw: true,
+            ..NewMessage::default()
+        },
+    )
+    .expect("raw");
+    let got = store.claim("history", 10, None, false).expect("claim");
+    store.ack(&receipts(&got)).expect("ack");
+    store
+        .create_queue("audit", &SettingsPatch::default(), Some(&contract(ORDER)))
+        .expect("audit");
+    let acked = |ids: &[i64]| ReplayFilter {
+        acked: true,
+        ids: ids.to_vec(),
+        ..ReplayFilter::default()
+    };
+    for result in [
+        store.replay_preview("history", &acked(&[]), Some("audit")),
+        store.replay("history", &acked(&[]), Some("audit")),
+    ] {
+        match result {
+            Err(e @ Error::Invalid { id: Some(_), .. }) => {
+                assert!(
+                    e.to_string()
+                        .starts_with(&format!("message {}: /amount", msgs[1])),
+                    "{e}"
+                );
+                assert!(e.to_string().contains("`audit`"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    match store.replay("history", &acked(&[raw]), Some("audit")) {
+        Err(Error::Invalid { id, violation, .. }) => {
+            assert_eq!(id, Some(raw));
+            assert!(violation.reason.contains("raw text"), "{violation}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM deliveries WHERE queue_id = (SELECT id FROM queues WHERE name = 'audit')"),
+        0
+    );
+    let done = store
+        .replay("history", &acked(&[msgs[0], msgs[2]]), Some("audit"))
+        .expect("valid ones");
+    assert_eq!(done.ids, [msgs[0], msgs[2]]);
+    let replayed = store.claim("audit", 10, None, false).expect("claim");
+    assert_eq!(versions(&replayed), [Some(1), Some(1)]);
+    // In place, a message keeps the version it was published under.
+    store
+        .set_queue(
+            "history",
+            &SettingsPatch::default(),
+            SchemaChange::Set(&contract("true")),
+        )
+        .expect("schema");
+    store
+        .replay("history", &acked(&[msgs[1]]), None)
+        .expect("in place");
+    let again = store.claim("history", 1, None, false).expect("claim");
+    assert_eq!((ids(&again), versions(&again)), (vec![msgs[1]], vec![None]));
+    assert_counts_match(&db, "audit");
+}
+
+#[test]
+fn a_stored_schema_that_no_longer_compiles_is_reported_not_skipped() {
+    test_db!(db, store);
+    store
+        .create_queue("orders", &SettingsPatch::default(), Some(&contract(ORDER)))
+        .expect("create");
+    publish_one(&mut store, "orders", json("{\"id\":1,\"amount\":1}")).expect("publish");
+    db.client()
+        .batch_execute("UPDATE schemas SET schema = '{\"type\": 5}'")
+        .expect("break it");
+    // A fresh connection: the compiled contract is cached per connection.
+    let mut fresh = db.open();
+    match publish_one(&mut fresh, "orders", json("{\"id\":2,\"amount\":1}")) {
+        Err(e @ Error::BrokenSchema { .. }) => {
+            assert!(
+                e.to_string().contains("schema version 1 of `orders`"),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let health = fresh.health().expect("health");
+    assert!(!health.healthy());
+    assert_eq!(health.broken_schemas.len(), 1);
+    assert_eq!(
+        (
+            health.broken_schemas[0].queue.as_str(),
+            health.broken_schemas[0].version
+        ),
+        ("orders", 1)
+    );
+    fresh
+        .set_queue("orders", &SettingsPatch::default(), SchemaChange::Remove)
+        .expect("remove");
+    publish_one(&mut fresh, "orders", json("{\"id\":2}")).expect("publish");
+    assert!(fresh.health().expect("health").healthy());
+    assert_eq!(db.count("SELECT count(*) FROM messages"), 2);
+}
+
+#[test]
+fn a_schema_change_waits_for_open_publishes_and_applies_to_the_next() {
+    test_db!(db, store);
+    let none = SettingsPatch::default();
+    store
+        .create_queue("q", &none, Some(&contract("true")))
+        .expect("create");
+    let url = db.url.clone();
+    let mut setter = None;
+    store
+        .publish_batch("q", |batch| -> Result<()> {
+            batch.publish(&json("1"))?;
+            let url = url.clone();
+            let handle = std::thread::spawn(move || {
+                let mut other = PgStore::open(&options(&url)).expect("open");
+                let c = crate::contract::Contract::compile(r#"{"type": "string"}"#).expect("c");
+                other
+                    .set_queue("q", &SettingsPatch::default(), SchemaChange::Set(&c))
+                    .expect("set")
+                    .schema_version
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            // Still waiting for this batch's lock on the queue's name.
+            assert!(!handle.is_finished());
+            setter = Some(handle);
+            Ok(())
+        })
+        .expect("publish");
+    let version = setter.expect("spawned").join().expect("setter");
+    assert_eq!(version, Some(2));
+    assert!(matches!(
+        publish_one(&mut store, "q", json("2")),
+        Err(Error::Invalid { version: 2, .. })
+    ));
+    publish_one(&mut store, "q", json("\"two\"")).expect("meets v2");
+    let got = store.claim("q", 10, None, false).expect("claim");
+    assert_eq!(versions(&got), [Some(1), Some(2)]);
+}
+
+#[test]
+fn a_version_1_schema_is_migrated_and_old_deliveries_have_no_version() {
+    let Some(db) = TestDb::new() else { return };
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "DROP TABLE schemas; ALTER TABLE deliveries DROP COLUMN schema_version;
+             UPDATE version SET version = 1;
+             INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size,
+                                 retry_delay_ms, created_at)
+               VALUES ('old', 30000, 5, 86400000, 1048576, 1000, 0);
+             INSERT INTO messages (id, origin_id, published_at, raw, body)
+               VALUES (1, 1, 0, false, '\\x31');
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at)
+               VALUES (1, 1, 0, 0, 0);
+             INSERT INTO stats (queue_id, second, n_ready, published) VALUES (1, 0, 1, 1);
+             SELECT setval('message_ids', 1);",
+        )
+        .expect("a version 1 schema");
+    let mut store = db.open();
+    assert_eq!(db.count("SELECT max(version) FROM version"), 2);
+    let got = store.claim("old", 1, None, false).expect("claim");
+    assert_eq!((ids(&got), versions(&got)), (vec![1], vec![None]));
+    assert!(store.schema_history("old").expect("history").is_empty());
+    store
+        .set_queue(
+            "old",
+            &SettingsPatch::default(),
+            SchemaChange::Set(&contract("true")),
+        )
+        .expect("set");
+    publish_n(&mut store, "old", 1);
+    let got = store.claim("old", 1, None, false).expect("claim");
+    assert_eq!(versions(&got), [Some(1)]);
 }

@@ -1,0 +1,120 @@
+//! `spool migrate`: copy a whole spool database from an SQLite file into
+//! PostgreSQL, for moving producers and consumers onto several machines.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::Context;
+use crate::error::{Exit, Failure};
+use crate::output;
+use crate::store::pg::{Migrated, PgOptions, PgStore, is_postgres_url};
+use crate::store::{self, Store};
+
+const EXAMPLES: &str = "\
+Examples:
+  spool migrate --from ~/.local/share/spool/spool.db --to postgres://spool@db.internal/spool
+  spool migrate --from spool.db --to 'postgres://app@db/queues?schema=billing'
+  spool migrate --from spool.db --to postgres://localhost/spool --json | jq .messages";
+
+/// `spool migrate` (its help is on `Command::Migrate`).
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// The SQLite database file to copy (only read, never changed)
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The PostgreSQL database to copy into: postgres://USER@HOST[:PORT]/DB[?schema=NAME]
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+}
+
+/// What `migrate --json` prints.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    from: String,
+    to: String,
+    #[serde(flatten)]
+    migrated: &'a Migrated,
+}
+
+/// Runs `spool migrate`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    if !is_postgres_url(&args.to) {
+        return Err(Failure::usage(format!(
+            "`--to {}` is not a PostgreSQL URL. Give one like `postgres://USER@HOST/DATABASE`",
+            args.to
+        ))
+        .into());
+    }
+    let source = open_source(ctx, &args)?;
+    let mut target = PgStore::open(&PgOptions {
+        url: args.to.clone(),
+        busy_timeout: ctx.global.busy_timeout,
+        sync: ctx.global.sync,
+    })?;
+    let mut bar = output::Progress::new(&ctx.out, "copying", None, PROGRESS_AFTER);
+    let migrated = target.import(|sink| source.export(sink), &mut |n| bar.inc(n))?;
+    drop(bar);
+    report(ctx, &args, &target.display(), &migrated)?;
+    Ok(Exit::Ok)
+}
+
+/// Messages copied before a progress bar appears on a terminal.
+const PROGRESS_AFTER: u64 = 20_000;
+
+/// Opens the SQLite file for reading only; a missing file or one without a
+/// spool database is an error that names it (exit 74).
+fn open_source(ctx: &Context, args: &Args) -> anyhow::Result<Store> {
+    let opts = store::Options {
+        path: args.from.clone(),
+        busy_timeout: ctx.global.busy_timeout,
+        sync: ctx.global.sync,
+    };
+    match Store::open_read_only(&opts)? {
+        Some(store) => Ok(store),
+        None => {
+            let reason = if args.from.exists() {
+                "it holds no spool database yet, so there is nothing to migrate"
+            } else {
+                "the file does not exist. Point `--from` at the SQLite database spool has been using"
+            };
+            Err(store::Error::Open {
+                path: args.from.clone(),
+                reason: reason.to_owned(),
+            }
+            .into())
+        }
+    }
+}
+
+fn report(ctx: &Context, args: &Args, to: &str, m: &Migrated) -> anyhow::Result<()> {
+    for name in &m.recounted {
+        ctx.out.warn(&format!(
+            "the counters of `{name}` in `{}` did not match its messages; the copy counts the messages. `spool doctor --db {}` shows the difference",
+            args.from.display(),
+            args.from.display()
+        ));
+    }
+    ctx.out.note(&format!(
+        "migrated {} queue(s), {} topic(s), {} message(s) and {} deliveries from `{}` to `{to}`",
+        m.queues,
+        m.topics,
+        m.messages,
+        m.deliveries,
+        args.from.display()
+    ));
+    if ctx.out.json {
+        let mut out = output::stdout();
+        let report = Report {
+            from: args.from.display().to_string(),
+            to: to.to_owned(),
+            migrated: m,
+        };
+        serde_json::to_writer(&mut out, &report)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
+    Ok(())
+}
