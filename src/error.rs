@@ -92,7 +92,7 @@ fn store_exit(err: &store::Error) -> Exit {
         | E::SubscriberBecomesTopic { .. } => Exit::Usage,
         E::NotSubscribed { .. } => Exit::NotFound,
         E::TooLarge { .. } | E::Invalid { .. } => Exit::DataErr,
-        E::RawBody { .. } | E::Unsupported { .. } => Exit::Usage,
+        E::RawBody { .. } => Exit::Usage,
         E::BrokenSchema { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
         E::NetworkFs { .. } | E::Postgres(_) => Exit::IoErr,

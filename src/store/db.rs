@@ -79,11 +79,6 @@ fn pg_options(opts: &Options) -> Option<PgOptions> {
     })
 }
 
-/// What PostgreSQL does not do yet, as an error that says so.
-fn unsupported(what: &'static str) -> Error {
-    Error::Unsupported { what }
-}
-
 impl Db {
     /// Opens the database for writing, creating it (the file, or spool's
     /// schema in PostgreSQL) on first use and bringing it up to date.
@@ -216,37 +211,24 @@ impl Db {
         each!(self, s => s.flush())
     }
 
-    /// See [`Store::create_queue`]. JSON Schemas are kept on SQLite only.
+    /// See [`Store::create_queue`].
     pub fn create_queue(
         &mut self,
         name: &str,
         patch: &SettingsPatch,
         schema: Option<&Contract>,
     ) -> Result<Created> {
-        match self {
-            Db::Sqlite(s) => s.create_queue(name, patch, schema),
-            Db::Postgres(_) if schema.is_some() => Err(unsupported("JSON Schemas")),
-            Db::Postgres(p) => p.create_queue(name, patch),
-        }
+        each!(self, s => s.create_queue(name, patch, schema))
     }
 
-    /// See [`Store::set_queue`]. JSON Schemas are kept on SQLite only.
+    /// See [`Store::set_queue`].
     pub fn set_queue(
         &mut self,
         name: &str,
         patch: &SettingsPatch,
         schema: SchemaChange<'_>,
     ) -> Result<QueueSet> {
-        match self {
-            Db::Sqlite(s) => s.set_queue(name, patch, schema),
-            Db::Postgres(_) if !matches!(schema, SchemaChange::Keep) => {
-                Err(unsupported("JSON Schemas"))
-            }
-            Db::Postgres(p) => Ok(QueueSet {
-                settings: p.set_queue(name, patch)?,
-                schema_version: None,
-            }),
-        }
+        each!(self, s => s.set_queue(name, patch, schema))
     }
 
     /// See [`Store::settings`].
@@ -254,24 +236,14 @@ impl Db {
         each!(self, s => s.settings(name))
     }
 
-    /// See [`Store::schema_history`]; always empty on PostgreSQL.
+    /// See [`Store::schema_history`].
     pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
-        match self {
-            Db::Sqlite(s) => s.schema_history(name),
-            Db::Postgres(p) => match p.settings(name)? {
-                Some(_) => Ok(Vec::new()),
-                None if p.subscribers(name)?.is_some() => Ok(Vec::new()),
-                None => Err(p.unknown_queue(name)),
-            },
-        }
+        each!(self, s => s.schema_history(name))
     }
 
-    /// See [`Store::schema_holder`]; always `None` on PostgreSQL.
+    /// See [`Store::schema_holder`].
     pub fn schema_holder(&self, name: &str) -> Result<Option<String>> {
-        match self {
-            Db::Sqlite(s) => s.schema_holder(name),
-            Db::Postgres(_) => Ok(None),
-        }
+        each!(self, s => s.schema_holder(name))
     }
 
     /// See [`Store::subscribe`].

@@ -343,14 +343,6 @@ pub enum Error {
     /// refused it (see [`pg`]).
     #[error("the PostgreSQL database cannot be read or written: {0}")]
     Postgres(String),
-    /// A feature that spool offers on SQLite only, asked of PostgreSQL.
-    #[error(
-        "{what} are not available on PostgreSQL yet; they work with a SQLite database (`--db FILE`)"
-    )]
-    Unsupported {
-        /// What was asked for.
-        what: &'static str,
-    },
 }
 
 fn did_you_mean(similar: &[String]) -> String {
