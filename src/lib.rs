@@ -53,12 +53,12 @@ pub struct Cli {
 /// Options every command takes, before or after the subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// The database file [default: $XDG_DATA_HOME/spool/spool.db]
+    /// The database: a SQLite file, or a postgres:// URL [default: $XDG_DATA_HOME/spool/spool.db]
     #[arg(
         long,
         global = true,
         env = "SPOOL_DB",
-        value_name = "PATH",
+        value_name = "PATH|URL",
         hide_env_values = true
     )]
     pub db: Option<PathBuf>,
