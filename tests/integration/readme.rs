@@ -1,5 +1,8 @@
 //! Every ```sh block of README.md runs here, in order, in one scratch folder
 //! with its own database, so the documentation cannot drift from the tool.
+//! On PostgreSQL (`SPOOL_TEST_BACKEND=postgres`) the blocks run against the
+//! test's schema (`SPOOL_DB` is its URL), all but the one on JSON Schemas,
+//! which PostgreSQL does not have yet.
 //!
 //! Blocks run with `bash -eo pipefail`: a block passes when its last command
 //! succeeds and no command it runs fails. The scratch folder holds what the
@@ -73,6 +76,14 @@ fn readme_sh_blocks_run() {
     for (line, block) in &blocks {
         if block.contains("cargo ") {
             continue; // the set-up commands build spool itself; CI runs those.
+        }
+        if on_postgres() && block.contains("--schema") {
+            // The blocks run on the test's PostgreSQL schema too, but for
+            // the one on event contracts.
+            eprintln!(
+                "skipped on PostgreSQL: README.md block at line {line}: JSON Schemas are not available on PostgreSQL yet"
+            );
+            continue;
         }
         let out = std::process::Command::new("timeout")
             .args(["120", "bash", "-eo", "pipefail", "-c", block])
