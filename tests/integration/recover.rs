@@ -520,3 +520,28 @@ fn large_replays_and_purges_show_progress_on_a_terminal_only() {
         "no bar when stderr is not a terminal"
     );
 }
+
+/// Regression: on PostgreSQL, `queue delete`, `queue purge` and `replay`
+/// looked for the database as a file, found none, and called every queue
+/// unknown. They act on the queue; on a database not created yet, the queue
+/// is unknown and the database stays uncreated, on either backend.
+#[test]
+fn delete_purge_and_replay_act_on_the_queue_and_never_create_the_database() {
+    let env = Env::new();
+    for args in [
+        &["queue", "delete", "q"][..],
+        &["queue", "purge", "q"],
+        &["replay", "q", "--dead"],
+    ] {
+        env.run(args).code(3).stderr_has("no queue named `q`");
+    }
+    assert!(!env.database_exists(), "created for an unknown queue");
+    env.publish("q", "1");
+    consume_and_ack(&env, "q");
+    assert_eq!(env.run(&["replay", "q", "--acked"]).success().stdout, "1\n");
+    assert_eq!(env.run(&["queue", "purge", "q"]).success().stdout, "1\n");
+    env.run(&["queue", "delete", "q"]).success();
+    env.run(&["queue", "delete", "q"]).code(3);
+    env.run(&["replay", "q", "--acked"]).code(3);
+    assert_consistent(&env, "after the delete");
+}
