@@ -176,6 +176,9 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Purge(args) => return purge(ctx, &args),
         Command::Show(args) => return show(ctx, &args),
         Command::Create(args) => {
+            if args.schema.is_some() {
+                refuse_schemas_on_postgres(ctx)?;
+            }
             // Read and compile the schema before the database is opened, so a
             // bad schema changes nothing.
             let schema = args.schema.as_deref().map(load_schema).transpose()?;
@@ -189,6 +192,9 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
 
 /// `queue set NAME …`: notes a new schema version on stderr.
 fn set(ctx: &Context, args: &SetArgs) -> anyhow::Result<Exit> {
+    if args.schema.is_some() || args.no_schema {
+        refuse_schemas_on_postgres(ctx)?;
+    }
     let contract = args.schema.as_deref().map(load_schema).transpose()?;
     let change = match (&contract, args.no_schema) {
         (Some(c), _) => SchemaChange::Set(c),
@@ -210,6 +216,19 @@ fn set(ctx: &Context, args: &SetArgs) -> anyhow::Result<Exit> {
         (None, _) => {}
     }
     Ok(Exit::Ok)
+}
+
+/// JSON Schemas are kept on SQLite only. On PostgreSQL, `--schema` and
+/// `--no-schema` are refused before the database is opened, so the refusal
+/// does not create spool's schema there either.
+fn refuse_schemas_on_postgres(ctx: &Context) -> anyhow::Result<()> {
+    if store::is_postgres(&ctx.global.db_path()?) {
+        return Err(store::Error::Unsupported {
+            what: "JSON Schemas",
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// The largest schema file spool reads.

@@ -573,3 +573,41 @@ fn a_stored_schema_that_no_longer_compiles_is_reported_not_skipped() {
     env.publish("orders", "{\"id\":2}");
     env.run(&["doctor"]).success();
 }
+
+/// On PostgreSQL, every way of setting a schema is refused with the
+/// documented message and exit 2, and changes nothing.
+#[test]
+fn json_schemas_are_refused_on_postgresql_and_change_nothing() {
+    if !on_postgres() {
+        eprintln!("PostgreSQL only: SQLite has JSON Schemas (the tests above)");
+        return;
+    }
+    let env = Env::new();
+    let file = env.schema_file("order.json", ORDER);
+    let refused = |args: &[&str]| {
+        env.run(args)
+            .code(2)
+            .stderr_has("JSON Schemas are not available on PostgreSQL yet")
+            .stderr_has("--db FILE");
+    };
+    refused(&["queue", "create", "orders", "--schema", &file]);
+    assert!(
+        !env.database_exists(),
+        "a refused schema created the database"
+    );
+    env.publish("orders", "{\"id\":1,\"amount\":1}");
+    let before = env.contents();
+    refused(&["queue", "create", "orders", "--schema", &file]);
+    refused(&["queue", "create", "other", "--schema", &file]);
+    refused(&["queue", "set", "orders", "--schema", &file]);
+    refused(&["queue", "set", "orders", "--no-schema"]);
+    assert_eq!(env.contents(), before);
+    env.run(&["stats", "other"]).code(3);
+    // Without a schema, queues work as ever.
+    let shown = env.run(&["queue", "show", "orders"]).success().json_lines();
+    assert_eq!(shown[0]["schema_version"], Value::Null, "{shown:?}");
+    assert_eq!(
+        env.consume_one("orders", &[])["schema_version"],
+        Value::Null
+    );
+}
