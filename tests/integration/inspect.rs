@@ -904,3 +904,56 @@ fn colour_follows_color_flag_term_and_json() {
         "--color always wins over NO_COLOR"
     );
 }
+
+/// Regression: with the database not created yet, `stats` and `doctor`
+/// named a PostgreSQL database by the URL as given, password and all (and
+/// `top` did in its header). A password never shows: before the database
+/// exists or after, in JSON, on a terminal, or in an error.
+#[test]
+fn a_password_in_the_url_is_never_shown() {
+    if !on_postgres() {
+        eprintln!("PostgreSQL only: a file path has no password");
+        return;
+    }
+    let env = Env::new();
+    let given = env.db.to_str().unwrap().to_owned();
+    let (scheme, rest) = given.split_once("://").unwrap();
+    let Some((user, host)) = rest.split_once('@').filter(|(u, _)| !u.contains(':')) else {
+        eprintln!("SKIPPED: SPOOL_TEST_PG has a password or no user already");
+        return;
+    };
+    // The test server trusts its clients: the password is not checked.
+    let url = format!("{scheme}://{user}:s3cret-pw@{host}");
+    let run = |args: &[&str], terminal: bool| {
+        let mut cmd = env.cmd();
+        cmd.env("SPOOL_DB", &url).args(args);
+        if terminal {
+            cmd.env("SPOOL_TEST_TERMINAL", "stdout");
+        }
+        Run::from(cmd.output().unwrap())
+    };
+    for stage in ["before the database exists", "after"] {
+        let stats = run(&["stats", "--json"], false);
+        let v: Value = serde_json::from_str(stats.success().stdout.trim()).unwrap();
+        assert_eq!(v["database"]["path"], env.display(), "{stage}");
+        let doctor = run(&["doctor", "--json"], false);
+        let v: Value = serde_json::from_str(doctor.success().stdout.trim()).unwrap();
+        assert_eq!(v["database"]["path"], env.display(), "{stage}");
+        for (args, terminal) in [
+            (&["stats"][..], true),
+            (&["doctor"], true),
+            (&["queue", "list"], true),
+            (&["peek", "nope"], false),
+            (&["replay", "nope", "--dead"], false),
+            (&["queue", "delete", "nope"], false),
+        ] {
+            let out = run(args, terminal);
+            assert!(
+                !out.stdout.contains("s3cret") && !out.stderr.contains("s3cret"),
+                "{stage}: {args:?} shows the password: {out:?}"
+            );
+        }
+        env.publish("q", "1");
+    }
+    assert!(env.database_exists());
+}
