@@ -63,7 +63,7 @@ impl Finding {
 
 /// Runs `spool doctor`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let path = ctx.global.db_path()?;
+    let path = crate::commands::shown_db(ctx)?;
     let Some(store) = ctx.read_store()? else {
         return report_missing(ctx, &path);
     };

@@ -17,10 +17,26 @@ pub mod view;
 pub mod wait;
 pub mod work;
 
+use std::path::PathBuf;
+
 use clap::Subcommand;
 
 use crate::Context;
 use crate::error::Exit;
+use crate::store;
+
+/// The database as output names it before it is opened (or when it does not
+/// exist yet): the file's path, or the URL without its password, as an open
+/// PostgreSQL database names itself.
+pub fn shown_db(ctx: &Context) -> anyhow::Result<PathBuf> {
+    let path = ctx.global.db_path()?;
+    Ok(match path.to_str() {
+        Some(url) if store::is_postgres(&path) => {
+            PathBuf::from(store::pg::connect::display_url(url))
+        }
+        _ => path,
+    })
+}
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -508,9 +508,17 @@ fn list_or_none(names: &[String]) -> String {
 }
 
 /// The database for a command that acts on an existing queue: when the file
-/// does not exist, the queue is unknown, and the file is not created for it.
+/// (on PostgreSQL: spool's schema) does not exist, the queue is unknown, and
+/// the database is not created for it.
 pub fn existing_store(ctx: &Context, queue: &str) -> anyhow::Result<Db> {
-    if !ctx.global.db_path()?.exists() {
+    let path = ctx.global.db_path()?;
+    let missing = if store::is_postgres(&path) {
+        // A URL is no file: ask the server whether the schema is there.
+        ctx.read_store()?.is_none()
+    } else {
+        !path.exists()
+    };
+    if missing {
         return Err(store::Error::UnknownQueue {
             name: queue.to_owned(),
             similar: Vec::new(),

@@ -133,7 +133,7 @@ fn snapshot(ctx: &Context, names: &[String]) -> anyhow::Result<Snapshot> {
             .into());
         }
         return Ok(Snapshot {
-            database: DatabaseInfo::of_path(ctx.global.db_path()?).into(),
+            database: DatabaseInfo::of_path(crate::commands::shown_db(ctx)?).into(),
             queues: Vec::new(),
             time: output::time(store::now_ms()),
         });

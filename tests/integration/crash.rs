@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Env, assert_consistent, has_schema};
+use crate::common::{Env, assert_consistent};
 
 /// A small xorshift generator: enough to spread kill times, and repeatable.
 pub struct Rng(u64);
@@ -54,24 +54,17 @@ impl Rng {
     }
 }
 
-/// The stored bodies in id order (none when the database is not there yet).
-fn bodies(db: &Path) -> Vec<String> {
-    if !db.exists() {
+/// The stored bodies in id order (none when the database is not there yet),
+/// once every killed spool's transaction has ended on the server.
+fn bodies(env: &Env) -> Vec<String> {
+    env.settle();
+    if !env.has_tables() {
         return Vec::new();
     }
-    let conn = rusqlite::Connection::open(db).unwrap();
-    if !has_schema(&conn) {
-        return Vec::new();
-    }
-    let mut stmt = conn
-        .prepare("SELECT body FROM messages ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok(String::from_utf8(r.get::<_, Vec<u8>>(0)?).unwrap())
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    env.rows("SELECT body FROM messages ORDER BY id", &[])
+        .into_iter()
+        .map(|r| r[0].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn lines(n: usize, tag: &str) -> Vec<String> {
@@ -80,16 +73,15 @@ fn lines(n: usize, tag: &str) -> Vec<String> {
         .collect()
 }
 
-/// How long a publish of `input` takes here, to spread the kills over it.
-fn time_publish(env: &Env, input: &Path, extra: &[&str]) -> Duration {
-    let scratch = env.path("timing.db");
+/// How long a publish of `input` takes here (on a database of its own, on
+/// the same backend), to spread the kills over it.
+fn time_publish(input: &Path, extra: &[&str]) -> Duration {
+    let scratch = Env::new();
     let start = Instant::now();
     let mut args = vec!["publish", "t", "-q"];
     args.extend_from_slice(extra);
-    let status = env
+    let status = scratch
         .cmd()
-        .arg("--db")
-        .arg(&scratch)
         .args(&args)
         .stdin(std::fs::File::open(input).unwrap())
         .status()
@@ -119,7 +111,7 @@ fn all_or_nothing_under_kill(n_lines: usize, runs: usize, test: &str) {
     let input = lines(n_lines, "n");
     let file = env.path("input.ndjson");
     std::fs::write(&file, input.join("\n") + "\n").unwrap();
-    let full = time_publish(&env, &file, &[]);
+    let full = time_publish(&file, &[]);
     let mut batches = 0;
     let mut outcomes = std::collections::BTreeMap::new();
     for run in 0..runs {
@@ -133,7 +125,7 @@ fn all_or_nothing_under_kill(n_lines: usize, runs: usize, test: &str) {
             .unwrap();
         let outcome = kill_after(child, delay);
         let context = format!("run {run}, {outcome} after {delay:?}");
-        let stored = bodies(&env.db);
+        let stored = bodies(&env);
         assert_eq!(
             stored.len() % n_lines,
             0,
@@ -147,9 +139,7 @@ fn all_or_nothing_under_kill(n_lines: usize, runs: usize, test: &str) {
         if committed {
             assert_eq!(&stored[stored.len() - n_lines..], &input[..], "{context}");
         }
-        if env.db.exists() {
-            assert_consistent(&env.db, &context);
-        }
+        assert_consistent(&env, &context);
         *outcomes
             .entry((outcome, if committed { "all" } else { "none" }))
             .or_insert(0) += 1;
@@ -205,7 +195,7 @@ fn kill_9_during_stream_publish_leaves_a_prefix_of_whole_lines() {
         child.wait().unwrap();
         drop(stdin);
         let context = format!("run {run}, killed after {kill_at} of {} bytes", bytes.len());
-        let stored = bodies(&env.db);
+        let stored = bodies(&env);
         let new = &stored[published.len()..];
         assert!(
             new.len() <= input.len() && new == &input[..new.len()],
@@ -220,9 +210,7 @@ fn kill_9_during_stream_publish_leaves_a_prefix_of_whole_lines() {
             seen_partial += 1;
         }
         published.extend_from_slice(new);
-        if env.db.exists() {
-            assert_consistent(&env.db, &context);
-        }
+        assert_consistent(&env, &context);
     }
     eprintln!(
         "stream publish: {} messages survived 12 kills; {seen_partial} kills lost uncommitted lines",
@@ -240,12 +228,12 @@ fn kill_9_during_consume_and_ack_leaves_whole_batches() {
     env.run_with_input(&["publish", "q", "-q"], &input)
         .success();
     let count = |state: i64| -> i64 {
-        env.sql()
-            .query_row(
-                "SELECT count(*) FROM deliveries WHERE state = ?1",
-                [state],
-                |r| r.get(0),
-            )
+        env.settle();
+        env.rows(
+            "SELECT count(*) FROM deliveries WHERE state = $1",
+            &[state.into()],
+        )[0][0]
+            .as_i64()
             .unwrap()
     };
     for run in 0..10 {
@@ -261,7 +249,7 @@ fn kill_9_during_consume_and_ack_leaves_whole_batches() {
         let context = format!("consume run {run} ({outcome})");
         let delta = count(2) - leased;
         assert!(delta == 0 || delta == 1000, "{context}: {delta} leased");
-        assert_consistent(&env.db, &context);
+        assert_consistent(&env, &context);
     }
     // Lease a batch, then kill acks of it: 0 or all of them acked.
     for run in 0..8 {
@@ -290,6 +278,6 @@ fn kill_9_during_consume_and_ack_leaves_whole_batches() {
         let context = format!("ack run {run} ({outcome})");
         let delta = count(3) - acked;
         assert!(delta == 0 || delta == 500, "{context}: {delta} acked");
-        assert_consistent(&env.db, &context);
+        assert_consistent(&env, &context);
     }
 }

@@ -9,36 +9,42 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::common::{Env, Run, receipt};
+use crate::common::{Contents, Env, Run, checksum, on_postgres, receipt, sqlite_only};
 use crate::mount::Mount;
 
-/// The database file's bytes and which of its side files exist: what a
-/// command must leave as it found it.
+/// What a command must leave as it found it: the database file's bytes and
+/// which of its side files exist, or on PostgreSQL every row of spool's
+/// tables.
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
-    /// Size and a hash of the bytes (`None`: no file).
-    file: Option<(usize, u64)>,
+    contents: Contents,
     wal: bool,
     shm: bool,
 }
 
-fn checksum(bytes: &[u8]) -> (usize, u64) {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    (bytes.len(), h.finish())
-}
-
-fn snapshot(db: &Path) -> Snapshot {
+fn snapshot_of(db: &Path) -> Snapshot {
     let side = |ext: &str| {
         let mut p = db.as_os_str().to_owned();
         p.push(ext);
         PathBuf::from(p).exists()
     };
     Snapshot {
-        file: std::fs::read(db).ok().map(|b| checksum(&b)),
+        contents: Contents::File(std::fs::read(db).ok().map(|b| checksum(&b))),
         wal: side("-wal"),
         shm: side("-shm"),
+    }
+}
+
+/// The test's own database, on either backend.
+fn snapshot(env: &Env) -> Snapshot {
+    if on_postgres() {
+        Snapshot {
+            contents: env.contents(),
+            wal: false,
+            shm: false,
+        }
+    } else {
+        snapshot_of(&env.db)
     }
 }
 
@@ -75,7 +81,7 @@ fn run_os(env: &Env, args: &[&OsStr]) -> Run {
 #[test]
 fn invalid_utf8_anywhere_is_refused_and_changes_nothing() {
     let (env, _) = populated();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     for args in [
         &["publish", "q"][..],
         &["publish", "q", "--raw"],
@@ -91,7 +97,7 @@ fn invalid_utf8_anywhere_is_refused_and_changes_nothing() {
         assert_eq!(run.code, 65, "{args:?} {run:?}");
         assert!(run.stderr.contains("UTF-8"), "{args:?} {run:?}");
         if !args.contains(&"--stream") {
-            assert_eq!(snapshot(&env.db), before, "{args:?}");
+            assert_eq!(snapshot(&env), before, "{args:?}");
         }
     }
     // --stream commits the good first line before stopping: that is its contract.
@@ -101,16 +107,16 @@ fn invalid_utf8_anywhere_is_refused_and_changes_nothing() {
     let bad_queue = OsStr::from_bytes(b"q\xff");
     let run = run_os(&env, &[OsStr::new("consume"), bad_queue]);
     refused(&run, 2, "UTF-8");
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     let run = env.run_with_input(&["ack"], b"1_1_\xff\xff\n");
     refused(&run, 3, "unknown receipt");
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
 }
 
 #[test]
 fn nul_bytes_are_refused_in_json_and_kept_in_raw_text() {
     let (env, _) = populated();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     refused(
         &env.run_with_input(&["publish", "q"], b"\"a\0b\"\n"),
         65,
@@ -126,7 +132,7 @@ fn nul_bytes_are_refused_in_json_and_kept_in_raw_text() {
         3,
         "unknown receipt",
     );
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
     // An escaped NUL is valid JSON; a raw NUL is valid UTF-8 text.
     env.run_with_input(&["publish", "n"], "\"a\\u0000b\"\n")
         .success();
@@ -163,7 +169,7 @@ fn a_100_mb_line_is_refused_in_bounded_memory() {
     let (env, _) = populated();
     // The limit itself lets a normal publish through.
     publish_with_memory_limit(&env, "publish ok", 1000).success();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     for args in [
         "publish q",
         "publish q --raw",
@@ -174,14 +180,14 @@ fn a_100_mb_line_is_refused_in_bounded_memory() {
         assert_eq!(run.code, 65, "{args}: {run:?}");
         assert!(run.stderr.contains("max_size"), "{args}: {run:?}");
         assert!(!run.stderr.contains("memory"), "{args}: {run:?}");
-        assert_eq!(snapshot(&env.db), before, "{args}");
+        assert_eq!(snapshot(&env), before, "{args}");
     }
 }
 
 #[test]
 fn deeply_nested_json_is_refused_as_bad_input() {
     let (env, _) = populated();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     let deep = "[".repeat(100_000) + &"]".repeat(100_000);
     // One argument may hold at most 128 KiB (MAX_ARG_STRLEN).
     let deep_arg = "[".repeat(60_000) + &"]".repeat(60_000);
@@ -193,11 +199,11 @@ fn deeply_nested_json_is_refused_as_bad_input() {
     ] {
         let run = env.run_with_input(args, format!("{deep}\n"));
         refused(&run, 65, "nested deeper than 127");
-        assert_eq!(snapshot(&env.db), before, "{args:?}");
+        assert_eq!(snapshot(&env), before, "{args:?}");
     }
     let run = env.run(&["publish", "q", &deep_arg]);
     refused(&run, 65, "nested deeper than 127");
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
     // As raw text it is just text.
     env.run_with_input(&["publish", "raw", "--raw"], format!("{deep}\n"))
         .success();
@@ -235,7 +241,7 @@ fn numbers_too_big_for_64_bits_are_kept_exactly() {
 #[test]
 fn control_characters_in_queue_names_are_refused_escaped() {
     let (env, receipt) = populated();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     for name in ["a\tb", "a\nb", "a\rb", "a\x1b[2Jb", "q\x7f", "\x07", "é"] {
         for args in [
             vec!["publish", name, "1"],
@@ -255,14 +261,14 @@ fn control_characters_in_queue_names_are_refused_escaped() {
             );
         }
     }
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
     env.run(&["ack", &receipt]).success();
 }
 
 #[test]
 fn garbage_receipts_are_unknown_and_change_nothing() {
     let (env, good) = populated();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     let long = "1".repeat(10_000);
     let garbage = [
         "_",
@@ -291,7 +297,7 @@ fn garbage_receipts_are_unknown_and_change_nothing() {
         assert_eq!(run.code, 3, "{run:?}");
         assert_eq!(run.stderr.matches("unknown receipt").count(), 3, "{run:?}");
     }
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
     env.run(&["ack", &good]).success();
 }
 
@@ -302,7 +308,7 @@ fn receipts_of_another_queue_or_lease_do_not_touch_the_delivery() {
     let other = env.consume_one("other", &["--visibility", "1h"]);
     let parts: Vec<&str> = good.split('_').collect();
     let other_parts: Vec<&str> = receipt(&other).split('_').collect();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     // The right message and queue, another lease: refused, lease ended.
     let wrong_lease = format!("{}_{}_{:016x}", parts[0], parts[1], 12345);
     refused(&env.run(&["ack", &wrong_lease]), 3, "lease has ended");
@@ -317,7 +323,7 @@ fn receipts_of_another_queue_or_lease_do_not_touch_the_delivery() {
     let run = env.run(&["ack", &swapped]);
     assert!(run.code == 0 || run.code == 3, "{run:?}");
     assert!(!run.stderr.contains("panicked"));
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
     // The real receipts still hold.
     env.run(&["extend", &good, "--by", "1m"]).success();
     env.run(&["ack", &good, receipt(&other)]).success();
@@ -326,7 +332,7 @@ fn receipts_of_another_queue_or_lease_do_not_touch_the_delivery() {
 #[test]
 fn bad_durations_are_usage_errors_that_change_nothing() {
     let (env, receipt) = populated();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     for dur in ["-5s", "1.5.3s", "99999999d", "5", "s", "1h-1m", "١s"] {
         // `--flag=VALUE`, so that clap hands `-5s` to the parser as a value.
         let [visibility, wait, delay, by, retention, busy] = [
@@ -358,7 +364,7 @@ fn bad_durations_are_usage_errors_that_change_nothing() {
             assert!(run.stderr.contains(expected), "{args:?}: {run:?}");
         }
     }
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
 }
 
 fn every_command(receipt: &str) -> Vec<Vec<String>> {
@@ -383,6 +389,9 @@ fn with_db(env: &Env, db: &Path, args: &[String]) -> Run {
 
 #[test]
 fn a_directory_as_the_database_exits_74_for_every_command() {
+    if sqlite_only("a directory where the file should be") {
+        return;
+    }
     let env = Env::new();
     let dir = env.path("adir");
     std::fs::create_dir(&dir).unwrap();
@@ -394,6 +403,9 @@ fn a_directory_as_the_database_exits_74_for_every_command() {
 
 #[test]
 fn a_symlink_loop_exits_74_for_every_command() {
+    if sqlite_only("a symbolic link loop as the file") {
+        return;
+    }
     let env = Env::new();
     let (a, b) = (env.path("loop-a"), env.path("loop-b"));
     std::os::unix::fs::symlink(&b, &a).unwrap();
@@ -406,6 +418,9 @@ fn a_symlink_loop_exits_74_for_every_command() {
 
 #[test]
 fn files_that_are_not_spool_databases_exit_74_untouched() {
+    if sqlite_only("files that are not spool databases") {
+        return;
+    }
     let env = Env::new();
     let (real, _) = populated();
     let full = std::fs::read(&real.db).unwrap();
@@ -437,30 +452,31 @@ fn files_that_are_not_spool_databases_exit_74_untouched() {
         .unwrap()
         .execute_batch("CREATE TABLE notes (t TEXT); INSERT INTO notes VALUES ('mine');")
         .unwrap();
-    let before = snapshot(&foreign);
+    let before = snapshot_of(&foreign);
     for args in every_command("1_1_1") {
         refused(&with_db(&env, &foreign, &args), 74, "not a spool database");
     }
-    assert_eq!(snapshot(&foreign), before);
+    assert_eq!(snapshot_of(&foreign), before);
 }
 
 #[test]
 fn a_database_from_a_newer_schema_is_refused_by_every_command_untouched() {
     let (env, receipt) = populated();
-    env.sql()
-        .execute_batch("PRAGMA user_version = 1000")
-        .unwrap();
-    let before = snapshot(&env.db);
+    env.mark_newer(1000);
+    let before = snapshot(&env);
     for args in every_command(&receipt) {
         refused(&with_db(&env, &env.db, &args), 74, "Upgrade spool");
-        assert_eq!(snapshot(&env.db), before, "{args:?}");
+        assert_eq!(snapshot(&env), before, "{args:?}");
     }
 }
 
 #[test]
 fn an_immutable_database_file_exits_74_untouched() {
+    if sqlite_only("an immutable file") {
+        return;
+    }
     let (env, receipt) = populated();
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     let chattr = std::process::Command::new("chattr")
         .arg("+i")
         .arg(&env.db)
@@ -488,27 +504,30 @@ fn an_immutable_database_file_exits_74_untouched() {
         }
         refused(&with_db(&env, &env.db, &args), 74, "not writable");
     }
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
     let doctor = with_db(&env, &env.db, &["doctor".to_owned()]);
     assert_eq!(doctor.code, 0, "reading still works: {doctor:?}");
 }
 
 #[test]
 fn a_read_only_mount_exits_74_untouched() {
+    if sqlite_only("a read-only mount") {
+        return;
+    }
     let (env, receipt) = populated();
     let source = env.dir.path().to_owned();
     let Some(mount) = Mount::read_only_bind(&source, &env.path("ro")) else {
         return;
     };
     let db = mount.path.join("spool.db");
-    let before = snapshot(&env.db);
+    let before = snapshot(&env);
     for args in every_command(&receipt) {
         if args[0] == "doctor" {
             continue;
         }
         refused(&with_db(&env, &db, &args), 74, "Read-only file system");
     }
-    assert_eq!(snapshot(&env.db), before);
+    assert_eq!(snapshot(&env), before);
     // Reading still works: doctor checks a read-only copy (say, a backup).
     let run = with_db(&env, &db, &["doctor".to_owned()]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -530,7 +549,7 @@ fn nack_and_extend_after_ack_are_refused_but_a_repeated_ack_is_not() {
         let m = env.consume_one("q", &[]);
         let r = receipt(&m);
         env.run(&["ack", r]).success();
-        let before = snapshot(&env.db);
+        let before = snapshot(&env);
         refused(&env.run(&["nack", r]), 3, "already finished");
         refused(
             &env.run(&["extend", r, "--by", "1m"]),
@@ -538,7 +557,7 @@ fn nack_and_extend_after_ack_are_refused_but_a_repeated_ack_is_not() {
             "already finished",
         );
         env.run(&["ack", r]).success();
-        assert_eq!(snapshot(&env.db), before, "retention {retention}");
+        assert_eq!(snapshot(&env), before, "retention {retention}");
         assert!(env.consume("q", &[]).is_empty(), "retention {retention}");
     }
 }

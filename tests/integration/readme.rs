@@ -1,5 +1,7 @@
 //! Every ```sh block of README.md runs here, in order, in one scratch folder
 //! with its own database, so the documentation cannot drift from the tool.
+//! On PostgreSQL (`SPOOL_TEST_BACKEND=postgres`) the blocks run against the
+//! test's schema (`SPOOL_DB` is its URL).
 //!
 //! Blocks run with `bash -eo pipefail`: a block passes when its last command
 //! succeeds and no command it runs fails. The scratch folder holds what the

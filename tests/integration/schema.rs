@@ -33,10 +33,6 @@ impl Env {
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].clone()
     }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.sql().query_row(sql, [], |r| r.get(0)).unwrap()
-    }
 }
 
 #[test]
@@ -302,7 +298,10 @@ fn an_invalid_schema_is_refused_and_changes_nothing() {
         let run = env.run(&["queue", "create", "q", "--schema", &file]);
         run.code(65).stderr_has(name).stderr_has(reason);
     }
-    assert!(!env.db.exists(), "a refused schema created the database");
+    assert!(
+        !env.database_exists(),
+        "a refused schema created the database"
+    );
     let missing = env.path("missing.json");
     let run = env.run(&[
         "queue",
@@ -312,17 +311,17 @@ fn an_invalid_schema_is_refused_and_changes_nothing() {
         missing.to_str().unwrap(),
     ]);
     run.code(2).stderr_has("missing.json");
-    assert!(!env.db.exists());
+    assert!(!env.database_exists());
 
     // On an existing queue: the schema in force stays.
     env.order_queue("q");
-    let before = std::fs::read(&env.db).unwrap();
+    let before = env.contents();
     let bad = env.schema_file("bad.json", r#"{"type": 5}"#);
     env.run(&["queue", "set", "q", "--schema", &bad]).code(65);
     env.run(&["queue", "set", "q", "--schema", "/nonexistent/x.json"])
         .code(2)
         .stderr_has("/nonexistent/x.json");
-    assert_eq!(std::fs::read(&env.db).unwrap(), before);
+    assert_eq!(env.contents(), before);
     let shown = env.show("q");
     assert_eq!(shown["schema_version"], 1);
     assert_eq!(shown["schema_history"].as_array().unwrap().len(), 1);
@@ -444,7 +443,7 @@ fn queue_show_prints_settings_schema_and_versions() {
         .stderr_has("`orders`");
     let fresh = Env::new();
     fresh.run(&["queue", "show", "q"]).code(3);
-    assert!(!fresh.db.exists());
+    assert!(!fresh.database_exists());
 }
 
 #[test]
@@ -509,9 +508,7 @@ fn a_stored_schema_that_no_longer_compiles_is_reported_not_skipped() {
     env.order_queue("orders");
     env.publish("orders", "{\"id\":1,\"amount\":1}");
     // As if written by another build whose validator accepted it.
-    env.sql()
-        .execute("UPDATE schemas SET schema = '{\"type\": 5}'", [])
-        .unwrap();
+    env.exec("UPDATE schemas SET schema = '{\"type\": 5}'");
     env.run(&["publish", "orders", "{\"id\":2,\"amount\":1}"])
         .code(74)
         .stderr_has("schema version 1 of `orders`")

@@ -151,44 +151,26 @@ fn build(env: &Env) {
 
 /// Every delivery (id, queue, state, attempts, has a lease token, is done)
 /// and every queue's counters: what two databases must agree on.
-fn snapshot(env: &Env) -> (Vec<String>, Vec<String>, Vec<i64>) {
-    let conn = env.sql();
-    let rows = |sql: &str| -> Vec<String> {
-        let mut stmt = conn.prepare(sql).unwrap();
-        let n = stmt.column_count();
-        stmt.query_map([], |r| {
-            Ok((0..n)
-                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
-                .collect::<Vec<_>>()
-                .join(" "))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-    };
-    let deliveries = rows(
+type Snapshot = (
+    Vec<Vec<serde_json::Value>>,
+    std::collections::BTreeMap<String, [i64; 7]>,
+    Vec<Vec<serde_json::Value>>,
+);
+
+fn snapshot(env: &Env) -> Snapshot {
+    let deliveries = env.rows(
         "SELECT msg_id, queue_id, state, attempts, lease IS NULL, done_at IS NULL
          FROM deliveries ORDER BY msg_id, queue_id",
+        &[],
     );
-    let queues = rows(
-        "SELECT name, n_ready, n_delayed, n_leased, n_acked, n_dead, n_held, published_total
-         FROM queues ORDER BY name",
-    );
-    let mut stmt = conn.prepare("SELECT id FROM messages ORDER BY id").unwrap();
-    let messages = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    (deliveries, queues, messages)
+    let messages = env.rows("SELECT id FROM messages ORDER BY id", &[]);
+    (deliveries, env.counters(), messages)
 }
 
 fn dead_count(env: &Env) -> i64 {
-    env.sql()
-        .query_row("SELECT n_dead FROM queues WHERE name = 'orders'", [], |r| {
-            r.get(0)
-        })
-        .unwrap()
+    let run = env.run(&["stats", "orders"]);
+    let stats: serde_json::Value = serde_json::from_str(run.success().stdout.trim()).unwrap();
+    stats["queues"][0]["dead"].as_i64().unwrap()
 }
 
 #[test]
@@ -532,7 +514,7 @@ fn a_missing_database_shows_empty_and_is_not_created() {
     let env = Env::new();
     let mut top = Top::new(&env, false);
     assert!(top.text().contains("No database yet"));
-    assert!(!env.db.exists());
+    assert!(!env.database_exists());
     env.publish("late", "1");
     top.refresh();
     assert_eq!(row(&top.screen(), "late")[1], "1");
@@ -583,7 +565,7 @@ fn top_refuses_politely_without_a_terminal() {
     env.run(&["top", "--json"])
         .code(2)
         .stderr_has("spool stats --json");
-    assert!(!env.db.exists());
+    assert!(!env.database_exists());
 }
 
 // ---- End to end, in tmux ----
@@ -801,7 +783,7 @@ fn end_to_end_in_tmux_top_waits_for_the_database_to_appear() {
         return;
     };
     tmux.wait_for("No database yet");
-    assert!(!env.db.exists(), "top does not create the database");
+    assert!(!env.database_exists(), "top does not create the database");
     env.publish("late", "1");
     tmux.wait_for("late ");
     tmux.keys(&["q"]);

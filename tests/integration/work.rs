@@ -148,14 +148,13 @@ fn lines_of(env: &Env, name: &str) -> Vec<String> {
 
 /// (state, attempts) of message `id` in `queue`.
 fn row(env: &Env, queue: &str, id: i64) -> (i64, i64) {
-    env.sql()
-        .query_row(
-            "SELECT state, attempts FROM deliveries WHERE msg_id = ?1
-             AND queue_id = (SELECT id FROM queues WHERE name = ?2)",
-            rusqlite::params![id, queue],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("delivery row")
+    let rows = env.rows(
+        "SELECT state, attempts FROM deliveries WHERE msg_id = $1
+         AND queue_id = (SELECT id FROM queues WHERE name = $2)",
+        &[id.into(), queue.into()],
+    );
+    let r = rows.first().expect("delivery row");
+    (r[0].as_i64().unwrap(), r[1].as_i64().unwrap())
 }
 
 #[test]
@@ -196,15 +195,10 @@ fn twenty_messages_with_four_handlers_are_each_handled_once() {
             "message {id} acked at attempt 1"
         );
     }
-    let (ready, leased, acked): (i64, i64, i64) = env
-        .sql()
-        .query_row(
-            "SELECT n_ready + n_delayed + n_held, n_leased, n_acked FROM queues WHERE name = 'q'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let n = env.counters()["q"];
+    let (ready, leased, acked) = (n[0] + n[1] + n[5], n[2], n[3]);
     assert_eq!((ready, leased, acked), (0, 0, 20));
+    assert_consistent(&env, "after the work");
 }
 
 #[test]

@@ -89,7 +89,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install signal handlers")?;
     }
-    let mut app = App::new(ctx.out.color, ctx.global.db_path()?.display().to_string());
+    let shown = crate::commands::shown_db(ctx)?;
+    let mut app = App::new(ctx.out.color, shown.display().to_string());
     let mut reader = Reader { ctx, store: first };
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let result = event_loop(&mut terminal, &mut app, &mut reader, args.interval, &stop);

@@ -212,6 +212,12 @@ fn display(config: &postgres::Config, schema: &str) -> String {
     format!("postgres://{user}@{host}:{port}/{db}?schema={schema}")
 }
 
+/// How messages name the database at `url`: as [`Target::display`] when the
+/// URL parses, else the URL with its password hidden. Never the password.
+pub fn display_url(url: &str) -> String {
+    parse(url).map_or_else(|_| hide_password(url), |t| t.display)
+}
+
 /// `url` with any password replaced by `***`, for messages about a URL that
 /// could not be parsed.
 pub fn hide_password(url: &str) -> String {
