@@ -248,6 +248,51 @@ class Bench:
             log(f"  reference: 8 redis-cli 'RPOP q 100' loops: {rate:,.0f} msg/s")
             record("drain", "redis 8xRPOP100", msgs_per_s=round(rate))
 
+    # ------------------------------------------------- PostgreSQL next to SQLite
+    def postgres(self):
+        log(f"\n[6] PostgreSQL ({PG_URL}) next to SQLite, same run")
+        if not pg_up():
+            log("  skipped: PostgreSQL is not reachable (set SPOOL_BENCH_PG)")
+            return
+        schemas = []
+
+        def pg_db(name):
+            schema = f"spool_bench_{os.getpid()}_{name}_{len(schemas)}"
+            schemas.append(schema)
+            pg_drop(schema)
+            sep = "&" if "?" in PG_URL else "?"
+            return f"{PG_URL}{sep}schema={schema}"
+
+        try:
+            rounds = 60 if self.quick else 200
+            dbs = {"sqlite": self.db("single-pg"), "postgres": pg_db("single")}
+            for db in dbs.values():
+                run(self.sp(db, "queue", "create", "q"))
+            body = '{"order":1,"total":9.5}'
+            times = {k: [] for k in dbs}
+            for _ in range(rounds):
+                for name in random.sample(list(dbs), len(dbs)):
+                    t, _, _, _ = run(self.sp(dbs[name], "publish", "q", body))
+                    times[name].append(t * 1000)
+            for name, ts in times.items():
+                log(f"  publish, one per process, {name:8s}  p50 {statistics.median(ts):6.2f} ms  p99 {pct(ts, 99):6.2f} ms")
+                record("postgres", f"single {name}", p50_ms=round(statistics.median(ts), 3), p99_ms=round(pct(ts, 99), 3))
+            sizes = {1: 500 if self.quick else 2_000, 100: 20_000 if self.quick else 100_000}
+            for batch in (1, 100):
+                for name in ("sqlite", "postgres"):
+                    db = self.db("drain-pg") if name == "sqlite" else pg_db(f"drain{batch}")
+                    publish_n(self, db, sizes[batch])
+                    rate, calls, problems = drain_queue(self, db, 16, batch)
+                    log(f"  16 consumers, batch {batch:3d}, {name:8s}: {rate:>8,.0f} msg/s  "
+                        f"call p50 {pct(calls, 50):6.1f} ms p99 {pct(calls, 99):6.1f} ms max {max(calls):7.1f} ms  "
+                        f"problems: {problems or 'none'}")
+                    record("postgres", f"drain 16x{batch} {name}", msgs_per_s=round(rate),
+                           call_p50_ms=round(pct(calls, 50), 2), call_p99_ms=round(pct(calls, 99), 2),
+                           call_max_ms=round(max(calls), 2), problems=problems)
+        finally:
+            for schema in schemas:
+                pg_drop(schema)
+
     # ------------------------------------------------- work
     def work(self):
         n = 2_000 if self.quick else 10_000
@@ -397,6 +442,20 @@ def drain_queue(bench, db, consumers, batch):
     return done[0] / elapsed, calls, problems
 
 
+PG_URL = os.environ.get("SPOOL_BENCH_PG", "postgres://postgres@127.0.0.1:5432/test")
+
+
+def pg_up():
+    """Whether PostgreSQL answers at PG_URL (needs psql)."""
+    if not shutil.which("psql"):
+        return False
+    return subprocess.run(["psql", PG_URL, "-qAtc", "SELECT 1"], capture_output=True).returncode == 0
+
+
+def pg_drop(schema):
+    subprocess.run(["psql", PG_URL, "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"], capture_output=True)
+
+
 def redis_up(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
@@ -453,7 +512,7 @@ def redis_rpop_drain(loops, batch, total):
     return count[0] / (time.perf_counter() - start)
 
 
-SCENARIOS = ["single", "batch", "drain", "work", "backlog", "latency"]
+SCENARIOS = ["single", "batch", "drain", "work", "backlog", "latency", "postgres"]
 
 
 def main():

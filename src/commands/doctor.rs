@@ -8,7 +8,7 @@ use crate::Context;
 use crate::error::{Exit, Failure};
 use crate::parse::{format_duration, format_size};
 use crate::store::pg::PgHealth;
-use crate::store::{Db, Health, QueueHealth, STATE_COLUMNS};
+use crate::store::{BrokenSchema, Db, Health, QueueHealth, STATE_COLUMNS};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -171,18 +171,7 @@ fn findings(h: &Health) -> Vec<Finding> {
             "Those messages cannot be delivered; restore the file from a backup",
         ));
     }
-    for b in &h.broken_schemas {
-        out.push(Finding::problem(
-            format!(
-                "schema version {} of `{}` does not compile: {}",
-                b.version, b.queue, b.reason
-            ),
-            format!(
-                "Publishing to `{q}` fails until it has a valid schema: `spool queue set {q} --schema FILE` (or `--no-schema`)",
-                q = b.queue
-            ),
-        ));
-    }
+    out.extend(broken_schemas(&h.broken_schemas));
     if !h.ids_safe() {
         out.push(Finding::problem(
             format!(
@@ -194,6 +183,23 @@ fn findings(h: &Health) -> Vec<Finding> {
         ));
     }
     out.extend(warnings(h));
+    out
+}
+
+fn broken_schemas(broken: &[BrokenSchema]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for b in broken {
+        out.push(Finding::problem(
+            format!(
+                "schema version {} of `{}` does not compile: {}",
+                b.version, b.queue, b.reason
+            ),
+            format!(
+                "Publishing to `{q}` fails until it has a valid schema: `spool queue set {q} --schema FILE` (or `--no-schema`)",
+                q = b.queue
+            ),
+        ));
+    }
     out
 }
 
@@ -419,6 +425,13 @@ fn queues_json(queues: &[QueueHealth]) -> Vec<Value> {
         .collect()
 }
 
+fn broken_schemas_json(broken: &[BrokenSchema]) -> Vec<Value> {
+    broken
+        .iter()
+        .map(|b| json!({"queue": b.queue, "version": b.version, "reason": b.reason}))
+        .collect()
+}
+
 fn findings_json(findings: &[Finding]) -> Vec<Value> {
     findings
         .iter()
@@ -456,11 +469,7 @@ fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyho
         "missing_messages": h.missing_messages,
         "next_message_id": h.next_message_id,
         "max_message_id": h.max_message_id,
-        "broken_schemas": h.broken_schemas.iter().map(|b| json!({
-            "queue": b.queue,
-            "version": b.version,
-            "reason": b.reason,
-        })).collect::<Vec<_>>(),
+        "broken_schemas": broken_schemas_json(&h.broken_schemas),
         "findings": findings,
         "healthy": !findings.iter().any(|f| f["level"] == "problem"),
     });
@@ -491,6 +500,7 @@ fn pg_findings(h: &PgHealth) -> Vec<Finding> {
             "Those messages cannot be delivered; restore the schema from a backup",
         ));
     }
+    out.extend(broken_schemas(&h.broken_schemas));
     if !h.ids_safe() {
         out.push(Finding::problem(
             format!(
@@ -576,6 +586,7 @@ fn print_pg_json(h: &PgHealth, findings: &[Finding]) -> anyhow::Result<()> {
         "missing_messages": h.missing_messages,
         "next_message_id": h.next_message_id,
         "max_message_id": h.max_message_id,
+        "broken_schemas": broken_schemas_json(&h.broken_schemas),
         "findings": findings,
         "healthy": !findings.iter().any(|f| f["level"] == "problem"),
     });
