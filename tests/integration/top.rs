@@ -828,3 +828,49 @@ fn end_to_end_in_tmux_color_never_turns_colour_off() {
     tmux.keys(&["q"]);
     assert_eq!(tmux.wait_exit(), "0");
 }
+
+/// Processes whose environment holds `SPOOL_DB=<db>` and that run `top`.
+fn top_processes(db: &str) -> Vec<String> {
+    let needle = format!("SPOOL_DB={db}\0");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&environ).contains(&needle)
+                && cmdline.split(|&b| b == 0).any(|arg| arg == b"top")
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn top_ends_when_its_terminal_goes_away() {
+    let env = Env::new();
+    env.publish("orders", "1");
+    let Some(tmux) = Tmux::start(&env, "", "") else {
+        return;
+    };
+    tmux.wait_for("orders");
+    let db = env.db.display().to_string();
+    assert!(
+        !top_processes(&db).is_empty(),
+        "the test cannot find the running top"
+    );
+    // The terminal goes away under it, as when a window is closed.
+    drop(tmux);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = top_processes(&db);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = top_processes(&db);
+    }
+    assert!(
+        left.is_empty(),
+        "top still runs without a terminal: {left:?}"
+    );
+}

@@ -92,6 +92,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let shown = crate::commands::shown_db(ctx)?;
     let mut app = App::new(ctx.out.color, shown.display().to_string());
     let mut reader = Reader { ctx, store: first };
+    watch_for_a_lost_terminal(Arc::clone(&stop));
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let result = event_loop(&mut terminal, &mut app, &mut reader, args.interval, &stop);
     ratatui::try_restore().context("cannot restore the terminal")?;
@@ -174,4 +175,47 @@ fn event_loop(
         }
     }
     Ok(())
+}
+
+/// Ends the process when the terminal goes away or a stop signal is not
+/// obeyed within a second. A terminal that hangs up (its window closed, tmux
+/// or ssh gone) reads as end-of-file forever, and crossterm's event loop
+/// spins on that inside `poll`/`read` without returning to the main loop, so
+/// the main loop cannot be relied on to notice. `top` only reads, and its
+/// actions are single transactions, so ending it at any point loses nothing.
+fn watch_for_a_lost_terminal(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if stop.load(Ordering::Relaxed) {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < Duration::from_secs(1) {
+                    continue;
+                }
+            } else if !terminal_hung_up() {
+                continue;
+            }
+            // The terminal is gone: there is nobody to restore it for.
+            std::process::exit(0);
+        }
+    });
+}
+
+/// True when standard input, the terminal `top` reads keys from, has hung
+/// up or failed: nothing will ever be typed there again.
+fn terminal_hung_up() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&now)) {
+        Ok(_) => fds[0]
+            .revents()
+            .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+        Err(_) => true,
+    }
 }
