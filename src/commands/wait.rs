@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::store::{self, Db};
+use crate::store::Db;
 
 /// How often a waiting consumer looks for new commits. On SQLite each look is
 /// a read of the WAL index (`PRAGMA data_version`), which costs microseconds,
@@ -26,13 +26,7 @@ pub fn for_news(
     deadline: Option<Instant>,
     mut pause: impl FnMut(Duration) -> bool,
 ) -> anyhow::Result<()> {
-    // On PostgreSQL the wait itself wakes when something comes due, by the
-    // server's clock; comparing its times with this machine's clock could
-    // spin on a skew.
-    let due = match store.file() {
-        Some(_) => store.next_due(queue)?,
-        None => None,
-    };
+    let due_at = store.due_in(queue)?.map(|d| Instant::now() + d);
     loop {
         let nap = deadline.map_or(POLL_INTERVAL, |d| {
             d.saturating_duration_since(Instant::now())
@@ -40,7 +34,7 @@ pub fn for_news(
         });
         if store.wait_step(queue, version, nap, &mut pause)?
             || deadline.is_some_and(|d| Instant::now() >= d)
-            || due.is_some_and(|t| store::now_ms() >= t)
+            || due_at.is_some_and(|d| Instant::now() >= d)
         {
             return Ok(());
         }

@@ -129,9 +129,17 @@ impl Db {
         each!(self, s => s.data_version())
     }
 
-    /// When the next delayed message or lease of `queue` comes due (ms).
-    pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {
-        each!(self, s => s.next_due(queue))
+    /// How long until the next delayed message or lease of `queue` comes
+    /// due, by the clock its times were written with: this machine's for
+    /// SQLite, the server's for PostgreSQL (so a skewed client clock cannot
+    /// make a waiter wake early, again and again).
+    pub fn due_in(&self, queue: &str) -> Result<Option<Duration>> {
+        match self {
+            Db::Sqlite(s) => Ok(s
+                .next_due(queue)?
+                .map(|at| Duration::from_millis(at.saturating_sub(super::now_ms()).max(0) as u64))),
+            Db::Postgres(p) => p.due_in(queue),
+        }
     }
 
     /// See [`Store::publish_batch`].
@@ -349,10 +357,9 @@ impl Db {
 
     /// Waits up to `nap` for news of `queue`: on SQLite by calling `pause`
     /// (which sleeps) and then reading the data version; on PostgreSQL by
-    /// sleeping on the connection until a notification or a due message
-    /// wakes it, then calling `pause` with no time to give signals their
-    /// say. Returns true when the wait should end: news, a due message, or
-    /// `pause` asked to stop.
+    /// sleeping on the connection until a notification wakes it (no query),
+    /// then calling `pause` with no time to give signals their say. Returns
+    /// true when the wait should end: news, or `pause` asked to stop.
     pub fn wait_step(
         &self,
         queue: &str,
@@ -364,7 +371,7 @@ impl Db {
             Db::Sqlite(s) => Ok(pause(nap) || s.data_version()? != version),
             Db::Postgres(p) => {
                 let news =
-                    p.data_version()? != version || p.wait_for_news(queue, Instant::now() + nap)?;
+                    p.data_version()? != version || p.wait_news(queue, Instant::now() + nap)?;
                 Ok(news || pause(Duration::ZERO))
             }
         }

@@ -95,44 +95,49 @@ impl PgStore {
         Ok(())
     }
 
+    /// How long until the next delayed message or lease of `queue` comes
+    /// due, by the server's clock (one query for the due time, one for the
+    /// server's now). `None` when nothing of `queue` is waiting.
+    pub fn due_in(&self, queue: &str) -> Result<Option<Duration>> {
+        let Some(at) = self.next_due(queue)? else {
+            return Ok(None);
+        };
+        let now = self.conn.borrow_mut().server_now()?;
+        Ok(Some(Duration::from_millis(
+            at.saturating_sub(now).max(0) as u64
+        )))
+    }
+
+    /// Blocks on the socket, without a query, until news for `queue`
+    /// arrives (news received since [`PgStore::listen`] counts) or `until`
+    /// passes. Returns true when woken by news.
+    pub fn wait_news(&self, queue: &str, until: Instant) -> Result<bool> {
+        let mut conn = self.conn.borrow_mut();
+        conn.listen()?;
+        loop {
+            conn.drain()?;
+            let news = conn.news.iter().any(|q| q == queue);
+            conn.news.clear();
+            if news {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(false);
+            }
+            conn.wait_one((until - now).min(MAX_NAP))?;
+        }
+    }
+
     /// Blocks until news for `queue` arrives (a publish, nack, release or
     /// replay committed; news received since [`PgStore::listen`] counts), a
     /// delayed message or lease of `queue` comes due by the server's clock,
     /// or `until` passes. Returns true when woken by news or a due message,
-    /// false at `until`. Costs one query (the next due time) plus the wait;
-    /// sleeps on the socket, so an idle consumer uses no CPU.
+    /// false at `until`. Costs [`PgStore::due_in`] plus the wait; sleeps on
+    /// the socket, so an idle consumer uses no CPU.
     pub fn wait_for_news(&self, queue: &str, until: Instant) -> Result<bool> {
-        let due = self.next_due(queue)?;
-        let mut conn = self.conn.borrow_mut();
-        conn.listen()?;
-        // How long until the due time, by the server's clock.
-        let due_in = match due {
-            Some(at) => {
-                let now = conn.server_now()?;
-                Some(Duration::from_millis(at.saturating_sub(now).max(0) as u64))
-            }
-            None => None,
-        };
-        let due_at = due_in.map(|d| Instant::now() + d);
-        loop {
-            conn.drain()?;
-            if conn.news.iter().any(|q| q == queue) {
-                conn.news.clear();
-                return Ok(true);
-            }
-            conn.news.clear();
-            let now = Instant::now();
-            if due_at.is_some_and(|d| now >= d) {
-                return Ok(true);
-            }
-            if now >= until {
-                return Ok(false);
-            }
-            let mut nap = until - now;
-            if let Some(d) = due_at {
-                nap = nap.min(d - now);
-            }
-            conn.wait_one(nap.min(MAX_NAP))?;
-        }
+        let due_at = self.due_in(queue)?.map(|d| Instant::now() + d);
+        let stop = due_at.map_or(until, |d| d.min(until));
+        Ok(self.wait_news(queue, stop)? || due_at.is_some_and(|d| Instant::now() >= d))
     }
 }
