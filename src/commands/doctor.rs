@@ -152,38 +152,102 @@ fn findings(h: &Health) -> Vec<Finding> {
             "Readers now block writers. Set it back with `sqlite3 DB 'PRAGMA journal_mode=WAL'` while no spool runs",
         ));
     }
-    for q in h.queues.iter().filter(|q| !q.consistent()) {
-        out.push(Finding::problem(
-            format!(
-                "the counters of `{}` do not match its messages: {}",
-                q.name,
-                counter_diff(q)
-            ),
-            "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
-        ));
-    }
-    if h.missing_messages > 0 {
-        out.push(Finding::problem(
-            format!(
-                "{} deliveries point at message bodies that are gone",
-                h.missing_messages
-            ),
-            "Those messages cannot be delivered; restore the file from a backup",
-        ));
-    }
-    out.extend(broken_schemas(&h.broken_schemas));
-    if !h.ids_safe() {
-        out.push(Finding::problem(
-            format!(
-                "the next message id ({}) is not above the highest stored id ({})",
-                h.next_message_id,
-                h.max_message_id.unwrap_or(0)
-            ),
-            "New messages could reuse ids: run `spool doctor --repair`",
-        ));
-    }
+    out.extend(Checked::of_sqlite(h).problems());
     out.extend(warnings(h));
     out
+}
+
+/// What doctor checks alike on both backends: spool's own invariants.
+struct Checked<'a> {
+    queues: &'a [QueueHealth],
+    missing_messages: i64,
+    broken_schemas: &'a [BrokenSchema],
+    ids_safe: bool,
+    next_message_id: i64,
+    max_message_id: Option<i64>,
+    schema_version: i64,
+    schema_supported: i64,
+    orphan_messages: i64,
+    /// What to do about lost bodies on this backend.
+    restore_from: &'static str,
+}
+
+impl<'a> Checked<'a> {
+    fn of_sqlite(h: &'a Health) -> Checked<'a> {
+        Checked {
+            queues: &h.queues,
+            missing_messages: h.missing_messages,
+            broken_schemas: &h.broken_schemas,
+            ids_safe: h.ids_safe(),
+            next_message_id: h.next_message_id,
+            max_message_id: h.max_message_id,
+            schema_version: h.schema_version,
+            schema_supported: h.schema_supported,
+            orphan_messages: h.orphan_messages,
+            restore_from: "restore the file from a backup",
+        }
+    }
+
+    /// Counters that disagree with the rows, lost bodies, schemas that no
+    /// longer compile, ids that could be reused.
+    fn problems(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for q in self.queues.iter().filter(|q| !q.consistent()) {
+            out.push(Finding::problem(
+                format!(
+                    "the counters of `{}` do not match its messages: {}",
+                    q.name,
+                    counter_diff(q)
+                ),
+                "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
+            ));
+        }
+        if self.missing_messages > 0 {
+            out.push(Finding::problem(
+                format!(
+                    "{} deliveries point at message bodies that are gone",
+                    self.missing_messages
+                ),
+                format!("Those messages cannot be delivered; {}", self.restore_from),
+            ));
+        }
+        out.extend(broken_schemas(self.broken_schemas));
+        if !self.ids_safe {
+            out.push(Finding::problem(
+                format!(
+                    "the next message id ({}) is not above the highest stored id ({})",
+                    self.next_message_id,
+                    self.max_message_id.unwrap_or(0)
+                ),
+                "New messages could reuse ids: run `spool doctor --repair`",
+            ));
+        }
+        out
+    }
+
+    fn old_schema(&self) -> Option<Finding> {
+        (self.schema_version < self.schema_supported).then(|| {
+            Finding::warning(
+                format!(
+                    "the schema is version {}, older than this spool's {}",
+                    self.schema_version, self.schema_supported
+                ),
+                "Any command that writes brings it up to date",
+            )
+        })
+    }
+
+    fn orphans(&self) -> Option<Finding> {
+        (self.orphan_messages > 0).then(|| {
+            Finding::warning(
+                format!(
+                    "{} message bodies are no longer in any queue",
+                    self.orphan_messages
+                ),
+                "They only take space: `spool doctor --repair` deletes them",
+            )
+        })
+    }
 }
 
 fn broken_schemas(broken: &[BrokenSchema]) -> Vec<Finding> {
@@ -205,15 +269,8 @@ fn broken_schemas(broken: &[BrokenSchema]) -> Vec<Finding> {
 
 fn warnings(h: &Health) -> Vec<Finding> {
     let mut out = Vec::new();
-    if h.schema_version < h.schema_supported {
-        out.push(Finding::warning(
-            format!(
-                "the schema is version {}, older than this spool's {}",
-                h.schema_version, h.schema_supported
-            ),
-            "Any command that writes brings it up to date",
-        ));
-    }
+    let checked = Checked::of_sqlite(h);
+    out.extend(checked.old_schema());
     if h.wal_bytes > WAL_WARN_BYTES {
         out.push(Finding::warning(
             format!("the WAL is {}", human_bytes(h.wal_bytes)),
@@ -237,15 +294,7 @@ fn warnings(h: &Health) -> Vec<Finding> {
             "Freed space stays in the file; `sqlite3 DB 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'` while no spool runs",
         ));
     }
-    if h.orphan_messages > 0 {
-        out.push(Finding::warning(
-            format!(
-                "{} message bodies are no longer in any queue",
-                h.orphan_messages
-            ),
-            "They only take space: `spool doctor --repair` deletes them",
-        ));
-    }
+    out.extend(checked.orphans());
     out
 }
 
@@ -480,55 +529,21 @@ fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyho
 }
 
 fn pg_findings(h: &PgHealth) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for q in h.queues.iter().filter(|q| !q.consistent()) {
-        out.push(Finding::problem(
-            format!(
-                "the counts of `{}` do not match its messages: {}",
-                q.name,
-                counter_diff(q)
-            ),
-            "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
-        ));
-    }
-    if h.missing_messages > 0 {
-        out.push(Finding::problem(
-            format!(
-                "{} deliveries point at message bodies that are gone",
-                h.missing_messages
-            ),
-            "Those messages cannot be delivered; restore the schema from a backup",
-        ));
-    }
-    out.extend(broken_schemas(&h.broken_schemas));
-    if !h.ids_safe() {
-        out.push(Finding::problem(
-            format!(
-                "the next message id ({}) is not above the highest stored id ({})",
-                h.next_message_id,
-                h.max_message_id.unwrap_or(0)
-            ),
-            "New messages could reuse ids: run `spool doctor --repair`",
-        ));
-    }
-    if h.schema_version < h.schema_supported {
-        out.push(Finding::warning(
-            format!(
-                "the schema is version {}, older than this spool's {}",
-                h.schema_version, h.schema_supported
-            ),
-            "Any command that writes brings it up to date",
-        ));
-    }
-    if h.orphan_messages > 0 {
-        out.push(Finding::warning(
-            format!(
-                "{} message bodies are no longer in any queue",
-                h.orphan_messages
-            ),
-            "They only take space: `spool doctor --repair` deletes them",
-        ));
-    }
+    let checked = Checked {
+        queues: &h.queues,
+        missing_messages: h.missing_messages,
+        broken_schemas: &h.broken_schemas,
+        ids_safe: h.ids_safe(),
+        next_message_id: h.next_message_id,
+        max_message_id: h.max_message_id,
+        schema_version: h.schema_version,
+        schema_supported: h.schema_supported,
+        orphan_messages: h.orphan_messages,
+        restore_from: "restore the schema from a backup",
+    };
+    let mut out = checked.problems();
+    out.extend(checked.old_schema());
+    out.extend(checked.orphans());
     out
 }
 
