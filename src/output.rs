@@ -206,6 +206,78 @@ pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(64 * 1024, io::stdout().lock())
 }
 
+/// Lines for stdout, counted: which of them the operating system took.
+///
+/// A `BufWriter` (or the line buffer inside `std::io::Stdout`) accepts bytes
+/// that may fail to reach the pipe later, so it cannot tell which lines a
+/// reader could have seen. This writes its own chunks straight to the file
+/// descriptor and counts a line as written once every byte of it was
+/// accepted by `write(2)`: in a pipe's buffer, a line counts as seen. Used by
+/// `consume`, which acks (or leaves leased) only the lines written and hands
+/// the rest back.
+pub struct CountedLines {
+    out: std::fs::File,
+    buf: Vec<u8>,
+    /// End offset in `buf` of each line not yet written.
+    ends: Vec<usize>,
+    written: usize,
+}
+
+/// Bytes gathered before a write, as a `BufWriter` on stdout would.
+const CHUNK: usize = 64 * 1024;
+
+impl CountedLines {
+    /// Counted lines on this process's stdout.
+    pub fn stdout() -> io::Result<CountedLines> {
+        use std::os::fd::AsFd;
+        io::stdout().flush()?;
+        let fd = io::stdout().as_fd().try_clone_to_owned()?;
+        Ok(CountedLines {
+            out: std::fs::File::from(fd),
+            buf: Vec::with_capacity(CHUNK),
+            ends: Vec::new(),
+            written: 0,
+        })
+    }
+
+    /// Adds one line, which `fill` writes (ending in a newline); writes the
+    /// gathered lines out once they pass a chunk.
+    pub fn line(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<()> {
+        fill(&mut self.buf)?;
+        self.ends.push(self.buf.len());
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every gathered line. On an error, the lines fully written
+    /// before it still count.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        let result = loop {
+            if done == self.buf.len() {
+                break Ok(());
+            }
+            match self.out.write(&self.buf[done..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.written += self.ends.iter().take_while(|&&end| end <= done).count();
+        self.ends.clear();
+        self.buf.clear();
+        result
+    }
+
+    /// How many lines were fully written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+}
+
 /// Formats ms since the epoch as RFC 3339 UTC with milliseconds.
 pub fn time(ms: i64) -> String {
     match jiff::Timestamp::from_millisecond(ms) {

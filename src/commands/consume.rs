@@ -1,6 +1,5 @@
 //! `spool consume`: lease messages and print them as JSON lines.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,10 +8,10 @@ use anyhow::Context as _;
 
 use crate::Context;
 use crate::commands::docs::complete_queues;
-use crate::error::Exit;
+use crate::error::{Exit, Failure};
 use crate::output::{self, LineKind};
 use crate::parse;
-use crate::store::{self, Delivery};
+use crate::store::{self, Db, Delivery};
 
 use super::wait;
 
@@ -72,9 +71,10 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         // the wait must still wake the wait, or its message sits unseen until
         // the deadline.
         let version = store.data_version()?;
-        match store.claim(&args.queue, args.n as usize, args.visibility, args.ack) {
+        // Claimed without the ack: only what is written gets acked.
+        match store.claim(&args.queue, args.n as usize, args.visibility, false) {
             Ok(batch) if !batch.is_empty() => {
-                print(&batch, args.body)?;
+                deliver(ctx, &mut store, &batch, &args)?;
                 if !args.follow {
                     return Ok(Exit::Ok);
                 }
@@ -104,16 +104,67 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     }
 }
 
-fn print(batch: &[Delivery], body_only: bool) -> anyhow::Result<()> {
-    let mut out = output::stdout();
-    for d in batch {
-        if body_only {
-            out.write_all(&d.body)?;
-            out.write_all(b"\n")?;
-        } else {
-            output::write_delivery(&mut out, d, LineKind::Consumed)?;
+/// Prints `batch`, then settles it by what was written: with `--ack` the
+/// written deliveries are acked, and every delivery that was not written
+/// (stdout closed or failing) is released at once, its attempt not counted,
+/// so no message is taken that nobody saw. A closed stdout then ends the
+/// command quietly (`Err` with the broken pipe); another write error names
+/// stdout.
+fn deliver(ctx: &Context, store: &mut Db, batch: &[Delivery], args: &Args) -> anyhow::Result<()> {
+    let (written, failed) = print(batch, args.body);
+    let receipts = |ds: &[Delivery]| ds.iter().map(|d| d.receipt).collect::<Vec<_>>();
+    let (seen, unseen) = batch.split_at(written);
+    if args.ack && !seen.is_empty() {
+        let outcomes = store.ack(&receipts(seen))?;
+        for (d, outcome) in seen.iter().zip(outcomes) {
+            if let Err(e) = outcome {
+                ctx.out.warn(&format!(
+                    "message {} was printed but could not be acked ({e}); it will be delivered again. Use a longer --visibility",
+                    d.id
+                ));
+            }
         }
     }
-    out.flush()?;
-    Ok(())
+    if !unseen.is_empty() {
+        // A refused receipt here had its lease end already: back in the queue.
+        store.release(&receipts(unseen))?;
+    }
+    match failed {
+        None => Ok(()),
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        Some(e) => Err(Failure::new(
+            Exit::IoErr,
+            format!(
+                "cannot write to stdout: {e}; the {} message(s) not printed were returned to the queue",
+                unseen.len()
+            ),
+        )
+        .into()),
+    }
+}
+
+/// Prints the deliveries in order; returns how many were fully written, and
+/// the error that stopped the rest.
+fn print(batch: &[Delivery], body_only: bool) -> (usize, Option<std::io::Error>) {
+    let mut out = match output::CountedLines::stdout() {
+        Ok(out) => out,
+        Err(e) => return (0, Some(e)),
+    };
+    let mut result = Ok(());
+    for d in batch {
+        result = out.line(|buf| {
+            if body_only {
+                buf.extend_from_slice(&d.body);
+                buf.push(b'\n');
+                Ok(())
+            } else {
+                output::write_delivery(buf, d, LineKind::Consumed)
+            }
+        });
+        if result.is_err() {
+            break;
+        }
+    }
+    let result = result.and_then(|()| out.flush());
+    (out.written(), result.err())
 }

@@ -382,12 +382,36 @@ impl Writer<'_> {
             return Ok(());
         }
         let mut out = crate::output::stdout();
-        for id in ids {
-            writeln!(out, "{id}")?;
-        }
-        out.flush()?;
-        Ok(())
+        let printed = ids.iter().try_for_each(|id| writeln!(out, "{id}"));
+        printed
+            .and_then(|()| out.flush())
+            .map_err(|e| not_printed(e, &ids))
     }
+}
+
+/// An error printing ids of messages that are already committed. A closed
+/// stdout stays quiet (SPEC §4); any other failure says that the messages
+/// were published, so that a producer does not publish them twice.
+fn not_printed(err: io::Error, ids: &[i64]) -> anyhow::Error {
+    if err.kind() == io::ErrorKind::BrokenPipe || ids.is_empty() {
+        return err.into();
+    }
+    let what = match ids {
+        [id] => format!("message {id} was published"),
+        _ => format!(
+            "{} messages were published (ids {}–{})",
+            ids.len(),
+            ids.iter().min().unwrap_or(&0),
+            ids.iter().max().unwrap_or(&0)
+        ),
+    };
+    Failure::new(
+        Exit::IoErr,
+        format!(
+            "cannot write to stdout: {err}; {what} and committed: do not retry, as a retry publishes again (safe only with --key)"
+        ),
+    )
+    .into()
 }
 
 /// Runs `spool publish`.
@@ -433,7 +457,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     } else {
         all_or_nothing(&mut store, &preparer, &mut writer, &ctx.out)
     };
-    print_ids(ctx, &args.queue, &writer.ids)?;
+    print_ids(ctx, &args.queue, &writer.ids).map_err(|e| not_printed(e, &writer.ids))?;
     result.map(|()| Exit::Ok)
 }
 
@@ -715,7 +739,7 @@ fn prepare_line(
 }
 
 /// Prints ids one per line, or a summary for more than ten on a terminal.
-fn print_ids(ctx: &Context, queue: &str, ids: &[i64]) -> anyhow::Result<()> {
+fn print_ids(ctx: &Context, queue: &str, ids: &[i64]) -> io::Result<()> {
     if ctx.out.quiet || ids.is_empty() {
         return Ok(());
     }

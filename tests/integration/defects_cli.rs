@@ -1,0 +1,221 @@
+//! Regression tests for the command-line defects of issue 15: a closed or
+//! failing stdout must not take messages nobody saw, message data must not
+//! reach a terminal as escape sequences, and smaller input checks.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Bytes of each body in the closed-reader tests: large enough that only a
+/// handful of lines fit in a pipe's buffer (64 KiB on Linux).
+const BIG: usize = 10 * 1024;
+
+/// Lines of `BIG` bytes that could have been written before the reader
+/// closed: what fits in the pipe's buffer, what the test's reader took out of
+/// it, and one line to spare. Anything above this was never written.
+const AT_MOST_WRITTEN: i64 = 12;
+
+/// Publishes `n` messages of about `BIG` bytes to `queue`.
+fn publish_big(env: &Env, queue: &str, n: usize) {
+    let pad = "x".repeat(BIG);
+    let input: String = (0..n)
+        .map(|i| format!("{{\"n\":{i},\"pad\":\"{pad}\"}}\n"))
+        .collect();
+    env.run_with_input(&["publish", queue], input).success();
+}
+
+/// Starts spool with `args`, stdout piped; reads one line, then closes the
+/// pipe, and waits for spool to end. Returns the line and the run.
+fn read_one_then_close(env: &Env, args: &[&str]) -> (String, Run) {
+    let mut child = env
+        .cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spool starts");
+    let line = first_line_then_close(&mut child);
+    (
+        line,
+        Run::from(child.wait_with_output().expect("spool ends")),
+    )
+}
+
+fn first_line_then_close(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a line");
+    line
+}
+
+/// `stats --json` of one queue.
+fn stats_of(env: &Env, queue: &str) -> Value {
+    let run = env.run(&["stats", queue]);
+    run.success();
+    let all: Value = serde_json::from_str(&run.stdout).unwrap();
+    all["queues"][0].clone()
+}
+
+fn count(q: &Value, field: &str) -> i64 {
+    q[field]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{field} in {q}"))
+}
+
+/// Every message in these states, from `peek --json`.
+fn peek_all(env: &Env, queue: &str, state: &str) -> Vec<Value> {
+    let run = env.run(&["peek", queue, "--state", state, "-n", "100000", "--json"]);
+    run.success();
+    run.json_lines()
+}
+
+#[test]
+fn consume_ack_into_a_closed_reader_acks_only_what_was_written() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--retention", "0"])
+        .success();
+    publish_big(&env, "q", 200);
+    let (line, run) = read_one_then_close(&env, &["consume", "q", "-n", "200", "--ack"]);
+    run.success();
+    let first: Value = serde_json::from_str(&line).unwrap();
+    let q = stats_of(&env, "q");
+    let (ready, leased) = (count(&q, "ready"), count(&q, "leased"));
+    let gone = 200 - ready - leased;
+    assert_eq!(leased, 0, "nothing stays leased: {q}");
+    assert!(
+        (1..=AT_MOST_WRITTEN).contains(&gone),
+        "only lines written to the pipe are acked, got {gone} gone: {q}"
+    );
+    let left = peek_all(&env, "q", "ready");
+    assert_eq!(left.len() as i64, ready);
+    assert!(
+        left.iter().all(|m| m["attempt"] == 0),
+        "attempts not counted"
+    );
+    assert!(
+        left.iter().all(|m| m["id"] != first["id"]),
+        "the printed one is gone"
+    );
+}
+
+#[test]
+fn consume_into_a_closed_reader_hands_back_what_was_not_written() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-attempts", "1"])
+        .success();
+    publish_big(&env, "q", 200);
+    let (_, run) = read_one_then_close(&env, &["consume", "q", "-n", "200"]);
+    run.success();
+    let q = stats_of(&env, "q");
+    let (ready, leased) = (count(&q, "ready"), count(&q, "leased"));
+    assert_eq!(count(&q, "dead"), 0, "{q}");
+    assert_eq!(ready + leased, 200, "{q}");
+    assert!(
+        (1..=AT_MOST_WRITTEN).contains(&leased),
+        "only lines written stay leased, got {leased}: {q}"
+    );
+    let left = peek_all(&env, "q", "ready");
+    assert_eq!(left.len() as i64, ready);
+    assert!(
+        left.iter().all(|m| m["attempt"] == 0),
+        "attempts not counted"
+    );
+    // Even when the leases of the written ones run out, nothing goes dead
+    // but what was delivered: the released ones were never an attempt.
+    assert!(
+        peek_all(&env, "q", "leased")
+            .iter()
+            .all(|m| m["attempt"] == 1),
+        "the written ones are leased once"
+    );
+}
+
+#[test]
+fn consume_follow_into_a_closed_reader_leaves_no_extra_message_leased() {
+    let env = Env::new();
+    let first = env.publish("q", r#"{"n":1}"#);
+    let mut child = env
+        .cmd()
+        .args(["consume", "q", "--follow", "--ack"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spool starts");
+    let line = first_line_then_close(&mut child);
+    let got: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(got["id"], first);
+    // The reader is gone; the next message is claimed, cannot be written,
+    // and must be handed back.
+    let second = env.publish("q", r#"{"n":2}"#);
+    let run = Run::from(child.wait_with_output().expect("spool ends"));
+    run.success();
+    let left = peek_all(&env, "q", "all");
+    let second_msg = left
+        .iter()
+        .find(|m| m["id"] == second)
+        .unwrap_or_else(|| panic!("message {second} is still there: {left:?}"));
+    assert_eq!(second_msg["state"], "ready", "{second_msg}");
+    assert_eq!(second_msg["attempt"], 0, "{second_msg}");
+}
+
+/// Runs spool with stdout on `/dev/full`, where every write fails.
+fn into_full_device(env: &Env, args: &[&str], input: Option<&str>) -> Run {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut cmd = env.cmd();
+    cmd.args(args).stdout(full).stderr(Stdio::piped());
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("spool starts");
+    if let Some(text) = input {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    Run::from(child.wait_with_output().expect("spool ends"))
+}
+
+#[test]
+fn consume_into_a_full_device_names_stdout_and_returns_the_messages() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--retention", "0"])
+        .success();
+    for i in 0..10 {
+        env.publish("q", &format!("{{\"n\":{i}}}"));
+    }
+    let run = into_full_device(&env, &["consume", "q", "-n", "10", "--ack"], None);
+    run.code(74)
+        .stderr_has("cannot write to stdout")
+        .stderr_has("returned to the queue");
+    let left = peek_all(&env, "q", "all");
+    assert_eq!(left.len(), 10, "{left:?}");
+    assert!(
+        left.iter()
+            .all(|m| m["state"] == "ready" && m["attempt"] == 0)
+    );
+}
+
+#[test]
+fn publish_into_a_full_device_says_it_published() {
+    let env = Env::new();
+    let run = into_full_device(&env, &["publish", "q", "1"], None);
+    run.code(74)
+        .stderr_has("cannot write to stdout")
+        .stderr_has("published");
+    let left = peek_all(&env, "q", "all");
+    assert_eq!(left.len(), 1, "published exactly once: {left:?}");
+    let id = left[0]["id"].as_i64().unwrap();
+    run.stderr_has(&format!("message {id} was published"))
+        .stderr_has("do not retry");
+
+    let run = into_full_device(&env, &["publish", "q"], Some("1\n2\n3\n"));
+    run.code(74).stderr_has("3 messages were published");
+    assert_eq!(peek_all(&env, "q", "all").len(), 4);
+}
