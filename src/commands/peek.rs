@@ -145,7 +145,7 @@ fn print_table(ctx: &Context, args: &Args, messages: &[Peeked]) -> anyhow::Resul
             view::state_cell(m.state),
             view::number(d.attempt),
             view::number(view::age(now - d.published_at)),
-            Cell::new(d.key.as_deref().unwrap_or("")),
+            Cell::new(view::text_line(d.key.as_deref().unwrap_or(""))),
             Cell::new(body),
         ]);
         row.max_height(1);

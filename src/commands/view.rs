@@ -97,6 +97,13 @@ pub fn body_line(body: &[u8], raw: bool) -> String {
     } else {
         String::from_utf8_lossy(body).into_owned()
     };
+    text_line(&text)
+}
+
+/// Text from a message (a key, a group, a header) for a terminal: control
+/// characters escaped (`\u{1b}`), so that a message can never send escape
+/// sequences to the viewer's terminal (clear the screen, set the title).
+pub fn text_line(text: &str) -> String {
     let mut line = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {

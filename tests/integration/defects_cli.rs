@@ -219,3 +219,90 @@ fn publish_into_a_full_device_says_it_published() {
     run.code(74).stderr_has("3 messages were published");
     assert_eq!(peek_all(&env, "q", "all").len(), 4);
 }
+
+/// A key, group and header value that would clear the screen and set the
+/// window title if they reached a terminal as they are.
+const HOSTILE: &str = "\u{1b}]2;TITLE\u{7}\u{1b}[2J";
+
+/// What a person must see instead: the control characters escaped.
+const HOSTILE_SHOWN: &str = "\\u{1b}]2;TITLE\\u{7}\\u{1b}[2J";
+
+fn publish_hostile(env: &Env) -> i64 {
+    let header = format!("h={HOSTILE}");
+    let run = env.run(&[
+        "publish", "q", "--key", HOSTILE, "--group", HOSTILE, "--header", &header, "{}",
+    ]);
+    run.success();
+    run.stdout.trim().parse().unwrap()
+}
+
+#[test]
+fn peek_table_escapes_control_characters_in_keys() {
+    let env = Env::new();
+    publish_hostile(&env);
+    let run = Run::from(
+        env.cmd()
+            .env("SPOOL_TEST_TERMINAL", "stdout")
+            .env("COLUMNS", "200")
+            .args(["peek", "q", "--color", "never"])
+            .output()
+            .unwrap(),
+    );
+    run.success();
+    assert!(
+        !run.stdout.contains(['\u{1b}', '\u{7}']),
+        "escape sequences reach the terminal: {:?}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(HOSTILE_SHOWN), "{}", run.stdout);
+}
+
+#[test]
+fn top_shows_keys_groups_and_headers_escaped() {
+    use clap::Parser;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::crossterm::event::KeyCode;
+    use spool::commands::top::app::{App, Outcome, key};
+    use spool::commands::top::ui;
+
+    let env = Env::new();
+    publish_hostile(&env);
+    let db = env.db.to_str().unwrap();
+    let cli = spool::Cli::try_parse_from(["spool", "--db", db, "top"]).unwrap();
+    let ctx = spool::Context {
+        global: cli.global,
+        out: spool::output::Output::new(false, false, spool::output::ColorChoice::Never),
+    };
+    let mut app = App::new(false, db.to_owned());
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    let mut screen = |app: &mut App| {
+        terminal.draw(|f| ui::draw(f, app)).unwrap();
+        let buf = terminal.backend().buffer().clone();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_owned())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    app.refresh(ctx.read_store().unwrap().as_ref());
+    screen(&mut app);
+    assert!(matches!(app.on_key(key(KeyCode::Enter)), Outcome::Refresh));
+    app.refresh(ctx.read_store().unwrap().as_ref());
+    let list = screen(&mut app);
+    assert!(list.contains(" \\u{1b}]2;"), "the key column:\n{list}");
+    app.on_key(key(KeyCode::Enter));
+    app.refresh(ctx.read_store().unwrap().as_ref());
+    let detail = screen(&mut app);
+    assert!(
+        detail.contains(&format!("{HOSTILE_SHOWN} · {HOSTILE_SHOWN}")),
+        "key and group:\n{detail}"
+    );
+    assert!(
+        detail.contains(&format!("h: {HOSTILE_SHOWN}")),
+        "the header:\n{detail}"
+    );
+}

@@ -436,7 +436,7 @@ impl MessageWidths {
         let key = rows
             .iter()
             .filter_map(|m| m.delivery.key.as_deref())
-            .map(|k| k.width())
+            .map(|k| view::text_line(k).width())
             .max()
             .map_or(0, |w| w.clamp(3, 16) + 1);
         // id, state 8, attempt 4, age 6, key, space before the body
@@ -462,7 +462,10 @@ impl MessageWidths {
     fn line(&self, m: &Peeked, now: i64, theme: Theme) -> Line<'static> {
         let d = &m.delivery;
         let key = if self.key > 0 {
-            fit(&format!(" {}", d.key.as_deref().unwrap_or("")), self.key)
+            fit(
+                &format!(" {}", view::text_line(d.key.as_deref().unwrap_or(""))),
+                self.key,
+            )
         } else {
             String::new()
         };
@@ -628,8 +631,8 @@ fn meta_lines(detail: &Detail, theme: Theme) -> Vec<Line<'static>> {
         "key, group",
         format!(
             "{} · {}",
-            d.key.as_deref().unwrap_or("-"),
-            d.group.as_deref().unwrap_or("-")
+            view::text_line(d.key.as_deref().unwrap_or("-")),
+            view::text_line(d.group.as_deref().unwrap_or("-"))
         ),
     ));
     lines.push(field("lease", lease_text(m, now)));
@@ -667,7 +670,7 @@ fn lease_text(m: &Peeked, now: i64) -> String {
         },
         State::Held => format!(
             "none; waits behind an earlier message of group `{}`",
-            m.delivery.group.as_deref().unwrap_or("")
+            view::text_line(m.delivery.group.as_deref().unwrap_or(""))
         ),
         State::Ready => "none; deliverable now".to_owned(),
         State::Acked => match m.done_at {
@@ -692,8 +695,8 @@ fn headers(json: Option<&str>) -> Vec<String> {
         .iter()
         .take(6)
         .map(|(k, v)| match v {
-            serde_json::Value::String(s) => format!("{k}: {s}"),
-            other => format!("{k}: {other}"),
+            serde_json::Value::String(s) => view::text_line(&format!("{k}: {s}")),
+            other => view::text_line(&format!("{k}: {other}")),
         })
         .collect();
     if map.len() > 6 {
