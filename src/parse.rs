@@ -51,7 +51,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 }
 
 fn too_long(text: &str) -> impl Fn() -> String + '_ {
-    move || format!("duration `{text}` is too long: the most spool accepts is 100 years (`36500d`)")
+    move || format!("duration `{text}` is too long: spool accepts at most 100 years (`36500d`)")
 }
 
 /// A duration that must be above zero, such as a visibility timeout.
@@ -70,6 +70,44 @@ pub fn time_ms(text: &str) -> Result<i64, String> {
         format!("invalid time `{text}`: write RFC 3339, like `2026-11-27T09:00:00Z` or `2026-11-27T10:00:00+01:00`")
     })?;
     Ok(ts.as_millisecond())
+}
+
+/// A delivery time for `publish --at`: RFC 3339, at most [`MAX_DURATION`]
+/// (100 years) from now, the limit `--delay` has too. A valid RFC 3339 time
+/// beyond what spool's clock can hold (`9999-12-31T23:59:59Z`) is refused
+/// with the same message, not as an invalid time.
+pub fn deliver_at(text: &str) -> Result<i64, String> {
+    let too_far = || {
+        format!(
+            "time `{text}` is too far ahead: `--at` and `--delay` reach at most 100 years from now (`--delay 36500d`)"
+        )
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let limit = now.saturating_add(MAX_DURATION.as_millis() as i64);
+    match time_ms(text) {
+        Ok(ms) if ms > limit => Err(too_far()),
+        Ok(ms) => Ok(ms),
+        Err(_) if beyond_the_clock(text) => Err(too_far()),
+        Err(e) => Err(e),
+    }
+}
+
+/// True for a well-formed RFC 3339 time in a year after those jiff's
+/// timestamps reach (they end late on 9999-12-30 UTC).
+fn beyond_the_clock(text: &str) -> bool {
+    let civil = text
+        .strip_suffix(['Z', 'z'])
+        .or_else(|| {
+            // Byte positions: `get` is None off a character boundary.
+            let cut = text.len().checked_sub(6)?;
+            let (head, offset) = (text.get(..cut)?, text.get(cut..)?.as_bytes());
+            let is_offset = matches!(offset[0], b'+' | b'-') && offset[3] == b':';
+            is_offset.then_some(head)
+        })
+        .and_then(|head| head.parse::<jiff::civil::DateTime>().ok());
+    civil.is_some_and(|dt| dt.year() >= 9999)
 }
 
 /// Either a duration back from now (`1h`: an hour ago) or an absolute time,
@@ -125,6 +163,17 @@ pub fn size(text: &str) -> Result<u64, String> {
         .checked_mul(unit)
         .filter(|n| *n <= i64::MAX as u64)
         .ok_or_else(|| format!("size `{text}` is too large"))
+}
+
+/// A size above zero, such as a queue's `max_size`: a limit of 0 bytes
+/// would refuse every message.
+pub fn positive_size(text: &str) -> Result<u64, String> {
+    match size(text)? {
+        0 => Err(format!(
+            "size `{text}` must be above zero: a queue with a max_size of 0 refuses every message"
+        )),
+        n => Ok(n),
+    }
 }
 
 /// Checks a queue or topic name: 1–128 characters from ASCII letters, digits
@@ -186,6 +235,37 @@ pub fn format_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_times_end_100_years_ahead() {
+        assert!(deliver_at("2100-01-01T00:00:00Z").is_ok());
+        assert!(deliver_at("2000-01-01T00:00:00+01:00").is_ok());
+        for far in [
+            "2200-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59.999+00:00",
+            "9999-12-31T23:59:59z",
+        ] {
+            let err = deliver_at(far).unwrap_err();
+            assert!(err.contains("at most 100 years"), "{far}: {err}");
+        }
+        for bad in [
+            "9999-13-31T23:59:59Z",
+            "tomorrow",
+            "9999-12-31T23:59:59",
+            "é€9999-12-31",
+        ] {
+            let err = deliver_at(bad).unwrap_err();
+            assert!(err.contains("invalid time"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_of_limits_are_above_zero() {
+        assert_eq!(positive_size("1"), Ok(1));
+        assert!(positive_size("0").is_err());
+        assert!(positive_size("0KiB").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long, value_name = "DUR", value_parser = parse::duration, conflicts_with = "at")]
     pub delay: Option<Duration>,
     /// Deliverable only from this time on (RFC 3339)
-    #[arg(long, value_name = "TIME", value_parser = parse::time_ms)]
+    #[arg(long, value_name = "TIME", value_parser = parse::deliver_at)]
     pub at: Option<i64>,
     /// Higher first, from -100 to 100; equal priority in id order
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
@@ -72,13 +72,18 @@ pub struct Args {
 }
 
 fn json_pointer(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.starts_with('/') {
-        Ok(text.to_owned())
-    } else {
-        Err(format!(
+    if !text.is_empty() && !text.starts_with('/') {
+        return Err(format!(
             "invalid JSON pointer `{text}`: it starts with `/`, like `/order/id`"
-        ))
+        ));
     }
+    let mut tildes = text.match_indices('~');
+    if tildes.any(|(i, _)| !matches!(text.as_bytes().get(i + 1), Some(b'0' | b'1'))) {
+        return Err(format!(
+            "invalid JSON pointer `{text}`: `~` must be followed by `0` or `1` (`~0` stands for `~`, `~1` for `/`)"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 fn header(text: &str) -> Result<(String, String), String> {
@@ -163,12 +168,15 @@ impl Preparer<'_> {
                 "JSON nested deeper than {MAX_NESTING} levels; spool refuses it, as many consumers cannot parse it"
             )));
         }
+        let from = |flag: &str, pointer: &str| {
+            pointer_text(trimmed, pointer).map_err(|miss| bad(miss.explain(flag, pointer)))
+        };
         let key = match &self.args.key_from {
-            Some(p) => pointer_text(trimmed, p),
+            Some(p) => Some(from("--key-from", p)?),
             None => self.args.key.clone(),
         };
         let group = match &self.args.group_from {
-            Some(p) => pointer_text(trimmed, p),
+            Some(p) => Some(from("--group-from", p)?),
             None => self.args.group.clone(),
         };
         let (start, len) = (
@@ -193,29 +201,6 @@ impl Preparer<'_> {
             key: self.args.key.clone(),
             group: self.args.group.clone(),
         }
-    }
-}
-
-impl Prepared {
-    /// `--key-from`/`--group-from` must find a string or number.
-    fn check_pointers(&self, args: &Args) -> Result<(), Failure> {
-        let missing = |flag: &str, pointer: &str| {
-            Failure::data(format!(
-                "{}: {flag} `{pointer}` points at no string or number in the message",
-                self.origin
-            ))
-        };
-        if let Some(p) = &args.key_from {
-            if self.key.is_none() {
-                return Err(missing("--key-from", p));
-            }
-        }
-        if let Some(p) = &args.group_from {
-            if self.group.is_none() {
-                return Err(missing("--group-from", p));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -258,34 +243,62 @@ fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
     false
 }
 
+/// Why `--key-from`/`--group-from` found no text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss {
+    /// The pointer leads nowhere, or to something not a string or number.
+    Nothing,
+    /// On the way there is a string that is not valid Unicode: JSON allows
+    /// escapes of lone surrogates (`"\ud800"`), which no text can hold.
+    NotUnicode,
+}
+
+impl Miss {
+    fn explain(self, flag: &str, pointer: &str) -> String {
+        match self {
+            Miss::Nothing => {
+                format!("{flag} `{pointer}` points at no string or number in the message")
+            }
+            Miss::NotUnicode => format!(
+                "{flag} `{pointer}` meets a string that is not valid Unicode (an escaped lone surrogate such as `\\ud800`), which cannot be a key or group"
+            ),
+        }
+    }
+}
+
 /// The text at JSON `pointer` in the JSON document `text`: a string's value,
 /// or a number's literal exactly as written, so `12345678901234567890123`
 /// stays itself instead of becoming a rounded float (two such ids would
 /// otherwise share a key, and the second message would be dropped as a
-/// duplicate). `None` when it points at nothing, or at another kind of value.
-fn pointer_text(text: &str, pointer: &str) -> Option<String> {
+/// duplicate). [`Miss::Nothing`] when it points at nothing, or at another
+/// kind of value.
+fn pointer_text(text: &str, pointer: &str) -> Result<String, Miss> {
     use serde_json::value::RawValue;
-    let mut raw: &RawValue = serde_json::from_str(text).ok()?;
+    // `text` is valid JSON nested at most 127 deep, so the only thing these
+    // parses can refuse is a string that is not valid Unicode.
+    let unicode = |_| Miss::NotUnicode;
+    let mut raw: &RawValue = serde_json::from_str(text).map_err(unicode)?;
     for token in pointer.split('/').skip(1) {
         let token = token.replace("~1", "/").replace("~0", "~");
-        raw = match raw.get().as_bytes().first()? {
-            b'{' => {
+        raw = match raw.get().as_bytes().first() {
+            Some(b'{') => {
                 let map: std::collections::HashMap<String, &RawValue> =
-                    serde_json::from_str(raw.get()).ok()?;
-                map.get(&token).copied()?
+                    serde_json::from_str(raw.get()).map_err(unicode)?;
+                map.get(&token).copied().ok_or(Miss::Nothing)?
             }
-            b'[' => {
-                let items: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
-                items.get(array_index(&token)?).copied()?
+            Some(b'[') => {
+                let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(unicode)?;
+                let index = array_index(&token).ok_or(Miss::Nothing)?;
+                items.get(index).copied().ok_or(Miss::Nothing)?
             }
-            _ => return None,
+            _ => return Err(Miss::Nothing),
         };
     }
     let literal = raw.get();
-    match literal.as_bytes().first()? {
-        b'"' => serde_json::from_str::<String>(literal).ok(),
-        b'-' | b'0'..=b'9' => Some(literal.to_owned()),
-        _ => None,
+    match literal.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(literal).map_err(unicode),
+        Some(b'-' | b'0'..=b'9') => Ok(literal.to_owned()),
+        _ => Err(Miss::Nothing),
     }
 }
 
@@ -442,7 +455,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let result = if let Some(body) = &args.body {
         let msg = preparer.prepare(Origin::Argument, body.clone().into_bytes())?;
         let mut pending: Vec<Prepared> = msg.into_iter().collect();
-        check_all(&pending, &args)?;
         writer.flush(&mut store, &mut pending)
     } else if args.single {
         let bytes = read_all(preparer.max_size)?;
@@ -450,7 +462,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             .prepare(Origin::Stdin, bytes)?
             .into_iter()
             .collect();
-        check_all(&pending, &args)?;
         writer.flush(&mut store, &mut pending)
     } else if args.stream {
         stream(&mut store, &preparer, &mut writer, &ctx.out)
@@ -459,10 +470,6 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     };
     print_ids(ctx, &args.queue, &writer.ids).map_err(|e| not_printed(e, &writer.ids))?;
     result.map(|()| Exit::Ok)
-}
-
-fn check_all(pending: &[Prepared], args: &Args) -> Result<(), Failure> {
-    pending.iter().try_for_each(|m| m.check_pointers(args))
 }
 
 fn headers_json(headers: &[(String, String)]) -> Option<String> {
@@ -704,7 +711,18 @@ fn stream(
             ),
         )
         .into(),
-        Err(e) => e,
+        // Disk full, a lost connection, the topic's last subscriber gone:
+        // the caller still needs to know what was committed. A closed stdout
+        // stays quiet.
+        Err(e) if crate::error::is_broken_pipe(&e) => e,
+        Err(e) => Failure::new(
+            crate::error::exit_code(&e),
+            format!(
+                "{e:#}; stopped there after publishing {} message(s)",
+                writer.published
+            ),
+        )
+        .into(),
     })
 }
 
@@ -731,11 +749,7 @@ fn prepare_line(
             )));
         }
     };
-    let msg = preparer.prepare(origin, bytes)?;
-    if let Some(m) = &msg {
-        m.check_pointers(preparer.args)?;
-    }
-    Ok(msg)
+    preparer.prepare(origin, bytes)
 }
 
 /// Prints ids one per line, or a summary for more than ten on a terminal.
@@ -771,13 +785,13 @@ mod tests {
     fn pointer_text_keeps_number_literals_exactly() {
         let doc = r#"{ "id" : 12345678901234567890123 , "x": [1, {"a/b": "g~", "": -1.50e3}] }"#;
         assert_eq!(
-            pointer_text(doc, "/id").as_deref(),
+            pointer_text(doc, "/id").ok().as_deref(),
             Some("12345678901234567890123")
         );
-        assert_eq!(pointer_text(doc, "/x/1/a~1b").as_deref(), Some("g~"));
-        assert_eq!(pointer_text(doc, "/x/1/").as_deref(), Some("-1.50e3"));
-        assert_eq!(pointer_text(doc, "/x/0").as_deref(), Some("1"));
-        assert_eq!(pointer_text("\"top\"", "").as_deref(), Some("top"));
+        assert_eq!(pointer_text(doc, "/x/1/a~1b").ok().as_deref(), Some("g~"));
+        assert_eq!(pointer_text(doc, "/x/1/").ok().as_deref(), Some("-1.50e3"));
+        assert_eq!(pointer_text(doc, "/x/0").ok().as_deref(), Some("1"));
+        assert_eq!(pointer_text("\"top\"", "").ok().as_deref(), Some("top"));
         for missing in [
             "/nope",
             "/x",
@@ -787,17 +801,31 @@ mod tests {
             "/id/0",
             "/x/1/a~1b/c",
         ] {
-            assert_eq!(pointer_text(doc, missing), None, "{missing}");
+            assert_eq!(pointer_text(doc, missing), Err(Miss::Nothing), "{missing}");
         }
         assert_eq!(
-            pointer_text(r#"{"k": "a\"b\u00e9"}"#, "/k").as_deref(),
+            pointer_text(r#"{"k": "a\"b\u00e9"}"#, "/k").ok().as_deref(),
             Some("a\"bé")
         );
-        assert_eq!(pointer_text(r#"{"k": true}"#, "/k"), None);
+        assert_eq!(pointer_text(r#"{"k": true}"#, "/k"), Err(Miss::Nothing));
         assert_eq!(
-            pointer_text(r#"{"k": 1, "k": 2}"#, "/k").as_deref(),
+            pointer_text(r#"{"k": "\ud800"}"#, "/k"),
+            Err(Miss::NotUnicode)
+        );
+        assert_eq!(
+            pointer_text(r#"{"k": 1, "k": 2}"#, "/k").ok().as_deref(),
             Some("2")
         );
+    }
+
+    #[test]
+    fn pointers_with_a_bad_escape_are_refused() {
+        for good in ["", "/", "/a", "/a~0b", "/a~1b/~0", "/~01"] {
+            assert_eq!(json_pointer(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in ["/a~2", "/a~", "/~/x", "/é~x", "a"] {
+            assert!(json_pointer(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub struct SettingsArgs {
     #[arg(long, value_name = "DUR", value_parser = parse::duration)]
     pub retention: Option<Duration>,
     /// The largest body accepted [default: 1MiB]
-    #[arg(long, value_name = "SIZE", value_parser = parse::size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse::positive_size)]
     pub max_size: Option<u64>,
     /// Base of the exponential retry backoff of `work` and `nack --backoff` [default: 1s]
     #[arg(long, value_name = "DUR", value_parser = parse::duration)]

@@ -306,3 +306,87 @@ fn top_shows_keys_groups_and_headers_escaped() {
         "the header:\n{detail}"
     );
 }
+
+#[test]
+fn stream_stopped_by_a_lost_subscriber_says_how_many_it_published() {
+    use std::io::Write;
+    let env = Env::new();
+    env.run(&["subscribe", "t", "q"]).success();
+    let mut child = env
+        .cmd()
+        .args(["publish", "t", "--stream"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spool starts");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"1\n").unwrap();
+    stdin.flush().unwrap();
+    // The id is printed once the first message is committed.
+    let id = first_line_then_close(&mut child);
+    assert!(id.trim().parse::<i64>().is_ok(), "an id: {id:?}");
+    env.run(&["unsubscribe", "t", "q"]).success();
+    stdin.write_all(b"2\n").unwrap();
+    drop(stdin);
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.code(3)
+        .stderr_has("no subscribers")
+        .stderr_has("after publishing 1 message");
+}
+
+#[test]
+fn at_and_delay_share_one_documented_limit() {
+    let env = Env::new();
+    for args in [
+        &["publish", "q", "--at", "9999-12-31T23:59:59Z", "1"][..],
+        &["publish", "q", "--at", "2200-01-01T00:00:00Z", "1"],
+        &["publish", "q", "--delay", "36501d", "1"],
+    ] {
+        env.run(args).code(2).stderr_has("at most 100 years");
+    }
+    assert!(
+        !env.run(&["queue", "list"]).stdout.contains('q'),
+        "nothing created"
+    );
+    env.run(&["publish", "q", "--at", "2100-01-01T00:00:00Z", "1"])
+        .success();
+    env.run(&["publish", "q", "--delay", "36500d", "1"])
+        .success();
+}
+
+#[test]
+fn key_from_names_what_is_wrong() {
+    let env = Env::new();
+    let run = env.run_with_input(
+        &["publish", "q", "--key-from", "/k"],
+        "{\"k\":\"\\ud800\"}\n",
+    );
+    run.code(65)
+        .stderr_has("line 1")
+        .stderr_has("not valid Unicode");
+    for flag in ["--key-from", "--group-from"] {
+        let run = env.run_with_input(&["publish", "q", flag, "/a~2"], "{\"a~2\":\"x\"}\n");
+        run.code(2).stderr_has("invalid JSON pointer `/a~2`");
+    }
+    assert!(peek_queue_missing(&env), "nothing published");
+}
+
+fn peek_queue_missing(env: &Env) -> bool {
+    env.run(&["peek", "q"]).code == 3
+}
+
+#[test]
+fn max_size_zero_is_refused() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-size", "0"])
+        .code(2)
+        .stderr_has("--max-size");
+    assert!(peek_queue_missing(&env), "no queue created");
+    env.run(&["queue", "create", "q", "--max-size", "2KiB"])
+        .success();
+    env.run(&["queue", "set", "q", "--max-size", "0"]).code(2);
+    let show = env.run(&["queue", "show", "q", "--json"]);
+    let q: Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(q["max_size"], 2048, "{q}");
+}
