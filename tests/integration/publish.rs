@@ -246,7 +246,7 @@ fn delay_and_at_hold_messages_back() {
     let env = Env::new();
     env.run(&["publish", "q", "--delay", "2s", "\"later\""])
         .success();
-    env.run(&["publish", "q", "--at", "2999-01-01T00:00:00Z", "\"far\""])
+    env.run(&["publish", "q", "--at", "2100-01-01T00:00:00Z", "\"far\""])
         .success();
     env.run(&["publish", "q", "\"now\""]).success();
     assert_eq!(env.consume_one("q", &[])["body"], "now");
