@@ -359,12 +359,12 @@ impl Writer<'_> {
     /// Writes `pending` in one transaction and commits it. All or nothing,
     /// except with `--stream`: there a message that breaks a schema ends the
     /// batch, the messages before it are committed, and its error returned.
-    fn flush(&mut self, store: &mut Db, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
+    fn flush(&mut self, store: &mut Target<'_>, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
         let partial = self.args.stream;
-        let (ids, bad) = store.publish_batch(&self.args.queue, |batch| {
+        let (ids, bad) = store.get()?.publish_batch(&self.args.queue, |batch| {
             let mut ids = Vec::with_capacity(pending.len());
             for msg in pending.iter() {
                 match self.write(batch, msg) {
@@ -396,22 +396,48 @@ impl Writer<'_> {
     }
 }
 
+/// The database, opened at the start when it exists, and created only when
+/// there are messages to write: a publish whose input is refused leaves a
+/// missing database missing.
+struct Target<'c> {
+    ctx: &'c Context,
+    db: Option<Db>,
+}
+
+impl Target<'_> {
+    fn get(&mut self) -> anyhow::Result<&mut Db> {
+        Ok(match self.db {
+            Some(ref mut db) => db,
+            None => self.db.insert(self.ctx.store()?),
+        })
+    }
+}
+
 /// Runs `spool publish`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let mut store = ctx.store()?;
-    if args.raw {
+    let mut store = Target {
+        ctx,
+        db: ctx.existing_store()?,
+    };
+    if args.raw
+        && let Some(db) = &store.db
+        && let Some(holder) = db.schema_holder(&args.queue)?
+    {
         // Refused before any input is read; the batch checks again.
-        if let Some(holder) = store.schema_holder(&args.queue)? {
-            return Err(store::Error::RawBody {
-                name: args.queue.clone(),
-                holder,
-            }
-            .into());
+        return Err(store::Error::RawBody {
+            name: args.queue.clone(),
+            holder,
         }
+        .into());
     }
     let preparer = Preparer {
         args: &args,
-        max_size: store.max_size(&args.queue)?,
+        // Without a database the queue is new, with the default settings;
+        // the batch checks again.
+        max_size: match &store.db {
+            Some(db) => db.max_size(&args.queue)?,
+            None => store::Settings::default().max_size,
+        },
     };
     let mut writer = Writer {
         args: &args,
@@ -680,7 +706,7 @@ impl<'p, 'a> Lines<'p, 'a> {
 /// past [`BUFFER_BYTES`] it is written as it is read, in one transaction that
 /// holds the lock until the input ends.
 fn all_or_nothing(
-    store: &mut Db,
+    store: &mut Target<'_>,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
     out: &Output,
@@ -699,12 +725,12 @@ fn all_or_nothing(
 }
 
 fn write_through(
-    store: &mut Db,
+    store: &mut Target<'_>,
     lines: &mut Lines<'_, '_>,
     pending: Vec<Prepared>,
     writer: &mut Writer<'_>,
 ) -> anyhow::Result<()> {
-    let ids = store.publish_batch(&writer.args.queue, |batch| {
+    let ids = store.get()?.publish_batch(&writer.args.queue, |batch| {
         let mut ids = Vec::with_capacity(pending.len());
         for msg in pending {
             ids.push(writer.write(batch, &msg)?);
@@ -721,7 +747,7 @@ fn write_through(
 /// arrived at least every [`STREAM_COMMIT_INTERVAL`], holding the write lock
 /// only while it writes. SIGINT/SIGTERM commit what was read and end with 0.
 fn stream(
-    store: &mut Db,
+    store: &mut Target<'_>,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
     out: &Output,
