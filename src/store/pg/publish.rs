@@ -209,7 +209,7 @@ impl<'t> PgPublishBatch<'t> {
             "SELECT m.id, EXISTS (
                  SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
                  WHERE d.msg_id = m.id
-                   AND NOT (d.state = 3 AND d.done_at <= $3::bigint - q.retention_ms))
+                   AND (d.state = 3 AND d.done_at <= $3::bigint - q.retention_ms) IS NOT TRUE)
              FROM messages m WHERE m.origin_id = $1 AND m.key = $2",
             &[&origin, &key, &now],
         )?
