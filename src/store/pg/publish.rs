@@ -231,7 +231,7 @@ impl<'t> PgPublishBatch<'t> {
             self.swept.push(r.at(0)?);
         }
         delete_orphans(self.conn, &[id])?;
-        Ok(self.find_key(key)?)
+        self.find_key(key)
     }
 
     fn find_key(&mut self, key: &str) -> Result<Option<i64>> {
