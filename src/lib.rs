@@ -133,6 +133,14 @@ impl Context {
         Ok(store::Db::open(&self.store_options()?)?)
     }
 
+    /// Opens the database for writing if it exists; `None`, creating
+    /// nothing, when it does not. For commands that must not create it when
+    /// they refuse their input, or that find nothing to act on in an empty
+    /// database (an unknown queue or receipt).
+    pub fn existing_store(&self) -> anyhow::Result<Option<store::Db>> {
+        Ok(store::Db::open_existing(&self.store_options()?)?)
+    }
+
     /// Opens the database for reading only; `None` when it does not exist yet.
     pub fn read_store(&self) -> anyhow::Result<Option<store::Db>> {
         Ok(store::Db::open_read_only(&self.store_options()?)?)

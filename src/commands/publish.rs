@@ -143,8 +143,14 @@ impl Preparer<'_> {
     /// Returns `None` for a blank NDJSON line.
     fn prepare(&self, origin: Origin, mut bytes: Vec<u8>) -> Result<Option<Prepared>, Failure> {
         let bad = |reason: String| Failure::data(format!("{origin}: {reason}"));
-        if bytes.len() as u64 > self.max_size {
-            return Err(bad(too_large(bytes.len() as u64, self.max_size)));
+        // The size of the body as stored: a JSON body without the whitespace
+        // around it, a raw one as it is.
+        let size = match self.args.raw {
+            true => bytes.len(),
+            false => trim_blank(&bytes).len(),
+        };
+        if size as u64 > self.max_size {
+            return Err(bad(too_large(size as u64, self.max_size)));
         }
         let text = std::str::from_utf8(&bytes).map_err(|e| {
             bad(format!(
@@ -366,12 +372,12 @@ impl Writer<'_> {
     /// Writes `pending` in one transaction and commits it. All or nothing,
     /// except with `--stream`: there a message that breaks a schema ends the
     /// batch, the messages before it are committed, and its error returned.
-    fn flush(&mut self, store: &mut Db, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
+    fn flush(&mut self, store: &mut Target<'_>, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
         let partial = self.args.stream;
-        let (ids, bad) = store.publish_batch(&self.args.queue, |batch| {
+        let (ids, bad) = store.get()?.publish_batch(&self.args.queue, |batch| {
             let mut ids = Vec::with_capacity(pending.len());
             for msg in pending.iter() {
                 match self.write(batch, msg) {
@@ -427,22 +433,48 @@ fn not_printed(err: io::Error, ids: &[i64]) -> anyhow::Error {
     .into()
 }
 
+/// The database, opened at the start when it exists, and created only when
+/// there are messages to write: a publish whose input is refused leaves a
+/// missing database missing.
+struct Target<'c> {
+    ctx: &'c Context,
+    db: Option<Db>,
+}
+
+impl Target<'_> {
+    fn get(&mut self) -> anyhow::Result<&mut Db> {
+        Ok(match self.db {
+            Some(ref mut db) => db,
+            None => self.db.insert(self.ctx.store()?),
+        })
+    }
+}
+
 /// Runs `spool publish`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let mut store = ctx.store()?;
-    if args.raw {
+    let mut store = Target {
+        ctx,
+        db: ctx.existing_store()?,
+    };
+    if args.raw
+        && let Some(db) = &store.db
+        && let Some(holder) = db.schema_holder(&args.queue)?
+    {
         // Refused before any input is read; the batch checks again.
-        if let Some(holder) = store.schema_holder(&args.queue)? {
-            return Err(store::Error::RawBody {
-                name: args.queue.clone(),
-                holder,
-            }
-            .into());
+        return Err(store::Error::RawBody {
+            name: args.queue.clone(),
+            holder,
         }
+        .into());
     }
     let preparer = Preparer {
         args: &args,
-        max_size: store.max_size(&args.queue)?,
+        // Without a database the queue is new, with the default settings;
+        // the batch checks again.
+        max_size: match &store.db {
+            Some(db) => db.max_size(&args.queue)?,
+            None => store::Settings::default().max_size,
+        },
     };
     let mut writer = Writer {
         args: &args,
@@ -457,7 +489,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         let mut pending: Vec<Prepared> = msg.into_iter().collect();
         writer.flush(&mut store, &mut pending)
     } else if args.single {
-        let bytes = read_all(preparer.max_size)?;
+        let bytes = read_all(preparer.max_size, args.raw)?;
         let mut pending: Vec<Prepared> = preparer
             .prepare(Origin::Stdin, bytes)?
             .into_iter()
@@ -490,22 +522,101 @@ fn available_at(args: &Args) -> Option<i64> {
     }
 }
 
-/// Reads all of stdin, refusing more than `limit` bytes.
-fn read_all(limit: u64) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    io::stdin()
-        .lock()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .context("cannot read stdin")?;
-    if bytes.len() as u64 > limit {
-        return Err(Failure::data(format!(
+/// Reads all of stdin, refusing a body over `limit` bytes: with `raw`, the
+/// input as it is; otherwise (JSON) without the whitespace around it.
+fn read_all(limit: u64, raw: bool) -> anyhow::Result<Vec<u8>> {
+    let too_large = || {
+        Failure::data(format!(
             "stdin: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
             parse::format_size(limit)
         ))
-        .into());
+    };
+    let mut input = io::stdin().lock();
+    if !raw {
+        let mut body = Trimmed::new(limit);
+        loop {
+            let chunk = input.fill_buf().context("cannot read stdin")?;
+            if chunk.is_empty() {
+                return Ok(body.bytes);
+            }
+            let (fits, used) = (body.push(chunk), chunk.len());
+            if !fits {
+                return Err(too_large().into());
+            }
+            input.consume(used);
+        }
+    }
+    let mut bytes = Vec::new();
+    input
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .context("cannot read stdin")?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large().into());
     }
     Ok(bytes)
+}
+
+/// Whitespace around a JSON body, trimmed before it is stored.
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// `bytes` without the whitespace around them.
+fn trim_blank(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| !is_blank(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_blank(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// A JSON body read piece by piece, whose size without the whitespace
+/// around it must stay within `limit` (that is what is stored). Leading
+/// whitespace is dropped. Trailing whitespace is kept up to `limit` bytes
+/// only: past that it is either trimmed at the end, or more text follows
+/// and makes the body too large anyway.
+struct Trimmed {
+    bytes: Vec<u8>,
+    limit: u64,
+    /// The length of `bytes` up to its last byte that is not whitespace.
+    content: u64,
+}
+
+impl Trimmed {
+    fn new(limit: u64) -> Self {
+        Trimmed {
+            bytes: Vec::new(),
+            limit,
+            content: 0,
+        }
+    }
+
+    /// Adds the next piece; false when the body is now over the limit.
+    fn push(&mut self, mut part: &[u8]) -> bool {
+        if self.bytes.is_empty() {
+            let start = part
+                .iter()
+                .position(|&b| !is_blank(b))
+                .unwrap_or(part.len());
+            part = &part[start..];
+        }
+        if let Some(last) = part.iter().rposition(|&b| !is_blank(b)) {
+            self.content = self.bytes.len() as u64 + last as u64 + 1;
+        }
+        if self.content > self.limit {
+            return false;
+        }
+        let cap = self.content.saturating_add(self.limit).saturating_add(1);
+        let room = cap.saturating_sub(self.bytes.len() as u64);
+        let keep = part.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        self.bytes.extend_from_slice(&part[..keep]);
+        true
+    }
 }
 
 /// One line of input: its bytes without the terminator, or a line longer
@@ -552,6 +663,41 @@ pub(crate) fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Opti
     Ok(Some(Line::Text(line)))
 }
 
+/// Like [`read_line`], for a JSON line (`raw` false): the whitespace
+/// around the body is not counted against `limit`, as it is trimmed before
+/// the body is stored (see [`Trimmed`]). A raw line is read by [`read_line`].
+pub(crate) fn read_body_line(
+    input: &mut impl BufRead,
+    limit: u64,
+    raw: bool,
+) -> io::Result<Option<Line>> {
+    if raw {
+        return read_line(input, limit);
+    }
+    let mut body = Trimmed::new(limit);
+    let mut saw_any = false;
+    loop {
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        saw_any = true;
+        let (part, used, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        let fits = body.push(part);
+        input.consume(used);
+        if !fits {
+            return Ok(Some(Line::TooLong));
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(saw_any.then_some(Line::Text(body.bytes)))
+}
+
 /// Stdin as a sequence of checked messages.
 struct Lines<'p, 'a> {
     input: io::StdinLock<'static>,
@@ -572,8 +718,9 @@ impl<'p, 'a> Lines<'p, 'a> {
 
     /// The next message, skipping blank lines; `None` at the end of input.
     fn next(&mut self) -> anyhow::Result<Option<Prepared>> {
+        let (limit, raw) = (self.preparer.max_size, self.preparer.args.raw);
         while let Some(line) =
-            read_line(&mut self.input, self.preparer.max_size).context("cannot read stdin")?
+            read_body_line(&mut self.input, limit, raw).context("cannot read stdin")?
         {
             self.number += 1;
             self.progress.inc(1);
@@ -590,7 +737,7 @@ impl<'p, 'a> Lines<'p, 'a> {
 /// past [`BUFFER_BYTES`] it is written as it is read, in one transaction that
 /// holds the lock until the input ends.
 fn all_or_nothing(
-    store: &mut Db,
+    store: &mut Target<'_>,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
     out: &Output,
@@ -609,12 +756,12 @@ fn all_or_nothing(
 }
 
 fn write_through(
-    store: &mut Db,
+    store: &mut Target<'_>,
     lines: &mut Lines<'_, '_>,
     pending: Vec<Prepared>,
     writer: &mut Writer<'_>,
 ) -> anyhow::Result<()> {
-    let ids = store.publish_batch(&writer.args.queue, |batch| {
+    let ids = store.get()?.publish_batch(&writer.args.queue, |batch| {
         let mut ids = Vec::with_capacity(pending.len());
         for msg in pending {
             ids.push(writer.write(batch, &msg)?);
@@ -631,7 +778,7 @@ fn write_through(
 /// arrived at least every [`STREAM_COMMIT_INTERVAL`], holding the write lock
 /// only while it writes. SIGINT/SIGTERM commit what was read and end with 0.
 fn stream(
-    store: &mut Db,
+    store: &mut Target<'_>,
     preparer: &Preparer<'_>,
     writer: &mut Writer<'_>,
     out: &Output,
@@ -643,11 +790,11 @@ fn stream(
             .context("cannot install signal handlers")?;
     }
     let (tx, rx) = mpsc::sync_channel::<io::Result<Option<Line>>>(4096);
-    let limit = preparer.max_size;
+    let (limit, raw) = (preparer.max_size, preparer.args.raw);
     std::thread::spawn(move || {
         let mut input = io::stdin().lock();
         loop {
-            let line = read_line(&mut input, limit);
+            let line = read_body_line(&mut input, limit, raw);
             let end = !matches!(line, Ok(Some(_)));
             if tx.send(line).is_err() || end {
                 break;
@@ -815,6 +962,66 @@ mod tests {
         assert_eq!(
             pointer_text(r#"{"k": 1, "k": 2}"#, "/k").ok().as_deref(),
             Some("2")
+        );
+    }
+
+    /// JSON lines read through buffers of every small size, against a model:
+    /// a line is too long when it is, trimmed, over the limit; otherwise it
+    /// reads as its trimmed self (leading whitespace dropped, trailing
+    /// whitespace kept as it is or shortened).
+    #[test]
+    fn json_lines_are_measured_without_the_whitespace_around_them() {
+        let body = b"{\"a\": [1, 2]}";
+        let lines: Vec<Vec<u8>> = vec![
+            body.to_vec(),
+            [b"   ".as_slice(), body, b"  \t\r"].concat(),
+            [b"\t".as_slice(), body, &[b' '; 40]].concat(),
+            [body.as_slice(), &[b' '; 40], b"x"].concat(),
+            [b"[".as_slice(), &[b' '; 6], b"]"].concat(),
+            b"   ".to_vec(),
+            Vec::new(),
+        ];
+        for limit in [0, 8, 13, 14, 15, 100] {
+            for capacity in 1..=7 {
+                let input: Vec<u8> = lines
+                    .iter()
+                    .flat_map(|l| [l.as_slice(), b"\n"].concat())
+                    .collect();
+                let mut reader = io::BufReader::with_capacity(capacity, input.as_slice());
+                let mut ended_early = false;
+                for line in &lines {
+                    let got = read_body_line(&mut reader, limit, false).unwrap().unwrap();
+                    let trimmed = trim_blank(line);
+                    match got {
+                        Line::TooLong => {
+                            assert!(trimmed.len() as u64 > limit, "{line:?} at {limit}");
+                            ended_early = true;
+                            break;
+                        }
+                        Line::Text(text) => {
+                            assert!(trimmed.len() as u64 <= limit, "{line:?} at {limit}");
+                            assert_eq!(trim_blank(&text), trimmed);
+                            assert!(text.starts_with(trimmed));
+                            assert!(text.len() as u64 <= 2 * limit + 1);
+                        }
+                    }
+                }
+                if !ended_early {
+                    assert!(read_body_line(&mut reader, limit, false).unwrap().is_none());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_whitespace_is_not_kept_past_the_limit() {
+        let mut body = Trimmed::new(4);
+        assert!(body.push(b"  \"ab\""));
+        assert!(body.push(&[b' '; 1000]));
+        assert!(body.bytes.len() <= 4 + 4 + 1, "{}", body.bytes.len());
+        assert!(
+            !body.push(b"1"),
+            "text after the whitespace is over the limit"
         );
     }
 

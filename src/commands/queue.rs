@@ -195,9 +195,8 @@ fn set(ctx: &Context, args: &SetArgs) -> anyhow::Result<Exit> {
         (None, true) => SchemaChange::Remove,
         (None, false) => SchemaChange::Keep,
     };
-    let done = ctx
-        .store()?
-        .set_queue(&args.name, &args.settings.patch(), change)?;
+    let done =
+        existing_store(ctx, &args.name)?.set_queue(&args.name, &args.settings.patch(), change)?;
     match (done.schema_version, args.no_schema) {
         (Some(v), false) => ctx.out.note(&format!(
             "`{}` now checks messages against schema version {v}",
@@ -508,24 +507,17 @@ fn list_or_none(names: &[String]) -> String {
 }
 
 /// The database for a command that acts on an existing queue: when the file
-/// (on PostgreSQL: spool's schema) does not exist, the queue is unknown, and
+/// (on PostgreSQL: spool's tables) does not exist, the queue is unknown, and
 /// the database is not created for it.
 pub fn existing_store(ctx: &Context, queue: &str) -> anyhow::Result<Db> {
-    let path = ctx.global.db_path()?;
-    let missing = if store::is_postgres(&path) {
-        // A URL is no file: ask the server whether the schema is there.
-        ctx.read_store()?.is_none()
-    } else {
-        !path.exists()
-    };
-    if missing {
-        return Err(store::Error::UnknownQueue {
+    match ctx.existing_store()? {
+        Some(db) => Ok(db),
+        None => Err(store::Error::UnknownQueue {
             name: queue.to_owned(),
             similar: Vec::new(),
         }
-        .into());
+        .into()),
     }
-    ctx.store()
 }
 
 /// `queue delete NAME [--force]`.

@@ -50,7 +50,16 @@ pub fn subscribe(ctx: &Context, args: SubscribeArgs) -> anyhow::Result<Exit> {
 
 /// Runs `spool unsubscribe`.
 pub fn unsubscribe(ctx: &Context, args: UnsubscribeArgs) -> anyhow::Result<Exit> {
-    let remaining = ctx.store()?.unsubscribe(&args.topic, &args.queue)?;
+    // No database (and none is made for a refusal): no topic to leave.
+    let Some(mut store) = ctx.existing_store()? else {
+        return Err(crate::store::Error::NotSubscribed {
+            topic: args.topic,
+            queue: args.queue,
+            subscribers: None,
+        }
+        .into());
+    };
+    let remaining = store.unsubscribe(&args.topic, &args.queue)?;
     if remaining.is_empty() {
         ctx.out.note(&format!(
             "topic `{}` has no subscribers now: publishing to it fails until a queue subscribes with `spool subscribe {} QUEUE`",

@@ -89,6 +89,15 @@ impl Db {
         }
     }
 
+    /// Opens the database for writing if it exists (the file, or spool's
+    /// tables in PostgreSQL); `None`, creating nothing, when it does not.
+    pub fn open_existing(opts: &Options) -> Result<Option<Db>> {
+        match pg_options(opts) {
+            Some(pg) => Ok(PgStore::open_existing(&pg)?.map(|p| Db::Postgres(Box::new(p)))),
+            None => Ok(Store::open_existing(opts)?.map(Db::Sqlite)),
+        }
+    }
+
     /// Opens the database for reading only; `None` when it does not exist yet.
     pub fn open_read_only(opts: &Options) -> Result<Option<Db>> {
         match pg_options(opts) {

@@ -160,6 +160,66 @@ fn effective(state: State, visible_at: i64, attempts: i64, max: i64, now: i64) -
     }
 }
 
+/// A held message that the next claim releases: the next of its group,
+/// whose head is an expired lease on its last allowed attempt. The claim
+/// makes the head dead and this message ready (delayed, when it was
+/// published with a delay that is still running), as
+/// [`super::lease::release_group`] does.
+#[derive(Debug, Clone, Copy)]
+struct Released {
+    id: i64,
+    priority: i64,
+    visible_at: i64,
+}
+
+impl Released {
+    fn state(&self, now: i64) -> State {
+        if self.visible_at > now {
+            State::Delayed
+        } else {
+            State::Ready
+        }
+    }
+
+    fn row(&self, now: i64) -> RowState {
+        RowState {
+            state: self.state(now),
+            visible_at: self.visible_at,
+            done_at: None,
+        }
+    }
+}
+
+/// The held messages of `q` that its next claim releases (see [`Released`]).
+/// One row per expired lease on its last attempt that heads a group: few,
+/// as every claim moves them on.
+fn released(conn: &Connection, q: &QueueRow, now: i64) -> Result<Vec<Released>> {
+    let max = q.settings.max_attempts as i64;
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = conn
+        .prepare_cached(
+            "SELECT n.msg_id, n.priority, n.visible_at
+             FROM deliveries d
+             JOIN groups g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
+             JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
+                 SELECT min(h.msg_id) FROM deliveries h
+                 WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5)
+             WHERE d.queue_id = ?1 AND d.state IN (1, 2) AND d.visible_at <= ?2
+               AND d.state = 2 AND d.attempts >= ?3",
+        )?
+        .query_map((q.id, now, max), |r| {
+            Ok(Released {
+                id: r.get(0)?,
+                priority: r.get(1)?,
+                visible_at: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
 impl Store {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
     pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
@@ -251,17 +311,18 @@ impl Store {
         let q = self.queue_for_peek(&tx, queue)?;
         let now = now_ms();
         let limit = query.limit;
+        let released = released(&tx, &q, now)?;
         let mut picked: Vec<(i64, RowState)> = Vec::new();
         let room = |picked: &Vec<(i64, RowState)>| limit.saturating_sub(picked.len());
         if query.ready {
             let n = room(&picked);
-            picked.extend(ready_rows(&tx, &q, now, n)?);
+            picked.extend(ready_rows(&tx, &q, now, n, &released)?);
         }
         if query.delayed {
             let n = room(&picked);
             picked.extend(waiting_rows(&tx, &q, State::Delayed, now, n)?);
             let n = room(&picked);
-            picked.extend(held_rows(&tx, &q, n)?);
+            picked.extend(held_rows(&tx, &q, now, n, &released)?);
         }
         if query.leased {
             let n = room(&picked);
@@ -301,7 +362,12 @@ impl Store {
             return Ok(None);
         };
         let max = q.settings.max_attempts as i64;
-        let (state, lazy) = effective(State::from_i64(state), visible_at, attempts, max, now);
+        let (mut state, lazy) = effective(State::from_i64(state), visible_at, attempts, max, now);
+        if state == State::Held
+            && let Some(r) = released(&tx, &q, now)?.iter().find(|r| r.id == id)
+        {
+            state = r.state(now);
+        }
         let done_at = if lazy && state == State::Dead {
             Some(visible_at)
         } else {
@@ -334,14 +400,15 @@ fn info(conn: &Connection, q: QueueRow, now: i64) -> Result<QueueInfo> {
     let (created_at, published_total, stored) = stored_counts(conn, q.id)?;
     let max = q.settings.max_attempts as i64;
     let due = due_summary(conn, q.id, max, now)?;
+    let (released_ready, released_oldest) = released_summary(&released(conn, &q, now)?, now);
     let counts = Counts {
-        ready: stored[0] + due.delayed + due.leased_live,
-        delayed: stored[1] - due.delayed + stored[5],
+        ready: stored[0] + due.delayed + due.leased_live + released_ready,
+        delayed: stored[1] - due.delayed + stored[5] - released_ready,
         leased: stored[2] - due.leased_live - due.leased_dead,
         acked: stored[3],
         dead: stored[4] + due.leased_dead,
     };
-    let oldest = [oldest_ready_id(conn, q.id)?, due.oldest_id]
+    let oldest = [oldest_ready_id(conn, q.id)?, due.oldest_id, released_oldest]
         .into_iter()
         .flatten()
         .min();
@@ -423,6 +490,12 @@ fn due_summary(conn: &Connection, queue: i64, max: i64, now: i64) -> Result<DueS
     Ok(due)
 }
 
+/// How many released held messages become ready, and the lowest id of them.
+fn released_summary(released: &[Released], now: i64) -> (i64, Option<i64>) {
+    let ready = released.iter().filter(|r| r.state(now) == State::Ready);
+    (ready.clone().count() as i64, ready.map(|r| r.id).min())
+}
+
 /// The lowest id among the ready rows: the first entry of `deliveries_ready`
 /// for each distinct priority, one index seek each (a skip-scan).
 fn oldest_ready_id(conn: &Connection, queue: i64) -> Result<Option<i64>> {
@@ -474,9 +547,15 @@ fn topics_of(conn: &Connection, queue: i64) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The first `n` ready rows in claim order, including due delayed messages and
-/// expired leases that the next claim will make ready.
-fn ready_rows(conn: &Connection, q: &QueueRow, now: i64, n: usize) -> Result<Vec<(i64, RowState)>> {
+/// The first `n` ready rows in claim order, including due delayed messages,
+/// expired leases and held messages that the next claim will make ready.
+fn ready_rows(
+    conn: &Connection,
+    q: &QueueRow,
+    now: i64,
+    n: usize,
+    released: &[Released],
+) -> Result<Vec<(i64, RowState)>> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -498,6 +577,9 @@ fn ready_rows(conn: &Connection, q: &QueueRow, now: i64, n: usize) -> Result<Vec
         if effective(state, r.get(2)?, r.get(4)?, max, now).0 == State::Ready {
             rows.push((r.get(0)?, r.get(1)?, r.get(2)?));
         }
+    }
+    for r in released.iter().filter(|r| r.state(now) == State::Ready) {
+        rows.push((r.priority, r.id, r.visible_at));
     }
     rows.sort_by_key(|&(priority, id, _)| (-priority, id));
     rows.truncate(n);
@@ -544,25 +626,40 @@ fn waiting_rows(
 }
 
 /// The first `n` messages held behind an earlier message of their group, by
-/// group and id (the order in which each group will release them).
-fn held_rows(conn: &Connection, q: &QueueRow, n: usize) -> Result<Vec<(i64, RowState)>> {
+/// group and id (the order in which each group will release them). Those
+/// the next claim releases show as it leaves them: ready ones are left out
+/// (they are among the ready rows), delayed ones show as delayed.
+fn held_rows(
+    conn: &Connection,
+    q: &QueueRow,
+    now: i64,
+    n: usize,
+    released: &[Released],
+) -> Result<Vec<(i64, RowState)>> {
     if n == 0 {
         return Ok(Vec::new());
     }
-    let rows = conn
-        .prepare_cached(
-            "SELECT msg_id, visible_at FROM deliveries
-             WHERE queue_id = ?1 AND state = 5 ORDER BY grp, msg_id LIMIT ?2",
-        )?
-        .query_map((q.id, n as i64), |r| {
-            let st = RowState {
+    let mut rows = Vec::with_capacity(n);
+    let mut stmt = conn.prepare_cached(
+        "SELECT msg_id, visible_at FROM deliveries
+         WHERE queue_id = ?1 AND state = 5 ORDER BY grp, msg_id LIMIT ?2",
+    )?;
+    let mut held = stmt.query((q.id, (n + released.len()) as i64))?;
+    while let Some(r) = held.next()?
+        && rows.len() < n
+    {
+        let id: i64 = r.get(0)?;
+        let st = match released.iter().find(|r| r.id == id) {
+            Some(r) if r.state(now) == State::Ready => continue,
+            Some(r) => r.row(now),
+            None => RowState {
                 state: State::Held,
                 visible_at: r.get(1)?,
                 done_at: None,
-            };
-            Ok((r.get(0)?, st))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+            },
+        };
+        rows.push((id, st));
+    }
     Ok(rows)
 }
 

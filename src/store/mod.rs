@@ -612,6 +612,19 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the database for writing, as [`Store::open`] does, if it exists:
+    /// `None` when there is no file or an empty one, which is then left as
+    /// it is. For a command that may refuse its input, or that needs the
+    /// database to judge it (an unknown queue or receipt): callers treat
+    /// `None` as an empty database, and bad input never creates it.
+    pub fn open_existing(opts: &Options) -> Result<Option<Store>> {
+        match std::fs::metadata(&opts.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(meta) if meta.is_file() && meta.len() == 0 => Ok(None),
+            _ => Store::open(opts).map(Some),
+        }
+    }
+
     /// Opens the database for reading only. Returns `None` when the file does
     /// not exist or holds no spool schema yet: callers treat that as an empty
     /// database. Never creates or changes the file.

@@ -54,6 +54,8 @@ pub struct PublishBatch<'t> {
     added: Vec<[i64; 6]>,
     /// New messages (not deduplicated).
     published: i64,
+    /// Queues that lost an acked delivery past retention, one entry each.
+    swept: Vec<i64>,
 }
 
 impl Store {
@@ -81,12 +83,22 @@ impl Store {
         }
         let checks = contracts::for_publish(&tx.tx, &mut self.contracts, &origin, &targets)?;
         let first_id = next_message_id(&tx)?;
-        let (value, next_id, added, published) = {
+        let (value, next_id, added, published, swept) = {
             let mut batch = PublishBatch::new(&tx, &origin, &targets, &checks, first_id)?;
             let value = fill(&mut batch)?;
             batch.flush_pending()?;
-            (value, batch.next_id, batch.added, batch.published)
+            (
+                value,
+                batch.next_id,
+                batch.added,
+                batch.published,
+                batch.swept,
+            )
         };
+        for queue in swept {
+            tx.moved(queue, Some(State::Acked), None);
+            tx.freed_pages();
+        }
         for (queue, counts) in targets.iter().zip(&added) {
             for (state, n) in State::ALL.iter().zip(counts) {
                 tx.moved_many(queue.id, None, Some(*state), *n);
@@ -137,7 +149,13 @@ const INSERT_MESSAGE: &str =
 const INSERT_DELIVERY: &str =
     "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const FIND_KEY: &str = "SELECT id FROM messages WHERE origin_id = ?1 AND key = ?2";
+/// The message holding a key, and whether a queue still holds it: a
+/// delivery that is not acked past its queue's retention. An expired one
+/// may not have been swept yet (each write sweeps a bounded batch).
+const FIND_KEY: &str = "SELECT m.id, EXISTS (
+         SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
+         WHERE d.msg_id = m.id AND (d.state = 3 AND d.done_at <= ?3 - q.retention_ms) IS NOT TRUE)
+     FROM messages m WHERE m.origin_id = ?1 AND m.key = ?2";
 const CLAIM_GROUP: &str = "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
      ON CONFLICT (queue_id, grp) DO NOTHING";
 
@@ -193,6 +211,7 @@ impl<'t> PublishBatch<'t> {
             next_id,
             added: vec![[0; 6]; targets.len()],
             published: 0,
+            swept: Vec::new(),
         })
     }
 
@@ -214,11 +233,16 @@ impl<'t> PublishBatch<'t> {
         }
         self.check(msg)?;
         if let Some(key) = msg.key {
-            let existing = prepared(&mut self.find_key, self.conn, || FIND_KEY.into())?
-                .query_row((self.origin.id, key), |row| row.get(0))
-                .optional()?;
-            if let Some(id) = existing {
-                return Ok(id);
+            let existing: Option<(i64, bool)> =
+                prepared(&mut self.find_key, self.conn, || FIND_KEY.into())?
+                    .query_row((self.origin.id, key, self.now), |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()?;
+            match existing {
+                Some((id, true)) => return Ok(id),
+                Some((id, false)) => self.remove_expired(id)?,
+                None => {}
             }
         }
         let id = self.next_id;
@@ -246,6 +270,22 @@ impl<'t> PublishBatch<'t> {
             self.deliver(i, id, msg)?;
         }
         Ok(id)
+    }
+
+    /// Removes message `id`, whose every delivery is acked past retention,
+    /// so its key is free for a new message (the key is unique per origin).
+    /// The sweep would remove it later; a key must not wait for that.
+    fn remove_expired(&mut self, id: i64) -> Result<()> {
+        let queues: Vec<i64> = self
+            .conn
+            .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 RETURNING queue_id")?
+            .query_map([id], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        self.conn
+            .prepare_cached("DELETE FROM messages WHERE id = ?1")?
+            .execute([id])?;
+        self.swept.extend(queues);
+        Ok(())
     }
 
     /// Checks a message against every schema in force, parsing it once.

@@ -35,6 +35,68 @@ fn effective(state: State, visible_at: i64, attempts: i64, max: i64, now: i64) -
     }
 }
 
+/// A held message that the next claim releases: the next of its group,
+/// whose head is an expired lease on its last allowed attempt (see
+/// `crate::store::inspect`).
+#[derive(Debug, Clone, Copy)]
+struct Released {
+    id: i64,
+    priority: i64,
+    visible_at: i64,
+}
+
+impl Released {
+    fn state(&self, now: i64) -> State {
+        if self.visible_at > now {
+            State::Delayed
+        } else {
+            State::Ready
+        }
+    }
+
+    fn row(&self, now: i64) -> RowState {
+        RowState {
+            state: self.state(now),
+            visible_at: self.visible_at,
+            done_at: None,
+        }
+    }
+}
+
+/// The held messages of `q` that its next claim releases (see [`Released`]).
+fn released(conn: &mut Conn, q: &QueueRow, now: i64) -> Result<Vec<Released>> {
+    let max = i64::from(q.settings.max_attempts);
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = conn.query(
+        "SELECT n.msg_id, n.priority, n.visible_at
+         FROM deliveries d
+         JOIN group_heads g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
+         JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
+             SELECT min(h.msg_id) FROM deliveries h
+             WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5)
+         WHERE d.queue_id = $1 AND d.state IN (1, 2) AND d.visible_at <= $2
+           AND d.state = 2 AND d.attempts >= $3",
+        &[&q.id, &now, &max],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(Released {
+                id: r.at(0)?,
+                priority: r.at(1)?,
+                visible_at: r.at(2)?,
+            })
+        })
+        .collect()
+}
+
+/// How many released held messages become ready, and the lowest id of them.
+fn released_summary(released: &[Released], now: i64) -> (i64, Option<i64>) {
+    let ready = released.iter().filter(|r| r.state(now) == State::Ready);
+    (ready.clone().count() as i64, ready.map(|r| r.id).min())
+}
+
 impl PgStore {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
     pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
@@ -140,17 +202,18 @@ impl PgStore {
         let mut tx = Tx::read(&mut conn)?;
         let now = tx.now;
         let limit = query.limit;
+        let released = released(&mut tx, &q, now)?;
         let mut picked: Vec<(i64, RowState)> = Vec::new();
         let room = |picked: &Vec<(i64, RowState)>| limit.saturating_sub(picked.len());
         if query.ready {
             let n = room(&picked);
-            picked.extend(ready_rows(&mut tx, &q, now, n)?);
+            picked.extend(ready_rows(&mut tx, &q, now, n, &released)?);
         }
         if query.delayed {
             let n = room(&picked);
             picked.extend(waiting_rows(&mut tx, &q, State::Delayed, now, n)?);
             let n = room(&picked);
-            picked.extend(held_rows(&mut tx, &q, n)?);
+            picked.extend(held_rows(&mut tx, &q, now, n, &released)?);
         }
         if query.leased {
             let n = room(&picked);
@@ -190,13 +253,18 @@ impl PgStore {
         };
         let max = i64::from(q.settings.max_attempts);
         let visible_at: i64 = row.at(1)?;
-        let (state, lazy) = effective(
+        let (mut state, lazy) = effective(
             State::from_i64(row.at(0)?),
             visible_at,
             row.at(2)?,
             max,
             now,
         );
+        if state == State::Held
+            && let Some(r) = released(&mut tx, &q, now)?.iter().find(|r| r.id == id)
+        {
+            state = r.state(now);
+        }
         let done_at = if lazy && state == State::Dead {
             Some(visible_at)
         } else {
@@ -233,15 +301,16 @@ fn info(tx: &mut Tx<'_>, q: QueueRow) -> Result<QueueInfo> {
     let stored = stored_counts(tx, q.id, now)?;
     let max = i64::from(q.settings.max_attempts);
     let due = due_summary(tx, q.id, max, now)?;
+    let (released_ready, released_oldest) = released_summary(&released(tx, &q, now)?, now);
     let s = &stored.states;
     let counts = Counts {
-        ready: s[0] + due.delayed + due.leased_live,
-        delayed: s[1] - due.delayed + s[5],
+        ready: s[0] + due.delayed + due.leased_live + released_ready,
+        delayed: s[1] - due.delayed + s[5] - released_ready,
         leased: s[2] - due.leased_live - due.leased_dead,
         acked: s[3],
         dead: s[4] + due.leased_dead,
     };
-    let oldest = [oldest_ready_id(tx, q.id)?, due.oldest_id]
+    let oldest = [oldest_ready_id(tx, q.id)?, due.oldest_id, released_oldest]
         .into_iter()
         .flatten()
         .min();
@@ -403,9 +472,15 @@ fn picked(rows: &[Row], state: State, done: bool) -> Result<Vec<(i64, RowState)>
         .collect()
 }
 
-/// The first `n` ready rows in claim order, including due delayed messages
-/// and expired leases that the next claim will make ready.
-fn ready_rows(conn: &mut Conn, q: &QueueRow, now: i64, n: usize) -> Result<Vec<(i64, RowState)>> {
+/// The first `n` ready rows in claim order, including due delayed messages,
+/// expired leases and held messages that the next claim will make ready.
+fn ready_rows(
+    conn: &mut Conn,
+    q: &QueueRow,
+    now: i64,
+    n: usize,
+    released: &[Released],
+) -> Result<Vec<(i64, RowState)>> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -420,16 +495,26 @@ fn ready_rows(conn: &mut Conn, q: &QueueRow, now: i64, n: usize) -> Result<Vec<(
          ORDER BY priority DESC, msg_id LIMIT $2",
         &[&q.id, &limit(n), &now, &max],
     )?;
-    rows.iter()
-        .map(|r| {
+    let mut out = rows
+        .iter()
+        .map(|r| Ok((r.at::<i64>(0)?, r.at::<i64>(1)?, r.at::<i64>(2)?)))
+        .collect::<Result<Vec<_>>>()?;
+    for r in released.iter().filter(|r| r.state(now) == State::Ready) {
+        out.push((r.priority, r.id, r.visible_at));
+    }
+    out.sort_by_key(|&(priority, id, _)| (-priority, id));
+    out.truncate(n);
+    Ok(out
+        .into_iter()
+        .map(|(_, id, visible_at)| {
             let st = RowState {
                 state: State::Ready,
-                visible_at: r.at(2)?,
+                visible_at,
                 done_at: None,
             };
-            Ok((r.at(1)?, st))
+            (id, st)
         })
-        .collect()
+        .collect())
 }
 
 /// The first `n` delayed (or leased) rows not yet due, soonest first.
@@ -452,17 +537,35 @@ fn waiting_rows(
     picked(&rows, state, false)
 }
 
-/// The first `n` messages held behind an earlier message of their group.
-fn held_rows(conn: &mut Conn, q: &QueueRow, n: usize) -> Result<Vec<(i64, RowState)>> {
+/// The first `n` messages held behind an earlier message of their group;
+/// those the next claim releases show as it leaves them (ready ones are
+/// among the ready rows, delayed ones show as delayed).
+fn held_rows(
+    conn: &mut Conn,
+    q: &QueueRow,
+    now: i64,
+    n: usize,
+    released: &[Released],
+) -> Result<Vec<(i64, RowState)>> {
     if n == 0 {
         return Ok(Vec::new());
     }
     let rows = conn.query(
         "SELECT msg_id, visible_at FROM deliveries
          WHERE queue_id = $1 AND state = 5 ORDER BY grp, msg_id LIMIT $2",
-        &[&q.id, &limit(n)],
+        &[&q.id, &limit(n.saturating_add(released.len()))],
     )?;
-    picked(&rows, State::Held, false)
+    let mut out = Vec::with_capacity(n);
+    for (id, st) in picked(&rows, State::Held, false)? {
+        let st = match released.iter().find(|r| r.id == id) {
+            Some(r) if r.state(now) == State::Ready => continue,
+            Some(r) => r.row(now),
+            None => st,
+        };
+        out.push((id, st));
+    }
+    out.truncate(n);
+    Ok(out)
 }
 
 /// The first `n` acked (within retention) or dead rows, earliest done

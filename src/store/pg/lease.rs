@@ -646,7 +646,7 @@ pub(crate) fn finish(
 /// one message then take turns, and the second sees the first's delete (a
 /// new statement sees what committed before it), so one of them removes
 /// the message.
-pub(crate) fn delete_orphans(tx: &mut Tx<'_>, ids: &[i64]) -> Result<()> {
+pub(crate) fn delete_orphans(tx: &mut Conn, ids: &[i64]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }

@@ -173,6 +173,22 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Connects for writing, as [`PgStore::open`] does, if spool's tables
+    /// exist: `None` when they do not, and nothing is created (see
+    /// `Store::open_existing`).
+    pub fn open_existing(opts: &PgOptions) -> Result<Option<PgStore>> {
+        let store = PgStore::connect(opts)?;
+        let version = store.conn.borrow_mut().schema_version()?;
+        match version {
+            None => Ok(None),
+            Some(v) if v == schema::CURRENT => Ok(Some(store)),
+            Some(_) => {
+                store.conn.borrow_mut().migrate()?;
+                Ok(Some(store))
+            }
+        }
+    }
+
     /// Connects for reading only. Returns `None` when spool's schema does not
     /// exist yet (callers treat that as an empty database); never creates or
     /// changes anything.

@@ -9,6 +9,7 @@ use super::super::contracts::PublishChecks;
 use super::super::publish::NewMessage;
 use super::super::{Error, Result, State};
 use super::contracts;
+use super::lease::delete_orphans;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
@@ -47,6 +48,8 @@ pub struct PgPublishBatch<'t> {
     added: Vec<[i64; 6]>,
     /// New messages (not deduplicated).
     published: i64,
+    /// Queues that lost an acked delivery past retention, one entry each.
+    swept: Vec<i64>,
 }
 
 /// A buffered plain message; its body lives in the arena.
@@ -93,13 +96,16 @@ impl PgStore {
         // After the name locks: no schema can change before this commits.
         let checks = contracts::for_publish(&mut tx, &origin, &targets)?;
         let now = tx.now;
-        let (value, added, published) = {
+        let (value, added, published, swept) = {
             let mut batch =
                 PgPublishBatch::new(&mut tx, origin.clone(), targets.clone(), checks, now);
             let value = fill(&mut batch)?;
             batch.flush_pending()?;
-            (value, batch.added, batch.published)
+            (value, batch.added, batch.published, batch.swept)
         };
+        for queue in swept {
+            tx.moved(queue, Some(State::Acked), None);
+        }
         for (queue, counts) in targets.iter().zip(&added) {
             for (state, n) in State::ALL.iter().zip(counts) {
                 tx.moved_many(queue.id, None, Some(*state), *n);
@@ -150,6 +156,7 @@ impl<'t> PgPublishBatch<'t> {
             pending: Vec::new(),
             arena: Vec::new(),
             published: 0,
+            swept: Vec::new(),
         }
     }
 
@@ -173,7 +180,7 @@ impl<'t> PgPublishBatch<'t> {
         self.checks.message(&self.origin.name, msg.body, msg.raw)?;
         if let Some(key) = msg.key {
             self.flush_pending()?;
-            if let Some(id) = self.find_key(key)? {
+            if let Some(id) = self.held_key(key)? {
                 return Ok(id);
             }
         }
@@ -188,6 +195,43 @@ impl<'t> PgPublishBatch<'t> {
         }
         let id = self.next_id()?;
         self.insert_one(id, msg)
+    }
+
+    /// The message a queue still holds under `key`, if any. A message whose
+    /// every delivery is acked past its queue's retention is removed here
+    /// (the sweep may not have reached it yet), freeing the key. Only
+    /// such deliveries are deleted, re-checked under their row locks: one
+    /// that a replay made ready meanwhile keeps the message, which then
+    /// deduplicates.
+    fn held_key(&mut self, key: &str) -> Result<Option<i64>> {
+        let (origin, now) = (self.origin.id, self.now);
+        let Some(row) = self.conn.query_opt(
+            "SELECT m.id, EXISTS (
+                 SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
+                 WHERE d.msg_id = m.id
+                   AND (d.state = 3 AND d.done_at <= $3::bigint - q.retention_ms) IS NOT TRUE)
+             FROM messages m WHERE m.origin_id = $1 AND m.key = $2",
+            &[&origin, &key, &now],
+        )?
+        else {
+            return Ok(None);
+        };
+        let (id, held): (i64, bool) = (row.at(0)?, row.at(1)?);
+        if held {
+            return Ok(Some(id));
+        }
+        let swept = self.conn.query(
+            "DELETE FROM deliveries d USING queues q
+             WHERE d.msg_id = $1 AND q.id = d.queue_id
+               AND d.state = 3 AND d.done_at <= $2::bigint - q.retention_ms
+             RETURNING d.queue_id",
+            &[&id, &now],
+        )?;
+        for r in &swept {
+            self.swept.push(r.at(0)?);
+        }
+        delete_orphans(self.conn, &[id])?;
+        self.find_key(key)
     }
 
     fn find_key(&mut self, key: &str) -> Result<Option<i64>> {
