@@ -7,6 +7,7 @@ mod common;
 mod core;
 mod crash;
 mod crash_admin;
+mod defects_pg;
 mod disk;
 mod docs;
 mod doctor;
