@@ -266,3 +266,22 @@ fn work_stops_its_handlers_when_the_connection_is_lost() {
         "the summary does not report the stopped handler: {stderr}"
     );
 }
+
+#[test]
+fn busy_messages_say_what_was_held_and_for_how_long() {
+    let env = Env::new();
+    env.publish("q", "1");
+    let lock = crate::common::Locker::hold(&env);
+    let run = env.run(&["--busy-timeout", "300ms", "publish", "q", "2"]);
+    lock.release();
+    run.code(75);
+    let held = if on_postgres() {
+        "another transaction held a lock this command needed"
+    } else {
+        "another connection held the SQLite write lock"
+    };
+    run.stderr_has(held)
+        .stderr_has("longer than the busy timeout (300ms)")
+        .stderr_has("raise `--busy-timeout`");
+    assert!(!run.stderr.contains("deadlock"), "{run:?}");
+}
