@@ -691,3 +691,28 @@ impl Store {
             .query_row([queue], |row| row.get(0))?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_tokens_are_distinct_and_random_in_every_bit() {
+        let leases = new_leases(1000).unwrap();
+        assert_eq!(leases.len(), 1000);
+        let distinct: std::collections::HashSet<i64> = leases.iter().copied().collect();
+        assert_eq!(distinct.len(), 1000);
+        let (ones, zeros) = leases
+            .iter()
+            .fold((0u64, 0u64), |(o, z), &l| (o | l as u64, z | !(l as u64)));
+        assert_eq!(ones, u64::MAX, "a bit is never set");
+        assert_eq!(zeros, u64::MAX, "a bit is never clear");
+        assert!(new_leases(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn random_below_stays_below() {
+        assert_eq!(random_below(0), 0);
+        assert!((0..1000).all(|_| random_below(7) < 7));
+    }
+}

@@ -28,7 +28,19 @@
 //! row another holds. The lazy transitions of a claim (due delayed messages
 //! and expired leases back to ready, or dead) skip locked rows too. Acks,
 //! nacks and extends lock just the rows of their receipts. `--busy-timeout`
-//! becomes `lock_timeout`: a lock held past it is [`Error::Busy`] (exit 75).
+//! becomes `lock_timeout`: a lock held past it is [`Error::PgBusy`] (exit 75).
+//!
+//! Ordered groups: every transaction that locks several `group_heads` rows
+//! locks them in key order (queue id, then group, bytewise): publish upserts
+//! the heads of a chunk of grouped messages in one sorted statement, settles
+//! (ack, nack, `work`, purge, expired leases) note the groups whose head
+//! finished and let them go sorted (`lease::release_groups`), and replay
+//! locks the existing heads sorted first. So a publish and an ack never
+//! wait for each other in a cycle. Should PostgreSQL still end a
+//! transaction for a deadlock (40P01) or a serialization failure (40001),
+//! the whole transaction runs again after a short random pause, up to ten
+//! times within the busy timeout ([`PgStore::retrying`]); the last one is
+//! [`Error::PgBusy`], whose message says what happened.
 //!
 //! Names: writers that add deliveries to a queue (publish, replay) hold an
 //! advisory lock on its name, shared, to their commit; deleting a queue,
