@@ -264,7 +264,10 @@ impl PgStore {
             .collect::<Result<_>>()?;
         delete_orphans(&mut tx, &msgs)?;
         for sql in [
-            "DELETE FROM group_heads WHERE queue_id = $1",
+            // In key order, as every writer locks group rows.
+            "DELETE FROM group_heads WHERE queue_id = $1 AND grp IN (
+                 SELECT grp FROM group_heads WHERE queue_id = $1
+                 ORDER BY grp COLLATE \"C\" FOR UPDATE)",
             "DELETE FROM stats WHERE queue_id = $1",
             "DELETE FROM subscriptions WHERE queue_id = $1 OR topic_id = $1",
             "DELETE FROM schemas WHERE queue_id = $1",
