@@ -81,7 +81,7 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
 fn store_exit(err: &store::Error) -> Exit {
     use store::Error as E;
     match err {
-        E::Busy => Exit::Busy,
+        E::Busy | E::PgBusy { .. } => Exit::Busy,
         E::UnknownQueue { .. } | E::NoSubscribers { .. } => Exit::NotFound,
         E::BadName { .. } | E::NameIsTopic { .. } | E::NameHoldsMessages { .. } => Exit::Usage,
         E::SettingsConflict { .. } | E::QueueNotEmpty { .. } | E::TargetNotEmpty { .. } => {
@@ -95,7 +95,7 @@ fn store_exit(err: &store::Error) -> Exit {
         E::RawBody { .. } => Exit::Usage,
         E::BrokenSchema { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
-        E::NetworkFs { .. } | E::Postgres(_) => Exit::IoErr,
+        E::NetworkFs { .. } | E::Postgres(_) | E::Random(_) => Exit::IoErr,
     }
 }
 

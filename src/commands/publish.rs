@@ -761,10 +761,21 @@ fn write_through(
     pending: Vec<Prepared>,
     writer: &mut Writer<'_>,
 ) -> anyhow::Result<()> {
+    // The input is consumed as it is written, so a transaction that
+    // PostgreSQL ended for a conflict (the only error it retries) cannot be
+    // run again.
+    let mut ran = false;
     let ids = store.get()?.publish_batch(&writer.args.queue, |batch| {
+        if ran {
+            return Err(store::Error::PgBusy {
+                reason: "PostgreSQL ended this publish's transaction to resolve a conflict with another one (a deadlock or serialization failure), and input that was written as it was read cannot be written again".to_owned(),
+            }
+            .into());
+        }
+        ran = true;
         let mut ids = Vec::with_capacity(pending.len());
-        for msg in pending {
-            ids.push(writer.write(batch, &msg)?);
+        for msg in &pending {
+            ids.push(writer.write(batch, msg)?);
         }
         while let Some(msg) = lines.next()? {
             ids.push(writer.write(batch, &msg)?);

@@ -17,6 +17,23 @@ pub(crate) fn set_timeout(timeout: Duration) {
     TIMEOUT_MS.store(timeout.as_millis() as u64, Ordering::Relaxed);
 }
 
+/// The busy timeout as messages show it: `10s`, `250ms`.
+pub(crate) fn timeout_text() -> String {
+    duration_text(Duration::from_millis(TIMEOUT_MS.load(Ordering::Relaxed)))
+}
+
+/// `10s`, `1.5s`, `250ms`.
+pub(crate) fn duration_text(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 1000 && ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 /// SQLite calls this while a lock is held elsewhere; `attempt` counts the calls
 /// for this one lock request. Sleeps a random 50–100% of a step that grows by
 /// 0.25 ms per attempt up to 4 ms, and gives up (busy) past the timeout.

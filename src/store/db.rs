@@ -155,7 +155,7 @@ impl Db {
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,
-        fill: impl FnOnce(&mut Batch<'_, '_>) -> Result<T, E>,
+        mut fill: impl FnMut(&mut Batch<'_, '_>) -> Result<T, E>,
     ) -> Result<T, E> {
         match self {
             Db::Sqlite(s) => s.publish_batch(name, |b| fill(&mut Batch::Sqlite(b))),

@@ -10,7 +10,7 @@ use rusqlite::OptionalExtension;
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Delivery, Result, State, Store, ms};
+use super::{Delivery, Error, Result, State, Store, ms};
 
 /// How many acked messages past retention one write removes at most, so that
 /// no single command pays for a large cleanup.
@@ -113,6 +113,25 @@ fn random_unit() -> f64 {
     use std::hash::{BuildHasher, RandomState};
     let bits = RandomState::new().hash_one(std::time::Instant::now());
     (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `n` lease tokens from the operating system's CSPRNG: a receipt is the
+/// capability to settle a delivery, so its token must not be guessable.
+pub(crate) fn new_leases(n: usize) -> Result<Vec<i64>> {
+    let mut bytes = vec![0u8; n * 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect())
+}
+
+/// A number in `0..max` (0 when `max` is 0), for jitter.
+pub(crate) fn random_below(max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    (random_unit() * max as f64) as u64 % max
 }
 
 /// A delivery row as ack/nack/extend see it.
@@ -395,38 +414,45 @@ pub(crate) fn set_state(
 
 /// Leases the next `max` ready deliveries and returns them without bodies.
 fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
+    let ids = tx
+        .tx
+        .prepare_cached(
+            "SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
+             ORDER BY priority DESC, msg_id LIMIT ?2",
+        )?
+        .query_map((q.id, max.min(i64::MAX as usize) as i64), |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    let leases = new_leases(ids.len())?;
     let mut stmt = tx.tx.prepare_cached(
-        "UPDATE deliveries SET state = 2, attempts = attempts + 1, lease = random(), visible_at = ?3
-         WHERE queue_id = ?1 AND msg_id IN (
-             SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
-             ORDER BY priority DESC, msg_id LIMIT ?2)
-         RETURNING msg_id, attempts, lease, priority, grp, schema_version",
+        "UPDATE deliveries SET state = 2, attempts = attempts + 1, lease = ?3, visible_at = ?4
+         WHERE queue_id = ?1 AND msg_id = ?2
+         RETURNING attempts, priority, grp, schema_version",
     )?;
-    let mut leased = stmt
-        .query_map((q.id, max as i64, lease_end), |row| {
-            let msg_id = row.get(0)?;
+    let mut leased = Vec::with_capacity(ids.len());
+    for (msg_id, lease) in ids.into_iter().zip(leases) {
+        let d = stmt.query_row((q.id, msg_id, lease, lease_end), |row| {
             Ok(Delivery {
                 id: msg_id,
                 queue: q.name.clone(),
                 receipt: Receipt {
                     queue_id: q.id,
                     msg_id,
-                    lease: row.get(2)?,
+                    lease,
                 },
-                attempt: row.get(1)?,
+                attempt: row.get(0)?,
                 published_at: 0,
                 lease_expires_at: lease_end,
                 key: None,
-                group: row.get(4)?,
-                priority: row.get(3)?,
+                group: row.get(2)?,
+                priority: row.get(1)?,
                 headers: None,
                 body: Vec::new(),
                 raw: false,
-                schema_version: row.get(5)?,
+                schema_version: row.get(3)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    leased.sort_by_key(|d| (-d.priority, d.id));
+        })?;
+        leased.push(d);
+    }
     Ok(leased)
 }
 
@@ -663,5 +689,30 @@ impl Store {
                  WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)",
             )?
             .query_row([queue], |row| row.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_tokens_are_distinct_and_random_in_every_bit() {
+        let leases = new_leases(1000).unwrap();
+        assert_eq!(leases.len(), 1000);
+        let distinct: std::collections::HashSet<i64> = leases.iter().copied().collect();
+        assert_eq!(distinct.len(), 1000);
+        let (ones, zeros) = leases
+            .iter()
+            .fold((0u64, 0u64), |(o, z), &l| (o | l as u64, z | !(l as u64)));
+        assert_eq!(ones, u64::MAX, "a bit is never set");
+        assert_eq!(zeros, u64::MAX, "a bit is never clear");
+        assert!(new_leases(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn random_below_stays_below() {
+        assert_eq!(random_below(0), 0);
+        assert!((0..1000).all(|_| random_below(7) < 7));
     }
 }

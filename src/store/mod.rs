@@ -137,11 +137,21 @@ pub use work::{Outcome, Settled, WorkStep};
 /// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Another process held the write lock past the busy timeout.
+    /// SQLite: another connection held the database's write lock past the
+    /// busy timeout.
     #[error(
-        "the database is busy: another process held the write lock for longer than the busy timeout. Nothing was changed; try again, or raise `--busy-timeout`"
+        "the database is busy: another connection held the SQLite write lock for longer than the busy timeout ({}). Nothing was changed; try again, or raise `--busy-timeout`",
+        busy::timeout_text()
     )]
     Busy,
+    /// PostgreSQL could not finish the transaction for contention with
+    /// others: a lock wait past the busy timeout, a deadlock or serialization
+    /// failure that retrying did not get past, or no free connection slot.
+    #[error("the database is busy: {reason}. Nothing was changed; try again")]
+    PgBusy {
+        /// What happened and what helps, for people.
+        reason: String,
+    },
     /// The database file cannot be opened, read or written.
     #[error("cannot open the database `{path}`: {reason}")]
     Open {
@@ -343,6 +353,9 @@ pub enum Error {
     /// refused it (see [`pg`]).
     #[error("the PostgreSQL database cannot be read or written: {0}")]
     Postgres(String),
+    /// The operating system gave no random bytes (for lease tokens).
+    #[error("cannot get random bytes from the operating system: {0}")]
+    Random(String),
 }
 
 fn did_you_mean(similar: &[String]) -> String {

@@ -8,6 +8,7 @@ mod core;
 mod crash;
 mod crash_admin;
 mod defects_cli;
+mod defects_pg;
 mod defects_store;
 mod disk;
 mod docs;

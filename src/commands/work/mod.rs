@@ -68,11 +68,6 @@ failed, was stopped or lost its lease, 2 when the handler cannot be started.
 /// How long handlers stopped by a second signal get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Said when the write lock stays taken past `--busy-timeout`: a worker
-/// keeps going, since what it has to settle is kept for the next round.
-const BUSY: &str =
-    "the database stayed locked by another process for longer than `--busy-timeout`; trying again";
-
 /// The longest sleep between rounds when nothing else sets a time.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
@@ -127,6 +122,9 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let mut events = Events::listen()?;
     let mut worker = Worker::new(ctx, &args, store);
     let outcome = worker.run(&mut events);
+    if outcome.is_err() {
+        worker.abandon_handlers();
+    }
     drop(events);
     // Whatever happened, what was committed goes to disk before spool exits.
     let flushed = worker.commits.flush(&worker.store, true);
@@ -362,6 +360,39 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// After an error the run cannot go on from (such as a lost connection
+    /// to the database): stops the running handlers as a second signal does
+    /// (SIGTERM to each one's process group, SIGKILL after the grace
+    /// period), waits for them and counts them. Their messages cannot be
+    /// released now: they are delivered again when their leases run out.
+    fn abandon_handlers(&mut self) {
+        let n = self.running.len();
+        if n == 0 {
+            return;
+        }
+        self.report.note(&format!(
+            "stopping {n} running handler(s) (SIGTERM, SIGKILL in {}s): the run cannot go on; their messages are delivered again when their leases run out",
+            STOP_GRACE.as_secs()
+        ));
+        for h in &self.running {
+            h.signal(Signal::TERM);
+        }
+        let kill_at = Instant::now() + STOP_GRACE;
+        let give_up = kill_at + Duration::from_secs(1);
+        let mut killed = false;
+        while !self.running.is_empty() && Instant::now() < give_up {
+            self.running.retain_mut(|h| h.poll().is_none());
+            if !killed && Instant::now() >= kill_at {
+                killed = true;
+                for h in &self.running {
+                    h.signal(Signal::KILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.tally.abandoned += n as u64;
+    }
+
     /// Collects the handlers that ended.
     fn reap(&mut self) {
         let mut i = 0;
@@ -426,8 +457,9 @@ impl<'a> Worker<'a> {
         self.commits.before_commit(&mut self.store)?;
         let outcomes = match self.store.extend(&receipts, by) {
             Ok(outcomes) => outcomes,
-            Err(store::Error::Busy) => {
-                self.report.warn(BUSY);
+            Err(e @ (store::Error::Busy | store::Error::PgBusy { .. })) => {
+                self.report
+                    .warn(&format!("{e} (work tries again by itself)"));
                 return Ok(false);
             }
             Err(e) => return Err(e.into()),
@@ -470,9 +502,10 @@ impl<'a> Worker<'a> {
                 self.commits.after_commit();
                 step
             }
-            Err(store::Error::Busy) => {
+            Err(e @ (store::Error::Busy | store::Error::PgBusy { .. })) => {
                 // Keep what is to be settled, and try again next round.
-                self.report.warn(BUSY);
+                self.report
+                    .warn(&format!("{e} (work tries again by itself)"));
                 self.queue_empty = false;
                 return Ok(());
             }

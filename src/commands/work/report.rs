@@ -20,17 +20,20 @@ pub(super) struct Tally {
     pub stopped: u64,
     /// Deliveries whose lease was lost while their handler ran.
     pub lost: u64,
+    /// Handlers stopped because the run could not go on (a lost database
+    /// connection): not released, their leases run out.
+    pub abandoned: u64,
 }
 
 impl Tally {
     /// Deliveries whose handler ran.
     pub fn handled(&self) -> u64 {
-        self.succeeded + self.failed + self.stopped + self.lost
+        self.succeeded + self.failed + self.stopped + self.lost + self.abandoned
     }
 
     /// True when every handler succeeded and its ack went through.
     pub fn all_ok(&self) -> bool {
-        self.failed + self.stopped + self.lost == 0
+        self.failed + self.stopped + self.lost + self.abandoned == 0
     }
 }
 
@@ -124,18 +127,25 @@ fn summary_line(t: &Tally, elapsed: Duration) -> String {
     if t.lost > 0 {
         line.push_str(&format!(", {} lost their lease", t.lost));
     }
+    if t.abandoned > 0 {
+        line.push_str(&format!(
+            ", {} stopped unfinished (their leases run out)",
+            t.abandoned
+        ));
+    }
     line
 }
 
 fn summary_json(t: &Tally, elapsed: Duration) -> String {
     format!(
-        "{{\"handled\":{},\"succeeded\":{},\"failed\":{},\"dead\":{},\"stopped\":{},\"lost\":{},\"elapsed_ms\":{}}}",
+        "{{\"handled\":{},\"succeeded\":{},\"failed\":{},\"dead\":{},\"stopped\":{},\"lost\":{},\"abandoned\":{},\"elapsed_ms\":{}}}",
         t.handled(),
         t.succeeded,
         t.failed,
         t.dead,
         t.stopped,
         t.lost,
+        t.abandoned,
         elapsed.as_millis()
     )
 }
@@ -152,6 +162,7 @@ mod tests {
             dead: 1,
             stopped: 0,
             lost: 1,
+            abandoned: 0,
         };
         assert_eq!(
             summary_line(&t, Duration::from_millis(1320)),

@@ -55,6 +55,16 @@ impl PgStore {
         to: Option<&str>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Replayed> {
+        self.retrying(|store| store.replay_once(queue, filter, to, progress))
+    }
+
+    fn replay_once(
+        &mut self,
+        queue: &str,
+        filter: &ReplayFilter,
+        to: Option<&str>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Replayed> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         let q = match queues::queue(&mut tx, queue)? {
             Found::Queue(q) => q,
@@ -143,6 +153,15 @@ impl PgStore {
         states: &[State],
         progress: &mut dyn FnMut(u64),
     ) -> Result<i64> {
+        self.retrying(|store| store.purge_once(queue, states, progress))
+    }
+
+    fn purge_once(
+        &mut self,
+        queue: &str,
+        states: &[State],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<i64> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         let q = match queues::queue(&mut tx, queue)? {
             Found::Queue(q) => q,
@@ -182,6 +201,10 @@ impl PgStore {
     /// once, without counting the attempt. Returns false, changing nothing,
     /// when the message is not leased (any more).
     pub fn release_lease(&mut self, queue: &str, id: i64) -> Result<bool> {
+        self.retrying(|store| store.release_lease_once(queue, id))
+    }
+
+    fn release_lease_once(&mut self, queue: &str, id: i64) -> Result<bool> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         let q = match queues::queue(&mut tx, queue)? {
             Found::Queue(q) => q,
@@ -241,7 +264,10 @@ impl PgStore {
             .collect::<Result<_>>()?;
         delete_orphans(&mut tx, &msgs)?;
         for sql in [
-            "DELETE FROM group_heads WHERE queue_id = $1",
+            // In key order, as every writer locks group rows.
+            "DELETE FROM group_heads WHERE queue_id = $1 AND grp IN (
+                 SELECT grp FROM group_heads WHERE queue_id = $1
+                 ORDER BY grp COLLATE \"C\" FOR UPDATE)",
             "DELETE FROM stats WHERE queue_id = $1",
             "DELETE FROM subscriptions WHERE queue_id = $1 OR topic_id = $1",
             "DELETE FROM schemas WHERE queue_id = $1",
@@ -353,6 +379,25 @@ fn holds(conn: &mut Conn, queue: i64, msg: i64) -> Result<bool> {
         .is_some())
 }
 
+/// Locks the existing `group_heads` rows of the candidates' groups in
+/// `queue`, in group order, before [`entry_state`] upserts them in message
+/// order: every writer locks group rows in key order, so none waits for
+/// another in a cycle.
+fn lock_heads(tx: &mut Tx<'_>, queue: i64, found: &[Candidate]) -> Result<()> {
+    let mut groups: Vec<&str> = found.iter().filter_map(|c| c.group.as_deref()).collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    tx.execute(
+        "SELECT 1 FROM group_heads WHERE queue_id = $1 AND grp = ANY($2)
+         ORDER BY grp COLLATE \"C\" FOR UPDATE",
+        &[&queue, &groups],
+    )?;
+    Ok(())
+}
+
 /// The state a message re-entering `queue` starts in: ready, or held when its
 /// group already has an unfinished head (otherwise it becomes the head).
 fn entry_state(tx: &mut Tx<'_>, queue: i64, group: Option<&str>, msg: i64) -> Result<State> {
@@ -382,6 +427,7 @@ fn replay_in_place(
     found: &[Candidate],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
+    lock_heads(tx, q.id, found)?;
     let mut done = Replayed::default();
     for c in found {
         let state = entry_state(tx, q.id, c.group.as_deref(), c.id)?;
@@ -409,6 +455,7 @@ fn replay_to(
     found: &[Candidate],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
+    lock_heads(tx, target.id, found)?;
     let mut done = Replayed::default();
     for c in found {
         if holds(tx, target.id, c.id)? {

@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::super::lease::{Receipt, ReceiptError, Release, backoff};
+use super::super::lease::{Receipt, ReceiptError, Release, backoff, new_leases};
 use super::super::{Delivery, Error, Result, State, ms};
 use super::queues::{self, Found, QueueRow};
 use super::tx::{NOW_MS, Tx};
 use super::{Conn, PgStore, RowExt};
+
+/// The most deliveries one claim statement leases (one random token each).
+const LEASE_BLOCK: usize = 1024;
 
 /// How many acked messages past retention one housekeeping removes at most.
 const SWEEP_BATCH: i64 = 512;
@@ -47,6 +50,16 @@ impl PgStore {
         visibility: Option<Duration>,
         ack: bool,
     ) -> Result<Vec<Delivery>> {
+        self.retrying(|store| store.claim_once(queue, max, visibility, ack))
+    }
+
+    fn claim_once(
+        &mut self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        ack: bool,
+    ) -> Result<Vec<Delivery>> {
         if !ack && let Some(leased) = fast_claim(self.conn.get_mut(), queue, max, visibility)? {
             return Ok(leased);
         }
@@ -67,6 +80,10 @@ impl PgStore {
     /// Acks each receipt: the message is done (kept for replay, or deleted when
     /// the queue's retention is 0). Each receipt is judged on its own.
     pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
+        self.retrying(|store| store.ack_once(receipts))
+    }
+
+    fn ack_once(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
         let acked = fast_ack(self.conn.get_mut(), receipts)?;
         let rest: Vec<Receipt> = receipts
             .iter()
@@ -117,6 +134,14 @@ impl PgStore {
         &mut self,
         receipts: &[Receipt],
         mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
+    ) -> Result<Vec<Result<(), ReceiptError>>> {
+        self.retrying(|store| store.settle_once(receipts, &mut act))
+    }
+
+    fn settle_once(
+        &mut self,
+        receipts: &[Receipt],
+        act: &mut impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         let outcomes = settle_in(
@@ -180,6 +205,7 @@ pub(crate) fn claim_in(
         for d in &leased {
             finish(tx, &q, d.id, d.group.as_deref(), State::Acked)?;
         }
+        release_groups(tx)?;
     }
     Ok(Claim::Leased(leased, lease))
 }
@@ -202,9 +228,10 @@ fn fast_claim(
         .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
     #[cfg(test)]
     let recent = recent && conn.before_commit.is_none();
-    if !recent || max == 0 {
+    if !recent || max == 0 || max > LEASE_BLOCK {
         return Ok(None);
     }
+    let leases = new_leases(max)?;
     let visibility = visibility.map(ms);
     let rows = conn.query(
         &format!(
@@ -222,12 +249,14 @@ fn fast_claim(
                  WHERE queue_id = (SELECT id FROM q) AND state = 0
                    AND NOT EXISTS (SELECT 1 FROM due)
                  ORDER BY priority DESC, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED
+             ), numbered AS (
+                 SELECT msg_id, row_number() OVER () AS n FROM picked
              ), leased AS (
                  UPDATE deliveries d SET state = 2, attempts = d.attempts + 1,
                      visible_at = (SELECT now FROM t)
                          + coalesce($3::bigint, (SELECT visibility_ms FROM q)),
-                     lease = ((random() - 0.5) * 1.8e19)::bigint
-                 FROM picked WHERE d.queue_id = (SELECT id FROM q) AND d.msg_id = picked.msg_id
+                     lease = ($4::bigint[])[numbered.n]
+                 FROM numbered WHERE d.queue_id = (SELECT id FROM q) AND d.msg_id = numbered.msg_id
                  RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.visible_at,
                            d.schema_version
              ), counted AS (
@@ -243,7 +272,7 @@ fn fast_claim(
              LEFT JOIN messages m ON m.id = l.msg_id
              ORDER BY l.priority DESC, l.msg_id"
         ),
-        &[&queue, &(max.min(i64::MAX as usize) as i64), &visibility],
+        &[&queue, &(max as i64), &visibility, &leases],
     )?;
     let Some(first) = rows.first() else {
         return Ok(None);
@@ -326,24 +355,40 @@ fn fast_ack(conn: &mut Conn, receipts: &[Receipt]) -> Result<Vec<Receipt>> {
 /// Leases the next `max` ready deliveries, skipping rows other transactions
 /// hold, and returns them with their messages.
 fn lease_next(tx: &mut Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-    if max == 0 {
-        return Ok(Vec::new());
+    let mut leased = Vec::new();
+    while leased.len() < max {
+        let n = (max - leased.len()).min(LEASE_BLOCK);
+        let block = lease_block(tx, q, n, lease_end)?;
+        let short = block.len() < n;
+        leased.extend(block);
+        if short {
+            break;
+        }
     }
+    Ok(leased)
+}
+
+/// Leases up to `n` (at most [`LEASE_BLOCK`]) ready deliveries in one
+/// statement, each with its own random token.
+fn lease_block(tx: &mut Tx<'_>, q: &QueueRow, n: usize, lease_end: i64) -> Result<Vec<Delivery>> {
+    let leases = new_leases(n)?;
     let rows = tx.query(
         "WITH picked AS (
              SELECT msg_id FROM deliveries WHERE queue_id = $1 AND state = 0
              ORDER BY priority DESC, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED
+         ), numbered AS (
+             SELECT msg_id, row_number() OVER () AS n FROM picked
          ), leased AS (
              UPDATE deliveries d SET state = 2, attempts = d.attempts + 1, visible_at = $3,
-                 lease = ((random() - 0.5) * 1.8e19)::bigint
-             FROM picked WHERE d.queue_id = $1 AND d.msg_id = picked.msg_id
+                 lease = ($4::bigint[])[numbered.n]
+             FROM numbered WHERE d.queue_id = $1 AND d.msg_id = numbered.msg_id
              RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.schema_version
          )
          SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp,
                 m.key, m.published_at, m.raw, m.headers, m.body, l.schema_version
          FROM leased l JOIN messages m ON m.id = l.msg_id
          ORDER BY l.priority DESC, l.msg_id",
-        &[&q.id, &(max.min(i64::MAX as usize) as i64), &lease_end],
+        &[&q.id, &(n as i64), &lease_end, &leases],
     )?;
     rows.iter()
         .map(|r| {
@@ -410,6 +455,7 @@ pub(crate) fn ack_in(
             release_group(tx, r.queue_id, group, r.msg_id)?;
         }
     }
+    release_groups(tx)?;
     let mut outcomes = Vec::with_capacity(receipts.len());
     let mut last_id = None;
     for r in receipts {
@@ -514,6 +560,7 @@ pub(crate) fn settle_in<T, S>(
         };
         outcomes.push(outcome);
     }
+    release_groups(tx)?;
     for q in queues.values() {
         housekeeping(tx, q)?;
     }
@@ -662,10 +709,31 @@ pub(crate) fn delete_orphans(tx: &mut Conn, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
+/// Notes that `finished`, maybe the head of `group`, reached a final state;
+/// [`release_groups`] lets the group go on.
+pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
+    tx.releases.push((queue, group.to_owned(), finished));
+    Ok(())
+}
+
+/// Lets go the groups noted by [`release_group`], in the order of their
+/// keys (queue id, group), the order in which every writer locks
+/// `group_heads` rows (publish upserts them sorted too): two transactions
+/// that lock several group rows then never wait for each other in a cycle.
+pub(crate) fn release_groups(tx: &mut Tx<'_>) -> Result<()> {
+    let mut releases = std::mem::take(&mut tx.releases);
+    releases.sort();
+    releases.dedup();
+    for (queue, group, finished) in releases {
+        release_now(tx, queue, &group, finished)?;
+    }
+    Ok(())
+}
+
 /// After `finished`, the head of `group`, reached a final state: the next
 /// held message of the group (lowest id) becomes the head. Locks the head
 /// row, so a publish adding to the group (which locks it too) is seen.
-pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
+fn release_now(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
     let head: Option<i64> = tx
         .query_opt(
             "SELECT head_id FROM group_heads WHERE queue_id = $1 AND grp = $2 FOR UPDATE",
@@ -746,7 +814,7 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     for (msg, group) in died {
         release_group(tx, q.id, &group, msg)?;
     }
-    Ok(())
+    release_groups(tx)
 }
 
 /// Once a second per connection and queue: removes up to [`SWEEP_BATCH`]

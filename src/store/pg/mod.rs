@@ -28,7 +28,19 @@
 //! row another holds. The lazy transitions of a claim (due delayed messages
 //! and expired leases back to ready, or dead) skip locked rows too. Acks,
 //! nacks and extends lock just the rows of their receipts. `--busy-timeout`
-//! becomes `lock_timeout`: a lock held past it is [`Error::Busy`] (exit 75).
+//! becomes `lock_timeout`: a lock held past it is [`Error::PgBusy`] (exit 75).
+//!
+//! Ordered groups: every transaction that locks several `group_heads` rows
+//! locks them in key order (queue id, then group, bytewise): publish upserts
+//! the heads of a chunk of grouped messages in one sorted statement, settles
+//! (ack, nack, `work`, purge, expired leases) note the groups whose head
+//! finished and let them go sorted (`lease::release_groups`), and replay
+//! locks the existing heads sorted first. So a publish and an ack never
+//! wait for each other in a cycle. Should PostgreSQL still end a
+//! transaction for a deadlock (40P01) or a serialization failure (40001),
+//! the whole transaction runs again after a short random pause, up to ten
+//! times within the busy timeout ([`PgStore::retrying`]); the last one is
+//! [`Error::PgBusy`], whose message says what happened.
 //!
 //! Names: writers that add deliveries to a queue (publish, replay) hold an
 //! advisory lock on its name, shared, to their commit; deleting a queue,
@@ -152,6 +164,11 @@ pub(crate) struct Conn {
     pub claimed: HashMap<String, std::time::Instant>,
     /// True once `LISTEN` was sent.
     pub listening: bool,
+    /// `--busy-timeout`: the `lock_timeout`, and the bound of retries.
+    pub busy_timeout: Duration,
+    /// Set when a statement failed for a deadlock or serialization failure
+    /// (see [`PgStore::retrying`]).
+    pub conflict: bool,
     /// Notifications received so far (see [`PgStore::data_version`]).
     pub seen: i64,
     /// Queues named by notifications received but not yet waited for.
@@ -212,6 +229,8 @@ impl PgStore {
             housekeeping: HashMap::new(),
             claimed: HashMap::new(),
             listening: false,
+            busy_timeout: opts.busy_timeout,
+            conflict: false,
             seen: 0,
             news: Vec::new(),
             contracts: Default::default(),
@@ -268,12 +287,31 @@ impl PgStore {
 }
 
 impl Conn {
+    /// Turns a client result into spool's, noting a deadlock or
+    /// serialization failure (the transaction may be tried again) and
+    /// naming a lock wait past the busy timeout.
+    fn check<T>(&mut self, result: Result<T, postgres::Error>) -> Result<T> {
+        result.map_err(|e| {
+            let code = e.code();
+            if code == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                || code == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+            {
+                self.conflict = true;
+            }
+            if code == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                return lock_timeout(self.busy_timeout);
+            }
+            Error::from(e)
+        })
+    }
+
     /// The prepared statement for `sql`, prepared once per connection.
     fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql).map_err(Error::from)?;
+        let s = self.client.prepare(sql);
+        let s = self.check(s)?;
         self.statements.insert(sql.to_owned(), s.clone());
         Ok(s)
     }
@@ -285,7 +323,8 @@ impl Conn {
         params: &[&(dyn ToSql + std::marker::Sync)],
     ) -> Result<Vec<Row>> {
         let stmt = self.statement(sql)?;
-        Ok(self.client.query(&stmt, params)?)
+        let rows = self.client.query(&stmt, params);
+        self.check(rows)
     }
 
     /// Runs `sql` and returns its one row, if any.
@@ -295,7 +334,8 @@ impl Conn {
         params: &[&(dyn ToSql + std::marker::Sync)],
     ) -> Result<Option<Row>> {
         let stmt = self.statement(sql)?;
-        Ok(self.client.query_opt(&stmt, params)?)
+        let row = self.client.query_opt(&stmt, params);
+        self.check(row)
     }
 
     /// Runs `sql` and returns how many rows it changed.
@@ -305,18 +345,21 @@ impl Conn {
         params: &[&(dyn ToSql + std::marker::Sync)],
     ) -> Result<u64> {
         let stmt = self.statement(sql)?;
-        Ok(self.client.execute(&stmt, params)?)
+        let n = self.client.execute(&stmt, params);
+        self.check(n)
     }
 
     /// Runs statements without parameters, in one round trip.
     pub fn batch(&mut self, sql: &str) -> Result<()> {
-        Ok(self.client.batch_execute(sql)?)
+        let done = self.client.batch_execute(sql);
+        self.check(done)
     }
 
     /// Runs statements in one round trip and returns the first column of the
     /// first row any of them returned.
     pub fn simple_value(&mut self, sql: &str) -> Result<Option<String>> {
-        let messages = self.client.simple_query(sql)?;
+        let messages = self.client.simple_query(sql);
+        let messages = self.check(messages)?;
         Ok(messages.iter().find_map(|m| match m {
             postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
             _ => None,
@@ -423,15 +466,72 @@ impl RowExt for Row {
 
 impl From<postgres::Error> for Error {
     fn from(err: postgres::Error) -> Self {
-        let busy = [
-            SqlState::LOCK_NOT_AVAILABLE,
-            SqlState::T_R_DEADLOCK_DETECTED,
-            SqlState::T_R_SERIALIZATION_FAILURE,
-            SqlState::TOO_MANY_CONNECTIONS,
-        ];
-        match err.code() {
-            Some(code) if busy.contains(code) => Error::Busy,
-            _ => Error::Postgres(describe(&err)),
+        let reason = match err.code() {
+            Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                return lock_timeout(Duration::from_millis(0));
+            }
+            Some(&SqlState::T_R_DEADLOCK_DETECTED) => format!(
+                "PostgreSQL ended this command's transaction to break a deadlock with another one ({}), and retrying did not get past it. A longer `--busy-timeout` does not help",
+                describe(&err)
+            ),
+            Some(&SqlState::T_R_SERIALIZATION_FAILURE) => format!(
+                "this command's transaction conflicted with a concurrent one ({}), and retrying did not get past it. A longer `--busy-timeout` does not help",
+                describe(&err)
+            ),
+            Some(&SqlState::TOO_MANY_CONNECTIONS) => format!(
+                "the PostgreSQL server has no connection slot free ({}). Wait for other clients to finish, or raise the server's `max_connections`",
+                describe(&err)
+            ),
+            _ => return Error::Postgres(describe(&err)),
+        };
+        Error::PgBusy { reason }
+    }
+}
+
+/// A lock wait that passed `lock_timeout` (the busy timeout; 0: unknown here).
+fn lock_timeout(timeout: Duration) -> Error {
+    let after = if timeout.is_zero() {
+        String::new()
+    } else {
+        format!(" ({})", super::busy::duration_text(timeout))
+    };
+    Error::PgBusy {
+        reason: format!(
+            "another transaction held a lock this command needed (a row or a queue's lock) for longer than the busy timeout{after}. Try again, or raise `--busy-timeout` if such waits are expected"
+        ),
+    }
+}
+
+/// How many times [`PgStore::retrying`] runs a transaction at most.
+const MAX_TRIES: u32 = 10;
+
+impl PgStore {
+    /// Runs `attempt`, one whole transaction, again when PostgreSQL ended it
+    /// for a deadlock or a serialization failure (nothing of it was
+    /// committed): at most [`MAX_TRIES`] times and no longer than the busy
+    /// timeout, after a short random pause that grows with each try. Other
+    /// errors, and the last conflict, are returned as they are.
+    pub(crate) fn retrying<T, E>(
+        &mut self,
+        mut attempt: impl FnMut(&mut PgStore) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let start = std::time::Instant::now();
+        let mut tries = 0;
+        loop {
+            self.conn.get_mut().conflict = false;
+            let outcome = attempt(self);
+            let conn = self.conn.get_mut();
+            if outcome.is_ok() || !conn.conflict {
+                return outcome;
+            }
+            tries += 1;
+            if tries >= MAX_TRIES || start.elapsed() >= conn.busy_timeout {
+                return outcome;
+            }
+            let cap_us = (1_000u64 << tries.min(6)).min(50_000);
+            std::thread::sleep(Duration::from_micros(
+                cap_us / 4 + super::lease::random_below(cap_us * 3 / 4),
+            ));
         }
     }
 }

@@ -44,12 +44,28 @@ pub struct PgPublishBatch<'t> {
     group_locked: bool,
     pending: Vec<Pending>,
     arena: Vec<u8>,
+    /// Buffered grouped messages without a key (see [`Self::flush_grouped`]).
+    grouped: Vec<Grouped>,
+    /// Their body bytes.
+    grouped_bytes: usize,
     /// Deliveries added per target and state.
     added: Vec<[i64; 6]>,
     /// New messages (not deduplicated).
     published: i64,
     /// Queues that lost an acked delivery past retention, one entry each.
     swept: Vec<i64>,
+}
+
+/// A buffered grouped message.
+struct Grouped {
+    id: i64,
+    group: String,
+    body: Vec<u8>,
+    raw: bool,
+    headers: Option<String>,
+    priority: i64,
+    visible_at: i64,
+    state: State,
 }
 
 /// A buffered plain message; its body lives in the arena.
@@ -68,10 +84,20 @@ impl PgStore {
     /// subscribers) in one transaction: `fill` adds messages to the batch, and
     /// they become visible together when it returns `Ok`. If `fill` fails,
     /// nothing is published.
+    /// A transaction that PostgreSQL ends for a deadlock or serialization
+    /// failure is run again, `fill` with it (see [`PgStore::retrying`]).
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,
-        fill: impl FnOnce(&mut PgPublishBatch<'_>) -> Result<T, E>,
+        mut fill: impl FnMut(&mut PgPublishBatch<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.retrying(|store| store.publish_once(name, &mut fill))
+    }
+
+    fn publish_once<T, E: From<Error>>(
+        &mut self,
+        name: &str,
+        fill: &mut impl FnMut(&mut PgPublishBatch<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         queues::lock_shared(&mut tx, &[name])?;
@@ -155,6 +181,8 @@ impl<'t> PgPublishBatch<'t> {
             group_locked: false,
             pending: Vec::new(),
             arena: Vec::new(),
+            grouped: Vec::new(),
+            grouped_bytes: 0,
             published: 0,
             swept: Vec::new(),
         }
@@ -188,6 +216,11 @@ impl<'t> PgPublishBatch<'t> {
             let id = self.next_id()?;
             self.published += 1;
             return self.buffer(id, msg);
+        }
+        if let (None, Some(group)) = (msg.key, msg.group) {
+            self.lock_groups()?;
+            let id = self.next_id()?;
+            return self.buffer_grouped(id, group, msg);
         }
         self.flush_pending()?;
         if msg.group.is_some() {
@@ -306,13 +339,126 @@ impl<'t> PgPublishBatch<'t> {
             state,
         });
         if self.pending.len() >= CHUNK || self.arena.len() >= CHUNK_BYTES {
-            self.flush_pending()?;
+            self.flush_plain()?;
         }
         Ok(id)
     }
 
-    /// Inserts the buffered messages and their deliveries in one statement.
+    fn buffer_grouped(&mut self, id: i64, group: &str, msg: &NewMessage<'_>) -> Result<i64> {
+        let (state, visible_at) = self.first_state(msg);
+        self.grouped_bytes += msg.body.len();
+        self.grouped.push(Grouped {
+            id,
+            group: group.to_owned(),
+            body: msg.body.to_vec(),
+            raw: msg.raw,
+            headers: msg.headers.map(str::to_owned),
+            priority: msg.priority,
+            visible_at,
+            state,
+        });
+        if self.grouped.len() >= CHUNK || self.grouped_bytes >= CHUNK_BYTES {
+            self.flush_grouped()?;
+        }
+        Ok(id)
+    }
+
+    /// Inserts the buffered messages, plain and grouped.
     fn flush_pending(&mut self) -> Result<()> {
+        self.flush_plain()?;
+        self.flush_grouped()
+    }
+
+    /// Inserts the buffered grouped messages: first makes the first message
+    /// of each group (per target) its head where the group has none, in one
+    /// upsert that locks the `group_heads` rows in key order (queue id, then
+    /// group), the order every other writer locks them in, so publishes and
+    /// acks never deadlock; the others are held. Then one statement inserts
+    /// the messages and their deliveries.
+    fn flush_grouped(&mut self) -> Result<()> {
+        if self.grouped.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.grouped);
+        self.grouped_bytes = 0;
+        let mut first: std::collections::BTreeMap<(i64, &str), i64> = Default::default();
+        for &queue in &self.target_ids {
+            for row in &rows {
+                first.entry((queue, row.group.as_str())).or_insert(row.id);
+            }
+        }
+        let key_queues: Vec<i64> = first.keys().map(|k| k.0).collect();
+        let key_groups: Vec<&str> = first.keys().map(|k| k.1).collect();
+        let proposed: Vec<i64> = first.values().copied().collect();
+        let heads = self.conn.query(
+            "INSERT INTO group_heads (queue_id, grp, head_id)
+             SELECT q, g, h FROM unnest($1::bigint[], $2::text[], $3::bigint[])
+                 WITH ORDINALITY AS t(q, g, h, i)
+             ORDER BY i
+             ON CONFLICT (queue_id, grp) DO UPDATE SET head_id = group_heads.head_id
+             RETURNING queue_id, grp, head_id",
+            &[&key_queues, &key_groups, &proposed],
+        )?;
+        let mut head_of = std::collections::HashMap::new();
+        for r in &heads {
+            head_of.insert((r.at::<i64>(0)?, r.at::<String>(1)?), r.at::<i64>(2)?);
+        }
+        let (mut d_msg, mut d_queue, mut d_state) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut d_priority, mut d_visible, mut d_group, mut d_version) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for row in &rows {
+            for (t, &queue) in self.target_ids.iter().enumerate() {
+                let head = head_of.get(&(queue, row.group.clone())).copied();
+                let state = if head == Some(row.id) {
+                    row.state
+                } else {
+                    State::Held
+                };
+                self.added[t][state as usize] += 1;
+                d_msg.push(row.id);
+                d_queue.push(queue);
+                d_state.push(state as i64);
+                d_priority.push(row.priority);
+                d_visible.push(row.visible_at);
+                d_group.push(row.group.as_str());
+                d_version.push(self.checks.versions.get(t).copied().flatten());
+            }
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let raws: Vec<bool> = rows.iter().map(|r| r.raw).collect();
+        let headers: Vec<Option<&str>> = rows.iter().map(|r| r.headers.as_deref()).collect();
+        let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_slice()).collect();
+        self.conn.execute(
+            "WITH m AS (
+                 INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
+                 SELECT id, $1, NULL, $2, raw, headers, body
+                 FROM unnest($3::bigint[], $4::bool[], $5::text[], $6::bytea[]) AS t(id, raw, headers, body)
+             )
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+             SELECT * FROM unnest($7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+                                  $11::bigint[], $12::text[], $13::bigint[])",
+            &[
+                &self.origin.id,
+                &self.now,
+                &ids,
+                &raws,
+                &headers,
+                &bodies,
+                &d_msg,
+                &d_queue,
+                &d_state,
+                &d_priority,
+                &d_visible,
+                &d_group,
+                &d_version,
+            ],
+        )?;
+        self.published += rows.len() as i64;
+        Ok(())
+    }
+
+    /// Inserts the buffered plain messages and their deliveries in one statement.
+    fn flush_plain(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -2156,3 +2156,79 @@ fn a_version_1_schema_is_migrated_and_old_deliveries_have_no_version() {
     let got = store.claim("old", 1, None, false).expect("claim");
     assert_eq!(versions(&got), [Some(1)]);
 }
+
+#[test]
+fn conflicts_are_retried_and_other_errors_are_not() {
+    test_db!(db, store);
+    let _ = &db;
+    let mut calls = 0;
+    let got: Result<i32> = store.retrying(|s| {
+        calls += 1;
+        if calls < 3 {
+            // As a statement ended by `deadlock detected` leaves it.
+            s.conn.get_mut().conflict = true;
+            return Err(Error::PgBusy {
+                reason: "deadlock".into(),
+            });
+        }
+        Ok(7)
+    });
+    assert_eq!(got.unwrap(), 7);
+    assert_eq!(calls, 3);
+    let mut calls = 0;
+    let got: Result<i32> = store.retrying(|_| {
+        calls += 1;
+        Err(Error::Postgres("broken".into()))
+    });
+    assert!(got.is_err());
+    assert_eq!(calls, 1, "only conflicts are retried");
+    let mut calls = 0;
+    let got: Result<i32> = store.retrying(|s| {
+        calls += 1;
+        s.conn.get_mut().conflict = true;
+        Err(Error::PgBusy {
+            reason: "deadlock".into(),
+        })
+    });
+    assert!(matches!(got, Err(Error::PgBusy { .. })));
+    assert_eq!(calls, 10, "bounded");
+}
+
+#[test]
+fn a_real_deadlock_is_reported_as_busy_and_marked_for_retry() {
+    test_db!(db, store);
+    let _ = &store;
+    let mut setup = db.client();
+    setup
+        .batch_execute("CREATE TABLE dl (id int PRIMARY KEY); INSERT INTO dl VALUES (1), (2)")
+        .unwrap();
+    let mut a = db.open();
+    let mut b = db.open();
+    let (ca, cb) = (a.conn.get_mut(), b.conn.get_mut());
+    ca.batch("BEGIN; UPDATE dl SET id = id WHERE id = 1")
+        .unwrap();
+    cb.batch("BEGIN; UPDATE dl SET id = id WHERE id = 2")
+        .unwrap();
+    let other = std::thread::scope(|scope| {
+        let t = scope.spawn(|| cb.batch("UPDATE dl SET id = id WHERE id = 1"));
+        std::thread::sleep(Duration::from_millis(200));
+        let mine = ca.batch("UPDATE dl SET id = id WHERE id = 2");
+        let theirs = t.join().unwrap();
+        (mine, theirs)
+    });
+    let (mine, theirs) = other;
+    // One of the two is chosen as the victim; the other then gets its lock.
+    let (victim, conn) = match (&mine, &theirs) {
+        (Err(_), Ok(())) => (mine, &a),
+        (Ok(()), Err(_)) => (theirs, &b),
+        _ => panic!("expected exactly one deadlock victim: {mine:?} {theirs:?}"),
+    };
+    let err = victim.unwrap_err();
+    assert!(matches!(err, Error::PgBusy { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("deadlock"), "{text}");
+    assert!(text.contains("does not help"), "{text}");
+    assert!(conn.conn.borrow().conflict, "not marked for a retry");
+    let _ = a.conn.get_mut().batch("ROLLBACK");
+    let _ = b.conn.get_mut().batch("ROLLBACK");
+}

@@ -26,6 +26,9 @@ pub(crate) struct Tx<'c> {
     pub now: i64,
     deltas: BTreeMap<i64, Deltas>,
     notify: BTreeSet<String>,
+    /// Groups whose head finished, to let go in key order (see
+    /// `lease::release_groups`): queue id, group, finished message.
+    pub releases: Vec<(i64, String, i64)>,
     open: bool,
 }
 
@@ -46,6 +49,7 @@ impl<'c> Tx<'c> {
             now: 0,
             deltas: BTreeMap::new(),
             notify: BTreeSet::new(),
+            releases: Vec::new(),
             open: true,
         };
         let now = tx.conn.simple_value(&format!("{begin}; SELECT {NOW_MS}"))?;
@@ -112,6 +116,7 @@ impl<'c> Tx<'c> {
 
     /// Writes the count deltas and notifications, and commits: one round trip.
     pub fn commit(mut self) -> Result<()> {
+        super::lease::release_groups(&mut self)?;
         let sql = self.commit_sql();
         self.open = false;
         self.conn.batch(&sql)

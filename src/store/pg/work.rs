@@ -22,6 +22,16 @@ impl PgStore {
         want: usize,
         visibility: Option<Duration>,
     ) -> Result<WorkStep> {
+        self.retrying(|store| store.work_step_once(queue, done, want, visibility))
+    }
+
+    fn work_step_once(
+        &mut self,
+        queue: &str,
+        done: &[(Receipt, Outcome)],
+        want: usize,
+        visibility: Option<Duration>,
+    ) -> Result<WorkStep> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         let settled = lease::settle_in(
             &mut tx,
@@ -54,6 +64,10 @@ impl PgStore {
     /// Puts leased deliveries back to ready without counting their attempt.
     /// Receipts whose lease has ended are refused.
     pub fn release(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
+        self.retrying(|store| store.release_once(receipts))
+    }
+
+    fn release_once(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         let outcomes = lease::settle_in(
             &mut tx,
