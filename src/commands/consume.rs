@@ -46,7 +46,7 @@ pub struct Args {
     /// Keep delivering as messages arrive, until interrupted
     #[arg(long)]
     pub follow: bool,
-    /// Ack on delivery (at-most-once, like a pop)
+    /// Ack what was printed (at-most-once, like a pop); what could not be printed goes back to the queue
     #[arg(long)]
     pub ack: bool,
     /// Print only the bodies, exactly as stored, one per line

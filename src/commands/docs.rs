@@ -232,11 +232,11 @@ pub const EXIT_CODES: [(u8, &str); 8] = [
     ),
     (
         74,
-        "the database cannot be opened, read or written (permission, not a database, disk full)",
+        "the database cannot be opened, read or written (permission, not a database, disk full), or stdout cannot be written (the message names stdout and says what was committed)",
     ),
     (
         75,
-        "busy: another process held the write lock past --busy-timeout; safe to retry",
+        "busy: a lock held past --busy-timeout (SQLite's write lock, or a PostgreSQL lock), or a PostgreSQL conflict that retrying did not resolve; safe to retry",
     ),
 ];
 
