@@ -4,6 +4,11 @@
 p99s and ratios. Run it through bench/run.sh, which builds a release binary.
 
 Usage: bench/bench.py SPOOL_BINARY [--quick] [--only NAME,...] [--out FILE]
+                      [--baseline OLD_SPOOL_BINARY]
+
+With --baseline, the scenarios that support it (single, drain, pop) also run
+an older build, interleaved with the new one in the same run, and print the
+ratio new/old: the way to measure a change on a shared, noisy machine.
 """
 
 import argparse
@@ -71,8 +76,9 @@ def run_rss(cmd, stdin_path, env=None):
 
 
 class Bench:
-    def __init__(self, spool, quick, workdir):
+    def __init__(self, spool, quick, workdir, baseline=None):
         self.spool = str(spool)
+        self.baseline = str(baseline) if baseline else None
         self.quick = quick
         self.dir = Path(workdir)
         self.n = 0
@@ -84,8 +90,15 @@ class Bench:
             Path(str(path) + suffix).unlink(missing_ok=True)
         return str(path)
 
-    def sp(self, db, *args):
-        return [self.spool, "--db", db, *map(str, args)]
+    def sp(self, db, *args, binary=None):
+        return [binary or self.spool, "--db", db, *map(str, args)]
+
+    def builds(self):
+        """The builds to compare: the one under test, and the baseline if any."""
+        builds = {"": self.spool}
+        if self.baseline:
+            builds[" (baseline)"] = self.baseline
+        return builds
 
     # ---------------------------------------------------------------- facts
     def facts(self):
@@ -148,6 +161,10 @@ class Bench:
         }
         if redis_up(6379):
             cmds["redis-cli LPUSH"] = ["redis-cli", "-p", "6379", "LPUSH", "bench:q", body]
+        if self.baseline:
+            base_db = self.db("single-base")
+            run(self.sp(base_db, "queue", "create", "q", binary=self.baseline))
+            cmds["spool publish (baseline)"] = self.sp(base_db, "publish", "q", body, binary=self.baseline)
         times = {k: [] for k in cmds}
         for _ in range(rounds):
             for name in random.sample(list(cmds), len(cmds)):
@@ -165,6 +182,10 @@ class Bench:
         if "redis-cli LPUSH" in times:
             log(f"  spool publish / redis-cli LPUSH: {pub / statistics.median(times['redis-cli LPUSH']):.2f}x (target < 1.0)")
         record("single", "ratios", over_version_ms=round(pub - version, 3), vs_sqlite=round(pub / lite_p50, 3))
+        if self.baseline:
+            base = statistics.median(times["spool publish (baseline)"])
+            log(f"  spool publish / baseline: {pub / base:.3f}x")
+            record("single", "vs baseline", ratio=round(pub / base, 4))
 
     # ------------------------------------------------- 2. batch publish
     def batch(self):
@@ -234,19 +255,51 @@ class Bench:
             combos = [(1, 1), (16, 1), (16, 100)]
         for consumers, batch in combos:
             total = sizes[batch]
-            db = self.db("drain")
-            publish_n(self, db, total)
-            rate, calls, problems = drain_queue(self, db, consumers, batch)
-            log(f"  {consumers:2d} consumers, batch {batch:3d}: {rate:>8,.0f} msg/s over {total:,}  "
-                f"call p50 {pct(calls, 50):6.1f} ms p99 {pct(calls, 99):6.1f} ms max {max(calls):7.1f} ms  "
-                f"problems: {problems or 'none'}")
-            record("drain", f"{consumers}x{batch}", msgs_per_s=round(rate), messages=total,
-                   call_p50_ms=round(pct(calls, 50), 2), call_p99_ms=round(pct(calls, 99), 2),
-                   call_max_ms=round(max(calls), 2), problems=problems)
+            rates = {}
+            builds = self.builds()
+            for label in random.sample(list(builds), len(builds)):
+                binary = builds[label]
+                db = self.db("drain")
+                publish_n(self, db, total, binary)
+                rate, calls, problems = drain_queue(self, db, consumers, batch, binary)
+                rates[label] = rate
+                log(f"  {consumers:2d} consumers, batch {batch:3d}{label}: {rate:>8,.0f} msg/s over {total:,}  "
+                    f"call p50 {pct(calls, 50):6.1f} ms p99 {pct(calls, 99):6.1f} ms max {max(calls):7.1f} ms  "
+                    f"problems: {problems or 'none'}")
+                record("drain", f"{consumers}x{batch}{label}", msgs_per_s=round(rate), messages=total,
+                       call_p50_ms=round(pct(calls, 50), 2), call_p99_ms=round(pct(calls, 99), 2),
+                       call_max_ms=round(max(calls), 2), problems=problems)
+            if len(rates) == 2:
+                log(f"  {consumers:2d} consumers, batch {batch:3d}: new / baseline {rates[''] / rates[' (baseline)']:.3f}x")
         if redis_up(6379):
             rate = redis_rpop_drain(8, 100, 20_000 if self.quick else 100_000)
             log(f"  reference: 8 redis-cli 'RPOP q 100' loops: {rate:,.0f} msg/s")
             record("drain", "redis 8xRPOP100", msgs_per_s=round(rate))
+
+    # ------------------------------------------------- 3b. pop
+    def pop(self):
+        log("\n[3b] popping with 8 parallel consumers (consume -n B --ack: the like-for-like of RPOP)")
+        total = {1: 500, 100: 20_000} if self.quick else {1: 2_000, 100: 100_000}
+        for batch in (1, 100):
+            rates = {}
+            builds = self.builds()
+            for label in random.sample(list(builds), len(builds)):
+                binary = builds[label]
+                db = self.db("pop")
+                publish_n(self, db, total[batch], binary)
+                rate, calls, problems = drain_queue(self, db, 8, batch, binary, pop=True)
+                rates[label] = rate
+                log(f"   8 consumers, batch {batch:3d}{label}: {rate:>8,.0f} msg/s over {total[batch]:,}  "
+                    f"call p50 {pct(calls, 50):6.1f} ms p99 {pct(calls, 99):6.1f} ms  problems: {problems or 'none'}")
+                record("pop", f"8x{batch}{label}", msgs_per_s=round(rate), messages=total[batch],
+                       call_p50_ms=round(pct(calls, 50), 2), call_p99_ms=round(pct(calls, 99), 2), problems=problems)
+            if redis_up(6379):
+                rate = redis_rpop_drain(8, batch, total[batch])
+                rates["redis"] = rate
+                log(f"   8 redis-cli 'RPOP q {batch}' loops: {rate:,.0f} msg/s (spool / redis {rates[''] / rate:.2f}x)")
+                record("pop", f"redis 8xRPOP{batch}", msgs_per_s=round(rate))
+            if " (baseline)" in rates:
+                log(f"   batch {batch:3d}: new / baseline {rates[''] / rates[' (baseline)']:.3f}x")
 
     # ------------------------------------------------- PostgreSQL next to SQLite
     def postgres(self):
@@ -388,14 +441,14 @@ def _ack(bench, db, consumed):
     return time.perf_counter() - start, proc.stdout, proc.stderr, 0
 
 
-def publish_n(bench, db, n):
+def publish_n(bench, db, n, binary=None):
     data = "".join('{"n":%d,"pad":"%s"}\n' % (i, "x" * 64) for i in range(n)).encode()
-    proc = subprocess.run(bench.sp(db, "publish", "q", "-q"), input=data, capture_output=True)
+    proc = subprocess.run(bench.sp(db, "publish", "q", "-q", binary=binary), input=data, capture_output=True)
     if proc.returncode != 0:
         raise SystemExit(f"publish failed: {proc.stderr.decode()}")
 
 
-def drain_queue(bench, db, consumers, batch):
+def drain_queue(bench, db, consumers, batch, binary=None, pop=False):
     calls = []
     problems = {}
     done = [0]
@@ -404,7 +457,8 @@ def drain_queue(bench, db, consumers, batch):
     def consumer():
         while True:
             t0 = time.perf_counter()
-            c = subprocess.run(bench.sp(db, "consume", "q", "-n", batch), capture_output=True)
+            args = ["consume", "q", "-n", batch] + (["--ack"] if pop else [])
+            c = subprocess.run(bench.sp(db, *args, binary=binary), capture_output=True)
             t1 = time.perf_counter()
             note(c)
             if c.returncode == 1:
@@ -413,7 +467,12 @@ def drain_queue(bench, db, consumers, batch):
                 return
             if c.returncode != 0:
                 continue
-            a = subprocess.run(bench.sp(db, "ack"), input=c.stdout, capture_output=True)
+            if pop:
+                with lock:
+                    calls.append((t1 - t0) * 1000)
+                    done[0] += c.stdout.count(b"\n")
+                continue
+            a = subprocess.run(bench.sp(db, "ack", binary=binary), input=c.stdout, capture_output=True)
             t2 = time.perf_counter()
             note(a)
             with lock:
@@ -512,7 +571,7 @@ def redis_rpop_drain(loops, batch, total):
     return count[0] / (time.perf_counter() - start)
 
 
-SCENARIOS = ["single", "batch", "drain", "work", "backlog", "latency", "postgres"]
+SCENARIOS = ["single", "batch", "drain", "pop", "work", "backlog", "latency", "postgres"]
 
 
 def main():
@@ -521,10 +580,12 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--baseline", help="an older spool binary to run interleaved with SPOOL (single, drain, pop)")
     args = parser.parse_args()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="spool-bench-", dir=os.environ.get("BENCH_DIR")) as workdir:
-        bench = Bench(Path(args.spool).resolve(), args.quick, workdir)
+        baseline = Path(args.baseline).resolve() if args.baseline else None
+        bench = Bench(Path(args.spool).resolve(), args.quick, workdir, baseline)
         bench.facts()
         for name in args.only.split(","):
             getattr(bench, name)()

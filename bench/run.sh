@@ -3,6 +3,7 @@
 #   bench/run.sh            # full suite, under 10 minutes on a 2-core machine
 #   bench/run.sh --quick    # small sizes, under a minute
 #   bench/run.sh --only single,batch --out results.json
+#   bench/run.sh --only single,drain,pop --baseline /path/to/older/spool   # before/after in one run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
