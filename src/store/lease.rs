@@ -413,46 +413,45 @@ pub(crate) fn set_state(
 }
 
 /// Leases the next `max` ready deliveries and returns them without bodies.
+///
+/// The lease token is SQLite's `random()`: the bundled SQLite draws it from
+/// a ChaCha20 generator keyed from the operating system (`/dev/urandom`, by
+/// the unix VFS), so it is as unguessable as [`new_leases`], whose tokens
+/// PostgreSQL binds. One statement leases the whole batch; a token bound per
+/// row from Rust cost a third more instructions for `consume -n 100`.
 fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-    let ids = tx
-        .tx
-        .prepare_cached(
-            "SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
-             ORDER BY priority DESC, msg_id LIMIT ?2",
-        )?
-        .query_map((q.id, max.min(i64::MAX as usize) as i64), |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?;
-    let leases = new_leases(ids.len())?;
     let mut stmt = tx.tx.prepare_cached(
-        "UPDATE deliveries SET state = 2, attempts = attempts + 1, lease = ?3, visible_at = ?4
-         WHERE queue_id = ?1 AND msg_id = ?2
-         RETURNING attempts, priority, grp, schema_version",
+        "UPDATE deliveries SET state = 2, attempts = attempts + 1, lease = random(), visible_at = ?3
+         WHERE queue_id = ?1 AND msg_id IN (
+             SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
+             ORDER BY priority DESC, msg_id LIMIT ?2)
+         RETURNING msg_id, attempts, lease, priority, grp, schema_version",
     )?;
-    let mut leased = Vec::with_capacity(ids.len());
-    for (msg_id, lease) in ids.into_iter().zip(leases) {
-        let d = stmt.query_row((q.id, msg_id, lease, lease_end), |row| {
+    let mut leased = stmt
+        .query_map((q.id, max as i64, lease_end), |row| {
+            let msg_id = row.get(0)?;
             Ok(Delivery {
                 id: msg_id,
                 queue: q.name.clone(),
                 receipt: Receipt {
                     queue_id: q.id,
                     msg_id,
-                    lease,
+                    lease: row.get(2)?,
                 },
-                attempt: row.get(0)?,
+                attempt: row.get(1)?,
                 published_at: 0,
                 lease_expires_at: lease_end,
                 key: None,
-                group: row.get(2)?,
-                priority: row.get(1)?,
+                group: row.get(4)?,
+                priority: row.get(3)?,
                 headers: None,
                 body: Vec::new(),
                 raw: false,
-                schema_version: row.get(3)?,
+                schema_version: row.get(5)?,
             })
-        })?;
-        leased.push(d);
-    }
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    leased.sort_by_key(|d| (-d.priority, d.id));
     Ok(leased)
 }
 
