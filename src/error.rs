@@ -2,7 +2,7 @@
 
 use crate::store;
 
-/// The process exit codes of spool, as documented in the README and man page.
+/// The process exit codes of spool, as documented in the user guide (`docs/GUIDE.md`) and the man pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
