@@ -5,6 +5,7 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use crate::Context;
+use crate::commands::view;
 use crate::error::{Exit, Failure};
 use crate::parse::{format_duration, format_size};
 use crate::store::pg::PgHealth;
@@ -273,7 +274,7 @@ fn warnings(h: &Health) -> Vec<Finding> {
     out.extend(checked.old_schema());
     if h.wal_bytes > WAL_WARN_BYTES {
         out.push(Finding::warning(
-            format!("the WAL is {}", human_bytes(h.wal_bytes)),
+            format!("the WAL is {}", view::bytes(h.wal_bytes)),
             "It is cut back to 16 MiB after the next complete checkpoint; if it keeps growing, look for a process that keeps a read transaction open on the database",
         ));
     }
@@ -282,7 +283,7 @@ fn warnings(h: &Health) -> Vec<Finding> {
         out.push(Finding::warning(
             format!(
                 "{} of the file ({} pages) is free space",
-                human_bytes(free_bytes),
+                view::bytes(free_bytes),
                 h.free_pages
             ),
             "Writing commands hand free pages back a few hundred at a time; to shrink the file at once run `sqlite3 DB VACUUM` while no spool runs",
@@ -313,17 +314,6 @@ fn counter_diff(q: &QueueHealth) -> String {
         .join(", ")
 }
 
-fn human_bytes(n: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    if n >= MIB {
-        format!("{:.1} MiB", n as f64 / MIB as f64)
-    } else if n >= 1024 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} bytes")
-    }
-}
-
 fn print_table(
     ctx: &Context,
     path: &std::path::Path,
@@ -337,13 +327,13 @@ fn print_table(
             "file",
             format!(
                 "{} ({} pages of {} bytes, {} free)",
-                human_bytes(h.file_bytes),
+                view::bytes(h.file_bytes),
                 h.page_count,
                 h.page_size,
                 h.free_pages
             ),
         ),
-        ("wal", human_bytes(h.wal_bytes)),
+        ("wal", view::bytes(h.wal_bytes)),
         (
             "schema",
             format!(
@@ -552,7 +542,7 @@ fn print_pg_table(ctx: &Context, h: &PgHealth, findings: &[Finding]) -> anyhow::
     let facts = [
         ("database", h.display.clone()),
         ("server", format!("PostgreSQL {}", h.server_version)),
-        ("size", human_bytes(h.size_bytes)),
+        ("size", view::bytes(h.size_bytes)),
         (
             "schema",
             format!(
