@@ -10,7 +10,8 @@ use std::io::BufRead;
 
 use clap::Parser;
 
-use crate::commands::publish::{self, Line};
+use crate::commands::publish;
+use crate::input::{self, Line};
 use crate::parse;
 use crate::store::Receipt;
 
@@ -30,7 +31,7 @@ pub enum ReadLine {
 pub fn read_lines(input: &[u8], limit: u64, capacity: usize) -> Vec<ReadLine> {
     let mut reader = std::io::BufReader::with_capacity(capacity.max(1), input);
     let mut got = Vec::new();
-    while let Some(line) = publish::read_line(&mut reader, limit).expect("reading a slice") {
+    while let Some(line) = input::read_line(&mut reader, limit).expect("reading a slice") {
         match line {
             Line::Text(bytes) => got.push(ReadLine::Text(bytes)),
             Line::TooLong => {

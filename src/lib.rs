@@ -9,6 +9,7 @@ pub mod contract;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod input;
 pub mod output;
 pub mod parse;
 pub mod store;

@@ -1,6 +1,6 @@
 //! `spool publish`: one message from the command line, or many from stdin.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use crate::Context;
 use crate::commands::docs::complete_queues;
 use crate::error::{Exit, Failure};
+use crate::input::{self, Line, read_body_line, trim_blank};
 use crate::output::{Output, Progress};
 use crate::parse;
 use crate::store::{self, Batch, Db, NewMessage};
@@ -531,171 +532,9 @@ fn read_all(limit: u64, raw: bool) -> anyhow::Result<Vec<u8>> {
             parse::format_size(limit)
         ))
     };
-    let mut input = io::stdin().lock();
-    if !raw {
-        let mut body = Trimmed::new(limit);
-        loop {
-            let chunk = input.fill_buf().context("cannot read stdin")?;
-            if chunk.is_empty() {
-                return Ok(body.bytes);
-            }
-            let (fits, used) = (body.push(chunk), chunk.len());
-            if !fits {
-                return Err(too_large().into());
-            }
-            input.consume(used);
-        }
-    }
-    let mut bytes = Vec::new();
-    input
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .context("cannot read stdin")?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large().into());
-    }
-    Ok(bytes)
-}
-
-/// Whitespace around a JSON body, trimmed before it is stored.
-fn is_blank(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-/// `bytes` without the whitespace around them.
-fn trim_blank(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|&b| !is_blank(b))
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|&b| !is_blank(b))
-        .map_or(start, |i| i + 1);
-    &bytes[start..end]
-}
-
-/// A JSON body read piece by piece, whose size without the whitespace
-/// around it must stay within `limit` (that is what is stored). Leading
-/// whitespace is dropped. Trailing whitespace is kept up to `limit` bytes
-/// only: past that it is either trimmed at the end, or more text follows
-/// and makes the body too large anyway.
-struct Trimmed {
-    bytes: Vec<u8>,
-    limit: u64,
-    /// The length of `bytes` up to its last byte that is not whitespace.
-    content: u64,
-}
-
-impl Trimmed {
-    fn new(limit: u64) -> Self {
-        Trimmed {
-            bytes: Vec::new(),
-            limit,
-            content: 0,
-        }
-    }
-
-    /// Adds the next piece; false when the body is now over the limit.
-    fn push(&mut self, mut part: &[u8]) -> bool {
-        if self.bytes.is_empty() {
-            let start = part
-                .iter()
-                .position(|&b| !is_blank(b))
-                .unwrap_or(part.len());
-            part = &part[start..];
-        }
-        if let Some(last) = part.iter().rposition(|&b| !is_blank(b)) {
-            self.content = self.bytes.len() as u64 + last as u64 + 1;
-        }
-        if self.content > self.limit {
-            return false;
-        }
-        let cap = self.content.saturating_add(self.limit).saturating_add(1);
-        let room = cap.saturating_sub(self.bytes.len() as u64);
-        let keep = part.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        self.bytes.extend_from_slice(&part[..keep]);
-        true
-    }
-}
-
-/// One line of input: its bytes without the terminator, or a line longer
-/// than the limit (not read to its end).
-pub(crate) enum Line {
-    Text(Vec<u8>),
-    TooLong,
-}
-
-/// Reads the next line, at most `limit` bytes before its terminator (`\n`
-/// or `\r\n`). `None` at the end of input.
-pub(crate) fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Option<Line>> {
-    let mut line = Vec::new();
-    let mut saw_any = false;
-    loop {
-        let chunk = input.fill_buf()?;
-        if chunk.is_empty() {
-            break;
-        }
-        saw_any = true;
-        let (used, done) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        line.extend_from_slice(&chunk[..used]);
-        input.consume(used);
-        if done {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            break;
-        }
-        if line.len() as u64 > limit + 1 {
-            return Ok(Some(Line::TooLong));
-        }
-    }
-    if !saw_any {
-        return Ok(None);
-    }
-    if line.len() as u64 > limit {
-        return Ok(Some(Line::TooLong));
-    }
-    Ok(Some(Line::Text(line)))
-}
-
-/// Like [`read_line`], for a JSON line (`raw` false): the whitespace
-/// around the body is not counted against `limit`, as it is trimmed before
-/// the body is stored (see [`Trimmed`]). A raw line is read by [`read_line`].
-pub(crate) fn read_body_line(
-    input: &mut impl BufRead,
-    limit: u64,
-    raw: bool,
-) -> io::Result<Option<Line>> {
-    if raw {
-        return read_line(input, limit);
-    }
-    let mut body = Trimmed::new(limit);
-    let mut saw_any = false;
-    loop {
-        let chunk = input.fill_buf()?;
-        if chunk.is_empty() {
-            break;
-        }
-        saw_any = true;
-        let (part, used, done) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (&chunk[..i], i + 1, true),
-            None => (chunk, chunk.len(), false),
-        };
-        let fits = body.push(part);
-        input.consume(used);
-        if !fits {
-            return Ok(Some(Line::TooLong));
-        }
-        if done {
-            break;
-        }
-    }
-    Ok(saw_any.then_some(Line::Text(body.bytes)))
+    input::read_whole(&mut io::stdin().lock(), limit, raw)
+        .context("cannot read stdin")?
+        .ok_or_else(|| too_large().into())
 }
 
 /// Stdin as a sequence of checked messages.
@@ -980,62 +819,6 @@ mod tests {
     /// a line is too long when it is, trimmed, over the limit; otherwise it
     /// reads as its trimmed self (leading whitespace dropped, trailing
     /// whitespace kept as it is or shortened).
-    #[test]
-    fn json_lines_are_measured_without_the_whitespace_around_them() {
-        let body = b"{\"a\": [1, 2]}";
-        let lines: Vec<Vec<u8>> = vec![
-            body.to_vec(),
-            [b"   ".as_slice(), body, b"  \t\r"].concat(),
-            [b"\t".as_slice(), body, &[b' '; 40]].concat(),
-            [body.as_slice(), &[b' '; 40], b"x"].concat(),
-            [b"[".as_slice(), &[b' '; 6], b"]"].concat(),
-            b"   ".to_vec(),
-            Vec::new(),
-        ];
-        for limit in [0, 8, 13, 14, 15, 100] {
-            for capacity in 1..=7 {
-                let input: Vec<u8> = lines
-                    .iter()
-                    .flat_map(|l| [l.as_slice(), b"\n"].concat())
-                    .collect();
-                let mut reader = io::BufReader::with_capacity(capacity, input.as_slice());
-                let mut ended_early = false;
-                for line in &lines {
-                    let got = read_body_line(&mut reader, limit, false).unwrap().unwrap();
-                    let trimmed = trim_blank(line);
-                    match got {
-                        Line::TooLong => {
-                            assert!(trimmed.len() as u64 > limit, "{line:?} at {limit}");
-                            ended_early = true;
-                            break;
-                        }
-                        Line::Text(text) => {
-                            assert!(trimmed.len() as u64 <= limit, "{line:?} at {limit}");
-                            assert_eq!(trim_blank(&text), trimmed);
-                            assert!(text.starts_with(trimmed));
-                            assert!(text.len() as u64 <= 2 * limit + 1);
-                        }
-                    }
-                }
-                if !ended_early {
-                    assert!(read_body_line(&mut reader, limit, false).unwrap().is_none());
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn trailing_whitespace_is_not_kept_past_the_limit() {
-        let mut body = Trimmed::new(4);
-        assert!(body.push(b"  \"ab\""));
-        assert!(body.push(&[b' '; 1000]));
-        assert!(body.bytes.len() <= 4 + 4 + 1, "{}", body.bytes.len());
-        assert!(
-            !body.push(b"1"),
-            "text after the whitespace is over the limit"
-        );
-    }
-
     #[test]
     fn pointers_with_a_bad_escape_are_refused() {
         for good in ["", "/", "/a", "/a~0b", "/a~1b/~0", "/~01"] {
