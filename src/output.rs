@@ -126,7 +126,7 @@ impl Progress {
             return;
         }
         let long = self.count >= self.after
-            || (self.count % 1024 == 0 && self.started.elapsed().as_millis() >= 500);
+            || (self.count.is_multiple_of(1024) && self.started.elapsed().as_millis() >= 500);
         if self.enabled && long {
             self.bar = Some(self.start());
         }
