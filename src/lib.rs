@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod contract;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod output;
