@@ -19,6 +19,9 @@ pub mod parse;
 #[allow(clippy::manual_is_multiple_of, clippy::collapsible_if)]
 pub mod store;
 pub mod suggest;
+#[cfg(any(test, feature = "test-hooks"))]
+#[doc(hidden)]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
