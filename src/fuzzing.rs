@@ -4,7 +4,10 @@
 //!
 //! Each function runs the real code and panics if an invariant breaks, so a
 //! fuzzer (`fuzz/`), the property tests and the corpus replay in
-//! `tests/integration/fuzz.rs` all check the same things. Not a stable API.
+//! `tests/integration/fuzz.rs` all check the same things. Not a stable API,
+//! and not in the shipped library: compiled only with the `fuzzing` feature,
+//! which `fuzz/Cargo.toml` and `cargo test` (through the crate's
+//! dev-dependency on itself) turn on.
 
 use std::io::BufRead;
 

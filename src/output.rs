@@ -36,13 +36,26 @@ pub struct Output {
 /// `stdout`, `stderr` or `both` to see what a person would, since a test
 /// harness never runs on a real terminal.
 fn terminals() -> (bool, bool) {
-    match std::env::var("SPOOL_TEST_TERMINAL").as_deref() {
-        Ok("stdout") => (true, false),
-        Ok("stderr") => (false, true),
-        Ok("both") => (true, true),
-        Ok(_) => (false, false),
-        Err(_) => (io::stdout().is_terminal(), io::stderr().is_terminal()),
+    match test_terminal() {
+        Some(which) => match which.to_str() {
+            Some("stdout") => (true, false),
+            Some("stderr") => (false, true),
+            Some("both") => (true, true),
+            _ => (false, false),
+        },
+        None => (io::stdout().is_terminal(), io::stderr().is_terminal()),
     }
+}
+
+/// `SPOOL_TEST_TERMINAL`, read only by a build for the test suite (the
+/// `test-hooks` feature, which `cargo test` turns on); a release build
+/// ignores it.
+fn test_terminal() -> Option<std::ffi::OsString> {
+    #[cfg(feature = "test-hooks")]
+    let which = std::env::var_os("SPOOL_TEST_TERMINAL");
+    #[cfg(not(feature = "test-hooks"))]
+    let which = None;
+    which
 }
 
 impl Output {
@@ -108,7 +121,7 @@ impl Progress {
     pub fn new(out: &Output, message: &'static str, total: Option<u64>, after: u64) -> Progress {
         Progress {
             enabled: out.progress(),
-            fake_terminal: std::env::var_os("SPOOL_TEST_TERMINAL").is_some(),
+            fake_terminal: test_terminal().is_some(),
             message,
             total,
             after,
@@ -126,7 +139,7 @@ impl Progress {
             return;
         }
         let long = self.count >= self.after
-            || (self.count % 1024 == 0 && self.started.elapsed().as_millis() >= 500);
+            || (self.count.is_multiple_of(1024) && self.started.elapsed().as_millis() >= 500);
         if self.enabled && long {
             self.bar = Some(self.start());
         }

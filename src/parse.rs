@@ -225,7 +225,7 @@ pub fn format_duration(d: Duration) -> String {
 /// Formats a byte count as users write sizes (`1MiB`, `64KiB`, `1000`).
 pub fn format_size(bytes: u64) -> String {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

@@ -723,7 +723,9 @@ fn stream(
     })
 }
 
-/// Checks one stdin line (line `number`) as publish does.
+/// Checks one stdin line (line `number`) as publish does (for
+/// `spool::fuzzing`).
+#[cfg(feature = "fuzzing")]
 pub(crate) fn check_line(
     preparer: &Preparer<'_>,
     number: u64,

@@ -20,10 +20,19 @@ pub fn on_postgres() -> bool {
     std::env::var("SPOOL_TEST_BACKEND").is_ok_and(|b| b == "postgres")
 }
 
-/// The PostgreSQL server the suite uses when [`on_postgres`].
+/// The PostgreSQL server the suite uses when [`on_postgres`], and the one
+/// the migrate tests copy into on either backend.
 pub fn pg_url() -> String {
-    std::env::var("SPOOL_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    spool::testing::pg_url()
+}
+
+/// For a test that needs PostgreSQL whatever the backend, and found no
+/// server at `url`: fails (panics) when `SPOOL_TEST_PG` is set, as in CI;
+/// otherwise says on stderr, past the harness's capture, that the test is
+/// skipped, and the caller returns.
+#[track_caller]
+pub fn no_pg_server(url: &str, reason: impl std::fmt::Display) {
+    spool::testing::no_pg_server(url, reason);
 }
 
 /// For a test of something only SQLite has (the file, its WAL, its locks):

@@ -4,7 +4,8 @@
 //! The server comes from `SPOOL_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); each test uses a schema of its
 //! own, dropped at the end. Without a reachable server the tests that need
-//! one say `skipped: …` on stderr and return.
+//! one fail when `SPOOL_TEST_PG` is set, and otherwise say `SKIPPED: …` on
+//! stderr and return.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -20,8 +21,7 @@ use crate::common::*;
 const FROM_SQLITE: &str = "migrate copies a SQLite file to PostgreSQL; the SQLite pass runs it";
 
 fn base_url() -> String {
-    std::env::var("SPOOL_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    pg_url()
 }
 
 /// One test's PostgreSQL schema; dropped with everything in it at the end.
@@ -46,7 +46,7 @@ impl Pg {
         match connect::parse(&base).and_then(|t| connect::connect(&t)) {
             Ok(_) => Some(pg),
             Err(e) => {
-                eprintln!("skipped: PostgreSQL not reachable at {base}: {e}");
+                no_pg_server(&base, e);
                 None
             }
         }

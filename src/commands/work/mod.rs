@@ -316,12 +316,13 @@ impl<'a> Worker<'a> {
         if second {
             self.stop_handlers();
         }
-        if let Phase::Stopping { kill_at, killed } = &mut self.phase {
-            if !*killed && (stops >= 3 || Instant::now() >= *kill_at) {
-                *killed = true;
-                for h in &self.running {
-                    h.signal(Signal::KILL);
-                }
+        if let Phase::Stopping { kill_at, killed } = &mut self.phase
+            && !*killed
+            && (stops >= 3 || Instant::now() >= *kill_at)
+        {
+            *killed = true;
+            for h in &self.running {
+                h.signal(Signal::KILL);
             }
         }
     }
