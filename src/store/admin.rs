@@ -7,36 +7,13 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::contracts::{self, Check};
+use super::checks::Check;
+use super::contracts;
 use super::lease::{self, delete_orphan, release_group};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
+use super::types::{ReplayFilter, Replayed};
 use super::{Error, Result, State, Store, ms, now_ms};
-
-/// Which finished messages `replay` brings back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplayFilter {
-    /// Acked messages (still kept by retention).
-    pub acked: bool,
-    /// Dead messages.
-    pub dead: bool,
-    /// Only those acked or dead at or after this time (ms since the epoch).
-    pub since: Option<i64>,
-    /// Only those acked or dead before this time (ms since the epoch).
-    pub until: Option<i64>,
-    /// Only these message ids (all when empty).
-    pub ids: Vec<i64>,
-}
-
-/// What `replay` did, or would do.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Replayed {
-    /// Ids of the messages put back to ready (or held behind their group).
-    pub ids: Vec<i64>,
-    /// With a target queue: ids left out because the target already holds a
-    /// delivery of that message.
-    pub skipped: Vec<i64>,
-}
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]
@@ -45,19 +22,6 @@ struct Candidate {
     state: State,
     priority: i64,
     group: Option<String>,
-}
-
-impl ReplayFilter {
-    fn wants(&self, state: State, done_at: i64) -> bool {
-        let state_ok = match state {
-            State::Acked => self.acked,
-            State::Dead => self.dead,
-            _ => false,
-        };
-        state_ok
-            && self.since.is_none_or(|t| done_at >= t)
-            && self.until.is_none_or(|t| done_at < t)
-    }
 }
 
 impl Store {
@@ -332,7 +296,7 @@ fn candidates(
         if state == State::Acked && done_at <= cutoff {
             continue;
         }
-        if filter.wants(state, done_at) {
+        if super::rules::replay_wants(filter, state, done_at) {
             found.push(Candidate {
                 id,
                 state,

@@ -3,29 +3,12 @@
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
-use super::contracts::{self, PublishChecks};
+use super::checks::PublishChecks;
+use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
+use super::types::NewMessage;
 use super::{Error, Result, State, Store};
-
-/// A message to publish.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NewMessage<'a> {
-    /// The body bytes, stored as they are.
-    pub body: &'a [u8],
-    /// True when the body is raw text rather than JSON.
-    pub raw: bool,
-    /// Deduplication key, scoped to the queue or topic published to.
-    pub key: Option<&'a str>,
-    /// Ordered group.
-    pub group: Option<&'a str>,
-    /// Headers as a JSON object text.
-    pub headers: Option<&'a str>,
-    /// Higher first.
-    pub priority: i64,
-    /// Not deliverable before this time (ms since the epoch).
-    pub available_at: Option<i64>,
-}
 
 /// An open publish transaction, handed to the closure of
 /// [`Store::publish_batch`]. Each statement is prepared once per batch, when

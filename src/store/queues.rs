@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::contracts::{self, SchemaChange};
+use super::contracts;
 use super::tx::Tx;
+use super::types::SchemaChange;
+use super::types::{Created, QueueSet};
 use super::{Error, Result, Settings, SettingsPatch, Store, ms};
 use crate::contract::Contract;
 
@@ -126,25 +128,6 @@ fn write_settings(tx: &Tx<'_>, id: i64, s: &Settings) -> Result<()> {
             ms(s.retry_delay),
         ))?;
     Ok(())
-}
-
-/// What `queue create` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    /// A new queue.
-    New,
-    /// The queue existed with the same settings; nothing changed.
-    Existed,
-}
-
-/// What `queue set` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueSet {
-    /// The settings now in force.
-    pub settings: Settings,
-    /// The number of the schema version this change recorded; `None` when
-    /// the schema was left alone or set to what it already was.
-    pub schema_version: Option<i64>,
 }
 
 impl Store {

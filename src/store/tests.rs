@@ -135,18 +135,6 @@ fn receipts_round_trip_and_refuse_garbage() {
     }
 }
 
-#[test]
-fn backoff_doubles_with_jitter_and_caps_at_an_hour() {
-    let base = Duration::from_secs(1);
-    for attempt in 1..=5 {
-        let d = lease::backoff(base, attempt);
-        let expected = base.as_secs_f64() * 2f64.powi(attempt as i32 - 1);
-        assert!(d.as_secs_f64() >= expected * 0.8 - 1e-9, "{attempt}: {d:?}");
-        assert!(d.as_secs_f64() <= expected * 1.2 + 1e-9, "{attempt}: {d:?}");
-    }
-    assert!(lease::backoff(base, 100) <= Duration::from_secs(3600));
-}
-
 /// Publishes `n` messages to `queue` in `group`.
 fn publish_group(store: &mut Store, queue: &str, group: &str, n: usize) -> Vec<i64> {
     store

@@ -21,16 +21,8 @@
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
+use super::types::Subscribed;
 use super::{Error, Result, Settings, Store};
-
-/// What `subscribe` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subscribed {
-    /// A new subscription: the queue receives what is published from now on.
-    New,
-    /// The queue already subscribed to the topic; nothing changed.
-    Existed,
-}
 
 impl Store {
     /// Subscribes `queue` to `topic`, creating either if missing, in one

@@ -2,14 +2,14 @@
 //! releasing a stuck lease. Each is one transaction that first applies the
 //! lazy transitions, so it acts on the states users see.
 
-use super::super::admin::{ReplayFilter, Replayed};
-use super::super::contracts::Check;
-use super::super::{Error, Result, State, ms};
 use super::contracts;
 use super::lease::{delete_orphans, housekeeping, promote_due, release_group};
 use super::queues::{self, Found, QueueRow};
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
+use crate::store::checks::Check;
+use crate::store::error::{Error, Result};
+use crate::store::types::{ReplayFilter, Replayed, State, ms};
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::super::{Error, Result};
+use crate::store::error::{Error, Result};
 
 /// The environment variable naming the PostgreSQL schema, when the URL has
 /// no `schema=` parameter.

@@ -3,15 +3,16 @@
 //! cannot be reused), the schema version and the server. PostgreSQL checks
 //! its own storage; there is no file, WAL or page count of spool's to show.
 
-use super::super::doctor::{BrokenSchema, QueueHealth};
-use super::super::{Result, State};
 use super::schema;
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
 use super::{contracts, queues};
+use crate::store::error::Result;
+use crate::store::types::State;
+use crate::store::views::{BrokenSchema, QueueHealth};
 
 /// What `spool doctor` found on PostgreSQL: the counterpart of
-/// [`super::super::Health`]. Gathering it only reads.
+/// [`crate::store::Health`]. Gathering it only reads.
 #[derive(Debug, Clone)]
 pub struct PgHealth {
     /// The database, as messages show it (no password).

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 
 use postgres::Row;
 
-use super::super::inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
-use super::super::{Delivery, Receipt, Result, State, ms};
 use super::queues::{self, Found, QueueRow};
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
+use crate::store::error::Result;
+use crate::store::receipt::Receipt;
+use crate::store::types::{Delivery, State, ms};
+use crate::store::views::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 
 /// A delivery row with the lazy transitions applied.
 #[derive(Debug, Clone, Copy)]
@@ -118,7 +120,7 @@ impl PgStore {
     }
 
     /// The named queues or topics, in the order given; an unknown name is
-    /// [`super::super::Error::UnknownQueue`].
+    /// [`crate::store::Error::UnknownQueue`].
     pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
         let mut missing = None;
         let mut infos = Vec::with_capacity(names.len());

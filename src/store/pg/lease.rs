@@ -5,11 +5,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::super::lease::{Receipt, ReceiptError, Release, backoff, new_leases};
-use super::super::{Delivery, Error, Result, State, ms};
 use super::queues::{self, Found, QueueRow};
 use super::tx::{NOW_MS, Tx};
 use super::{Conn, PgStore, RowExt};
+use crate::store::error::{Error, Result};
+use crate::store::receipt::{Receipt, ReceiptError, Release, new_leases};
+use crate::store::rules::backoff;
+use crate::store::types::{Delivery, State, ms};
 
 /// The most deliveries one claim statement leases (one random token each).
 const LEASE_BLOCK: usize = 1024;

@@ -123,7 +123,8 @@ pub use doctor::PgHealth;
 pub use import::{Migrated, PgImport};
 pub use publish::PgPublishBatch;
 
-use super::{Error, Result, Sync};
+use crate::store::error::{Error, Result};
+use crate::store::types::Sync;
 
 /// Where the PostgreSQL database is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -174,7 +175,7 @@ pub(crate) struct Conn {
     /// Queues named by notifications received but not yet waited for.
     pub news: Vec<String>,
     /// Compiled JSON Schemas, by queue and version.
-    pub contracts: super::contracts::ContractCache,
+    pub contracts: crate::store::checks::ContractCache,
     /// Benchmarks only: SQL run just before each commit that writes (to
     /// measure what a shared counter row would cost); also turns the
     /// one-statement claim and ack off.
@@ -493,7 +494,7 @@ fn lock_timeout(timeout: Duration) -> Error {
     let after = if timeout.is_zero() {
         String::new()
     } else {
-        format!(" ({})", super::busy::duration_text(timeout))
+        format!(" ({})", crate::store::error::duration_text(timeout))
     };
     Error::PgBusy {
         reason: format!(
@@ -530,7 +531,7 @@ impl PgStore {
             }
             let cap_us = (1_000u64 << tries.min(6)).min(50_000);
             std::thread::sleep(Duration::from_micros(
-                cap_us / 4 + super::lease::random_below(cap_us * 3 / 4),
+                cap_us / 4 + crate::store::receipt::random_below(cap_us * 3 / 4),
             ));
         }
     }

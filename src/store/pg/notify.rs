@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use super::super::Result;
 use super::tx::NOW_MS;
 use super::{Conn, PgStore, RowExt};
+use crate::store::error::Result;
 
 /// The notification channel of a schema (at most 63 bytes: schema names are
 /// at most 57).
@@ -66,7 +66,7 @@ impl Conn {
         let row = self.query_opt(&format!("SELECT {NOW_MS}"), &[])?;
         match row {
             Some(r) => r.at(0),
-            None => Ok(super::super::now_ms()),
+            None => Ok(crate::store::types::now_ms()),
         }
     }
 }

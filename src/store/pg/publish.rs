@@ -5,14 +5,14 @@
 
 use std::collections::VecDeque;
 
-use super::super::contracts::PublishChecks;
-use super::super::publish::NewMessage;
-use super::super::{Error, Result, State};
 use super::contracts;
 use super::lease::delete_orphans;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
+use crate::store::checks::PublishChecks;
+use crate::store::error::{Error, Result};
+use crate::store::types::{NewMessage, State};
 
 /// Rows per multi-row insert, at most.
 const CHUNK: usize = 1000;
@@ -25,7 +25,7 @@ const MAX_ID_BLOCK: i64 = 1024;
 
 /// An open publish transaction, handed to the closure of
 /// [`PgStore::publish_batch`]: the PostgreSQL counterpart of
-/// [`super::super::PublishBatch`], with the same two methods.
+/// [`crate::store::PublishBatch`], with the same two methods.
 pub struct PgPublishBatch<'t> {
     conn: &'t mut Conn,
     origin: QueueRow,

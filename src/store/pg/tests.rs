@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::super::*;
 use super::*;
-use crate::store::queues::Created;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

@@ -5,11 +5,11 @@
 //! [`queues::lock_shared`]), so a message goes to exactly the queues
 //! subscribed when it committed.
 
-use super::super::topics::Subscribed;
-use super::super::{Error, Result, Settings};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{PgStore, RowExt};
+use crate::store::error::{Error, Result};
+use crate::store::types::{Settings, Subscribed};
 
 impl PgStore {
     /// Subscribes `queue` to `topic`, creating either if missing, in one

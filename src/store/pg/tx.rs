@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Deref, DerefMut};
 
-use super::super::{Error, Result, State};
 use super::Conn;
+use crate::store::error::{Error, Result};
+use crate::store::types::State;
 
 /// The server's clock in ms since the epoch.
 pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use super::super::lease::{Receipt, ReceiptError, Release};
-use super::super::work::{Outcome, Settled, WorkStep};
-use super::super::{Result, State, Sync};
 use super::PgStore;
 use super::lease::{self, Claim, Held};
 use super::queues::QueueRow;
 use super::tx::Tx;
+use crate::store::error::Result;
+use crate::store::receipt::{Receipt, ReceiptError, Release};
+use crate::store::types::{Outcome, Settled, State, Sync, WorkStep};
 
 impl PgStore {
     /// Settles the deliveries of finished handlers, then leases up to `want`
