@@ -11,9 +11,10 @@ use super::checks::Check;
 use super::contracts;
 use super::lease::{self, delete_orphan, release_group};
 use super::queues::{self, QueueRow};
+use super::rules;
 use super::tx::Tx;
 use super::types::{ReplayFilter, Replayed};
-use super::{Error, Result, State, Store, ms, now_ms};
+use super::{Error, Result, State, Store, now_ms};
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]
@@ -258,8 +259,6 @@ fn candidates(
     filter: &ReplayFilter,
     now: i64,
 ) -> Result<Vec<Candidate>> {
-    let max = q.settings.max_attempts as i64;
-    let cutoff = now.saturating_sub(ms(q.settings.retention));
     let mut stmt = conn.prepare_cached(
         "SELECT state, visible_at, attempts, done_at, priority, grp FROM deliveries
          WHERE msg_id = ?1 AND queue_id = ?2",
@@ -286,17 +285,8 @@ fn candidates(
         let Some((state, visible_at, attempts, done_at, priority, group)) = row else {
             continue;
         };
-        let (state, done_at) = match state {
-            State::Leased if visible_at <= now && max > 0 && attempts >= max => {
-                (State::Dead, visible_at)
-            }
-            State::Acked | State::Dead => (state, done_at.unwrap_or(0)),
-            _ => continue,
-        };
-        if state == State::Acked && done_at <= cutoff {
-            continue;
-        }
-        if super::rules::replay_wants(filter, state, done_at) {
+        let row = (state, visible_at, attempts, done_at);
+        if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
             found.push(Candidate {
                 id,
                 state,

@@ -8,7 +8,8 @@ use rusqlite::OptionalExtension;
 
 use super::queues::{self, QueueRow};
 use super::receipt::{Receipt, ReceiptError, Release, new_leases};
-use super::rules::backoff;
+pub(crate) use super::rules::Held;
+use super::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
 use super::tx::Tx;
 use super::{Delivery, Result, State, Store, ms};
 
@@ -18,29 +19,6 @@ const SWEEP_BATCH: i64 = 512;
 
 /// Free pages above which a write hands pages back to the file system.
 const VACUUM_THRESHOLD: i64 = 256;
-
-/// A delivery row as ack/nack/extend see it.
-pub(crate) struct Held {
-    pub attempts: i64,
-    pub group: Option<String>,
-}
-
-/// What a receipt of a finished delivery means to a settle operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repeat {
-    /// Acking again is harmless.
-    Harmless,
-    /// Nack and extend need a lease that holds.
-    Refused,
-}
-
-enum Check {
-    /// The receipt's lease holds.
-    Held(Held),
-    /// Already acked with this receipt (or gone): acking again is harmless.
-    Done,
-    Refused(ReceiptError),
-}
 
 impl Store {
     /// Leases up to `max` deliverable messages of `queue` for `visibility`
@@ -120,12 +98,7 @@ impl Store {
             |tx, q, r, held| act(tx, q, r, held),
         )?
         .into_iter()
-        .map(|outcome| match outcome {
-            Ok(Some(())) => Ok(()),
-            Ok(None) if repeat == Repeat::Harmless => Ok(()),
-            Ok(None) => Err(ReceiptError::Finished),
-            Err(e) => Err(e),
-        })
+        .map(|outcome| rules::settle_answer(outcome, repeat))
         .collect::<Vec<_>>();
         tx.commit()?;
         Ok(outcomes)
@@ -203,9 +176,9 @@ pub(crate) fn settle_in<T, S>(
             continue;
         };
         let outcome = match check(tx, r, next_id)? {
-            Check::Held(held) => Ok(Some(act(tx, q, item, held)?)),
-            Check::Done => Ok(None),
-            Check::Refused(e) => Err(e),
+            Judgement::Held(held) => Ok(Some(act(tx, q, item, held)?)),
+            Judgement::Done => Ok(None),
+            Judgement::Refused(e) => Err(e),
         };
         outcomes.push(outcome);
     }
@@ -225,28 +198,21 @@ pub(crate) fn give_back(
     held: &Held,
     release: Release,
 ) -> Result<State> {
-    let max = q.settings.max_attempts as i64;
-    if max > 0 && held.attempts >= max {
-        finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
-        return Ok(State::Dead);
+    match rules::after_failure(&q.settings, held.attempts, release, tx.now) {
+        AfterFailure::Dead => {
+            finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
+            Ok(State::Dead)
+        }
+        AfterFailure::Back { state, visible_at } => {
+            set_state(tx, q.id, msg, state, visible_at)?;
+            tx.moved(q.id, Some(State::Leased), Some(state));
+            Ok(state)
+        }
     }
-    let delay = match release {
-        Release::Now => Duration::ZERO,
-        Release::After(d) => d,
-        Release::Backoff => backoff(q.settings.retry_delay, held.attempts),
-    };
-    let state = if delay.is_zero() {
-        State::Ready
-    } else {
-        State::Delayed
-    };
-    set_state(tx, q.id, msg, state, tx.now.saturating_add(ms(delay)))?;
-    tx.moved(q.id, Some(State::Leased), Some(state));
-    Ok(state)
 }
 
 /// Judges a receipt against the delivery row it names.
-fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Check> {
+fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Judgement> {
     let row = tx
         .tx
         .prepare_cached(
@@ -254,31 +220,18 @@ fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Check> {
              WHERE msg_id = ?1 AND queue_id = ?2",
         )?
         .query_row((r.msg_id, r.queue_id), |row| {
-            Ok((
-                State::from_i64(row.get(0)?),
-                row.get::<_, Option<i64>>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, Option<String>>(4)?,
-            ))
+            Ok(LeaseRow {
+                state: State::from_i64(row.get(0)?),
+                lease: row.get(1)?,
+                visible_at: row.get(2)?,
+                attempts: row.get(3)?,
+                group: row.get(4)?,
+            })
         })
         .optional()?;
-    let Some((state, lease, visible_at, attempts, group)) = row else {
-        // Deleted on ack (retention 0), by retention, or by a purge: the
-        // message is finished, so acking it again changes nothing.
-        return Ok(if r.msg_id < next_id {
-            Check::Done
-        } else {
-            Check::Refused(ReceiptError::Unknown)
-        });
-    };
-    if lease != Some(r.lease) {
-        return Ok(Check::Refused(ReceiptError::LeaseEnded));
-    }
-    Ok(match state {
-        State::Leased if visible_at > tx.now => Check::Held(Held { attempts, group }),
-        State::Acked => Check::Done,
-        _ => Check::Refused(ReceiptError::LeaseEnded),
+    Ok(match row {
+        Some(row) => rules::judge_receipt(r, row, tx.now),
+        None => rules::judge_missing(r, next_id - 1),
     })
 }
 
@@ -431,11 +384,7 @@ pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: 
             .execute((queue, group))?;
         return Ok(());
     };
-    let state = if visible_at > tx.now {
-        State::Delayed
-    } else {
-        State::Ready
-    };
+    let state = rules::released_state(visible_at, tx.now);
     set_state(tx, queue, next_id, state, visible_at)?;
     tx.tx
         .prepare_cached("UPDATE groups SET head_id = ?3 WHERE queue_id = ?1 AND grp = ?2")?
@@ -460,6 +409,8 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     if !due {
         return Ok(());
     }
+    // The transitions of `rules::effective`, in SQL: an expired lease dies
+    // when `rules::lease_dies` says so, the other due rows become ready.
     let max = q.settings.max_attempts as i64;
     if max > 0 {
         let died: Vec<(i64, Option<String>)> = tx

@@ -9,7 +9,8 @@ use super::tx::Tx;
 use super::{Conn, PgStore, RowExt};
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
-use crate::store::types::{ReplayFilter, Replayed, State, ms};
+use crate::store::rules;
+use crate::store::types::{ReplayFilter, Replayed, State};
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]
@@ -18,17 +19,6 @@ struct Candidate {
     state: State,
     priority: i64,
     group: Option<String>,
-}
-
-fn wants(filter: &ReplayFilter, state: State, done_at: i64) -> bool {
-    let state_ok = match state {
-        State::Acked => filter.acked,
-        State::Dead => filter.dead,
-        _ => false,
-    };
-    state_ok
-        && filter.since.is_none_or(|t| done_at >= t)
-        && filter.until.is_none_or(|t| done_at < t)
 }
 
 impl PgStore {
@@ -289,8 +279,6 @@ fn candidates(
     now: i64,
     lock: bool,
 ) -> Result<Vec<Candidate>> {
-    let max = i64::from(q.settings.max_attempts);
-    let cutoff = now.saturating_sub(ms(q.settings.retention));
     let ids: Vec<i64> = if filter.ids.is_empty() {
         finished_ids(tx, q, filter, now)?
     } else {
@@ -306,20 +294,8 @@ fn candidates(
     let rows = tx.query(sql, &[&q.id, &ids])?;
     let mut found = Vec::new();
     for r in &rows {
-        let state = State::from_i64(r.at(1)?);
-        let visible_at: i64 = r.at(2)?;
-        let attempts: i64 = r.at(3)?;
-        let (state, done_at) = match state {
-            State::Leased if visible_at <= now && max > 0 && attempts >= max => {
-                (State::Dead, visible_at)
-            }
-            State::Acked | State::Dead => (state, r.at::<Option<i64>>(4)?.unwrap_or(0)),
-            _ => continue,
-        };
-        if state == State::Acked && done_at <= cutoff {
-            continue;
-        }
-        if wants(filter, state, done_at) {
+        let row = (State::from_i64(r.at(1)?), r.at(2)?, r.at(3)?, r.at(4)?);
+        if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
             found.push(Candidate {
                 id: r.at(0)?,
                 state,

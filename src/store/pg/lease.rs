@@ -10,7 +10,8 @@ use super::tx::{NOW_MS, Tx};
 use super::{Conn, PgStore, RowExt};
 use crate::store::error::{Error, Result};
 use crate::store::receipt::{Receipt, ReceiptError, Release, new_leases};
-use crate::store::rules::backoff;
+pub(crate) use crate::store::rules::Held;
+use crate::store::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
 use crate::store::types::{Delivery, State, ms};
 
 /// The most deliveries one claim statement leases (one random token each).
@@ -18,18 +19,6 @@ const LEASE_BLOCK: usize = 1024;
 
 /// How many acked messages past retention one housekeeping removes at most.
 const SWEEP_BATCH: i64 = 512;
-
-/// A delivery row as ack/nack/extend see it.
-pub(crate) struct Held {
-    pub attempts: i64,
-    pub group: Option<String>,
-}
-
-enum Check {
-    Held(Held),
-    Done,
-    Refused(ReceiptError),
-}
 
 /// What [`claim_in`] found.
 pub(crate) enum Claim {
@@ -153,11 +142,7 @@ impl PgStore {
             |tx, q, r, held| act(tx, q, r, held),
         )?
         .into_iter()
-        .map(|outcome| match outcome {
-            Ok(Some(())) => Ok(()),
-            Ok(None) => Err(ReceiptError::Finished),
-            Err(e) => Err(e),
-        })
+        .map(|outcome| rules::settle_answer(outcome, Repeat::Refused))
         .collect();
         tx.commit()?;
         Ok(outcomes)
@@ -467,11 +452,11 @@ pub(crate) fn ack_in(
             Ok(())
         } else {
             match check(tx, r, &mut last_id)? {
-                Check::Done => Ok(()),
-                Check::Refused(e) => Err(e),
+                Judgement::Done => Ok(()),
+                Judgement::Refused(e) => Err(e),
                 // Its lease started holding after the ack looked: a receipt
                 // given twice in one call, or a race lost; refuse it.
-                Check::Held(_) => Err(ReceiptError::LeaseEnded),
+                Judgement::Held(_) => Err(ReceiptError::LeaseEnded),
             }
         };
         outcomes.push(outcome);
@@ -556,9 +541,9 @@ pub(crate) fn settle_in<T, S>(
             continue;
         };
         let outcome = match check(tx, r, &mut last_id)? {
-            Check::Held(held) => Ok(Some(act(tx, q, item, held)?)),
-            Check::Done => Ok(None),
-            Check::Refused(e) => Err(e),
+            Judgement::Held(held) => Ok(Some(act(tx, q, item, held)?)),
+            Judgement::Done => Ok(None),
+            Judgement::Refused(e) => Err(e),
         };
         outcomes.push(outcome);
     }
@@ -581,38 +566,27 @@ fn last_message_id(conn: &mut Conn) -> Result<i64> {
 
 /// Judges a receipt against the delivery row it names, locking the row so
 /// the judgement holds until the transaction ends.
-fn check(tx: &mut Tx<'_>, r: &Receipt, last_id: &mut Option<i64>) -> Result<Check> {
+fn check(tx: &mut Tx<'_>, r: &Receipt, last_id: &mut Option<i64>) -> Result<Judgement> {
     let row = tx.query_opt(
         "SELECT state, lease, visible_at, attempts, grp FROM deliveries
          WHERE msg_id = $1 AND queue_id = $2 FOR UPDATE",
         &[&r.msg_id, &r.queue_id],
     )?;
     let Some(row) = row else {
-        // Deleted on ack (retention 0), by retention or by a purge: the
-        // message is finished, so acking it again changes nothing.
         let last = match *last_id {
             Some(id) => id,
             None => *last_id.insert(last_message_id(tx)?),
         };
-        return Ok(if r.msg_id <= last {
-            Check::Done
-        } else {
-            Check::Refused(ReceiptError::Unknown)
-        });
+        return Ok(rules::judge_missing(r, last));
     };
-    let state = State::from_i64(row.at(0)?);
-    if row.at::<Option<i64>>(1)? != Some(r.lease) {
-        return Ok(Check::Refused(ReceiptError::LeaseEnded));
-    }
-    let visible_at: i64 = row.at(2)?;
-    Ok(match state {
-        State::Leased if visible_at > tx.now => Check::Held(Held {
-            attempts: row.at(3)?,
-            group: row.at(4)?,
-        }),
-        State::Acked => Check::Done,
-        _ => Check::Refused(ReceiptError::LeaseEnded),
-    })
+    let row = LeaseRow {
+        state: State::from_i64(row.at(0)?),
+        lease: row.at(1)?,
+        visible_at: row.at(2)?,
+        attempts: row.at(3)?,
+        group: row.at(4)?,
+    };
+    Ok(rules::judge_receipt(r, row, tx.now))
 }
 
 /// Gives a held delivery back after a failed attempt: deliverable again per
@@ -624,26 +598,18 @@ pub(crate) fn give_back(
     held: &Held,
     release: Release,
 ) -> Result<State> {
-    let max = i64::from(q.settings.max_attempts);
-    if max > 0 && held.attempts >= max {
-        finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
-        return Ok(State::Dead);
+    match rules::after_failure(&q.settings, held.attempts, release, tx.now) {
+        AfterFailure::Dead => {
+            finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
+            Ok(State::Dead)
+        }
+        AfterFailure::Back { state, visible_at } => {
+            set_state(tx, q.id, msg, state, visible_at)?;
+            tx.moved(q.id, Some(State::Leased), Some(state));
+            tx.notify(&q.name);
+            Ok(state)
+        }
     }
-    let delay = match release {
-        Release::Now => Duration::ZERO,
-        Release::After(d) => d,
-        Release::Backoff => backoff(q.settings.retry_delay, held.attempts),
-    };
-    let state = if delay.is_zero() {
-        State::Ready
-    } else {
-        State::Delayed
-    };
-    let at = tx.now.saturating_add(ms(delay));
-    set_state(tx, q.id, msg, state, at)?;
-    tx.moved(q.id, Some(State::Leased), Some(state));
-    tx.notify(&q.name);
-    Ok(state)
 }
 
 pub(crate) fn set_state(
@@ -759,11 +725,7 @@ fn release_now(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Resul
         return Ok(());
     };
     let (next_id, visible_at): (i64, i64) = (next.at(0)?, next.at(1)?);
-    let state = if visible_at > tx.now {
-        State::Delayed
-    } else {
-        State::Ready
-    };
+    let state = rules::released_state(visible_at, tx.now);
     set_state(tx, queue, next_id, state, visible_at)?;
     tx.execute(
         "UPDATE group_heads SET head_id = $3 WHERE queue_id = $1 AND grp = $2",
@@ -785,6 +747,8 @@ fn name_of(conn: &mut Conn, queue: i64) -> Result<Option<String>> {
 /// Moves due delayed messages and expired leases of `q` back to ready, or to
 /// dead for a lease that ran out on the last allowed attempt. Skips rows
 /// other transactions hold, so concurrent claims never wait on each other.
+/// (The transitions of `rules::effective` in SQL: the `CASE` is
+/// `rules::lease_dies`.)
 pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     let max = i64::from(q.settings.max_attempts);
     let now = tx.now;
