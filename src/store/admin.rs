@@ -134,7 +134,8 @@ impl Store {
         let mut removed: Vec<(i64, Option<String>)> = Vec::new();
         for &state in states {
             let rows = delete_in_state(&tx.tx, q.id, state)?;
-            tx.moved_many(q.id, Some(state), None, rows.len() as i64);
+            tx.counts
+                .moved_many(q.id, Some(state), None, rows.len() as i64);
             removed.extend(rows);
         }
         for (msg, group) in &removed {
@@ -169,7 +170,8 @@ impl Store {
             )?
             .execute((id, q.id, tx.now))?;
         if released > 0 {
-            tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+            tx.counts
+                .moved(q.id, Some(State::Leased), Some(State::Ready));
         }
         tx.commit()?;
         Ok(released > 0)
@@ -383,7 +385,7 @@ fn replay_in_place(
                  WHERE msg_id = ?1 AND queue_id = ?2",
             )?
             .execute((c.id, q.id, state as i64, tx.now))?;
-        tx.moved(q.id, Some(c.state), Some(state));
+        tx.counts.moved(q.id, Some(c.state), Some(state));
         done.ids.push(c.id);
         progress(1);
     }
@@ -429,10 +431,10 @@ fn replay_to(
                 c.group.as_deref(),
                 check.map(|c| c.version),
             ))?;
-        tx.moved(target.id, None, Some(state));
+        tx.counts.moved(target.id, None, Some(state));
         done.ids.push(c.id);
         progress(1);
     }
-    tx.published(target.id, done.ids.len() as i64);
+    tx.counts.published(target.id, done.ids.len() as i64);
     Ok(done)
 }

@@ -134,7 +134,7 @@ pub(crate) fn claim_in(
     let lease = visibility.unwrap_or(q.settings.visibility);
     let lease_end = tx.now.saturating_add(ms(lease));
     let mut leased = lease_next(tx, &q, max, lease_end)?;
-    tx.moved_many(
+    tx.counts.moved_many(
         q.id,
         Some(State::Ready),
         Some(State::Leased),
@@ -205,7 +205,7 @@ pub(crate) fn give_back(
         }
         AfterFailure::Back { state, visible_at } => {
             set_state(tx, q.id, msg, state, visible_at)?;
-            tx.moved(q.id, Some(State::Leased), Some(state));
+            tx.counts.moved(q.id, Some(State::Leased), Some(state));
             Ok(state)
         }
     }
@@ -329,14 +329,14 @@ pub(crate) fn finish(
             .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?
             .execute((msg, q.id))?;
         delete_orphan(tx, msg)?;
-        tx.acked_and_deleted(q.id);
+        tx.counts.acked_and_deleted(q.id, 1);
     } else {
         tx.tx
             .prepare_cached(
                 "UPDATE deliveries SET state = ?3, done_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
             )?
             .execute((msg, q.id, to as i64, tx.now))?;
-        tx.moved(q.id, Some(State::Leased), Some(to));
+        tx.counts.moved(q.id, Some(State::Leased), Some(to));
     }
     if let Some(group) = group {
         release_group(tx, q.id, group, msg)?;
@@ -389,7 +389,7 @@ pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: 
     tx.tx
         .prepare_cached("UPDATE groups SET head_id = ?3 WHERE queue_id = ?1 AND grp = ?2")?
         .execute((queue, group, next_id))?;
-    tx.moved(queue, Some(State::Held), Some(state));
+    tx.counts.moved(queue, Some(State::Held), Some(state));
     Ok(())
 }
 
@@ -423,7 +423,7 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
             )?
             .query_map((q.id, tx.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        tx.moved_many(
+        tx.counts.moved_many(
             q.id,
             Some(State::Leased),
             Some(State::Dead),
@@ -451,7 +451,8 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
         ),
     ] {
         let n = tx.tx.prepare_cached(sql)?.execute((q.id, tx.now))?;
-        tx.moved_many(q.id, Some(from), Some(State::Ready), n as i64);
+        tx.counts
+            .moved_many(q.id, Some(from), Some(State::Ready), n as i64);
     }
     Ok(())
 }
@@ -487,7 +488,8 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
         )?
         .query_map((q.id, cutoff, SWEEP_BATCH), |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    tx.moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
+    tx.counts
+        .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
     for msg in removed {
         delete_orphan(tx, msg)?;
     }

@@ -98,6 +98,7 @@
 
 // Backend-neutral: the API's types, the errors and the queue rules.
 mod checks;
+mod counters;
 mod error;
 mod receipt;
 pub mod records;

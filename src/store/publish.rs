@@ -79,17 +79,17 @@ impl Store {
             )
         };
         for queue in swept {
-            tx.moved(queue, Some(State::Acked), None);
+            tx.counts.moved(queue, Some(State::Acked), None);
             tx.freed_pages();
         }
         for (queue, counts) in targets.iter().zip(&added) {
             for (state, n) in State::ALL.iter().zip(counts) {
-                tx.moved_many(queue.id, None, Some(*state), *n);
+                tx.counts.moved_many(queue.id, None, Some(*state), *n);
             }
-            tx.published(queue.id, counts.iter().sum());
+            tx.counts.published(queue.id, counts.iter().sum());
         }
         if origin.is_topic {
-            tx.published(origin.id, published);
+            tx.counts.published(origin.id, published);
         }
         // Retention cleanup in small steps, paid by the writers of each queue.
         for queue in &targets {

@@ -106,7 +106,8 @@ fn release_one(tx: &mut Tx<'_>, q: &QueueRow, msg: i64) -> Result<()> {
              WHERE msg_id = ?1 AND queue_id = ?2",
         )?
         .execute((msg, q.id, tx.now))?;
-    tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+    tx.counts
+        .moved(q.id, Some(State::Leased), Some(State::Ready));
     Ok(())
 }
 

@@ -172,7 +172,8 @@ impl PgStore {
                 .iter()
                 .map(|r| Ok((r.at(0)?, r.at(1)?)))
                 .collect::<Result<Vec<(i64, Option<String>)>>>()?;
-            tx.moved_many(q.id, Some(state), None, rows.len() as i64);
+            tx.counts
+                .moved_many(q.id, Some(state), None, rows.len() as i64);
             removed.extend(rows);
         }
         let ids: Vec<i64> = removed.iter().map(|(id, _)| *id).collect();
@@ -212,7 +213,8 @@ impl PgStore {
             &[&id, &q.id, &now],
         )?;
         if released > 0 {
-            tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+            tx.counts
+                .moved(q.id, Some(State::Leased), Some(State::Ready));
             tx.notify(&q.name);
         }
         tx.commit()?;
@@ -414,7 +416,7 @@ fn replay_in_place(
              WHERE msg_id = $1 AND queue_id = $2",
             &[&c.id, &q.id, &(state as i64), &now],
         )?;
-        tx.moved(q.id, Some(c.state), Some(state));
+        tx.counts.moved(q.id, Some(c.state), Some(state));
         done.ids.push(c.id);
         progress(1);
     }
@@ -458,11 +460,11 @@ fn replay_to(
                 &check.map(|c| c.version),
             ],
         )?;
-        tx.moved(target.id, None, Some(state));
+        tx.counts.moved(target.id, None, Some(state));
         done.ids.push(c.id);
         progress(1);
     }
-    tx.published(target.id, done.ids.len() as i64);
+    tx.counts.published(target.id, done.ids.len() as i64);
     if !done.ids.is_empty() {
         tx.notify(&target.name);
     }

@@ -162,7 +162,7 @@ impl PgStore {
             if summed != counted {
                 for state in State::ALL {
                     let diff = counted[state as usize] - summed[state as usize];
-                    tx.correct(q.id, state, diff);
+                    tx.counts.correct(q.id, state, diff);
                 }
                 changed += 1;
             }

@@ -182,7 +182,7 @@ pub(crate) fn claim_in(
     let lease = visibility.unwrap_or(q.settings.visibility);
     let lease_end = tx.now.saturating_add(ms(lease));
     let leased = lease_next(tx, &q, max, lease_end)?;
-    tx.moved_many(
+    tx.counts.moved_many(
         q.id,
         Some(State::Ready),
         Some(State::Leased),
@@ -426,9 +426,10 @@ pub(crate) fn ack_in(
         }
         for (r, group) in ack_set(tx, &set, deleting)? {
             if deleting {
-                tx.acked_and_deleted(r.queue_id, 1);
+                tx.counts.acked_and_deleted(r.queue_id, 1);
             } else {
-                tx.moved(r.queue_id, Some(State::Leased), Some(State::Acked));
+                tx.counts
+                    .moved(r.queue_id, Some(State::Leased), Some(State::Acked));
             }
             acked.insert(r, group);
         }
@@ -605,7 +606,7 @@ pub(crate) fn give_back(
         }
         AfterFailure::Back { state, visible_at } => {
             set_state(tx, q.id, msg, state, visible_at)?;
-            tx.moved(q.id, Some(State::Leased), Some(state));
+            tx.counts.moved(q.id, Some(State::Leased), Some(state));
             tx.notify(&q.name);
             Ok(state)
         }
@@ -641,14 +642,14 @@ pub(crate) fn finish(
             &[&msg, &q.id],
         )?;
         delete_orphans(tx, &[msg])?;
-        tx.acked_and_deleted(q.id, 1);
+        tx.counts.acked_and_deleted(q.id, 1);
     } else {
         let now = tx.now;
         tx.execute(
             "UPDATE deliveries SET state = $3, done_at = $4 WHERE msg_id = $1 AND queue_id = $2",
             &[&msg, &q.id, &(to as i64), &now],
         )?;
-        tx.moved(q.id, Some(State::Leased), Some(to));
+        tx.counts.moved(q.id, Some(State::Leased), Some(to));
     }
     if let Some(group) = group {
         release_group(tx, q.id, group, msg)?;
@@ -731,7 +732,7 @@ fn release_now(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Resul
         "UPDATE group_heads SET head_id = $3 WHERE queue_id = $1 AND grp = $2",
         &[&queue, &group, &next_id],
     )?;
-    tx.moved(queue, Some(State::Held), Some(state));
+    tx.counts.moved(queue, Some(State::Held), Some(state));
     if let Some(name) = name_of(tx, queue)? {
         tx.notify(&name);
     }
@@ -770,7 +771,7 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     for row in &rows {
         let from = State::from_i64(row.at(1)?);
         let to = State::from_i64(row.at(2)?);
-        tx.moved(q.id, Some(from), Some(to));
+        tx.counts.moved(q.id, Some(from), Some(to));
         if to == State::Dead
             && let Some(group) = row.at::<Option<String>>(3)?
         {
@@ -821,6 +822,7 @@ pub(crate) fn housekeeping(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     )?;
     tx.housekeeping.insert(q.id, second);
     let removed = rows.iter().map(|r| r.at(0)).collect::<Result<Vec<i64>>>()?;
-    tx.moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
+    tx.counts
+        .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
     delete_orphans(tx, &removed)
 }

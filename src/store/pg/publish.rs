@@ -130,19 +130,19 @@ impl PgStore {
             (value, batch.added, batch.published, batch.swept)
         };
         for queue in swept {
-            tx.moved(queue, Some(State::Acked), None);
+            tx.counts.moved(queue, Some(State::Acked), None);
         }
         for (queue, counts) in targets.iter().zip(&added) {
             for (state, n) in State::ALL.iter().zip(counts) {
-                tx.moved_many(queue.id, None, Some(*state), *n);
+                tx.counts.moved_many(queue.id, None, Some(*state), *n);
             }
-            tx.published(queue.id, counts.iter().sum());
+            tx.counts.published(queue.id, counts.iter().sum());
             if counts[State::Ready as usize] > 0 || counts[State::Delayed as usize] > 0 {
                 tx.notify(&queue.name);
             }
         }
         if origin.is_topic {
-            tx.published(origin.id, published);
+            tx.counts.published(origin.id, published);
         }
         for queue in &targets {
             super::lease::housekeeping(&mut tx, queue)?;

@@ -136,7 +136,8 @@ fn release_one(tx: &mut Tx<'_>, q: &QueueRow, msg: i64) -> Result<()> {
          WHERE msg_id = $1 AND queue_id = $2",
         &[&msg, &q.id, &now],
     )?;
-    tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+    tx.counts
+        .moved(q.id, Some(State::Leased), Some(State::Ready));
     tx.notify(&q.name);
     Ok(())
 }
