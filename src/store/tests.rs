@@ -722,3 +722,85 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].schema_version, Some(1));
 }
+
+/// The lazy transitions run as SQL in a claim (`lease::promote_due`) and in
+/// `stats` (the due summary), and as Rust in `peek`: for every combination
+/// of stored state, due time and attempts all three agree with
+/// `rules::effective`.
+#[test]
+fn the_sql_of_the_lazy_transitions_agrees_with_the_rule() {
+    use super::rules::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
+    let (_dir, mut store) = temp_store();
+    let patch = SettingsPatch {
+        max_attempts: Some(MAX_ATTEMPTS),
+        ..SettingsPatch::default()
+    };
+    store.create_queue("q", &patch, None).expect("create");
+    publish_n(&mut store, "q", LEASED.len());
+    let leased = store
+        .claim("q", LEASED.len(), Some(Duration::from_secs(600)), false)
+        .expect("claim");
+    let later = now_ms() + 3_600_000;
+    let delayed: Vec<i64> = DELAYED
+        .iter()
+        .map(|_| {
+            store
+                .publish_batch("q", |b| {
+                    b.publish(&NewMessage {
+                        body: b"{}",
+                        available_at: Some(later),
+                        ..NewMessage::default()
+                    })
+                })
+                .expect("publish")
+        })
+        .collect();
+    let now = now_ms();
+    let mut rows: Vec<(i64, State, i64, i64)> = leased
+        .iter()
+        .zip(LEASED)
+        .map(|(d, (due, attempts))| (d.id, State::Leased, now + due, attempts))
+        .collect();
+    rows.extend(
+        delayed
+            .iter()
+            .zip(DELAYED)
+            .map(|(id, due)| (*id, State::Delayed, now + due, 0)),
+    );
+    for (id, _, visible_at, attempts) in &rows {
+        store
+            .conn
+            .execute(
+                "UPDATE deliveries SET visible_at = ?2, attempts = ?3 WHERE msg_id = ?1",
+                (id, visible_at, attempts),
+            )
+            .expect("set up");
+    }
+    let want: Vec<State> = rows
+        .iter()
+        .map(|(_, state, visible_at, attempts)| expected(*state, *visible_at, *attempts, now))
+        .collect();
+    assert!(want.contains(&State::Dead) && want.contains(&State::Ready));
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let peeked = store.peek_id("q", *id).expect("peek").expect("held");
+        assert_eq!(peeked.state, *state, "peek of {id}");
+    }
+    let infos = store.queue_infos().expect("stats");
+    assert_eq!(infos[0].counts, tally(&want), "stats");
+    store.claim("q", 0, None, false).expect("claim nothing");
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let stored: i64 = store
+            .conn
+            .query_row(
+                "SELECT state FROM deliveries WHERE msg_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .expect("row");
+        assert_eq!(
+            State::from_i64(stored),
+            *state,
+            "claim's transition of {id}"
+        );
+    }
+}

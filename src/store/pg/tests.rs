@@ -2231,3 +2231,99 @@ fn a_real_deadlock_is_reported_as_busy_and_marked_for_retry() {
     let _ = a.conn.get_mut().batch("ROLLBACK");
     let _ = b.conn.get_mut().batch("ROLLBACK");
 }
+
+/// The lazy transitions run as SQL in a claim (`lease::promote_due`), in
+/// `stats` (the due summary) and in `peek`'s ready rows, and as Rust in
+/// `peek_id`: for every combination of stored state, due time and attempts
+/// all agree with `rules::effective`.
+#[test]
+fn the_sql_of_the_lazy_transitions_agrees_with_the_rule() {
+    use crate::store::rules::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
+    test_db!(db, store);
+    store
+        .create_queue("q", &max_attempts(MAX_ATTEMPTS), None)
+        .expect("create");
+    publish_n(&mut store, "q", LEASED.len());
+    let leased = store
+        .claim("q", LEASED.len(), Some(Duration::from_secs(600)), false)
+        .expect("claim");
+    let later = store.conn.borrow_mut().server_now().expect("now") + 3_600_000;
+    let delayed: Vec<i64> = DELAYED
+        .iter()
+        .map(|_| {
+            let msg = NewMessage {
+                body: b"{}",
+                available_at: Some(later),
+                ..NewMessage::default()
+            };
+            publish_one(&mut store, "q", msg).expect("publish")
+        })
+        .collect();
+    let now = store.conn.borrow_mut().server_now().expect("now");
+    let mut rows: Vec<(i64, State, i64, i64)> = leased
+        .iter()
+        .zip(LEASED)
+        .map(|(d, (due, attempts))| (d.id, State::Leased, now + due, attempts))
+        .collect();
+    rows.extend(
+        delayed
+            .iter()
+            .zip(DELAYED)
+            .map(|(id, due)| (*id, State::Delayed, now + due, 0)),
+    );
+    let mut client = db.client();
+    for (id, _, visible_at, attempts) in &rows {
+        client
+            .execute(
+                "UPDATE deliveries SET visible_at = $2, attempts = $3 WHERE msg_id = $1",
+                &[id, visible_at, attempts],
+            )
+            .expect("set up");
+    }
+    let want: Vec<State> = rows
+        .iter()
+        .map(|(_, state, visible_at, attempts)| expected(*state, *visible_at, *attempts, now))
+        .collect();
+    assert!(want.contains(&State::Dead) && want.contains(&State::Ready));
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let peeked = store.peek_id("q", *id).expect("peek").expect("held");
+        assert_eq!(peeked.state, *state, "peek of {id}");
+    }
+    let ready = PeekQuery {
+        ready: true,
+        delayed: false,
+        leased: false,
+        acked: false,
+        dead: false,
+        limit: 100,
+    };
+    let mut shown: Vec<i64> = store
+        .peek("q", &ready)
+        .expect("peek")
+        .iter()
+        .map(|p| p.delivery.id)
+        .collect();
+    shown.sort_unstable();
+    let mut ready_ids: Vec<i64> = rows
+        .iter()
+        .zip(&want)
+        .filter(|(_, s)| **s == State::Ready)
+        .map(|((id, ..), _)| *id)
+        .collect();
+    ready_ids.sort_unstable();
+    assert_eq!(shown, ready_ids, "peek's ready rows");
+    let infos = store.queue_infos().expect("stats");
+    assert_eq!(infos[0].counts, tally(&want), "stats");
+    // A new connection: its first claim takes the full path, with the
+    // lazy transitions.
+    let mut other = db.open();
+    other.claim("q", 0, None, false).expect("claim nothing");
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let stored = db.count(&format!("SELECT state FROM deliveries WHERE msg_id = {id}"));
+        assert_eq!(
+            State::from_i64(stored),
+            *state,
+            "claim's transition of {id}"
+        );
+    }
+}
