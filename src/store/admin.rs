@@ -14,7 +14,7 @@ use super::queues::{self, QueueRow};
 use super::rules;
 use super::tx::Tx;
 use super::types::{ReplayFilter, Replayed};
-use super::{Error, Result, State, Store, now_ms};
+use super::{Error, Result, SqliteStore, State, now_ms};
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ struct Candidate {
     group: Option<String>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Puts matching acked/dead messages of `queue` back: in place (ready,
     /// attempts reset, same ids), or with `to` as new ready deliveries of the
     /// same messages in that queue (created if needed), leaving the originals
@@ -43,7 +43,7 @@ impl Store {
         self.replay_with_progress(queue, filter, to, &mut |_| {})
     }
 
-    /// [`Store::replay`], calling `progress(n)` as messages are replayed
+    /// [`SqliteStore::replay`], calling `progress(n)` as messages are replayed
     /// (for a progress bar).
     pub fn replay_with_progress(
         &mut self,
@@ -71,7 +71,7 @@ impl Store {
         Ok(done)
     }
 
-    /// What [`Store::replay`] would do, without changing anything (for
+    /// What [`SqliteStore::replay`] would do, without changing anything (for
     /// `--dry-run`; works on a read-only connection).
     pub fn replay_preview(
         &self,
@@ -122,7 +122,7 @@ impl Store {
         self.purge_with_progress(queue, states, &mut |_| {})
     }
 
-    /// [`Store::purge`], calling `progress(n)` as messages are removed.
+    /// [`SqliteStore::purge`], calling `progress(n)` as messages are removed.
     pub fn purge_with_progress(
         &mut self,
         queue: &str,

@@ -13,7 +13,7 @@ use super::checks::{Check, ContractCache, PublishChecks, compiled, same_schema, 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::types::{SchemaChange, SchemaVersion};
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 use crate::contract::Contract;
 
 /// The latest version of a queue's schema: its number and text (`None` when
@@ -117,7 +117,7 @@ pub(crate) fn for_publish(
     Ok(out)
 }
 
-impl Store {
+impl SqliteStore {
     /// Every version of the schema of queue or topic `name`, oldest first.
     pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
         let Some(row) = queues::lookup(&self.conn, name)? else {

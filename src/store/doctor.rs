@@ -9,7 +9,7 @@ use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::views::{BrokenSchema, QueueHealth};
-use super::{Result, Store, netfs, schema};
+use super::{Result, SqliteStore, netfs, schema};
 
 /// What `spool doctor` found. Gathering it only reads.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl Health {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Runs every check. Only reads; a full integrity check and a count of
     /// every row, so it takes a while on a large database.
     pub fn health(&self) -> Result<Health> {

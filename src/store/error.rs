@@ -222,7 +222,7 @@ pub enum Error {
     #[error("the database cannot be read or written: {0}{hint}", hint = sqlite_hint(.0))]
     Sqlite(rusqlite::Error),
     /// A PostgreSQL request failed: the connection broke, or the server
-    /// refused it (see [`pg`]).
+    /// refused it (see [`super::pg`]).
     #[error("the PostgreSQL database cannot be read or written: {0}")]
     Postgres(String),
     /// The operating system gave no random bytes (for lease tokens).

@@ -5,7 +5,7 @@
 //! Everything is read in one read transaction: in WAL mode that is one
 //! snapshot of the database, so the export is consistent even while other
 //! processes keep writing (what they commit after the first read is not in
-//! it). Nothing is written; open the store with [`Store::open_read_only`].
+//! it). Nothing is written; open the store with [`SqliteStore::open_read_only`].
 //!
 //! The small tables (queues, subscriptions, schemas, group heads, rates) are
 //! read into memory at once; messages and deliveries stream in chunks, so a
@@ -17,7 +17,7 @@ pub use super::records::{
     DeliveryRecord, ExportSink, GroupRecord, MessageRecord, QueueRecord, RateRecord, SchemaRecord,
     SubscriptionRecord, Tables,
 };
-use super::{Result, Store};
+use super::{Result, SqliteStore};
 
 /// Messages per chunk, at most.
 const MESSAGE_CHUNK: usize = 1000;
@@ -28,7 +28,7 @@ const CHUNK_BYTES: usize = 4 << 20;
 /// Deliveries per chunk, at most.
 const DELIVERY_CHUNK: usize = 5000;
 
-impl Store {
+impl SqliteStore {
     /// Reads every row of the database, in one snapshot, into `sink`.
     /// Changes nothing. A database still at schema version 1 (before JSON
     /// Schemas) exports with no schemas and no schema versions.
@@ -270,7 +270,7 @@ mod tests {
         }
     }
 
-    fn publish(store: &mut Store, queue: &str, n: usize) {
+    fn publish(store: &mut SqliteStore, queue: &str, n: usize) {
         store
             .publish_batch(queue, |batch| {
                 for i in 0..n {
@@ -288,9 +288,9 @@ mod tests {
     fn an_export_is_one_snapshot_while_another_process_writes() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("spool.db");
-        let mut writer = Store::open(&options(&path)).expect("open");
+        let mut writer = SqliteStore::open(&options(&path)).expect("open");
         publish(&mut writer, "q", 2500);
-        let reader = Store::open_read_only(&options(&path))
+        let reader = SqliteStore::open_read_only(&options(&path))
             .expect("open")
             .expect("exists");
         let mut sink = Collect {
@@ -341,7 +341,7 @@ mod tests {
             .expect("v1 rows");
         }
         let before = std::fs::read(&path).expect("read");
-        let reader = Store::open_read_only(&options(&path))
+        let reader = SqliteStore::open_read_only(&options(&path))
             .expect("open")
             .expect("exists");
         let mut sink = Collect::default();

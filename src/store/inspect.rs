@@ -1,7 +1,7 @@
 //! Read-only views for `peek`, `stats`, `queue list` and `top`.
 //!
 //! Nothing here writes: these run on the read-only connection of
-//! [`Store::open_read_only`], inside one deferred read transaction each, so they
+//! [`SqliteStore::open_read_only`], inside one deferred read transaction each, so they
 //! see one consistent snapshot and are never blocked by a writer (WAL).
 //!
 //! The lazy transitions that writers perform inside every claim (a due delayed
@@ -25,7 +25,7 @@ use super::views::{
     self, DatabaseInfo, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState,
     Section,
 };
-use super::{Delivery, Receipt, Result, State, Store, ms, now_ms};
+use super::{Delivery, Receipt, Result, SqliteStore, State, ms, now_ms};
 
 /// The held messages of `q` that its next claim releases (see [`Released`]).
 /// One row per expired lease on its last attempt that heads a group: few,
@@ -57,7 +57,7 @@ fn released(conn: &Connection, q: &QueueRow, now: i64) -> Result<Vec<Released>> 
     Ok(rows)
 }
 
-impl Store {
+impl SqliteStore {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
     pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
         let tx = self.conn.unchecked_transaction()?;

@@ -11,7 +11,7 @@ use super::receipt::{Receipt, ReceiptError, Release, new_leases};
 pub(crate) use super::rules::Held;
 use super::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
 use super::tx::Tx;
-use super::{Delivery, Result, State, Store, ms};
+use super::{Delivery, Result, SqliteStore, State, ms};
 
 /// How many acked messages past retention one write removes at most, so that
 /// no single command pays for a large cleanup.
@@ -20,7 +20,7 @@ const SWEEP_BATCH: i64 = 512;
 /// Free pages above which a write hands pages back to the file system.
 const VACUUM_THRESHOLD: i64 = 256;
 
-impl Store {
+impl SqliteStore {
     /// Leases up to `max` deliverable messages of `queue` for `visibility`
     /// (default: the queue's), highest priority first, then oldest. With
     /// `ack`, they are acked in the same transaction (at-most-once).
@@ -115,7 +115,7 @@ pub(crate) enum Claim {
     Topic(QueueRow),
 }
 
-/// The body of [`Store::claim`], inside a transaction the caller commits.
+/// The body of [`SqliteStore::claim`], inside a transaction the caller commits.
 pub(crate) fn claim_in(
     tx: &mut Tx<'_>,
     queue: &str,
@@ -516,7 +516,7 @@ pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// When the next delayed message or lease of `queue` comes due (ms since
     /// the epoch), so a waiting consumer knows when to look again.
     pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {

@@ -4,6 +4,24 @@
 //! call this module and never see SQL, so another database can later stand
 //! behind the same API.
 //!
+//! # Layout
+//!
+//! - Backend-neutral, used by both backends and the commands: `types`
+//!   (messages, deliveries, settings, results of operations), `error`,
+//!   `receipt`, `views` (what `peek`, `stats` and `doctor` report, and
+//!   how both backends assemble it), `checks` (JSON Schema checks),
+//!   [`records`] (a whole database as rows, for `spool migrate`),
+//!   `counters` (the per-queue counter changes a transaction owes),
+//!   `location` (a file or a URL) and `rules`: the queue rules as pure
+//!   functions, tested once.
+//! - `db`: [`Db`], what commands hold, dispatching to one backend.
+//! - The SQLite backend, [`SqliteStore`]: this module and its siblings
+//!   (`lease`, `inspect`, `admin`, `publish`, `queues`, `topics`, `work`,
+//!   `contracts`, `doctor`, `export`, `tx`, `busy`, `netfs`, `schema`).
+//! - The PostgreSQL backend, [`pg::PostgresStore`], in [`pg`].
+//!
+//! Neither backend imports the other; both import only the neutral modules.
+//!
 //! # Data model
 //!
 //! A message's body is stored once in `messages`; each queue that holds it has
@@ -69,8 +87,8 @@
 //! Each command is one transaction (or, for `publish --stream`, a clear series
 //! of them), so `kill -9` at any moment leaves the database consistent.
 //! `work` is the exception to one fsync per commit under `--sync full`: it
-//! switches `synchronous` per commit ([`Store::set_sync`]) to group its commits
-//! within 100 ms and ends with [`Store::flush`] (see `commands::work`).
+//! switches `synchronous` per commit ([`SqliteStore::set_sync`]) to group its commits
+//! within 100 ms and ends with [`SqliteStore::flush`] (see `commands::work`).
 //!
 //! # Performance
 //!
@@ -100,6 +118,7 @@
 mod checks;
 mod counters;
 mod error;
+mod location;
 mod receipt;
 pub mod records;
 mod rules;
@@ -141,6 +160,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use db::{Batch, Db, is_postgres};
 pub use doctor::Health;
 pub use error::{Error, Result};
+pub use location::Location;
 pub use publish::PublishBatch;
 pub use receipt::{Receipt, ReceiptError, Release};
 pub use rules::backoff;
@@ -167,7 +187,8 @@ impl From<rusqlite::Error> for Error {
 /// Where the database is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The database file.
+    /// `--db` as given: an SQLite file, or a PostgreSQL URL (see
+    /// [`Options::location`]).
     pub path: PathBuf,
     /// How long to wait for another process's write lock.
     pub busy_timeout: Duration,
@@ -175,33 +196,45 @@ pub struct Options {
     pub sync: Sync,
 }
 
-/// An open spool database.
-pub struct Store {
+impl Options {
+    /// Which database [`Options::path`] names: a file or a URL.
+    pub fn location(&self) -> Location {
+        Location::of(&self.path)
+    }
+}
+
+/// The former name of [`SqliteStore`], kept while callers move over.
+pub type Store = SqliteStore;
+
+/// An open spool database in an SQLite file.
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     /// Compiled JSON Schemas, by queue and version.
     contracts: checks::ContractCache,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 /// The size the WAL file is truncated back to after a checkpoint.
 const WAL_SIZE_LIMIT: i64 = 16 << 20;
 
-impl Store {
+impl SqliteStore {
     /// Opens the database for writing, creating the file (mode 0600) and its
     /// folder on first use and bringing the schema up to date.
-    pub fn open(opts: &Options) -> Result<Store> {
+    pub fn open(opts: &Options) -> Result<SqliteStore> {
         let path = &opts.path;
         refuse_network_fs(path)?;
         create_file(path)?;
         check_writable(path)?;
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.clone(),
             contracts: Default::default(),
@@ -211,23 +244,23 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the database for writing, as [`Store::open`] does, if it exists:
+    /// Opens the database for writing, as [`SqliteStore::open`] does, if it exists:
     /// `None` when there is no file or an empty one, which is then left as
     /// it is. For a command that may refuse its input, or that needs the
     /// database to judge it (an unknown queue or receipt): callers treat
     /// `None` as an empty database, and bad input never creates it.
-    pub fn open_existing(opts: &Options) -> Result<Option<Store>> {
+    pub fn open_existing(opts: &Options) -> Result<Option<SqliteStore>> {
         match std::fs::metadata(&opts.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Ok(meta) if meta.is_file() && meta.len() == 0 => Ok(None),
-            _ => Store::open(opts).map(Some),
+            _ => SqliteStore::open(opts).map(Some),
         }
     }
 
     /// Opens the database for reading only. Returns `None` when the file does
     /// not exist or holds no spool schema yet: callers treat that as an empty
     /// database. Never creates or changes the file.
-    pub fn open_read_only(opts: &Options) -> Result<Option<Store>> {
+    pub fn open_read_only(opts: &Options) -> Result<Option<SqliteStore>> {
         let path = &opts.path;
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -242,7 +275,7 @@ impl Store {
         // read-only connection by itself.
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.pragma_update(None, "query_only", true)?;
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.clone(),
             contracts: Default::default(),

@@ -8,10 +8,10 @@ use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::types::NewMessage;
-use super::{Error, Result, State, Store};
+use super::{Error, Result, SqliteStore, State};
 
 /// An open publish transaction, handed to the closure of
-/// [`Store::publish_batch`]. Each statement is prepared once per batch, when
+/// [`SqliteStore::publish_batch`]. Each statement is prepared once per batch, when
 /// it is first needed: preparing the multi-row inserts costs more than a
 /// one-message publish does otherwise.
 pub struct PublishBatch<'t> {
@@ -41,7 +41,7 @@ pub struct PublishBatch<'t> {
     swept: Vec<i64>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Publishes to a queue (created if missing) or a topic (fanned out to its
     /// subscribers) in one transaction: `fill` adds messages to the batch, and
     /// they become visible together when it returns `Ok`. If `fill` fails,

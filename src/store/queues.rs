@@ -8,7 +8,7 @@ use super::contracts;
 use super::tx::Tx;
 use super::types::SchemaChange;
 use super::types::{Created, QueueSet};
-use super::{Error, Result, Settings, SettingsPatch, Store, ms};
+use super::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
 use crate::contract::Contract;
 
 /// A queue (or topic) row as the other store modules use it.
@@ -130,7 +130,7 @@ fn write_settings(tx: &Tx<'_>, id: i64, s: &Settings) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Creates a queue with the given settings (the rest default) and, if
     /// given, a JSON Schema (its version 1). An existing queue with the same
     /// settings, and the same schema or none given, is left alone; one with
@@ -240,7 +240,7 @@ pub(crate) fn writable(tx: &mut Tx<'_>, name: &str) -> Result<QueueRow> {
     Ok(q)
 }
 
-impl Store {
+impl SqliteStore {
     /// The largest body a publish to `name` accepts: the queue's `max_size`,
     /// or for a topic the smallest of its subscribers' (a topic holds nothing,
     /// so its own setting does not count). A name that does not exist yet, or

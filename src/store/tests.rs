@@ -4,18 +4,18 @@ use std::time::Duration;
 
 use super::*;
 
-fn temp_store() -> (tempfile::TempDir, Store) {
+fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = Options {
         path: dir.path().join("spool.db"),
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     };
-    let store = Store::open(&opts).expect("open");
+    let store = SqliteStore::open(&opts).expect("open");
     (dir, store)
 }
 
-fn plan(store: &Store, sql: &str) -> String {
+fn plan(store: &SqliteStore, sql: &str) -> String {
     let mut stmt = store
         .conn
         .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -26,7 +26,7 @@ fn plan(store: &Store, sql: &str) -> String {
     rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("\n")
 }
 
-fn publish_n(store: &mut Store, queue: &str, n: usize) -> Vec<i64> {
+fn publish_n(store: &mut SqliteStore, queue: &str, n: usize) -> Vec<i64> {
     store
         .publish_batch(queue, |batch| {
             (0..n)
@@ -136,7 +136,7 @@ fn receipts_round_trip_and_refuse_garbage() {
 }
 
 /// Publishes `n` messages to `queue` in `group`.
-fn publish_group(store: &mut Store, queue: &str, group: &str, n: usize) -> Vec<i64> {
+fn publish_group(store: &mut SqliteStore, queue: &str, group: &str, n: usize) -> Vec<i64> {
     store
         .publish_batch(queue, |batch| {
             (0..n)
@@ -295,7 +295,7 @@ fn batches_mixing_full_chunks_keys_and_fan_out_store_every_message() {
 }
 
 /// Asserts that `sql` walks `index` and needs no sort.
-fn assert_walks(store: &Store, sql: &str, index: &str) {
+fn assert_walks(store: &SqliteStore, sql: &str, index: &str) {
     let p = plan(store, sql);
     assert!(p.contains(index), "{sql}\n{p}");
     assert!(!p.contains("TEMP B-TREE"), "{sql}\n{p}");
@@ -424,7 +424,7 @@ fn stats_counts_match_the_rows_after_replay_and_purge() {
 }
 
 /// The per-state counters in `queues` equal a count of the rows.
-fn assert_counters_match(store: &Store, queue: &str) {
+fn assert_counters_match(store: &SqliteStore, queue: &str) {
     let stored: Vec<i64> = store
         .conn
         .query_row(
@@ -449,7 +449,7 @@ fn assert_counters_match(store: &Store, queue: &str) {
     assert_eq!(stored, counted, "counters vs rows, by state 0..=5");
 }
 
-fn attempts_of(store: &Store, msg: i64) -> (i64, i64) {
+fn attempts_of(store: &SqliteStore, msg: i64) -> (i64, i64) {
     store
         .conn
         .query_row(
@@ -684,7 +684,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     };
-    let mut store = Store::open(&opts).expect("open migrates");
+    let mut store = SqliteStore::open(&opts).expect("open migrates");
     assert_eq!(store.schema_version().expect("version"), 2);
     let got = store.claim("old", 10, None, false).expect("claim");
     assert_eq!(got.len(), 1);

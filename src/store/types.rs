@@ -276,7 +276,7 @@ pub enum Outcome {
     Release,
 }
 
-/// What became of a delivery settled by [`Store::work_step`].
+/// What became of a delivery settled by [`crate::store::Db::work_step`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
     /// Acked (or already finished with this receipt).
@@ -289,7 +289,7 @@ pub enum Settled {
     Released,
 }
 
-/// The result of one [`Store::work_step`].
+/// The result of one [`crate::store::Db::work_step`].
 #[derive(Debug)]
 pub struct WorkStep {
     /// One entry per settled delivery, in the order given.

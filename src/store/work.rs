@@ -12,9 +12,9 @@ use super::queues::{self, QueueRow};
 use super::receipt::{Receipt, ReceiptError, Release};
 use super::tx::Tx;
 use super::types::{Outcome, Settled, WorkStep};
-use super::{Result, State, Store, Sync};
+use super::{Result, SqliteStore, State, Sync};
 
-impl Store {
+impl SqliteStore {
     /// Settles the deliveries of finished handlers, then leases up to `want`
     /// more messages of `queue`, in one transaction. Settling first lets a
     /// message released or retried without delay be claimed again at once.
@@ -111,11 +111,11 @@ fn release_one(tx: &mut Tx<'_>, q: &QueueRow, msg: i64) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Sets whether this connection's commits wait for the disk (`PRAGMA
     /// synchronous`). For a caller that groups commits: many quick commits
     /// with [`Sync::Normal`], then one with [`Sync::Full`] (or
-    /// [`Store::flush`]), which puts every earlier commit on disk too, since
+    /// [`SqliteStore::flush`]), which puts every earlier commit on disk too, since
     /// the WAL is one file written in order.
     pub fn set_sync(&mut self, sync: Sync) -> Result<()> {
         let value = match sync {

@@ -6,7 +6,7 @@ use super::contracts;
 use super::lease::{delete_orphans, housekeeping, promote_due, release_group};
 use super::queues::{self, Found, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
 use crate::store::rules;
@@ -21,7 +21,7 @@ struct Candidate {
     group: Option<String>,
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Puts matching acked/dead messages of `queue` back: in place (ready,
     /// attempts reset, same ids), or with `to` as new ready deliveries of the
     /// same messages in that queue (created if needed). When `to` has a JSON
@@ -37,7 +37,7 @@ impl PgStore {
         self.replay_with_progress(queue, filter, to, &mut |_| {})
     }
 
-    /// [`PgStore::replay`], calling `progress(n)` as messages are replayed.
+    /// [`PostgresStore::replay`], calling `progress(n)` as messages are replayed.
     pub fn replay_with_progress(
         &mut self,
         queue: &str,
@@ -84,7 +84,7 @@ impl PgStore {
         Ok(done)
     }
 
-    /// What [`PgStore::replay`] would do, without changing anything.
+    /// What [`PostgresStore::replay`] would do, without changing anything.
     pub fn replay_preview(
         &self,
         queue: &str,
@@ -136,7 +136,7 @@ impl PgStore {
         self.purge_with_progress(queue, states, &mut |_| {})
     }
 
-    /// [`PgStore::purge`], calling `progress(n)` as messages are removed.
+    /// [`PostgresStore::purge`], calling `progress(n)` as messages are removed.
     pub fn purge_with_progress(
         &mut self,
         queue: &str,

@@ -11,7 +11,7 @@
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use crate::store::checks::{self, Check, PublishChecks, compiled, same_schema};
 use crate::store::error::{Error, Result};
 use crate::store::types::{SchemaChange, SchemaVersion};
@@ -115,7 +115,7 @@ pub(crate) fn check_stored(conn: &mut Conn, check: &Check, id: i64) -> Result<()
     check.stored(id, row.at(0)?, row.at(1)?)
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Every version of the schema of queue or topic `name`, oldest first.
     pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
         let row = queues::lookup(&mut self.conn.borrow_mut(), name)?;

@@ -5,7 +5,7 @@
 
 use super::schema;
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use super::{contracts, queues};
 use crate::store::error::Result;
 use crate::store::types::State;
@@ -77,7 +77,7 @@ fn next_id(conn: &mut Conn) -> Result<i64> {
     })
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Runs every check in one read-only snapshot. Counts every row, so it
     /// takes a while on a large database.
     pub fn health(&self) -> Result<PgHealth> {

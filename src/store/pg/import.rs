@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 
 use super::tx::Tx;
-use super::{PgStore, RowExt};
+use super::{PostgresStore, RowExt};
 use crate::store::error::{Error, Result};
 use crate::store::records::{DeliveryRecord, ExportSink, MessageRecord, QueueRecord, Tables};
 
@@ -47,7 +47,7 @@ pub struct Migrated {
     pub recounted: Vec<String>,
 }
 
-/// An open import, handed to the closure of [`PgStore::import`] as the
+/// An open import, handed to the closure of [`PostgresStore::import`] as the
 /// [`ExportSink`] of the source's export.
 pub struct PgImport<'t> {
     tx: Tx<'t>,
@@ -58,7 +58,7 @@ pub struct PgImport<'t> {
     progress: &'t mut dyn FnMut(u64),
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Copies a whole database into this one, which must hold no queue and
     /// no message: `fill` runs the export with the [`PgImport`] it is given
     /// as its sink. One transaction; `progress(n)` is called as deliveries

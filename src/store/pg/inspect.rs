@@ -13,7 +13,7 @@ use postgres::Row;
 
 use super::queues::{self, Found, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use crate::store::error::Result;
 use crate::store::receipt::Receipt;
 use crate::store::types::{Delivery, State, ms};
@@ -50,7 +50,7 @@ fn released(conn: &mut Conn, q: &QueueRow, now: i64) -> Result<Vec<Released>> {
         .collect()
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
     pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
         let mut conn = self.conn.borrow_mut();
@@ -148,7 +148,7 @@ impl PgStore {
     }
 
     /// Up to `query.limit` messages of `queue` in the states asked for, in
-    /// delivery order (see `Store::peek`).
+    /// delivery order (see `SqliteStore::peek`).
     pub fn peek(&self, queue: &str, query: &PeekQuery) -> Result<Vec<Peeked>> {
         let q = self.queue_for_peek(queue)?;
         let mut conn = self.conn.borrow_mut();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::queues::{self, Found, QueueRow};
 use super::tx::{NOW_MS, Tx};
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use crate::store::error::{Error, Result};
 use crate::store::receipt::{Receipt, ReceiptError, Release, new_leases};
 pub(crate) use crate::store::rules::Held;
@@ -30,7 +30,7 @@ pub(crate) enum Claim {
     Topic(Error),
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Leases up to `max` deliverable messages of `queue` for `visibility`
     /// (default: the queue's), highest priority first, then oldest. With
     /// `ack`, they are acked in the same transaction (at-most-once).
@@ -163,7 +163,7 @@ impl PgStore {
     }
 }
 
-/// The body of [`PgStore::claim`], inside a transaction the caller commits.
+/// The body of [`PostgresStore::claim`], inside a transaction the caller commits.
 pub(crate) fn claim_in(
     tx: &mut Tx<'_>,
     queue: &str,

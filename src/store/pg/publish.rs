@@ -9,7 +9,7 @@ use super::contracts;
 use super::lease::delete_orphans;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use crate::store::checks::PublishChecks;
 use crate::store::error::{Error, Result};
 use crate::store::types::{NewMessage, State};
@@ -24,7 +24,7 @@ const CHUNK_BYTES: usize = 4 << 20;
 const MAX_ID_BLOCK: i64 = 1024;
 
 /// An open publish transaction, handed to the closure of
-/// [`PgStore::publish_batch`]: the PostgreSQL counterpart of
+/// [`PostgresStore::publish_batch`]: the PostgreSQL counterpart of
 /// [`crate::store::PublishBatch`], with the same two methods.
 pub struct PgPublishBatch<'t> {
     conn: &'t mut Conn,
@@ -79,13 +79,13 @@ struct Pending {
     state: State,
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Publishes to a queue (created if missing) or a topic (fanned out to its
     /// subscribers) in one transaction: `fill` adds messages to the batch, and
     /// they become visible together when it returns `Ok`. If `fill` fails,
     /// nothing is published.
     /// A transaction that PostgreSQL ends for a deadlock or serialization
-    /// failure is run again, `fill` with it (see [`PgStore::retrying`]).
+    /// failure is run again, `fill` with it (see [`PostgresStore::retrying`]).
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::PgStore;
+use super::PostgresStore;
 use super::lease::{self, Claim, Held};
 use super::queues::QueueRow;
 use super::tx::Tx;
@@ -12,7 +12,7 @@ use crate::store::error::Result;
 use crate::store::receipt::{Receipt, ReceiptError, Release};
 use crate::store::types::{Outcome, Settled, State, Sync, WorkStep};
 
-impl PgStore {
+impl PostgresStore {
     /// Settles the deliveries of finished handlers, then leases up to `want`
     /// more messages of `queue`, in one transaction.
     pub fn work_step(
