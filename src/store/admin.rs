@@ -7,36 +7,14 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::contracts::{self, Check};
+use super::checks::Check;
+use super::contracts;
 use super::lease::{self, delete_orphan, release_group};
 use super::queues::{self, QueueRow};
+use super::rules;
 use super::tx::Tx;
-use super::{Error, Result, State, Store, ms, now_ms};
-
-/// Which finished messages `replay` brings back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplayFilter {
-    /// Acked messages (still kept by retention).
-    pub acked: bool,
-    /// Dead messages.
-    pub dead: bool,
-    /// Only those acked or dead at or after this time (ms since the epoch).
-    pub since: Option<i64>,
-    /// Only those acked or dead before this time (ms since the epoch).
-    pub until: Option<i64>,
-    /// Only these message ids (all when empty).
-    pub ids: Vec<i64>,
-}
-
-/// What `replay` did, or would do.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Replayed {
-    /// Ids of the messages put back to ready (or held behind their group).
-    pub ids: Vec<i64>,
-    /// With a target queue: ids left out because the target already holds a
-    /// delivery of that message.
-    pub skipped: Vec<i64>,
-}
+use super::types::{ReplayFilter, Replayed};
+use super::{Error, Result, SqliteStore, State, now_ms};
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]
@@ -47,20 +25,7 @@ struct Candidate {
     group: Option<String>,
 }
 
-impl ReplayFilter {
-    fn wants(&self, state: State, done_at: i64) -> bool {
-        let state_ok = match state {
-            State::Acked => self.acked,
-            State::Dead => self.dead,
-            _ => false,
-        };
-        state_ok
-            && self.since.is_none_or(|t| done_at >= t)
-            && self.until.is_none_or(|t| done_at < t)
-    }
-}
-
-impl Store {
+impl SqliteStore {
     /// Puts matching acked/dead messages of `queue` back: in place (ready,
     /// attempts reset, same ids), or with `to` as new ready deliveries of the
     /// same messages in that queue (created if needed), leaving the originals
@@ -78,7 +43,7 @@ impl Store {
         self.replay_with_progress(queue, filter, to, &mut |_| {})
     }
 
-    /// [`Store::replay`], calling `progress(n)` as messages are replayed
+    /// [`SqliteStore::replay`], calling `progress(n)` as messages are replayed
     /// (for a progress bar).
     pub fn replay_with_progress(
         &mut self,
@@ -106,7 +71,7 @@ impl Store {
         Ok(done)
     }
 
-    /// What [`Store::replay`] would do, without changing anything (for
+    /// What [`SqliteStore::replay`] would do, without changing anything (for
     /// `--dry-run`; works on a read-only connection).
     pub fn replay_preview(
         &self,
@@ -157,7 +122,7 @@ impl Store {
         self.purge_with_progress(queue, states, &mut |_| {})
     }
 
-    /// [`Store::purge`], calling `progress(n)` as messages are removed.
+    /// [`SqliteStore::purge`], calling `progress(n)` as messages are removed.
     pub fn purge_with_progress(
         &mut self,
         queue: &str,
@@ -169,7 +134,8 @@ impl Store {
         let mut removed: Vec<(i64, Option<String>)> = Vec::new();
         for &state in states {
             let rows = delete_in_state(&tx.tx, q.id, state)?;
-            tx.moved_many(q.id, Some(state), None, rows.len() as i64);
+            tx.counts
+                .moved_many(q.id, Some(state), None, rows.len() as i64);
             removed.extend(rows);
         }
         for (msg, group) in &removed {
@@ -204,7 +170,8 @@ impl Store {
             )?
             .execute((id, q.id, tx.now))?;
         if released > 0 {
-            tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+            tx.counts
+                .moved(q.id, Some(State::Leased), Some(State::Ready));
         }
         tx.commit()?;
         Ok(released > 0)
@@ -294,8 +261,6 @@ fn candidates(
     filter: &ReplayFilter,
     now: i64,
 ) -> Result<Vec<Candidate>> {
-    let max = q.settings.max_attempts as i64;
-    let cutoff = now.saturating_sub(ms(q.settings.retention));
     let mut stmt = conn.prepare_cached(
         "SELECT state, visible_at, attempts, done_at, priority, grp FROM deliveries
          WHERE msg_id = ?1 AND queue_id = ?2",
@@ -322,17 +287,8 @@ fn candidates(
         let Some((state, visible_at, attempts, done_at, priority, group)) = row else {
             continue;
         };
-        let (state, done_at) = match state {
-            State::Leased if visible_at <= now && max > 0 && attempts >= max => {
-                (State::Dead, visible_at)
-            }
-            State::Acked | State::Dead => (state, done_at.unwrap_or(0)),
-            _ => continue,
-        };
-        if state == State::Acked && done_at <= cutoff {
-            continue;
-        }
-        if filter.wants(state, done_at) {
+        let row = (state, visible_at, attempts, done_at);
+        if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
             found.push(Candidate {
                 id,
                 state,
@@ -429,7 +385,7 @@ fn replay_in_place(
                  WHERE msg_id = ?1 AND queue_id = ?2",
             )?
             .execute((c.id, q.id, state as i64, tx.now))?;
-        tx.moved(q.id, Some(c.state), Some(state));
+        tx.counts.moved(q.id, Some(c.state), Some(state));
         done.ids.push(c.id);
         progress(1);
     }
@@ -475,10 +431,10 @@ fn replay_to(
                 c.group.as_deref(),
                 check.map(|c| c.version),
             ))?;
-        tx.moved(target.id, None, Some(state));
+        tx.counts.moved(target.id, None, Some(state));
         done.ids.push(c.id);
         progress(1);
     }
-    tx.published(target.id, done.ids.len() as i64);
+    tx.counts.published(target.id, done.ids.len() as i64);
     Ok(done)
 }

@@ -4,6 +4,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::error::duration_text;
+
 /// `--busy-timeout` in ms, for every connection of this process.
 static TIMEOUT_MS: AtomicU64 = AtomicU64::new(10_000);
 
@@ -20,18 +22,6 @@ pub(crate) fn set_timeout(timeout: Duration) {
 /// The busy timeout as messages show it: `10s`, `250ms`.
 pub(crate) fn timeout_text() -> String {
     duration_text(Duration::from_millis(TIMEOUT_MS.load(Ordering::Relaxed)))
-}
-
-/// `10s`, `1.5s`, `250ms`.
-pub(crate) fn duration_text(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else if ms >= 1000 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{ms}ms")
-    }
 }
 
 /// SQLite calls this while a lock is held elsewhere; `attempt` counts the calls

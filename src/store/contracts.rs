@@ -7,118 +7,14 @@
 //! so the batches of `publish --stream` read only the current version numbers
 //! at each commit, and a schema set meanwhile applies from the next commit on.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use rusqlite::{Connection, OptionalExtension};
 
+use super::checks::{Check, ContractCache, PublishChecks, compiled, same_schema, wanted};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Error, Result, Store};
+use super::types::{SchemaChange, SchemaVersion};
+use super::{Result, SqliteStore};
 use crate::contract::Contract;
-
-/// Compiled contracts by (queue id, schema version).
-pub(crate) type ContractCache = HashMap<(i64, i64), Arc<Contract>>;
-
-/// One version of a queue's schema, as `queue show` lists them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchemaVersion {
-    /// 1 for the first schema the queue had, then one more per change.
-    pub version: i64,
-    /// When it was set (ms since the epoch).
-    pub created_at: i64,
-    /// The schema text; `None` for a version that removed the schema.
-    pub schema: Option<String>,
-}
-
-/// What `queue set` does to a queue's schema.
-#[derive(Debug, Clone, Copy, Default)]
-pub enum SchemaChange<'a> {
-    /// Leave it as it is.
-    #[default]
-    Keep,
-    /// Check messages against this schema from now on.
-    Set(&'a Contract),
-    /// Check nothing from now on (`--no-schema`).
-    Remove,
-}
-
-/// A contract in force for one queue or topic, as a publish checks it.
-#[derive(Debug, Clone)]
-pub(crate) struct Check {
-    pub queue: String,
-    pub version: i64,
-    pub contract: Arc<Contract>,
-}
-
-impl Check {
-    /// Checks one body; a broken rule becomes [`Error::Invalid`] (for message
-    /// `id`, when the message already has one).
-    pub fn body(&self, value: &serde_json::Value, id: Option<i64>) -> Result<()> {
-        self.contract
-            .check(value)
-            .map_err(|violation| Error::Invalid {
-                id,
-                queue: self.queue.clone(),
-                version: self.version,
-                violation,
-            })
-    }
-
-    /// Checks stored message `id` (its body and raw flag as stored), for a
-    /// replay into this check's queue: raw text and invalid JSON break it too.
-    pub fn stored(&self, id: i64, body: &[u8], raw: bool) -> Result<()> {
-        let value = crate::contract::parse_body(body, raw).map_err(|violation| Error::Invalid {
-            id: Some(id),
-            queue: self.queue.clone(),
-            version: self.version,
-            violation,
-        })?;
-        self.body(&value, Some(id))
-    }
-}
-
-/// The schema a change asks for: `None` to leave it as it is, `Some(None)`
-/// to remove it. The same on every backend.
-pub(crate) fn wanted(change: SchemaChange<'_>) -> Option<Option<&Contract>> {
-    match change {
-        SchemaChange::Keep => None,
-        SchemaChange::Set(c) => Some(Some(c)),
-        SchemaChange::Remove => Some(None),
-    }
-}
-
-/// True when `contract` is the schema whose text is in force (as JSON:
-/// layout and key order do not count), or, for `None`, when none is.
-pub(crate) fn same_schema(in_force: Option<&str>, contract: Option<&Contract>) -> bool {
-    match (in_force, contract) {
-        (None, None) => true,
-        (Some(text), Some(c)) => c.same_text(text),
-        _ => false,
-    }
-}
-
-/// The compiled contract of version `version` of `queue`'s schema, from the
-/// cache or compiled from `text()` (and kept). A stored schema that does not
-/// compile is [`Error::BrokenSchema`].
-pub(crate) fn compiled(
-    cache: &mut ContractCache,
-    queue: (i64, &str),
-    version: i64,
-    text: impl FnOnce() -> Result<String>,
-) -> Result<Arc<Contract>> {
-    if let Some(c) = cache.get(&(queue.0, version)) {
-        return Ok(Arc::clone(c));
-    }
-    let compiled = Contract::compile(&text()?).map_err(|reason| Error::BrokenSchema {
-        queue: queue.1.to_owned(),
-        version,
-        reason,
-    })?;
-    let compiled = Arc::new(compiled);
-    cache.insert((queue.0, version), Arc::clone(&compiled));
-    Ok(compiled)
-}
 
 /// The latest version of a queue's schema: its number and text (`None` when
 /// that version removed the schema). `None` when it never had one.
@@ -201,43 +97,6 @@ pub(crate) fn check_for(
     }))
 }
 
-/// What a publish checks: every contract a message must meet (the topic's
-/// own and each receiving queue's), and per receiving queue the version its
-/// deliveries record.
-#[derive(Debug, Default)]
-pub(crate) struct PublishChecks {
-    pub checks: Vec<Check>,
-    pub versions: Vec<Option<i64>>,
-}
-
-impl PublishChecks {
-    /// Checks a message published to `origin` against every schema in
-    /// force, parsing it once: a raw body is [`Error::RawBody`], a broken
-    /// rule [`Error::Invalid`] naming the first schema it breaks.
-    pub fn message(&self, origin: &str, body: &[u8], raw: bool) -> Result<()> {
-        let Some(first) = self.checks.first() else {
-            return Ok(());
-        };
-        if raw {
-            return Err(Error::RawBody {
-                name: origin.to_owned(),
-                holder: first.queue.clone(),
-            });
-        }
-        let value =
-            crate::contract::parse_body(body, false).map_err(|violation| Error::Invalid {
-                id: None,
-                queue: first.queue.clone(),
-                version: first.version,
-                violation,
-            })?;
-        for check in &self.checks {
-            check.body(&value, None)?;
-        }
-        Ok(())
-    }
-}
-
 /// The checks for publishing to `origin` (a queue, or a topic delivering to
 /// `targets`).
 pub(crate) fn for_publish(
@@ -258,7 +117,7 @@ pub(crate) fn for_publish(
     Ok(out)
 }
 
-impl Store {
+impl SqliteStore {
     /// Every version of the schema of queue or topic `name`, oldest first.
     pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
         let Some(row) = queues::lookup(&self.conn, name)? else {

@@ -2,7 +2,7 @@
 //! hold: `--db` (or `SPOOL_DB`) picks the backend, a `postgres://` or
 //! `postgresql://` URL for PostgreSQL and a file path for SQLite, and every
 //! call goes to that backend's implementation of the same API
-//! ([`Store`], [`PgStore`]). Where the two differ, the difference is here.
+//! ([`SqliteStore`], [`PostgresStore`]). Where the two differ, the difference is here.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::contract::Contract;
 
-use super::pg::{self, PgOptions, PgPublishBatch, PgStore};
+use super::Location;
+use super::pg::{PgOptions, PgPublishBatch, PostgresStore};
 use super::{
     Created, DatabaseInfo, Delivery, Error, NewMessage, Options, Outcome, PeekQuery, Peeked,
     PublishBatch, QueueInfo, QueueSet, RateHistory, Receipt, ReceiptError, Release, ReplayFilter,
-    Replayed, Result, SchemaChange, SchemaVersion, Settings, SettingsPatch, State, Store,
+    Replayed, Result, SchemaChange, SchemaVersion, Settings, SettingsPatch, SqliteStore, State,
     Subscribed, Sync, WorkStep,
 };
 
@@ -22,10 +23,10 @@ use super::{
 #[derive(Debug)]
 pub enum Db {
     /// One SQLite file on this machine.
-    Sqlite(Store),
+    Sqlite(SqliteStore),
     /// A schema in a PostgreSQL database, shared by several machines (boxed:
     /// the connection state is large).
-    Postgres(Box<PgStore>),
+    Postgres(Box<PostgresStore>),
 }
 
 /// An open publish transaction, as [`Db::publish_batch`] hands it out.
@@ -67,13 +68,15 @@ impl Batch<'_, '_> {
 
 /// True when `db` names a PostgreSQL database rather than a file.
 pub fn is_postgres(db: &Path) -> bool {
-    db.to_str().is_some_and(pg::is_postgres_url)
+    matches!(Location::of(db), Location::Postgres(_))
 }
 
 fn pg_options(opts: &Options) -> Option<PgOptions> {
-    let url = opts.path.to_str().filter(|s| pg::is_postgres_url(s))?;
+    let Location::Postgres(url) = opts.location() else {
+        return None;
+    };
     Some(PgOptions {
-        url: url.to_owned(),
+        url,
         busy_timeout: opts.busy_timeout,
         sync: opts.sync,
     })
@@ -84,8 +87,8 @@ impl Db {
     /// schema in PostgreSQL) on first use and bringing it up to date.
     pub fn open(opts: &Options) -> Result<Db> {
         match pg_options(opts) {
-            Some(pg) => Ok(Db::Postgres(Box::new(PgStore::open(&pg)?))),
-            None => Ok(Db::Sqlite(Store::open(opts)?)),
+            Some(pg) => Ok(Db::Postgres(Box::new(PostgresStore::open(&pg)?))),
+            None => Ok(Db::Sqlite(SqliteStore::open(opts)?)),
         }
     }
 
@@ -93,16 +96,16 @@ impl Db {
     /// tables in PostgreSQL); `None`, creating nothing, when it does not.
     pub fn open_existing(opts: &Options) -> Result<Option<Db>> {
         match pg_options(opts) {
-            Some(pg) => Ok(PgStore::open_existing(&pg)?.map(|p| Db::Postgres(Box::new(p)))),
-            None => Ok(Store::open_existing(opts)?.map(Db::Sqlite)),
+            Some(pg) => Ok(PostgresStore::open_existing(&pg)?.map(|p| Db::Postgres(Box::new(p)))),
+            None => Ok(SqliteStore::open_existing(opts)?.map(Db::Sqlite)),
         }
     }
 
     /// Opens the database for reading only; `None` when it does not exist yet.
     pub fn open_read_only(opts: &Options) -> Result<Option<Db>> {
         match pg_options(opts) {
-            Some(pg) => Ok(PgStore::open_read_only(&pg)?.map(|p| Db::Postgres(Box::new(p)))),
-            None => Ok(Store::open_read_only(opts)?.map(Db::Sqlite)),
+            Some(pg) => Ok(PostgresStore::open_read_only(&pg)?.map(|p| Db::Postgres(Box::new(p)))),
+            None => Ok(SqliteStore::open_read_only(opts)?.map(Db::Sqlite)),
         }
     }
 
@@ -151,7 +154,7 @@ impl Db {
         }
     }
 
-    /// See [`Store::publish_batch`].
+    /// See [`SqliteStore::publish_batch`].
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,
@@ -163,12 +166,12 @@ impl Db {
         }
     }
 
-    /// See [`Store::max_size`].
+    /// See [`SqliteStore::max_size`].
     pub fn max_size(&self, name: &str) -> Result<u64> {
         each!(self, s => s.max_size(name))
     }
 
-    /// See [`Store::claim`].
+    /// See [`SqliteStore::claim`].
     pub fn claim(
         &mut self,
         queue: &str,
@@ -179,12 +182,12 @@ impl Db {
         each!(self, s => s.claim(queue, max, visibility, ack))
     }
 
-    /// See [`Store::ack`].
+    /// See [`SqliteStore::ack`].
     pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
         each!(self, s => s.ack(receipts))
     }
 
-    /// See [`Store::nack`].
+    /// See [`SqliteStore::nack`].
     pub fn nack(
         &mut self,
         receipts: &[Receipt],
@@ -193,7 +196,7 @@ impl Db {
         each!(self, s => s.nack(receipts, release))
     }
 
-    /// See [`Store::extend`].
+    /// See [`SqliteStore::extend`].
     pub fn extend(
         &mut self,
         receipts: &[Receipt],
@@ -202,7 +205,7 @@ impl Db {
         each!(self, s => s.extend(receipts, by))
     }
 
-    /// See [`Store::work_step`].
+    /// See [`SqliteStore::work_step`].
     pub fn work_step(
         &mut self,
         queue: &str,
@@ -213,22 +216,22 @@ impl Db {
         each!(self, s => s.work_step(queue, done, want, visibility))
     }
 
-    /// See [`Store::release`].
+    /// See [`SqliteStore::release`].
     pub fn release(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
         each!(self, s => s.release(receipts))
     }
 
-    /// See [`Store::set_sync`].
+    /// See [`SqliteStore::set_sync`].
     pub fn set_sync(&mut self, sync: Sync) -> Result<()> {
         each!(self, s => s.set_sync(sync))
     }
 
-    /// See [`Store::flush`].
+    /// See [`SqliteStore::flush`].
     pub fn flush(&self) -> Result<()> {
         each!(self, s => s.flush())
     }
 
-    /// See [`Store::create_queue`].
+    /// See [`SqliteStore::create_queue`].
     pub fn create_queue(
         &mut self,
         name: &str,
@@ -238,7 +241,7 @@ impl Db {
         each!(self, s => s.create_queue(name, patch, schema))
     }
 
-    /// See [`Store::set_queue`].
+    /// See [`SqliteStore::set_queue`].
     pub fn set_queue(
         &mut self,
         name: &str,
@@ -248,67 +251,67 @@ impl Db {
         each!(self, s => s.set_queue(name, patch, schema))
     }
 
-    /// See [`Store::settings`].
+    /// See [`SqliteStore::settings`].
     pub fn settings(&self, name: &str) -> Result<Option<Settings>> {
         each!(self, s => s.settings(name))
     }
 
-    /// See [`Store::schema_history`].
+    /// See [`SqliteStore::schema_history`].
     pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
         each!(self, s => s.schema_history(name))
     }
 
-    /// See [`Store::schema_holder`].
+    /// See [`SqliteStore::schema_holder`].
     pub fn schema_holder(&self, name: &str) -> Result<Option<String>> {
         each!(self, s => s.schema_holder(name))
     }
 
-    /// See [`Store::subscribe`].
+    /// See [`SqliteStore::subscribe`].
     pub fn subscribe(&mut self, topic: &str, queue: &str) -> Result<Subscribed> {
         each!(self, s => s.subscribe(topic, queue))
     }
 
-    /// See [`Store::unsubscribe`].
+    /// See [`SqliteStore::unsubscribe`].
     pub fn unsubscribe(&mut self, topic: &str, queue: &str) -> Result<Vec<String>> {
         each!(self, s => s.unsubscribe(topic, queue))
     }
 
-    /// See [`Store::subscribers`].
+    /// See [`SqliteStore::subscribers`].
     pub fn subscribers(&self, topic: &str) -> Result<Option<Vec<String>>> {
         each!(self, s => s.subscribers(topic))
     }
 
-    /// See [`Store::queue_infos`].
+    /// See [`SqliteStore::queue_infos`].
     pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
         each!(self, s => s.queue_infos())
     }
 
-    /// See [`Store::queue_infos_named`].
+    /// See [`SqliteStore::queue_infos_named`].
     pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
         each!(self, s => s.queue_infos_named(names))
     }
 
-    /// See [`Store::database_info`].
+    /// See [`SqliteStore::database_info`].
     pub fn database_info(&self) -> Result<DatabaseInfo> {
         each!(self, s => s.database_info())
     }
 
-    /// See [`Store::rate_histories`].
+    /// See [`SqliteStore::rate_histories`].
     pub fn rate_histories(&self, minutes: usize) -> Result<HashMap<String, RateHistory>> {
         each!(self, s => s.rate_histories(minutes))
     }
 
-    /// See [`Store::peek`].
+    /// See [`SqliteStore::peek`].
     pub fn peek(&self, queue: &str, query: &PeekQuery) -> Result<Vec<Peeked>> {
         each!(self, s => s.peek(queue, query))
     }
 
-    /// See [`Store::peek_id`].
+    /// See [`SqliteStore::peek_id`].
     pub fn peek_id(&self, queue: &str, id: i64) -> Result<Option<Peeked>> {
         each!(self, s => s.peek_id(queue, id))
     }
 
-    /// See [`Store::replay`].
+    /// See [`SqliteStore::replay`].
     pub fn replay(
         &mut self,
         queue: &str,
@@ -318,12 +321,12 @@ impl Db {
         each!(self, s => s.replay(queue, filter, to))
     }
 
-    /// See [`Store::purge`].
+    /// See [`SqliteStore::purge`].
     pub fn purge(&mut self, queue: &str, states: &[State]) -> Result<i64> {
         each!(self, s => s.purge(queue, states))
     }
 
-    /// See [`Store::replay_with_progress`].
+    /// See [`SqliteStore::replay_with_progress`].
     pub fn replay_with_progress(
         &mut self,
         queue: &str,
@@ -334,7 +337,7 @@ impl Db {
         each!(self, s => s.replay_with_progress(queue, filter, to, progress))
     }
 
-    /// See [`Store::replay_preview`].
+    /// See [`SqliteStore::replay_preview`].
     pub fn replay_preview(
         &self,
         queue: &str,
@@ -344,7 +347,7 @@ impl Db {
         each!(self, s => s.replay_preview(queue, filter, to))
     }
 
-    /// See [`Store::purge_with_progress`].
+    /// See [`SqliteStore::purge_with_progress`].
     pub fn purge_with_progress(
         &mut self,
         queue: &str,
@@ -354,12 +357,12 @@ impl Db {
         each!(self, s => s.purge_with_progress(queue, states, progress))
     }
 
-    /// See [`Store::release_lease`].
+    /// See [`SqliteStore::release_lease`].
     pub fn release_lease(&mut self, queue: &str, id: i64) -> Result<bool> {
         each!(self, s => s.release_lease(queue, id))
     }
 
-    /// See [`Store::delete_queue`].
+    /// See [`SqliteStore::delete_queue`].
     pub fn delete_queue(&mut self, name: &str, force: bool) -> Result<i64> {
         each!(self, s => s.delete_queue(name, force))
     }

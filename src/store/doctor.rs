@@ -8,7 +8,8 @@ use rusqlite::OptionalExtension;
 use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Result, Settings, State, Store, netfs, schema};
+use super::views::{BrokenSchema, QueueHealth};
+use super::{Result, SqliteStore, netfs, schema};
 
 /// What `spool doctor` found. Gathering it only reads.
 #[derive(Debug, Clone)]
@@ -49,39 +50,6 @@ pub struct Health {
     pub broken_schemas: Vec<BrokenSchema>,
 }
 
-/// A queue's JSON Schema in force that does not compile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokenSchema {
-    /// The queue or topic.
-    pub queue: String,
-    /// The schema version in force.
-    pub version: i64,
-    /// Why it does not compile.
-    pub reason: String,
-}
-
-/// One queue's settings, stored counters and actual row counts.
-#[derive(Debug, Clone)]
-pub struct QueueHealth {
-    /// The name.
-    pub name: String,
-    /// True for a topic (holds no messages itself).
-    pub is_topic: bool,
-    /// The settings in force.
-    pub settings: Settings,
-    /// `queues.n_*`, indexed by [`State`] as stored.
-    pub counters: [i64; 6],
-    /// `count(*)` of its `deliveries` rows per stored state.
-    pub counted: [i64; 6],
-}
-
-impl QueueHealth {
-    /// True when the stored counters match the rows.
-    pub fn consistent(&self) -> bool {
-        self.counters == self.counted
-    }
-}
-
 impl Health {
     /// True when SQLite's integrity check found nothing.
     pub fn integrity_ok(&self) -> bool {
@@ -94,7 +62,7 @@ impl Health {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Runs every check. Only reads; a full integrity check and a count of
     /// every row, so it takes a while on a large database.
     pub fn health(&self) -> Result<Health> {
@@ -304,9 +272,3 @@ fn counters(conn: &rusqlite::Connection, q: &QueueRow) -> Result<[i64; 6]> {
         },
     )?)
 }
-
-/// The state names in storage order, as the counters are indexed (held
-/// is kept apart here, where users see it as delayed elsewhere).
-pub const STATE_COLUMNS: [&str; 6] = ["ready", "delayed", "leased", "acked", "dead", "held"];
-
-const _: () = assert!(State::Held as usize == STATE_COLUMNS.len() - 1);

@@ -1,7 +1,7 @@
 //! Read-only views for `peek`, `stats`, `queue list` and `top`.
 //!
 //! Nothing here writes: these run on the read-only connection of
-//! [`Store::open_read_only`], inside one deferred read transaction each, so they
+//! [`SqliteStore::open_read_only`], inside one deferred read transaction each, so they
 //! see one consistent snapshot and are never blocked by a writer (WAL).
 //!
 //! The lazy transitions that writers perform inside every claim (a due delayed
@@ -17,178 +17,15 @@
 //! distinct priority (at most 201). Only the due rows are visited one by one;
 //! they are few, because every claim moves them back to ready.
 
-use std::path::PathBuf;
-
 use rusqlite::{Connection, OptionalExtension};
 
 use super::queues::{self, QueueRow};
-use super::{Delivery, Receipt, Result, Settings, State, Store, ms, now_ms};
-
-/// Message counts of one queue, by state as users see them (held messages
-/// count as delayed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Deliverable now.
-    pub ready: i64,
-    /// Deliverable later (including messages held behind their group).
-    pub delayed: i64,
-    /// Delivered, lease still running.
-    pub leased: i64,
-    /// Done, kept for replay until retention removes them.
-    pub acked: i64,
-    /// Failed `max_attempts` times.
-    pub dead: i64,
-}
-
-/// What `stats` and `queue list` show about one queue or topic.
-#[derive(Debug, Clone)]
-pub struct QueueInfo {
-    /// The queue or topic name.
-    pub name: String,
-    /// True for a topic (which holds no messages itself).
-    pub is_topic: bool,
-    /// For a topic: the queues subscribed to it, by name.
-    pub subscribers: Vec<String>,
-    /// For a queue: the topics it subscribes to, by name.
-    pub topics: Vec<String>,
-    /// The queue's settings.
-    pub settings: Settings,
-    /// When the queue was created (ms since the epoch).
-    pub created_at: i64,
-    /// Messages per state, with due delayed messages and expired leases
-    /// counted where the next claim will put them.
-    pub counts: Counts,
-    /// Messages ever published to it (for a queue: deliveries added to it).
-    pub published_total: i64,
-    /// How long ago the oldest ready message was published; `None` if none is ready.
-    pub oldest_ready_age_ms: Option<i64>,
-    /// Messages published in the last 60 seconds.
-    pub published_last_minute: i64,
-    /// Messages acked in the last 60 seconds.
-    pub acked_last_minute: i64,
-    /// The version of its JSON Schema in force; `None` when it has none.
-    pub schema_version: Option<i64>,
-}
-
-/// The database file, for `stats`.
-#[derive(Debug, Clone, Default)]
-pub struct DatabaseInfo {
-    /// The database path.
-    pub path: PathBuf,
-    /// Size of the database file in bytes (0 if it does not exist).
-    pub size_bytes: u64,
-    /// Size of its write-ahead log in bytes (0 when there is none).
-    pub wal_bytes: u64,
-    /// Bytes of free pages inside the file, waiting to be reused or handed back.
-    pub free_bytes: u64,
-}
-
-impl DatabaseInfo {
-    /// The sizes of `path` as seen on the file system, without opening it.
-    pub fn of_path(path: PathBuf) -> DatabaseInfo {
-        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
-        DatabaseInfo {
-            size_bytes: size(&path),
-            wal_bytes: size(std::path::Path::new(&wal)),
-            free_bytes: 0,
-            path,
-        }
-    }
-}
-
-/// One message as `peek` shows it.
-#[derive(Debug, Clone)]
-pub struct Peeked {
-    /// The message, with a meaningless receipt (peek never leases).
-    pub delivery: Delivery,
-    /// Its state as users see it, with the lazy transitions applied.
-    pub state: State,
-    /// When its lease ends, for a leased message.
-    pub lease_end: Option<i64>,
-    /// When it becomes deliverable, for a delayed message.
-    pub due_at: Option<i64>,
-    /// When it was acked or died.
-    pub done_at: Option<i64>,
-}
-
-/// Which messages `peek` shows. Held messages count as delayed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeekQuery {
-    /// Show ready messages.
-    pub ready: bool,
-    /// Show delayed (and held) messages.
-    pub delayed: bool,
-    /// Show leased messages.
-    pub leased: bool,
-    /// Show acked messages (within retention).
-    pub acked: bool,
-    /// Show dead messages.
-    pub dead: bool,
-    /// At most this many.
-    pub limit: usize,
-}
-
-/// Publishes and acks of one queue or topic per minute, for the sparklines
-/// of `top`: index 0 is the oldest minute, the last one the 60 seconds up to
-/// now (the same window as [`QueueInfo::published_last_minute`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RateHistory {
-    /// Messages published in each minute.
-    pub published: Vec<i64>,
-    /// Messages acked in each minute.
-    pub acked: Vec<i64>,
-}
-
-/// A delivery row with the lazy transitions applied.
-#[derive(Debug, Clone, Copy)]
-struct RowState {
-    state: State,
-    visible_at: i64,
-    done_at: Option<i64>,
-}
-
-/// The state a row really is in at `now`: a due delayed message or an expired
-/// lease is ready, an expired lease on the last allowed attempt is dead.
-fn effective(state: State, visible_at: i64, attempts: i64, max: i64, now: i64) -> (State, bool) {
-    match state {
-        State::Delayed if visible_at <= now => (State::Ready, true),
-        State::Leased if visible_at <= now && max > 0 && attempts >= max => (State::Dead, true),
-        State::Leased if visible_at <= now => (State::Ready, true),
-        other => (other, false),
-    }
-}
-
-/// A held message that the next claim releases: the next of its group,
-/// whose head is an expired lease on its last allowed attempt. The claim
-/// makes the head dead and this message ready (delayed, when it was
-/// published with a delay that is still running), as
-/// [`super::lease::release_group`] does.
-#[derive(Debug, Clone, Copy)]
-struct Released {
-    id: i64,
-    priority: i64,
-    visible_at: i64,
-}
-
-impl Released {
-    fn state(&self, now: i64) -> State {
-        if self.visible_at > now {
-            State::Delayed
-        } else {
-            State::Ready
-        }
-    }
-
-    fn row(&self, now: i64) -> RowState {
-        RowState {
-            state: self.state(now),
-            visible_at: self.visible_at,
-            done_at: None,
-        }
-    }
-}
+use super::rules;
+use super::views::{
+    self, DatabaseInfo, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState,
+    Section,
+};
+use super::{Delivery, Receipt, Result, SqliteStore, State, ms, now_ms};
 
 /// The held messages of `q` that its next claim releases (see [`Released`]).
 /// One row per expired lease on its last attempt that heads a group: few,
@@ -220,7 +57,7 @@ fn released(conn: &Connection, q: &QueueRow, now: i64) -> Result<Vec<Released>> 
     Ok(rows)
 }
 
-impl Store {
+impl SqliteStore {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
     pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
         let tx = self.conn.unchecked_transaction()?;
@@ -310,33 +147,15 @@ impl Store {
         let tx = self.conn.unchecked_transaction()?;
         let q = self.queue_for_peek(&tx, queue)?;
         let now = now_ms();
-        let limit = query.limit;
         let released = released(&tx, &q, now)?;
-        let mut picked: Vec<(i64, RowState)> = Vec::new();
-        let room = |picked: &Vec<(i64, RowState)>| limit.saturating_sub(picked.len());
-        if query.ready {
-            let n = room(&picked);
-            picked.extend(ready_rows(&tx, &q, now, n, &released)?);
-        }
-        if query.delayed {
-            let n = room(&picked);
-            picked.extend(waiting_rows(&tx, &q, State::Delayed, now, n)?);
-            let n = room(&picked);
-            picked.extend(held_rows(&tx, &q, now, n, &released)?);
-        }
-        if query.leased {
-            let n = room(&picked);
-            picked.extend(waiting_rows(&tx, &q, State::Leased, now, n)?);
-        }
-        if query.acked {
-            let n = room(&picked);
-            picked.extend(done_rows(&tx, &q, State::Acked, now, n)?);
-        }
-        if query.dead {
-            let n = room(&picked);
-            picked.extend(done_rows(&tx, &q, State::Dead, now, n)?);
-        }
-        picked.truncate(limit);
+        let picked = views::pick(query, |section, n| match section {
+            Section::Ready => ready_rows(&tx, &q, now, n, &released),
+            Section::Delayed => waiting_rows(&tx, &q, State::Delayed, now, n),
+            Section::Held => held_rows(&tx, &q, now, n, &released),
+            Section::Leased => waiting_rows(&tx, &q, State::Leased, now, n),
+            Section::Acked => done_rows(&tx, &q, State::Acked, now, n),
+            Section::Dead => done_rows(&tx, &q, State::Dead, now, n),
+        })?;
         picked
             .into_iter()
             .map(|(id, st)| load(&tx, &q, id, st))
@@ -361,28 +180,11 @@ impl Store {
         let Some((state, visible_at, attempts, done_at)) = row else {
             return Ok(None);
         };
-        let max = q.settings.max_attempts as i64;
-        let (mut state, lazy) = effective(State::from_i64(state), visible_at, attempts, max, now);
-        if state == State::Held
-            && let Some(r) = released(&tx, &q, now)?.iter().find(|r| r.id == id)
-        {
-            state = r.state(now);
-        }
-        let done_at = if lazy && state == State::Dead {
-            Some(visible_at)
-        } else {
-            done_at
-        };
-        let cutoff = now.saturating_sub(ms(q.settings.retention));
-        if state == State::Acked && done_at.is_some_and(|t| t <= cutoff) {
-            return Ok(None);
-        }
-        let st = RowState {
-            state,
-            visible_at,
-            done_at,
-        };
-        load(&tx, &q, id, st).map(Some)
+        let row = (State::from_i64(state), visible_at, attempts, done_at);
+        let st = views::peek_row(&q.settings, row, now, || {
+            Ok(released(&tx, &q, now)?.into_iter().find(|r| r.id == id))
+        })?;
+        st.map(|st| load(&tx, &q, id, st)).transpose()
     }
 
     /// The queue `peek` looks at: unknown names and topics are errors.
@@ -400,14 +202,8 @@ fn info(conn: &Connection, q: QueueRow, now: i64) -> Result<QueueInfo> {
     let (created_at, published_total, stored) = stored_counts(conn, q.id)?;
     let max = q.settings.max_attempts as i64;
     let due = due_summary(conn, q.id, max, now)?;
-    let (released_ready, released_oldest) = released_summary(&released(conn, &q, now)?, now);
-    let counts = Counts {
-        ready: stored[0] + due.delayed + due.leased_live + released_ready,
-        delayed: stored[1] - due.delayed + stored[5] - released_ready,
-        leased: stored[2] - due.leased_live - due.leased_dead,
-        acked: stored[3],
-        dead: stored[4] + due.leased_dead,
-    };
+    let (released_ready, released_oldest) = views::released_summary(&released(conn, &q, now)?, now);
+    let counts = views::counts(&stored, &due, released_ready);
     let oldest = [oldest_ready_id(conn, q.id)?, due.oldest_id, released_oldest]
         .into_iter()
         .flatten()
@@ -453,19 +249,8 @@ fn stored_counts(conn: &Connection, queue: i64) -> Result<(i64, i64, [i64; 6])> 
         })?)
 }
 
-/// What the due rows of a queue will become at its next claim.
-#[derive(Debug, Default)]
-struct DueSummary {
-    /// Due delayed messages (become ready).
-    delayed: i64,
-    /// Expired leases with attempts left (become ready).
-    leased_live: i64,
-    /// Expired leases on their last attempt (become dead).
-    leased_dead: i64,
-    /// The lowest id among those that become ready.
-    oldest_id: Option<i64>,
-}
-
+/// What the due rows of a queue become at its next claim; the second column
+/// is `rules::lease_dies`.
 fn due_summary(conn: &Connection, queue: i64, max: i64, now: i64) -> Result<DueSummary> {
     let mut stmt = conn.prepare_cached(
         "SELECT state, ?3 > 0 AND attempts >= ?3, count(*), min(msg_id) FROM deliveries
@@ -475,25 +260,10 @@ fn due_summary(conn: &Connection, queue: i64, max: i64, now: i64) -> Result<DueS
     let mut rows = stmt.query((queue, now, max))?;
     let mut due = DueSummary::default();
     while let Some(r) = rows.next()? {
-        let (state, dies, n, min_id): (i64, bool, i64, i64) =
-            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        match (State::from_i64(state), dies) {
-            (State::Leased, true) => {
-                due.leased_dead += n;
-                continue;
-            }
-            (State::Leased, false) => due.leased_live += n,
-            _ => due.delayed += n,
-        }
-        due.oldest_id = Some(due.oldest_id.map_or(min_id, |o: i64| o.min(min_id)));
+        let state: i64 = r.get(0)?;
+        due.add(State::from_i64(state), r.get(1)?, r.get(2)?, r.get(3)?);
     }
     Ok(due)
-}
-
-/// How many released held messages become ready, and the lowest id of them.
-fn released_summary(released: &[Released], now: i64) -> (i64, Option<i64>) {
-    let ready = released.iter().filter(|r| r.state(now) == State::Ready);
-    (ready.clone().count() as i64, ready.map(|r| r.id).min())
 }
 
 /// The lowest id among the ready rows: the first entry of `deliveries_ready`
@@ -574,26 +344,11 @@ fn ready_rows(
     let mut due = stmt.query((q.id, now))?;
     while let Some(r) = due.next()? {
         let state = State::from_i64(r.get(3)?);
-        if effective(state, r.get(2)?, r.get(4)?, max, now).0 == State::Ready {
+        if rules::effective(state, r.get(2)?, r.get(4)?, max, now).0 == State::Ready {
             rows.push((r.get(0)?, r.get(1)?, r.get(2)?));
         }
     }
-    for r in released.iter().filter(|r| r.state(now) == State::Ready) {
-        rows.push((r.priority, r.id, r.visible_at));
-    }
-    rows.sort_by_key(|&(priority, id, _)| (-priority, id));
-    rows.truncate(n);
-    Ok(rows
-        .into_iter()
-        .map(|(_, id, visible_at)| {
-            let st = RowState {
-                state: State::Ready,
-                visible_at,
-                done_at: None,
-            };
-            (id, st)
-        })
-        .collect())
+    Ok(views::ready_rows(rows, released, now, n))
 }
 
 /// The first `n` delayed (or leased) rows not yet due, soonest first.
@@ -649,16 +404,9 @@ fn held_rows(
         && rows.len() < n
     {
         let id: i64 = r.get(0)?;
-        let st = match released.iter().find(|r| r.id == id) {
-            Some(r) if r.state(now) == State::Ready => continue,
-            Some(r) => r.row(now),
-            None => RowState {
-                state: State::Held,
-                visible_at: r.get(1)?,
-                done_at: None,
-            },
-        };
-        rows.push((id, st));
+        if let Some(st) = views::held_row(id, r.get(1)?, released, now) {
+            rows.push((id, st));
+        }
     }
     Ok(rows)
 }
@@ -681,7 +429,7 @@ fn done_rows(
         State::Acked => now.saturating_sub(ms(q.settings.retention)),
         _ => i64::MIN,
     };
-    let mut rows: Vec<(i64, RowState)> = conn
+    let rows: Vec<(i64, RowState)> = conn
         .prepare_cached(
             "SELECT msg_id, visible_at, done_at FROM deliveries
              WHERE queue_id = ?1 AND state = ?2 AND state IN (3, 4) AND done_at > ?3
@@ -705,19 +453,9 @@ fn done_rows(
                    AND state = 2 AND attempts >= ?3
                  ORDER BY visible_at, msg_id LIMIT ?4",
             )?
-            .query_map((q.id, now, max, n as i64), |r| {
-                let visible_at: i64 = r.get(1)?;
-                let st = RowState {
-                    state: State::Dead,
-                    visible_at,
-                    done_at: Some(visible_at),
-                };
-                Ok((r.get(0)?, st))
-            })?
+            .query_map((q.id, now, max, n as i64), |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.extend(expired);
-        rows.sort_by_key(|(id, st)| (st.done_at, *id));
-        rows.truncate(n);
+        return Ok(views::merge_dead(rows, expired, n));
     }
     Ok(rows)
 }
@@ -751,13 +489,5 @@ fn load(conn: &Connection, q: &QueueRow, id: i64, st: RowState) -> Result<Peeked
             schema_version: r.get(8)?,
         })
     })?;
-    let lease_end = (st.state == State::Leased).then_some(st.visible_at);
-    let due_at = matches!(st.state, State::Delayed).then_some(st.visible_at);
-    Ok(Peeked {
-        delivery,
-        state: st.state,
-        lease_end,
-        due_at,
-        done_at: st.done_at,
-    })
+    Ok(st.peeked(delivery))
 }

@@ -2,15 +2,16 @@
 //! messages, expired leases, retention) that claims perform on the way.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use rusqlite::OptionalExtension;
 
 use super::queues::{self, QueueRow};
+use super::receipt::{Receipt, ReceiptError, Release, new_leases};
+pub(crate) use super::rules::Held;
+use super::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
 use super::tx::Tx;
-use super::{Delivery, Error, Result, State, Store, ms};
+use super::{Delivery, Result, SqliteStore, State, ms};
 
 /// How many acked messages past retention one write removes at most, so that
 /// no single command pays for a large cleanup.
@@ -19,145 +20,7 @@ const SWEEP_BATCH: i64 = 512;
 /// Free pages above which a write hands pages back to the file system.
 const VACUUM_THRESHOLD: i64 = 256;
 
-/// The longest backoff `nack --backoff` and `work` wait.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-
-/// Proof of one delivery, taken by ack, nack and extend. Printed as an opaque
-/// token: queue id, message id and a random lease number, in hex.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Receipt {
-    pub(crate) queue_id: i64,
-    pub(crate) msg_id: i64,
-    pub(crate) lease: i64,
-}
-
-impl fmt::Display for Receipt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:x}_{:x}_{:016x}",
-            self.queue_id, self.msg_id, self.lease as u64
-        )
-    }
-}
-
-impl FromStr for Receipt {
-    type Err = ReceiptError;
-
-    fn from_str(s: &str) -> Result<Self, ReceiptError> {
-        let mut parts = s.split('_');
-        let mut next = |max_len: usize| {
-            parts
-                .next()
-                .filter(|p| !p.is_empty() && p.len() <= max_len)
-                .and_then(|p| u64::from_str_radix(p, 16).ok())
-                .ok_or(ReceiptError::Unknown)
-        };
-        let queue_id = next(16)? as i64;
-        let msg_id = next(16)? as i64;
-        let lease = next(16)? as i64;
-        if parts.next().is_some() || queue_id <= 0 || msg_id <= 0 {
-            return Err(ReceiptError::Unknown);
-        }
-        Ok(Receipt {
-            queue_id,
-            msg_id,
-            lease,
-        })
-    }
-}
-
-/// Why a receipt was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ReceiptError {
-    /// Not a receipt spool issued, or for a queue that no longer exists.
-    #[error("unknown receipt")]
-    Unknown,
-    /// The lease ran out (or was ended by a nack); the message may have gone
-    /// to another consumer.
-    #[error("its lease has ended; the message is back in the queue or with another consumer")]
-    LeaseEnded,
-    /// The delivery was acked (or deleted on ack): there is no lease left to
-    /// nack or extend.
-    #[error(
-        "the message is already finished (acked or removed); there is no lease left to nack or extend"
-    )]
-    Finished,
-}
-
-/// When a nacked message becomes deliverable again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
-    /// At once.
-    Now,
-    /// After this delay.
-    After(Duration),
-    /// After the queue's exponential backoff for the attempt that failed.
-    Backoff,
-}
-
-/// The backoff after failed attempt number `attempt`: `retry_delay ×
-/// 2^(attempt−1)`, ±20% jitter, capped at one hour.
-pub fn backoff(retry_delay: Duration, attempt: i64) -> Duration {
-    let exponent = attempt.clamp(1, 40) as u32 - 1;
-    let base = retry_delay
-        .checked_mul(1u32 << exponent.min(31))
-        .unwrap_or(MAX_BACKOFF)
-        .min(MAX_BACKOFF);
-    let jitter = 0.8 + 0.4 * random_unit();
-    base.mul_f64(jitter).min(MAX_BACKOFF)
-}
-
-/// A number in [0, 1) from the process's random hasher seed.
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, RandomState};
-    let bits = RandomState::new().hash_one(std::time::Instant::now());
-    (bits >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// `n` lease tokens from the operating system's CSPRNG: a receipt is the
-/// capability to settle a delivery, so its token must not be guessable.
-pub(crate) fn new_leases(n: usize) -> Result<Vec<i64>> {
-    let mut bytes = vec![0u8; n * 8];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
-        .collect())
-}
-
-/// A number in `0..max` (0 when `max` is 0), for jitter.
-pub(crate) fn random_below(max: u64) -> u64 {
-    if max == 0 {
-        return 0;
-    }
-    (random_unit() * max as f64) as u64 % max
-}
-
-/// A delivery row as ack/nack/extend see it.
-pub(crate) struct Held {
-    pub attempts: i64,
-    pub group: Option<String>,
-}
-
-/// What a receipt of a finished delivery means to a settle operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repeat {
-    /// Acking again is harmless.
-    Harmless,
-    /// Nack and extend need a lease that holds.
-    Refused,
-}
-
-enum Check {
-    /// The receipt's lease holds.
-    Held(Held),
-    /// Already acked with this receipt (or gone): acking again is harmless.
-    Done,
-    Refused(ReceiptError),
-}
-
-impl Store {
+impl SqliteStore {
     /// Leases up to `max` deliverable messages of `queue` for `visibility`
     /// (default: the queue's), highest priority first, then oldest. With
     /// `ack`, they are acked in the same transaction (at-most-once).
@@ -235,12 +98,7 @@ impl Store {
             |tx, q, r, held| act(tx, q, r, held),
         )?
         .into_iter()
-        .map(|outcome| match outcome {
-            Ok(Some(())) => Ok(()),
-            Ok(None) if repeat == Repeat::Harmless => Ok(()),
-            Ok(None) => Err(ReceiptError::Finished),
-            Err(e) => Err(e),
-        })
+        .map(|outcome| rules::settle_answer(outcome, repeat))
         .collect::<Vec<_>>();
         tx.commit()?;
         Ok(outcomes)
@@ -257,7 +115,7 @@ pub(crate) enum Claim {
     Topic(QueueRow),
 }
 
-/// The body of [`Store::claim`], inside a transaction the caller commits.
+/// The body of [`SqliteStore::claim`], inside a transaction the caller commits.
 pub(crate) fn claim_in(
     tx: &mut Tx<'_>,
     queue: &str,
@@ -276,7 +134,7 @@ pub(crate) fn claim_in(
     let lease = visibility.unwrap_or(q.settings.visibility);
     let lease_end = tx.now.saturating_add(ms(lease));
     let mut leased = lease_next(tx, &q, max, lease_end)?;
-    tx.moved_many(
+    tx.counts.moved_many(
         q.id,
         Some(State::Ready),
         Some(State::Leased),
@@ -318,9 +176,9 @@ pub(crate) fn settle_in<T, S>(
             continue;
         };
         let outcome = match check(tx, r, next_id)? {
-            Check::Held(held) => Ok(Some(act(tx, q, item, held)?)),
-            Check::Done => Ok(None),
-            Check::Refused(e) => Err(e),
+            Judgement::Held(held) => Ok(Some(act(tx, q, item, held)?)),
+            Judgement::Done => Ok(None),
+            Judgement::Refused(e) => Err(e),
         };
         outcomes.push(outcome);
     }
@@ -340,28 +198,21 @@ pub(crate) fn give_back(
     held: &Held,
     release: Release,
 ) -> Result<State> {
-    let max = q.settings.max_attempts as i64;
-    if max > 0 && held.attempts >= max {
-        finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
-        return Ok(State::Dead);
+    match rules::after_failure(&q.settings, held.attempts, release, tx.now) {
+        AfterFailure::Dead => {
+            finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
+            Ok(State::Dead)
+        }
+        AfterFailure::Back { state, visible_at } => {
+            set_state(tx, q.id, msg, state, visible_at)?;
+            tx.counts.moved(q.id, Some(State::Leased), Some(state));
+            Ok(state)
+        }
     }
-    let delay = match release {
-        Release::Now => Duration::ZERO,
-        Release::After(d) => d,
-        Release::Backoff => backoff(q.settings.retry_delay, held.attempts),
-    };
-    let state = if delay.is_zero() {
-        State::Ready
-    } else {
-        State::Delayed
-    };
-    set_state(tx, q.id, msg, state, tx.now.saturating_add(ms(delay)))?;
-    tx.moved(q.id, Some(State::Leased), Some(state));
-    Ok(state)
 }
 
 /// Judges a receipt against the delivery row it names.
-fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Check> {
+fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Judgement> {
     let row = tx
         .tx
         .prepare_cached(
@@ -369,31 +220,18 @@ fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Check> {
              WHERE msg_id = ?1 AND queue_id = ?2",
         )?
         .query_row((r.msg_id, r.queue_id), |row| {
-            Ok((
-                State::from_i64(row.get(0)?),
-                row.get::<_, Option<i64>>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, Option<String>>(4)?,
-            ))
+            Ok(LeaseRow {
+                state: State::from_i64(row.get(0)?),
+                lease: row.get(1)?,
+                visible_at: row.get(2)?,
+                attempts: row.get(3)?,
+                group: row.get(4)?,
+            })
         })
         .optional()?;
-    let Some((state, lease, visible_at, attempts, group)) = row else {
-        // Deleted on ack (retention 0), by retention, or by a purge: the
-        // message is finished, so acking it again changes nothing.
-        return Ok(if r.msg_id < next_id {
-            Check::Done
-        } else {
-            Check::Refused(ReceiptError::Unknown)
-        });
-    };
-    if lease != Some(r.lease) {
-        return Ok(Check::Refused(ReceiptError::LeaseEnded));
-    }
-    Ok(match state {
-        State::Leased if visible_at > tx.now => Check::Held(Held { attempts, group }),
-        State::Acked => Check::Done,
-        _ => Check::Refused(ReceiptError::LeaseEnded),
+    Ok(match row {
+        Some(row) => rules::judge_receipt(r, row, tx.now),
+        None => rules::judge_missing(r, next_id - 1),
     })
 }
 
@@ -490,14 +328,14 @@ pub(crate) fn finish(
             .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?
             .execute((msg, q.id))?;
         delete_orphan(tx, msg)?;
-        tx.acked_and_deleted(q.id);
+        tx.counts.acked_and_deleted(q.id, 1);
     } else {
         tx.tx
             .prepare_cached(
                 "UPDATE deliveries SET state = ?3, done_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
             )?
             .execute((msg, q.id, to as i64, tx.now))?;
-        tx.moved(q.id, Some(State::Leased), Some(to));
+        tx.counts.moved(q.id, Some(State::Leased), Some(to));
     }
     if let Some(group) = group {
         release_group(tx, q.id, group, msg)?;
@@ -545,16 +383,12 @@ pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: 
             .execute((queue, group))?;
         return Ok(());
     };
-    let state = if visible_at > tx.now {
-        State::Delayed
-    } else {
-        State::Ready
-    };
+    let state = rules::released_state(visible_at, tx.now);
     set_state(tx, queue, next_id, state, visible_at)?;
     tx.tx
         .prepare_cached("UPDATE groups SET head_id = ?3 WHERE queue_id = ?1 AND grp = ?2")?
         .execute((queue, group, next_id))?;
-    tx.moved(queue, Some(State::Held), Some(state));
+    tx.counts.moved(queue, Some(State::Held), Some(state));
     Ok(())
 }
 
@@ -574,6 +408,8 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     if !due {
         return Ok(());
     }
+    // The transitions of `rules::effective`, in SQL: an expired lease dies
+    // when `rules::lease_dies` says so, the other due rows become ready.
     let max = q.settings.max_attempts as i64;
     if max > 0 {
         let died: Vec<(i64, Option<String>)> = tx
@@ -586,7 +422,7 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
             )?
             .query_map((q.id, tx.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        tx.moved_many(
+        tx.counts.moved_many(
             q.id,
             Some(State::Leased),
             Some(State::Dead),
@@ -614,7 +450,8 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
         ),
     ] {
         let n = tx.tx.prepare_cached(sql)?.execute((q.id, tx.now))?;
-        tx.moved_many(q.id, Some(from), Some(State::Ready), n as i64);
+        tx.counts
+            .moved_many(q.id, Some(from), Some(State::Ready), n as i64);
     }
     Ok(())
 }
@@ -650,7 +487,8 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
         )?
         .query_map((q.id, cutoff, SWEEP_BATCH), |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    tx.moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
+    tx.counts
+        .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
     for msg in removed {
         delete_orphan(tx, msg)?;
     }
@@ -677,7 +515,7 @@ pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// When the next delayed message or lease of `queue` comes due (ms since
     /// the epoch), so a waiting consumer knows when to look again.
     pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {
@@ -688,30 +526,5 @@ impl Store {
                  WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)",
             )?
             .query_row([queue], |row| row.get(0))?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lease_tokens_are_distinct_and_random_in_every_bit() {
-        let leases = new_leases(1000).unwrap();
-        assert_eq!(leases.len(), 1000);
-        let distinct: std::collections::HashSet<i64> = leases.iter().copied().collect();
-        assert_eq!(distinct.len(), 1000);
-        let (ones, zeros) = leases
-            .iter()
-            .fold((0u64, 0u64), |(o, z), &l| (o | l as u64, z | !(l as u64)));
-        assert_eq!(ones, u64::MAX, "a bit is never set");
-        assert_eq!(zeros, u64::MAX, "a bit is never clear");
-        assert!(new_leases(0).unwrap().is_empty());
-    }
-
-    #[test]
-    fn random_below_stays_below() {
-        assert_eq!(random_below(0), 0);
-        assert!((0..1000).all(|_| random_below(7) < 7));
     }
 }

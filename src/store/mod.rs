@@ -4,6 +4,24 @@
 //! call this module and never see SQL, so another database can later stand
 //! behind the same API.
 //!
+//! # Layout
+//!
+//! - Backend-neutral, used by both backends and the commands: `types`
+//!   (messages, deliveries, settings, results of operations), `error`,
+//!   `receipt`, `views` (what `peek`, `stats` and `doctor` report, and
+//!   how both backends assemble it), `checks` (JSON Schema checks),
+//!   [`records`] (a whole database as rows, for `spool migrate`),
+//!   `counters` (the per-queue counter changes a transaction owes),
+//!   `location` (a file or a URL) and `rules`: the queue rules as pure
+//!   functions, tested once.
+//! - `db`: [`Db`], what commands hold, dispatching to one backend.
+//! - The SQLite backend, [`SqliteStore`]: this module and its siblings
+//!   (`lease`, `inspect`, `admin`, `publish`, `queues`, `topics`, `work`,
+//!   `contracts`, `doctor`, `export`, `tx`, `busy`, `netfs`, `schema`).
+//! - The PostgreSQL backend, [`pg::PostgresStore`], in [`pg`].
+//!
+//! Neither backend imports the other; both import only the neutral modules.
+//!
 //! # Data model
 //!
 //! A message's body is stored once in `messages`; each queue that holds it has
@@ -69,8 +87,8 @@
 //! Each command is one transaction (or, for `publish --stream`, a clear series
 //! of them), so `kill -9` at any moment leaves the database consistent.
 //! `work` is the exception to one fsync per commit under `--sync full`: it
-//! switches `synchronous` per commit ([`Store::set_sync`]) to group its commits
-//! within 100 ms and ends with [`Store::flush`] (see `commands::work`).
+//! switches `synchronous` per commit ([`SqliteStore::set_sync`]) to group its commits
+//! within 100 ms and ends with [`SqliteStore::flush`] (see `commands::work`).
 //!
 //! # Performance
 //!
@@ -96,16 +114,32 @@
 //!   a 12-rule schema a million-line publish ran at 0.75x the speed without
 //!   one (2.33 s against 1.74 s, `bench/schema.sh`).
 
+// Backend-neutral: the API's types, the errors and the queue rules.
+mod checks;
+mod counters;
+mod error;
+mod location;
+mod receipt;
+pub mod records;
+mod rules;
+mod types;
+mod views;
+
+// Dispatch between the backends.
+mod db;
+
+// The PostgreSQL backend.
+pub mod pg;
+
+// The SQLite backend.
 mod admin;
 mod busy;
 mod contracts;
-mod db;
 mod doctor;
 pub mod export;
 mod inspect;
 mod lease;
 pub mod netfs;
-pub mod pg;
 mod publish;
 mod queues;
 mod schema;
@@ -119,292 +153,26 @@ mod proptests;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use admin::{ReplayFilter, Replayed};
-pub use contracts::{SchemaChange, SchemaVersion};
 pub use db::{Batch, Db, is_postgres};
-pub use doctor::{BrokenSchema, Health, QueueHealth, STATE_COLUMNS};
-pub use inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
-pub use lease::{Receipt, ReceiptError, Release, backoff};
-pub use publish::{NewMessage, PublishBatch};
-pub use queues::{Created, QueueSet};
-pub use topics::Subscribed;
-pub use work::{Outcome, Settled, WorkStep};
-
-/// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// SQLite: another connection held the database's write lock past the
-    /// busy timeout.
-    #[error(
-        "the database is busy: another connection held the SQLite write lock for longer than the busy timeout ({}). Nothing was changed; try again, or raise `--busy-timeout`",
-        busy::timeout_text()
-    )]
-    Busy,
-    /// PostgreSQL could not finish the transaction for contention with
-    /// others: a lock wait past the busy timeout, a deadlock or serialization
-    /// failure that retrying did not get past, or no free connection slot.
-    #[error("the database is busy: {reason}. Nothing was changed; try again")]
-    PgBusy {
-        /// What happened and what helps, for people.
-        reason: String,
-    },
-    /// The database file cannot be opened, read or written.
-    #[error("cannot open the database `{path}`: {reason}")]
-    Open {
-        /// The database path.
-        path: PathBuf,
-        /// What went wrong, for people.
-        reason: String,
-    },
-    /// The file is an SQLite database but not one of spool's.
-    #[error(
-        "`{path}` is an SQLite database, but not a spool database. Point `--db` at another file"
-    )]
-    NotSpool {
-        /// The database path.
-        path: PathBuf,
-    },
-    /// The database was written by a newer spool.
-    #[error(
-        "the database `{path}` has schema version {found}, but this spool knows versions up to {supported}. Upgrade spool to use it"
-    )]
-    NewerSchema {
-        /// The database path.
-        path: PathBuf,
-        /// The version found in the file.
-        found: i64,
-        /// The newest version this build knows.
-        supported: i64,
-    },
-    /// No queue or topic has this name.
-    #[error("no queue named `{name}`{}", did_you_mean(similar))]
-    UnknownQueue {
-        /// The name asked for.
-        name: String,
-        /// Existing names close to it.
-        similar: Vec<String>,
-    },
-    /// A topic was published to, but no queue subscribes to it.
-    #[error(
-        "topic `{topic}` has no subscribers, so the message would go nowhere. Subscribe a queue first: `spool subscribe {topic} QUEUE`"
-    )]
-    NoSubscribers {
-        /// The topic name.
-        topic: String,
-    },
-    /// The name belongs to a topic, where a queue was expected.
-    #[error("`{name}` is a topic, not a queue{}", subscribers_hint(subscribers))]
-    NameIsTopic {
-        /// The topic name.
-        name: String,
-        /// Queues subscribed to it.
-        subscribers: Vec<String>,
-    },
-    /// A queue that holds messages cannot become a topic.
-    #[error(
-        "`{name}` is a queue that holds messages (acked ones kept for replay count too), so it cannot become a topic. Pick another topic name"
-    )]
-    NameHoldsMessages {
-        /// The queue name.
-        name: String,
-    },
-    /// `subscribe` with the same name as topic and queue.
-    #[error(
-        "`{name}` cannot subscribe to itself. Subscribe it to a topic with another name: `spool subscribe TOPIC {name}`"
-    )]
-    SelfSubscription {
-        /// The name given twice.
-        name: String,
-    },
-    /// `subscribe` naming a topic where the subscribing queue goes.
-    #[error(
-        "`{name}` is a topic, and a topic cannot subscribe to another topic. Subscribe queues to `{topic}` instead: `spool subscribe {topic} QUEUE`"
-    )]
-    TopicSubscribes {
-        /// The topic given as the queue.
-        name: String,
-        /// The topic it was to subscribe to.
-        topic: String,
-    },
-    /// `subscribe` naming, as the topic, a queue that subscribes to topics.
-    #[error(
-        "`{name}` is a queue subscribed to {}, so it cannot become a topic. Pick another topic name",
-        quoted(topics)
-    )]
-    SubscriberBecomesTopic {
-        /// The queue given as the topic.
-        name: String,
-        /// The topics it subscribes to.
-        topics: Vec<String>,
-    },
-    /// `unsubscribe` of a queue that does not subscribe to the topic.
-    #[error(
-        "`{queue}` is not subscribed to `{topic}`{}",
-        not_subscribed_hint(topic, subscribers)
-    )]
-    NotSubscribed {
-        /// The topic named.
-        topic: String,
-        /// The queue named.
-        queue: String,
-        /// The topic's subscribers, or `None` when `topic` is not a topic.
-        subscribers: Option<Vec<String>>,
-    },
-    /// `queue create` with settings that differ from the existing queue's.
-    #[error(
-        "queue `{name}` already exists with other settings. Change them with `spool queue set {name} …`"
-    )]
-    SettingsConflict {
-        /// The queue name.
-        name: String,
-    },
-    /// `queue delete` of a queue that still holds work.
-    #[error(
-        "queue `{name}` still holds {pending} message(s) that are ready, delayed, leased or dead. Delete it anyway with `spool queue delete {name} --force`"
-    )]
-    QueueNotEmpty {
-        /// The queue name.
-        name: String,
-        /// How many messages it holds that are not acked.
-        pending: i64,
-    },
-    /// A body larger than the queue's `max_size`.
-    #[error("body is {size} bytes, larger than the queue's max_size of {limit} bytes")]
-    TooLarge {
-        /// The body size.
-        size: usize,
-        /// The limit.
-        limit: u64,
-    },
-    /// A message breaks the JSON Schema of a queue or topic it goes to.
-    #[error(
-        "{}{violation} (schema version {version} of `{queue}`)",
-        id.map(|id| format!("message {id}: ")).unwrap_or_default()
-    )]
-    Invalid {
-        /// The message id, when the message was already stored (replay).
-        id: Option<i64>,
-        /// The queue or topic whose schema it breaks.
-        queue: String,
-        /// That schema's version.
-        version: i64,
-        /// Where and how.
-        violation: crate::contract::Violation,
-    },
-    /// A raw body for a queue or topic whose messages must meet a schema.
-    #[error(
-        "`{holder}` has a JSON Schema, so messages{} must be JSON. Publish them without `--raw`, or remove the schema with `spool queue set {holder} --no-schema`",
-        if holder == name { String::new() } else { format!(" published to `{name}`") }
-    )]
-    RawBody {
-        /// The name published to.
-        name: String,
-        /// The queue or topic whose schema refuses raw text.
-        holder: String,
-    },
-    /// A schema stored in the database no longer compiles.
-    #[error(
-        "schema version {version} of `{queue}` in the database cannot be used: {reason}. Set a new one with `spool queue set {queue} --schema FILE`"
-    )]
-    BrokenSchema {
-        /// The queue or topic.
-        queue: String,
-        /// The version.
-        version: i64,
-        /// Why it does not compile.
-        reason: String,
-    },
-    /// `spool migrate` into a PostgreSQL schema that already holds spool data.
-    #[error(
-        "the PostgreSQL database `{target}` already holds {}, and `spool migrate` only copies into an empty one. Nothing was changed. Name a new schema with `?schema=NAME` in the URL, or drop this one first",
-        if *queues > 0 { format!("{queues} queue(s) or topic(s)") } else { "messages".to_owned() }
-    )]
-    TargetNotEmpty {
-        /// The target, as messages show it (no password).
-        target: String,
-        /// How many queues and topics it holds.
-        queues: i64,
-    },
-    /// An invalid queue name reached the store.
-    #[error("invalid queue name `{name}`")]
-    BadName {
-        /// The name.
-        name: String,
-    },
-    /// The database is on a network file system, where SQLite's locking is unsafe.
-    #[error(
-        "the database `{path}` is on a network file system ({kind}), where SQLite's locks and shared memory do not work reliably and the database can be corrupted. Move it to a local disk, or set {var}=1 if you are sure this file system locks correctly and only one machine uses it",
-        var = netfs::OVERRIDE_VAR
-    )]
-    NetworkFs {
-        /// The database path.
-        path: PathBuf,
-        /// The kind of file system (NFS, CIFS, FUSE, …).
-        kind: &'static str,
-    },
-    /// Any other database failure: I/O, disk full, corruption.
-    #[error("the database cannot be read or written: {0}{hint}", hint = sqlite_hint(.0))]
-    Sqlite(rusqlite::Error),
-    /// A PostgreSQL request failed: the connection broke, or the server
-    /// refused it (see [`pg`]).
-    #[error("the PostgreSQL database cannot be read or written: {0}")]
-    Postgres(String),
-    /// The operating system gave no random bytes (for lease tokens).
-    #[error("cannot get random bytes from the operating system: {0}")]
-    Random(String),
-}
-
-fn did_you_mean(similar: &[String]) -> String {
-    match similar {
-        [] => ". List queues with `spool queue list`".into(),
-        names => {
-            let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-            format!(". Did you mean {}?", names.join(" or "))
-        }
-    }
-}
-
-fn subscribers_hint(subscribers: &[String]) -> String {
-    if subscribers.is_empty() {
-        ". It has no subscribers yet".into()
-    } else {
-        let names: Vec<String> = subscribers.iter().map(|n| format!("`{n}`")).collect();
-        format!(". Use one of its queues: {}", names.join(", "))
-    }
-}
-
-fn quoted(names: &[String]) -> String {
-    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-    names.join(", ")
-}
-
-fn not_subscribed_hint(topic: &str, subscribers: &Option<Vec<String>>) -> String {
-    match subscribers {
-        None => {
-            format!(": `{topic}` is not a topic. List queues and topics with `spool queue list`")
-        }
-        Some(names) if names.is_empty() => format!(". Topic `{topic}` has no subscribers"),
-        Some(names) => format!(". Its subscribers are {}", quoted(names)),
-    }
-}
-
-fn sqlite_hint(err: &rusqlite::Error) -> &'static str {
-    use rusqlite::ErrorCode as C;
-    match err.sqlite_error_code() {
-        Some(C::DiskFull) => ". Free some disk space and try again",
-        Some(C::ReadOnly) => ". Check that the file and its folder are writable",
-        Some(C::NotADatabase) => ". Point `--db` at a spool database",
-        Some(C::DatabaseCorrupt) => ". The file is damaged; restore it from a backup",
-        Some(C::CannotOpen) => {
-            ". Check that the file and its folder exist and are readable, and that the folder is writable or the WAL files are present"
-        }
-        _ => "",
-    }
-}
+pub use doctor::Health;
+pub use error::{Error, Result};
+pub use location::Location;
+pub use publish::PublishBatch;
+pub use receipt::{Receipt, ReceiptError, Release};
+pub use rules::backoff;
+pub(crate) use types::ms;
+pub use types::{
+    Created, Delivery, NewMessage, Outcome, QueueSet, ReplayFilter, Replayed, SchemaChange,
+    SchemaVersion, Settings, SettingsPatch, Settled, State, Subscribed, Sync, WorkStep, now_ms,
+};
+pub use views::{
+    BrokenSchema, Counts, DatabaseInfo, PeekQuery, Peeked, QueueHealth, QueueInfo, RateHistory,
+    STATE_COLUMNS,
+};
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
@@ -416,160 +184,11 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-/// Store results.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// The state of a message in one queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum State {
-    /// Deliverable now.
-    Ready = 0,
-    /// Deliverable at a later time.
-    Delayed = 1,
-    /// Delivered; invisible until its lease ends.
-    Leased = 2,
-    /// Done; kept for replay until retention passes.
-    Acked = 3,
-    /// Failed `max_attempts` times.
-    Dead = 4,
-    /// Waiting behind an earlier message of its group.
-    Held = 5,
-}
-
-impl State {
-    /// Every state, in storage order.
-    pub const ALL: [State; 6] = [
-        State::Ready,
-        State::Delayed,
-        State::Leased,
-        State::Acked,
-        State::Dead,
-        State::Held,
-    ];
-
-    fn from_i64(n: i64) -> State {
-        State::ALL.get(n as usize).copied().unwrap_or(State::Ready)
-    }
-
-    /// The state's name as users see it. Held messages show as `delayed`: they
-    /// are deliverable later, once the earlier messages of their group are done.
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Ready => "ready",
-            State::Delayed | State::Held => "delayed",
-            State::Leased => "leased",
-            State::Acked => "acked",
-            State::Dead => "dead",
-        }
-    }
-}
-
-/// How durable each commit is (`--sync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Sync {
-    /// Every commit is on disk before the command answers.
-    #[default]
-    Full,
-    /// Survives a crash of the process; a power loss may lose the last commits.
-    Normal,
-}
-
-/// Per-queue settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// How long a delivery stays invisible to other consumers.
-    pub visibility: Duration,
-    /// Deliveries before a message is dead (0: unlimited).
-    pub max_attempts: u32,
-    /// How long acked messages stay for replay (0: deleted on ack).
-    pub retention: Duration,
-    /// The largest body, in bytes.
-    pub max_size: u64,
-    /// Base of the exponential backoff of `work` and `nack --backoff`.
-    pub retry_delay: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            visibility: Duration::from_secs(30),
-            max_attempts: 5,
-            retention: Duration::from_secs(86_400),
-            max_size: 1 << 20,
-            retry_delay: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Settings given on the command line; `None` keeps the current (or default) value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SettingsPatch {
-    /// New visibility timeout.
-    pub visibility: Option<Duration>,
-    /// New max attempts.
-    pub max_attempts: Option<u32>,
-    /// New retention.
-    pub retention: Option<Duration>,
-    /// New max body size.
-    pub max_size: Option<u64>,
-    /// New retry delay.
-    pub retry_delay: Option<Duration>,
-}
-
-impl SettingsPatch {
-    /// True when no setting is given.
-    pub fn is_empty(&self) -> bool {
-        *self == SettingsPatch::default()
-    }
-
-    /// `base` with the given settings applied.
-    pub fn apply(&self, base: Settings) -> Settings {
-        Settings {
-            visibility: self.visibility.unwrap_or(base.visibility),
-            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
-            retention: self.retention.unwrap_or(base.retention),
-            max_size: self.max_size.unwrap_or(base.max_size),
-            retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
-        }
-    }
-}
-
-/// One delivered message, as `consume` prints it.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The message id.
-    pub id: i64,
-    /// The queue it was delivered from.
-    pub queue: String,
-    /// The receipt for ack, nack and extend.
-    pub receipt: Receipt,
-    /// The number of this delivery, 1 for the first.
-    pub attempt: i64,
-    /// When the message was published (ms since the epoch).
-    pub published_at: i64,
-    /// When this lease ends (ms since the epoch).
-    pub lease_expires_at: i64,
-    /// The deduplication key, if any.
-    pub key: Option<String>,
-    /// The ordered group, if any.
-    pub group: Option<String>,
-    /// The priority.
-    pub priority: i64,
-    /// Headers as a JSON object text, if any.
-    pub headers: Option<String>,
-    /// The body bytes, exactly as stored.
-    pub body: Vec<u8>,
-    /// True when the body is raw text rather than JSON.
-    pub raw: bool,
-    /// The version of this queue's JSON Schema the message was checked
-    /// against; `None` when the queue had no schema.
-    pub schema_version: Option<i64>,
-}
-
 /// Where the database is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The database file.
+    /// `--db` as given: an SQLite file, or a PostgreSQL URL (see
+    /// [`Options::location`]).
     pub path: PathBuf,
     /// How long to wait for another process's write lock.
     pub busy_timeout: Duration,
@@ -577,45 +196,45 @@ pub struct Options {
     pub sync: Sync,
 }
 
-/// An open spool database.
-pub struct Store {
-    conn: Connection,
-    path: PathBuf,
-    /// Compiled JSON Schemas, by queue and version.
-    contracts: contracts::ContractCache,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+impl Options {
+    /// Which database [`Options::path`] names: a file or a URL.
+    pub fn location(&self) -> Location {
+        Location::of(&self.path)
     }
 }
 
-/// The current time in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// The former name of [`SqliteStore`], kept while callers move over.
+pub type Store = SqliteStore;
+
+/// An open spool database in an SQLite file.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    /// Compiled JSON Schemas, by queue and version.
+    contracts: checks::ContractCache,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
 }
 
 /// The size the WAL file is truncated back to after a checkpoint.
 const WAL_SIZE_LIMIT: i64 = 16 << 20;
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl Store {
+impl SqliteStore {
     /// Opens the database for writing, creating the file (mode 0600) and its
     /// folder on first use and bringing the schema up to date.
-    pub fn open(opts: &Options) -> Result<Store> {
+    pub fn open(opts: &Options) -> Result<SqliteStore> {
         let path = &opts.path;
         refuse_network_fs(path)?;
         create_file(path)?;
         check_writable(path)?;
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.clone(),
             contracts: Default::default(),
@@ -625,23 +244,23 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the database for writing, as [`Store::open`] does, if it exists:
+    /// Opens the database for writing, as [`SqliteStore::open`] does, if it exists:
     /// `None` when there is no file or an empty one, which is then left as
     /// it is. For a command that may refuse its input, or that needs the
     /// database to judge it (an unknown queue or receipt): callers treat
     /// `None` as an empty database, and bad input never creates it.
-    pub fn open_existing(opts: &Options) -> Result<Option<Store>> {
+    pub fn open_existing(opts: &Options) -> Result<Option<SqliteStore>> {
         match std::fs::metadata(&opts.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Ok(meta) if meta.is_file() && meta.len() == 0 => Ok(None),
-            _ => Store::open(opts).map(Some),
+            _ => SqliteStore::open(opts).map(Some),
         }
     }
 
     /// Opens the database for reading only. Returns `None` when the file does
     /// not exist or holds no spool schema yet: callers treat that as an empty
     /// database. Never creates or changes the file.
-    pub fn open_read_only(opts: &Options) -> Result<Option<Store>> {
+    pub fn open_read_only(opts: &Options) -> Result<Option<SqliteStore>> {
         let path = &opts.path;
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -656,7 +275,7 @@ impl Store {
         // read-only connection by itself.
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.pragma_update(None, "query_only", true)?;
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.clone(),
             contracts: Default::default(),

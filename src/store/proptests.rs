@@ -70,14 +70,14 @@ struct Model {
 
 const MAX_ATTEMPTS: u32 = 3;
 
-fn store_with_queue() -> (tempfile::TempDir, Store) {
+fn store_with_queue() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = Options {
         path: dir.path().join("spool.db"),
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     };
-    let mut store = Store::open(&opts).expect("open");
+    let mut store = SqliteStore::open(&opts).expect("open");
     let patch = SettingsPatch {
         max_attempts: Some(MAX_ATTEMPTS),
         ..SettingsPatch::default()
@@ -87,7 +87,7 @@ fn store_with_queue() -> (tempfile::TempDir, Store) {
 }
 
 impl Model {
-    fn apply(&mut self, store: &mut Store, op: &Op) {
+    fn apply(&mut self, store: &mut SqliteStore, op: &Op) {
         match *op {
             Op::Publish {
                 n,
@@ -107,7 +107,7 @@ impl Model {
 
     fn publish(
         &mut self,
-        store: &mut Store,
+        store: &mut SqliteStore,
         n: usize,
         group: Option<u8>,
         delayed: bool,
@@ -139,7 +139,7 @@ impl Model {
         self.published.extend(ids);
     }
 
-    fn claim(&mut self, store: &mut Store, n: usize, ack: bool) {
+    fn claim(&mut self, store: &mut SqliteStore, n: usize, ack: bool) {
         let got = store
             .claim("q", n, Some(Duration::from_secs(3600)), ack)
             .expect("claim");
@@ -178,7 +178,7 @@ impl Model {
         }
     }
 
-    fn settle(&mut self, store: &mut Store, pick: usize, what: &str) {
+    fn settle(&mut self, store: &mut SqliteStore, pick: usize, what: &str) {
         let Some(&(r, id, _)) = self.receipts.get(pick % self.receipts.len().max(1)) else {
             return;
         };
@@ -229,7 +229,7 @@ impl Model {
     }
 
     /// Moves the end of one lease or delay into the past.
-    fn expire(&mut self, store: &mut Store, pick: usize) {
+    fn expire(&mut self, store: &mut SqliteStore, pick: usize) {
         let waiting: Vec<i64> = store
             .conn
             .prepare("SELECT msg_id FROM deliveries WHERE state IN (1, 2) ORDER BY msg_id")
@@ -254,7 +254,7 @@ impl Model {
     }
 
     /// The invariants that hold between any two operations.
-    fn check(&self, store: &Store) {
+    fn check(&self, store: &SqliteStore) {
         let health = store.health().expect("health");
         assert_eq!(health.integrity, ["ok"]);
         for q in &health.queues {
@@ -309,7 +309,7 @@ impl Model {
     }
 }
 
-fn attempts(store: &Store, id: i64) -> i64 {
+fn attempts(store: &SqliteStore, id: i64) -> i64 {
     store
         .conn
         .query_row(

@@ -3,32 +3,15 @@
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
-use super::contracts::{self, PublishChecks};
+use super::checks::PublishChecks;
+use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Error, Result, State, Store};
-
-/// A message to publish.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NewMessage<'a> {
-    /// The body bytes, stored as they are.
-    pub body: &'a [u8],
-    /// True when the body is raw text rather than JSON.
-    pub raw: bool,
-    /// Deduplication key, scoped to the queue or topic published to.
-    pub key: Option<&'a str>,
-    /// Ordered group.
-    pub group: Option<&'a str>,
-    /// Headers as a JSON object text.
-    pub headers: Option<&'a str>,
-    /// Higher first.
-    pub priority: i64,
-    /// Not deliverable before this time (ms since the epoch).
-    pub available_at: Option<i64>,
-}
+use super::types::NewMessage;
+use super::{Error, Result, SqliteStore, State};
 
 /// An open publish transaction, handed to the closure of
-/// [`Store::publish_batch`]. Each statement is prepared once per batch, when
+/// [`SqliteStore::publish_batch`]. Each statement is prepared once per batch, when
 /// it is first needed: preparing the multi-row inserts costs more than a
 /// one-message publish does otherwise.
 pub struct PublishBatch<'t> {
@@ -58,7 +41,7 @@ pub struct PublishBatch<'t> {
     swept: Vec<i64>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Publishes to a queue (created if missing) or a topic (fanned out to its
     /// subscribers) in one transaction: `fill` adds messages to the batch, and
     /// they become visible together when it returns `Ok`. If `fill` fails,
@@ -96,17 +79,17 @@ impl Store {
             )
         };
         for queue in swept {
-            tx.moved(queue, Some(State::Acked), None);
+            tx.counts.moved(queue, Some(State::Acked), None);
             tx.freed_pages();
         }
         for (queue, counts) in targets.iter().zip(&added) {
             for (state, n) in State::ALL.iter().zip(counts) {
-                tx.moved_many(queue.id, None, Some(*state), *n);
+                tx.counts.moved_many(queue.id, None, Some(*state), *n);
             }
-            tx.published(queue.id, counts.iter().sum());
+            tx.counts.published(queue.id, counts.iter().sum());
         }
         if origin.is_topic {
-            tx.published(origin.id, published);
+            tx.counts.published(origin.id, published);
         }
         // Retention cleanup in small steps, paid by the writers of each queue.
         for queue in &targets {

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::contracts::{self, SchemaChange};
+use super::contracts;
 use super::tx::Tx;
-use super::{Error, Result, Settings, SettingsPatch, Store, ms};
+use super::types::SchemaChange;
+use super::types::{Created, QueueSet};
+use super::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
 use crate::contract::Contract;
 
 /// A queue (or topic) row as the other store modules use it.
@@ -128,26 +130,7 @@ fn write_settings(tx: &Tx<'_>, id: i64, s: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// What `queue create` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Created {
-    /// A new queue.
-    New,
-    /// The queue existed with the same settings; nothing changed.
-    Existed,
-}
-
-/// What `queue set` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueSet {
-    /// The settings now in force.
-    pub settings: Settings,
-    /// The number of the schema version this change recorded; `None` when
-    /// the schema was left alone or set to what it already was.
-    pub schema_version: Option<i64>,
-}
-
-impl Store {
+impl SqliteStore {
     /// Creates a queue with the given settings (the rest default) and, if
     /// given, a JSON Schema (its version 1). An existing queue with the same
     /// settings, and the same schema or none given, is left alone; one with
@@ -257,7 +240,7 @@ pub(crate) fn writable(tx: &mut Tx<'_>, name: &str) -> Result<QueueRow> {
     Ok(q)
 }
 
-impl Store {
+impl SqliteStore {
     /// The largest body a publish to `name` accepts: the queue's `max_size`,
     /// or for a topic the smallest of its subscribers' (a topic holds nothing,
     /// so its own setting does not count). A name that does not exist yet, or

@@ -4,18 +4,18 @@ use std::time::Duration;
 
 use super::*;
 
-fn temp_store() -> (tempfile::TempDir, Store) {
+fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = Options {
         path: dir.path().join("spool.db"),
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     };
-    let store = Store::open(&opts).expect("open");
+    let store = SqliteStore::open(&opts).expect("open");
     (dir, store)
 }
 
-fn plan(store: &Store, sql: &str) -> String {
+fn plan(store: &SqliteStore, sql: &str) -> String {
     let mut stmt = store
         .conn
         .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -26,7 +26,7 @@ fn plan(store: &Store, sql: &str) -> String {
     rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("\n")
 }
 
-fn publish_n(store: &mut Store, queue: &str, n: usize) -> Vec<i64> {
+fn publish_n(store: &mut SqliteStore, queue: &str, n: usize) -> Vec<i64> {
     store
         .publish_batch(queue, |batch| {
             (0..n)
@@ -135,20 +135,8 @@ fn receipts_round_trip_and_refuse_garbage() {
     }
 }
 
-#[test]
-fn backoff_doubles_with_jitter_and_caps_at_an_hour() {
-    let base = Duration::from_secs(1);
-    for attempt in 1..=5 {
-        let d = lease::backoff(base, attempt);
-        let expected = base.as_secs_f64() * 2f64.powi(attempt as i32 - 1);
-        assert!(d.as_secs_f64() >= expected * 0.8 - 1e-9, "{attempt}: {d:?}");
-        assert!(d.as_secs_f64() <= expected * 1.2 + 1e-9, "{attempt}: {d:?}");
-    }
-    assert!(lease::backoff(base, 100) <= Duration::from_secs(3600));
-}
-
 /// Publishes `n` messages to `queue` in `group`.
-fn publish_group(store: &mut Store, queue: &str, group: &str, n: usize) -> Vec<i64> {
+fn publish_group(store: &mut SqliteStore, queue: &str, group: &str, n: usize) -> Vec<i64> {
     store
         .publish_batch(queue, |batch| {
             (0..n)
@@ -307,7 +295,7 @@ fn batches_mixing_full_chunks_keys_and_fan_out_store_every_message() {
 }
 
 /// Asserts that `sql` walks `index` and needs no sort.
-fn assert_walks(store: &Store, sql: &str, index: &str) {
+fn assert_walks(store: &SqliteStore, sql: &str, index: &str) {
     let p = plan(store, sql);
     assert!(p.contains(index), "{sql}\n{p}");
     assert!(!p.contains("TEMP B-TREE"), "{sql}\n{p}");
@@ -436,7 +424,7 @@ fn stats_counts_match_the_rows_after_replay_and_purge() {
 }
 
 /// The per-state counters in `queues` equal a count of the rows.
-fn assert_counters_match(store: &Store, queue: &str) {
+fn assert_counters_match(store: &SqliteStore, queue: &str) {
     let stored: Vec<i64> = store
         .conn
         .query_row(
@@ -461,7 +449,7 @@ fn assert_counters_match(store: &Store, queue: &str) {
     assert_eq!(stored, counted, "counters vs rows, by state 0..=5");
 }
 
-fn attempts_of(store: &Store, msg: i64) -> (i64, i64) {
+fn attempts_of(store: &SqliteStore, msg: i64) -> (i64, i64) {
     store
         .conn
         .query_row(
@@ -696,7 +684,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     };
-    let mut store = Store::open(&opts).expect("open migrates");
+    let mut store = SqliteStore::open(&opts).expect("open migrates");
     assert_eq!(store.schema_version().expect("version"), 2);
     let got = store.claim("old", 10, None, false).expect("claim");
     assert_eq!(got.len(), 1);
@@ -733,4 +721,86 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
     let got = store.claim("old", 10, None, false).expect("claim");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].schema_version, Some(1));
+}
+
+/// The lazy transitions run as SQL in a claim (`lease::promote_due`) and in
+/// `stats` (the due summary), and as Rust in `peek`: for every combination
+/// of stored state, due time and attempts all three agree with
+/// `rules::effective`.
+#[test]
+fn the_sql_of_the_lazy_transitions_agrees_with_the_rule() {
+    use super::rules::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
+    let (_dir, mut store) = temp_store();
+    let patch = SettingsPatch {
+        max_attempts: Some(MAX_ATTEMPTS),
+        ..SettingsPatch::default()
+    };
+    store.create_queue("q", &patch, None).expect("create");
+    publish_n(&mut store, "q", LEASED.len());
+    let leased = store
+        .claim("q", LEASED.len(), Some(Duration::from_secs(600)), false)
+        .expect("claim");
+    let later = now_ms() + 3_600_000;
+    let delayed: Vec<i64> = DELAYED
+        .iter()
+        .map(|_| {
+            store
+                .publish_batch("q", |b| {
+                    b.publish(&NewMessage {
+                        body: b"{}",
+                        available_at: Some(later),
+                        ..NewMessage::default()
+                    })
+                })
+                .expect("publish")
+        })
+        .collect();
+    let now = now_ms();
+    let mut rows: Vec<(i64, State, i64, i64)> = leased
+        .iter()
+        .zip(LEASED)
+        .map(|(d, (due, attempts))| (d.id, State::Leased, now + due, attempts))
+        .collect();
+    rows.extend(
+        delayed
+            .iter()
+            .zip(DELAYED)
+            .map(|(id, due)| (*id, State::Delayed, now + due, 0)),
+    );
+    for (id, _, visible_at, attempts) in &rows {
+        store
+            .conn
+            .execute(
+                "UPDATE deliveries SET visible_at = ?2, attempts = ?3 WHERE msg_id = ?1",
+                (id, visible_at, attempts),
+            )
+            .expect("set up");
+    }
+    let want: Vec<State> = rows
+        .iter()
+        .map(|(_, state, visible_at, attempts)| expected(*state, *visible_at, *attempts, now))
+        .collect();
+    assert!(want.contains(&State::Dead) && want.contains(&State::Ready));
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let peeked = store.peek_id("q", *id).expect("peek").expect("held");
+        assert_eq!(peeked.state, *state, "peek of {id}");
+    }
+    let infos = store.queue_infos().expect("stats");
+    assert_eq!(infos[0].counts, tally(&want), "stats");
+    store.claim("q", 0, None, false).expect("claim nothing");
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let stored: i64 = store
+            .conn
+            .query_row(
+                "SELECT state FROM deliveries WHERE msg_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .expect("row");
+        assert_eq!(
+            State::from_i64(stored),
+            *state,
+            "claim's transition of {id}"
+        );
+    }
 }

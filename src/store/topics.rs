@@ -2,7 +2,7 @@
 //!
 //! A topic is a row in `queues` with `is_topic = 1`; `subscriptions` says which
 //! queues receive what is published to it. The fan-out itself happens in
-//! [`Store::publish_batch`], which reads the subscribers inside its write
+//! [`SqliteStore::publish_batch`], which reads the subscribers inside its write
 //! transaction, so a publish and a (un)subscribe never interleave: a message
 //! goes to exactly the queues subscribed when it was committed.
 //!
@@ -21,18 +21,10 @@
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Error, Result, Settings, Store};
+use super::types::Subscribed;
+use super::{Error, Result, Settings, SqliteStore};
 
-/// What `subscribe` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subscribed {
-    /// A new subscription: the queue receives what is published from now on.
-    New,
-    /// The queue already subscribed to the topic; nothing changed.
-    Existed,
-}
-
-impl Store {
+impl SqliteStore {
     /// Subscribes `queue` to `topic`, creating either if missing, in one
     /// transaction. Messages published to the topic from now on are also
     /// delivered to the queue; earlier ones are not.

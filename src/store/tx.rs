@@ -1,32 +1,25 @@
 //! A write transaction that keeps the per-queue counters in step with the
 //! state changes it makes.
 
-use std::collections::BTreeMap;
-
 use rusqlite::{Transaction, TransactionBehavior};
 
-use super::{Result, State};
+use super::Result;
+use super::counters::Counters;
 
 /// How long per-second publish/ack rates are kept (for `stats` and `top`).
 const RATE_WINDOW_SECONDS: i64 = 3600;
 
-#[derive(Debug, Default)]
-struct Deltas {
-    states: [i64; 6],
-    published: i64,
-    acked: i64,
-}
-
 /// A `BEGIN IMMEDIATE` transaction plus the counter changes it owes.
 ///
-/// Every state change goes through [`Tx::moved`]; [`Tx::commit`] writes the
+/// Every state change is recorded in [`Tx::counts`]; [`Tx::commit`] writes the
 /// summed changes to `queues` and `rates` once per queue, so a batch of a
 /// million messages updates the counters once.
 pub(crate) struct Tx<'c> {
     pub tx: Transaction<'c>,
     /// The time this transaction acts at, in ms since the epoch.
     pub now: i64,
-    deltas: BTreeMap<i64, Deltas>,
+    /// The counter changes this transaction owes.
+    pub counts: Counters,
     freed: bool,
 }
 
@@ -37,39 +30,9 @@ impl<'c> Tx<'c> {
         Ok(Tx {
             tx,
             now: super::now_ms(),
-            deltas: BTreeMap::new(),
+            counts: Counters::default(),
             freed: false,
         })
-    }
-
-    /// Records that one delivery of `queue` went from `from` to `to`
-    /// (`None`: it did not exist before, or no longer exists).
-    pub fn moved(&mut self, queue: i64, from: Option<State>, to: Option<State>) {
-        self.moved_many(queue, from, to, 1);
-    }
-
-    /// Like [`Tx::moved`], for `n` deliveries at once.
-    pub fn moved_many(&mut self, queue: i64, from: Option<State>, to: Option<State>, n: i64) {
-        if n == 0 || from == to {
-            return;
-        }
-        let d = self.deltas.entry(queue).or_default();
-        if let Some(s) = from {
-            d.states[s as usize] -= n;
-        }
-        if let Some(s) = to {
-            d.states[s as usize] += n;
-        }
-        if to == Some(State::Acked) {
-            d.acked += n;
-        }
-    }
-
-    /// Counts an ack whose delivery was deleted at once (retention 0).
-    pub fn acked_and_deleted(&mut self, queue: i64) {
-        let d = self.deltas.entry(queue).or_default();
-        d.states[State::Leased as usize] -= 1;
-        d.acked += 1;
     }
 
     /// Notes that rows were deleted, so commit may hand free pages back.
@@ -77,15 +40,10 @@ impl<'c> Tx<'c> {
         self.freed = true;
     }
 
-    /// Counts `n` newly published messages in `queue`.
-    pub fn published(&mut self, queue: i64, n: i64) {
-        self.deltas.entry(queue).or_default().published += n;
-    }
-
     /// Writes the counters and commits.
     pub fn commit(self) -> Result<()> {
         let second = self.now / 1000;
-        for (queue, d) in &self.deltas {
+        for (queue, d) in self.counts.changes() {
             let s = &d.states;
             self.tx
                 .prepare_cached(

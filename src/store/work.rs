@@ -7,50 +7,14 @@
 
 use std::time::Duration;
 
-use super::lease::{self, Claim, Held, Receipt, ReceiptError, Release};
+use super::lease::{self, Claim, Held};
 use super::queues::{self, QueueRow};
+use super::receipt::{Receipt, ReceiptError, Release};
 use super::tx::Tx;
-use super::{Delivery, Result, State, Store, Sync};
+use super::types::{Outcome, Settled, WorkStep};
+use super::{Result, SqliteStore, State, Sync};
 
-/// What to do with a delivery whose handler ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The handler succeeded: ack.
-    Ack,
-    /// The handler failed: nack with the queue's backoff (counts as an attempt).
-    Retry,
-    /// The handler never ran, or was stopped: back to ready now, and the
-    /// attempt is not counted.
-    Release,
-}
-
-/// What became of a delivery settled by [`Store::work_step`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settled {
-    /// Acked (or already finished with this receipt).
-    Acked,
-    /// Back in the queue, deliverable after a backoff (or now).
-    Retrying,
-    /// That was its last allowed attempt: now dead.
-    Dead,
-    /// Back to ready, attempt not counted.
-    Released,
-}
-
-/// The result of one [`Store::work_step`].
-#[derive(Debug)]
-pub struct WorkStep {
-    /// One entry per settled delivery, in the order given.
-    pub settled: Vec<Result<Settled, ReceiptError>>,
-    /// The newly leased deliveries; an error ([`super::Error::UnknownQueue`]
-    /// or [`super::Error::NameIsTopic`]) when the queue cannot be claimed
-    /// from. The settling above was committed either way.
-    pub claimed: Result<Vec<Delivery>>,
-    /// How long the new leases last.
-    pub lease: Duration,
-}
-
-impl Store {
+impl SqliteStore {
     /// Settles the deliveries of finished handlers, then leases up to `want`
     /// more messages of `queue`, in one transaction. Settling first lets a
     /// message released or retried without delay be claimed again at once.
@@ -142,15 +106,16 @@ fn release_one(tx: &mut Tx<'_>, q: &QueueRow, msg: i64) -> Result<()> {
              WHERE msg_id = ?1 AND queue_id = ?2",
         )?
         .execute((msg, q.id, tx.now))?;
-    tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+    tx.counts
+        .moved(q.id, Some(State::Leased), Some(State::Ready));
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Sets whether this connection's commits wait for the disk (`PRAGMA
     /// synchronous`). For a caller that groups commits: many quick commits
     /// with [`Sync::Normal`], then one with [`Sync::Full`] (or
-    /// [`Store::flush`]), which puts every earlier commit on disk too, since
+    /// [`SqliteStore::flush`]), which puts every earlier commit on disk too, since
     /// the WAL is one file written in order.
     pub fn set_sync(&mut self, sync: Sync) -> Result<()> {
         let value = match sync {

@@ -2,14 +2,15 @@
 //! releasing a stuck lease. Each is one transaction that first applies the
 //! lazy transitions, so it acts on the states users see.
 
-use super::super::admin::{ReplayFilter, Replayed};
-use super::super::contracts::Check;
-use super::super::{Error, Result, State, ms};
 use super::contracts;
 use super::lease::{delete_orphans, housekeeping, promote_due, release_group};
 use super::queues::{self, Found, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
+use crate::store::checks::Check;
+use crate::store::error::{Error, Result};
+use crate::store::rules;
+use crate::store::types::{ReplayFilter, Replayed, State};
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]
@@ -20,18 +21,7 @@ struct Candidate {
     group: Option<String>,
 }
 
-fn wants(filter: &ReplayFilter, state: State, done_at: i64) -> bool {
-    let state_ok = match state {
-        State::Acked => filter.acked,
-        State::Dead => filter.dead,
-        _ => false,
-    };
-    state_ok
-        && filter.since.is_none_or(|t| done_at >= t)
-        && filter.until.is_none_or(|t| done_at < t)
-}
-
-impl PgStore {
+impl PostgresStore {
     /// Puts matching acked/dead messages of `queue` back: in place (ready,
     /// attempts reset, same ids), or with `to` as new ready deliveries of the
     /// same messages in that queue (created if needed). When `to` has a JSON
@@ -47,7 +37,7 @@ impl PgStore {
         self.replay_with_progress(queue, filter, to, &mut |_| {})
     }
 
-    /// [`PgStore::replay`], calling `progress(n)` as messages are replayed.
+    /// [`PostgresStore::replay`], calling `progress(n)` as messages are replayed.
     pub fn replay_with_progress(
         &mut self,
         queue: &str,
@@ -94,7 +84,7 @@ impl PgStore {
         Ok(done)
     }
 
-    /// What [`PgStore::replay`] would do, without changing anything.
+    /// What [`PostgresStore::replay`] would do, without changing anything.
     pub fn replay_preview(
         &self,
         queue: &str,
@@ -146,7 +136,7 @@ impl PgStore {
         self.purge_with_progress(queue, states, &mut |_| {})
     }
 
-    /// [`PgStore::purge`], calling `progress(n)` as messages are removed.
+    /// [`PostgresStore::purge`], calling `progress(n)` as messages are removed.
     pub fn purge_with_progress(
         &mut self,
         queue: &str,
@@ -182,7 +172,8 @@ impl PgStore {
                 .iter()
                 .map(|r| Ok((r.at(0)?, r.at(1)?)))
                 .collect::<Result<Vec<(i64, Option<String>)>>>()?;
-            tx.moved_many(q.id, Some(state), None, rows.len() as i64);
+            tx.counts
+                .moved_many(q.id, Some(state), None, rows.len() as i64);
             removed.extend(rows);
         }
         let ids: Vec<i64> = removed.iter().map(|(id, _)| *id).collect();
@@ -222,7 +213,8 @@ impl PgStore {
             &[&id, &q.id, &now],
         )?;
         if released > 0 {
-            tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+            tx.counts
+                .moved(q.id, Some(State::Leased), Some(State::Ready));
             tx.notify(&q.name);
         }
         tx.commit()?;
@@ -289,8 +281,6 @@ fn candidates(
     now: i64,
     lock: bool,
 ) -> Result<Vec<Candidate>> {
-    let max = i64::from(q.settings.max_attempts);
-    let cutoff = now.saturating_sub(ms(q.settings.retention));
     let ids: Vec<i64> = if filter.ids.is_empty() {
         finished_ids(tx, q, filter, now)?
     } else {
@@ -306,20 +296,8 @@ fn candidates(
     let rows = tx.query(sql, &[&q.id, &ids])?;
     let mut found = Vec::new();
     for r in &rows {
-        let state = State::from_i64(r.at(1)?);
-        let visible_at: i64 = r.at(2)?;
-        let attempts: i64 = r.at(3)?;
-        let (state, done_at) = match state {
-            State::Leased if visible_at <= now && max > 0 && attempts >= max => {
-                (State::Dead, visible_at)
-            }
-            State::Acked | State::Dead => (state, r.at::<Option<i64>>(4)?.unwrap_or(0)),
-            _ => continue,
-        };
-        if state == State::Acked && done_at <= cutoff {
-            continue;
-        }
-        if wants(filter, state, done_at) {
+        let row = (State::from_i64(r.at(1)?), r.at(2)?, r.at(3)?, r.at(4)?);
+        if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
             found.push(Candidate {
                 id: r.at(0)?,
                 state,
@@ -438,7 +416,7 @@ fn replay_in_place(
              WHERE msg_id = $1 AND queue_id = $2",
             &[&c.id, &q.id, &(state as i64), &now],
         )?;
-        tx.moved(q.id, Some(c.state), Some(state));
+        tx.counts.moved(q.id, Some(c.state), Some(state));
         done.ids.push(c.id);
         progress(1);
     }
@@ -482,11 +460,11 @@ fn replay_to(
                 &check.map(|c| c.version),
             ],
         )?;
-        tx.moved(target.id, None, Some(state));
+        tx.counts.moved(target.id, None, Some(state));
         done.ids.push(c.id);
         progress(1);
     }
-    tx.published(target.id, done.ids.len() as i64);
+    tx.counts.published(target.id, done.ids.len() as i64);
     if !done.ids.is_empty() {
         tx.notify(&target.name);
     }

@@ -16,7 +16,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::super::{Error, Result};
+use crate::store::error::{Error, Result};
+use crate::store::location::is_postgres_url;
 
 /// The environment variable naming the PostgreSQL schema, when the URL has
 /// no `schema=` parameter.
@@ -56,11 +57,6 @@ pub struct Target {
     pub root_cert: Option<PathBuf>,
     /// `postgres://user@host:port/db?schema=NAME`, never with the password, for messages.
     pub display: String,
-}
-
-/// True when `db` names a PostgreSQL database rather than an SQLite file.
-pub fn is_postgres_url(db: &str) -> bool {
-    db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
 /// An [`Error::Open`] about the database at `display`.

@@ -9,13 +9,12 @@
 //! messages committed after a change always meet it, as on SQLite where
 //! writers take turns.
 
-use super::super::contracts::{
-    self, Check, PublishChecks, SchemaChange, SchemaVersion, compiled, same_schema,
-};
-use super::super::{Error, Result};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
+use crate::store::checks::{self, Check, PublishChecks, compiled, same_schema};
+use crate::store::error::{Error, Result};
+use crate::store::types::{SchemaChange, SchemaVersion};
 
 /// The latest version of a queue's schema: its number and text (`None` when
 /// that version removed the schema). `None` when it never had one.
@@ -51,7 +50,7 @@ pub(crate) fn apply(
     queue_id: i64,
     change: SchemaChange<'_>,
 ) -> Result<Option<i64>> {
-    let Some(wanted) = contracts::wanted(change) else {
+    let Some(wanted) = checks::wanted(change) else {
         return Ok(None);
     };
     let latest = latest(tx, queue_id)?;
@@ -116,7 +115,7 @@ pub(crate) fn check_stored(conn: &mut Conn, check: &Check, id: i64) -> Result<()
     check.stored(id, row.at(0)?, row.at(1)?)
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Every version of the schema of queue or topic `name`, oldest first.
     pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
         let row = queues::lookup(&mut self.conn.borrow_mut(), name)?;

@@ -3,15 +3,16 @@
 //! cannot be reused), the schema version and the server. PostgreSQL checks
 //! its own storage; there is no file, WAL or page count of spool's to show.
 
-use super::super::doctor::{BrokenSchema, QueueHealth};
-use super::super::{Result, State};
 use super::schema;
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use super::{contracts, queues};
+use crate::store::error::Result;
+use crate::store::types::State;
+use crate::store::views::{BrokenSchema, QueueHealth};
 
 /// What `spool doctor` found on PostgreSQL: the counterpart of
-/// [`super::super::Health`]. Gathering it only reads.
+/// [`crate::store::Health`]. Gathering it only reads.
 #[derive(Debug, Clone)]
 pub struct PgHealth {
     /// The database, as messages show it (no password).
@@ -76,7 +77,7 @@ fn next_id(conn: &mut Conn) -> Result<i64> {
     })
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Runs every check in one read-only snapshot. Counts every row, so it
     /// takes a while on a large database.
     pub fn health(&self) -> Result<PgHealth> {
@@ -161,7 +162,7 @@ impl PgStore {
             if summed != counted {
                 for state in State::ALL {
                     let diff = counted[state as usize] - summed[state as usize];
-                    tx.correct(q.id, state, diff);
+                    tx.counts.correct(q.id, state, diff);
                 }
                 changed += 1;
             }

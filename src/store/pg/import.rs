@@ -18,10 +18,10 @@
 
 use std::collections::HashMap;
 
-use super::super::export::{DeliveryRecord, ExportSink, MessageRecord, Tables};
-use super::super::{Error, Result};
 use super::tx::Tx;
-use super::{PgStore, RowExt};
+use super::{PostgresStore, RowExt};
+use crate::store::error::{Error, Result};
+use crate::store::records::{DeliveryRecord, ExportSink, MessageRecord, QueueRecord, Tables};
 
 /// What `spool migrate` copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -47,7 +47,7 @@ pub struct Migrated {
     pub recounted: Vec<String>,
 }
 
-/// An open import, handed to the closure of [`PgStore::import`] as the
+/// An open import, handed to the closure of [`PostgresStore::import`] as the
 /// [`ExportSink`] of the source's export.
 pub struct PgImport<'t> {
     tx: Tx<'t>,
@@ -58,7 +58,7 @@ pub struct PgImport<'t> {
     progress: &'t mut dyn FnMut(u64),
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Copies a whole database into this one, which must hold no queue and
     /// no message: `fill` runs the export with the [`PgImport`] it is given
     /// as its sink. One transaction; `progress(n)` is called as deliveries
@@ -104,9 +104,7 @@ impl ExportSink for PgImport<'_> {
         let ids: Vec<i64> = q.iter().map(|q| q.id).collect();
         let names: Vec<&str> = q.iter().map(|q| q.name.as_str()).collect();
         let topics: Vec<bool> = q.iter().map(|q| q.is_topic).collect();
-        let column = |f: fn(&super::super::export::QueueRecord) -> i64| -> Vec<i64> {
-            q.iter().map(f).collect()
-        };
+        let column = |f: fn(&QueueRecord) -> i64| -> Vec<i64> { q.iter().map(f).collect() };
         self.tx.execute(
             "INSERT INTO queues (id, name, is_topic, visibility_ms, max_attempts, retention_ms,
                                  max_size, retry_delay_ms, created_at)

@@ -11,57 +11,16 @@ use std::collections::HashMap;
 
 use postgres::Row;
 
-use super::super::inspect::{Counts, DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
-use super::super::{Delivery, Receipt, Result, State, ms};
 use super::queues::{self, Found, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
-
-/// A delivery row with the lazy transitions applied.
-#[derive(Debug, Clone, Copy)]
-struct RowState {
-    state: State,
-    visible_at: i64,
-    done_at: Option<i64>,
-}
-
-/// The state a row really is in at `now` (see `crate::store::inspect`).
-fn effective(state: State, visible_at: i64, attempts: i64, max: i64, now: i64) -> (State, bool) {
-    match state {
-        State::Delayed if visible_at <= now => (State::Ready, true),
-        State::Leased if visible_at <= now && max > 0 && attempts >= max => (State::Dead, true),
-        State::Leased if visible_at <= now => (State::Ready, true),
-        other => (other, false),
-    }
-}
-
-/// A held message that the next claim releases: the next of its group,
-/// whose head is an expired lease on its last allowed attempt (see
-/// `crate::store::inspect`).
-#[derive(Debug, Clone, Copy)]
-struct Released {
-    id: i64,
-    priority: i64,
-    visible_at: i64,
-}
-
-impl Released {
-    fn state(&self, now: i64) -> State {
-        if self.visible_at > now {
-            State::Delayed
-        } else {
-            State::Ready
-        }
-    }
-
-    fn row(&self, now: i64) -> RowState {
-        RowState {
-            state: self.state(now),
-            visible_at: self.visible_at,
-            done_at: None,
-        }
-    }
-}
+use super::{Conn, PostgresStore, RowExt};
+use crate::store::error::Result;
+use crate::store::receipt::Receipt;
+use crate::store::types::{Delivery, State, ms};
+use crate::store::views::{
+    self, DatabaseInfo, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState,
+    Section,
+};
 
 /// The held messages of `q` that its next claim releases (see [`Released`]).
 fn released(conn: &mut Conn, q: &QueueRow, now: i64) -> Result<Vec<Released>> {
@@ -91,13 +50,7 @@ fn released(conn: &mut Conn, q: &QueueRow, now: i64) -> Result<Vec<Released>> {
         .collect()
 }
 
-/// How many released held messages become ready, and the lowest id of them.
-fn released_summary(released: &[Released], now: i64) -> (i64, Option<i64>) {
-    let ready = released.iter().filter(|r| r.state(now) == State::Ready);
-    (ready.clone().count() as i64, ready.map(|r| r.id).min())
-}
-
-impl PgStore {
+impl PostgresStore {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
     pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
         let mut conn = self.conn.borrow_mut();
@@ -118,7 +71,7 @@ impl PgStore {
     }
 
     /// The named queues or topics, in the order given; an unknown name is
-    /// [`super::super::Error::UnknownQueue`].
+    /// [`crate::store::Error::UnknownQueue`].
     pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
         let mut missing = None;
         let mut infos = Vec::with_capacity(names.len());
@@ -195,39 +148,21 @@ impl PgStore {
     }
 
     /// Up to `query.limit` messages of `queue` in the states asked for, in
-    /// delivery order (see `Store::peek`).
+    /// delivery order (see `SqliteStore::peek`).
     pub fn peek(&self, queue: &str, query: &PeekQuery) -> Result<Vec<Peeked>> {
         let q = self.queue_for_peek(queue)?;
         let mut conn = self.conn.borrow_mut();
         let mut tx = Tx::read(&mut conn)?;
         let now = tx.now;
-        let limit = query.limit;
         let released = released(&mut tx, &q, now)?;
-        let mut picked: Vec<(i64, RowState)> = Vec::new();
-        let room = |picked: &Vec<(i64, RowState)>| limit.saturating_sub(picked.len());
-        if query.ready {
-            let n = room(&picked);
-            picked.extend(ready_rows(&mut tx, &q, now, n, &released)?);
-        }
-        if query.delayed {
-            let n = room(&picked);
-            picked.extend(waiting_rows(&mut tx, &q, State::Delayed, now, n)?);
-            let n = room(&picked);
-            picked.extend(held_rows(&mut tx, &q, now, n, &released)?);
-        }
-        if query.leased {
-            let n = room(&picked);
-            picked.extend(waiting_rows(&mut tx, &q, State::Leased, now, n)?);
-        }
-        if query.acked {
-            let n = room(&picked);
-            picked.extend(done_rows(&mut tx, &q, State::Acked, now, n)?);
-        }
-        if query.dead {
-            let n = room(&picked);
-            picked.extend(done_rows(&mut tx, &q, State::Dead, now, n)?);
-        }
-        picked.truncate(limit);
+        let picked = views::pick(query, |section, n| match section {
+            Section::Ready => ready_rows(&mut tx, &q, now, n, &released),
+            Section::Delayed => waiting_rows(&mut tx, &q, State::Delayed, now, n),
+            Section::Held => held_rows(&mut tx, &q, now, n, &released),
+            Section::Leased => waiting_rows(&mut tx, &q, State::Leased, now, n),
+            Section::Acked => done_rows(&mut tx, &q, State::Acked, now, n),
+            Section::Dead => done_rows(&mut tx, &q, State::Dead, now, n),
+        })?;
         let peeked = picked
             .into_iter()
             .map(|(id, st)| load(&mut tx, &q, id, st))
@@ -251,33 +186,17 @@ impl PgStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let max = i64::from(q.settings.max_attempts);
-        let visible_at: i64 = row.at(1)?;
-        let (mut state, lazy) = effective(
+        let row = (
             State::from_i64(row.at(0)?),
-            visible_at,
+            row.at(1)?,
             row.at(2)?,
-            max,
-            now,
+            row.at(3)?,
         );
-        if state == State::Held
-            && let Some(r) = released(&mut tx, &q, now)?.iter().find(|r| r.id == id)
-        {
-            state = r.state(now);
-        }
-        let done_at = if lazy && state == State::Dead {
-            Some(visible_at)
-        } else {
-            row.at(3)?
-        };
-        let cutoff = now.saturating_sub(ms(q.settings.retention));
-        if state == State::Acked && done_at.is_some_and(|t| t <= cutoff) {
+        let st = views::peek_row(&q.settings, row, now, || {
+            Ok(released(&mut tx, &q, now)?.into_iter().find(|r| r.id == id))
+        })?;
+        let Some(st) = st else {
             return Ok(None);
-        }
-        let st = RowState {
-            state,
-            visible_at,
-            done_at,
         };
         let peeked = load(&mut tx, &q, id, st)?;
         tx.commit()?;
@@ -301,15 +220,8 @@ fn info(tx: &mut Tx<'_>, q: QueueRow) -> Result<QueueInfo> {
     let stored = stored_counts(tx, q.id, now)?;
     let max = i64::from(q.settings.max_attempts);
     let due = due_summary(tx, q.id, max, now)?;
-    let (released_ready, released_oldest) = released_summary(&released(tx, &q, now)?, now);
-    let s = &stored.states;
-    let counts = Counts {
-        ready: s[0] + due.delayed + due.leased_live + released_ready,
-        delayed: s[1] - due.delayed + s[5] - released_ready,
-        leased: s[2] - due.leased_live - due.leased_dead,
-        acked: s[3],
-        dead: s[4] + due.leased_dead,
-    };
+    let (released_ready, released_oldest) = views::released_summary(&released(tx, &q, now)?, now);
+    let counts = views::counts(&stored.states, &due, released_ready);
     let oldest = [oldest_ready_id(tx, q.id)?, due.oldest_id, released_oldest]
         .into_iter()
         .flatten()
@@ -382,15 +294,8 @@ fn stored_counts(conn: &mut Conn, queue: i64, now: i64) -> Result<Stored> {
     })
 }
 
-/// What the due rows of a queue will become at its next claim.
-#[derive(Debug, Default)]
-struct DueSummary {
-    delayed: i64,
-    leased_live: i64,
-    leased_dead: i64,
-    oldest_id: Option<i64>,
-}
-
+/// What the due rows of a queue become at its next claim; the second column
+/// is `rules::lease_dies`.
 fn due_summary(conn: &mut Conn, queue: i64, max: i64, now: i64) -> Result<DueSummary> {
     let rows = conn.query(
         "SELECT state, $3::bigint > 0 AND attempts >= $3::bigint, count(*), min(msg_id)
@@ -401,17 +306,7 @@ fn due_summary(conn: &mut Conn, queue: i64, max: i64, now: i64) -> Result<DueSum
     )?;
     let mut due = DueSummary::default();
     for r in &rows {
-        let (state, dies, n, min_id): (i64, bool, i64, i64) =
-            (r.at(0)?, r.at(1)?, r.at(2)?, r.at(3)?);
-        match (State::from_i64(state), dies) {
-            (State::Leased, true) => {
-                due.leased_dead += n;
-                continue;
-            }
-            (State::Leased, false) => due.leased_live += n,
-            _ => due.delayed += n,
-        }
-        due.oldest_id = Some(due.oldest_id.map_or(min_id, |o: i64| o.min(min_id)));
+        due.add(State::from_i64(r.at(0)?), r.at(1)?, r.at(2)?, r.at(3)?);
     }
     Ok(due)
 }
@@ -484,6 +379,8 @@ fn ready_rows(
     if n == 0 {
         return Ok(Vec::new());
     }
+    // The due rows that `rules::effective` reads as ready: the `NOT (…)`
+    // leaves out the leases that `rules::lease_dies` kills.
     let max = i64::from(q.settings.max_attempts);
     let rows = conn.query(
         "(SELECT priority, msg_id, visible_at FROM deliveries
@@ -495,26 +392,11 @@ fn ready_rows(
          ORDER BY priority DESC, msg_id LIMIT $2",
         &[&q.id, &limit(n), &now, &max],
     )?;
-    let mut out = rows
+    let rows = rows
         .iter()
         .map(|r| Ok((r.at::<i64>(0)?, r.at::<i64>(1)?, r.at::<i64>(2)?)))
         .collect::<Result<Vec<_>>>()?;
-    for r in released.iter().filter(|r| r.state(now) == State::Ready) {
-        out.push((r.priority, r.id, r.visible_at));
-    }
-    out.sort_by_key(|&(priority, id, _)| (-priority, id));
-    out.truncate(n);
-    Ok(out
-        .into_iter()
-        .map(|(_, id, visible_at)| {
-            let st = RowState {
-                state: State::Ready,
-                visible_at,
-                done_at: None,
-            };
-            (id, st)
-        })
-        .collect())
+    Ok(views::ready_rows(rows, released, now, n))
 }
 
 /// The first `n` delayed (or leased) rows not yet due, soonest first.
@@ -557,12 +439,7 @@ fn held_rows(
     )?;
     let mut out = Vec::with_capacity(n);
     for (id, st) in picked(&rows, State::Held, false)? {
-        let st = match released.iter().find(|r| r.id == id) {
-            Some(r) if r.state(now) == State::Ready => continue,
-            Some(r) => r.row(now),
-            None => st,
-        };
-        out.push((id, st));
+        out.extend(views::held_row(id, st.visible_at, released, now).map(|st| (id, st)));
     }
     out.truncate(n);
     Ok(out)
@@ -590,19 +467,21 @@ fn done_rows(
          ORDER BY done_at, msg_id LIMIT $4",
         &[&q.id, &(state as i64), &after, &limit(n)],
     )?;
-    let mut out = picked(&rows, state, true)?;
+    let out = picked(&rows, state, true)?;
     let max = i64::from(q.settings.max_attempts);
     if state == State::Dead && max > 0 {
         let expired = conn.query(
-            "SELECT msg_id, visible_at, visible_at FROM deliveries
+            "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
                AND state = 2 AND attempts >= $3
              ORDER BY visible_at, msg_id LIMIT $4",
             &[&q.id, &now, &max, &limit(n)],
         )?;
-        out.extend(picked(&expired, State::Dead, true)?);
-        out.sort_by_key(|(id, st)| (st.done_at, *id));
-        out.truncate(n);
+        let expired = expired
+            .iter()
+            .map(|r| Ok((r.at(0)?, r.at(1)?)))
+            .collect::<Result<Vec<(i64, i64)>>>()?;
+        return Ok(views::merge_dead(out, expired, n));
     }
     Ok(out)
 }
@@ -639,13 +518,5 @@ fn load(conn: &mut Conn, q: &QueueRow, id: i64, st: RowState) -> Result<Option<P
         body: r.at(7)?,
         raw: r.at(5)?,
     };
-    let lease_end = (st.state == State::Leased).then_some(st.visible_at);
-    let due_at = matches!(st.state, State::Delayed).then_some(st.visible_at);
-    Ok(Some(Peeked {
-        delivery,
-        state: st.state,
-        lease_end,
-        due_at,
-        done_at: st.done_at,
-    }))
+    Ok(Some(st.peeked(delivery)))
 }

@@ -5,29 +5,20 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::super::lease::{Receipt, ReceiptError, Release, backoff, new_leases};
-use super::super::{Delivery, Error, Result, State, ms};
 use super::queues::{self, Found, QueueRow};
 use super::tx::{NOW_MS, Tx};
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
+use crate::store::error::{Error, Result};
+use crate::store::receipt::{Receipt, ReceiptError, Release, new_leases};
+pub(crate) use crate::store::rules::Held;
+use crate::store::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
+use crate::store::types::{Delivery, State, ms};
 
 /// The most deliveries one claim statement leases (one random token each).
 const LEASE_BLOCK: usize = 1024;
 
 /// How many acked messages past retention one housekeeping removes at most.
 const SWEEP_BATCH: i64 = 512;
-
-/// A delivery row as ack/nack/extend see it.
-pub(crate) struct Held {
-    pub attempts: i64,
-    pub group: Option<String>,
-}
-
-enum Check {
-    Held(Held),
-    Done,
-    Refused(ReceiptError),
-}
 
 /// What [`claim_in`] found.
 pub(crate) enum Claim {
@@ -39,7 +30,7 @@ pub(crate) enum Claim {
     Topic(Error),
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Leases up to `max` deliverable messages of `queue` for `visibility`
     /// (default: the queue's), highest priority first, then oldest. With
     /// `ack`, they are acked in the same transaction (at-most-once).
@@ -151,11 +142,7 @@ impl PgStore {
             |tx, q, r, held| act(tx, q, r, held),
         )?
         .into_iter()
-        .map(|outcome| match outcome {
-            Ok(Some(())) => Ok(()),
-            Ok(None) => Err(ReceiptError::Finished),
-            Err(e) => Err(e),
-        })
+        .map(|outcome| rules::settle_answer(outcome, Repeat::Refused))
         .collect();
         tx.commit()?;
         Ok(outcomes)
@@ -176,7 +163,7 @@ impl PgStore {
     }
 }
 
-/// The body of [`PgStore::claim`], inside a transaction the caller commits.
+/// The body of [`PostgresStore::claim`], inside a transaction the caller commits.
 pub(crate) fn claim_in(
     tx: &mut Tx<'_>,
     queue: &str,
@@ -195,7 +182,7 @@ pub(crate) fn claim_in(
     let lease = visibility.unwrap_or(q.settings.visibility);
     let lease_end = tx.now.saturating_add(ms(lease));
     let leased = lease_next(tx, &q, max, lease_end)?;
-    tx.moved_many(
+    tx.counts.moved_many(
         q.id,
         Some(State::Ready),
         Some(State::Leased),
@@ -439,9 +426,10 @@ pub(crate) fn ack_in(
         }
         for (r, group) in ack_set(tx, &set, deleting)? {
             if deleting {
-                tx.acked_and_deleted(r.queue_id, 1);
+                tx.counts.acked_and_deleted(r.queue_id, 1);
             } else {
-                tx.moved(r.queue_id, Some(State::Leased), Some(State::Acked));
+                tx.counts
+                    .moved(r.queue_id, Some(State::Leased), Some(State::Acked));
             }
             acked.insert(r, group);
         }
@@ -465,11 +453,11 @@ pub(crate) fn ack_in(
             Ok(())
         } else {
             match check(tx, r, &mut last_id)? {
-                Check::Done => Ok(()),
-                Check::Refused(e) => Err(e),
+                Judgement::Done => Ok(()),
+                Judgement::Refused(e) => Err(e),
                 // Its lease started holding after the ack looked: a receipt
                 // given twice in one call, or a race lost; refuse it.
-                Check::Held(_) => Err(ReceiptError::LeaseEnded),
+                Judgement::Held(_) => Err(ReceiptError::LeaseEnded),
             }
         };
         outcomes.push(outcome);
@@ -554,9 +542,9 @@ pub(crate) fn settle_in<T, S>(
             continue;
         };
         let outcome = match check(tx, r, &mut last_id)? {
-            Check::Held(held) => Ok(Some(act(tx, q, item, held)?)),
-            Check::Done => Ok(None),
-            Check::Refused(e) => Err(e),
+            Judgement::Held(held) => Ok(Some(act(tx, q, item, held)?)),
+            Judgement::Done => Ok(None),
+            Judgement::Refused(e) => Err(e),
         };
         outcomes.push(outcome);
     }
@@ -579,38 +567,27 @@ fn last_message_id(conn: &mut Conn) -> Result<i64> {
 
 /// Judges a receipt against the delivery row it names, locking the row so
 /// the judgement holds until the transaction ends.
-fn check(tx: &mut Tx<'_>, r: &Receipt, last_id: &mut Option<i64>) -> Result<Check> {
+fn check(tx: &mut Tx<'_>, r: &Receipt, last_id: &mut Option<i64>) -> Result<Judgement> {
     let row = tx.query_opt(
         "SELECT state, lease, visible_at, attempts, grp FROM deliveries
          WHERE msg_id = $1 AND queue_id = $2 FOR UPDATE",
         &[&r.msg_id, &r.queue_id],
     )?;
     let Some(row) = row else {
-        // Deleted on ack (retention 0), by retention or by a purge: the
-        // message is finished, so acking it again changes nothing.
         let last = match *last_id {
             Some(id) => id,
             None => *last_id.insert(last_message_id(tx)?),
         };
-        return Ok(if r.msg_id <= last {
-            Check::Done
-        } else {
-            Check::Refused(ReceiptError::Unknown)
-        });
+        return Ok(rules::judge_missing(r, last));
     };
-    let state = State::from_i64(row.at(0)?);
-    if row.at::<Option<i64>>(1)? != Some(r.lease) {
-        return Ok(Check::Refused(ReceiptError::LeaseEnded));
-    }
-    let visible_at: i64 = row.at(2)?;
-    Ok(match state {
-        State::Leased if visible_at > tx.now => Check::Held(Held {
-            attempts: row.at(3)?,
-            group: row.at(4)?,
-        }),
-        State::Acked => Check::Done,
-        _ => Check::Refused(ReceiptError::LeaseEnded),
-    })
+    let row = LeaseRow {
+        state: State::from_i64(row.at(0)?),
+        lease: row.at(1)?,
+        visible_at: row.at(2)?,
+        attempts: row.at(3)?,
+        group: row.at(4)?,
+    };
+    Ok(rules::judge_receipt(r, row, tx.now))
 }
 
 /// Gives a held delivery back after a failed attempt: deliverable again per
@@ -622,26 +599,18 @@ pub(crate) fn give_back(
     held: &Held,
     release: Release,
 ) -> Result<State> {
-    let max = i64::from(q.settings.max_attempts);
-    if max > 0 && held.attempts >= max {
-        finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
-        return Ok(State::Dead);
+    match rules::after_failure(&q.settings, held.attempts, release, tx.now) {
+        AfterFailure::Dead => {
+            finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
+            Ok(State::Dead)
+        }
+        AfterFailure::Back { state, visible_at } => {
+            set_state(tx, q.id, msg, state, visible_at)?;
+            tx.counts.moved(q.id, Some(State::Leased), Some(state));
+            tx.notify(&q.name);
+            Ok(state)
+        }
     }
-    let delay = match release {
-        Release::Now => Duration::ZERO,
-        Release::After(d) => d,
-        Release::Backoff => backoff(q.settings.retry_delay, held.attempts),
-    };
-    let state = if delay.is_zero() {
-        State::Ready
-    } else {
-        State::Delayed
-    };
-    let at = tx.now.saturating_add(ms(delay));
-    set_state(tx, q.id, msg, state, at)?;
-    tx.moved(q.id, Some(State::Leased), Some(state));
-    tx.notify(&q.name);
-    Ok(state)
 }
 
 pub(crate) fn set_state(
@@ -673,14 +642,14 @@ pub(crate) fn finish(
             &[&msg, &q.id],
         )?;
         delete_orphans(tx, &[msg])?;
-        tx.acked_and_deleted(q.id, 1);
+        tx.counts.acked_and_deleted(q.id, 1);
     } else {
         let now = tx.now;
         tx.execute(
             "UPDATE deliveries SET state = $3, done_at = $4 WHERE msg_id = $1 AND queue_id = $2",
             &[&msg, &q.id, &(to as i64), &now],
         )?;
-        tx.moved(q.id, Some(State::Leased), Some(to));
+        tx.counts.moved(q.id, Some(State::Leased), Some(to));
     }
     if let Some(group) = group {
         release_group(tx, q.id, group, msg)?;
@@ -757,17 +726,13 @@ fn release_now(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Resul
         return Ok(());
     };
     let (next_id, visible_at): (i64, i64) = (next.at(0)?, next.at(1)?);
-    let state = if visible_at > tx.now {
-        State::Delayed
-    } else {
-        State::Ready
-    };
+    let state = rules::released_state(visible_at, tx.now);
     set_state(tx, queue, next_id, state, visible_at)?;
     tx.execute(
         "UPDATE group_heads SET head_id = $3 WHERE queue_id = $1 AND grp = $2",
         &[&queue, &group, &next_id],
     )?;
-    tx.moved(queue, Some(State::Held), Some(state));
+    tx.counts.moved(queue, Some(State::Held), Some(state));
     if let Some(name) = name_of(tx, queue)? {
         tx.notify(&name);
     }
@@ -783,6 +748,8 @@ fn name_of(conn: &mut Conn, queue: i64) -> Result<Option<String>> {
 /// Moves due delayed messages and expired leases of `q` back to ready, or to
 /// dead for a lease that ran out on the last allowed attempt. Skips rows
 /// other transactions hold, so concurrent claims never wait on each other.
+/// (The transitions of `rules::effective` in SQL: the `CASE` is
+/// `rules::lease_dies`.)
 pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     let max = i64::from(q.settings.max_attempts);
     let now = tx.now;
@@ -804,7 +771,7 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     for row in &rows {
         let from = State::from_i64(row.at(1)?);
         let to = State::from_i64(row.at(2)?);
-        tx.moved(q.id, Some(from), Some(to));
+        tx.counts.moved(q.id, Some(from), Some(to));
         if to == State::Dead
             && let Some(group) = row.at::<Option<String>>(3)?
         {
@@ -855,6 +822,7 @@ pub(crate) fn housekeeping(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     )?;
     tx.housekeeping.insert(q.id, second);
     let removed = rows.iter().map(|r| r.at(0)).collect::<Result<Vec<i64>>>()?;
-    tx.moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
+    tx.counts
+        .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
     delete_orphans(tx, &removed)
 }

@@ -1,4 +1,4 @@
-//! The PostgreSQL backend: [`PgStore`] offers the API of [`super::Store`]
+//! The PostgreSQL backend: [`PostgresStore`] offers the API of [`super::SqliteStore`]
 //! (same method names, arguments and results) on a PostgreSQL database, for
 //! producers and consumers on several machines.
 //!
@@ -39,7 +39,7 @@
 //! wait for each other in a cycle. Should PostgreSQL still end a
 //! transaction for a deadlock (40P01) or a serialization failure (40001),
 //! the whole transaction runs again after a short random pause, up to ten
-//! times within the busy timeout ([`PgStore::retrying`]); the last one is
+//! times within the busy timeout ([`PostgresStore::retrying`]); the last one is
 //! [`Error::PgBusy`], whose message says what happened.
 //!
 //! Names: writers that add deliveries to a queue (publish, replay) hold an
@@ -75,15 +75,15 @@
 //!
 //! Writers that make messages deliverable (publish, nack, release, replay)
 //! send `pg_notify('spool_<schema>', queue)`, which PostgreSQL delivers on
-//! commit. [`PgStore::data_version`] counts the notifications this
+//! commit. [`PostgresStore::data_version`] counts the notifications this
 //! connection has received (it starts listening on its first call, so call
 //! it before the claim, as the SQLite loop does), and
-//! [`PgStore::wait_for_news`] blocks on the socket until one arrives for a
+//! [`PostgresStore::wait_for_news`] blocks on the socket until one arrives for a
 //! queue, a delayed message or lease comes due, or a deadline passes.
 //!
 //! # Moving from SQLite
 //!
-//! [`PgStore::import`] writes what [`super::Store::export`] reads: a whole
+//! [`PostgresStore::import`] writes what [`super::SqliteStore::export`] reads: a whole
 //! SQLite database, with the same ids and lease tokens, into an empty schema
 //! in one transaction (`spool migrate`; see `import`).
 //!
@@ -118,12 +118,14 @@ use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
 use postgres::{Client, Row, Statement};
 
-pub use connect::{Target, TlsMode, is_postgres_url};
+pub use crate::store::location::is_postgres_url;
+pub use connect::{Target, TlsMode};
 pub use doctor::PgHealth;
 pub use import::{Migrated, PgImport};
 pub use publish::PgPublishBatch;
 
-use super::{Error, Result, Sync};
+use crate::store::error::{Error, Result};
+use crate::store::types::Sync;
 
 /// Where the PostgreSQL database is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -136,19 +138,24 @@ pub struct PgOptions {
     pub sync: Sync,
 }
 
+/// The former name of [`PostgresStore`], kept while callers move over.
+pub type PgStore = PostgresStore;
+
 /// An open spool database on PostgreSQL.
-pub struct PgStore {
+pub struct PostgresStore {
     conn: RefCell<Conn>,
 }
 
-impl std::fmt::Debug for PgStore {
+impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let display = self
             .conn
             .try_borrow()
             .map(|c| c.target.display.clone())
             .unwrap_or_default();
-        f.debug_struct("PgStore").field("db", &display).finish()
+        f.debug_struct("PostgresStore")
+            .field("db", &display)
+            .finish()
     }
 }
 
@@ -167,14 +174,14 @@ pub(crate) struct Conn {
     /// `--busy-timeout`: the `lock_timeout`, and the bound of retries.
     pub busy_timeout: Duration,
     /// Set when a statement failed for a deadlock or serialization failure
-    /// (see [`PgStore::retrying`]).
+    /// (see [`PostgresStore::retrying`]).
     pub conflict: bool,
-    /// Notifications received so far (see [`PgStore::data_version`]).
+    /// Notifications received so far (see [`PostgresStore::data_version`]).
     pub seen: i64,
     /// Queues named by notifications received but not yet waited for.
     pub news: Vec<String>,
     /// Compiled JSON Schemas, by queue and version.
-    pub contracts: super::contracts::ContractCache,
+    pub contracts: crate::store::checks::ContractCache,
     /// Benchmarks only: SQL run just before each commit that writes (to
     /// measure what a shared counter row would cost); also turns the
     /// one-statement claim and ack off.
@@ -182,19 +189,19 @@ pub(crate) struct Conn {
     pub before_commit: Option<String>,
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Connects, creates spool's schema on first use and brings it up to date.
-    pub fn open(opts: &PgOptions) -> Result<PgStore> {
-        let store = PgStore::connect(opts)?;
+    pub fn open(opts: &PgOptions) -> Result<PostgresStore> {
+        let store = PostgresStore::connect(opts)?;
         store.conn.borrow_mut().migrate()?;
         Ok(store)
     }
 
-    /// Connects for writing, as [`PgStore::open`] does, if spool's tables
+    /// Connects for writing, as [`PostgresStore::open`] does, if spool's tables
     /// exist: `None` when they do not, and nothing is created (see
-    /// `Store::open_existing`).
-    pub fn open_existing(opts: &PgOptions) -> Result<Option<PgStore>> {
-        let store = PgStore::connect(opts)?;
+    /// `SqliteStore::open_existing`).
+    pub fn open_existing(opts: &PgOptions) -> Result<Option<PostgresStore>> {
+        let store = PostgresStore::connect(opts)?;
         let version = store.conn.borrow_mut().schema_version()?;
         match version {
             None => Ok(None),
@@ -209,8 +216,8 @@ impl PgStore {
     /// Connects for reading only. Returns `None` when spool's schema does not
     /// exist yet (callers treat that as an empty database); never creates or
     /// changes anything.
-    pub fn open_read_only(opts: &PgOptions) -> Result<Option<PgStore>> {
-        let store = PgStore::connect(opts)?;
+    pub fn open_read_only(opts: &PgOptions) -> Result<Option<PostgresStore>> {
+        let store = PostgresStore::connect(opts)?;
         let version = store.conn.borrow_mut().schema_version()?;
         match version {
             None => Ok(None),
@@ -219,7 +226,7 @@ impl PgStore {
         }
     }
 
-    fn connect(opts: &PgOptions) -> Result<PgStore> {
+    fn connect(opts: &PgOptions) -> Result<PostgresStore> {
         let target = connect::parse(&opts.url)?;
         let client = connect::connect(&target)?;
         let mut conn = Conn {
@@ -252,7 +259,7 @@ impl PgStore {
         conn.client
             .batch_execute(&setup)
             .map_err(|e| connect::open_error(&conn.target.display, e.to_string()))?;
-        Ok(PgStore {
+        Ok(PostgresStore {
             conn: RefCell::new(conn),
         })
     }
@@ -493,7 +500,7 @@ fn lock_timeout(timeout: Duration) -> Error {
     let after = if timeout.is_zero() {
         String::new()
     } else {
-        format!(" ({})", super::busy::duration_text(timeout))
+        format!(" ({})", crate::store::error::duration_text(timeout))
     };
     Error::PgBusy {
         reason: format!(
@@ -502,10 +509,10 @@ fn lock_timeout(timeout: Duration) -> Error {
     }
 }
 
-/// How many times [`PgStore::retrying`] runs a transaction at most.
+/// How many times [`PostgresStore::retrying`] runs a transaction at most.
 const MAX_TRIES: u32 = 10;
 
-impl PgStore {
+impl PostgresStore {
     /// Runs `attempt`, one whole transaction, again when PostgreSQL ended it
     /// for a deadlock or a serialization failure (nothing of it was
     /// committed): at most [`MAX_TRIES`] times and no longer than the busy
@@ -513,7 +520,7 @@ impl PgStore {
     /// errors, and the last conflict, are returned as they are.
     pub(crate) fn retrying<T, E>(
         &mut self,
-        mut attempt: impl FnMut(&mut PgStore) -> Result<T, E>,
+        mut attempt: impl FnMut(&mut PostgresStore) -> Result<T, E>,
     ) -> Result<T, E> {
         let start = std::time::Instant::now();
         let mut tries = 0;
@@ -530,7 +537,7 @@ impl PgStore {
             }
             let cap_us = (1_000u64 << tries.min(6)).min(50_000);
             std::thread::sleep(Duration::from_micros(
-                cap_us / 4 + super::lease::random_below(cap_us * 3 / 4),
+                cap_us / 4 + crate::store::receipt::random_below(cap_us * 3 / 4),
             ));
         }
     }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use super::super::Result;
 use super::tx::NOW_MS;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
+use crate::store::error::Result;
 
 /// The notification channel of a schema (at most 63 bytes: schema names are
 /// at most 57).
@@ -66,12 +66,12 @@ impl Conn {
         let row = self.query_opt(&format!("SELECT {NOW_MS}"), &[])?;
         match row {
             Some(r) => r.at(0),
-            None => Ok(super::super::now_ms()),
+            None => Ok(crate::store::types::now_ms()),
         }
     }
 }
 
-impl PgStore {
+impl PostgresStore {
     /// A number that changes whenever a transaction that made messages
     /// deliverable (in any queue of this schema) has committed since the
     /// last call: the counterpart of SQLite's `data_version`. The first call
@@ -84,9 +84,9 @@ impl PgStore {
         Ok(conn.seen)
     }
 
-    /// Starts listening for news (as the first [`PgStore::data_version`]
+    /// Starts listening for news (as the first [`PostgresStore::data_version`]
     /// does) and forgets news received so far: call before the claim that
-    /// precedes a [`PgStore::wait_for_news`].
+    /// precedes a [`PostgresStore::wait_for_news`].
     pub fn listen(&self) -> Result<()> {
         let mut conn = self.conn.borrow_mut();
         conn.listen()?;
@@ -109,7 +109,7 @@ impl PgStore {
     }
 
     /// Blocks on the socket, without a query, until news for `queue`
-    /// arrives (news received since [`PgStore::listen`] counts) or `until`
+    /// arrives (news received since [`PostgresStore::listen`] counts) or `until`
     /// passes. Returns true when woken by news.
     pub fn wait_news(&self, queue: &str, until: Instant) -> Result<bool> {
         let mut conn = self.conn.borrow_mut();
@@ -130,10 +130,10 @@ impl PgStore {
     }
 
     /// Blocks until news for `queue` arrives (a publish, nack, release or
-    /// replay committed; news received since [`PgStore::listen`] counts), a
+    /// replay committed; news received since [`PostgresStore::listen`] counts), a
     /// delayed message or lease of `queue` comes due by the server's clock,
     /// or `until` passes. Returns true when woken by news or a due message,
-    /// false at `until`. Costs [`PgStore::due_in`] plus the wait; sleeps on
+    /// false at `until`. Costs [`PostgresStore::due_in`] plus the wait; sleeps on
     /// the socket, so an idle consumer uses no CPU.
     pub fn wait_for_news(&self, queue: &str, until: Instant) -> Result<bool> {
         let due_at = self.due_in(queue)?.map(|d| Instant::now() + d);

@@ -5,14 +5,14 @@
 
 use std::collections::VecDeque;
 
-use super::super::contracts::PublishChecks;
-use super::super::publish::NewMessage;
-use super::super::{Error, Result, State};
 use super::contracts;
 use super::lease::delete_orphans;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
+use crate::store::checks::PublishChecks;
+use crate::store::error::{Error, Result};
+use crate::store::types::{NewMessage, State};
 
 /// Rows per multi-row insert, at most.
 const CHUNK: usize = 1000;
@@ -24,8 +24,8 @@ const CHUNK_BYTES: usize = 4 << 20;
 const MAX_ID_BLOCK: i64 = 1024;
 
 /// An open publish transaction, handed to the closure of
-/// [`PgStore::publish_batch`]: the PostgreSQL counterpart of
-/// [`super::super::PublishBatch`], with the same two methods.
+/// [`PostgresStore::publish_batch`]: the PostgreSQL counterpart of
+/// [`crate::store::PublishBatch`], with the same two methods.
 pub struct PgPublishBatch<'t> {
     conn: &'t mut Conn,
     origin: QueueRow,
@@ -79,13 +79,13 @@ struct Pending {
     state: State,
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Publishes to a queue (created if missing) or a topic (fanned out to its
     /// subscribers) in one transaction: `fill` adds messages to the batch, and
     /// they become visible together when it returns `Ok`. If `fill` fails,
     /// nothing is published.
     /// A transaction that PostgreSQL ends for a deadlock or serialization
-    /// failure is run again, `fill` with it (see [`PgStore::retrying`]).
+    /// failure is run again, `fill` with it (see [`PostgresStore::retrying`]).
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,
@@ -130,19 +130,19 @@ impl PgStore {
             (value, batch.added, batch.published, batch.swept)
         };
         for queue in swept {
-            tx.moved(queue, Some(State::Acked), None);
+            tx.counts.moved(queue, Some(State::Acked), None);
         }
         for (queue, counts) in targets.iter().zip(&added) {
             for (state, n) in State::ALL.iter().zip(counts) {
-                tx.moved_many(queue.id, None, Some(*state), *n);
+                tx.counts.moved_many(queue.id, None, Some(*state), *n);
             }
-            tx.published(queue.id, counts.iter().sum());
+            tx.counts.published(queue.id, counts.iter().sum());
             if counts[State::Ready as usize] > 0 || counts[State::Delayed as usize] > 0 {
                 tx.notify(&queue.name);
             }
         }
         if origin.is_topic {
-            tx.published(origin.id, published);
+            tx.counts.published(origin.id, published);
         }
         for queue in &targets {
             super::lease::housekeeping(&mut tx, queue)?;

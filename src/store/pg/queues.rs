@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use postgres::Row;
 
-use super::super::contracts::SchemaChange;
-use super::super::queues::{Created, QueueSet};
-use super::super::{Error, Result, Settings, SettingsPatch, ms};
 use super::contracts;
 use super::tx::Tx;
-use super::{Conn, PgStore, RowExt};
+use super::{Conn, PostgresStore, RowExt};
 use crate::contract::Contract;
+use crate::store::error::{Error, Result};
+use crate::store::types::{Created, QueueSet, SchemaChange, Settings, SettingsPatch, ms};
 
 /// A queue (or topic) row as the other modules use it.
 #[derive(Debug, Clone)]
@@ -164,7 +163,7 @@ pub(crate) fn queue(conn: &mut Conn, name: &str) -> Result<Found> {
     })
 }
 
-impl PgStore {
+impl PostgresStore {
     /// Creates a queue with the given settings (the rest default) and, if
     /// given, a JSON Schema (its version 1). An existing queue with the same
     /// settings, and the same schema or none given, is left alone; one with

@@ -3,7 +3,7 @@
 //! one at the end.
 //!
 //! Every statement names tables without a schema: the connection's
-//! `search_path` is spool's schema alone (see [`super::PgStore::open`]).
+//! `search_path` is spool's schema alone (see [`super::PostgresStore::open`]).
 
 /// Each entry moves the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[V1, V2];

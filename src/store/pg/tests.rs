@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::super::*;
 use super::*;
-use crate::store::queues::Created;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -50,7 +49,7 @@ impl TestDb {
         let base = base_url();
         let schema = fresh_schema();
         let url = with_param(&base, &format!("schema={schema}"));
-        match PgStore::open(&options(&url)) {
+        match PostgresStore::open(&options(&url)) {
             Ok(_) => Some(TestDb { url, schema }),
             Err(Error::Open { reason, .. }) => {
                 eprintln!("skipped: PostgreSQL not reachable at {base}: {reason}");
@@ -60,8 +59,8 @@ impl TestDb {
         }
     }
 
-    fn open(&self) -> PgStore {
-        PgStore::open(&options(&self.url)).expect("open")
+    fn open(&self) -> PostgresStore {
+        PostgresStore::open(&options(&self.url)).expect("open")
     }
 
     /// A plain client on the test schema, for looking at rows.
@@ -109,7 +108,7 @@ macro_rules! test_db {
     };
 }
 
-fn publish_n(store: &mut PgStore, queue: &str, n: usize) -> Vec<i64> {
+fn publish_n(store: &mut PostgresStore, queue: &str, n: usize) -> Vec<i64> {
     store
         .publish_batch(queue, |batch| {
             (0..n)
@@ -125,7 +124,7 @@ fn publish_n(store: &mut PgStore, queue: &str, n: usize) -> Vec<i64> {
         .expect("publish")
 }
 
-fn publish_one(store: &mut PgStore, queue: &str, msg: NewMessage<'_>) -> Result<i64> {
+fn publish_one(store: &mut PostgresStore, queue: &str, msg: NewMessage<'_>) -> Result<i64> {
     store.publish_batch(queue, |batch| batch.publish(&msg))
 }
 
@@ -208,7 +207,7 @@ fn pgpass_lines_match_with_wildcards_and_escapes() {
 #[test]
 fn a_server_that_cannot_be_reached_is_an_open_error_naming_the_host_not_the_password() {
     let url = "postgres://someone:hunter2@127.0.0.1:1/test?connect_timeout=2";
-    let err = PgStore::open(&options(url)).expect_err("port 1");
+    let err = PostgresStore::open(&options(url)).expect_err("port 1");
     let text = err.to_string();
     assert!(matches!(err, Error::Open { .. }), "{text}");
     assert!(text.contains("127.0.0.1:1"), "{text}");
@@ -235,7 +234,7 @@ fn processes_opening_a_fresh_schema_at_once_all_succeed_and_migrate_once() {
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    PgStore::open(&options(&url)).map(|_| ())
+                    PostgresStore::open(&options(&url)).map(|_| ())
                 })
             })
             .collect();
@@ -257,7 +256,7 @@ fn read_only_open_of_a_missing_schema_is_none_and_creates_nothing() {
     let schema = fresh_schema();
     let url = with_param(&base_url(), &format!("schema={schema}"));
     assert!(
-        PgStore::open_read_only(&options(&url))
+        PostgresStore::open_read_only(&options(&url))
             .expect("open")
             .is_none()
     );
@@ -266,7 +265,7 @@ fn read_only_open_of_a_missing_schema_is_none_and_creates_nothing() {
     ));
     assert_eq!(exists, 0);
     assert!(
-        PgStore::open_read_only(&options(&db.url))
+        PostgresStore::open_read_only(&options(&db.url))
             .expect("open")
             .is_some()
     );
@@ -286,7 +285,7 @@ fn a_schema_holding_other_tables_is_refused() {
             "CREATE SCHEMA {schema}; CREATE TABLE {schema}.t (x int)"
         ))
         .expect("foreign schema");
-    let err = PgStore::open(&options(&url)).expect_err("not spool's");
+    let err = PostgresStore::open(&options(&url)).expect_err("not spool's");
     assert!(err.to_string().contains("not spool's"), "{err}");
     drop(other);
 }
@@ -297,7 +296,7 @@ fn a_newer_schema_version_is_refused() {
     db.client()
         .batch_execute("UPDATE version SET version = 99")
         .expect("bump");
-    let err = PgStore::open(&options(&db.url)).expect_err("newer");
+    let err = PostgresStore::open(&options(&db.url)).expect_err("newer");
     assert!(matches!(err, Error::NewerSchema { found: 99, .. }), "{err}");
 }
 
@@ -313,7 +312,7 @@ fn tls_modes_encrypt_and_verify_as_libpq_does() {
         return;
     }
     let encrypted = |url: &str| -> Result<bool> {
-        let store = PgStore::open(&options(url))?;
+        let store = PostgresStore::open(&options(url))?;
         let row = store.conn.borrow_mut().query_opt(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
             &[],
@@ -1194,7 +1193,7 @@ fn a_waiting_consumer_is_woken_by_a_publish_in_another_connection() {
         let url = db.url.clone();
         move || {
             std::thread::sleep(Duration::from_millis(100));
-            let mut other = PgStore::open(&options(&url)).expect("open");
+            let mut other = PostgresStore::open(&options(&url)).expect("open");
             publish_n(&mut other, "other", 1);
             publish_n(&mut other, "q", 1);
         }
@@ -1255,7 +1254,7 @@ enum Mode {
     Hot,
 }
 
-fn fill(store: &mut PgStore, queue: &str, n: usize) {
+fn fill(store: &mut PostgresStore, queue: &str, n: usize) {
     let body = b"{\"order\":12345,\"items\":[1,2,3]}";
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         store
@@ -1315,7 +1314,7 @@ fn drain_sqlite(n: usize, batch: usize, sync: Sync) -> f64 {
         busy_timeout: Duration::from_secs(30),
         sync,
     };
-    let mut store = Store::open(&opts).expect("open");
+    let mut store = SqliteStore::open(&opts).expect("open");
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         store
             .publish_batch("q", |b| {
@@ -1333,7 +1332,7 @@ fn drain_sqlite(n: usize, batch: usize, sync: Sync) -> f64 {
     std::thread::scope(|s| {
         for _ in 0..16 {
             s.spawn(|| {
-                let mut store = Store::open(&opts).expect("open");
+                let mut store = SqliteStore::open(&opts).expect("open");
                 loop {
                     let got = store.claim("q", batch, None, false).expect("claim");
                     if got.is_empty() {
@@ -1438,7 +1437,7 @@ fn bench_drain_and_publish_latency() {
             with_param(&db.url, "sslmode=disable")
         };
         let start = Instant::now();
-        let mut fresh = PgStore::open(&options(&url)).expect("open");
+        let mut fresh = PostgresStore::open(&options(&url)).expect("open");
         publish_one(
             &mut fresh,
             "latency",
@@ -1638,7 +1637,7 @@ fn json(body: &str) -> NewMessage<'_> {
     }
 }
 
-fn publish_all(store: &mut PgStore, queue: &str, bodies: &[&str]) -> Result<Vec<i64>> {
+fn publish_all(store: &mut PostgresStore, queue: &str, bodies: &[&str]) -> Result<Vec<i64>> {
     store.publish_batch(queue, |batch| {
         bodies.iter().map(|b| batch.publish(&json(b))).collect()
     })
@@ -1655,7 +1654,7 @@ fn all_states(limit: usize) -> PeekQuery {
     }
 }
 
-fn info(store: &PgStore, name: &str) -> QueueInfo {
+fn info(store: &PostgresStore, name: &str) -> QueueInfo {
     store
         .queue_infos_named(&[name.to_owned()])
         .expect("info")
@@ -1810,7 +1809,7 @@ fn topic_fan_out_meets_the_topic_and_every_subscriber_schema() {
     let inventory = contract(r#"{"required": ["sku"], "properties": {"sku": {"type": "string"}}}"#);
     let topic = contract(r#"{"type": "object"}"#);
     let none = SettingsPatch::default();
-    let set = |store: &mut PgStore, q: &str, c| {
+    let set = |store: &mut PostgresStore, q: &str, c| {
         store
             .set_queue(q, &none, SchemaChange::Set(c))
             .expect("set")
@@ -1820,10 +1819,11 @@ fn topic_fan_out_meets_the_topic_and_every_subscriber_schema() {
     assert_eq!(set(&mut store, "payment", &payment), Some(2));
     assert_eq!(set(&mut store, "inventory", &inventory), Some(1));
     assert_eq!(set(&mut store, "orders", &topic), Some(1));
-    let refused = |store: &mut PgStore, body: &str| match publish_one(store, "orders", json(body)) {
-        Err(Error::Invalid { queue, version, .. }) => (queue, version),
-        other => panic!("{other:?}"),
-    };
+    let refused =
+        |store: &mut PostgresStore, body: &str| match publish_one(store, "orders", json(body)) {
+            Err(Error::Invalid { queue, version, .. }) => (queue, version),
+            other => panic!("{other:?}"),
+        };
     assert_eq!(
         refused(&mut store, "{\"amount\":5}"),
         ("inventory".into(), 1)
@@ -1874,7 +1874,7 @@ fn schema_versions_advance_and_history_keeps_removals() {
     let v2_again = contract("{\n  \"required\": [\"a\", \"b\"]\n}\n");
     let none = SettingsPatch::default();
     store.create_queue("q", &none, Some(&v1)).expect("create");
-    let set = |store: &mut PgStore, change| {
+    let set = |store: &mut PostgresStore, change| {
         store
             .set_queue("q", &none, change)
             .expect("set")
@@ -2096,7 +2096,7 @@ fn a_schema_change_waits_for_open_publishes_and_applies_to_the_next() {
             batch.publish(&json("1"))?;
             let url = url.clone();
             let handle = std::thread::spawn(move || {
-                let mut other = PgStore::open(&options(&url)).expect("open");
+                let mut other = PostgresStore::open(&options(&url)).expect("open");
                 let c = crate::contract::Contract::compile(r#"{"type": "string"}"#).expect("c");
                 other
                     .set_queue("q", &SettingsPatch::default(), SchemaChange::Set(&c))
@@ -2231,4 +2231,100 @@ fn a_real_deadlock_is_reported_as_busy_and_marked_for_retry() {
     assert!(conn.conn.borrow().conflict, "not marked for a retry");
     let _ = a.conn.get_mut().batch("ROLLBACK");
     let _ = b.conn.get_mut().batch("ROLLBACK");
+}
+
+/// The lazy transitions run as SQL in a claim (`lease::promote_due`), in
+/// `stats` (the due summary) and in `peek`'s ready rows, and as Rust in
+/// `peek_id`: for every combination of stored state, due time and attempts
+/// all agree with `rules::effective`.
+#[test]
+fn the_sql_of_the_lazy_transitions_agrees_with_the_rule() {
+    use crate::store::rules::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
+    test_db!(db, store);
+    store
+        .create_queue("q", &max_attempts(MAX_ATTEMPTS), None)
+        .expect("create");
+    publish_n(&mut store, "q", LEASED.len());
+    let leased = store
+        .claim("q", LEASED.len(), Some(Duration::from_secs(600)), false)
+        .expect("claim");
+    let later = store.conn.borrow_mut().server_now().expect("now") + 3_600_000;
+    let delayed: Vec<i64> = DELAYED
+        .iter()
+        .map(|_| {
+            let msg = NewMessage {
+                body: b"{}",
+                available_at: Some(later),
+                ..NewMessage::default()
+            };
+            publish_one(&mut store, "q", msg).expect("publish")
+        })
+        .collect();
+    let now = store.conn.borrow_mut().server_now().expect("now");
+    let mut rows: Vec<(i64, State, i64, i64)> = leased
+        .iter()
+        .zip(LEASED)
+        .map(|(d, (due, attempts))| (d.id, State::Leased, now + due, attempts))
+        .collect();
+    rows.extend(
+        delayed
+            .iter()
+            .zip(DELAYED)
+            .map(|(id, due)| (*id, State::Delayed, now + due, 0)),
+    );
+    let mut client = db.client();
+    for (id, _, visible_at, attempts) in &rows {
+        client
+            .execute(
+                "UPDATE deliveries SET visible_at = $2, attempts = $3 WHERE msg_id = $1",
+                &[id, visible_at, attempts],
+            )
+            .expect("set up");
+    }
+    let want: Vec<State> = rows
+        .iter()
+        .map(|(_, state, visible_at, attempts)| expected(*state, *visible_at, *attempts, now))
+        .collect();
+    assert!(want.contains(&State::Dead) && want.contains(&State::Ready));
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let peeked = store.peek_id("q", *id).expect("peek").expect("held");
+        assert_eq!(peeked.state, *state, "peek of {id}");
+    }
+    let ready = PeekQuery {
+        ready: true,
+        delayed: false,
+        leased: false,
+        acked: false,
+        dead: false,
+        limit: 100,
+    };
+    let mut shown: Vec<i64> = store
+        .peek("q", &ready)
+        .expect("peek")
+        .iter()
+        .map(|p| p.delivery.id)
+        .collect();
+    shown.sort_unstable();
+    let mut ready_ids: Vec<i64> = rows
+        .iter()
+        .zip(&want)
+        .filter(|(_, s)| **s == State::Ready)
+        .map(|((id, ..), _)| *id)
+        .collect();
+    ready_ids.sort_unstable();
+    assert_eq!(shown, ready_ids, "peek's ready rows");
+    let infos = store.queue_infos().expect("stats");
+    assert_eq!(infos[0].counts, tally(&want), "stats");
+    // A new connection: its first claim takes the full path, with the
+    // lazy transitions.
+    let mut other = db.open();
+    other.claim("q", 0, None, false).expect("claim nothing");
+    for ((id, ..), state) in rows.iter().zip(&want) {
+        let stored = db.count(&format!("SELECT state FROM deliveries WHERE msg_id = {id}"));
+        assert_eq!(
+            State::from_i64(stored),
+            *state,
+            "claim's transition of {id}"
+        );
+    }
 }

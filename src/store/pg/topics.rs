@@ -5,13 +5,13 @@
 //! [`queues::lock_shared`]), so a message goes to exactly the queues
 //! subscribed when it committed.
 
-use super::super::topics::Subscribed;
-use super::super::{Error, Result, Settings};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{PgStore, RowExt};
+use super::{PostgresStore, RowExt};
+use crate::store::error::{Error, Result};
+use crate::store::types::{Settings, Subscribed};
 
-impl PgStore {
+impl PostgresStore {
     /// Subscribes `queue` to `topic`, creating either if missing, in one
     /// transaction. Messages published to the topic from now on are also
     /// delivered to the queue; earlier ones are not.

@@ -3,28 +3,23 @@
 //! insert-only `stats` row per queue together with its notifications and
 //! `COMMIT`, in one round trip.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
 
-use super::super::{Error, Result, State};
 use super::Conn;
+use crate::store::counters::Counters;
+use crate::store::error::{Error, Result};
 
 /// The server's clock in ms since the epoch.
 pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-
-#[derive(Debug, Default)]
-struct Deltas {
-    states: [i64; 6],
-    published: i64,
-    acked: i64,
-}
 
 /// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
 pub(crate) struct Tx<'c> {
     conn: &'c mut Conn,
     /// When this transaction acts, in ms since the epoch, by the server's clock.
     pub now: i64,
-    deltas: BTreeMap<i64, Deltas>,
+    /// The count changes this transaction owes.
+    pub counts: Counters,
     notify: BTreeSet<String>,
     /// Groups whose head finished, to let go in key order (see
     /// `lease::release_groups`): queue id, group, finished message.
@@ -47,7 +42,7 @@ impl<'c> Tx<'c> {
         let mut tx = Tx {
             conn,
             now: 0,
-            deltas: BTreeMap::new(),
+            counts: Counters::default(),
             notify: BTreeSet::new(),
             releases: Vec::new(),
             open: true,
@@ -57,54 +52,6 @@ impl<'c> Tx<'c> {
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| Error::Postgres("the server did not tell its time".into()))?;
         Ok(tx)
-    }
-
-    /// Records that one delivery of `queue` went from `from` to `to`
-    /// (`None`: it did not exist before, or no longer exists).
-    pub fn moved(&mut self, queue: i64, from: Option<State>, to: Option<State>) {
-        self.moved_many(queue, from, to, 1);
-    }
-
-    /// Like [`Tx::moved`], for `n` deliveries at once.
-    pub fn moved_many(&mut self, queue: i64, from: Option<State>, to: Option<State>, n: i64) {
-        if n == 0 || from == to {
-            return;
-        }
-        let d = self.deltas.entry(queue).or_default();
-        if let Some(s) = from {
-            d.states[s as usize] -= n;
-        }
-        if let Some(s) = to {
-            d.states[s as usize] += n;
-        }
-        if to == Some(State::Acked) {
-            d.acked += n;
-        }
-    }
-
-    /// Adds `n` to the stored count of `state` in `queue` (a repair), without
-    /// counting it as a publish or an ack.
-    pub fn correct(&mut self, queue: i64, state: State, n: i64) {
-        if n != 0 {
-            self.deltas.entry(queue).or_default().states[state as usize] += n;
-        }
-    }
-
-    /// Counts an ack whose delivery was deleted at once (retention 0).
-    pub fn acked_and_deleted(&mut self, queue: i64, n: i64) {
-        if n == 0 {
-            return;
-        }
-        let d = self.deltas.entry(queue).or_default();
-        d.states[State::Leased as usize] -= n;
-        d.acked += n;
-    }
-
-    /// Counts `n` newly published messages in `queue`.
-    pub fn published(&mut self, queue: i64, n: i64) {
-        if n != 0 {
-            self.deltas.entry(queue).or_default().published += n;
-        }
     }
 
     /// Wakes the consumers waiting on `queue` when this transaction commits.
@@ -127,14 +74,13 @@ impl<'c> Tx<'c> {
         let mut sql = String::new();
         #[cfg(test)]
         if let Some(extra) = &self.conn.before_commit
-            && !self.deltas.is_empty()
+            && !self.counts.is_empty()
         {
             sql.push_str(extra);
         }
         let rows: Vec<String> = self
-            .deltas
-            .iter()
-            .filter(|(_, d)| d.states != [0; 6] || d.published != 0 || d.acked != 0)
+            .counts
+            .changes()
             .map(|(queue, d)| {
                 let s = &d.states;
                 format!(

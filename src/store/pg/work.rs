@@ -4,15 +4,15 @@
 
 use std::time::Duration;
 
-use super::super::lease::{Receipt, ReceiptError, Release};
-use super::super::work::{Outcome, Settled, WorkStep};
-use super::super::{Result, State, Sync};
-use super::PgStore;
+use super::PostgresStore;
 use super::lease::{self, Claim, Held};
 use super::queues::QueueRow;
 use super::tx::Tx;
+use crate::store::error::Result;
+use crate::store::receipt::{Receipt, ReceiptError, Release};
+use crate::store::types::{Outcome, Settled, State, Sync, WorkStep};
 
-impl PgStore {
+impl PostgresStore {
     /// Settles the deliveries of finished handlers, then leases up to `want`
     /// more messages of `queue`, in one transaction.
     pub fn work_step(
@@ -136,7 +136,8 @@ fn release_one(tx: &mut Tx<'_>, q: &QueueRow, msg: i64) -> Result<()> {
          WHERE msg_id = $1 AND queue_id = $2",
         &[&msg, &q.id, &now],
     )?;
-    tx.moved(q.id, Some(State::Leased), Some(State::Ready));
+    tx.counts
+        .moved(q.id, Some(State::Leased), Some(State::Ready));
     tx.notify(&q.name);
     Ok(())
 }

@@ -1,0 +1,303 @@
+//! Backend-neutral types: what a message, a delivery, a queue's settings and
+//! the results of the store's operations are, the same on SQLite and
+//! PostgreSQL. Both backends and the commands use these; neither backend
+//! defines a type the other needs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::error::Result;
+use super::receipt::{Receipt, ReceiptError};
+use crate::contract::Contract;
+
+/// The state of a message in one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    /// Deliverable now.
+    Ready = 0,
+    /// Deliverable at a later time.
+    Delayed = 1,
+    /// Delivered; invisible until its lease ends.
+    Leased = 2,
+    /// Done; kept for replay until retention passes.
+    Acked = 3,
+    /// Failed `max_attempts` times.
+    Dead = 4,
+    /// Waiting behind an earlier message of its group.
+    Held = 5,
+}
+
+impl State {
+    /// Every state, in storage order.
+    pub const ALL: [State; 6] = [
+        State::Ready,
+        State::Delayed,
+        State::Leased,
+        State::Acked,
+        State::Dead,
+        State::Held,
+    ];
+
+    pub(crate) fn from_i64(n: i64) -> State {
+        State::ALL.get(n as usize).copied().unwrap_or(State::Ready)
+    }
+
+    /// The state's name as users see it. Held messages show as `delayed`: they
+    /// are deliverable later, once the earlier messages of their group are done.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Delayed | State::Held => "delayed",
+            State::Leased => "leased",
+            State::Acked => "acked",
+            State::Dead => "dead",
+        }
+    }
+}
+
+/// How durable each commit is (`--sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Sync {
+    /// Every commit is on disk before the command answers.
+    #[default]
+    Full,
+    /// Survives a crash of the process; a power loss may lose the last commits.
+    Normal,
+}
+
+/// Per-queue settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long a delivery stays invisible to other consumers.
+    pub visibility: Duration,
+    /// Deliveries before a message is dead (0: unlimited).
+    pub max_attempts: u32,
+    /// How long acked messages stay for replay (0: deleted on ack).
+    pub retention: Duration,
+    /// The largest body, in bytes.
+    pub max_size: u64,
+    /// Base of the exponential backoff of `work` and `nack --backoff`.
+    pub retry_delay: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            visibility: Duration::from_secs(30),
+            max_attempts: 5,
+            retention: Duration::from_secs(86_400),
+            max_size: 1 << 20,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Settings given on the command line; `None` keeps the current (or default) value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    /// New visibility timeout.
+    pub visibility: Option<Duration>,
+    /// New max attempts.
+    pub max_attempts: Option<u32>,
+    /// New retention.
+    pub retention: Option<Duration>,
+    /// New max body size.
+    pub max_size: Option<u64>,
+    /// New retry delay.
+    pub retry_delay: Option<Duration>,
+}
+
+impl SettingsPatch {
+    /// True when no setting is given.
+    pub fn is_empty(&self) -> bool {
+        *self == SettingsPatch::default()
+    }
+
+    /// `base` with the given settings applied.
+    pub fn apply(&self, base: Settings) -> Settings {
+        Settings {
+            visibility: self.visibility.unwrap_or(base.visibility),
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            retention: self.retention.unwrap_or(base.retention),
+            max_size: self.max_size.unwrap_or(base.max_size),
+            retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
+        }
+    }
+}
+
+/// One delivered message, as `consume` prints it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message id.
+    pub id: i64,
+    /// The queue it was delivered from.
+    pub queue: String,
+    /// The receipt for ack, nack and extend.
+    pub receipt: Receipt,
+    /// The number of this delivery, 1 for the first.
+    pub attempt: i64,
+    /// When the message was published (ms since the epoch).
+    pub published_at: i64,
+    /// When this lease ends (ms since the epoch).
+    pub lease_expires_at: i64,
+    /// The deduplication key, if any.
+    pub key: Option<String>,
+    /// The ordered group, if any.
+    pub group: Option<String>,
+    /// The priority.
+    pub priority: i64,
+    /// Headers as a JSON object text, if any.
+    pub headers: Option<String>,
+    /// The body bytes, exactly as stored.
+    pub body: Vec<u8>,
+    /// True when the body is raw text rather than JSON.
+    pub raw: bool,
+    /// The version of this queue's JSON Schema the message was checked
+    /// against; `None` when the queue had no schema.
+    pub schema_version: Option<i64>,
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A duration in whole milliseconds, as stored (saturating).
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewMessage<'a> {
+    /// The body bytes, stored as they are.
+    pub body: &'a [u8],
+    /// True when the body is raw text rather than JSON.
+    pub raw: bool,
+    /// Deduplication key, scoped to the queue or topic published to.
+    pub key: Option<&'a str>,
+    /// Ordered group.
+    pub group: Option<&'a str>,
+    /// Headers as a JSON object text.
+    pub headers: Option<&'a str>,
+    /// Higher first.
+    pub priority: i64,
+    /// Not deliverable before this time (ms since the epoch).
+    pub available_at: Option<i64>,
+}
+
+/// What `queue create` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// A new queue.
+    New,
+    /// The queue existed with the same settings; nothing changed.
+    Existed,
+}
+
+/// What `queue set` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSet {
+    /// The settings now in force.
+    pub settings: Settings,
+    /// The number of the schema version this change recorded; `None` when
+    /// the schema was left alone or set to what it already was.
+    pub schema_version: Option<i64>,
+}
+
+/// What `subscribe` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribed {
+    /// A new subscription: the queue receives what is published from now on.
+    New,
+    /// The queue already subscribed to the topic; nothing changed.
+    Existed,
+}
+
+/// One version of a queue's schema, as `queue show` lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// 1 for the first schema the queue had, then one more per change.
+    pub version: i64,
+    /// When it was set (ms since the epoch).
+    pub created_at: i64,
+    /// The schema text; `None` for a version that removed the schema.
+    pub schema: Option<String>,
+}
+
+/// What `queue set` does to a queue's schema.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum SchemaChange<'a> {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Check messages against this schema from now on.
+    Set(&'a Contract),
+    /// Check nothing from now on (`--no-schema`).
+    Remove,
+}
+
+/// Which finished messages `replay` brings back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayFilter {
+    /// Acked messages (still kept by retention).
+    pub acked: bool,
+    /// Dead messages.
+    pub dead: bool,
+    /// Only those acked or dead at or after this time (ms since the epoch).
+    pub since: Option<i64>,
+    /// Only those acked or dead before this time (ms since the epoch).
+    pub until: Option<i64>,
+    /// Only these message ids (all when empty).
+    pub ids: Vec<i64>,
+}
+
+/// What `replay` did, or would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Ids of the messages put back to ready (or held behind their group).
+    pub ids: Vec<i64>,
+    /// With a target queue: ids left out because the target already holds a
+    /// delivery of that message.
+    pub skipped: Vec<i64>,
+}
+
+/// What to do with a delivery whose handler ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler succeeded: ack.
+    Ack,
+    /// The handler failed: nack with the queue's backoff (counts as an attempt).
+    Retry,
+    /// The handler never ran, or was stopped: back to ready now, and the
+    /// attempt is not counted.
+    Release,
+}
+
+/// What became of a delivery settled by [`crate::store::Db::work_step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Acked (or already finished with this receipt).
+    Acked,
+    /// Back in the queue, deliverable after a backoff (or now).
+    Retrying,
+    /// That was its last allowed attempt: now dead.
+    Dead,
+    /// Back to ready, attempt not counted.
+    Released,
+}
+
+/// The result of one [`crate::store::Db::work_step`].
+#[derive(Debug)]
+pub struct WorkStep {
+    /// One entry per settled delivery, in the order given.
+    pub settled: Vec<Result<Settled, ReceiptError>>,
+    /// The newly leased deliveries; an error ([`super::Error::UnknownQueue`]
+    /// or [`super::Error::NameIsTopic`]) when the queue cannot be claimed
+    /// from. The settling above was committed either way.
+    pub claimed: Result<Vec<Delivery>>,
+    /// How long the new leases last.
+    pub lease: Duration,
+}

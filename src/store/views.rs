@@ -1,0 +1,549 @@
+//! What the read-only views (`peek`, `stats`, `queue list`, `top`) and
+//! `doctor` report, the same on both backends.
+
+use std::path::PathBuf;
+
+use super::error::Result;
+use super::rules;
+use super::types::{Delivery, Settings, State, ms};
+
+/// Message counts of one queue, by state as users see them (held messages
+/// count as delayed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Deliverable now.
+    pub ready: i64,
+    /// Deliverable later (including messages held behind their group).
+    pub delayed: i64,
+    /// Delivered, lease still running.
+    pub leased: i64,
+    /// Done, kept for replay until retention removes them.
+    pub acked: i64,
+    /// Failed `max_attempts` times.
+    pub dead: i64,
+}
+
+/// What `stats` and `queue list` show about one queue or topic.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    /// The queue or topic name.
+    pub name: String,
+    /// True for a topic (which holds no messages itself).
+    pub is_topic: bool,
+    /// For a topic: the queues subscribed to it, by name.
+    pub subscribers: Vec<String>,
+    /// For a queue: the topics it subscribes to, by name.
+    pub topics: Vec<String>,
+    /// The queue's settings.
+    pub settings: Settings,
+    /// When the queue was created (ms since the epoch).
+    pub created_at: i64,
+    /// Messages per state, with due delayed messages and expired leases
+    /// counted where the next claim will put them.
+    pub counts: Counts,
+    /// Messages ever published to it (for a queue: deliveries added to it).
+    pub published_total: i64,
+    /// How long ago the oldest ready message was published; `None` if none is ready.
+    pub oldest_ready_age_ms: Option<i64>,
+    /// Messages published in the last 60 seconds.
+    pub published_last_minute: i64,
+    /// Messages acked in the last 60 seconds.
+    pub acked_last_minute: i64,
+    /// The version of its JSON Schema in force; `None` when it has none.
+    pub schema_version: Option<i64>,
+}
+
+/// The database file, for `stats`.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseInfo {
+    /// The database path.
+    pub path: PathBuf,
+    /// Size of the database file in bytes (0 if it does not exist).
+    pub size_bytes: u64,
+    /// Size of its write-ahead log in bytes (0 when there is none).
+    pub wal_bytes: u64,
+    /// Bytes of free pages inside the file, waiting to be reused or handed back.
+    pub free_bytes: u64,
+}
+
+impl DatabaseInfo {
+    /// The sizes of `path` as seen on the file system, without opening it.
+    pub fn of_path(path: PathBuf) -> DatabaseInfo {
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        DatabaseInfo {
+            size_bytes: size(&path),
+            wal_bytes: size(std::path::Path::new(&wal)),
+            free_bytes: 0,
+            path,
+        }
+    }
+}
+
+/// One message as `peek` shows it.
+#[derive(Debug, Clone)]
+pub struct Peeked {
+    /// The message, with a meaningless receipt (peek never leases).
+    pub delivery: Delivery,
+    /// Its state as users see it, with the lazy transitions applied.
+    pub state: State,
+    /// When its lease ends, for a leased message.
+    pub lease_end: Option<i64>,
+    /// When it becomes deliverable, for a delayed message.
+    pub due_at: Option<i64>,
+    /// When it was acked or died.
+    pub done_at: Option<i64>,
+}
+
+/// Which messages `peek` shows. Held messages count as delayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeekQuery {
+    /// Show ready messages.
+    pub ready: bool,
+    /// Show delayed (and held) messages.
+    pub delayed: bool,
+    /// Show leased messages.
+    pub leased: bool,
+    /// Show acked messages (within retention).
+    pub acked: bool,
+    /// Show dead messages.
+    pub dead: bool,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Publishes and acks of one queue or topic per minute, for the sparklines
+/// of `top`: index 0 is the oldest minute, the last one the 60 seconds up to
+/// now (the same window as [`QueueInfo::published_last_minute`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateHistory {
+    /// Messages published in each minute.
+    pub published: Vec<i64>,
+    /// Messages acked in each minute.
+    pub acked: Vec<i64>,
+}
+
+/// A queue's JSON Schema in force that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenSchema {
+    /// The queue or topic.
+    pub queue: String,
+    /// The schema version in force.
+    pub version: i64,
+    /// Why it does not compile.
+    pub reason: String,
+}
+
+/// One queue's settings, stored counters and actual row counts.
+#[derive(Debug, Clone)]
+pub struct QueueHealth {
+    /// The name.
+    pub name: String,
+    /// True for a topic (holds no messages itself).
+    pub is_topic: bool,
+    /// The settings in force.
+    pub settings: Settings,
+    /// `queues.n_*`, indexed by [`State`] as stored.
+    pub counters: [i64; 6],
+    /// `count(*)` of its `deliveries` rows per stored state.
+    pub counted: [i64; 6],
+}
+
+impl QueueHealth {
+    /// True when the stored counters match the rows.
+    pub fn consistent(&self) -> bool {
+        self.counters == self.counted
+    }
+}
+
+/// The state names in storage order, as the counters are indexed (held
+/// is kept apart here, where users see it as delayed elsewhere).
+pub const STATE_COLUMNS: [&str; 6] = ["ready", "delayed", "leased", "acked", "dead", "held"];
+
+const _: () = assert!(State::Held as usize == STATE_COLUMNS.len() - 1);
+
+// ---------------------------------------------------------------------------
+// Assembling the views from rows, the same on both backends: each backend
+// reads the rows with its own SQL and hands them to these.
+// ---------------------------------------------------------------------------
+
+/// A delivery row with the lazy transitions applied, as `peek` picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowState {
+    /// Its state as users see it now.
+    pub state: State,
+    /// When its lease or delay ends.
+    pub visible_at: i64,
+    /// When it was acked or died.
+    pub done_at: Option<i64>,
+}
+
+impl RowState {
+    /// `peek`'s view of the picked row whose message is `delivery`.
+    pub fn peeked(self, delivery: Delivery) -> Peeked {
+        Peeked {
+            delivery,
+            state: self.state,
+            lease_end: (self.state == State::Leased).then_some(self.visible_at),
+            due_at: (self.state == State::Delayed).then_some(self.visible_at),
+            done_at: self.done_at,
+        }
+    }
+}
+
+/// A held message that the next claim releases: the next of its group,
+/// whose head is an expired lease on its last allowed attempt. The claim
+/// makes the head dead and this message ready (delayed, when it was
+/// published with a delay that is still running), as `release_group` does
+/// on both backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Released {
+    /// The message id.
+    pub id: i64,
+    /// Its priority.
+    pub priority: i64,
+    /// When its own delay ends.
+    pub visible_at: i64,
+}
+
+impl Released {
+    /// The state the next claim leaves it in ([`rules::released_state`]).
+    pub fn state(&self, now: i64) -> State {
+        rules::released_state(self.visible_at, now)
+    }
+
+    fn row(&self, now: i64) -> RowState {
+        RowState {
+            state: self.state(now),
+            visible_at: self.visible_at,
+            done_at: None,
+        }
+    }
+}
+
+/// How many released held messages become ready, and the lowest id of them.
+pub(crate) fn released_summary(released: &[Released], now: i64) -> (i64, Option<i64>) {
+    let ready = released.iter().filter(|r| r.state(now) == State::Ready);
+    (ready.clone().count() as i64, ready.map(|r| r.id).min())
+}
+
+/// What the due rows of a queue will become at its next claim.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct DueSummary {
+    /// Due delayed messages (become ready).
+    pub delayed: i64,
+    /// Expired leases with attempts left (become ready).
+    pub leased_live: i64,
+    /// Expired leases on their last attempt (become dead).
+    pub leased_dead: i64,
+    /// The lowest id among those that become ready.
+    pub oldest_id: Option<i64>,
+}
+
+impl DueSummary {
+    /// Adds `n` due rows stored in `state` (delayed or leased), whose lowest
+    /// id is `min_id`; `dies` is [`rules::lease_dies`] for them, computed in
+    /// the backend's grouping statement.
+    pub fn add(&mut self, state: State, dies: bool, n: i64, min_id: i64) {
+        match (state, dies) {
+            (State::Leased, true) => {
+                self.leased_dead += n;
+                return;
+            }
+            (State::Leased, false) => self.leased_live += n,
+            _ => self.delayed += n,
+        }
+        self.oldest_id = Some(self.oldest_id.map_or(min_id, |o| o.min(min_id)));
+    }
+}
+
+/// The counts users see, from the six counters as stored (indexed by
+/// [`State`]), the due rows and the released held messages that are ready.
+pub(crate) fn counts(stored: &[i64; 6], due: &DueSummary, released_ready: i64) -> Counts {
+    Counts {
+        ready: stored[0] + due.delayed + due.leased_live + released_ready,
+        delayed: stored[1] - due.delayed + stored[5] - released_ready,
+        leased: stored[2] - due.leased_live - due.leased_dead,
+        acked: stored[3],
+        dead: stored[4] + due.leased_dead,
+    }
+}
+
+/// The parts of a `peek`, in the order it shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Section {
+    /// Ready rows in claim order (due ones included).
+    Ready,
+    /// Delayed rows not yet due, soonest first.
+    Delayed,
+    /// Rows held behind their group, by group and id.
+    Held,
+    /// Leases still running, soonest end first.
+    Leased,
+    /// Acked rows within retention, earliest first.
+    Acked,
+    /// Dead rows (expired last leases included), earliest first.
+    Dead,
+}
+
+/// Up to `query.limit` rows of the sections `query` asks for, in order:
+/// `rows(section, n)` reads the first `n` rows of one section.
+pub(crate) fn pick(
+    query: &PeekQuery,
+    mut rows: impl FnMut(Section, usize) -> Result<Vec<(i64, RowState)>>,
+) -> Result<Vec<(i64, RowState)>> {
+    let sections = [
+        (query.ready, Section::Ready),
+        (query.delayed, Section::Delayed),
+        (query.delayed, Section::Held),
+        (query.leased, Section::Leased),
+        (query.acked, Section::Acked),
+        (query.dead, Section::Dead),
+    ];
+    let mut picked = Vec::new();
+    for (wanted, section) in sections {
+        if wanted {
+            let room = query.limit.saturating_sub(picked.len());
+            picked.extend(rows(section, room)?);
+        }
+    }
+    picked.truncate(query.limit);
+    Ok(picked)
+}
+
+/// The first `n` ready rows in claim order (priority, then id): `rows` (as
+/// `(priority, id, visible_at)`, read by the backend) and the released
+/// held messages that the next claim makes ready.
+pub(crate) fn ready_rows(
+    mut rows: Vec<(i64, i64, i64)>,
+    released: &[Released],
+    now: i64,
+    n: usize,
+) -> Vec<(i64, RowState)> {
+    for r in released.iter().filter(|r| r.state(now) == State::Ready) {
+        rows.push((r.priority, r.id, r.visible_at));
+    }
+    rows.sort_by_key(|&(priority, id, _)| (-priority, id));
+    rows.truncate(n);
+    rows.into_iter()
+        .map(|(_, id, visible_at)| {
+            let st = RowState {
+                state: State::Ready,
+                visible_at,
+                done_at: None,
+            };
+            (id, st)
+        })
+        .collect()
+}
+
+/// How held message `id` shows: as stored, or as the next claim releases it
+/// (`None`: it becomes ready, and shows among the ready rows).
+pub(crate) fn held_row(
+    id: i64,
+    visible_at: i64,
+    released: &[Released],
+    now: i64,
+) -> Option<RowState> {
+    match released.iter().find(|r| r.id == id) {
+        Some(r) if r.state(now) == State::Ready => None,
+        Some(r) => Some(r.row(now)),
+        None => Some(RowState {
+            state: State::Held,
+            visible_at,
+            done_at: None,
+        }),
+    }
+}
+
+/// Dead rows as stored and expired last leases (dead since their lease
+/// ended), merged: the first `n` by the time they died, then id.
+pub(crate) fn merge_dead(
+    mut rows: Vec<(i64, RowState)>,
+    expired: impl IntoIterator<Item = (i64, i64)>,
+    n: usize,
+) -> Vec<(i64, RowState)> {
+    rows.extend(expired.into_iter().map(|(id, visible_at)| {
+        let st = RowState {
+            state: State::Dead,
+            visible_at,
+            done_at: Some(visible_at),
+        };
+        (id, st)
+    }));
+    rows.sort_by_key(|(id, st)| (st.done_at, *id));
+    rows.truncate(n);
+    rows
+}
+
+/// How one stored row `(state, visible_at, attempts, done_at)` shows in
+/// `peek` at `now`, with the lazy transitions applied
+/// ([`rules::effective`]); a held message the next claim releases shows
+/// as released (`released` finds it). `None`: retention has removed it.
+pub(crate) fn peek_row(
+    settings: &Settings,
+    row: (State, i64, i64, Option<i64>),
+    now: i64,
+    released: impl FnOnce() -> Result<Option<Released>>,
+) -> Result<Option<RowState>> {
+    let (stored, visible_at, attempts, done_at) = row;
+    let max = i64::from(settings.max_attempts);
+    let (mut state, lazy) = rules::effective(stored, visible_at, attempts, max, now);
+    if state == State::Held
+        && let Some(r) = released()?
+    {
+        state = r.state(now);
+    }
+    let done_at = if lazy && state == State::Dead {
+        Some(visible_at)
+    } else {
+        done_at
+    };
+    let cutoff = now.saturating_sub(ms(settings.retention));
+    if state == State::Acked && done_at.is_some_and(|t| t <= cutoff) {
+        return Ok(None);
+    }
+    Ok(Some(RowState {
+        state,
+        visible_at,
+        done_at,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn row(state: State, visible_at: i64, done_at: Option<i64>) -> RowState {
+        RowState {
+            state,
+            visible_at,
+            done_at,
+        }
+    }
+
+    #[test]
+    fn peek_takes_the_sections_asked_for_in_order_up_to_the_limit() {
+        let query = PeekQuery {
+            ready: true,
+            delayed: true,
+            leased: false,
+            acked: true,
+            dead: false,
+            limit: 5,
+        };
+        let mut asked = Vec::new();
+        let picked = pick(&query, |section, n| {
+            asked.push((section, n));
+            Ok((0..n.min(2) as i64)
+                .map(|i| (i, row(State::Ready, 0, None)))
+                .collect())
+        })
+        .unwrap();
+        assert_eq!(picked.len(), 5);
+        let expected = [
+            (Section::Ready, 5),
+            (Section::Delayed, 3),
+            (Section::Held, 1),
+            (Section::Acked, 0),
+        ];
+        assert_eq!(asked, expected);
+    }
+
+    #[test]
+    fn counts_move_due_rows_and_released_messages_where_the_claim_puts_them() {
+        let mut due = DueSummary::default();
+        due.add(State::Delayed, false, 2, 30);
+        due.add(State::Leased, false, 3, 20);
+        due.add(State::Leased, true, 4, 10);
+        assert_eq!(due.oldest_id, Some(20), "dying leases never become ready");
+        let stored = [10, 5, 8, 7, 1, 6];
+        let counts = counts(&stored, &due, 1);
+        let expected = Counts {
+            ready: 10 + 2 + 3 + 1,
+            delayed: 5 - 2 + 6 - 1,
+            leased: 8 - 3 - 4,
+            acked: 7,
+            dead: 1 + 4,
+        };
+        assert_eq!(counts, expected);
+    }
+
+    #[test]
+    fn released_group_members_show_as_the_next_claim_leaves_them() {
+        let released = [
+            Released {
+                id: 5,
+                priority: 9,
+                visible_at: NOW - 1,
+            },
+            Released {
+                id: 6,
+                priority: 0,
+                visible_at: NOW + 1,
+            },
+        ];
+        assert_eq!(released_summary(&released, NOW), (1, Some(5)));
+        assert_eq!(
+            held_row(5, 0, &released, NOW),
+            None,
+            "ready: among the ready rows"
+        );
+        let delayed = row(State::Delayed, NOW + 1, None);
+        assert_eq!(held_row(6, 0, &released, NOW), Some(delayed));
+        assert_eq!(
+            held_row(7, 42, &released, NOW),
+            Some(row(State::Held, 42, None))
+        );
+        let ready = ready_rows(vec![(1, 8, 0), (9, 9, 0)], &released, NOW, 2);
+        let ids: Vec<i64> = ready.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, [5, 9], "priority first, then id");
+    }
+
+    #[test]
+    fn expired_last_leases_merge_with_the_dead_by_time_of_death() {
+        let stored = vec![
+            (1, row(State::Dead, 0, Some(50))),
+            (2, row(State::Dead, 0, Some(70))),
+        ];
+        let merged = merge_dead(stored, [(3, 60), (4, 80)], 3);
+        let order: Vec<(i64, Option<i64>)> =
+            merged.iter().map(|(id, r)| (*id, r.done_at)).collect();
+        assert_eq!(order, [(1, Some(50)), (3, Some(60)), (2, Some(70))]);
+    }
+
+    #[test]
+    fn peek_row_applies_the_rules_and_retention() {
+        let settings = Settings {
+            max_attempts: 2,
+            retention: Duration::from_secs(10),
+            ..Settings::default()
+        };
+        let none = || Ok(None);
+        let peek = |row| peek_row(&settings, row, NOW, none).unwrap();
+        assert_eq!(
+            peek((State::Leased, NOW - 3, 2, None)),
+            Some(row(State::Dead, NOW - 3, Some(NOW - 3)))
+        );
+        assert_eq!(
+            peek((State::Leased, NOW - 3, 1, None)),
+            Some(row(State::Ready, NOW - 3, None))
+        );
+        assert_eq!(peek((State::Acked, 0, 1, Some(NOW - 10_000))), None);
+        assert!(peek((State::Acked, 0, 1, Some(NOW - 9_999))).is_some());
+        let released = Released {
+            id: 1,
+            priority: 0,
+            visible_at: NOW + 5,
+        };
+        let held = peek_row(&settings, (State::Held, NOW + 5, 0, None), NOW, || {
+            Ok(Some(released))
+        });
+        assert_eq!(held.unwrap(), Some(row(State::Delayed, NOW + 5, None)));
+    }
+}
