@@ -13,11 +13,6 @@ pub mod fuzzing;
 pub mod input;
 pub mod output;
 pub mod parse;
-// Two lints that rust-version 1.89 turned on (`is_multiple_of` is stable
-// since 1.87, let chains since 1.88) flag `store/busy.rs` and
-// `store/doctor.rs`; the store is being rewritten, which fixes them and
-// drops this allow.
-#[allow(clippy::manual_is_multiple_of, clippy::collapsible_if)]
 pub mod store;
 pub mod suggest;
 #[cfg(any(test, feature = "test-hooks"))]

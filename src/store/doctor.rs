@@ -131,14 +131,14 @@ impl SqliteStore {
             let Some(q) = queues::lookup(&self.conn, &name)? else {
                 continue;
             };
-            if let Some((version, Some(text))) = contracts::latest(&self.conn, q.id)? {
-                if let Err(reason) = crate::contract::Contract::compile(&text) {
-                    broken.push(BrokenSchema {
-                        queue: name,
-                        version,
-                        reason,
-                    });
-                }
+            if let Some((version, Some(text))) = contracts::latest(&self.conn, q.id)?
+                && let Err(reason) = crate::contract::Contract::compile(&text)
+            {
+                broken.push(BrokenSchema {
+                    queue: name,
+                    version,
+                    reason,
+                });
             }
         }
         Ok(broken)

@@ -283,7 +283,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A duration as messages show it: `10s`, `1.5s`, `250ms`.
 pub(crate) fn duration_text(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 1000 && ms % 1000 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1}s", d.as_secs_f64())
