@@ -604,6 +604,9 @@ fn write_through(
     // PostgreSQL ended for a conflict (the only error it retries) cannot be
     // run again.
     let mut ran = false;
+    // Taken by the one run, so that each buffered message is freed once it is
+    // written (16 MiB of them would otherwise stay for the whole transaction).
+    let mut pending = Some(pending);
     let ids = store.get()?.publish_batch(&writer.args.queue, |batch| {
         if ran {
             return Err(store::Error::PgBusy {
@@ -612,9 +615,10 @@ fn write_through(
             .into());
         }
         ran = true;
+        let pending = pending.take().unwrap_or_default();
         let mut ids = Vec::with_capacity(pending.len());
-        for msg in &pending {
-            ids.push(writer.write(batch, msg)?);
+        for msg in pending {
+            ids.push(writer.write(batch, &msg)?);
         }
         while let Some(msg) = lines.next()? {
             ids.push(writer.write(batch, &msg)?);
