@@ -1,8 +1,9 @@
 //! Tests of the PostgreSQL backend against a running server: the URL comes
 //! from `SPOOL_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`).
 //! Each test works in its own schema, dropped at the end, so tests run in
-//! parallel. Without a reachable server each test says `skipped: …` on
-//! stderr and returns.
+//! parallel. Without a reachable server a test fails when `SPOOL_TEST_PG`
+//! is set (CI sets it), and otherwise says `SKIPPED: …` on stderr and
+//! returns (see [`crate::testing::no_pg_server`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -10,10 +11,8 @@ use std::time::{Duration, Instant};
 use super::super::*;
 use super::*;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 fn base_url() -> String {
-    std::env::var("SPOOL_TEST_PG").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    crate::testing::pg_url()
 }
 
 /// A fresh schema name, unique across the tests of every process.
@@ -44,7 +43,8 @@ struct TestDb {
 
 impl TestDb {
     /// A new schema on the test server, or `None` (after saying so on
-    /// stderr) when no server is reachable.
+    /// stderr) when no server is reachable and `SPOOL_TEST_PG` is not set;
+    /// with it set, a missing server fails the test.
     fn new() -> Option<TestDb> {
         let base = base_url();
         let schema = fresh_schema();
@@ -52,7 +52,7 @@ impl TestDb {
         match PostgresStore::open(&options(&url)) {
             Ok(_) => Some(TestDb { url, schema }),
             Err(Error::Open { reason, .. }) => {
-                eprintln!("skipped: PostgreSQL not reachable at {base}: {reason}");
+                crate::testing::no_pg_server(&base, reason);
                 None
             }
             Err(e) => panic!("cannot open the test schema: {e}"),
@@ -308,7 +308,7 @@ fn tls_modes_encrypt_and_verify_as_libpq_does() {
     let Some(db) = TestDb::new() else { return };
     let ssl_on = db.count("SELECT count(*) FROM pg_settings WHERE name = 'ssl' AND setting = 'on'");
     if ssl_on == 0 || !std::path::Path::new(SNAKEOIL).exists() {
-        eprintln!("skipped: the test server has no TLS with {SNAKEOIL}");
+        crate::testing::skipped(&format!("the test server has no TLS with {SNAKEOIL}"));
         return;
     }
     let encrypted = |url: &str| -> Result<bool> {
