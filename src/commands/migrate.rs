@@ -9,8 +9,7 @@ use serde::Serialize;
 use crate::Context;
 use crate::error::{Exit, Failure};
 use crate::output;
-use crate::store::pg::{Migrated, PgOptions, PgStore, is_postgres_url};
-use crate::store::{self, Store};
+use crate::store::{self, Migrated, is_postgres_url};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -48,44 +47,35 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         ))
         .into());
     }
-    let source = open_source(ctx, &args)?;
-    let mut target = PgStore::open(&PgOptions {
-        url: args.to.clone(),
+    let from = store::Options {
+        path: args.from.clone(),
         busy_timeout: ctx.global.busy_timeout,
         sync: ctx.global.sync,
-    })?;
+    };
     let mut bar = output::Progress::new(&ctx.out, "copying", None, PROGRESS_AFTER);
-    let migrated = target.import(|sink| source.export(sink), &mut |n| bar.inc(n))?;
+    let copied = store::copy_sqlite_to_postgres(&from, &args.to, &mut |n| bar.inc(n))?;
     drop(bar);
-    report(ctx, &args, &target.display(), &migrated)?;
+    let Some(copied) = copied else {
+        return Err(nothing_to_copy(&args).into());
+    };
+    report(ctx, &args, &copied.target, &copied.migrated)?;
     Ok(Exit::Ok)
 }
 
 /// Messages copied before a progress bar appears on a terminal.
 const PROGRESS_AFTER: u64 = 20_000;
 
-/// Opens the SQLite file for reading only; a missing file or one without a
-/// spool database is an error that names it (exit 74).
-fn open_source(ctx: &Context, args: &Args) -> anyhow::Result<Store> {
-    let opts = store::Options {
-        path: args.from.clone(),
-        busy_timeout: ctx.global.busy_timeout,
-        sync: ctx.global.sync,
+/// A `--from` that holds no spool database: an error that names it (exit
+/// 74).
+fn nothing_to_copy(args: &Args) -> store::Error {
+    let reason = if args.from.exists() {
+        "it holds no spool database yet, so there is nothing to migrate"
+    } else {
+        "the file does not exist. Point `--from` at the SQLite database spool has been using"
     };
-    match Store::open_read_only(&opts)? {
-        Some(store) => Ok(store),
-        None => {
-            let reason = if args.from.exists() {
-                "it holds no spool database yet, so there is nothing to migrate"
-            } else {
-                "the file does not exist. Point `--from` at the SQLite database spool has been using"
-            };
-            Err(store::Error::Open {
-                path: args.from.clone(),
-                reason: reason.to_owned(),
-            }
-            .into())
-        }
+    store::Error::Open {
+        path: args.from.clone(),
+        reason: reason.to_owned(),
     }
 }
 

@@ -29,13 +29,7 @@ use crate::store;
 /// exist yet): the file's path, or the URL without its password, as an open
 /// PostgreSQL database names itself.
 pub fn shown_db(ctx: &Context) -> anyhow::Result<PathBuf> {
-    let path = ctx.global.db_path()?;
-    Ok(match path.to_str() {
-        Some(url) if store::is_postgres(&path) => {
-            PathBuf::from(store::pg::connect::display_url(url))
-        }
-        _ => path,
-    })
+    Ok(store::shown(&ctx.global.db_path()?))
 }
 
 /// The subcommands.

@@ -66,6 +66,50 @@ impl Batch<'_, '_> {
     }
 }
 
+/// How output names the database at `db` before it is opened (or when it
+/// does not exist yet): the file's path, or the URL without its password,
+/// as an open PostgreSQL database names itself.
+pub fn shown(db: &Path) -> std::path::PathBuf {
+    match Location::of(db) {
+        Location::Postgres(url) => super::pg::connect::display_url(&url).into(),
+        Location::File(path) => path,
+    }
+}
+
+/// What [`copy_sqlite_to_postgres`] copied, and where to.
+#[derive(Debug)]
+pub struct Copied {
+    /// The counts (and any queues whose counters had to be recounted).
+    pub migrated: super::pg::Migrated,
+    /// The target as output names it (no password).
+    pub target: String,
+}
+
+/// Copies the whole SQLite database at `from` (opened read-only; `None`
+/// when it holds no spool database) into the empty PostgreSQL database
+/// `to_url`, in one transaction on the target, keeping queue ids, message
+/// ids and lease tokens so that receipts in flight stay good. `progress(n)`
+/// is called as deliveries are written. What `spool migrate` does.
+pub fn copy_sqlite_to_postgres(
+    from: &Options,
+    to_url: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Option<Copied>> {
+    let Some(source) = SqliteStore::open_read_only(from)? else {
+        return Ok(None);
+    };
+    let mut target = PostgresStore::open(&PgOptions {
+        url: to_url.to_owned(),
+        busy_timeout: from.busy_timeout,
+        sync: from.sync,
+    })?;
+    let migrated = target.import(|sink| source.export(sink), progress)?;
+    Ok(Some(Copied {
+        migrated,
+        target: target.display(),
+    }))
+}
+
 /// True when `db` names a PostgreSQL database rather than a file.
 pub fn is_postgres(db: &Path) -> bool {
     matches!(Location::of(db), Location::Postgres(_))

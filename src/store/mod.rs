@@ -157,10 +157,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use db::{Batch, Db, is_postgres};
+pub use db::{Batch, Copied, Db, copy_sqlite_to_postgres, is_postgres, shown};
 pub use doctor::Health;
 pub use error::{Error, Result};
 pub use location::Location;
+pub use location::is_postgres_url;
+pub use pg::Migrated;
 pub use publish::PublishBatch;
 pub use receipt::{Receipt, ReceiptError, Release};
 pub use rules::backoff;
@@ -202,9 +204,6 @@ impl Options {
         Location::of(&self.path)
     }
 }
-
-/// The former name of [`SqliteStore`], kept while callers move over.
-pub type Store = SqliteStore;
 
 /// An open spool database in an SQLite file.
 pub struct SqliteStore {

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use spool::store::pg::{PgOptions, PgStore, connect};
-use spool::store::{self, Receipt, Store, Sync};
+use spool::store::pg::{PgOptions, PostgresStore, connect};
+use spool::store::{self, Receipt, SqliteStore, Sync};
 
 use crate::common::*;
 
@@ -61,8 +61,8 @@ impl Pg {
         client
     }
 
-    fn store(&self) -> PgStore {
-        PgStore::open(&PgOptions {
+    fn store(&self) -> PostgresStore {
+        PostgresStore::open(&PgOptions {
             url: self.url.clone(),
             busy_timeout: Duration::from_secs(10),
             sync: Sync::Normal,
@@ -265,8 +265,8 @@ const TABLES: [(&str, &str, &str); 6] = [
     ),
 ];
 
-fn sqlite_store(env: &Env) -> Store {
-    Store::open_read_only(&store::Options {
+fn sqlite_store(env: &Env) -> SqliteStore {
+    SqliteStore::open_read_only(&store::Options {
         path: env.db.clone(),
         busy_timeout: Duration::from_secs(10),
         sync: Sync::Normal,

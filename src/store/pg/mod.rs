@@ -138,9 +138,6 @@ pub struct PgOptions {
     pub sync: Sync,
 }
 
-/// The former name of [`PostgresStore`], kept while callers move over.
-pub type PgStore = PostgresStore;
-
 /// An open spool database on PostgreSQL.
 pub struct PostgresStore {
     conn: RefCell<Conn>,
