@@ -698,7 +698,11 @@ impl Tmux {
     fn wait_exit(&self) -> String {
         let deadline = Instant::now() + SCREEN_TIMEOUT;
         loop {
-            if let Ok(status) = std::fs::read_to_string(&self.exit_file) {
+            // The shell creates the file before it writes the status: an
+            // empty file is not an answer yet.
+            if let Ok(status) = std::fs::read_to_string(&self.exit_file)
+                && status.ends_with('\n')
+            {
                 return status.trim().to_owned();
             }
             if Instant::now() >= deadline {
