@@ -81,7 +81,7 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
 fn store_exit(err: &store::Error) -> Exit {
     use store::Error as E;
     match err {
-        E::Busy | E::PgBusy { .. } => Exit::Busy,
+        E::Busy { .. } | E::PgBusy { .. } => Exit::Busy,
         E::UnknownQueue { .. } | E::NoSubscribers { .. } => Exit::NotFound,
         E::BadName { .. } | E::NameIsTopic { .. } | E::NameHoldsMessages { .. } => Exit::Usage,
         E::SettingsConflict { .. } | E::QueueNotEmpty { .. } | E::TargetNotEmpty { .. } => {

@@ -4,8 +4,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::error::duration_text;
-
 /// `--busy-timeout` in ms, for every connection of this process.
 static TIMEOUT_MS: AtomicU64 = AtomicU64::new(10_000);
 
@@ -19,9 +17,9 @@ pub(crate) fn set_timeout(timeout: Duration) {
     TIMEOUT_MS.store(timeout.as_millis() as u64, Ordering::Relaxed);
 }
 
-/// The busy timeout as messages show it: `10s`, `250ms`.
-pub(crate) fn timeout_text() -> String {
-    duration_text(Duration::from_millis(TIMEOUT_MS.load(Ordering::Relaxed)))
+/// The busy timeout in force, for the message of [`super::Error::Busy`].
+pub(crate) fn timeout() -> Duration {
+    Duration::from_millis(TIMEOUT_MS.load(Ordering::Relaxed))
 }
 
 /// SQLite calls this while a lock is held elsewhere; `attempt` counts the calls

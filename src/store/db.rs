@@ -110,11 +110,6 @@ pub fn copy_sqlite_to_postgres(
     }))
 }
 
-/// True when `db` names a PostgreSQL database rather than a file.
-pub fn is_postgres(db: &Path) -> bool {
-    matches!(Location::of(db), Location::Postgres(_))
-}
-
 fn pg_options(opts: &Options) -> Option<PgOptions> {
     let Location::Postgres(url) = opts.location() else {
         return None;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{busy, netfs};
+use super::netfs;
 
 /// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
 #[derive(Debug, thiserror::Error)]
@@ -13,9 +13,12 @@ pub enum Error {
     /// busy timeout.
     #[error(
         "the database is busy: another connection held the SQLite write lock for longer than the busy timeout ({}). Nothing was changed; try again, or raise `--busy-timeout`",
-        busy::timeout_text()
+        duration_text(*.timeout)
     )]
-    Busy,
+    Busy {
+        /// The busy timeout that passed.
+        timeout: Duration,
+    },
     /// PostgreSQL could not finish the transaction for contention with
     /// others: a lock wait past the busy timeout, a deadlock or serialization
     /// failure that retrying did not get past, or no free connection slot.

@@ -157,7 +157,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use db::{Batch, Copied, Db, copy_sqlite_to_postgres, is_postgres, shown};
+pub use db::{Batch, Copied, Db, copy_sqlite_to_postgres, shown};
 pub use doctor::Health;
 pub use error::{Error, Result};
 pub use location::Location;
@@ -180,7 +180,9 @@ impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode as C;
         match err.sqlite_error_code() {
-            Some(C::DatabaseBusy | C::DatabaseLocked) => Error::Busy,
+            Some(C::DatabaseBusy | C::DatabaseLocked) => Error::Busy {
+                timeout: busy::timeout(),
+            },
             _ => Error::Sqlite(err),
         }
     }

@@ -458,7 +458,7 @@ impl<'a> Worker<'a> {
         self.commits.before_commit(&mut self.store)?;
         let outcomes = match self.store.extend(&receipts, by) {
             Ok(outcomes) => outcomes,
-            Err(e @ (store::Error::Busy | store::Error::PgBusy { .. })) => {
+            Err(e @ (store::Error::Busy { .. } | store::Error::PgBusy { .. })) => {
                 self.report
                     .warn(&format!("{e} (work tries again by itself)"));
                 return Ok(false);
@@ -503,7 +503,7 @@ impl<'a> Worker<'a> {
                 self.commits.after_commit();
                 step
             }
-            Err(e @ (store::Error::Busy | store::Error::PgBusy { .. })) => {
+            Err(e @ (store::Error::Busy { .. } | store::Error::PgBusy { .. })) => {
                 // Keep what is to be settled, and try again next round.
                 self.report
                     .warn(&format!("{e} (work tries again by itself)"));
