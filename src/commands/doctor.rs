@@ -8,7 +8,7 @@ use crate::Context;
 use crate::commands::view;
 use crate::error::{Exit, Failure};
 use crate::parse::{format_duration, format_size};
-use crate::store::pg::PgHealth;
+use crate::store::postgres::PgHealth;
 use crate::store::{BrokenSchema, Db, Health, QueueHealth, STATE_COLUMNS};
 
 const EXAMPLES: &str = "\

@@ -1,6 +1,6 @@
 //! The JSON Schema checks of a publish or a replay, backend-neutral: the
 //! cache of compiled contracts and what a message must meet. Each backend
-//! reads the schema rows (`contracts` on SQLite, `pg::contracts`) and
+//! reads the schema rows (`contracts` on SQLite, `postgres::contracts`) and
 //! builds these.
 //!
 //! A schema is compiled when it is set (by the command, before the database

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::contract::Contract;
 
 use super::Location;
-use super::pg::{PgOptions, PgPublishBatch, PostgresStore};
+use super::postgres::{PgOptions, PgPublishBatch, PostgresStore};
 use super::{
     Created, DatabaseInfo, Delivery, Error, NewMessage, Options, Outcome, PeekQuery, Peeked,
     PublishBatch, QueueInfo, QueueSet, RateHistory, Receipt, ReceiptError, Release, ReplayFilter,
@@ -71,7 +71,7 @@ impl Batch<'_, '_> {
 /// as an open PostgreSQL database names itself.
 pub fn shown(db: &Path) -> std::path::PathBuf {
     match Location::of(db) {
-        Location::Postgres(url) => super::pg::connect::display_url(&url).into(),
+        Location::Postgres(url) => super::postgres::connect::display_url(&url).into(),
         Location::File(path) => path,
     }
 }
@@ -80,7 +80,7 @@ pub fn shown(db: &Path) -> std::path::PathBuf {
 #[derive(Debug)]
 pub struct Copied {
     /// The counts (and any queues whose counters had to be recounted).
-    pub migrated: super::pg::Migrated,
+    pub migrated: super::postgres::Migrated,
     /// The target as output names it (no password).
     pub target: String,
 }

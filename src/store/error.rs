@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::netfs;
-
 /// Errors a caller may branch on. Each maps to one exit code (see `crate::error`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -213,7 +211,7 @@ pub enum Error {
     /// The database is on a network file system, where SQLite's locking is unsafe.
     #[error(
         "the database `{path}` is on a network file system ({kind}), where SQLite's locks and shared memory do not work reliably and the database can be corrupted. Move it to a local disk, or set {var}=1 if you are sure this file system locks correctly and only one machine uses it",
-        var = netfs::OVERRIDE_VAR
+        var = "SPOOL_ALLOW_NETWORK_FS"
     )]
     NetworkFs {
         /// The database path.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub enum Location {
     /// An SQLite file.
     File(PathBuf),
-    /// A `postgres://` or `postgresql://` URL (see `pg::connect`).
+    /// A `postgres://` or `postgresql://` URL (see `postgres::connect`).
     Postgres(String),
 }
 

@@ -1,5 +1,5 @@
 //! A whole spool database as rows, the same on both backends: what
-//! `export` reads from SQLite and `pg::import` writes into PostgreSQL
+//! `export` reads from SQLite and `postgres::import` writes into PostgreSQL
 //! (`spool migrate`).
 
 use super::error::Result;

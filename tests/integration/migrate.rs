@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use spool::store::pg::{PgOptions, PostgresStore, connect};
+use spool::store::postgres::{PgOptions, PostgresStore, connect};
 use spool::store::{self, Receipt, SqliteStore, Sync};
 
 use crate::common::*;

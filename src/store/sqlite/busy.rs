@@ -17,7 +17,7 @@ pub(crate) fn set_timeout(timeout: Duration) {
     TIMEOUT_MS.store(timeout.as_millis() as u64, Ordering::Relaxed);
 }
 
-/// The busy timeout in force, for the message of [`super::Error::Busy`].
+/// The busy timeout in force, for the message of [`crate::store::Error::Busy`].
 pub(crate) fn timeout() -> Duration {
     Duration::from_millis(TIMEOUT_MS.load(Ordering::Relaxed))
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use super::lease::{self, Claim, Held};
 use super::queues::{self, QueueRow};
-use super::receipt::{Receipt, ReceiptError, Release};
 use super::tx::Tx;
-use super::types::{Outcome, Settled, WorkStep};
-use super::{Result, SqliteStore, State, Sync};
+use crate::store::receipt::{Receipt, ReceiptError, Release};
+use crate::store::types::{Outcome, Settled, WorkStep};
+use crate::store::{Result, SqliteStore, State, Sync};
 
 impl SqliteStore {
     /// Settles the deliveries of finished handlers, then leases up to `want`
@@ -136,7 +136,7 @@ impl SqliteStore {
         let synced = std::fs::File::open(&wal).and_then(|f| f.sync_all());
         match synced {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(super::Error::Sqlite(rusqlite::Error::SqliteFailure(
+                Err(crate::store::Error::Sqlite(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
                     Some(format!("cannot sync the WAL file to disk: {e}")),
                 )))

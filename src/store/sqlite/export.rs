@@ -13,11 +13,11 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-pub use super::records::{
+pub use crate::store::records::{
     DeliveryRecord, ExportSink, GroupRecord, MessageRecord, QueueRecord, RateRecord, SchemaRecord,
     SubscriptionRecord, Tables,
 };
-use super::{Result, SqliteStore};
+use crate::store::{Result, SqliteStore};
 
 /// Messages per chunk, at most.
 const MESSAGE_CHUNK: usize = 1000;
@@ -325,7 +325,7 @@ mod tests {
         let path = dir.path().join("v1.db");
         {
             let conn = Connection::open(&path).expect("create v1");
-            conn.execute_batch(crate::store::schema::MIGRATIONS[0])
+            conn.execute_batch(crate::store::sqlite::schema::MIGRATIONS[0])
                 .expect("v1 schema");
             conn.execute_batch(
                 "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size,

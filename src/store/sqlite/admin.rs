@@ -7,14 +7,14 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::checks::Check;
 use super::contracts;
 use super::lease::{self, delete_orphan, release_group};
 use super::queues::{self, QueueRow};
-use super::rules;
 use super::tx::Tx;
-use super::types::{ReplayFilter, Replayed};
-use super::{Error, Result, SqliteStore, State, now_ms};
+use crate::store::checks::Check;
+use crate::store::rules;
+use crate::store::types::{ReplayFilter, Replayed};
+use crate::store::{Error, Result, SqliteStore, State, now_ms};
 
 /// A finished delivery that matches a replay filter.
 #[derive(Debug, Clone)]

@@ -21,8 +21,8 @@
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::types::Subscribed;
-use super::{Error, Result, Settings, SqliteStore};
+use crate::store::types::Subscribed;
+use crate::store::{Error, Result, Settings, SqliteStore};
 
 impl SqliteStore {
     /// Subscribes `queue` to `topic`, creating either if missing, in one

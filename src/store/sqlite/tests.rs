@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::store::*;
 
 fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -729,7 +730,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
 /// `rules::effective`.
 #[test]
 fn the_sql_of_the_lazy_transitions_agrees_with_the_rule() {
-    use super::rules::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
+    use crate::store::rules::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
     let (_dir, mut store) = temp_store();
     let patch = SettingsPatch {
         max_attempts: Some(MAX_ATTEMPTS),

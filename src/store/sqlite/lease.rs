@@ -7,11 +7,11 @@ use std::time::Duration;
 use rusqlite::OptionalExtension;
 
 use super::queues::{self, QueueRow};
-use super::receipt::{Receipt, ReceiptError, Release};
-pub(crate) use super::rules::Held;
-use super::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
 use super::tx::Tx;
-use super::{Delivery, Result, SqliteStore, State, ms};
+use crate::store::receipt::{Receipt, ReceiptError, Release};
+pub(crate) use crate::store::rules::Held;
+use crate::store::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
+use crate::store::{Delivery, Result, SqliteStore, State, ms};
 
 /// How many acked messages past retention one write removes at most, so that
 /// no single command pays for a large cleanup.
@@ -254,7 +254,7 @@ pub(crate) fn set_state(
 ///
 /// The lease token is SQLite's `random()`: the bundled SQLite draws it from
 /// a ChaCha20 generator keyed from the operating system (`/dev/urandom`, by
-/// the unix VFS), so it is as unguessable as [`super::receipt::new_leases`], whose tokens
+/// the unix VFS), so it is as unguessable as [`crate::store::receipt::new_leases`], whose tokens
 /// PostgreSQL binds. One statement leases the whole batch; a token bound per
 /// row from Rust cost a third more instructions for `consume -n 100`.
 fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {

@@ -6,10 +6,10 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::contracts;
 use super::tx::Tx;
-use super::types::SchemaChange;
-use super::types::{Created, QueueSet};
-use super::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
 use crate::contract::Contract;
+use crate::store::types::SchemaChange;
+use crate::store::types::{Created, QueueSet};
+use crate::store::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
 
 /// A queue (or topic) row as the other store modules use it.
 #[derive(Debug, Clone)]

@@ -3,12 +3,12 @@
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
-use super::checks::PublishChecks;
 use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::types::NewMessage;
-use super::{Error, Result, SqliteStore, State};
+use crate::store::checks::PublishChecks;
+use crate::store::types::NewMessage;
+use crate::store::{Error, Result, SqliteStore, State};
 
 /// An open publish transaction, handed to the closure of
 /// [`SqliteStore::publish_batch`]. Each statement is prepared once per batch, when

@@ -3,8 +3,8 @@
 
 use rusqlite::{Transaction, TransactionBehavior};
 
-use super::Result;
-use super::counters::Counters;
+use crate::store::Result;
+use crate::store::counters::Counters;
 
 /// How long per-second publish/ack rates are kept (for `stats` and `top`).
 const RATE_WINDOW_SECONDS: i64 = 3600;
@@ -29,7 +29,7 @@ impl<'c> Tx<'c> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         Ok(Tx {
             tx,
-            now: super::now_ms(),
+            now: crate::store::now_ms(),
             counts: Counters::default(),
             freed: false,
         })

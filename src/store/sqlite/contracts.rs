@@ -9,12 +9,12 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::checks::{Check, ContractCache, PublishChecks, compiled, same_schema, wanted};
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::types::{SchemaChange, SchemaVersion};
-use super::{Result, SqliteStore};
 use crate::contract::Contract;
+use crate::store::checks::{Check, ContractCache, PublishChecks, compiled, same_schema, wanted};
+use crate::store::types::{SchemaChange, SchemaVersion};
+use crate::store::{Result, SqliteStore};
 
 /// The latest version of a queue's schema: its number and text (`None` when
 /// that version removed the schema). `None` when it never had one.

@@ -20,12 +20,12 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::queues::{self, QueueRow};
-use super::rules;
-use super::views::{
+use crate::store::rules;
+use crate::store::views::{
     self, DatabaseInfo, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState,
     Section,
 };
-use super::{Delivery, Receipt, Result, SqliteStore, State, ms, now_ms};
+use crate::store::{Delivery, Receipt, Result, SqliteStore, State, ms, now_ms};
 
 /// The held messages of `q` that its next claim releases (see [`Released`]).
 /// One row per expired lease on its last attempt that heads a group: few,
@@ -76,7 +76,7 @@ impl SqliteStore {
     }
 
     /// The named queues or topics, in the order given; an unknown name is
-    /// [`super::Error::UnknownQueue`].
+    /// [`crate::store::Error::UnknownQueue`].
     pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
         let tx = self.conn.unchecked_transaction()?;
         let now = now_ms();

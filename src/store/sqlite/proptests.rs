@@ -11,6 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::store::*;
 
 #[derive(Debug, Clone)]
 enum Op {

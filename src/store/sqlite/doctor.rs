@@ -8,8 +8,9 @@ use rusqlite::OptionalExtension;
 use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::views::{BrokenSchema, QueueHealth};
-use super::{Result, SqliteStore, netfs, schema};
+use super::{netfs, schema};
+use crate::store::views::{BrokenSchema, QueueHealth};
+use crate::store::{Result, SqliteStore};
 
 /// What `spool doctor` found. Gathering it only reads.
 #[derive(Debug, Clone)]
@@ -97,7 +98,7 @@ impl SqliteStore {
                 integrity.clear();
             }
             let reason = match e {
-                super::Error::Sqlite(inner) => inner.to_string(),
+                crate::store::Error::Sqlite(inner) => inner.to_string(),
                 other => other.to_string(),
             };
             integrity.push(format!("reading the rows failed: {reason}"));
