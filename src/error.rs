@@ -95,7 +95,7 @@ fn store_exit(err: &store::Error) -> Exit {
         E::RawBody { .. } => Exit::Usage,
         E::BrokenSchema { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
-        E::NetworkFs { .. } | E::Postgres(_) | E::Random(_) => Exit::IoErr,
+        E::NetworkFs { .. } | E::Postgres(_) | E::Random(_) | E::Internal(_) => Exit::IoErr,
     }
 }
 

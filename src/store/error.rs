@@ -223,12 +223,16 @@ pub enum Error {
     #[error("the database cannot be read or written: {0}{hint}", hint = sqlite_hint(.0))]
     Sqlite(rusqlite::Error),
     /// A PostgreSQL request failed: the connection broke, or the server
-    /// refused it (see [`super::pg`]).
+    /// refused it (see [`super::postgres`]).
     #[error("the PostgreSQL database cannot be read or written: {0}")]
     Postgres(String),
     /// The operating system gave no random bytes (for lease tokens).
     #[error("cannot get random bytes from the operating system: {0}")]
     Random(String),
+    /// A broken promise inside spool (a bug): never expected, reported
+    /// rather than panicking.
+    #[error("internal error: {0}. Please report it")]
+    Internal(String),
 }
 
 fn did_you_mean(similar: &[String]) -> String {

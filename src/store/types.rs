@@ -91,6 +91,24 @@ impl Default for Settings {
     }
 }
 
+/// A queue (or topic) row as the operations use it.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueRow {
+    /// Its id, which deliveries and receipts name.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// True for a topic: it holds no messages, its subscribers do.
+    pub is_topic: bool,
+    /// Its settings.
+    pub settings: Settings,
+    /// Acked deliveries it held when the row was read, where the backend
+    /// keeps that count in the row (SQLite): with none, the retention sweep
+    /// has nothing to look for. PostgreSQL keeps no such count and sweeps
+    /// by time in its housekeeping; it reads this as 0.
+    pub acked: i64,
+}
+
 /// Settings given on the command line; `None` keeps the current (or default) value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SettingsPatch {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::queues::{self, Found, QueueRow};
 use super::tx::{NOW_MS, Tx};
 use super::{Conn, PostgresStore, RowExt};
+use crate::store::backend::LeaseTx;
 use crate::store::error::{Error, Result};
 use crate::store::receipt::{Receipt, ReceiptError, Release, new_leases};
 pub(crate) use crate::store::rules::Held;
@@ -825,4 +826,43 @@ pub(crate) fn housekeeping(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     tx.counts
         .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
     delete_orphans(tx, &removed)
+}
+
+impl LeaseTx for Tx<'_> {
+    fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
+        promote_due(self, q)
+    }
+
+    fn housekeeping(&mut self, q: &QueueRow) -> Result<()> {
+        housekeeping(self, q)
+    }
+
+    fn set_state(&mut self, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()> {
+        set_state(self, queue, msg, state, visible_at)
+    }
+
+    fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()> {
+        let now = self.now;
+        self.execute(
+            "UPDATE deliveries SET state = $3, done_at = $4 WHERE msg_id = $1 AND queue_id = $2",
+            &[&msg, &queue, &(to as i64), &now],
+        )?;
+        Ok(())
+    }
+
+    fn delete_delivery(&mut self, queue: i64, msg: i64) -> Result<()> {
+        self.execute(
+            "DELETE FROM deliveries WHERE msg_id = $1 AND queue_id = $2",
+            &[&msg, &queue],
+        )?;
+        Ok(())
+    }
+
+    fn delete_orphans(&mut self, msgs: &[i64]) -> Result<()> {
+        delete_orphans(self, msgs)
+    }
+
+    fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()> {
+        release_group(self, queue, group, finished)
+    }
 }

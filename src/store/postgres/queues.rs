@@ -11,14 +11,7 @@ use crate::contract::Contract;
 use crate::store::error::{Error, Result};
 use crate::store::types::{Created, QueueSet, SchemaChange, Settings, SettingsPatch, ms};
 
-/// A queue (or topic) row as the other modules use it.
-#[derive(Debug, Clone)]
-pub(crate) struct QueueRow {
-    pub id: i64,
-    pub name: String,
-    pub is_topic: bool,
-    pub settings: Settings,
-}
+pub(crate) use crate::store::types::QueueRow;
 
 const COLUMNS: &str =
     "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms";
@@ -41,6 +34,7 @@ fn from_row(row: &Row) -> Result<QueueRow> {
             retry_delay: dur(7)?,
             ..Settings::default()
         },
+        acked: 0,
     })
 }
 

@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
 
-use super::Conn;
+use super::queues::{self, QueueRow};
+use super::{Conn, PostgresStore, RowExt};
+use crate::store::backend;
 use crate::store::counters::Counters;
 use crate::store::error::{Error, Result};
 
@@ -128,5 +130,61 @@ impl Drop for Tx<'_> {
             // server already did.
             let _ = self.conn.batch("ROLLBACK");
         }
+    }
+}
+
+impl backend::Tx for Tx<'_> {
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn counts(&mut self) -> &mut Counters {
+        &mut self.counts
+    }
+
+    fn notify(&mut self, queue: &str) {
+        Tx::notify(self, queue);
+    }
+
+    fn queue(&mut self, name: &str) -> Result<Option<QueueRow>> {
+        queues::lookup(self, name)
+    }
+
+    fn queue_by_id(&mut self, id: i64) -> Result<Option<QueueRow>> {
+        Ok(queues::by_ids(self, &[id])?.pop())
+    }
+
+    fn subscribers(&mut self, topic_id: i64) -> Result<Vec<QueueRow>> {
+        queues::subscribers(self, topic_id)
+    }
+
+    fn names(&mut self) -> Result<Vec<String>> {
+        self.query("SELECT name FROM queues ORDER BY name", &[])?
+            .iter()
+            .map(|row| row.at(0))
+            .collect()
+    }
+}
+
+impl backend::AdminTx for Tx<'_> {}
+impl backend::PublishTx for Tx<'_> {}
+impl backend::ReadTx for Tx<'_> {}
+
+impl backend::Backend for PostgresStore {
+    fn write_dyn(
+        &mut self,
+        op: &mut dyn FnMut(&mut dyn backend::WriteTx) -> Result<()>,
+    ) -> Result<()> {
+        self.retrying(|store| {
+            let mut tx = Tx::begin(store.conn.get_mut())?;
+            op(&mut tx)?;
+            tx.commit()
+        })
+    }
+
+    fn read_dyn(&self, op: &mut dyn FnMut(&mut dyn backend::ReadTx) -> Result<()>) -> Result<()> {
+        let mut conn = self.conn.borrow_mut();
+        let mut tx = Tx::read(&mut conn)?;
+        op(&mut tx)
     }
 }

@@ -8,6 +8,7 @@ use rusqlite::OptionalExtension;
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
+use crate::store::backend::LeaseTx;
 use crate::store::receipt::{Receipt, ReceiptError, Release};
 pub(crate) use crate::store::rules::Held;
 use crate::store::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
@@ -526,5 +527,46 @@ impl SqliteStore {
                  WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)",
             )?
             .query_row([queue], |row| row.get(0))?)
+    }
+}
+
+impl LeaseTx for Tx<'_> {
+    fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
+        promote_due(self, q)
+    }
+
+    fn housekeeping(&mut self, q: &QueueRow) -> Result<()> {
+        sweep(self, q)
+    }
+
+    fn set_state(&mut self, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()> {
+        set_state(self, queue, msg, state, visible_at)
+    }
+
+    fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?3, done_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .execute((msg, queue, to as i64, self.now))?;
+        Ok(())
+    }
+
+    fn delete_delivery(&mut self, queue: i64, msg: i64) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?
+            .execute((msg, queue))?;
+        Ok(())
+    }
+
+    fn delete_orphans(&mut self, msgs: &[i64]) -> Result<()> {
+        for &msg in msgs {
+            delete_orphan(self, msg)?;
+        }
+        Ok(())
+    }
+
+    fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()> {
+        release_group(self, queue, group, finished)
     }
 }

@@ -11,17 +11,7 @@ use crate::store::types::SchemaChange;
 use crate::store::types::{Created, QueueSet};
 use crate::store::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
 
-/// A queue (or topic) row as the other store modules use it.
-#[derive(Debug, Clone)]
-pub(crate) struct QueueRow {
-    pub id: i64,
-    pub name: String,
-    pub is_topic: bool,
-    pub settings: Settings,
-    /// Acked deliveries it held when the row was read: when there are none,
-    /// the retention sweep has nothing to look for.
-    pub acked: i64,
-}
+pub(crate) use crate::store::types::QueueRow;
 
 const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked";
 

@@ -3,7 +3,10 @@
 
 use rusqlite::{Transaction, TransactionBehavior};
 
+use super::SqliteStore;
+use super::queues::{self, QueueRow};
 use crate::store::Result;
+use crate::store::backend;
 use crate::store::counters::Counters;
 
 /// How long per-second publish/ack rates are kept (for `stats` and `top`).
@@ -29,6 +32,17 @@ impl<'c> Tx<'c> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         Ok(Tx {
             tx,
+            now: crate::store::now_ms(),
+            counts: Counters::default(),
+            freed: false,
+        })
+    }
+
+    /// Starts a deferred transaction for reading: one snapshot throughout,
+    /// and no lock that keeps a writer waiting.
+    pub fn read(conn: &'c rusqlite::Connection) -> Result<Tx<'c>> {
+        Ok(Tx {
+            tx: conn.unchecked_transaction()?,
             now: crate::store::now_ms(),
             counts: Counters::default(),
             freed: false,
@@ -71,5 +85,59 @@ impl<'c> Tx<'c> {
         }
         self.tx.commit()?;
         Ok(())
+    }
+}
+
+impl backend::Tx for Tx<'_> {
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn counts(&mut self) -> &mut Counters {
+        &mut self.counts
+    }
+
+    fn notify(&mut self, _queue: &str) {}
+
+    fn queue(&mut self, name: &str) -> Result<Option<QueueRow>> {
+        queues::lookup(&self.tx, name)
+    }
+
+    fn queue_by_id(&mut self, id: i64) -> Result<Option<QueueRow>> {
+        queues::by_id(&self.tx, id)
+    }
+
+    fn subscribers(&mut self, topic_id: i64) -> Result<Vec<QueueRow>> {
+        queues::subscribers(&self.tx, topic_id)
+    }
+
+    fn names(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name FROM queues ORDER BY name")?;
+        let names = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+}
+
+impl crate::store::backend::AdminTx for Tx<'_> {}
+impl crate::store::backend::PublishTx for Tx<'_> {}
+impl crate::store::backend::ReadTx for Tx<'_> {}
+
+impl backend::Backend for SqliteStore {
+    fn write_dyn(
+        &mut self,
+        op: &mut dyn FnMut(&mut dyn backend::WriteTx) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = Tx::begin(&mut self.conn)?;
+        op(&mut tx)?;
+        tx.commit()
+    }
+
+    fn read_dyn(&self, op: &mut dyn FnMut(&mut dyn backend::ReadTx) -> Result<()>) -> Result<()> {
+        let mut tx = Tx::read(&self.conn)?;
+        op(&mut tx)
     }
 }

@@ -1,0 +1,9 @@
+//! The queue operations, written once for both backends against the
+//! transaction traits of [`super::backend`]: what a claim, an ack, a
+//! replay or a publish does, in which order, and which rule of
+//! [`super::rules`] decides each step. The backends supply the statements.
+
+pub(crate) mod admin;
+pub(crate) mod inspect;
+pub(crate) mod lease;
+pub(crate) mod publish;
