@@ -133,6 +133,11 @@ mod ops;
 // Dispatch between the backends.
 mod db;
 
+// Tests only: the clock they move.
+#[cfg(any(test, feature = "test-hooks"))]
+#[doc(hidden)]
+pub mod clock;
+
 // The backends.
 pub mod postgres;
 pub mod sqlite;

@@ -174,12 +174,16 @@ pub struct Delivery {
     pub schema_version: Option<i64>,
 }
 
-/// The current time in milliseconds since the Unix epoch.
+/// The current time in milliseconds since the Unix epoch (in tests, as
+/// `store::clock` moved it).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
+    let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    #[cfg(any(test, feature = "test-hooks"))]
+    let real = super::clock::shift(real);
+    real
 }
 
 /// A duration in whole milliseconds, as stored (saturating).

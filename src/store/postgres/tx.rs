@@ -13,7 +13,13 @@ use crate::store::counters::Counters;
 use crate::store::error::{Error, Result};
 
 /// The server's clock in ms since the epoch.
-pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+#[cfg(not(any(test, feature = "test-hooks")))]
+pub(crate) const NOW_MS: &str = SERVER_NOW_MS;
+/// The server's clock in ms since the epoch, moved by the test's clock
+/// (`store::clock`).
+#[cfg(any(test, feature = "test-hooks"))]
+pub(crate) const NOW_MS: crate::store::clock::Shifted = crate::store::clock::Shifted(SERVER_NOW_MS);
+const SERVER_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
 pub(crate) struct Tx<'c> {
