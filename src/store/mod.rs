@@ -133,10 +133,13 @@ mod ops;
 // Dispatch between the backends.
 mod db;
 
-// Tests only: the clock they move.
+// Tests only: the clock they move, and the behaviour suite run on both
+// backends.
 #[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub mod clock;
+#[cfg(test)]
+mod suite;
 
 // The backends.
 pub mod postgres;

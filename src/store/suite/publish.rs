@@ -1,0 +1,275 @@
+//! Publishing: batches, keys, groups, topics, and queue settings.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{Fixture, all_states, ids, max_attempts, publish_one, receipts};
+use crate::store::{Created, Error, NewMessage, SchemaChange, SettingsPatch, State, Subscribed};
+
+pub(super) fn a_failed_batch_publishes_nothing_and_large_bodies_are_refused(f: &mut Fixture) {
+    let patch = SettingsPatch {
+        max_size: Some(4),
+        ..SettingsPatch::default()
+    };
+    f.db.create_queue("q", &patch, None).expect("create");
+    let result = f.db.publish_batch("q", |batch| {
+        batch.publish(&NewMessage {
+            body: b"1",
+            ..NewMessage::default()
+        })?;
+        batch.publish(&NewMessage {
+            body: b"12345",
+            ..NewMessage::default()
+        })
+    });
+    assert!(matches!(result, Err(Error::TooLarge { size: 5, limit: 4 })));
+    assert!(f.db.peek("q", &all_states(10)).expect("peek").is_empty());
+    assert_eq!(f.info("q").published_total, 0);
+    assert_eq!(f.count("SELECT count(*) FROM messages"), 0);
+    assert_eq!(f.db.max_size("q").expect("max"), 4);
+    assert!(matches!(
+        f.publish("bad name", NewMessage::default()),
+        Err(Error::BadName { .. })
+    ));
+    f.assert_counts_match("q");
+}
+
+pub(super) fn batches_mixing_full_chunks_keys_and_fan_out_store_every_message(f: &mut Fixture) {
+    for queue in ["a", "b"] {
+        f.db.subscribe("t", queue).expect("subscribe");
+    }
+    let ids =
+        f.db.publish_batch("t", |batch| {
+            let mut ids = Vec::new();
+            for i in 0..300 {
+                let body = format!("{{\"n\":{i}}}");
+                let key = (i % 50 == 7).then(|| format!("k{}", i % 100));
+                ids.push(batch.publish(&NewMessage {
+                    body: body.as_bytes(),
+                    key: key.as_deref(),
+                    ..NewMessage::default()
+                })?);
+            }
+            Ok::<_, Error>(ids)
+        })
+        .expect("publish");
+    // Keys k7 and k57 repeat every 100 messages: 6 keyed publishes, 2 distinct keys.
+    let distinct: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 300 - 4);
+    let expected: Vec<i64> = distinct.iter().copied().collect();
+    let unkeyed: Vec<i64> = (0..300).filter(|i| i % 50 != 7).map(|i| ids[i]).collect();
+    assert!(
+        unkeyed.windows(2).all(|w| w[0] < w[1]),
+        "ids come back in input order"
+    );
+    for queue in ["a", "b"] {
+        let rows = f.db.peek(queue, &all_states(1000)).expect("peek");
+        let mut row_ids: Vec<i64> = rows.iter().map(|p| p.delivery.id).collect();
+        row_ids.sort_unstable();
+        assert_eq!(row_ids, expected, "{queue}");
+        assert_eq!(f.info(queue).counts.ready, distinct.len() as i64);
+        let body = |id| f.db.peek_id(queue, id).expect("peek").expect("some");
+        assert_eq!(body(ids[0]).delivery.body, b"{\"n\":0}");
+        assert_eq!(body(ids[299]).delivery.body, b"{\"n\":299}");
+        assert_eq!(body(ids[107]).delivery.key.as_deref(), Some("k7"));
+        f.assert_counts_match(queue);
+    }
+    // Each body is stored once for both subscribers.
+    assert_eq!(
+        f.count("SELECT count(*) FROM messages"),
+        distinct.len() as i64
+    );
+}
+
+pub(super) fn keys_deduplicate_per_name_published_to(f: &mut Fixture) {
+    let keyed = |key| NewMessage {
+        body: b"{}",
+        key: Some(key),
+        ..NewMessage::default()
+    };
+    let ids =
+        f.db.publish_batch("q", |batch| {
+            let a = batch.publish(&keyed("k"))?;
+            let plain = batch.publish(&NewMessage {
+                body: b"2",
+                ..NewMessage::default()
+            })?;
+            let again = batch.publish(&keyed("k"))?;
+            Ok::<_, Error>([a, plain, again])
+        })
+        .expect("publish");
+    assert_eq!(ids[0], ids[2]);
+    assert_ne!(ids[0], ids[1]);
+    // In a later batch too, and from another connection.
+    assert_eq!(f.publish("q", keyed("k")).expect("again"), ids[0]);
+    let mut other = f.open();
+    assert_eq!(
+        publish_one(&mut other, "q", keyed("k")).expect("other"),
+        ids[0]
+    );
+    // Another queue has its own keys.
+    assert_ne!(f.publish("r", keyed("k")).expect("r"), ids[0]);
+    assert_eq!(f.db.peek("q", &all_states(10)).expect("peek").len(), 2);
+    assert_eq!(f.db.peek("r", &all_states(10)).expect("peek").len(), 1);
+    assert_eq!(f.info("q").published_total, 2);
+    f.assert_counts_match("q");
+    f.assert_counts_match("r");
+}
+
+pub(super) fn groups_deliver_one_at_a_time_in_order(f: &mut Fixture) {
+    let grouped = |g| NewMessage {
+        body: b"{}",
+        group: Some(g),
+        ..NewMessage::default()
+    };
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..3 {
+        a.push(f.publish("q", grouped("a")).expect("a"));
+        b.push(f.publish("q", grouped("b")).expect("b"));
+    }
+    let first = f.db.claim("q", 10, None, false).expect("claim");
+    assert_eq!(ids(&first), [a[0], b[0]], "one per group");
+    assert!(f.db.claim("q", 10, None, false).expect("claim").is_empty());
+    // The rest wait, held (shown as delayed).
+    assert_eq!(f.info("q").counts.delayed, 4);
+    // A nack with a delay keeps the group waiting.
+    f.db.nack(
+        &[first[0].receipt],
+        crate::store::Release::After(Duration::from_secs(60)),
+    )
+    .expect("nack");
+    f.db.ack(&[first[1].receipt]).expect("ack");
+    let second = f.db.claim("q", 10, None, false).expect("claim");
+    assert_eq!(ids(&second), [b[1]]);
+    f.db.ack(&receipts(&second)).expect("ack");
+    let third = f.db.claim("q", 10, None, false).expect("claim");
+    assert_eq!(ids(&third), [b[2]]);
+    f.db.ack(&receipts(&third)).expect("ack");
+    assert!(f.db.claim("q", 10, None, false).expect("claim").is_empty());
+    assert_eq!(f.state("q", a[0]), (State::Delayed, 1));
+    f.assert_counts_match("q");
+    // Once the delay passed, group a goes on, in order.
+    f.advance(Duration::from_secs(61));
+    for (i, id) in a.iter().enumerate() {
+        let got = f.db.claim("q", 10, None, false).expect("claim");
+        assert_eq!(ids(&got), [*id]);
+        assert_eq!(got[0].attempt, if i == 0 { 2 } else { 1 });
+        f.db.ack(&receipts(&got)).expect("ack");
+    }
+    assert!(f.db.claim("q", 10, None, false).expect("claim").is_empty());
+    f.assert_counts_match("q");
+}
+
+pub(super) fn a_long_group_holds_back_only_itself(f: &mut Fixture) {
+    let ids_g =
+        f.db.publish_batch("q", |batch| {
+            (0..2000)
+                .map(|_| {
+                    batch.publish(&NewMessage {
+                        body: b"{}",
+                        group: Some("g"),
+                        ..NewMessage::default()
+                    })
+                })
+                .collect::<crate::store::Result<Vec<i64>>>()
+        })
+        .expect("publish");
+    let plain = f.publish_n("q", 10);
+    let got = f.db.claim("q", 100, None, false).expect("claim");
+    assert_eq!(got.len(), 11, "the group's head and the 10 ungrouped");
+    assert_eq!(got[0].id, ids_g[0]);
+    assert_eq!(ids(&got[1..]), plain);
+    f.db.ack(&[got[0].receipt]).expect("ack");
+    let next = f.db.claim("q", 100, None, false).expect("claim");
+    assert_eq!(ids(&next), [ids_g[1]]);
+    f.assert_counts_match("q");
+}
+
+pub(super) fn topics_fan_out_one_message_to_every_subscriber(f: &mut Fixture) {
+    for queue in ["a", "b", "c"] {
+        assert_eq!(f.db.subscribe("t", queue).expect("sub"), Subscribed::New);
+    }
+    assert_eq!(f.db.subscribe("t", "a").expect("sub"), Subscribed::Existed);
+    assert_eq!(
+        f.db.subscribers("t").expect("subs"),
+        Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+    );
+    assert_eq!(f.db.subscribers("a").expect("subs"), None);
+    let sent = f.publish_n("t", 5);
+    // One body, three deliveries.
+    assert_eq!(f.count("SELECT count(*) FROM messages"), 5);
+    let t = f.info("t");
+    assert!(t.is_topic);
+    assert_eq!(t.published_total, 5);
+    for queue in ["a", "b", "c"] {
+        assert_eq!(f.info(queue).counts.ready, 5);
+        let got = f.db.claim(queue, 10, None, false).expect("claim");
+        assert_eq!(ids(&got), sent);
+        f.assert_counts_match(queue);
+    }
+    assert!(matches!(
+        f.db.claim("t", 1, None, false),
+        Err(Error::NameIsTopic { .. })
+    ));
+    assert_eq!(
+        f.db.unsubscribe("t", "b").expect("unsub"),
+        vec!["a".to_owned(), "c".to_owned()]
+    );
+    assert!(matches!(
+        f.db.unsubscribe("t", "b"),
+        Err(Error::NotSubscribed { .. })
+    ));
+    // A queue holding messages cannot become a topic; a topic cannot subscribe.
+    assert!(matches!(
+        f.db.subscribe("a", "x"),
+        Err(Error::NameHoldsMessages { .. })
+    ));
+    assert!(matches!(
+        f.db.subscribe("u", "t"),
+        Err(Error::TopicSubscribes { .. })
+    ));
+    assert!(matches!(
+        f.db.subscribe("t", "t"),
+        Err(Error::SelfSubscription { .. })
+    ));
+    f.db.unsubscribe("t", "a").expect("unsub");
+    f.db.unsubscribe("t", "c").expect("unsub");
+    assert!(matches!(
+        f.publish("t", NewMessage::default()),
+        Err(Error::NoSubscribers { .. })
+    ));
+}
+
+pub(super) fn queue_settings_are_created_once_and_changed_by_set(f: &mut Fixture) {
+    let patch = max_attempts(3);
+    assert_eq!(
+        f.db.create_queue("q", &patch, None).expect("create"),
+        Created::New
+    );
+    assert_eq!(
+        f.db.create_queue("q", &patch, None).expect("again"),
+        Created::Existed
+    );
+    assert_eq!(
+        f.db.create_queue("q", &SettingsPatch::default(), None)
+            .expect("no settings"),
+        Created::Existed
+    );
+    assert!(matches!(
+        f.db.create_queue("q", &max_attempts(4), None),
+        Err(Error::SettingsConflict { .. })
+    ));
+    let set =
+        f.db.set_queue("q", &max_attempts(7), SchemaChange::Keep)
+            .expect("set");
+    assert_eq!(set.settings.max_attempts, 7);
+    assert_eq!(set.schema_version, None);
+    assert_eq!(f.db.settings("q").expect("settings"), Some(set.settings));
+    assert_eq!(f.db.settings("nope").expect("settings"), None);
+    match f.db.set_queue("qq", &patch, SchemaChange::Keep) {
+        Err(Error::UnknownQueue { similar, .. }) => assert_eq!(similar, ["q"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.db.names().expect("names"), ["q"]);
+}
