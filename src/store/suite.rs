@@ -25,6 +25,7 @@ mod admin;
 mod concurrency;
 mod inspect;
 mod lease;
+mod model;
 mod publish;
 mod schemas;
 
@@ -508,4 +509,6 @@ on_both_backends! {
     concurrency::concurrent_consumers_get_every_message_exactly_once,
     concurrency::concurrent_publishers_of_one_key_store_one_message,
     concurrency::concurrent_consumers_keep_each_group_in_order_one_at_a_time,
+    // The property test.
+    model::random_operations_keep_the_store_invariants,
 }

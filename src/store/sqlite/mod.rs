@@ -18,8 +18,6 @@ mod tx;
 mod work;
 
 #[cfg(test)]
-mod proptests;
-#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
