@@ -70,20 +70,19 @@ impl Fixture {
     /// The store's clock of this thread starts at the real time.
     pub fn new(kind: Kind) -> Option<Fixture> {
         clock::set_offset_ms(0);
-        let (path, place) = match kind {
+        let (db, opts, place) = match kind {
             Kind::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                (dir.path().join("spool.db"), Place::File(dir))
+                let opts = options(dir.path().join("spool.db"));
+                let db = Db::open(&opts).expect("open the test database");
+                (db, opts, Place::File(dir))
             }
             Kind::Postgres => {
                 let (schema, db) = PgSchema::create()?;
                 let opts = options(PathBuf::from(&schema.url));
-                let place = Place::Schema(schema);
-                return Some(Fixture { db, opts, place });
+                (db, opts, Place::Schema(schema))
             }
         };
-        let opts = options(path);
-        let db = Db::open(&opts).expect("open the test database");
         Some(Fixture { db, opts, place })
     }
 
