@@ -1,6 +1,395 @@
-//! Recovery: replay, purge, queue deletion, releasing a stuck lease.
+//! Recovery and housekeeping: `replay`, `queue purge`, `queue delete`, and
+//! releasing a stuck lease (from `top`), written once for both backends.
+//!
+//! Each is one write transaction. Replay, purge and releasing a lease first
+//! apply the lazy transitions ([`LeaseTx::promote_due`]: due delayed
+//! messages and expired leases, which may die), and replay the retention
+//! sweep too, so they act on the states users see.
 
-use crate::store::backend::LeaseTx;
+use crate::store::backend::{
+    self, Backend, LeaseTx, Tx, existing_queue, topic_error, unknown_queue,
+};
+use crate::store::checks::Check;
+use crate::store::error::{Error, Result};
+use crate::store::rules;
+use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
+
+/// The reads of a replay, which `replay --dry-run` makes too, in a read
+/// transaction.
+pub(crate) trait ReplayReadTx: Tx {
+    /// Ids of the deliveries of `queue` that reached `state` (acked or dead)
+    /// at a time in `since..until`, read through `deliveries_done`.
+    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>>;
+
+    /// Ids of the leased deliveries of `queue` whose lease ran out by
+    /// [`Tx::now`] on attempt `max` or later (dead by the lazy rules), read
+    /// through `deliveries_waiting`.
+    fn expired_on_last_attempt(&mut self, queue: i64, max: i64) -> Result<Vec<i64>>;
+
+    /// The deliveries of `queue` among `ids` (sorted, distinct), in id order.
+    /// `lock`: lock the rows, for a replay that changes them (PostgreSQL;
+    /// on SQLite the writer holds the whole database already).
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayRow>>;
+
+    /// True when `queue` holds a delivery of message `msg`.
+    fn holds(&mut self, queue: i64, msg: i64) -> Result<bool>;
+
+    /// The JSON Schema in force for `queue`, compiled (the backend's
+    /// `contracts::check_for`); `None` when it has none.
+    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>>;
+
+    /// Checks stored message `id` against `check`, for a replay into its queue.
+    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()>;
+}
 
 /// The statements of replay, purge and queue deletion.
-pub(crate) trait AdminTx: LeaseTx {}
+pub(crate) trait AdminTx: LeaseTx + ReplayReadTx {
+    /// The queue or topic named `name` for a replay into it, a queue with
+    /// default settings created if it does not exist. On PostgreSQL its name
+    /// is held shared until commit (see `postgres::queues::lock_shared`), as
+    /// by every writer that adds deliveries; SQLite's writers take turns.
+    fn replay_target(&mut self, name: &str) -> Result<QueueRow>;
+
+    /// Holds the name `name` exclusively until commit, for deleting it
+    /// (PostgreSQL: see `postgres::queues::lock_exclusive`). Nothing by
+    /// default: SQLite's writers take turns.
+    fn lock_name_exclusive(&mut self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Locks the existing group heads of `groups` (sorted, distinct) in
+    /// `queue` in key order (PostgreSQL). Nothing by default.
+    fn lock_heads(&mut self, _queue: i64, _groups: &[&str]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Makes `msg` the head of `group` in `queue` unless the group already
+    /// has an unfinished head. True when `msg` is the head.
+    fn enter_group(&mut self, queue: i64, group: &str, msg: i64) -> Result<bool>;
+
+    /// Puts a finished delivery back in `state`: attempts reset, no lease,
+    /// not done, visible from [`Tx::now`]. Counting it is the caller's.
+    fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()>;
+
+    /// Adds a delivery of message `row.id` to `queue` in `row.state`, with
+    /// its priority and group, visible from [`Tx::now`], checked against
+    /// schema `version`. Counting it is the caller's.
+    fn add_delivery(&mut self, queue: i64, row: &ReplayRow, version: Option<i64>) -> Result<()>;
+
+    /// Deletes the deliveries of `queue` in `state` and returns their
+    /// messages and groups. Counting them is the caller's.
+    fn delete_in_state(&mut self, queue: i64, state: State) -> Result<Vec<(i64, Option<String>)>>;
+
+    /// Ends the lease on message `msg` of `queue` if it still holds: ready
+    /// at [`Tx::now`], its attempt count one lower (not below 0). True when
+    /// it did. Counting it is the caller's.
+    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool>;
+
+    /// How many messages of `queue` are not acked.
+    fn pending(&mut self, queue: i64) -> Result<i64>;
+
+    /// Deletes every delivery of `queue` and returns their messages.
+    fn delete_deliveries(&mut self, queue: i64) -> Result<Vec<i64>>;
+
+    /// Deletes the row of queue or topic `queue` and everything that hangs
+    /// on it but deliveries and messages: groups, rates or stats,
+    /// subscriptions (to it and of it), schemas.
+    fn drop_queue(&mut self, queue: i64) -> Result<()>;
+
+    /// Notes that rows were deleted, so the commit may hand free pages back
+    /// (SQLite). Nothing by default.
+    fn freed_pages(&mut self) {}
+}
+
+/// A delivery as a replay reads it. Among the candidates of a replay,
+/// `state` is its state by the lazy rules rather than as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplayRow {
+    pub id: i64,
+    pub state: State,
+    pub visible_at: i64,
+    pub attempts: i64,
+    pub done_at: Option<i64>,
+    pub priority: i64,
+    pub group: Option<String>,
+}
+
+/// Puts matching acked/dead messages of `queue` back: in place (ready,
+/// attempts reset, same ids), or with `to` as new ready deliveries of the
+/// same messages in that queue (created if needed), leaving the originals
+/// as they were. A grouped message whose group has an unfinished head
+/// waits behind it (held). When `to` has a JSON Schema, every message
+/// must meet it: the first that does not refuses the whole replay
+/// ([`Error::Invalid`], naming its id). In place, messages keep the
+/// schema version they were published under. Calls `progress(n)` as
+/// messages are replayed (for a progress bar); on PostgreSQL again from
+/// the start when a deadlock makes the transaction run again.
+pub(crate) fn replay(
+    store: &mut (impl Backend + ?Sized),
+    queue: &str,
+    filter: &ReplayFilter,
+    to: Option<&str>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Replayed> {
+    backend::write(store, |tx| {
+        let tx: &mut dyn AdminTx = tx;
+        let q = existing_queue(tx, queue)?;
+        tx.promote_due(&q)?;
+        tx.housekeeping(&q)?;
+        let found = candidates(tx, &q, filter, true)?;
+        match to {
+            None => put_back(tx, &q, false, None, found, progress),
+            Some(name) => {
+                let target = tx.replay_target(name)?;
+                if target.is_topic {
+                    return Err(topic_error(tx, target)?);
+                }
+                let check = tx.schema_check(&target)?;
+                put_back(tx, &target, true, check.as_ref(), found, progress)
+            }
+        }
+    })
+}
+
+/// What [`replay`] would do, without changing anything (for `--dry-run`;
+/// a read transaction, so it works on a read-only SQLite connection).
+pub(crate) fn replay_preview(
+    store: &(impl Backend + ?Sized),
+    queue: &str,
+    filter: &ReplayFilter,
+    to: Option<&str>,
+) -> Result<Replayed> {
+    backend::read(store, |tx| {
+        let tx: &mut dyn ReplayReadTx = tx;
+        let q = existing_queue(tx, queue)?;
+        let found = candidates(tx, &q, filter, false)?;
+        let target = match to {
+            Some(name) => tx.queue(name)?,
+            None => None,
+        };
+        if let Some(t) = target.as_ref().filter(|t| t.is_topic) {
+            return Err(topic_error(tx, t.clone())?);
+        }
+        let check = match &target {
+            Some(t) => tx.schema_check(t)?,
+            None => None,
+        };
+        let mut done = Replayed::default();
+        for c in found {
+            if let Some(t) = &target
+                && tx.holds(t.id, c.id)?
+            {
+                done.skipped.push(c.id);
+                continue;
+            }
+            if let Some(check) = &check {
+                tx.check_stored(check, c.id)?;
+            }
+            done.ids.push(c.id);
+        }
+        Ok(done)
+    })
+}
+
+/// The finished deliveries of `q` that match `filter`, by id, with the lazy
+/// rules applied (an expired lease on its last attempt counts as dead since
+/// its lease ended; acked messages past retention count as gone). `lock`:
+/// lock the rows (for a replay that changes them).
+fn candidates(
+    tx: &mut (impl ReplayReadTx + ?Sized),
+    q: &QueueRow,
+    filter: &ReplayFilter,
+    lock: bool,
+) -> Result<Vec<ReplayRow>> {
+    let mut ids = if filter.ids.is_empty() {
+        finished_ids(tx, q, filter)?
+    } else {
+        filter.ids.clone()
+    };
+    ids.sort_unstable();
+    ids.dedup();
+    let now = tx.now();
+    let mut found = Vec::new();
+    for mut d in tx.replay_rows(q.id, &ids, lock)? {
+        let row = (d.state, d.visible_at, d.attempts, d.done_at);
+        if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
+            d.state = state;
+            found.push(d);
+        }
+    }
+    Ok(found)
+}
+
+/// Ids of the acked/dead deliveries of `q` in the filter's time range, and
+/// for dead ones the expired leases on their last attempt.
+fn finished_ids(
+    tx: &mut (impl ReplayReadTx + ?Sized),
+    q: &QueueRow,
+    filter: &ReplayFilter,
+) -> Result<Vec<i64>> {
+    let since = filter.since.unwrap_or(i64::MIN);
+    let until = filter.until.unwrap_or(i64::MAX);
+    let mut ids = Vec::new();
+    for (wanted, state) in [(filter.acked, State::Acked), (filter.dead, State::Dead)] {
+        if wanted {
+            ids.extend(tx.done_ids(q.id, state, since, until)?);
+        }
+    }
+    let max = i64::from(q.settings.max_attempts);
+    if filter.dead && max > 0 {
+        ids.extend(tx.expired_on_last_attempt(q.id, max)?);
+    }
+    Ok(ids)
+}
+
+/// Puts `found` back into `q`: in place (`copy` false), or as new
+/// deliveries of the same messages (`copy`: a replay into another queue,
+/// skipping the messages `q` holds already, each checked against `check`).
+fn put_back(
+    tx: &mut (impl AdminTx + ?Sized),
+    q: &QueueRow,
+    copy: bool,
+    check: Option<&Check>,
+    found: Vec<ReplayRow>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Replayed> {
+    // Lock the existing group heads of the candidates' groups, in group
+    // order, before the loop below upserts them in message order: every
+    // writer locks group rows in key order, so none waits for another in a
+    // cycle (PostgreSQL; SQLite's writers take turns).
+    let mut groups: Vec<&str> = found.iter().filter_map(|c| c.group.as_deref()).collect();
+    if !groups.is_empty() {
+        groups.sort_unstable();
+        groups.dedup();
+        tx.lock_heads(q.id, &groups)?;
+    }
+    let mut done = Replayed::default();
+    for mut c in found {
+        if copy && tx.holds(q.id, c.id)? {
+            done.skipped.push(c.id);
+            continue;
+        }
+        if let Some(check) = check {
+            tx.check_stored(check, c.id)?;
+        }
+        // A message re-entering `q` starts ready, or held when its group
+        // already has an unfinished head (otherwise it becomes the head).
+        let state = match c.group.as_deref() {
+            Some(group) if !tx.enter_group(q.id, group, c.id)? => State::Held,
+            _ => State::Ready,
+        };
+        if copy {
+            // The message row stays: the source delivery, locked by
+            // `candidates`, still holds it.
+            c.state = state;
+            tx.add_delivery(q.id, &c, check.map(|c| c.version))?;
+            tx.counts().moved(q.id, None, Some(state));
+        } else {
+            tx.reset_delivery(q.id, c.id, state)?;
+            tx.counts().moved(q.id, Some(c.state), Some(state));
+        }
+        done.ids.push(c.id);
+        progress(1);
+    }
+    if copy {
+        tx.counts().published(q.id, done.ids.len() as i64);
+    }
+    if !done.ids.is_empty() {
+        tx.notify(&q.name);
+    }
+    Ok(done)
+}
+
+/// Deletes messages of `queue` in the given states (stored states: pass
+/// [`State::Held`] along with [`State::Delayed`]) and returns how many,
+/// calling `progress(n)` as messages are removed (again from the start when
+/// PostgreSQL runs the transaction again after a deadlock). Groups whose
+/// head was removed release their next message.
+pub(crate) fn purge(
+    store: &mut (impl Backend + ?Sized),
+    queue: &str,
+    states: &[State],
+    progress: &mut dyn FnMut(u64),
+) -> Result<i64> {
+    backend::write(store, |tx| {
+        let tx: &mut dyn AdminTx = tx;
+        let q = existing_queue(tx, queue)?;
+        tx.promote_due(&q)?;
+        let mut removed: Vec<(i64, Option<String>)> = Vec::new();
+        for &state in states {
+            let rows = tx.delete_in_state(q.id, state)?;
+            tx.counts()
+                .moved_many(q.id, Some(state), None, rows.len() as i64);
+            removed.extend(rows);
+        }
+        let ids: Vec<i64> = removed.iter().map(|(id, _)| *id).collect();
+        tx.delete_orphans(&ids)?;
+        for (msg, group) in &removed {
+            if let Some(group) = group {
+                tx.release_group(q.id, group, *msg)?;
+            }
+            progress(1);
+        }
+        tx.freed_pages();
+        Ok(removed.len() as i64)
+    })
+}
+
+/// Releases the lease on message `id` of `queue`: the message is
+/// deliverable again at once, as after `nack`, except that the delivery
+/// does not count as a failed attempt (its attempt count goes back down by
+/// one, so it cannot die from this). For a consumer that is stuck or gone
+/// while its lease still runs. The old receipt is refused from then on.
+/// Returns false, changing nothing, when the message is not leased (any
+/// more): an expired lease has already made it ready, or dead.
+pub(crate) fn release_lease(
+    store: &mut (impl Backend + ?Sized),
+    queue: &str,
+    id: i64,
+) -> Result<bool> {
+    backend::write(store, |tx| {
+        let tx: &mut dyn AdminTx = tx;
+        // Expired leases first become ready or dead (`promote_due`), so only a
+        // lease that still holds is released.
+        let q = existing_queue(tx, queue)?;
+        tx.promote_due(&q)?;
+        let released = tx.unlease(q.id, id)?;
+        if released {
+            tx.counts()
+                .moved(q.id, Some(State::Leased), Some(State::Ready));
+            tx.notify(&q.name);
+        }
+        Ok(released)
+    })
+}
+
+/// Deletes a queue or topic with its deliveries, groups, rates (stats on
+/// PostgreSQL), subscriptions and schemas, and the messages no other queue
+/// holds. Refuses ([`Error::QueueNotEmpty`]) a queue holding ready,
+/// delayed, leased or dead messages unless `force`. Returns how many
+/// messages it held.
+pub(crate) fn delete_queue(
+    store: &mut (impl Backend + ?Sized),
+    name: &str,
+    force: bool,
+) -> Result<i64> {
+    backend::write(store, |tx| {
+        let tx: &mut dyn AdminTx = tx;
+        tx.lock_name_exclusive(name)?;
+        let Some(q) = tx.queue(name)? else {
+            return Err(unknown_queue(tx, name));
+        };
+        let pending = tx.pending(q.id)?;
+        if pending > 0 && !force {
+            return Err(Error::QueueNotEmpty {
+                name: q.name,
+                pending,
+            });
+        }
+        let msgs = tx.delete_deliveries(q.id)?;
+        tx.delete_orphans(&msgs)?;
+        tx.drop_queue(q.id)?;
+        tx.freed_pages();
+        Ok(msgs.len() as i64)
+    })
+}

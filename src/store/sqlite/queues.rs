@@ -217,19 +217,6 @@ pub(crate) fn unknown(conn: &Connection, name: &str) -> Error {
     }
 }
 
-/// The queue `name` for a transaction that changes its messages: an unknown
-/// name or a topic is an error, and due messages and expired leases are
-/// promoted first, so the caller sees every state as it is now.
-pub(crate) fn writable(tx: &mut Tx<'_>, name: &str) -> Result<QueueRow> {
-    let q = match lookup(&tx.tx, name)? {
-        None => return Err(unknown(&tx.tx, name)),
-        Some(q) if q.is_topic => return Err(topic_error(&tx.tx, q)?),
-        Some(q) => q,
-    };
-    super::lease::promote_due(tx, &q)?;
-    Ok(q)
-}
-
 impl SqliteStore {
     /// The largest body a publish to `name` accepts: the queue's `max_size`,
     /// or for a topic the smallest of its subscribers' (a topic holds nothing,

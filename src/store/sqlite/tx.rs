@@ -122,7 +122,6 @@ impl backend::Tx for Tx<'_> {
     }
 }
 
-impl crate::store::backend::AdminTx for Tx<'_> {}
 impl crate::store::backend::PublishTx for Tx<'_> {}
 impl crate::store::backend::ReadTx for Tx<'_> {}
 
