@@ -83,7 +83,7 @@ pub(crate) trait AdminTx: LeaseTx + ReplayReadTx {
     /// Ends the lease on message `msg` of `queue` if it still holds: ready
     /// at [`Tx::now`], its attempt count one lower (not below 0). True when
     /// it did. Counting it is the caller's.
-    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool>;
+    fn release_held_lease(&mut self, queue: i64, msg: i64) -> Result<bool>;
 
     /// How many messages of `queue` are not acked.
     fn pending(&mut self, queue: i64) -> Result<i64>;
@@ -353,7 +353,7 @@ pub(crate) fn release_lease(
         // lease that still holds is released.
         let q = existing_queue(tx, queue)?;
         tx.promote_due(&q)?;
-        let released = tx.unlease(q.id, id)?;
+        let released = tx.release_held_lease(q.id, id)?;
         if released {
             tx.counts()
                 .moved(q.id, Some(State::Leased), Some(State::Ready));

@@ -206,7 +206,7 @@ impl AdminTx for Tx<'_> {
     }
 
     /// A lease past its end is not released: it is the lazy transitions'.
-    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool> {
+    fn release_held_lease(&mut self, queue: i64, msg: i64) -> Result<bool> {
         let now = self.now;
         let released = self.execute(
             "UPDATE deliveries SET state = 0, visible_at = $3, attempts = greatest(attempts - 1, 0)

@@ -205,7 +205,7 @@ impl AdminTx for Tx<'_> {
 
     /// Expired leases were promoted already (the operation runs
     /// `promote_due` first), so a leased state means the lease holds.
-    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool> {
+    fn release_held_lease(&mut self, queue: i64, msg: i64) -> Result<bool> {
         let released = self
             .tx
             .prepare_cached(
