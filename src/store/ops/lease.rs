@@ -1,12 +1,16 @@
-//! Leases: claim, ack, nack, extend, release, the steps of `work`, and the
-//! lazy transitions (due delayed messages, expired leases, retention) that
-//! writers perform on the way.
+//! Leases: claim, ack, nack, extend, the receipt judgement they share, and
+//! the lazy transitions (due delayed messages, expired leases, retention)
+//! that writers perform on the way. The steps of `work` are in
+//! [`super::work`].
 
-use crate::store::backend::Tx;
-use crate::store::error::Result;
-use crate::store::receipt::Release;
-use crate::store::rules::{self, AfterFailure, Held};
-use crate::store::types::{QueueRow, State};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::store::backend::{self, Backend, Tx};
+use crate::store::error::{Error, Result};
+use crate::store::receipt::{Receipt, ReceiptError, Release};
+use crate::store::rules::{self, AfterFailure, Held, Judgement, LeaseRow, Repeat};
+use crate::store::types::{Delivery, QueueRow, State, ms};
 
 /// The statements of leasing and settling.
 pub(crate) trait LeaseTx: Tx {
@@ -38,6 +42,217 @@ pub(crate) trait LeaseTx: Tx {
     /// next held message of the group becomes its head (at once on SQLite;
     /// on PostgreSQL before commit, in key order, see `postgres::lease`).
     fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()>;
+
+    /// Lets go now the groups [`LeaseTx::release_group`] noted and has not
+    /// released yet (PostgreSQL defers them to release them sorted; SQLite
+    /// has none left).
+    fn release_groups(&mut self) -> Result<()>;
+
+    /// Leases the next `max` ready deliveries of `q` until `lease_end`, each
+    /// with a fresh random token, and returns them with their messages,
+    /// highest priority first, then oldest. Counting the moves is the
+    /// caller's.
+    fn lease_next(&mut self, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>>;
+
+    /// The delivery a receipt names, as [`rules::judge_receipt`] needs it
+    /// (PostgreSQL locks the row, so the judgement holds until commit).
+    fn lease_row(&mut self, r: &Receipt) -> Result<Option<LeaseRow>>;
+
+    /// The highest message id ever handed out.
+    fn last_message_id(&mut self) -> Result<i64>;
+
+    /// Puts a leased delivery back to ready now, with the attempt the lease
+    /// counted taken back. Counting the move is the caller's.
+    fn unlease(&mut self, queue: i64, msg: i64) -> Result<()>;
+
+    /// The queues and topics with these ids (unknown ids are left out).
+    fn queues_by_ids(&mut self, ids: &[i64]) -> Result<Vec<QueueRow>> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for &id in ids {
+            rows.extend(self.queue_by_id(id)?);
+        }
+        Ok(rows)
+    }
+}
+
+/// Leases up to `max` deliverable messages of `queue` for `visibility`
+/// (default: the queue's), highest priority first, then oldest. With
+/// `ack`, they are acked in the same transaction (at-most-once; on SQLite
+/// one commit, so one fsync, for the whole `consume --ack`).
+pub(crate) fn claim(
+    store: &mut (impl Backend + ?Sized),
+    queue: &str,
+    max: usize,
+    visibility: Option<Duration>,
+    ack: bool,
+) -> Result<Vec<Delivery>> {
+    backend::write(store, |tx| {
+        claim_in(tx, queue, max, visibility, ack)?.map(|(leased, _)| leased)
+    })
+}
+
+/// What a claim answers: the deliveries leased (maybe none) and for how
+/// long, or the error for an unknown queue or a topic.
+pub(crate) type Claimed = std::result::Result<(Vec<Delivery>, Duration), Error>;
+
+/// The body of [`claim`], inside a transaction the caller commits. An
+/// unknown queue or a topic is the inner error: it leaves the transaction
+/// usable (`work` commits what it settled all the same).
+pub(crate) fn claim_in(
+    tx: &mut (impl LeaseTx + ?Sized),
+    queue: &str,
+    max: usize,
+    visibility: Option<Duration>,
+    ack: bool,
+) -> Result<Claimed> {
+    let q = match tx.queue(queue)? {
+        None => return Ok(Err(backend::unknown_queue(tx, queue))),
+        Some(q) if q.is_topic => return Ok(Err(backend::topic_error(tx, q)?)),
+        Some(q) => q,
+    };
+    tx.promote_due(&q)?;
+    tx.housekeeping(&q)?;
+    let lease = visibility.unwrap_or(q.settings.visibility);
+    let lease_end = tx.now().saturating_add(ms(lease));
+    let leased = tx.lease_next(&q, max, lease_end)?;
+    tx.counts().moved_many(
+        q.id,
+        Some(State::Ready),
+        Some(State::Leased),
+        leased.len() as i64,
+    );
+    if ack {
+        for d in &leased {
+            finish(tx, &q, d.id, d.group.as_deref(), State::Acked)?;
+        }
+        tx.release_groups()?;
+    }
+    Ok(Ok((leased, lease)))
+}
+
+/// Acks each receipt: the message is done (kept for replay, or deleted when
+/// the queue's retention is 0). Each receipt is judged on its own.
+pub(crate) fn ack(
+    store: &mut (impl Backend + ?Sized),
+    receipts: &[Receipt],
+) -> Result<Vec<Result<(), ReceiptError>>> {
+    settle(store, receipts, Repeat::Harmless, &|tx, q, r, held| {
+        finish(tx, q, r.msg_id, held.group.as_deref(), State::Acked)
+    })
+}
+
+/// Gives each receipt's message back: deliverable again per `release`, or
+/// dead when this was its last allowed attempt.
+pub(crate) fn nack(
+    store: &mut (impl Backend + ?Sized),
+    receipts: &[Receipt],
+    release: Release,
+) -> Result<Vec<Result<(), ReceiptError>>> {
+    settle(store, receipts, Repeat::Refused, &move |tx, q, r, held| {
+        give_back(tx, q, r.msg_id, &held, release).map(|_| ())
+    })
+}
+
+/// Pushes each receipt's lease end to now + `by` (a heartbeat).
+pub(crate) fn extend(
+    store: &mut (impl Backend + ?Sized),
+    receipts: &[Receipt],
+    by: Duration,
+) -> Result<Vec<Result<(), ReceiptError>>> {
+    settle(store, receipts, Repeat::Refused, &move |tx, q, r, _| {
+        let until = tx.now().saturating_add(ms(by));
+        tx.set_state(q.id, r.msg_id, State::Leased, until)
+    })
+}
+
+/// What [`settle`] does to a receipt whose lease holds.
+type Act = dyn Fn(&mut dyn backend::WriteTx, &QueueRow, &Receipt, Held) -> Result<()>;
+
+/// Runs `act` for every receipt whose lease holds, in one transaction.
+/// A receipt whose delivery is already finished (acked, or deleted on
+/// ack) is fine for a repeated ack, but refused for nack and extend: they
+/// need a lease, and answering yes would tell the caller the message is
+/// back in the queue, or still theirs, when it is not.
+fn settle(
+    store: &mut (impl Backend + ?Sized),
+    receipts: &[Receipt],
+    repeat: Repeat,
+    act: &Act,
+) -> Result<Vec<Result<(), ReceiptError>>> {
+    backend::write(store, |tx| {
+        Ok(
+            settle_in(tx, receipts, |r| r, |tx, q, r, held| act(tx, q, r, held))?
+                .into_iter()
+                .map(|outcome| rules::settle_answer(outcome, repeat))
+                .collect(),
+        )
+    })
+}
+
+/// Runs `act` for every item whose receipt's lease holds, inside a
+/// transaction the caller commits. `Ok(None)`: the delivery was already
+/// finished with this receipt (acking again is harmless), so `act` did not run.
+pub(crate) fn settle_in<X: LeaseTx + ?Sized, T, S>(
+    tx: &mut X,
+    items: &[T],
+    receipt: impl Fn(&T) -> &Receipt,
+    mut act: impl FnMut(&mut X, &QueueRow, &T, Held) -> Result<S>,
+) -> Result<Vec<Result<Option<S>, ReceiptError>>> {
+    let queues = queue_map(tx, items.iter().map(&receipt))?;
+    let mut last_id = None;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let r = receipt(item);
+        let Some(q) = queues.get(&r.queue_id) else {
+            outcomes.push(Err(ReceiptError::Unknown));
+            continue;
+        };
+        let outcome = match judge(tx, r, &mut last_id)? {
+            Judgement::Held(held) => Ok(Some(act(tx, q, item, held)?)),
+            Judgement::Done => Ok(None),
+            Judgement::Refused(e) => Err(e),
+        };
+        outcomes.push(outcome);
+    }
+    tx.release_groups()?;
+    // Retention cleanup in small steps, paid by the writers of each queue.
+    for q in queues.values() {
+        tx.housekeeping(q)?;
+    }
+    Ok(outcomes)
+}
+
+/// The queue rows the receipts name, by id (unknown ids are missing).
+pub(crate) fn queue_map<'r>(
+    tx: &mut (impl LeaseTx + ?Sized),
+    receipts: impl Iterator<Item = &'r Receipt>,
+) -> Result<HashMap<i64, QueueRow>> {
+    let mut ids: Vec<i64> = receipts.map(|r| r.queue_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(tx
+        .queues_by_ids(&ids)?
+        .into_iter()
+        .map(|q| (q.id, q))
+        .collect())
+}
+
+/// Judges a receipt against the delivery row it names. `last_id` caches
+/// the highest message id handed out, read at the first receipt whose row
+/// is gone.
+pub(crate) fn judge(
+    tx: &mut (impl LeaseTx + ?Sized),
+    r: &Receipt,
+    last_id: &mut Option<i64>,
+) -> Result<Judgement> {
+    let Some(row) = tx.lease_row(r)? else {
+        let last = match *last_id {
+            Some(id) => id,
+            None => *last_id.insert(tx.last_message_id()?),
+        };
+        return Ok(rules::judge_missing(r, last));
+    };
+    Ok(rules::judge_receipt(r, row, tx.now()))
 }
 
 /// Ends a leased delivery as acked (kept, or deleted when the queue's

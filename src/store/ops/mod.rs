@@ -7,3 +7,4 @@ pub(crate) mod admin;
 pub(crate) mod inspect;
 pub(crate) mod lease;
 pub(crate) mod publish;
+pub(crate) mod work;

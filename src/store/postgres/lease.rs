@@ -1,18 +1,20 @@
-//! Leases: claim, ack, nack, extend, and the lazy transitions (due delayed
-//! messages, expired leases) that claims perform on the way, plus the
-//! housekeeping (retention, folding `stats`) that writers do once a second.
+//! The SQL of leases (the operations are `ops::lease`): leasing, settling,
+//! the lazy transitions (due delayed messages, expired leases) that claims
+//! perform on the way, plus the housekeeping (retention, folding `stats`)
+//! that writers do once a second. Claim and ack have one-statement fast
+//! paths here, tried before the generic operation.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::queues::{self, Found, QueueRow};
+use super::queues::{self, QueueRow};
 use super::tx::{NOW_MS, Tx};
 use super::{Conn, PostgresStore, RowExt};
 use crate::store::backend::LeaseTx;
-use crate::store::error::{Error, Result};
+use crate::store::error::Result;
+use crate::store::ops::lease;
 use crate::store::receipt::{Receipt, ReceiptError, Release, new_leases};
-pub(crate) use crate::store::rules::Held;
-use crate::store::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
+use crate::store::rules::{self, Judgement, LeaseRow};
 use crate::store::types::{Delivery, State, ms};
 
 /// The most deliveries one claim statement leases (one random token each).
@@ -21,20 +23,8 @@ const LEASE_BLOCK: usize = 1024;
 /// How many acked messages past retention one housekeeping removes at most.
 const SWEEP_BATCH: i64 = 512;
 
-/// What [`claim_in`] found.
-pub(crate) enum Claim {
-    /// These deliveries, leased for this long (maybe none).
-    Leased(Vec<Delivery>, Duration),
-    /// No queue has this name.
-    Missing,
-    /// The name is a topic's: the error to return.
-    Topic(Error),
-}
-
 impl PostgresStore {
-    /// Leases up to `max` deliverable messages of `queue` for `visibility`
-    /// (default: the queue's), highest priority first, then oldest. With
-    /// `ack`, they are acked in the same transaction (at-most-once).
+    /// See [`lease::claim`]; first tries [`fast_claim`].
     pub fn claim(
         &mut self,
         queue: &str,
@@ -42,35 +32,17 @@ impl PostgresStore {
         visibility: Option<Duration>,
         ack: bool,
     ) -> Result<Vec<Delivery>> {
-        self.retrying(|store| store.claim_once(queue, max, visibility, ack))
-    }
-
-    fn claim_once(
-        &mut self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-        ack: bool,
-    ) -> Result<Vec<Delivery>> {
-        if !ack && let Some(leased) = fast_claim(self.conn.get_mut(), queue, max, visibility)? {
+        if !ack
+            && let Some(leased) =
+                self.retrying(|store| fast_claim(store.conn.get_mut(), queue, max, visibility))?
+        {
             return Ok(leased);
         }
-        let mut tx = Tx::begin(self.conn.get_mut())?;
-        match claim_in(&mut tx, queue, max, visibility, ack)? {
-            Claim::Leased(leased, _) => {
-                tx.commit()?;
-                Ok(leased)
-            }
-            Claim::Topic(e) => Err(e),
-            Claim::Missing => {
-                drop(tx);
-                Err(self.unknown_queue(queue))
-            }
-        }
+        lease::claim(self, queue, max, visibility, ack)
     }
 
-    /// Acks each receipt: the message is done (kept for replay, or deleted when
-    /// the queue's retention is 0). Each receipt is judged on its own.
+    /// Acks each receipt, as [`lease::ack`] does: first the one-statement
+    /// [`fast_ack`], then the set-based [`ack_in`] for the rest.
     pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
         self.retrying(|store| store.ack_once(receipts))
     }
@@ -96,57 +68,22 @@ impl PostgresStore {
             .collect())
     }
 
-    /// Gives each receipt's message back: deliverable again per `release`, or
-    /// dead when this was its last allowed attempt.
+    /// See [`lease::nack`].
     pub fn nack(
         &mut self,
         receipts: &[Receipt],
         release: Release,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle_refusing_repeats(receipts, |tx, q, r, held| {
-            give_back(tx, q, r.msg_id, &held, release).map(|_| ())
-        })
+        lease::nack(self, receipts, release)
     }
 
-    /// Pushes each receipt's lease end to now + `by` (a heartbeat).
+    /// See [`lease::extend`].
     pub fn extend(
         &mut self,
         receipts: &[Receipt],
         by: Duration,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle_refusing_repeats(receipts, |tx, q, r, _| {
-            let until = tx.now.saturating_add(ms(by));
-            set_state(tx, q.id, r.msg_id, State::Leased, until)
-        })
-    }
-
-    /// Runs `act` for every receipt whose lease holds, in one transaction. A
-    /// receipt of a finished delivery is refused: nack and extend need a lease.
-    fn settle_refusing_repeats(
-        &mut self,
-        receipts: &[Receipt],
-        mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
-    ) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.retrying(|store| store.settle_once(receipts, &mut act))
-    }
-
-    fn settle_once(
-        &mut self,
-        receipts: &[Receipt],
-        act: &mut impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
-    ) -> Result<Vec<Result<(), ReceiptError>>> {
-        let mut tx = Tx::begin(self.conn.get_mut())?;
-        let outcomes = settle_in(
-            &mut tx,
-            receipts,
-            |r| r,
-            |tx, q, r, held| act(tx, q, r, held),
-        )?
-        .into_iter()
-        .map(|outcome| rules::settle_answer(outcome, Repeat::Refused))
-        .collect();
-        tx.commit()?;
-        Ok(outcomes)
+        lease::extend(self, receipts, by)
     }
 
     /// When the next delayed message or lease of `queue` comes due (ms since
@@ -162,40 +99,6 @@ impl PostgresStore {
             None => None,
         })
     }
-}
-
-/// The body of [`PostgresStore::claim`], inside a transaction the caller commits.
-pub(crate) fn claim_in(
-    tx: &mut Tx<'_>,
-    queue: &str,
-    max: usize,
-    visibility: Option<Duration>,
-    ack: bool,
-) -> Result<Claim> {
-    let q = match queues::queue(tx, queue)? {
-        Found::Queue(q) => q,
-        Found::Missing => return Ok(Claim::Missing),
-        Found::Topic(e) => return Ok(Claim::Topic(e)),
-    };
-    promote_due(tx, &q)?;
-    housekeeping(tx, &q)?;
-    tx.claimed.insert(q.name.clone(), std::time::Instant::now());
-    let lease = visibility.unwrap_or(q.settings.visibility);
-    let lease_end = tx.now.saturating_add(ms(lease));
-    let leased = lease_next(tx, &q, max, lease_end)?;
-    tx.counts.moved_many(
-        q.id,
-        Some(State::Ready),
-        Some(State::Leased),
-        leased.len() as i64,
-    );
-    if ack {
-        for d in &leased {
-            finish(tx, &q, d.id, d.group.as_deref(), State::Acked)?;
-        }
-        release_groups(tx)?;
-    }
-    Ok(Claim::Leased(leased, lease))
 }
 
 /// A claim in one statement and one round trip, without an explicit
@@ -406,12 +309,13 @@ fn lease_block(tx: &mut Tx<'_>, q: &QueueRow, n: usize, lease_end: i64) -> Resul
 
 /// Acks receipts: one statement for all whose lease holds (per retention:
 /// marked acked, or deleted), then a look at the others to tell a repeated
-/// ack (harmless) from a refused one.
+/// ack (harmless) from a refused one. The same answers as the generic
+/// `ops::lease::ack`, which spends a statement or two per receipt.
 pub(crate) fn ack_in(
     tx: &mut Tx<'_>,
     receipts: &[Receipt],
 ) -> Result<Vec<Result<(), ReceiptError>>> {
-    let queues = queue_map(tx, receipts.iter())?;
+    let queues = lease::queue_map(tx, receipts.iter())?;
     let (mut keep, mut delete) = (Vec::new(), Vec::new());
     for r in receipts {
         match queues.get(&r.queue_id) {
@@ -453,7 +357,7 @@ pub(crate) fn ack_in(
         } else if acked.contains_key(r) {
             Ok(())
         } else {
-            match check(tx, r, &mut last_id)? {
+            match lease::judge(tx, r, &mut last_id)? {
                 Judgement::Done => Ok(()),
                 Judgement::Refused(e) => Err(e),
                 // Its lease started holding after the ack looked: a receipt
@@ -510,52 +414,6 @@ fn ack_set(
         .collect()
 }
 
-/// The queue rows the receipts name, by id (unknown ids are missing).
-fn queue_map<'r>(
-    conn: &mut Conn,
-    receipts: impl Iterator<Item = &'r Receipt>,
-) -> Result<HashMap<i64, QueueRow>> {
-    let mut ids: Vec<i64> = receipts.map(|r| r.queue_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(queues::by_ids(conn, &ids)?
-        .into_iter()
-        .map(|q| (q.id, q))
-        .collect())
-}
-
-/// Runs `act` for every item whose receipt's lease holds, inside a
-/// transaction the caller commits. `Ok(None)`: the delivery was already
-/// finished with this receipt, so `act` did not run.
-pub(crate) fn settle_in<T, S>(
-    tx: &mut Tx<'_>,
-    items: &[T],
-    receipt: impl Fn(&T) -> &Receipt,
-    mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &T, Held) -> Result<S>,
-) -> Result<Vec<Result<Option<S>, ReceiptError>>> {
-    let queues = queue_map(tx, items.iter().map(&receipt))?;
-    let mut last_id = None;
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let r = receipt(item);
-        let Some(q) = queues.get(&r.queue_id) else {
-            outcomes.push(Err(ReceiptError::Unknown));
-            continue;
-        };
-        let outcome = match check(tx, r, &mut last_id)? {
-            Judgement::Held(held) => Ok(Some(act(tx, q, item, held)?)),
-            Judgement::Done => Ok(None),
-            Judgement::Refused(e) => Err(e),
-        };
-        outcomes.push(outcome);
-    }
-    release_groups(tx)?;
-    for q in queues.values() {
-        housekeeping(tx, q)?;
-    }
-    Ok(outcomes)
-}
-
 /// The highest message id ever handed out.
 fn last_message_id(conn: &mut Conn) -> Result<i64> {
     let row = conn.query_opt("SELECT last_value, is_called FROM message_ids", &[])?;
@@ -564,54 +422,6 @@ fn last_message_id(conn: &mut Conn) -> Result<i64> {
         Some(r) => r.at::<i64>(0)? - 1,
         None => 0,
     })
-}
-
-/// Judges a receipt against the delivery row it names, locking the row so
-/// the judgement holds until the transaction ends.
-fn check(tx: &mut Tx<'_>, r: &Receipt, last_id: &mut Option<i64>) -> Result<Judgement> {
-    let row = tx.query_opt(
-        "SELECT state, lease, visible_at, attempts, grp FROM deliveries
-         WHERE msg_id = $1 AND queue_id = $2 FOR UPDATE",
-        &[&r.msg_id, &r.queue_id],
-    )?;
-    let Some(row) = row else {
-        let last = match *last_id {
-            Some(id) => id,
-            None => *last_id.insert(last_message_id(tx)?),
-        };
-        return Ok(rules::judge_missing(r, last));
-    };
-    let row = LeaseRow {
-        state: State::from_i64(row.at(0)?),
-        lease: row.at(1)?,
-        visible_at: row.at(2)?,
-        attempts: row.at(3)?,
-        group: row.at(4)?,
-    };
-    Ok(rules::judge_receipt(r, row, tx.now))
-}
-
-/// Gives a held delivery back after a failed attempt: deliverable again per
-/// `release`, or dead when this was its last allowed attempt. Returns the new state.
-pub(crate) fn give_back(
-    tx: &mut Tx<'_>,
-    q: &QueueRow,
-    msg: i64,
-    held: &Held,
-    release: Release,
-) -> Result<State> {
-    match rules::after_failure(&q.settings, held.attempts, release, tx.now) {
-        AfterFailure::Dead => {
-            finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
-            Ok(State::Dead)
-        }
-        AfterFailure::Back { state, visible_at } => {
-            set_state(tx, q.id, msg, state, visible_at)?;
-            tx.counts.moved(q.id, Some(State::Leased), Some(state));
-            tx.notify(&q.name);
-            Ok(state)
-        }
-    }
 }
 
 pub(crate) fn set_state(
@@ -625,36 +435,6 @@ pub(crate) fn set_state(
         "UPDATE deliveries SET state = $3, visible_at = $4 WHERE msg_id = $1 AND queue_id = $2",
         &[&msg, &queue, &(state as i64), &visible_at],
     )?;
-    Ok(())
-}
-
-/// Ends a leased delivery as acked (kept or deleted per retention) or dead,
-/// and lets the next message of its group go.
-pub(crate) fn finish(
-    tx: &mut Tx<'_>,
-    q: &QueueRow,
-    msg: i64,
-    group: Option<&str>,
-    to: State,
-) -> Result<()> {
-    if to == State::Acked && q.settings.retention.is_zero() {
-        tx.execute(
-            "DELETE FROM deliveries WHERE msg_id = $1 AND queue_id = $2",
-            &[&msg, &q.id],
-        )?;
-        delete_orphans(tx, &[msg])?;
-        tx.counts.acked_and_deleted(q.id, 1);
-    } else {
-        let now = tx.now;
-        tx.execute(
-            "UPDATE deliveries SET state = $3, done_at = $4 WHERE msg_id = $1 AND queue_id = $2",
-            &[&msg, &q.id, &(to as i64), &now],
-        )?;
-        tx.counts.moved(q.id, Some(State::Leased), Some(to));
-    }
-    if let Some(group) = group {
-        release_group(tx, q.id, group, msg)?;
-    }
     Ok(())
 }
 
@@ -864,5 +644,55 @@ impl LeaseTx for Tx<'_> {
 
     fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()> {
         release_group(self, queue, group, finished)
+    }
+
+    fn release_groups(&mut self) -> Result<()> {
+        release_groups(self)
+    }
+
+    /// Also notes the claim, so that the next claim of the queue within a
+    /// second may take [`fast_claim`].
+    fn lease_next(&mut self, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
+        self.claimed
+            .insert(q.name.clone(), std::time::Instant::now());
+        lease_next(self, q, max, lease_end)
+    }
+
+    /// Locks the row, so the judgement holds until the transaction ends.
+    fn lease_row(&mut self, r: &Receipt) -> Result<Option<LeaseRow>> {
+        let row = self.query_opt(
+            "SELECT state, lease, visible_at, attempts, grp FROM deliveries
+             WHERE msg_id = $1 AND queue_id = $2 FOR UPDATE",
+            &[&r.msg_id, &r.queue_id],
+        )?;
+        row.map(|row| {
+            Ok(LeaseRow {
+                state: State::from_i64(row.at(0)?),
+                lease: row.at(1)?,
+                visible_at: row.at(2)?,
+                attempts: row.at(3)?,
+                group: row.at(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn last_message_id(&mut self) -> Result<i64> {
+        last_message_id(self)
+    }
+
+    fn unlease(&mut self, queue: i64, msg: i64) -> Result<()> {
+        let now = self.now;
+        self.execute(
+            "UPDATE deliveries SET state = 0, visible_at = $3, attempts = greatest(attempts - 1, 0)
+             WHERE msg_id = $1 AND queue_id = $2",
+            &[&msg, &queue, &now],
+        )?;
+        Ok(())
+    }
+
+    /// One statement for all of them.
+    fn queues_by_ids(&mut self, ids: &[i64]) -> Result<Vec<QueueRow>> {
+        queues::by_ids(self, ids)
     }
 }

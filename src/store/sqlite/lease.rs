@@ -1,17 +1,17 @@
-//! Leases: claim, ack, nack, extend, and the lazy transitions (due delayed
-//! messages, expired leases, retention) that claims perform on the way.
+//! The SQL of leases (the operations are `ops::lease`): leasing, settling,
+//! and the lazy transitions (due delayed messages, expired leases,
+//! retention) that writers perform on the way.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rusqlite::OptionalExtension;
 
-use super::queues::{self, QueueRow};
+use super::queues::QueueRow;
 use super::tx::Tx;
 use crate::store::backend::LeaseTx;
+use crate::store::ops::lease;
 use crate::store::receipt::{Receipt, ReceiptError, Release};
-pub(crate) use crate::store::rules::Held;
-use crate::store::rules::{self, AfterFailure, Judgement, LeaseRow, Repeat};
+use crate::store::rules::{self, LeaseRow};
 use crate::store::{Delivery, Result, SqliteStore, State, ms};
 
 /// How many acked messages past retention one write removes at most, so that
@@ -22,9 +22,7 @@ const SWEEP_BATCH: i64 = 512;
 const VACUUM_THRESHOLD: i64 = 256;
 
 impl SqliteStore {
-    /// Leases up to `max` deliverable messages of `queue` for `visibility`
-    /// (default: the queue's), highest priority first, then oldest. With
-    /// `ack`, they are acked in the same transaction (at-most-once).
+    /// See [`lease::claim`].
     pub fn claim(
         &mut self,
         queue: &str,
@@ -32,208 +30,43 @@ impl SqliteStore {
         visibility: Option<Duration>,
         ack: bool,
     ) -> Result<Vec<Delivery>> {
-        let mut tx = Tx::begin(&mut self.conn)?;
-        match claim_in(&mut tx, queue, max, visibility, ack)? {
-            Claim::Leased(leased, _) => {
-                tx.commit()?;
-                Ok(leased)
-            }
-            Claim::Topic(q) => Err(queues::topic_error(&tx.tx, q)?),
-            Claim::Missing => Err(queues::unknown(&tx.tx, queue)),
-        }
+        lease::claim(self, queue, max, visibility, ack)
     }
 
-    /// Acks each receipt: the message is done (kept for replay, or deleted when
-    /// the queue's retention is 0). Each receipt is judged on its own.
+    /// See [`lease::ack`].
     pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle(receipts, Repeat::Harmless, |tx, q, r, held| {
-            finish(tx, q, r.msg_id, held.group.as_deref(), State::Acked)
-        })
+        lease::ack(self, receipts)
     }
 
-    /// Gives each receipt's message back: deliverable again per `release`, or
-    /// dead when this was its last allowed attempt.
+    /// See [`lease::nack`].
     pub fn nack(
         &mut self,
         receipts: &[Receipt],
         release: Release,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle(receipts, Repeat::Refused, |tx, q, r, held| {
-            give_back(tx, q, r.msg_id, &held, release).map(|_| ())
-        })
+        lease::nack(self, receipts, release)
     }
 
-    /// Pushes each receipt's lease end to now + `by` (a heartbeat).
+    /// See [`lease::extend`].
     pub fn extend(
         &mut self,
         receipts: &[Receipt],
         by: Duration,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.settle(receipts, Repeat::Refused, |tx, q, r, _| {
-            set_state(
-                tx,
-                q.id,
-                r.msg_id,
-                State::Leased,
-                tx.now.saturating_add(ms(by)),
-            )
-        })
+        lease::extend(self, receipts, by)
     }
 
-    /// Runs `act` for every receipt whose lease holds, in one transaction.
-    /// A receipt whose delivery is already finished (acked, or deleted on
-    /// ack) is fine for a repeated ack, but refused for nack and extend: they
-    /// need a lease, and answering yes would tell the caller the message is
-    /// back in the queue, or still theirs, when it is not.
-    fn settle(
-        &mut self,
-        receipts: &[Receipt],
-        repeat: Repeat,
-        mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &Receipt, Held) -> Result<()>,
-    ) -> Result<Vec<Result<(), ReceiptError>>> {
-        let mut tx = Tx::begin(&mut self.conn)?;
-        let outcomes = settle_in(
-            &mut tx,
-            receipts,
-            |r| r,
-            |tx, q, r, held| act(tx, q, r, held),
-        )?
-        .into_iter()
-        .map(|outcome| rules::settle_answer(outcome, repeat))
-        .collect::<Vec<_>>();
-        tx.commit()?;
-        Ok(outcomes)
+    /// When the next delayed message or lease of `queue` comes due (ms since
+    /// the epoch), so a waiting consumer knows when to look again.
+    pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(visible_at) FROM deliveries
+                 WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)",
+            )?
+            .query_row([queue], |row| row.get(0))?)
     }
-}
-
-/// What [`claim_in`] found.
-pub(crate) enum Claim {
-    /// These deliveries, leased for this long (maybe none).
-    Leased(Vec<Delivery>, Duration),
-    /// No queue has this name.
-    Missing,
-    /// The name is a topic's.
-    Topic(QueueRow),
-}
-
-/// The body of [`SqliteStore::claim`], inside a transaction the caller commits.
-pub(crate) fn claim_in(
-    tx: &mut Tx<'_>,
-    queue: &str,
-    max: usize,
-    visibility: Option<Duration>,
-    ack: bool,
-) -> Result<Claim> {
-    let Some(q) = queues::lookup(&tx.tx, queue)? else {
-        return Ok(Claim::Missing);
-    };
-    if q.is_topic {
-        return Ok(Claim::Topic(q));
-    }
-    promote_due(tx, &q)?;
-    sweep(tx, &q)?;
-    let lease = visibility.unwrap_or(q.settings.visibility);
-    let lease_end = tx.now.saturating_add(ms(lease));
-    let mut leased = lease_next(tx, &q, max, lease_end)?;
-    tx.counts.moved_many(
-        q.id,
-        Some(State::Ready),
-        Some(State::Leased),
-        leased.len() as i64,
-    );
-    for d in &mut leased {
-        fill_message(tx, d)?;
-    }
-    if ack {
-        for d in &leased {
-            finish(tx, &q, d.id, d.group.as_deref(), State::Acked)?;
-        }
-    }
-    Ok(Claim::Leased(leased, lease))
-}
-
-/// Runs `act` for every item whose receipt's lease holds, inside a
-/// transaction the caller commits. `Ok(None)`: the delivery was already
-/// finished with this receipt (acking again is harmless), so `act` did not run.
-pub(crate) fn settle_in<T, S>(
-    tx: &mut Tx<'_>,
-    items: &[T],
-    receipt: impl Fn(&T) -> &Receipt,
-    mut act: impl FnMut(&mut Tx<'_>, &QueueRow, &T, Held) -> Result<S>,
-) -> Result<Vec<Result<Option<S>, ReceiptError>>> {
-    let mut queues: HashMap<i64, Option<QueueRow>> = HashMap::new();
-    let next_id: i64 = tx
-        .tx
-        .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
-        .query_row([], |row| row.get(0))?;
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let r = receipt(item);
-        if let std::collections::hash_map::Entry::Vacant(slot) = queues.entry(r.queue_id) {
-            slot.insert(queues::by_id(&tx.tx, r.queue_id)?);
-        }
-        let Some(q) = queues[&r.queue_id].as_ref() else {
-            outcomes.push(Err(ReceiptError::Unknown));
-            continue;
-        };
-        let outcome = match check(tx, r, next_id)? {
-            Judgement::Held(held) => Ok(Some(act(tx, q, item, held)?)),
-            Judgement::Done => Ok(None),
-            Judgement::Refused(e) => Err(e),
-        };
-        outcomes.push(outcome);
-    }
-    // Retention cleanup in small steps, paid by the writers of each queue.
-    for q in queues.values().flatten() {
-        sweep(tx, q)?;
-    }
-    Ok(outcomes)
-}
-
-/// Gives a held delivery back after a failed attempt: deliverable again per
-/// `release`, or dead when this was its last allowed attempt. Returns the new state.
-pub(crate) fn give_back(
-    tx: &mut Tx<'_>,
-    q: &QueueRow,
-    msg: i64,
-    held: &Held,
-    release: Release,
-) -> Result<State> {
-    match rules::after_failure(&q.settings, held.attempts, release, tx.now) {
-        AfterFailure::Dead => {
-            finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
-            Ok(State::Dead)
-        }
-        AfterFailure::Back { state, visible_at } => {
-            set_state(tx, q.id, msg, state, visible_at)?;
-            tx.counts.moved(q.id, Some(State::Leased), Some(state));
-            Ok(state)
-        }
-    }
-}
-
-/// Judges a receipt against the delivery row it names.
-fn check(tx: &Tx<'_>, r: &Receipt, next_id: i64) -> Result<Judgement> {
-    let row = tx
-        .tx
-        .prepare_cached(
-            "SELECT state, lease, visible_at, attempts, grp FROM deliveries
-             WHERE msg_id = ?1 AND queue_id = ?2",
-        )?
-        .query_row((r.msg_id, r.queue_id), |row| {
-            Ok(LeaseRow {
-                state: State::from_i64(row.get(0)?),
-                lease: row.get(1)?,
-                visible_at: row.get(2)?,
-                attempts: row.get(3)?,
-                group: row.get(4)?,
-            })
-        })
-        .optional()?;
-    Ok(match row {
-        Some(row) => rules::judge_receipt(r, row, tx.now),
-        None => rules::judge_missing(r, next_id - 1),
-    })
 }
 
 pub(crate) fn set_state(
@@ -312,35 +145,6 @@ fn fill_message(tx: &Tx<'_>, d: &mut Delivery) -> Result<()> {
     d.raw = raw;
     d.headers = headers;
     d.body = body;
-    Ok(())
-}
-
-/// Ends a leased delivery as acked (kept or deleted per retention) or dead,
-/// and lets the next message of its group go.
-pub(crate) fn finish(
-    tx: &mut Tx<'_>,
-    q: &QueueRow,
-    msg: i64,
-    group: Option<&str>,
-    to: State,
-) -> Result<()> {
-    if to == State::Acked && q.settings.retention.is_zero() {
-        tx.tx
-            .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?
-            .execute((msg, q.id))?;
-        delete_orphan(tx, msg)?;
-        tx.counts.acked_and_deleted(q.id, 1);
-    } else {
-        tx.tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = ?3, done_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
-            )?
-            .execute((msg, q.id, to as i64, tx.now))?;
-        tx.counts.moved(q.id, Some(State::Leased), Some(to));
-    }
-    if let Some(group) = group {
-        release_group(tx, q.id, group, msg)?;
-    }
     Ok(())
 }
 
@@ -516,20 +320,6 @@ pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
     Ok(())
 }
 
-impl SqliteStore {
-    /// When the next delayed message or lease of `queue` comes due (ms since
-    /// the epoch), so a waiting consumer knows when to look again.
-    pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT min(visible_at) FROM deliveries
-                 WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)",
-            )?
-            .query_row([queue], |row| row.get(0))?)
-    }
-}
-
 impl LeaseTx for Tx<'_> {
     fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
         promote_due(self, q)
@@ -568,5 +358,55 @@ impl LeaseTx for Tx<'_> {
 
     fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()> {
         release_group(self, queue, group, finished)
+    }
+
+    /// Groups are released at once here: none is left waiting.
+    fn release_groups(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn lease_next(&mut self, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
+        let mut leased = lease_next(self, q, max, lease_end)?;
+        for d in &mut leased {
+            fill_message(self, d)?;
+        }
+        Ok(leased)
+    }
+
+    fn lease_row(&mut self, r: &Receipt) -> Result<Option<LeaseRow>> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT state, lease, visible_at, attempts, grp FROM deliveries
+                 WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .query_row((r.msg_id, r.queue_id), |row| {
+                Ok(LeaseRow {
+                    state: State::from_i64(row.get(0)?),
+                    lease: row.get(1)?,
+                    visible_at: row.get(2)?,
+                    attempts: row.get(3)?,
+                    group: row.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn last_message_id(&mut self) -> Result<i64> {
+        let next: i64 = self
+            .tx
+            .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
+            .query_row([], |row| row.get(0))?;
+        Ok(next - 1)
+    }
+
+    fn unlease(&mut self, queue: i64, msg: i64) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = 0, visible_at = ?3, attempts = max(attempts - 1, 0)
+                 WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .execute((msg, queue, self.now))?;
+        Ok(())
     }
 }
