@@ -8,8 +8,7 @@ use crate::Context;
 use crate::commands::view;
 use crate::error::{Exit, Failure};
 use crate::parse::{format_duration, format_size};
-use crate::store::postgres::PgHealth;
-use crate::store::{BrokenSchema, Db, Health, QueueHealth, STATE_COLUMNS};
+use crate::store::{FileHealth, Health, QueueHealth, STATE_COLUMNS};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -70,43 +69,28 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     };
     drop(store);
     if args.repair {
-        let changed = match ctx.store()? {
-            Db::Sqlite(mut s) => s.repair()?,
-            Db::Postgres(mut p) => p.repair()?,
-        };
+        let changed = ctx.store()?.repair()?;
         ctx.out
             .note(&format!("repaired {changed} thing(s); checking again"));
     }
     let Some(store) = ctx.read_store()? else {
         return report_missing(ctx, &path);
     };
-    let (display, findings) = match &store {
-        Db::Sqlite(s) => {
-            let health = s.health()?;
-            let findings = findings(&health);
-            if ctx.out.human() {
-                print_table(ctx, &path, &health, &findings)?;
-            } else {
-                print_json(&path, &health, &findings)?;
-            }
-            (path.display().to_string(), findings)
-        }
-        Db::Postgres(p) => {
-            let health = p.health()?;
-            let findings = pg_findings(&health);
-            if ctx.out.human() {
-                print_pg_table(ctx, &health, &findings)?;
-            } else {
-                print_pg_json(&health, &findings)?;
-            }
-            (health.display.clone(), findings)
-        }
-    };
+    let health = store.health()?;
+    let findings = findings(&health);
+    if ctx.out.human() {
+        print_table(ctx, &health, &findings)?;
+    } else {
+        print_json(&health, &findings)?;
+    }
     let problems = findings.iter().filter(|f| f.problem).count();
     if problems > 0 {
         return Err(Failure::new(
             Exit::IoErr,
-            format!("doctor found {problems} problem(s) in `{display}`; see the report above"),
+            format!(
+                "doctor found {problems} problem(s) in `{}`; see the report above",
+                health.database.path
+            ),
         )
         .into());
     }
@@ -133,127 +117,83 @@ fn report_missing(ctx: &Context, path: &std::path::Path) -> anyhow::Result<Exit>
     Ok(Exit::Ok)
 }
 
+/// What a person should know about `h`: problems first, then warnings.
+/// The checks of the file (integrity, file system, journal, WAL, free
+/// space) apply where the report has a file.
 fn findings(h: &Health) -> Vec<Finding> {
     let mut out = Vec::new();
-    if !h.integrity_ok() {
+    let file = h.database.file.as_ref();
+    if let Some(integrity) = h.integrity.as_ref().filter(|_| !h.integrity_ok()) {
         out.push(Finding::problem(
-            format!("SQLite's integrity check failed: {}", h.integrity.join("; ")),
+            format!("SQLite's integrity check failed: {}", integrity.join("; ")),
             "The file is damaged. Stop every spool process, keep a copy of the file, and restore it from a backup (or try `sqlite3 DB .recover`)",
         ));
     }
-    if let Some(kind) = h.network_fs {
+    if let Some(kind) = file.and_then(|f| f.network_fs) {
         out.push(Finding::problem(
             format!("the database is on a network file system ({kind})"),
             "SQLite's WAL needs local locks and shared memory: move the file to a local disk",
         ));
     }
-    if h.journal_mode != "wal" {
+    if let Some(f) = file.filter(|f| f.journal_mode != "wal") {
         out.push(Finding::problem(
-            format!("the journal mode is `{}`, not `wal`", h.journal_mode),
+            format!("the journal mode is `{}`, not `wal`", f.journal_mode),
             "Readers now block writers. Set it back with `sqlite3 DB 'PRAGMA journal_mode=WAL'` while no spool runs",
         ));
     }
-    out.extend(Checked::of_sqlite(h).problems());
-    out.extend(warnings(h));
+    out.extend(problems(h));
+    let db = &h.database;
+    if db.schema_version < db.schema_supported {
+        out.push(Finding::warning(
+            format!(
+                "the schema is version {}, older than this spool's {}",
+                db.schema_version, db.schema_supported
+            ),
+            "Any command that writes brings it up to date",
+        ));
+    }
+    out.extend(file.map(file_warnings).into_iter().flatten());
+    if h.orphan_messages > 0 {
+        out.push(Finding::warning(
+            format!(
+                "{} message bodies are no longer in any queue",
+                h.orphan_messages
+            ),
+            "They only take space: `spool doctor --repair` deletes them",
+        ));
+    }
     out
 }
 
-/// What doctor checks alike on both backends: spool's own invariants.
-struct Checked<'a> {
-    queues: &'a [QueueHealth],
-    missing_messages: i64,
-    broken_schemas: &'a [BrokenSchema],
-    ids_safe: bool,
-    next_message_id: i64,
-    max_message_id: Option<i64>,
-    schema_version: i64,
-    schema_supported: i64,
-    orphan_messages: i64,
-    /// What to do about lost bodies on this backend.
-    restore_from: &'static str,
-}
-
-impl<'a> Checked<'a> {
-    fn of_sqlite(h: &'a Health) -> Checked<'a> {
-        Checked {
-            queues: &h.queues,
-            missing_messages: h.missing_messages,
-            broken_schemas: &h.broken_schemas,
-            ids_safe: h.ids_safe(),
-            next_message_id: h.next_message_id,
-            max_message_id: h.max_message_id,
-            schema_version: h.schema_version,
-            schema_supported: h.schema_supported,
-            orphan_messages: h.orphan_messages,
-            restore_from: "restore the file from a backup",
-        }
-    }
-
-    /// Counters that disagree with the rows, lost bodies, schemas that no
-    /// longer compile, ids that could be reused.
-    fn problems(&self) -> Vec<Finding> {
-        let mut out = Vec::new();
-        for q in self.queues.iter().filter(|q| !q.consistent()) {
-            out.push(Finding::problem(
-                format!(
-                    "the counters of `{}` do not match its messages: {}",
-                    q.name,
-                    counter_diff(q)
-                ),
-                "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
-            ));
-        }
-        if self.missing_messages > 0 {
-            out.push(Finding::problem(
-                format!(
-                    "{} deliveries point at message bodies that are gone",
-                    self.missing_messages
-                ),
-                format!("Those messages cannot be delivered; {}", self.restore_from),
-            ));
-        }
-        out.extend(broken_schemas(self.broken_schemas));
-        if !self.ids_safe {
-            out.push(Finding::problem(
-                format!(
-                    "the next message id ({}) is not above the highest stored id ({})",
-                    self.next_message_id,
-                    self.max_message_id.unwrap_or(0)
-                ),
-                "New messages could reuse ids: run `spool doctor --repair`",
-            ));
-        }
-        out
-    }
-
-    fn old_schema(&self) -> Option<Finding> {
-        (self.schema_version < self.schema_supported).then(|| {
-            Finding::warning(
-                format!(
-                    "the schema is version {}, older than this spool's {}",
-                    self.schema_version, self.schema_supported
-                ),
-                "Any command that writes brings it up to date",
-            )
-        })
-    }
-
-    fn orphans(&self) -> Option<Finding> {
-        (self.orphan_messages > 0).then(|| {
-            Finding::warning(
-                format!(
-                    "{} message bodies are no longer in any queue",
-                    self.orphan_messages
-                ),
-                "They only take space: `spool doctor --repair` deletes them",
-            )
-        })
-    }
-}
-
-fn broken_schemas(broken: &[BrokenSchema]) -> Vec<Finding> {
+/// Counters that disagree with the rows, lost bodies, schemas that no
+/// longer compile, ids that could be reused.
+fn problems(h: &Health) -> Vec<Finding> {
     let mut out = Vec::new();
-    for b in broken {
+    for q in h.queues.iter().filter(|q| !q.consistent()) {
+        out.push(Finding::problem(
+            format!(
+                "the counters of `{}` do not match its messages: {}",
+                q.name,
+                counter_diff(q)
+            ),
+            "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
+        ));
+    }
+    if h.missing_messages > 0 {
+        let holder = if h.database.file.is_some() {
+            "file"
+        } else {
+            "schema"
+        };
+        out.push(Finding::problem(
+            format!(
+                "{} deliveries point at message bodies that are gone",
+                h.missing_messages
+            ),
+            format!("Those messages cannot be delivered; restore the {holder} from a backup"),
+        ));
+    }
+    for b in &h.broken_schemas {
         out.push(Finding::problem(
             format!(
                 "schema version {} of `{}` does not compile: {}",
@@ -265,37 +205,45 @@ fn broken_schemas(broken: &[BrokenSchema]) -> Vec<Finding> {
             ),
         ));
     }
+    if !h.ids_safe() {
+        out.push(Finding::problem(
+            format!(
+                "the next message id ({}) is not above the highest stored id ({})",
+                h.next_message_id,
+                h.max_message_id.unwrap_or(0)
+            ),
+            "New messages could reuse ids: run `spool doctor --repair`",
+        ));
+    }
     out
 }
 
-fn warnings(h: &Health) -> Vec<Finding> {
+/// The WAL, free space and auto_vacuum of an SQLite file.
+fn file_warnings(f: &FileHealth) -> Vec<Finding> {
     let mut out = Vec::new();
-    let checked = Checked::of_sqlite(h);
-    out.extend(checked.old_schema());
-    if h.wal_bytes > WAL_WARN_BYTES {
+    if f.wal_bytes > WAL_WARN_BYTES {
         out.push(Finding::warning(
-            format!("the WAL is {}", view::bytes(h.wal_bytes)),
+            format!("the WAL is {}", view::bytes(f.wal_bytes)),
             "It is cut back to 16 MiB after the next complete checkpoint; if it keeps growing, look for a process that keeps a read transaction open on the database",
         ));
     }
-    let free_bytes = (h.free_pages * h.page_size).max(0) as u64;
-    if h.free_pages > 1024 && h.free_pages * 4 > h.page_count {
+    let free_bytes = (f.free_pages * f.page_size).max(0) as u64;
+    if f.free_pages > 1024 && f.free_pages * 4 > f.page_count {
         out.push(Finding::warning(
             format!(
                 "{} of the file ({} pages) is free space",
                 view::bytes(free_bytes),
-                h.free_pages
+                f.free_pages
             ),
             "Writing commands hand free pages back a few hundred at a time; to shrink the file at once run `sqlite3 DB VACUUM` while no spool runs",
         ));
     }
-    if h.auto_vacuum != 2 {
+    if f.auto_vacuum != 2 {
         out.push(Finding::warning(
-            format!("auto_vacuum is {}, not incremental (2)", h.auto_vacuum),
+            format!("auto_vacuum is {}, not incremental (2)", f.auto_vacuum),
             "Freed space stays in the file; `sqlite3 DB 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM'` while no spool runs",
         ));
     }
-    out.extend(checked.orphans());
     out
 }
 
@@ -314,55 +262,53 @@ fn counter_diff(q: &QueueHealth) -> String {
         .join(", ")
 }
 
-fn print_table(
-    ctx: &Context,
-    path: &std::path::Path,
-    h: &Health,
-    findings: &[Finding],
-) -> anyhow::Result<()> {
+fn print_table(ctx: &Context, h: &Health, findings: &[Finding]) -> anyhow::Result<()> {
     let mut out = crate::output::stdout();
-    let facts = [
-        ("database", path.display().to_string()),
-        (
+    let db = &h.database;
+    let mut facts = vec![("database", db.path.clone())];
+    if let Some(f) = &db.file {
+        facts.push((
             "file",
             format!(
                 "{} ({} pages of {} bytes, {} free)",
-                view::bytes(h.file_bytes),
-                h.page_count,
-                h.page_size,
-                h.free_pages
+                view::bytes(db.size_bytes),
+                f.page_count,
+                f.page_size,
+                f.free_pages
             ),
+        ));
+        facts.push(("wal", view::bytes(f.wal_bytes)));
+    }
+    if let Some(s) = &db.server {
+        facts.push(("server", format!("PostgreSQL {}", s.server_version)));
+        facts.push(("size", view::bytes(db.size_bytes)));
+    }
+    facts.push((
+        "schema",
+        format!(
+            "version {} (this spool knows up to {})",
+            db.schema_version, db.schema_supported
         ),
-        ("wal", view::bytes(h.wal_bytes)),
-        (
-            "schema",
-            format!(
-                "version {} (this spool knows up to {})",
-                h.schema_version, h.schema_supported
-            ),
-        ),
-        (
+    ));
+    if let Some(f) = &db.file {
+        let auto_vacuum = match f.auto_vacuum {
+            0 => "none",
+            1 => "full",
+            _ => "incremental",
+        };
+        facts.push((
             "journal",
-            format!(
-                "{}, auto_vacuum {}",
-                h.journal_mode,
-                match h.auto_vacuum {
-                    0 => "none",
-                    1 => "full",
-                    _ => "incremental",
-                }
-            ),
-        ),
-        ("filesystem", h.network_fs.unwrap_or("local").to_owned()),
-        (
-            "integrity",
-            if h.integrity_ok() {
-                "ok".into()
-            } else {
-                "FAILED".into()
-            },
-        ),
-    ];
+            format!("{}, auto_vacuum {auto_vacuum}", f.journal_mode),
+        ));
+        facts.push(("filesystem", f.network_fs.unwrap_or("local").to_owned()));
+    }
+    if h.integrity.is_some() {
+        let ok = if h.integrity_ok() { "ok" } else { "FAILED" };
+        facts.push(("integrity", ok.to_owned()));
+    }
+    if let Some(s) = &db.server {
+        facts.push(("stats rows", s.stats_rows.to_string()));
+    }
     for (name, value) in facts {
         writeln!(out, "{name:<11}{value}")?;
     }
@@ -435,44 +381,17 @@ fn queue_table(ctx: &Context, queues: &[QueueHealth]) -> comfy_table::Table {
     table
 }
 
-fn queues_json(queues: &[QueueHealth]) -> Vec<Value> {
-    let states = |n: &[i64; 6]| -> Value {
-        STATE_COLUMNS
-            .iter()
-            .zip(n)
-            .map(|(name, v)| ((*name).to_owned(), json!(v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    queues
-        .iter()
-        .map(|q| {
-            let s = &q.settings;
-            json!({
-                "name": q.name,
-                "topic": q.is_topic,
-                "visibility_ms": s.visibility.as_millis() as u64,
-                "max_attempts": s.max_attempts,
-                "retention_ms": s.retention.as_millis() as u64,
-                "max_size_bytes": s.max_size,
-                "retry_delay_ms": s.retry_delay.as_millis() as u64,
-                "counters": states(&q.counters),
-                "counted": states(&q.counted),
-                "consistent": q.consistent(),
-            })
-        })
-        .collect()
-}
-
-fn broken_schemas_json(broken: &[BrokenSchema]) -> Vec<Value> {
-    broken
-        .iter()
-        .map(|b| json!({"queue": b.queue, "version": b.version, "reason": b.reason}))
-        .collect()
-}
-
-fn findings_json(findings: &[Finding]) -> Vec<Value> {
-    findings
+/// `doctor --json`: the report, what to do about it, and whether it is
+/// healthy.
+fn print_json(h: &Health, findings: &[Finding]) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        #[serde(flatten)]
+        health: &'a Health,
+        findings: Vec<Value>,
+        healthy: bool,
+    }
+    let findings: Vec<Value> = findings
         .iter()
         .map(|f| {
             json!({
@@ -481,120 +400,15 @@ fn findings_json(findings: &[Finding]) -> Vec<Value> {
                 "fix": f.fix,
             })
         })
-        .collect()
-}
-
-fn print_json(path: &std::path::Path, h: &Health, findings: &[Finding]) -> anyhow::Result<()> {
-    let queues = queues_json(&h.queues);
-    let findings = findings_json(findings);
-    let report = json!({
-        "database": {
-            "path": path.display().to_string(),
-            "exists": true,
-            "size_bytes": h.file_bytes,
-            "wal_bytes": h.wal_bytes,
-            "page_size": h.page_size,
-            "page_count": h.page_count,
-            "free_pages": h.free_pages,
-            "schema_version": h.schema_version,
-            "schema_supported": h.schema_supported,
-            "journal_mode": h.journal_mode,
-            "auto_vacuum": h.auto_vacuum,
-            "network_fs": h.network_fs,
-        },
-        "integrity": h.integrity,
-        "queues": queues,
-        "orphan_messages": h.orphan_messages,
-        "missing_messages": h.missing_messages,
-        "next_message_id": h.next_message_id,
-        "max_message_id": h.max_message_id,
-        "broken_schemas": broken_schemas_json(&h.broken_schemas),
-        "findings": findings,
-        "healthy": !findings.iter().any(|f| f["level"] == "problem"),
-    });
-    let mut out = crate::output::stdout();
-    writeln!(out, "{report}")?;
-    out.flush()?;
-    Ok(())
-}
-
-fn pg_findings(h: &PgHealth) -> Vec<Finding> {
-    let checked = Checked {
-        queues: &h.queues,
-        missing_messages: h.missing_messages,
-        broken_schemas: &h.broken_schemas,
-        ids_safe: h.ids_safe(),
-        next_message_id: h.next_message_id,
-        max_message_id: h.max_message_id,
-        schema_version: h.schema_version,
-        schema_supported: h.schema_supported,
-        orphan_messages: h.orphan_messages,
-        restore_from: "restore the schema from a backup",
-    };
-    let mut out = checked.problems();
-    out.extend(checked.old_schema());
-    out.extend(checked.orphans());
-    out
-}
-
-fn print_pg_table(ctx: &Context, h: &PgHealth, findings: &[Finding]) -> anyhow::Result<()> {
-    let mut out = crate::output::stdout();
-    let facts = [
-        ("database", h.display.clone()),
-        ("server", format!("PostgreSQL {}", h.server_version)),
-        ("size", view::bytes(h.size_bytes)),
-        (
-            "schema",
-            format!(
-                "version {} (this spool knows up to {})",
-                h.schema_version, h.schema_supported
-            ),
-        ),
-        ("stats rows", h.stats_rows.to_string()),
-    ];
-    for (name, value) in facts {
-        writeln!(out, "{name:<11}{value}")?;
-    }
-    writeln!(out)?;
-    if h.queues.is_empty() {
-        writeln!(out, "no queues yet")?;
-    } else {
-        writeln!(out, "{}", queue_table(ctx, &h.queues))?;
-    }
-    writeln!(out)?;
-    if findings.is_empty() {
-        writeln!(out, "healthy: nothing to do")?;
-    }
-    for f in findings {
-        let label = if f.problem { "problem" } else { "warning" };
-        writeln!(out, "{label}: {}.\n  {}.", f.what, f.fix)?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn print_pg_json(h: &PgHealth, findings: &[Finding]) -> anyhow::Result<()> {
-    let findings = findings_json(findings);
-    let report = json!({
-        "database": {
-            "path": h.display,
-            "exists": true,
-            "backend": "postgres",
-            "server_version": h.server_version,
-            "size_bytes": h.size_bytes,
-            "stats_rows": h.stats_rows,
-            "schema_version": h.schema_version,
-            "schema_supported": h.schema_supported,
-        },
-        "queues": queues_json(&h.queues),
-        "orphan_messages": h.orphan_messages,
-        "missing_messages": h.missing_messages,
-        "next_message_id": h.next_message_id,
-        "max_message_id": h.max_message_id,
-        "broken_schemas": broken_schemas_json(&h.broken_schemas),
-        "findings": findings,
-        "healthy": !findings.iter().any(|f| f["level"] == "problem"),
-    });
+        .collect();
+    let healthy = !findings.iter().any(|f| f["level"] == "problem");
+    let mut report = serde_json::to_value(Report {
+        health: h,
+        findings,
+        healthy,
+    })?;
+    // A report is always of a database that exists (see `report_missing`).
+    report["database"]["exists"] = json!(true);
     let mut out = crate::output::stdout();
     writeln!(out, "{report}")?;
     out.flush()?;

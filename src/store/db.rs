@@ -13,10 +13,10 @@ use crate::contract::Contract;
 use super::Location;
 use super::postgres::{PgOptions, PgPublishBatch, PostgresStore};
 use super::{
-    Created, DatabaseInfo, Delivery, Error, NewMessage, Options, Outcome, PeekQuery, Peeked,
-    PublishBatch, QueueInfo, QueueSet, RateHistory, Receipt, ReceiptError, Release, ReplayFilter,
-    Replayed, Result, SchemaChange, SchemaVersion, Settings, SettingsPatch, SqliteStore, State,
-    Subscribed, Sync, WorkStep,
+    Created, DatabaseInfo, Delivery, Error, Health, NewMessage, Options, Outcome, PeekQuery,
+    Peeked, PublishBatch, QueueInfo, QueueSet, RateHistory, Receipt, ReceiptError, Release,
+    ReplayFilter, Replayed, Result, SchemaChange, SchemaVersion, Settings, SettingsPatch,
+    SqliteStore, State, Subscribed, Sync, WorkStep,
 };
 
 /// An open spool database.
@@ -348,6 +348,16 @@ impl Db {
     /// See [`SqliteStore::peek_id`].
     pub fn peek_id(&self, queue: &str, id: i64) -> Result<Option<Peeked>> {
         each!(self, s => s.peek_id(queue, id))
+    }
+
+    /// What `spool doctor` finds (see [`SqliteStore::health`]). Only reads.
+    pub fn health(&self) -> Result<Health> {
+        each!(self, s => s.health())
+    }
+
+    /// Recomputes what can be recomputed (see [`SqliteStore::repair`]).
+    pub fn repair(&mut self) -> Result<usize> {
+        each!(self, s => s.repair())
     }
 
     /// See [`SqliteStore::replay`].

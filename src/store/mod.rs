@@ -155,15 +155,15 @@ pub use location::is_postgres_url;
 pub use postgres::{Migrated, PostgresStore};
 pub use receipt::{Receipt, ReceiptError, Release};
 pub use rules::backoff;
-pub use sqlite::{Health, PublishBatch, SqliteStore};
+pub use sqlite::{PublishBatch, SqliteStore};
 pub(crate) use types::ms;
 pub use types::{
     Created, Delivery, NewMessage, Outcome, QueueSet, ReplayFilter, Replayed, SchemaChange,
     SchemaVersion, Settings, SettingsPatch, Settled, State, Subscribed, Sync, WorkStep, now_ms,
 };
 pub use views::{
-    BrokenSchema, Counts, DatabaseInfo, PeekQuery, Peeked, QueueHealth, QueueInfo, RateHistory,
-    STATE_COLUMNS,
+    BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, PeekQuery, Peeked,
+    QueueHealth, QueueInfo, RateHistory, STATE_COLUMNS, ServerHealth,
 };
 
 /// Where the database is and how to talk to it.

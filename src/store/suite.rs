@@ -173,11 +173,7 @@ impl Fixture {
 
     /// Runs `doctor --repair`'s repair; returns what it fixed.
     pub fn repair(&mut self) -> usize {
-        match &mut self.db {
-            Db::Sqlite(s) => s.repair(),
-            Db::Postgres(p) => p.repair(),
-        }
-        .expect("repair")
+        self.db.repair().expect("repair")
     }
 
     /// The one number `sql` selects, read by a connection of the test's
@@ -211,38 +207,16 @@ impl Drop for Fixture {
     }
 }
 
-/// What `doctor` finds on `db`, the same on both backends. The one place
-/// that tells the two backends' health reports apart.
+/// What `doctor` finds on `db` (one report on both backends).
 pub(crate) fn health_of(db: &Db) -> Checked {
-    match db {
-        Db::Sqlite(s) => {
-            let h = s.health().expect("health");
-            Checked {
-                healthy: h.integrity_ok()
-                    && h.ids_safe()
-                    && h.orphan_messages == 0
-                    && h.missing_messages == 0
-                    && h.queues.iter().all(QueueHealth::consistent)
-                    && h.schema_version == h.schema_supported
-                    && h.broken_schemas.is_empty(),
-                ids_safe: h.ids_safe(),
-                queues: h.queues,
-                orphan_messages: h.orphan_messages,
-                missing_messages: h.missing_messages,
-                broken_schemas: h.broken_schemas,
-            }
-        }
-        Db::Postgres(p) => {
-            let h = p.health().expect("health");
-            Checked {
-                healthy: h.healthy(),
-                ids_safe: h.ids_safe(),
-                queues: h.queues,
-                orphan_messages: h.orphan_messages,
-                missing_messages: h.missing_messages,
-                broken_schemas: h.broken_schemas,
-            }
-        }
+    let h = db.health().expect("health");
+    Checked {
+        healthy: h.healthy(),
+        ids_safe: h.ids_safe(),
+        queues: h.queues,
+        orphan_messages: h.orphan_messages,
+        missing_messages: h.missing_messages,
+        broken_schemas: h.broken_schemas,
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use serde::Serialize;
+
 use super::error::Result;
 use super::rules;
 use super::types::{Delivery, Settings, State, ms};
@@ -125,7 +127,7 @@ pub struct RateHistory {
 }
 
 /// A queue's JSON Schema in force that does not compile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokenSchema {
     /// The queue or topic.
     pub queue: String,
@@ -144,7 +146,8 @@ pub struct QueueHealth {
     pub is_topic: bool,
     /// The settings in force.
     pub settings: Settings,
-    /// `queues.n_*`, indexed by [`State`] as stored.
+    /// The stored counters (`queues.n_*` on SQLite, the summed `stats` on
+    /// PostgreSQL), indexed by [`State`] as stored.
     pub counters: [i64; 6],
     /// `count(*)` of its `deliveries` rows per stored state.
     pub counted: [i64; 6],
@@ -155,6 +158,130 @@ impl QueueHealth {
     pub fn consistent(&self) -> bool {
         self.counters == self.counted
     }
+}
+
+impl Serialize for QueueHealth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let states = |n: &[i64; 6]| -> serde_json::Map<String, serde_json::Value> {
+            STATE_COLUMNS
+                .iter()
+                .zip(n)
+                .map(|(name, v)| ((*name).to_owned(), (*v).into()))
+                .collect()
+        };
+        let st = &self.settings;
+        serde_json::json!({
+            "name": self.name,
+            "topic": self.is_topic,
+            "visibility_ms": st.visibility.as_millis() as u64,
+            "max_attempts": st.max_attempts,
+            "retention_ms": st.retention.as_millis() as u64,
+            "max_size_bytes": st.max_size,
+            "retry_delay_ms": st.retry_delay.as_millis() as u64,
+            "counters": states(&self.counters),
+            "counted": states(&self.counted),
+            "consistent": self.consistent(),
+        })
+        .serialize(s)
+    }
+}
+
+/// What `spool doctor` found, on either backend (`doctor --json` prints it).
+/// Gathering it only reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// The database and its storage.
+    pub database: DatabaseHealth,
+    /// SQLite's `PRAGMA integrity_check`: `["ok"]` when healthy, else the
+    /// problems. `None` on PostgreSQL, which checks its own storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<Vec<String>>,
+    /// Every queue and topic with its counters and the counted rows.
+    pub queues: Vec<QueueHealth>,
+    /// Message rows that no delivery references (wasted space).
+    pub orphan_messages: i64,
+    /// Delivery rows whose message row is missing (cannot be delivered).
+    pub missing_messages: i64,
+    /// The id the next message gets (on PostgreSQL at least that: the
+    /// sequence may skip).
+    pub next_message_id: i64,
+    /// The highest id stored.
+    pub max_message_id: Option<i64>,
+    /// JSON Schemas in force that no longer compile (publishing there fails).
+    pub broken_schemas: Vec<BrokenSchema>,
+}
+
+impl Health {
+    /// True when SQLite's integrity check found nothing (or there is none).
+    pub fn integrity_ok(&self) -> bool {
+        self.integrity.as_ref().is_none_or(|i| i == &["ok"])
+    }
+
+    /// True when the next id is above every stored id, so none can be reused.
+    pub fn ids_safe(&self) -> bool {
+        self.max_message_id.is_none_or(|m| self.next_message_id > m)
+    }
+
+    /// True when every check of the data passed (warnings about the file
+    /// aside).
+    pub fn healthy(&self) -> bool {
+        self.integrity_ok()
+            && self.ids_safe()
+            && self.orphan_messages == 0
+            && self.missing_messages == 0
+            && self.queues.iter().all(QueueHealth::consistent)
+            && self.database.schema_version == self.database.schema_supported
+            && self.broken_schemas.is_empty()
+    }
+}
+
+/// The database `spool doctor` checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseHealth {
+    /// The file's path, or the URL without its password.
+    pub path: String,
+    /// The server (PostgreSQL).
+    #[serde(flatten)]
+    pub server: Option<ServerHealth>,
+    /// The file's size, or the size of spool's tables and indexes.
+    pub size_bytes: u64,
+    /// The file's shape (SQLite).
+    #[serde(flatten)]
+    pub file: Option<FileHealth>,
+    /// The schema version stored.
+    pub schema_version: i64,
+    /// The newest schema version this spool knows.
+    pub schema_supported: i64,
+}
+
+/// An SQLite file's shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileHealth {
+    /// The WAL file's size in bytes (0 when there is none).
+    pub wal_bytes: u64,
+    /// Bytes per page.
+    pub page_size: i64,
+    /// Pages in the file.
+    pub page_count: i64,
+    /// Pages on the free list.
+    pub free_pages: i64,
+    /// `PRAGMA journal_mode` (`wal` expected).
+    pub journal_mode: String,
+    /// `PRAGMA auto_vacuum` (2, incremental, expected).
+    pub auto_vacuum: i64,
+    /// The network file system holding the database, if any.
+    pub network_fs: Option<&'static str>,
+}
+
+/// A PostgreSQL server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerHealth {
+    /// `postgres`.
+    pub backend: &'static str,
+    /// The server's `server_version`.
+    pub server_version: String,
+    /// Rows in `stats` (folded once a second by writers; thousands are fine).
+    pub stats_rows: i64,
 }
 
 /// The state names in storage order, as the counters are indexed (held

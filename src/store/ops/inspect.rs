@@ -1,7 +1,472 @@
-//! The read-only views: `peek`, `stats`, `queue list`, `doctor`'s counts.
+//! The read-only views of `peek`, `stats`, `queue list` and `top`, written
+//! once over [`ReadTx`].
+//!
+//! Nothing here writes: each view runs in one read transaction of
+//! [`backend::read`] (SQLite: a deferred transaction on the read-only
+//! connection; PostgreSQL: REPEATABLE READ READ ONLY), so it sees one
+//! consistent snapshot and is never blocked by a writer.
+//!
+//! The lazy transitions that writers perform inside every claim (a due
+//! delayed message or an expired lease is really ready; an expired lease on
+//! the last allowed attempt is really dead; a held message behind such a
+//! lease is released) are applied on the fly here, from a range scan of only
+//! the due rows of `deliveries_waiting`.
+//!
+//! # Performance
+//!
+//! Counts come from the stored counters ([`ReadTx::stored`]: `queues.n_*` on
+//! SQLite, the sums of a few thousand `stats` rows at most on PostgreSQL),
+//! never from counting deliveries, so `stats` costs the same at a backlog of
+//! ten or of a million. The oldest ready message is found by a skip-scan of
+//! `deliveries_ready`: one index seek per distinct priority (at most 201).
+//! Only the due rows are visited one by one; they are few, because every
+//! claim moves them back to ready. Every statement of a `peek` section is an
+//! index walk with a limit.
 
-use crate::store::backend::Tx;
+use std::collections::HashMap;
+
+use crate::store::backend::{self, Backend, Tx};
+use crate::store::error::Result;
 use crate::store::ops::admin::ReplayReadTx;
+use crate::store::receipt::Receipt;
+use crate::store::types::{Delivery, QueueRow, State, ms};
+use crate::store::views::{
+    self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState, Section,
+};
 
-/// The statements of the read-only views (with those of `replay --dry-run`).
-pub(crate) trait ReadTx: Tx + ReplayReadTx {}
+/// What a backend stores about a queue beside its rows, in one shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// When the queue was created (ms since the epoch).
+    pub created_at: i64,
+    /// Messages ever published to it.
+    pub published_total: i64,
+    /// The six state counters, indexed by [`State`] as stored.
+    pub states: [i64; 6],
+    /// Messages published since the second asked for.
+    pub published_since: i64,
+    /// Messages acked since the second asked for.
+    pub acked_since: i64,
+}
+
+/// A delivery as stored: `(state, visible_at, attempts, done_at)`.
+pub(crate) type StoredRow = (State, i64, i64, Option<i64>);
+
+/// A stored message as `peek` shows it, without its lease.
+pub(crate) struct MessageRow {
+    /// Its attempts so far.
+    pub attempts: i64,
+    /// Its priority.
+    pub priority: i64,
+    /// Its ordered group.
+    pub group: Option<String>,
+    /// Its deduplication key.
+    pub key: Option<String>,
+    /// When it was published.
+    pub published_at: i64,
+    /// True for a raw text body.
+    pub raw: bool,
+    /// Its headers (a JSON object text).
+    pub headers: Option<String>,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// The schema version it was checked against.
+    pub schema_version: Option<i64>,
+}
+
+/// The statements of the read-only views (and of `doctor`; with those of
+/// `replay --dry-run`). Rows come back
+/// in neutral shapes; the views are assembled here and in
+/// [`crate::store::views`].
+pub(crate) trait ReadTx: Tx + ReplayReadTx {
+    /// The queue's creation time, total and counters, and the publishes and
+    /// acks counted in seconds after `since` (a second since the epoch).
+    fn stored(&mut self, queue: i64, since: i64) -> Result<Stored>;
+
+    /// The due rows of `queue` (delayed or leased, `visible_at <= now`),
+    /// grouped: `(state, dies, count, lowest id)`, where `dies` is
+    /// [`crate::store::rules::lease_dies`] with `max` attempts.
+    fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(State, bool, i64, i64)>>;
+
+    /// The held messages that the next claim releases (see [`Released`]):
+    /// the next of each group whose head is an expired lease on its last
+    /// allowed attempt (`attempts >= max`). Few, as every claim moves them on.
+    fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<Released>>;
+
+    /// The lowest id among the ready rows (state 0), by a skip-scan of
+    /// `deliveries_ready`: one index seek per distinct priority.
+    fn oldest_ready_id(&mut self, queue: i64) -> Result<Option<i64>>;
+
+    /// When message `id` was published.
+    fn published_at(&mut self, id: i64) -> Result<Option<i64>>;
+
+    /// The topics `queue` subscribes to, by name, sorted.
+    fn topics_of(&mut self, queue: i64) -> Result<Vec<String>>;
+
+    /// The version of the queue's JSON Schema in force; `None` when it has none.
+    fn schema_in_force(&mut self, queue: i64) -> Result<Option<i64>>;
+
+    /// The newest schema version of `queue` and its text (`None` text: the
+    /// schema was removed).
+    fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>>;
+
+    /// Publishes and acks by queue name and minute, over the `minutes`
+    /// minutes up to `second`: `(name, minutes ago, published, acked)`.
+    fn rates(&mut self, second: i64, minutes: i64) -> Result<Vec<(String, i64, i64, i64)>>;
+
+    /// The first `n` ready rows (state 0) in claim order, followed by every
+    /// due row that [`crate::store::rules::effective`] reads as ready (with
+    /// `max` attempts): `(priority, id, visible_at)`.
+    fn ready_rows(
+        &mut self,
+        queue: i64,
+        max: i64,
+        now: i64,
+        n: usize,
+    ) -> Result<Vec<(i64, i64, i64)>>;
+
+    /// The first `n` rows stored in `state` (delayed or leased) that are not
+    /// yet due, soonest first: `(id, visible_at)`.
+    fn waiting_rows(
+        &mut self,
+        queue: i64,
+        state: State,
+        now: i64,
+        n: usize,
+    ) -> Result<Vec<(i64, i64)>>;
+
+    /// The first `n` held rows, by group and id: `(id, visible_at)`.
+    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Vec<(i64, i64)>>;
+
+    /// The first `n` rows stored in `state` (acked or dead) done after
+    /// `after`, earliest done first: `(id, visible_at, done_at)`.
+    fn done_rows(
+        &mut self,
+        queue: i64,
+        state: State,
+        after: i64,
+        n: usize,
+    ) -> Result<Vec<(i64, i64, Option<i64>)>>;
+
+    /// The first `n` expired leases on their last attempt (`attempts >=
+    /// max`), soonest expired first: `(id, visible_at)`.
+    fn expired_last_leases(
+        &mut self,
+        queue: i64,
+        max: i64,
+        now: i64,
+        n: usize,
+    ) -> Result<Vec<(i64, i64)>>;
+
+    /// One delivery's `(state, visible_at, attempts, done_at)` as stored.
+    fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>>;
+
+    /// One delivery with its message.
+    fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageRow>>;
+
+    /// `count(*)` of the deliveries per queue and stored state:
+    /// `(queue, state, count)`. Reads every row.
+    fn counted(&mut self) -> Result<Vec<(i64, i64, i64)>>;
+
+    /// Message rows that no delivery references, delivery rows whose message
+    /// is missing, and the highest message id. Reads every row.
+    fn message_checks(&mut self) -> Result<(i64, i64, Option<i64>)>;
+
+    /// The id the next message gets.
+    fn next_message_id(&mut self) -> Result<i64>;
+}
+
+/// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
+pub(crate) fn queue_infos(store: &(impl Backend + ?Sized)) -> Result<Vec<QueueInfo>> {
+    backend::read(store, |tx| {
+        let mut infos = Vec::new();
+        for name in tx.names()? {
+            if let Some(q) = tx.queue(&name)? {
+                infos.push(info(tx, q)?);
+            }
+        }
+        Ok(infos)
+    })
+}
+
+/// The named queues or topics, in the order given; an unknown name is
+/// [`crate::store::Error::UnknownQueue`].
+pub(crate) fn queue_infos_named(
+    store: &(impl Backend + ?Sized),
+    names: &[String],
+) -> Result<Vec<QueueInfo>> {
+    backend::read(store, |tx| {
+        let mut infos = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(q) = tx.queue(name)? else {
+                return Err(backend::unknown_queue(tx, name));
+            };
+            infos.push(info(tx, q)?);
+        }
+        Ok(infos)
+    })
+}
+
+/// Publishes and acks per minute over the last `minutes` minutes (at most
+/// 60: rates are kept for an hour), for every queue and topic that had any,
+/// by name. Names missing from the map had none.
+///
+/// One statement: for each queue, a range scan of the rates (`rates` on
+/// SQLite, `stats` on PostgreSQL) over just the window, whatever the size
+/// of the database.
+pub(crate) fn rate_histories(
+    store: &(impl Backend + ?Sized),
+    minutes: usize,
+) -> Result<HashMap<String, RateHistory>> {
+    let minutes = minutes.clamp(1, 60);
+    let rows = backend::read(store, |tx| {
+        let second = tx.now().div_euclid(1000);
+        tx.rates(second, minutes as i64)
+    })?;
+    let mut out = HashMap::<String, RateHistory>::new();
+    for (name, ago, published, acked) in rows {
+        let Some(slot) = usize::try_from(ago).ok().filter(|a| *a < minutes) else {
+            continue;
+        };
+        let h = out.entry(name).or_insert_with(|| RateHistory {
+            published: vec![0; minutes],
+            acked: vec![0; minutes],
+        });
+        h.published[minutes - 1 - slot] += published;
+        h.acked[minutes - 1 - slot] += acked;
+    }
+    Ok(out)
+}
+
+/// Up to `query.limit` messages of `queue` in the states asked for, in
+/// delivery order: ready ones as `consume` would deliver them (priority,
+/// then id), then delayed ones (soonest due first, then those held behind
+/// their group, by group and id), then leased ones (soonest lease end
+/// first), then acked and dead ones (earliest done first).
+pub(crate) fn peek(
+    store: &(impl Backend + ?Sized),
+    queue: &str,
+    query: &PeekQuery,
+) -> Result<Vec<Peeked>> {
+    backend::read(store, |tx| {
+        let q = backend::existing_queue(tx, queue)?;
+        let now = tx.now();
+        let released = released(tx, &q, now)?;
+        let picked = views::pick(query, |section, n| match section {
+            Section::Ready => ready_rows(tx, &q, now, n, &released),
+            Section::Delayed => waiting_rows(tx, &q, State::Delayed, now, n),
+            Section::Held => held_rows(tx, &q, now, n, &released),
+            Section::Leased => waiting_rows(tx, &q, State::Leased, now, n),
+            Section::Acked => done_rows(tx, &q, State::Acked, now, n),
+            Section::Dead => done_rows(tx, &q, State::Dead, now, n),
+        })?;
+        let mut peeked = Vec::with_capacity(picked.len());
+        for (id, st) in picked {
+            peeked.extend(load(tx, &q, id, st)?);
+        }
+        Ok(peeked)
+    })
+}
+
+/// Message `id` of `queue` in whatever state it is, or `None` if the queue
+/// does not hold it (or retention has removed it).
+pub(crate) fn peek_id(
+    store: &(impl Backend + ?Sized),
+    queue: &str,
+    id: i64,
+) -> Result<Option<Peeked>> {
+    backend::read(store, |tx| {
+        let q = backend::existing_queue(tx, queue)?;
+        let now = tx.now();
+        let Some(row) = tx.row(q.id, id)? else {
+            return Ok(None);
+        };
+        let st = views::peek_row(&q.settings, row, now, || {
+            Ok(released(tx, &q, now)?.into_iter().find(|r| r.id == id))
+        })?;
+        match st {
+            Some(st) => load(tx, &q, id, st),
+            None => Ok(None),
+        }
+    })
+}
+
+fn max_attempts(q: &QueueRow) -> i64 {
+    i64::from(q.settings.max_attempts)
+}
+
+/// The held messages of `q` that its next claim releases (see [`Released`]):
+/// none where attempts are not limited.
+fn released(tx: &mut (impl ReadTx + ?Sized), q: &QueueRow, now: i64) -> Result<Vec<Released>> {
+    match max_attempts(q) {
+        0 => Ok(Vec::new()),
+        max => tx.released_rows(q.id, max, now),
+    }
+}
+
+/// Counters, rates and the oldest ready message of one queue or topic.
+fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
+    let now = tx.now();
+    let stored = tx.stored(q.id, now.div_euclid(1000) - 60)?;
+    let mut due = DueSummary::default();
+    for (state, dies, n, min_id) in tx.due(q.id, max_attempts(&q), now)? {
+        due.add(state, dies, n, min_id);
+    }
+    let (released_ready, released_oldest) = views::released_summary(&released(tx, &q, now)?, now);
+    let counts = views::counts(&stored.states, &due, released_ready);
+    let oldest = [tx.oldest_ready_id(q.id)?, due.oldest_id, released_oldest]
+        .into_iter()
+        .flatten()
+        .min();
+    let oldest_ready_age_ms = match oldest {
+        Some(id) => tx.published_at(id)?.map(|t| now.saturating_sub(t).max(0)),
+        None => None,
+    };
+    Ok(QueueInfo {
+        schema_version: tx.schema_in_force(q.id)?,
+        subscribers: tx.subscribers(q.id)?.into_iter().map(|s| s.name).collect(),
+        topics: tx.topics_of(q.id)?,
+        name: q.name,
+        is_topic: q.is_topic,
+        settings: q.settings,
+        created_at: stored.created_at,
+        counts,
+        published_total: stored.published_total,
+        oldest_ready_age_ms,
+        published_last_minute: stored.published_since,
+        acked_last_minute: stored.acked_since,
+    })
+}
+
+/// The first `n` ready rows in claim order, including due delayed messages,
+/// expired leases and held messages that the next claim will make ready.
+fn ready_rows(
+    tx: &mut (impl ReadTx + ?Sized),
+    q: &QueueRow,
+    now: i64,
+    n: usize,
+    released: &[Released],
+) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = tx.ready_rows(q.id, max_attempts(q), now, n)?;
+    Ok(views::ready_rows(rows, released, now, n))
+}
+
+/// The first `n` delayed (or leased) rows not yet due, soonest first.
+fn waiting_rows(
+    tx: &mut (impl ReadTx + ?Sized),
+    q: &QueueRow,
+    state: State,
+    now: i64,
+    n: usize,
+) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = tx.waiting_rows(q.id, state, now, n)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, visible_at)| {
+            let st = RowState {
+                state,
+                visible_at,
+                done_at: None,
+            };
+            (id, st)
+        })
+        .collect())
+}
+
+/// The first `n` messages held behind an earlier message of their group, by
+/// group and id (the order in which each group will release them). Those
+/// the next claim releases show as it leaves them: ready ones are left out
+/// (they are among the ready rows), delayed ones show as delayed.
+fn held_rows(
+    tx: &mut (impl ReadTx + ?Sized),
+    q: &QueueRow,
+    now: i64,
+    n: usize,
+    released: &[Released],
+) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = tx.held_rows(q.id, n.saturating_add(released.len()))?;
+    let mut out = Vec::with_capacity(n);
+    for (id, visible_at) in rows {
+        out.extend(views::held_row(id, visible_at, released, now).map(|st| (id, st)));
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+/// The first `n` acked (within retention) or dead rows, earliest done first.
+/// Dead ones include expired leases on their last attempt.
+fn done_rows(
+    tx: &mut (impl ReadTx + ?Sized),
+    q: &QueueRow,
+    state: State,
+    now: i64,
+    n: usize,
+) -> Result<Vec<(i64, RowState)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let after = match state {
+        State::Acked => now.saturating_sub(ms(q.settings.retention)),
+        _ => i64::MIN,
+    };
+    let rows = tx.done_rows(q.id, state, after, n)?;
+    let rows = rows
+        .into_iter()
+        .map(|(id, visible_at, done_at)| {
+            let st = RowState {
+                state,
+                visible_at,
+                done_at,
+            };
+            (id, st)
+        })
+        .collect();
+    let max = max_attempts(q);
+    if state == State::Dead && max > 0 {
+        let expired = tx.expired_last_leases(q.id, max, now, n)?;
+        return Ok(views::merge_dead(rows, expired, n));
+    }
+    Ok(rows)
+}
+
+/// The full message for one picked row (`None` if it vanished, which a
+/// single snapshot rules out).
+fn load(
+    tx: &mut (impl ReadTx + ?Sized),
+    q: &QueueRow,
+    id: i64,
+    st: RowState,
+) -> Result<Option<Peeked>> {
+    let Some(m) = tx.message(q.id, id)? else {
+        return Ok(None);
+    };
+    let delivery = Delivery {
+        id,
+        queue: q.name.clone(),
+        receipt: Receipt {
+            queue_id: q.id,
+            msg_id: id,
+            lease: 0,
+        },
+        attempt: m.attempts,
+        published_at: m.published_at,
+        lease_expires_at: 0,
+        key: m.key,
+        group: m.group,
+        priority: m.priority,
+        headers: m.headers,
+        body: m.body,
+        raw: m.raw,
+        schema_version: m.schema_version,
+    };
+    Ok(Some(st.peeked(delivery)))
+}

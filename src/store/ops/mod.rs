@@ -4,6 +4,7 @@
 //! [`super::rules`] decides each step. The backends supply the statements.
 
 pub(crate) mod admin;
+pub(crate) mod doctor;
 pub(crate) mod inspect;
 pub(crate) mod lease;
 pub(crate) mod publish;

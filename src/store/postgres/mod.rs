@@ -120,7 +120,6 @@ use postgres::{Client, Row, Statement};
 
 pub use crate::store::location::is_postgres_url;
 pub use connect::{Target, TlsMode};
-pub use doctor::PgHealth;
 pub use import::{Migrated, PgImport};
 pub use publish::PgPublishBatch;
 

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use doctor::Health;
 pub use publish::PublishBatch;
 
 use super::checks;

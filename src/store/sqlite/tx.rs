@@ -123,7 +123,6 @@ impl backend::Tx for Tx<'_> {
 }
 
 impl crate::store::backend::PublishTx for Tx<'_> {}
-impl crate::store::backend::ReadTx for Tx<'_> {}
 
 impl backend::Backend for SqliteStore {
     fn write_dyn(

@@ -1,0 +1,75 @@
+//! `spool doctor`'s checks of spool's own invariants, alike on both
+//! backends: the stored counters match the rows, every delivery has its
+//! message, ids cannot be reused, every schema in force compiles. What only
+//! one backend has (SQLite's file, pages and integrity check; PostgreSQL's
+//! server) each backend adds to the same [`Health`].
+
+use std::collections::HashMap;
+
+use super::inspect::ReadTx;
+use crate::store::backend::{self, Backend};
+use crate::store::error::Result;
+use crate::store::views::{BrokenSchema, DatabaseHealth, Health, QueueHealth};
+
+/// Runs every check of spool's invariants in one read snapshot of `store`
+/// and returns the report on `database`. Counts every row, so it takes a
+/// while on a large database. `Err` leaves what was read so far in `health`.
+pub(crate) fn check(store: &(impl Backend + ?Sized), health: &mut Health) -> Result<()> {
+    backend::read(store, |tx| check_rows(tx, health))
+}
+
+/// A report on `database` with nothing checked yet.
+pub(crate) fn report(database: DatabaseHealth) -> Health {
+    Health {
+        database,
+        integrity: None,
+        queues: Vec::new(),
+        orphan_messages: 0,
+        missing_messages: 0,
+        next_message_id: 0,
+        max_message_id: None,
+        broken_schemas: Vec::new(),
+    }
+}
+
+/// `count(*)` of the deliveries of each queue per stored state, indexed by
+/// [`crate::store::State`]. Reads every row.
+pub(crate) fn counted(tx: &mut (impl ReadTx + ?Sized)) -> Result<HashMap<i64, [i64; 6]>> {
+    let mut counted: HashMap<i64, [i64; 6]> = HashMap::new();
+    for (queue, state, n) in tx.counted()? {
+        if let Some(slot) = usize::try_from(state).ok().filter(|s| *s < 6) {
+            counted.entry(queue).or_default()[slot] = n;
+        }
+    }
+    Ok(counted)
+}
+
+fn check_rows(tx: &mut (impl ReadTx + ?Sized), h: &mut Health) -> Result<()> {
+    let counted = counted(tx)?;
+    h.queues.clear();
+    h.broken_schemas.clear();
+    for name in tx.names()? {
+        let Some(q) = tx.queue(&name)? else {
+            continue;
+        };
+        if let Some((version, Some(text))) = tx.latest_schema(q.id)?
+            && let Err(reason) = crate::contract::Contract::compile(&text)
+        {
+            h.broken_schemas.push(BrokenSchema {
+                queue: name,
+                version,
+                reason,
+            });
+        }
+        h.queues.push(QueueHealth {
+            counters: tx.stored(q.id, 0)?.states,
+            counted: counted.get(&q.id).copied().unwrap_or_default(),
+            name: q.name,
+            is_topic: q.is_topic,
+            settings: q.settings,
+        });
+    }
+    (h.orphan_messages, h.missing_messages, h.max_message_id) = tx.message_checks()?;
+    h.next_message_id = tx.next_message_id()?;
+    Ok(())
+}
