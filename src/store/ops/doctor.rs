@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::inspect::ReadTx;
+use super::inspect::{ReadTx, Stored};
 use crate::store::backend::{self, Backend};
 use crate::store::error::Result;
 use crate::store::views::{BrokenSchema, DatabaseHealth, Health, QueueHealth};
@@ -62,7 +62,7 @@ fn check_rows(tx: &mut (impl ReadTx + ?Sized), h: &mut Health) -> Result<()> {
             });
         }
         h.queues.push(QueueHealth {
-            counters: tx.stored(q.id, 0)?.states,
+            counters: Stored::from(tx.stored(q.id, 0)?).states,
             counted: counted.get(&q.id).copied().unwrap_or_default(),
             name: q.name,
             is_topic: q.is_topic,

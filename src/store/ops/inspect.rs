@@ -49,30 +49,47 @@ pub(crate) struct Stored {
     pub acked_since: i64,
 }
 
-/// A delivery as stored: `(state, visible_at, attempts, done_at)`.
-pub(crate) type StoredRow = (State, i64, i64, Option<i64>);
+/// Rows as `(id, visible_at)`.
+pub(crate) type Timed = Vec<(i64, i64)>;
 
-/// A stored message as `peek` shows it, without its lease.
-pub(crate) struct MessageRow {
-    /// Its attempts so far.
-    pub attempts: i64,
-    /// Its priority.
-    pub priority: i64,
-    /// Its ordered group.
-    pub group: Option<String>,
-    /// Its deduplication key.
-    pub key: Option<String>,
-    /// When it was published.
-    pub published_at: i64,
-    /// True for a raw text body.
-    pub raw: bool,
-    /// Its headers (a JSON object text).
-    pub headers: Option<String>,
-    /// Its body.
-    pub body: Vec<u8>,
-    /// The schema version it was checked against.
-    pub schema_version: Option<i64>,
+/// Rows in claim order, as `(priority, id, visible_at)`.
+pub(crate) type Ranked = Vec<(i64, i64, i64)>;
+
+/// Done rows, as `(id, visible_at, done_at)`.
+pub(crate) type Done = Vec<(i64, i64, Option<i64>)>;
+
+/// A delivery as stored: `(state, visible_at, attempts, done_at)`.
+pub(crate) type StoredRow = (i64, i64, i64, Option<i64>);
+
+/// [`Stored`] as its statement reads it: `created_at, published_total`,
+/// the six counters, then the publishes and acks since the second asked for.
+pub(crate) type StoredCols = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+impl From<StoredCols> for Stored {
+    fn from(c: StoredCols) -> Stored {
+        Stored {
+            created_at: c.0,
+            published_total: c.1,
+            states: [c.2, c.3, c.4, c.5, c.6, c.7],
+            published_since: c.8,
+            acked_since: c.9,
+        }
+    }
 }
+
+/// A delivery with its message as `peek` shows it: `attempts, priority,
+/// group, key, published_at, raw, headers, body, schema_version`.
+pub(crate) type MessageCols = (
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    i64,
+    bool,
+    Option<String>,
+    Vec<u8>,
+    Option<i64>,
+);
 
 /// The statements of the read-only views (and of `doctor`; with those of
 /// `replay --dry-run`). Rows come back
@@ -81,17 +98,17 @@ pub(crate) struct MessageRow {
 pub(crate) trait ReadTx: Tx + ReplayReadTx {
     /// The queue's creation time, total and counters, and the publishes and
     /// acks counted in seconds after `since` (a second since the epoch).
-    fn stored(&mut self, queue: i64, since: i64) -> Result<Stored>;
+    fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols>;
 
     /// The due rows of `queue` (delayed or leased, `visible_at <= now`),
     /// grouped: `(state, dies, count, lowest id)`, where `dies` is
     /// [`crate::store::rules::lease_dies`] with `max` attempts.
-    fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(State, bool, i64, i64)>>;
+    fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>>;
 
     /// The held messages that the next claim releases (see [`Released`]):
     /// the next of each group whose head is an expired lease on its last
     /// allowed attempt (`attempts >= max`). Few, as every claim moves them on.
-    fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<Released>>;
+    fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Ranked>;
 
     /// The lowest id among the ready rows (state 0), by a skip-scan of
     /// `deliveries_ready`: one index seek per distinct priority.
@@ -117,52 +134,28 @@ pub(crate) trait ReadTx: Tx + ReplayReadTx {
     /// The first `n` ready rows (state 0) in claim order, followed by every
     /// due row that [`crate::store::rules::effective`] reads as ready (with
     /// `max` attempts): `(priority, id, visible_at)`.
-    fn ready_rows(
-        &mut self,
-        queue: i64,
-        max: i64,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64, i64)>>;
+    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Ranked>;
 
     /// The first `n` rows stored in `state` (delayed or leased) that are not
     /// yet due, soonest first: `(id, visible_at)`.
-    fn waiting_rows(
-        &mut self,
-        queue: i64,
-        state: State,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64)>>;
+    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: usize) -> Result<Timed>;
 
     /// The first `n` held rows, by group and id: `(id, visible_at)`.
-    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Vec<(i64, i64)>>;
+    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Timed>;
 
     /// The first `n` rows stored in `state` (acked or dead) done after
     /// `after`, earliest done first: `(id, visible_at, done_at)`.
-    fn done_rows(
-        &mut self,
-        queue: i64,
-        state: State,
-        after: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64, Option<i64>)>>;
+    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: usize) -> Result<Done>;
 
     /// The first `n` expired leases on their last attempt (`attempts >=
     /// max`), soonest expired first: `(id, visible_at)`.
-    fn expired_last_leases(
-        &mut self,
-        queue: i64,
-        max: i64,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64)>>;
+    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Timed>;
 
     /// One delivery's `(state, visible_at, attempts, done_at)` as stored.
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>>;
 
     /// One delivery with its message.
-    fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageRow>>;
+    fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>>;
 
     /// `count(*)` of the deliveries per queue and stored state:
     /// `(queue, state, count)`. Reads every row.
@@ -278,9 +271,10 @@ pub(crate) fn peek_id(
     backend::read(store, |tx| {
         let q = backend::existing_queue(tx, queue)?;
         let now = tx.now();
-        let Some(row) = tx.row(q.id, id)? else {
+        let Some((state, visible_at, attempts, done_at)) = tx.row(q.id, id)? else {
             return Ok(None);
         };
+        let row = (State::from_i64(state), visible_at, attempts, done_at);
         let st = views::peek_row(&q.settings, row, now, || {
             Ok(released(tx, &q, now)?.into_iter().find(|r| r.id == id))
         })?;
@@ -298,19 +292,26 @@ fn max_attempts(q: &QueueRow) -> i64 {
 /// The held messages of `q` that its next claim releases (see [`Released`]):
 /// none where attempts are not limited.
 fn released(tx: &mut (impl ReadTx + ?Sized), q: &QueueRow, now: i64) -> Result<Vec<Released>> {
-    match max_attempts(q) {
-        0 => Ok(Vec::new()),
-        max => tx.released_rows(q.id, max, now),
+    let max = max_attempts(q);
+    if max == 0 {
+        return Ok(Vec::new());
     }
+    let rows = tx.released_rows(q.id, max, now)?;
+    let released = rows.into_iter().map(|(priority, id, visible_at)| Released {
+        id,
+        priority,
+        visible_at,
+    });
+    Ok(released.collect())
 }
 
 /// Counters, rates and the oldest ready message of one queue or topic.
 fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
     let now = tx.now();
-    let stored = tx.stored(q.id, now.div_euclid(1000) - 60)?;
+    let stored = Stored::from(tx.stored(q.id, now.div_euclid(1000) - 60)?);
     let mut due = DueSummary::default();
     for (state, dies, n, min_id) in tx.due(q.id, max_attempts(&q), now)? {
-        due.add(state, dies, n, min_id);
+        due.add(State::from_i64(state), dies, n, min_id);
     }
     let (released_ready, released_oldest) = views::released_summary(&released(tx, &q, now)?, now);
     let counts = views::counts(&stored.states, &due, released_ready);
@@ -432,7 +433,7 @@ fn done_rows(
         .collect();
     let max = max_attempts(q);
     if state == State::Dead && max > 0 {
-        let expired = tx.expired_last_leases(q.id, max, now, n)?;
+        let expired = tx.expired_last(q.id, max, now, n)?;
         return Ok(views::merge_dead(rows, expired, n));
     }
     Ok(rows)
@@ -449,6 +450,7 @@ fn load(
     let Some(m) = tx.message(q.id, id)? else {
         return Ok(None);
     };
+    let (attempt, priority, group, key, published_at, raw, headers, body, schema_version) = m;
     let delivery = Delivery {
         id,
         queue: q.name.clone(),
@@ -457,16 +459,16 @@ fn load(
             msg_id: id,
             lease: 0,
         },
-        attempt: m.attempts,
-        published_at: m.published_at,
+        attempt,
+        published_at,
         lease_expires_at: 0,
-        key: m.key,
-        group: m.group,
-        priority: m.priority,
-        headers: m.headers,
-        body: m.body,
-        raw: m.raw,
-        schema_version: m.schema_version,
+        key,
+        group,
+        priority,
+        headers,
+        body,
+        raw,
+        schema_version,
     };
     Ok(Some(st.peeked(delivery)))
 }

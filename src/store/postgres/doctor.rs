@@ -13,6 +13,7 @@ use super::{Conn, PostgresStore, RowExt};
 use crate::store::backend::{ReadTx, Tx as _};
 use crate::store::error::Result;
 use crate::store::ops::doctor;
+use crate::store::ops::inspect::Stored;
 use crate::store::types::State;
 use crate::store::views::{DatabaseHealth, Health, ServerHealth};
 
@@ -62,7 +63,7 @@ impl PostgresStore {
             let Some(q) = tx.queue(&name)? else {
                 continue;
             };
-            let summed = tx.stored(q.id, 0)?.states;
+            let summed = Stored::from(tx.stored(q.id, 0)?).states;
             let counted = counted.get(&q.id).copied().unwrap_or_default();
             if summed != counted {
                 for state in State::ALL {

@@ -8,14 +8,15 @@
 use std::collections::HashMap;
 
 use postgres::Row;
-use postgres::types::ToSql;
+use postgres::types::{FromSql, ToSql};
 
 use super::tx::Tx;
 use super::{PostgresStore, RowExt, contracts};
 use crate::store::error::Result;
-use crate::store::ops::inspect::{self, MessageRow, ReadTx, Stored, StoredRow};
+use crate::store::ops::inspect::Timed;
+use crate::store::ops::inspect::{self, Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
 use crate::store::types::State;
-use crate::store::views::{DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory, Released};
+use crate::store::views::{DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 
 impl PostgresStore {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
@@ -70,30 +71,43 @@ impl PostgresStore {
     }
 }
 
-impl Tx<'_> {
-    /// The rows of one statement, each made by `f`.
-    fn rows<T>(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-        f: impl Fn(&Row) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        self.query(sql, params)?.iter().map(f).collect()
-    }
-
-    /// The one row of a statement, if any, made by `f`.
-    fn row_of<T>(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-        f: impl FnOnce(&Row) -> Result<T>,
-    ) -> Result<Option<T>> {
-        self.query_opt(sql, params)?.as_ref().map(f).transpose()
-    }
+/// What a row of a statement reads into: a tuple, column by column.
+trait Cols: Sized {
+    fn from_row(r: &Row) -> Result<Self>;
 }
 
-fn pair(r: &Row) -> Result<(i64, i64)> {
-    Ok((r.at(0)?, r.at(1)?))
+macro_rules! tuple_cols {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: for<'a> FromSql<'a>),+> Cols for ($($t,)+) {
+            fn from_row(r: &Row) -> Result<Self> {
+                Ok(($(r.at::<$t>($i)?,)+))
+            }
+        }
+    };
+}
+
+tuple_cols!(A 0);
+tuple_cols!(A 0, B 1);
+tuple_cols!(A 0, B 1, C 2);
+tuple_cols!(A 0, B 1, C 2, D 3);
+tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl Tx<'_> {
+    /// The rows of one statement.
+    fn rows<T: Cols>(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<T>> {
+        self.query(sql, params)?.iter().map(T::from_row).collect()
+    }
+
+    /// The one row of a statement, if any.
+    fn one<T: Cols>(&mut self, sql: &str, params: Params<'_>) -> Result<Option<T>> {
+        self.query_opt(sql, params)?
+            .as_ref()
+            .map(T::from_row)
+            .transpose()
+    }
 }
 
 fn limit(n: usize) -> i64 {
@@ -101,56 +115,35 @@ fn limit(n: usize) -> i64 {
 }
 
 impl ReadTx for Tx<'_> {
-    /// The sums of the queue's `stats` rows, and its row in `queues`.
-    fn stored(&mut self, queue: i64, since: i64) -> Result<Stored> {
-        let sums = self.row_of(
-            "SELECT coalesce(sum(n_ready), 0)::bigint, coalesce(sum(n_delayed), 0)::bigint,
+    /// The sums of the queue's `stats` rows, with its `created_at`.
+    fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols> {
+        let stored = self.one(
+            "SELECT coalesce((SELECT created_at FROM queues WHERE id = $1), 0)::bigint,
+                    coalesce(sum(published), 0)::bigint,
+                    coalesce(sum(n_ready), 0)::bigint, coalesce(sum(n_delayed), 0)::bigint,
                     coalesce(sum(n_leased), 0)::bigint, coalesce(sum(n_acked), 0)::bigint,
                     coalesce(sum(n_dead), 0)::bigint, coalesce(sum(n_held), 0)::bigint,
-                    coalesce(sum(published), 0)::bigint,
                     coalesce(sum(published) FILTER (WHERE second > $2), 0)::bigint,
                     coalesce(sum(acked) FILTER (WHERE second > $2), 0)::bigint
              FROM stats WHERE queue_id = $1",
             &[&queue, &since],
-            |r| {
-                let mut states = [0; 6];
-                for (i, slot) in states.iter_mut().enumerate() {
-                    *slot = r.at(i)?;
-                }
-                Ok(Stored {
-                    states,
-                    published_total: r.at(6)?,
-                    published_since: r.at(7)?,
-                    acked_since: r.at(8)?,
-                    created_at: 0,
-                })
-            },
         )?;
-        let created_at = self.row_of(
-            "SELECT created_at FROM queues WHERE id = $1",
-            &[&queue],
-            |r| r.at(0),
-        )?;
-        Ok(Stored {
-            created_at: created_at.unwrap_or(0),
-            ..sums.unwrap_or_default()
-        })
+        Ok(stored.unwrap_or_default())
     }
 
-    fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(State, bool, i64, i64)>> {
+    fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>> {
         self.rows(
             "SELECT state, $3::bigint > 0 AND attempts >= $3::bigint, count(*), min(msg_id)
              FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
              GROUP BY 1, 2",
             &[&queue, &now, &max],
-            |r| Ok((State::from_i64(r.at(0)?), r.at(1)?, r.at(2)?, r.at(3)?)),
         )
     }
 
-    fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<Released>> {
+    fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Ranked> {
         self.rows(
-            "SELECT n.msg_id, n.priority, n.visible_at
+            "SELECT n.priority, n.msg_id, n.visible_at
              FROM deliveries d
              JOIN group_heads g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
              JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
@@ -159,19 +152,12 @@ impl ReadTx for Tx<'_> {
              WHERE d.queue_id = $1 AND d.state IN (1, 2) AND d.visible_at <= $2
                AND d.state = 2 AND d.attempts >= $3",
             &[&queue, &now, &max],
-            |r| {
-                Ok(Released {
-                    id: r.at(0)?,
-                    priority: r.at(1)?,
-                    visible_at: r.at(2)?,
-                })
-            },
         )
     }
 
     /// The skip-scan in one recursive statement.
     fn oldest_ready_id(&mut self, queue: i64) -> Result<Option<i64>> {
-        let oldest = self.row_of(
+        let oldest = self.one::<(Option<i64>,)>(
             "WITH RECURSIVE p AS (
                  (SELECT priority, msg_id FROM deliveries WHERE queue_id = $1 AND state = 0
                   ORDER BY priority DESC, msg_id LIMIT 1)
@@ -183,26 +169,22 @@ impl ReadTx for Tx<'_> {
              )
              SELECT min(msg_id) FROM p",
             &[&queue],
-            |r| r.at(0),
         )?;
-        Ok(oldest.flatten())
+        Ok(oldest.and_then(|(id,)| id))
     }
 
     fn published_at(&mut self, id: i64) -> Result<Option<i64>> {
-        self.row_of(
-            "SELECT published_at FROM messages WHERE id = $1",
-            &[&id],
-            |r| r.at(0),
-        )
+        let sql = "SELECT published_at FROM messages WHERE id = $1";
+        Ok(self.one::<(i64,)>(sql, &[&id])?.map(|(t,)| t))
     }
 
     fn topics_of(&mut self, queue: i64) -> Result<Vec<String>> {
-        self.rows(
+        let topics: Vec<(String,)> = self.rows(
             "SELECT name FROM queues
              WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = $1) ORDER BY name",
             &[&queue],
-            |r| r.at(0),
-        )
+        )?;
+        Ok(topics.into_iter().map(|(name,)| name).collect())
     }
 
     fn schema_in_force(&mut self, queue: i64) -> Result<Option<i64>> {
@@ -219,20 +201,13 @@ impl ReadTx for Tx<'_> {
              FROM queues q JOIN stats s ON s.queue_id = q.id AND s.second > $1::bigint - $2::bigint * 60
              GROUP BY 1, 2",
             &[&second, &minutes],
-            |r| Ok((r.at(0)?, r.at(1)?, r.at(2)?, r.at(3)?)),
         )
     }
 
     /// One statement: the ready rows up to `n`, and the due rows that
     /// `rules::effective` reads as ready (the `NOT (…)` leaves out the
     /// leases that `rules::lease_dies` kills), up to `n` of both together.
-    fn ready_rows(
-        &mut self,
-        queue: i64,
-        max: i64,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64, i64)>> {
+    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Ranked> {
         self.rows(
             "(SELECT priority, msg_id, visible_at FROM deliveries
               WHERE queue_id = $1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT $2)
@@ -242,110 +217,71 @@ impl ReadTx for Tx<'_> {
                 AND NOT (state = 2 AND $4::bigint > 0 AND attempts >= $4::bigint))
              ORDER BY priority DESC, msg_id LIMIT $2",
             &[&queue, &limit(n), &now, &max],
-            |r| Ok((r.at(0)?, r.at(1)?, r.at(2)?)),
         )
     }
 
-    fn waiting_rows(
-        &mut self,
-        queue: i64,
-        state: State,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64)>> {
+    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: usize) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at > $2 AND state = $3
              ORDER BY visible_at, msg_id LIMIT $4",
             &[&queue, &now, &(state as i64), &limit(n)],
-            pair,
         )
     }
 
-    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Vec<(i64, i64)>> {
+    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state = 5 ORDER BY grp, msg_id LIMIT $2",
             &[&queue, &limit(n)],
-            pair,
         )
     }
 
-    fn done_rows(
-        &mut self,
-        queue: i64,
-        state: State,
-        after: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64, Option<i64>)>> {
+    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: usize) -> Result<Done> {
         self.rows(
             "SELECT msg_id, visible_at, done_at FROM deliveries
              WHERE queue_id = $1 AND state IN (3, 4) AND state = $2 AND done_at > $3
              ORDER BY done_at, msg_id LIMIT $4",
             &[&queue, &(state as i64), &after, &limit(n)],
-            |r| Ok((r.at(0)?, r.at(1)?, r.at(2)?)),
         )
     }
 
-    fn expired_last_leases(
-        &mut self,
-        queue: i64,
-        max: i64,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64)>> {
+    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
                AND state = 2 AND attempts >= $3
              ORDER BY visible_at, msg_id LIMIT $4",
             &[&queue, &now, &max, &limit(n)],
-            pair,
         )
     }
 
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>> {
-        self.row_of(
+        self.one(
             "SELECT state, visible_at, attempts, done_at FROM deliveries
              WHERE msg_id = $1 AND queue_id = $2",
             &[&id, &queue],
-            |r| Ok((State::from_i64(r.at(0)?), r.at(1)?, r.at(2)?, r.at(3)?)),
         )
     }
 
-    fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageRow>> {
-        self.row_of(
+    fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
+        self.one(
             "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
                     d.schema_version
              FROM deliveries d JOIN messages m ON m.id = d.msg_id
              WHERE d.msg_id = $1 AND d.queue_id = $2",
             &[&id, &queue],
-            |r| {
-                Ok(MessageRow {
-                    attempts: r.at(0)?,
-                    priority: r.at(1)?,
-                    group: r.at(2)?,
-                    key: r.at(3)?,
-                    published_at: r.at(4)?,
-                    raw: r.at(5)?,
-                    headers: r.at(6)?,
-                    body: r.at(7)?,
-                    schema_version: r.at(8)?,
-                })
-            },
         )
     }
 
     fn counted(&mut self) -> Result<Vec<(i64, i64, i64)>> {
-        self.rows(
-            "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state",
-            &[],
-            |r| Ok((r.at(0)?, r.at(1)?, r.at(2)?)),
-        )
+        let sql = "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state";
+        self.rows(sql, &[])
     }
 
+    /// Both counts and the highest id, in one round trip.
     fn message_checks(&mut self) -> Result<(i64, i64, Option<i64>)> {
-        let checks = self.row_of(
+        let checks = self.one(
             "SELECT
                (SELECT count(*) FROM messages m
                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)),
@@ -353,16 +289,14 @@ impl ReadTx for Tx<'_> {
                 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
                (SELECT max(id) FROM messages)",
             &[],
-            |r| Ok((r.at(0)?, r.at(1)?, r.at(2)?)),
         )?;
         Ok(checks.unwrap_or_default())
     }
 
     /// The next value `message_ids` hands out.
     fn next_message_id(&mut self) -> Result<i64> {
-        let next = self.row_of("SELECT last_value, is_called FROM message_ids", &[], |r| {
-            Ok(r.at::<i64>(0)? + i64::from(r.at::<bool>(1)?))
-        })?;
-        Ok(next.unwrap_or(1))
+        let sql = "SELECT last_value, is_called FROM message_ids";
+        let next = self.one::<(i64, bool)>(sql, &[])?;
+        Ok(next.map_or(1, |(last, called)| last + i64::from(called)))
     }
 }

@@ -8,9 +8,10 @@ use rusqlite::{OptionalExtension, Params, Row};
 use super::tx::Tx;
 use super::{SqliteStore, contracts};
 use crate::store::Result;
-use crate::store::ops::inspect::{self, MessageRow, ReadTx, Stored, StoredRow};
+use crate::store::ops::inspect::Timed;
+use crate::store::ops::inspect::{self, Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
 use crate::store::types::State;
-use crate::store::views::{DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory, Released};
+use crate::store::views::{DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
 
 impl SqliteStore {
     /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
@@ -56,35 +57,24 @@ impl SqliteStore {
     }
 }
 
+/// What a row of a statement reads into: a tuple, column by column.
+trait Cols: for<'r> TryFrom<&'r Row<'r>, Error = rusqlite::Error> {}
+
+impl<T: for<'r> TryFrom<&'r Row<'r>, Error = rusqlite::Error>> Cols for T {}
+
 impl Tx<'_> {
-    /// The rows of one statement, each made by `f`.
-    fn rows<T>(
-        &self,
-        sql: &str,
-        params: impl Params,
-        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>> {
+    /// The rows of one statement.
+    fn rows<T: Cols>(&self, sql: &str, params: impl Params) -> Result<Vec<T>> {
         let mut stmt = self.tx.prepare_cached(sql)?;
-        let rows = stmt
-            .query_map(params, f)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        let rows = stmt.query_map(params, |r| T::try_from(r))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The one row of a statement, if any, made by `f`.
-    fn row_of<T>(
-        &self,
-        sql: &str,
-        params: impl Params,
-        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>> {
+    /// The one row of a statement, if any.
+    fn one<T: Cols>(&self, sql: &str, params: impl Params) -> Result<Option<T>> {
         let mut stmt = self.tx.prepare_cached(sql)?;
-        Ok(stmt.query_row(params, f).optional()?)
+        Ok(stmt.query_row(params, |r| T::try_from(r)).optional()?)
     }
-}
-
-fn pair(r: &Row<'_>) -> rusqlite::Result<(i64, i64)> {
-    Ok((r.get(0)?, r.get(1)?))
 }
 
 fn limit(n: usize) -> i64 {
@@ -92,48 +82,32 @@ fn limit(n: usize) -> i64 {
 }
 
 impl ReadTx for Tx<'_> {
-    /// Two statements: the queue's row, then its per-second `rates` buckets.
-    fn stored(&mut self, queue: i64, since: i64) -> Result<Stored> {
-        let stored = self.tx.prepare_cached(
-            "SELECT created_at, published_total, n_ready, n_delayed, n_leased, n_acked, n_dead, n_held
-             FROM queues WHERE id = ?1",
-        )?
-        .query_row([queue], |r| {
-            Ok(Stored {
-                created_at: r.get(0)?,
-                published_total: r.get(1)?,
-                states: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
-                ..Stored::default()
-            })
-        })?;
-        let (published_since, acked_since) = self
-            .tx
-            .prepare_cached(
-                "SELECT coalesce(sum(published), 0), coalesce(sum(acked), 0) FROM rates
-             WHERE queue_id = ?1 AND second > ?2",
-            )?
-            .query_row((queue, since), pair)?;
-        Ok(Stored {
-            published_since,
-            acked_since,
-            ..stored
-        })
+    /// The queue's row, with its per-second `rates` buckets of the window
+    /// (a range of the primary key).
+    fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols> {
+        let stored = self.one(
+            "SELECT q.created_at, q.published_total,
+               q.n_ready, q.n_delayed, q.n_leased, q.n_acked, q.n_dead, q.n_held,
+               coalesce(sum(r.published), 0), coalesce(sum(r.acked), 0)
+             FROM queues q LEFT JOIN rates r ON r.queue_id = q.id AND r.second > ?2
+             WHERE q.id = ?1",
+            (queue, since),
+        )?;
+        Ok(stored.unwrap_or_default())
     }
 
-    fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(State, bool, i64, i64)>> {
+    fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>> {
         self.rows(
             "SELECT state, ?3 > 0 AND attempts >= ?3, count(*), min(msg_id) FROM deliveries
              WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
              GROUP BY 1, 2",
             (queue, now, max),
-            |r| Ok((State::from_i64(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?)),
         )
     }
 
-    fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<Released>> {
+    fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Ranked> {
         self.rows(
-            "SELECT n.msg_id, n.priority, n.visible_at
-             FROM deliveries d
+            "SELECT n.priority, n.msg_id, n.visible_at FROM deliveries d
              JOIN groups g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
              JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
                  SELECT min(h.msg_id) FROM deliveries h
@@ -141,13 +115,6 @@ impl ReadTx for Tx<'_> {
              WHERE d.queue_id = ?1 AND d.state IN (1, 2) AND d.visible_at <= ?2
                AND d.state = 2 AND d.attempts >= ?3",
             (queue, now, max),
-            |r| {
-                Ok(Released {
-                    id: r.get(0)?,
-                    priority: r.get(1)?,
-                    visible_at: r.get(2)?,
-                })
-            },
         )
     }
 
@@ -155,12 +122,11 @@ impl ReadTx for Tx<'_> {
     fn oldest_ready_id(&mut self, queue: i64) -> Result<Option<i64>> {
         let mut below = i64::MAX;
         let mut oldest: Option<i64> = None;
-        while let Some((priority, id)) = self.row_of(
+        while let Some((priority, id)) = self.one::<(i64, i64)>(
             "SELECT priority, msg_id FROM deliveries
              WHERE queue_id = ?1 AND state = 0 AND priority < ?2
              ORDER BY priority DESC, msg_id LIMIT 1",
             (queue, below),
-            pair,
         )? {
             oldest = Some(oldest.map_or(id, |o| o.min(id)));
             below = priority;
@@ -169,20 +135,17 @@ impl ReadTx for Tx<'_> {
     }
 
     fn published_at(&mut self, id: i64) -> Result<Option<i64>> {
-        self.row_of(
-            "SELECT published_at FROM messages WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
+        let sql = "SELECT published_at FROM messages WHERE id = ?1";
+        Ok(self.one::<(i64,)>(sql, [id])?.map(|(t,)| t))
     }
 
     fn topics_of(&mut self, queue: i64) -> Result<Vec<String>> {
-        self.rows(
+        let topics: Vec<(String,)> = self.rows(
             "SELECT name FROM queues WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = ?1)
              ORDER BY name",
             [queue],
-            |r| r.get(0),
-        )
+        )?;
+        Ok(topics.into_iter().map(|(name,)| name).collect())
     }
 
     fn schema_in_force(&mut self, queue: i64) -> Result<Option<i64>> {
@@ -201,140 +164,91 @@ impl ReadTx for Tx<'_> {
              FROM queues q JOIN rates r ON r.queue_id = q.id AND r.second > ?1 - ?2 * 60
              GROUP BY 1, 2",
             (second, minutes),
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
     }
 
     /// Two statements, each an index walk: `deliveries_ready` up to `n`, then
-    /// the due range of `deliveries_waiting`; the `NOT (…)` leaves out the
-    /// leases that `rules::lease_dies` kills.
-    fn ready_rows(
-        &mut self,
-        queue: i64,
-        max: i64,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64, i64)>> {
-        let triple = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-        let mut rows = self.rows(
+    /// the due range of `deliveries_waiting`, where the `NOT (…)` leaves out
+    /// the leases that `rules::lease_dies` kills.
+    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Ranked> {
+        let mut rows: Ranked = self.rows(
             "SELECT priority, msg_id, visible_at FROM deliveries
              WHERE queue_id = ?1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT ?2",
             (queue, limit(n)),
-            triple,
         )?;
-        rows.extend(self.rows(
+        rows.extend(self.rows::<(i64, i64, i64)>(
             "SELECT priority, msg_id, visible_at FROM deliveries
              WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
                AND NOT (state = 2 AND ?3 > 0 AND attempts >= ?3)",
             (queue, now, max),
-            triple,
         )?);
         Ok(rows)
     }
 
-    fn waiting_rows(
-        &mut self,
-        queue: i64,
-        state: State,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64)>> {
+    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: usize) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at > ?2 AND state = ?3
              ORDER BY visible_at, msg_id LIMIT ?4",
             (queue, now, state as i64, limit(n)),
-            pair,
         )
     }
 
-    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Vec<(i64, i64)>> {
+    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = ?1 AND state = 5 ORDER BY grp, msg_id LIMIT ?2",
             (queue, limit(n)),
-            pair,
         )
     }
 
     /// (`state = ?2` must come before `state IN (3, 4)`: the other way
     /// round, SQLite sorts the whole range instead of walking
     /// `deliveries_done` in order.)
-    fn done_rows(
-        &mut self,
-        queue: i64,
-        state: State,
-        after: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64, Option<i64>)>> {
+    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: usize) -> Result<Done> {
         self.rows(
             "SELECT msg_id, visible_at, done_at FROM deliveries
              WHERE queue_id = ?1 AND state = ?2 AND state IN (3, 4) AND done_at > ?3
              ORDER BY done_at, msg_id LIMIT ?4",
             (queue, state as i64, after, limit(n)),
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
     }
 
-    fn expired_last_leases(
-        &mut self,
-        queue: i64,
-        max: i64,
-        now: i64,
-        n: usize,
-    ) -> Result<Vec<(i64, i64)>> {
+    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
                AND state = 2 AND attempts >= ?3
              ORDER BY visible_at, msg_id LIMIT ?4",
             (queue, now, max, limit(n)),
-            pair,
         )
     }
 
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>> {
-        self.row_of(
+        self.one(
             "SELECT state, visible_at, attempts, done_at FROM deliveries
              WHERE msg_id = ?1 AND queue_id = ?2",
             (id, queue),
-            |r| Ok((State::from_i64(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?)),
         )
     }
 
-    fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageRow>> {
-        self.row_of(
+    fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
+        self.one(
             "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
                d.schema_version
              FROM deliveries d JOIN messages m ON m.id = d.msg_id
              WHERE d.msg_id = ?1 AND d.queue_id = ?2",
             (id, queue),
-            |r| {
-                Ok(MessageRow {
-                    attempts: r.get(0)?,
-                    priority: r.get(1)?,
-                    group: r.get(2)?,
-                    key: r.get(3)?,
-                    published_at: r.get(4)?,
-                    raw: r.get(5)?,
-                    headers: r.get(6)?,
-                    body: r.get(7)?,
-                    schema_version: r.get(8)?,
-                })
-            },
         )
     }
 
     fn counted(&mut self) -> Result<Vec<(i64, i64, i64)>> {
-        self.rows(
-            "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        let sql = "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state";
+        self.rows(sql, [])
     }
 
     fn message_checks(&mut self) -> Result<(i64, i64, Option<i64>)> {
-        let checks = self.row_of(
+        let checks = self.one(
             "SELECT
                (SELECT count(*) FROM messages m
                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)),
@@ -342,17 +256,15 @@ impl ReadTx for Tx<'_> {
                 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
                (SELECT max(id) FROM messages)",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         Ok(checks.unwrap_or_default())
     }
 
     fn next_message_id(&mut self) -> Result<i64> {
-        let next = self.row_of(
-            "SELECT value FROM meta WHERE key = 'next_message_id'",
-            [],
-            |r| r.get::<_, Option<i64>>(0),
-        )?;
-        Ok(next.flatten().unwrap_or(0))
+        let sql = "SELECT value FROM meta WHERE key = 'next_message_id'";
+        Ok(self
+            .one::<(Option<i64>,)>(sql, [])?
+            .and_then(|(v,)| v)
+            .unwrap_or(0))
     }
 }
