@@ -246,10 +246,23 @@ pub(crate) fn peek(
         let now = tx.now();
         let released = released(tx, &q, now)?;
         let picked = views::pick(query, |section, n| match section {
-            Section::Ready => ready_rows(tx, &q, now, n, &released),
-            Section::Delayed => waiting_rows(tx, &q, State::Delayed, now, n),
+            _ if n == 0 => Ok(Vec::new()),
+            // Ready rows in claim order, including due delayed messages,
+            // expired leases and held messages that the next claim makes
+            // ready; delayed and leased rows not yet due, soonest first.
+            Section::Ready => {
+                let rows = tx.ready_rows(q.id, max_attempts(&q), now, n)?;
+                Ok(views::ready_rows(rows, &released, now, n))
+            }
+            Section::Delayed => {
+                let rows = tx.waiting_rows(q.id, State::Delayed, now, n)?;
+                Ok(shown_as(rows, State::Delayed))
+            }
             Section::Held => held_rows(tx, &q, now, n, &released),
-            Section::Leased => waiting_rows(tx, &q, State::Leased, now, n),
+            Section::Leased => {
+                let rows = tx.waiting_rows(q.id, State::Leased, now, n)?;
+                Ok(shown_as(rows, State::Leased))
+            }
             Section::Acked => done_rows(tx, &q, State::Acked, now, n),
             Section::Dead => done_rows(tx, &q, State::Dead, now, n),
         })?;
@@ -339,45 +352,14 @@ fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
     })
 }
 
-/// The first `n` ready rows in claim order, including due delayed messages,
-/// expired leases and held messages that the next claim will make ready.
-fn ready_rows(
-    tx: &mut (impl ReadTx + ?Sized),
-    q: &QueueRow,
-    now: i64,
-    n: usize,
-    released: &[Released],
-) -> Result<Vec<(i64, RowState)>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let rows = tx.ready_rows(q.id, max_attempts(q), now, n)?;
-    Ok(views::ready_rows(rows, released, now, n))
-}
-
-/// The first `n` delayed (or leased) rows not yet due, soonest first.
-fn waiting_rows(
-    tx: &mut (impl ReadTx + ?Sized),
-    q: &QueueRow,
-    state: State,
-    now: i64,
-    n: usize,
-) -> Result<Vec<(i64, RowState)>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let rows = tx.waiting_rows(q.id, state, now, n)?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, visible_at)| {
-            let st = RowState {
-                state,
-                visible_at,
-                done_at: None,
-            };
-            (id, st)
-        })
-        .collect())
+/// Rows read as `(id, visible_at)` that show in `state`.
+fn shown_as(rows: Timed, state: State) -> Vec<(i64, RowState)> {
+    let row = |visible_at| RowState {
+        state,
+        visible_at,
+        done_at: None,
+    };
+    rows.into_iter().map(|(id, at)| (id, row(at))).collect()
 }
 
 /// The first `n` messages held behind an earlier message of their group, by
@@ -391,9 +373,6 @@ fn held_rows(
     n: usize,
     released: &[Released],
 ) -> Result<Vec<(i64, RowState)>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
     let rows = tx.held_rows(q.id, n.saturating_add(released.len()))?;
     let mut out = Vec::with_capacity(n);
     for (id, visible_at) in rows {
@@ -412,9 +391,6 @@ fn done_rows(
     now: i64,
     n: usize,
 ) -> Result<Vec<(i64, RowState)>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
     let after = match state {
         State::Acked => now.saturating_sub(ms(q.settings.retention)),
         _ => i64::MIN,
