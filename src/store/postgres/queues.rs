@@ -140,23 +140,6 @@ pub(crate) fn topic_error(conn: &mut Conn, row: QueueRow) -> Result<Error> {
     })
 }
 
-/// What a lookup for a command that needs a queue (not a topic) found.
-pub(crate) enum Found {
-    Queue(QueueRow),
-    Missing,
-    Topic(Error),
-}
-
-/// Looks `name` up as a queue: a topic is an error, a missing name is left
-/// to the caller (its error names similar queues, after the transaction).
-pub(crate) fn queue(conn: &mut Conn, name: &str) -> Result<Found> {
-    Ok(match lookup(conn, name)? {
-        None => Found::Missing,
-        Some(row) if row.is_topic => Found::Topic(topic_error(conn, row)?),
-        Some(row) => Found::Queue(row),
-    })
-}
-
 impl PostgresStore {
     /// Creates a queue with the given settings (the rest default) and, if
     /// given, a JSON Schema (its version 1). An existing queue with the same
