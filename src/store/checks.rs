@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::{Error, Result};
-use super::types::SchemaChange;
+use super::types::{QueueRow, SchemaChange};
 use crate::contract::Contract;
 
 /// Compiled contracts by (queue id, schema version).
@@ -96,6 +96,22 @@ pub(crate) fn compiled(
     Ok(compiled)
 }
 
+/// The check of version `version` of `queue`'s schema, its contract from
+/// the cache or compiled from `text()` (see [`compiled`]).
+pub(crate) fn check(
+    cache: &mut ContractCache,
+    queue: &QueueRow,
+    version: i64,
+    text: impl FnOnce() -> Result<String>,
+) -> Result<Check> {
+    let contract = compiled(cache, (queue.id, &queue.name), version, text)?;
+    Ok(Check {
+        queue: queue.name.clone(),
+        version,
+        contract,
+    })
+}
+
 /// What a publish checks: every contract a message must meet (the topic's
 /// own and each receiving queue's), and per receiving queue the version its
 /// deliveries record.
@@ -106,6 +122,25 @@ pub(crate) struct PublishChecks {
 }
 
 impl PublishChecks {
+    /// The checks for publishing to `origin` (a queue, or a topic delivering
+    /// to `targets`), given the check in force for each of them.
+    pub fn of(
+        origin: &QueueRow,
+        targets: &[QueueRow],
+        mut check_for: impl FnMut(&QueueRow) -> Result<Option<Check>>,
+    ) -> Result<PublishChecks> {
+        let mut out = PublishChecks::default();
+        if origin.is_topic {
+            out.checks.extend(check_for(origin)?);
+        }
+        for target in targets {
+            let check = check_for(target)?;
+            out.versions.push(check.as_ref().map(|c| c.version));
+            out.checks.extend(check);
+        }
+        Ok(out)
+    }
+
     /// Checks a message published to `origin` against every schema in
     /// force, parsing it once: a raw body is [`Error::RawBody`], a broken
     /// rule [`Error::Invalid`] naming the first schema it breaks.

@@ -4,8 +4,11 @@
 //! [`super::rules`] decides each step. The backends supply the statements.
 
 pub(crate) mod admin;
+pub(crate) mod contracts;
 pub(crate) mod doctor;
 pub(crate) mod inspect;
 pub(crate) mod lease;
 pub(crate) mod publish;
+pub(crate) mod queues;
+pub(crate) mod topics;
 pub(crate) mod work;

@@ -4,12 +4,15 @@ use std::time::Duration;
 
 use postgres::Row;
 
-use super::contracts;
 use super::tx::Tx;
-use super::{Conn, PostgresStore, RowExt};
+use super::{Conn, PostgresStore, RowExt, contracts, topics};
 use crate::contract::Contract;
+use crate::store::backend::PublishTx;
 use crate::store::error::{Error, Result};
-use crate::store::types::{Created, QueueSet, SchemaChange, Settings, SettingsPatch, ms};
+use crate::store::ops;
+use crate::store::types::{
+    Created, QueueSet, SchemaChange, SchemaVersion, Settings, SettingsPatch, ms,
+};
 
 pub(crate) use crate::store::types::QueueRow;
 
@@ -64,22 +67,9 @@ pub(crate) fn subscribers(conn: &mut Conn, topic_id: i64) -> Result<Vec<QueueRow
         .collect()
 }
 
-/// The queue named `name`, created with `settings` if it does not exist,
-/// and whether this call created it. Safe against a concurrent creation of
-/// the same name: one insert wins and the other reads its row.
-pub(crate) fn ensure_with(
-    tx: &mut Tx<'_>,
-    name: &str,
-    settings: &Settings,
-) -> Result<(QueueRow, bool)> {
-    if let Some(row) = lookup(tx, name)? {
-        return Ok((row, false));
-    }
-    if crate::parse::queue_name(name).is_err() {
-        return Err(Error::BadName {
-            name: name.to_owned(),
-        });
-    }
+/// Inserts a queue; `None` when a concurrent transaction created the name
+/// first (the caller reads its row).
+fn insert(tx: &mut Tx<'_>, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
     let now = tx.now;
     let sql = format!(
         "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
@@ -87,7 +77,7 @@ pub(crate) fn ensure_with(
          ON CONFLICT (name) DO NOTHING
          RETURNING {COLUMNS}"
     );
-    let inserted = tx.query_opt(
+    tx.query_opt(
         &sql,
         &[
             &name,
@@ -98,34 +88,14 @@ pub(crate) fn ensure_with(
             &ms(settings.retry_delay),
             &now,
         ],
-    )?;
-    match inserted {
-        Some(row) => Ok((from_row(&row)?, true)),
-        None => lookup(tx, name)?
-            .map(|row| (row, false))
-            .ok_or_else(|| Error::Postgres(format!("queue `{name}` vanished while being created"))),
-    }
+    )?
+    .map(|row| from_row(&row))
+    .transpose()
 }
 
 /// The queue named `name`, created with default settings if it does not exist.
 pub(crate) fn ensure(tx: &mut Tx<'_>, name: &str) -> Result<QueueRow> {
-    Ok(ensure_with(tx, name, &Settings::default())?.0)
-}
-
-fn write_settings(tx: &mut Tx<'_>, id: i64, s: &Settings) -> Result<()> {
-    tx.execute(
-        "UPDATE queues SET visibility_ms = $2, max_attempts = $3, retention_ms = $4,
-           max_size = $5, retry_delay_ms = $6 WHERE id = $1",
-        &[
-            &id,
-            &ms(s.visibility),
-            &i64::from(s.max_attempts),
-            &ms(s.retention),
-            &(s.max_size.min(i64::MAX as u64) as i64),
-            &ms(s.retry_delay),
-        ],
-    )?;
-    Ok(())
+    ops::queues::ensure(tx, name)
 }
 
 /// [`Error::NameIsTopic`] for a topic row, naming its subscribers.
@@ -141,102 +111,101 @@ pub(crate) fn topic_error(conn: &mut Conn, row: QueueRow) -> Result<Error> {
 }
 
 impl PostgresStore {
-    /// Creates a queue with the given settings (the rest default) and, if
-    /// given, a JSON Schema (its version 1). An existing queue with the same
-    /// settings, and the same schema or none given, is left alone; one with
-    /// other settings or another schema is [`Error::SettingsConflict`].
+    /// See [`ops::queues::create_queue`].
     pub fn create_queue(
         &mut self,
         name: &str,
         patch: &SettingsPatch,
         schema: Option<&Contract>,
     ) -> Result<Created> {
-        let mut tx = Tx::begin(self.conn.get_mut())?;
-        let (row, new) = ensure_with(&mut tx, name, &patch.apply(Settings::default()))?;
-        let outcome = if new {
-            // Nobody sees the queue before this commit, schema and all.
-            if let Some(c) = schema {
-                contracts::apply(&mut tx, row.id, SchemaChange::Set(c))?;
-            }
-            Created::New
-        } else if row.is_topic {
-            return Err(topic_error(&mut tx, row)?);
-        } else {
-            let same_schema = schema.is_none() || contracts::latest_is(&mut tx, row.id, schema)?;
-            if patch.apply(row.settings) != row.settings || !same_schema {
-                return Err(Error::SettingsConflict {
-                    name: name.to_owned(),
-                });
-            }
-            Created::Existed
-        };
-        tx.commit()?;
-        Ok(outcome)
+        ops::queues::create_queue(self, name, patch, schema)
     }
 
-    /// Changes settings and the schema of an existing queue. A topic takes a
-    /// schema (checked before its messages fan out) but no settings.
+    /// See [`ops::queues::set_queue`].
     pub fn set_queue(
         &mut self,
         name: &str,
         patch: &SettingsPatch,
         schema: SchemaChange<'_>,
     ) -> Result<QueueSet> {
-        let mut tx = Tx::begin(self.conn.get_mut())?;
-        let changes_schema = !matches!(schema, SchemaChange::Keep);
-        if changes_schema {
-            // Publishes into the queue hold this lock shared to their commit.
-            lock_exclusive(&mut tx, name)?;
-        }
-        let Some(row) = lookup(&mut tx, name)? else {
-            drop(tx);
-            return Err(self.unknown_queue(name));
-        };
-        let schema_only = patch.is_empty() && changes_schema;
-        if row.is_topic && !schema_only {
-            return Err(topic_error(&mut tx, row)?);
-        }
-        let settings = if row.is_topic {
-            row.settings
-        } else {
-            // Lock the row so two concurrent patches both apply.
-            tx.execute("SELECT 1 FROM queues WHERE id = $1 FOR UPDATE", &[&row.id])?;
-            let current = lookup(&mut tx, name)?.map_or(row.settings, |r| r.settings);
-            let settings = patch.apply(current);
-            write_settings(&mut tx, row.id, &settings)?;
-            settings
-        };
-        let schema_version = contracts::apply(&mut tx, row.id, schema)?;
-        tx.commit()?;
-        Ok(QueueSet {
-            settings,
-            schema_version,
-        })
+        ops::queues::set_queue(self, name, patch, schema)
     }
 
-    /// The settings of a queue, or `None` if no queue has this name.
+    /// See [`ops::queues::settings`].
     pub fn settings(&self, name: &str) -> Result<Option<Settings>> {
-        Ok(lookup(&mut self.conn.borrow_mut(), name)?
-            .filter(|row| !row.is_topic)
-            .map(|row| row.settings))
+        ops::queues::settings(self, name)
     }
 
-    /// The largest body a publish to `name` accepts: the queue's `max_size`,
-    /// or for a topic the smallest of its subscribers'. A name that does not
-    /// exist yet, or a topic without subscribers, gets the default.
+    /// See [`ops::queues::max_size`].
     pub fn max_size(&self, name: &str) -> Result<u64> {
-        let conn = &mut self.conn.borrow_mut();
-        let Some(row) = lookup(conn, name)? else {
-            return Ok(Settings::default().max_size);
-        };
-        if !row.is_topic {
-            return Ok(row.settings.max_size);
-        }
-        let limit = subscribers(conn, row.id)?
-            .iter()
-            .map(|sub| sub.settings.max_size)
-            .min();
-        Ok(limit.unwrap_or(Settings::default().max_size))
+        ops::queues::max_size(self, name)
+    }
+}
+
+impl PublishTx for Tx<'_> {
+    fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
+        insert(self, name, settings)
+    }
+
+    fn write_settings(&mut self, id: i64, s: &Settings) -> Result<()> {
+        self.execute(
+            "UPDATE queues SET visibility_ms = $2, max_attempts = $3, retention_ms = $4,
+               max_size = $5, retry_delay_ms = $6 WHERE id = $1",
+            &[
+                &id,
+                &ms(s.visibility),
+                &i64::from(s.max_attempts),
+                &ms(s.retention),
+                &(s.max_size.min(i64::MAX as u64) as i64),
+                &ms(s.retry_delay),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn lock_row(&mut self, id: i64) -> Result<()> {
+        self.execute("SELECT 1 FROM queues WHERE id = $1 FOR UPDATE", &[&id])?;
+        Ok(())
+    }
+
+    fn lock_shared(&mut self, names: &[&str]) -> Result<()> {
+        lock_shared(self, names)
+    }
+
+    fn lock_exclusive(&mut self, name: &str) -> Result<()> {
+        lock_exclusive(self, name)
+    }
+
+    fn make_topic(&mut self, id: i64) -> Result<()> {
+        topics::make_topic(self, id)
+    }
+
+    fn holds_messages(&mut self, id: i64) -> Result<bool> {
+        topics::holds_messages(self, id)
+    }
+
+    fn topics_of(&mut self, id: i64) -> Result<Vec<String>> {
+        topics::topics_of(self, id)
+    }
+
+    fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        topics::add_subscription(self, topic, queue)
+    }
+
+    fn remove_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        topics::remove_subscription(self, topic, queue)
+    }
+
+    fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
+        contracts::latest(self, queue)
+    }
+
+    fn record_schema(&mut self, queue: i64, version: i64, schema: Option<&str>) -> Result<()> {
+        contracts::record(self, queue, version, schema)
+    }
+
+    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
+        contracts::versions(self, queue)
     }
 }
 

@@ -172,7 +172,6 @@ impl backend::Tx for Tx<'_> {
     }
 }
 
-impl backend::PublishTx for Tx<'_> {}
 
 impl backend::Backend for PostgresStore {
     fn write_dyn(

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::contracts;
 use super::tx::Tx;
+use super::{contracts, topics};
 use crate::contract::Contract;
-use crate::store::types::SchemaChange;
-use crate::store::types::{Created, QueueSet};
+use crate::store::backend::PublishTx;
+use crate::store::ops;
+use crate::store::types::{Created, QueueSet, SchemaChange, SchemaVersion};
 use crate::store::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
 
 pub(crate) use crate::store::types::QueueRow;
@@ -72,6 +73,10 @@ pub(crate) fn insert(tx: &Tx<'_>, name: &str, settings: &Settings) -> Result<Que
             name: name.to_owned(),
         });
     }
+    insert_row(tx, name, settings)
+}
+
+fn insert_row(tx: &Tx<'_>, name: &str, settings: &Settings) -> Result<QueueRow> {
     tx.tx
         .prepare_cached(
             "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
@@ -103,93 +108,35 @@ pub(crate) fn ensure(tx: &Tx<'_>, name: &str) -> Result<QueueRow> {
     }
 }
 
-fn write_settings(tx: &Tx<'_>, id: i64, s: &Settings) -> Result<()> {
-    tx.tx
-        .prepare_cached(
-            "UPDATE queues SET visibility_ms = ?2, max_attempts = ?3, retention_ms = ?4,
-               max_size = ?5, retry_delay_ms = ?6 WHERE id = ?1",
-        )?
-        .execute((
-            id,
-            ms(s.visibility),
-            s.max_attempts,
-            ms(s.retention),
-            s.max_size as i64,
-            ms(s.retry_delay),
-        ))?;
-    Ok(())
-}
-
 impl SqliteStore {
-    /// Creates a queue with the given settings (the rest default) and, if
-    /// given, a JSON Schema (its version 1). An existing queue with the same
-    /// settings, and the same schema or none given, is left alone; one with
-    /// other settings or another schema is [`Error::SettingsConflict`].
+    /// See [`ops::queues::create_queue`].
     pub fn create_queue(
         &mut self,
         name: &str,
         patch: &SettingsPatch,
         schema: Option<&Contract>,
     ) -> Result<Created> {
-        let tx = Tx::begin(&mut self.conn)?;
-        let outcome = match lookup(&tx.tx, name)? {
-            Some(row) if row.is_topic => return Err(topic_error(&tx.tx, row)?),
-            Some(row) => {
-                let same_schema =
-                    schema.is_none() || contracts::is_current(&tx.tx, row.id, schema)?;
-                if patch.apply(row.settings) != row.settings || !same_schema {
-                    return Err(Error::SettingsConflict {
-                        name: name.to_owned(),
-                    });
-                }
-                Created::Existed
-            }
-            None => {
-                let row = insert(&tx, name, &patch.apply(Settings::default()))?;
-                if let Some(c) = schema {
-                    contracts::apply(&tx, row.id, SchemaChange::Set(c))?;
-                }
-                Created::New
-            }
-        };
-        tx.commit()?;
-        Ok(outcome)
+        ops::queues::create_queue(self, name, patch, schema)
     }
 
-    /// Changes settings and the schema of an existing queue. A topic takes a
-    /// schema (checked before its messages fan out) but no settings.
+    /// See [`ops::queues::set_queue`].
     pub fn set_queue(
         &mut self,
         name: &str,
         patch: &SettingsPatch,
         schema: SchemaChange<'_>,
     ) -> Result<QueueSet> {
-        let tx = Tx::begin(&mut self.conn)?;
-        let Some(row) = lookup(&tx.tx, name)? else {
-            drop(tx);
-            return Err(self.unknown_queue(name));
-        };
-        let schema_only = patch.is_empty() && !matches!(schema, SchemaChange::Keep);
-        if row.is_topic && !schema_only {
-            return Err(topic_error(&tx.tx, row)?);
-        }
-        let settings = patch.apply(row.settings);
-        if !row.is_topic {
-            write_settings(&tx, row.id, &settings)?;
-        }
-        let schema_version = contracts::apply(&tx, row.id, schema)?;
-        tx.commit()?;
-        Ok(QueueSet {
-            settings,
-            schema_version,
-        })
+        ops::queues::set_queue(self, name, patch, schema)
     }
 
-    /// The settings of a queue, or `None` if no queue has this name.
+    /// See [`ops::queues::settings`].
     pub fn settings(&self, name: &str) -> Result<Option<Settings>> {
-        Ok(lookup(&self.conn, name)?
-            .filter(|row| !row.is_topic)
-            .map(|row| row.settings))
+        ops::queues::settings(self, name)
+    }
+
+    /// See [`ops::queues::max_size`].
+    pub fn max_size(&self, name: &str) -> Result<u64> {
+        ops::queues::max_size(self, name)
     }
 }
 
@@ -217,22 +164,70 @@ pub(crate) fn unknown(conn: &Connection, name: &str) -> Error {
     }
 }
 
-impl SqliteStore {
-    /// The largest body a publish to `name` accepts: the queue's `max_size`,
-    /// or for a topic the smallest of its subscribers' (a topic holds nothing,
-    /// so its own setting does not count). A name that does not exist yet, or
-    /// a topic without subscribers, gets the default.
-    pub fn max_size(&self, name: &str) -> Result<u64> {
-        let Some(row) = lookup(&self.conn, name)? else {
-            return Ok(Settings::default().max_size);
-        };
-        if !row.is_topic {
-            return Ok(row.settings.max_size);
-        }
-        let limit = subscribers(&self.conn, row.id)?
-            .iter()
-            .map(|sub| sub.settings.max_size)
-            .min();
-        Ok(limit.unwrap_or(Settings::default().max_size))
+impl PublishTx for Tx<'_> {
+    fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
+        insert_row(self, name, settings).map(Some)
+    }
+
+    fn write_settings(&mut self, id: i64, s: &Settings) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE queues SET visibility_ms = ?2, max_attempts = ?3, retention_ms = ?4,
+                   max_size = ?5, retry_delay_ms = ?6 WHERE id = ?1",
+            )?
+            .execute((
+                id,
+                ms(s.visibility),
+                s.max_attempts,
+                ms(s.retention),
+                s.max_size as i64,
+                ms(s.retry_delay),
+            ))?;
+        Ok(())
+    }
+
+    // Writers take turns (`BEGIN IMMEDIATE`): nothing to lock.
+    fn lock_row(&mut self, _id: i64) -> Result<()> {
+        Ok(())
+    }
+
+    fn lock_shared(&mut self, _names: &[&str]) -> Result<()> {
+        Ok(())
+    }
+
+    fn lock_exclusive(&mut self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn make_topic(&mut self, id: i64) -> Result<()> {
+        topics::make_topic(self, id)
+    }
+
+    fn holds_messages(&mut self, id: i64) -> Result<bool> {
+        topics::holds_messages(self, id)
+    }
+
+    fn topics_of(&mut self, id: i64) -> Result<Vec<String>> {
+        topics::topics_of(self, id)
+    }
+
+    fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        topics::add_subscription(self, topic, queue)
+    }
+
+    fn remove_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        topics::remove_subscription(self, topic, queue)
+    }
+
+    fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
+        contracts::latest(&self.tx, queue)
+    }
+
+    fn record_schema(&mut self, queue: i64, version: i64, schema: Option<&str>) -> Result<()> {
+        contracts::record(self, queue, version, schema)
+    }
+
+    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
+        contracts::versions(&self.tx, queue)
     }
 }

@@ -1,0 +1,153 @@
+//! Queue and topic rows: creation on first use, settings, `queue create`
+//! and `queue set`.
+
+use super::contracts;
+use super::lease::LeaseTx;
+use super::publish::PublishTx;
+use crate::contract::Contract;
+use crate::store::backend::{self, Backend, Tx, existing_queue, topic_error, unknown_queue};
+use crate::store::error::{Error, Result};
+use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch};
+
+/// The queue named `name`, created with `settings` if it does not exist,
+/// and whether this call created it. Safe against a concurrent creation of
+/// the same name: one insert wins and the other reads its row.
+pub(crate) fn ensure_with(
+    tx: &mut (impl PublishTx + ?Sized),
+    name: &str,
+    settings: &Settings,
+) -> Result<(QueueRow, bool)> {
+    if let Some(row) = tx.queue(name)? {
+        return Ok((row, false));
+    }
+    if crate::parse::queue_name(name).is_err() {
+        return Err(Error::BadName {
+            name: name.to_owned(),
+        });
+    }
+    match tx.insert_queue(name, settings)? {
+        Some(row) => Ok((row, true)),
+        None => tx
+            .queue(name)?
+            .map(|row| (row, false))
+            .ok_or_else(|| Error::Internal(format!("queue `{name}` vanished while being created"))),
+    }
+}
+
+/// The queue named `name`, created with default settings if it does not exist.
+pub(crate) fn ensure(tx: &mut (impl PublishTx + ?Sized), name: &str) -> Result<QueueRow> {
+    Ok(ensure_with(tx, name, &Settings::default())?.0)
+}
+
+/// The queue `name` for a transaction that changes its messages: an unknown
+/// name or a topic is an error, and due messages and expired leases are
+/// promoted first, so the caller sees every state as it is now.
+pub(crate) fn writable(tx: &mut (impl LeaseTx + ?Sized), name: &str) -> Result<QueueRow> {
+    let q = existing_queue(tx, name)?;
+    tx.promote_due(&q)?;
+    Ok(q)
+}
+
+/// Creates a queue with the given settings (the rest default) and, if
+/// given, a JSON Schema (its version 1). An existing queue with the same
+/// settings, and the same schema or none given, is left alone; one with
+/// other settings or another schema is [`Error::SettingsConflict`].
+pub(crate) fn create_queue(
+    store: &mut (impl Backend + ?Sized),
+    name: &str,
+    patch: &SettingsPatch,
+    schema: Option<&Contract>,
+) -> Result<Created> {
+    backend::write(store, |tx| {
+        let (row, new) = ensure_with(tx, name, &patch.apply(Settings::default()))?;
+        if new {
+            // Nobody sees the queue before this commit, schema and all.
+            if let Some(c) = schema {
+                contracts::apply(tx, row.id, SchemaChange::Set(c))?;
+            }
+            return Ok(Created::New);
+        }
+        if row.is_topic {
+            return Err(topic_error(tx, row)?);
+        }
+        let same_schema = schema.is_none() || contracts::is_current(tx, row.id, schema)?;
+        if patch.apply(row.settings) != row.settings || !same_schema {
+            return Err(Error::SettingsConflict {
+                name: name.to_owned(),
+            });
+        }
+        Ok(Created::Existed)
+    })
+}
+
+/// Changes settings and the schema of an existing queue. A topic takes a
+/// schema (checked before its messages fan out) but no settings.
+pub(crate) fn set_queue(
+    store: &mut (impl Backend + ?Sized),
+    name: &str,
+    patch: &SettingsPatch,
+    schema: SchemaChange<'_>,
+) -> Result<QueueSet> {
+    backend::write(store, |tx| {
+        let changes_schema = !matches!(schema, SchemaChange::Keep);
+        if changes_schema {
+            // Publishes into the queue hold this lock shared to their commit.
+            tx.lock_exclusive(name)?;
+        }
+        let Some(row) = tx.queue(name)? else {
+            return Err(unknown_queue(tx, name));
+        };
+        let schema_only = patch.is_empty() && changes_schema;
+        if row.is_topic && !schema_only {
+            return Err(topic_error(tx, row)?);
+        }
+        let settings = if row.is_topic {
+            row.settings
+        } else {
+            // Lock the row so two concurrent patches both apply.
+            tx.lock_row(row.id)?;
+            let current = tx.queue(name)?.map_or(row.settings, |r| r.settings);
+            let settings = patch.apply(current);
+            tx.write_settings(row.id, &settings)?;
+            settings
+        };
+        let schema_version = contracts::apply(tx, row.id, schema)?;
+        Ok(QueueSet {
+            settings,
+            schema_version,
+        })
+    })
+}
+
+/// The settings of a queue, or `None` if no queue has this name.
+pub(crate) fn settings(store: &(impl Backend + ?Sized), name: &str) -> Result<Option<Settings>> {
+    backend::read(store, |tx| {
+        Ok(tx
+            .queue(name)?
+            .filter(|row| !row.is_topic)
+            .map(|row| row.settings))
+    })
+}
+
+/// The largest body a publish to `name` accepts: the queue's `max_size`,
+/// or for a topic the smallest of its subscribers' (a topic holds nothing,
+/// so its own setting does not count). A name that does not exist yet, or
+/// a topic without subscribers, gets the default.
+pub(crate) fn max_size(store: &(impl Backend + ?Sized), name: &str) -> Result<u64> {
+    backend::read(store, |tx| max_size_in(tx, name))
+}
+
+fn max_size_in(tx: &mut (impl Tx + ?Sized), name: &str) -> Result<u64> {
+    let Some(row) = tx.queue(name)? else {
+        return Ok(Settings::default().max_size);
+    };
+    if !row.is_topic {
+        return Ok(row.settings.max_size);
+    }
+    let limit = tx
+        .subscribers(row.id)?
+        .iter()
+        .map(|sub| sub.settings.max_size)
+        .min();
+    Ok(limit.unwrap_or(Settings::default().max_size))
+}
