@@ -349,7 +349,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn write(&self, batch: &mut Batch<'_, '_>, msg: &Prepared) -> anyhow::Result<i64> {
+    fn write(&self, batch: &mut Batch<'_>, msg: &Prepared) -> anyhow::Result<i64> {
         let new = NewMessage {
             body: &msg.body,
             raw: self.args.raw,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::contract::Contract;
 
 use super::Location;
-use super::postgres::{PgOptions, PgPublishBatch, PostgresStore};
+use super::postgres::{PgOptions, PostgresStore};
 use super::{
     Created, DatabaseInfo, Delivery, Error, Health, NewMessage, Options, Outcome, PeekQuery,
     Peeked, PublishBatch, QueueInfo, QueueSet, RateHistory, Receipt, ReceiptError, Release,
@@ -29,13 +29,9 @@ pub enum Db {
     Postgres(Box<PostgresStore>),
 }
 
-/// An open publish transaction, as [`Db::publish_batch`] hands it out.
-pub enum Batch<'b, 't> {
-    /// On SQLite.
-    Sqlite(&'b mut PublishBatch<'t>),
-    /// On PostgreSQL.
-    Postgres(&'b mut PgPublishBatch<'t>),
-}
+/// An open publish transaction, as [`Db::publish_batch`] hands it out: the
+/// same type on both backends.
+pub type Batch<'t> = PublishBatch<'t>;
 
 /// Calls the same method on whichever backend `$db` holds.
 macro_rules! each {
@@ -45,25 +41,6 @@ macro_rules! each {
             Db::Postgres($s) => $call,
         }
     };
-}
-
-impl Batch<'_, '_> {
-    /// The largest body this batch accepts, in bytes.
-    pub fn max_size(&self) -> u64 {
-        match self {
-            Batch::Sqlite(b) => b.max_size(),
-            Batch::Postgres(b) => b.max_size(),
-        }
-    }
-
-    /// Adds one message and returns its id, or the id of the message the
-    /// queue already holds under the same key.
-    pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
-        match self {
-            Batch::Sqlite(b) => b.publish(msg),
-            Batch::Postgres(b) => b.publish(msg),
-        }
-    }
 }
 
 /// How output names the database at `db` before it is opened (or when it
@@ -197,12 +174,9 @@ impl Db {
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,
-        mut fill: impl FnMut(&mut Batch<'_, '_>) -> Result<T, E>,
+        fill: impl FnMut(&mut Batch<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        match self {
-            Db::Sqlite(s) => s.publish_batch(name, |b| fill(&mut Batch::Sqlite(b))),
-            Db::Postgres(p) => p.publish_batch(name, |b| fill(&mut Batch::Postgres(b))),
-        }
+        each!(self, s => s.publish_batch(name, fill))
     }
 
     /// See [`SqliteStore::max_size`].

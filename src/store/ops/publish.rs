@@ -8,9 +8,12 @@
 //! writers take turns anyway, and creates rows with `ON CONFLICT` where a
 //! concurrent writer may have created them first.
 
-use crate::store::backend::Tx;
-use crate::store::error::Result;
-use crate::store::types::{QueueRow, SchemaVersion, Settings};
+use super::contracts::for_publish;
+use super::queues::ensure;
+use crate::store::backend::{self, Backend, Tx};
+use crate::store::checks::{ContractCache, PublishChecks};
+use crate::store::error::{Error, Result};
+use crate::store::types::{NewMessage, QueueRow, SchemaVersion, Settings, State};
 
 /// The statements of publishing and of queue, topic and schema changes.
 pub(crate) trait PublishTx: Tx {
@@ -31,7 +34,9 @@ pub(crate) trait PublishTx: Tx {
     /// writers that add deliveries (publish, replay) hold them, so a queue
     /// cannot be deleted or turned into a topic, nor a topic's subscriptions
     /// change, under them. Nothing on SQLite, where writers take turns.
-    fn lock_shared(&mut self, names: &[&str]) -> Result<()>;
+    /// True when it took locks (what was read before may have changed
+    /// while it waited).
+    fn lock_shared(&mut self, names: &[&str]) -> Result<bool>;
 
     /// Takes the exclusive lock of a queue name (see
     /// [`PublishTx::lock_shared`]) until the transaction ends: for deleting
@@ -62,4 +67,222 @@ pub(crate) trait PublishTx: Tx {
 
     /// Every version of a queue's schema, oldest first.
     fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>>;
+
+    /// Runs `fill` with the backend's [`Inserter`] for `fanout`, writes
+    /// what it buffered, and returns what was added.
+    fn inserting(
+        &mut self,
+        fanout: &Fanout<'_>,
+        fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
+    ) -> Result<Tally>;
+}
+
+/// What a publish writes into: the origin (the queue or topic published
+/// to), the queues that receive a delivery, and per receiving queue the
+/// schema version its deliveries record.
+pub(crate) struct Fanout<'a> {
+    pub origin: &'a QueueRow,
+    pub targets: &'a [QueueRow],
+    pub versions: &'a [Option<i64>],
+}
+
+/// What the messages of a publish added, once written.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Deliveries added per target queue (in [`Fanout::targets`] order) and state.
+    pub added: Vec<[i64; 6]>,
+    /// New messages (not deduplicated).
+    pub published: i64,
+    /// Queues that lost an acked delivery past retention, one entry each.
+    pub swept: Vec<i64>,
+}
+
+impl Tally {
+    /// An empty tally for `targets` receiving queues.
+    pub fn new(targets: usize) -> Tally {
+        Tally {
+            added: vec![[0; 6]; targets],
+            ..Tally::default()
+        }
+    }
+}
+
+/// A backend's writer of one publish's messages: its statements, and the
+/// messages it buffers to write many at a time. Plain messages (no key, no
+/// group) may wait in a buffer; a key lookup must see every earlier message.
+pub(crate) trait Inserter {
+    /// The message `key` names in the origin, and whether a queue still
+    /// holds it: a delivery that is not acked past its queue's retention.
+    /// An expired one may not have been swept yet (each write sweeps a
+    /// bounded batch).
+    fn find_key(&mut self, key: &str) -> Result<Option<(i64, bool)>>;
+
+    /// Removes the deliveries of message `id` that are acked past
+    /// retention, and the message when none is left, noting the queues in
+    /// [`Tally::swept`] (PostgreSQL re-checks each under its row lock: one
+    /// that a replay made ready meanwhile stays).
+    fn remove_expired(&mut self, id: i64) -> Result<()>;
+
+    /// Writes (or buffers) a new message, first `state` at `visible_at` in
+    /// every target (held behind its group's head where it has one), and
+    /// returns its id. On PostgreSQL a key that a concurrent publish
+    /// committed first answers with that message's id.
+    fn insert(&mut self, msg: &NewMessage<'_>, state: State, visible_at: i64) -> Result<i64>;
+}
+
+/// An open publish transaction, handed to the closure of
+/// [`publish_batch`]: messages added become visible together when it
+/// commits.
+pub struct PublishBatch<'t> {
+    inserter: &'t mut dyn Inserter,
+    origin: &'t str,
+    /// The schemas each message must meet.
+    checks: &'t PublishChecks,
+    max_size: u64,
+    now: i64,
+}
+
+impl PublishBatch<'_> {
+    /// The largest body this batch accepts, in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Adds one message and returns its id, or the id of the message the
+    /// queue already holds under the same key. A message that breaks a schema
+    /// of the queue, or of the topic or any of its subscribers, is refused
+    /// ([`Error::Invalid`]; a raw body [`Error::RawBody`]), also when its key
+    /// was seen before.
+    pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
+        if msg.body.len() as u64 > self.max_size {
+            return Err(Error::TooLarge {
+                size: msg.body.len(),
+                limit: self.max_size,
+            });
+        }
+        self.checks.message(self.origin, msg.body, msg.raw)?;
+        if let Some(key) = msg.key {
+            match self.inserter.find_key(key)? {
+                Some((id, true)) => return Ok(id),
+                Some((id, false)) => {
+                    // Every delivery is acked past retention: the key (unique
+                    // per origin) is free for a new message once that one is
+                    // gone. The sweep would remove it later; a key must not
+                    // wait for that.
+                    self.inserter.remove_expired(id)?;
+                    if let Some((id, _)) = self.inserter.find_key(key)? {
+                        return Ok(id);
+                    }
+                }
+                None => {}
+            }
+        }
+        let visible_at = msg.available_at.unwrap_or(self.now).max(self.now);
+        let state = if visible_at > self.now {
+            State::Delayed
+        } else {
+            State::Ready
+        };
+        self.inserter.insert(msg, state, visible_at)
+    }
+}
+
+/// Publishes to a queue (created if missing) or a topic (fanned out to its
+/// subscribers) in one transaction: `fill` adds messages to the batch, and
+/// they become visible together when it returns `Ok`. If `fill` fails,
+/// nothing is published. Holds the write lock (SQLite), or the name locks
+/// (PostgreSQL), while `fill` runs. A transaction that PostgreSQL ends for a
+/// deadlock or serialization failure is run again, `fill` with it (see
+/// [`Backend::write_dyn`]). `cache` holds the compiled schemas.
+pub(crate) fn publish_batch<T, E: From<Error>>(
+    store: &mut (impl Backend + ?Sized),
+    cache: &mut ContractCache,
+    name: &str,
+    mut fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut value = None;
+    let mut failed = None;
+    let outcome = backend::write(store, |tx| {
+        failed = None;
+        tx.lock_shared(&[name])?;
+        let origin = ensure(tx, name)?;
+        let targets = if origin.is_topic {
+            let subs = tx.subscribers(origin.id)?;
+            let names: Vec<&str> = subs.iter().map(|q| q.name.as_str()).collect();
+            if tx.lock_shared(&names)? {
+                // A subscriber deleted while we waited for its lock is gone
+                // now (this statement sees that commit); none can be added
+                // while we hold the topic's lock.
+                tx.subscribers(origin.id)?
+            } else {
+                subs
+            }
+        } else {
+            vec![origin.clone()]
+        };
+        if targets.is_empty() {
+            return Err(Error::NoSubscribers {
+                topic: name.to_owned(),
+            });
+        }
+        // After the name locks: no schema can change before this commits.
+        let checks = for_publish(tx, cache, &origin, &targets)?;
+        // A topic holds nothing, so only its subscribers' limits count: the
+        // message must fit every queue that receives it.
+        let max_size = targets
+            .iter()
+            .map(|q| q.settings.max_size)
+            .min()
+            .unwrap_or(u64::MAX);
+        let now = tx.now();
+        let fanout = Fanout {
+            origin: &origin,
+            targets: &targets,
+            versions: &checks.versions,
+        };
+        let tally = tx.inserting(&fanout, &mut |inserter| {
+            let mut batch = PublishBatch {
+                inserter,
+                origin: &origin.name,
+                checks: &checks,
+                max_size,
+                now,
+            };
+            match fill(&mut batch) {
+                Ok(v) => {
+                    value = Some(v);
+                    Ok(())
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    Err(Error::Internal("the publish was given up".into()))
+                }
+            }
+        })?;
+        for queue in tally.swept {
+            tx.counts().moved(queue, Some(State::Acked), None);
+        }
+        for (queue, counts) in targets.iter().zip(&tally.added) {
+            for (state, n) in State::ALL.iter().zip(counts) {
+                tx.counts().moved_many(queue.id, None, Some(*state), *n);
+            }
+            tx.counts().published(queue.id, counts.iter().sum());
+            if counts[State::Ready as usize] > 0 || counts[State::Delayed as usize] > 0 {
+                tx.notify(&queue.name);
+            }
+        }
+        if origin.is_topic {
+            tx.counts().published(origin.id, tally.published);
+        }
+        // Retention cleanup in small steps, paid by the writers of each queue.
+        for queue in &targets {
+            tx.housekeeping(queue)?;
+        }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    outcome?;
+    value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
 }

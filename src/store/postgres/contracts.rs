@@ -69,6 +69,7 @@ pub(crate) fn check_for(conn: &mut Conn, queue: &QueueRow) -> Result<Option<Chec
 
 /// The checks for publishing to `origin` (a queue, or a topic delivering to
 /// `targets`). The caller holds the name locks of all of them.
+#[allow(dead_code)] // kept for the other helpers' branches until they merge
 pub(crate) fn for_publish(
     conn: &mut Conn,
     origin: &QueueRow,

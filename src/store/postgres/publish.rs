@@ -5,13 +5,12 @@
 
 use std::collections::VecDeque;
 
-use super::contracts;
 use super::lease::delete_orphans;
-use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use super::{Conn, PostgresStore, RowExt};
-use crate::store::checks::PublishChecks;
 use crate::store::error::{Error, Result};
+pub use crate::store::ops::publish::PublishBatch;
+use crate::store::ops::publish::{self, Fanout, Inserter, Tally};
 use crate::store::types::{NewMessage, State};
 
 /// Rows per multi-row insert, at most.
@@ -23,18 +22,12 @@ const CHUNK_BYTES: usize = 4 << 20;
 /// The most ids taken from the sequence in one round trip.
 const MAX_ID_BLOCK: i64 = 1024;
 
-/// An open publish transaction, handed to the closure of
-/// [`PostgresStore::publish_batch`]: the PostgreSQL counterpart of
-/// [`crate::store::PublishBatch`], with the same two methods.
-pub struct PgPublishBatch<'t> {
+/// The statements of one publish and the messages it buffers.
+struct PgInserter<'t> {
     conn: &'t mut Conn,
-    origin: QueueRow,
-    targets: Vec<QueueRow>,
+    fanout: &'t Fanout<'t>,
     target_ids: Vec<i64>,
     target_names: Vec<String>,
-    /// The schemas each message must meet, and the versions deliveries record.
-    checks: PublishChecks,
-    max_size: u64,
     now: i64,
     /// Ids taken from the sequence and not used yet.
     ids: VecDeque<i64>,
@@ -48,12 +41,7 @@ pub struct PgPublishBatch<'t> {
     grouped: Vec<Grouped>,
     /// Their body bytes.
     grouped_bytes: usize,
-    /// Deliveries added per target and state.
-    added: Vec<[i64; 6]>,
-    /// New messages (not deduplicated).
-    published: i64,
-    /// Queues that lost an acked delivery past retention, one entry each.
-    swept: Vec<i64>,
+    tally: Tally,
 }
 
 /// A buffered grouped message.
@@ -79,102 +67,46 @@ struct Pending {
     state: State,
 }
 
+/// The publish batch by its former PostgreSQL name (there is one type now).
+pub type PgPublishBatch<'t> = PublishBatch<'t>;
+
 impl PostgresStore {
-    /// Publishes to a queue (created if missing) or a topic (fanned out to its
-    /// subscribers) in one transaction: `fill` adds messages to the batch, and
-    /// they become visible together when it returns `Ok`. If `fill` fails,
-    /// nothing is published.
-    /// A transaction that PostgreSQL ends for a deadlock or serialization
-    /// failure is run again, `fill` with it (see [`PostgresStore::retrying`]).
+    /// See [`publish::publish_batch`].
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,
-        mut fill: impl FnMut(&mut PgPublishBatch<'_>) -> Result<T, E>,
+        fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.retrying(|store| store.publish_once(name, &mut fill))
-    }
-
-    fn publish_once<T, E: From<Error>>(
-        &mut self,
-        name: &str,
-        fill: &mut impl FnMut(&mut PgPublishBatch<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let mut tx = Tx::begin(self.conn.get_mut())?;
-        queues::lock_shared(&mut tx, &[name])?;
-        let origin = queues::ensure(&mut tx, name)?;
-        let targets = if origin.is_topic {
-            let subs = queues::subscribers(&mut tx, origin.id)?;
-            let names: Vec<&str> = subs.iter().map(|q| q.name.as_str()).collect();
-            queues::lock_shared(&mut tx, &names)?;
-            // A subscriber deleted while we waited for its lock is gone now
-            // (this statement sees that commit); none can be added while we
-            // hold the topic's lock.
-            queues::subscribers(&mut tx, origin.id)?
-        } else {
-            vec![origin.clone()]
-        };
-        if targets.is_empty() {
-            return Err(Error::NoSubscribers {
-                topic: name.to_owned(),
-            }
-            .into());
-        }
-        // After the name locks: no schema can change before this commits.
-        let checks = contracts::for_publish(&mut tx, &origin, &targets)?;
-        let now = tx.now;
-        let (value, added, published, swept) = {
-            let mut batch =
-                PgPublishBatch::new(&mut tx, origin.clone(), targets.clone(), checks, now);
-            let value = fill(&mut batch)?;
-            batch.flush_pending()?;
-            (value, batch.added, batch.published, batch.swept)
-        };
-        for queue in swept {
-            tx.counts.moved(queue, Some(State::Acked), None);
-        }
-        for (queue, counts) in targets.iter().zip(&added) {
-            for (state, n) in State::ALL.iter().zip(counts) {
-                tx.counts.moved_many(queue.id, None, Some(*state), *n);
-            }
-            tx.counts.published(queue.id, counts.iter().sum());
-            if counts[State::Ready as usize] > 0 || counts[State::Delayed as usize] > 0 {
-                tx.notify(&queue.name);
-            }
-        }
-        if origin.is_topic {
-            tx.counts.published(origin.id, published);
-        }
-        for queue in &targets {
-            super::lease::housekeeping(&mut tx, queue)?;
-        }
-        tx.commit()?;
-        Ok(value)
+        let mut cache = std::mem::take(&mut self.conn.get_mut().contracts);
+        let out = publish::publish_batch(self, &mut cache, name, fill);
+        self.conn.get_mut().contracts = cache;
+        out
     }
 }
 
-impl<'t> PgPublishBatch<'t> {
-    fn new(
-        conn: &'t mut Conn,
-        origin: QueueRow,
-        targets: Vec<QueueRow>,
-        checks: PublishChecks,
-        now: i64,
-    ) -> Self {
-        // A topic holds nothing, so only its subscribers' limits count.
-        let max_size = targets
-            .iter()
-            .map(|q| q.settings.max_size)
-            .min()
-            .unwrap_or(u64::MAX);
-        PgPublishBatch {
+/// Runs `fill` with the statements of a publish into `fanout` (see
+/// [`crate::store::backend::PublishTx::inserting`]) and writes what it
+/// buffered.
+pub(super) fn inserting(
+    tx: &mut Tx<'_>,
+    fanout: &Fanout<'_>,
+    fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
+) -> Result<Tally> {
+    let now = tx.now;
+    let mut ins = PgInserter::new(tx, fanout, now);
+    fill(&mut ins)?;
+    ins.flush_pending()?;
+    Ok(ins.tally)
+}
+
+impl<'t> PgInserter<'t> {
+    fn new(conn: &'t mut Conn, fanout: &'t Fanout<'t>, now: i64) -> Self {
+        PgInserter {
             conn,
-            target_ids: targets.iter().map(|q| q.id).collect(),
-            target_names: targets.iter().map(|q| q.name.clone()).collect(),
-            added: vec![[0; 6]; targets.len()],
-            checks,
-            origin,
-            targets,
-            max_size,
+            target_ids: fanout.targets.iter().map(|q| q.id).collect(),
+            target_names: fanout.targets.iter().map(|q| q.name.clone()).collect(),
+            tally: Tally::new(fanout.targets.len()),
+            fanout,
             now,
             ids: VecDeque::new(),
             next_block: 1,
@@ -183,99 +115,7 @@ impl<'t> PgPublishBatch<'t> {
             arena: Vec::new(),
             grouped: Vec::new(),
             grouped_bytes: 0,
-            published: 0,
-            swept: Vec::new(),
         }
-    }
-
-    /// The largest body this batch accepts, in bytes.
-    pub fn max_size(&self) -> u64 {
-        self.max_size
-    }
-
-    /// Adds one message and returns its id, or the id of the message the
-    /// queue already holds under the same key. A message that breaks a schema
-    /// of the queue, or of the topic or any of its subscribers, is refused
-    /// ([`Error::Invalid`]; a raw body [`Error::RawBody`]), also when its key
-    /// was seen before.
-    pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
-        if msg.body.len() as u64 > self.max_size {
-            return Err(Error::TooLarge {
-                size: msg.body.len(),
-                limit: self.max_size,
-            });
-        }
-        self.checks.message(&self.origin.name, msg.body, msg.raw)?;
-        if let Some(key) = msg.key {
-            self.flush_pending()?;
-            if let Some(id) = self.held_key(key)? {
-                return Ok(id);
-            }
-        }
-        if msg.key.is_none() && msg.group.is_none() {
-            let id = self.next_id()?;
-            self.published += 1;
-            return self.buffer(id, msg);
-        }
-        if let (None, Some(group)) = (msg.key, msg.group) {
-            self.lock_groups()?;
-            let id = self.next_id()?;
-            return self.buffer_grouped(id, group, msg);
-        }
-        self.flush_pending()?;
-        if msg.group.is_some() {
-            self.lock_groups()?;
-        }
-        let id = self.next_id()?;
-        self.insert_one(id, msg)
-    }
-
-    /// The message a queue still holds under `key`, if any. A message whose
-    /// every delivery is acked past its queue's retention is removed here
-    /// (the sweep may not have reached it yet), freeing the key. Only
-    /// such deliveries are deleted, re-checked under their row locks: one
-    /// that a replay made ready meanwhile keeps the message, which then
-    /// deduplicates.
-    fn held_key(&mut self, key: &str) -> Result<Option<i64>> {
-        let (origin, now) = (self.origin.id, self.now);
-        let Some(row) = self.conn.query_opt(
-            "SELECT m.id, EXISTS (
-                 SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
-                 WHERE d.msg_id = m.id
-                   AND (d.state = 3 AND d.done_at <= $3::bigint - q.retention_ms) IS NOT TRUE)
-             FROM messages m WHERE m.origin_id = $1 AND m.key = $2",
-            &[&origin, &key, &now],
-        )?
-        else {
-            return Ok(None);
-        };
-        let (id, held): (i64, bool) = (row.at(0)?, row.at(1)?);
-        if held {
-            return Ok(Some(id));
-        }
-        let swept = self.conn.query(
-            "DELETE FROM deliveries d USING queues q
-             WHERE d.msg_id = $1 AND q.id = d.queue_id
-               AND d.state = 3 AND d.done_at <= $2::bigint - q.retention_ms
-             RETURNING d.queue_id",
-            &[&id, &now],
-        )?;
-        for r in &swept {
-            self.swept.push(r.at(0)?);
-        }
-        delete_orphans(self.conn, &[id])?;
-        self.find_key(key)
-    }
-
-    fn find_key(&mut self, key: &str) -> Result<Option<i64>> {
-        let origin = self.origin.id;
-        self.conn
-            .query_opt(
-                "SELECT id FROM messages WHERE origin_id = $1 AND key = $2",
-                &[&origin, &key],
-            )?
-            .map(|r| r.at(0))
-            .transpose()
     }
 
     /// The next message id, from ids taken from the sequence in blocks that
@@ -316,18 +156,13 @@ impl<'t> PgPublishBatch<'t> {
         Ok(())
     }
 
-    fn first_state(&self, msg: &NewMessage<'_>) -> (State, i64) {
-        let visible_at = msg.available_at.unwrap_or(self.now).max(self.now);
-        let state = if visible_at > self.now {
-            State::Delayed
-        } else {
-            State::Ready
-        };
-        (state, visible_at)
-    }
-
-    fn buffer(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {
-        let (state, visible_at) = self.first_state(msg);
+    fn buffer(
+        &mut self,
+        id: i64,
+        msg: &NewMessage<'_>,
+        state: State,
+        visible_at: i64,
+    ) -> Result<i64> {
         self.arena.extend_from_slice(msg.body);
         self.pending.push(Pending {
             id,
@@ -344,8 +179,14 @@ impl<'t> PgPublishBatch<'t> {
         Ok(id)
     }
 
-    fn buffer_grouped(&mut self, id: i64, group: &str, msg: &NewMessage<'_>) -> Result<i64> {
-        let (state, visible_at) = self.first_state(msg);
+    fn buffer_grouped(
+        &mut self,
+        id: i64,
+        group: &str,
+        msg: &NewMessage<'_>,
+        state: State,
+        visible_at: i64,
+    ) -> Result<i64> {
         self.grouped_bytes += msg.body.len();
         self.grouped.push(Grouped {
             id,
@@ -414,14 +255,14 @@ impl<'t> PgPublishBatch<'t> {
                 } else {
                     State::Held
                 };
-                self.added[t][state as usize] += 1;
+                self.tally.added[t][state as usize] += 1;
                 d_msg.push(row.id);
                 d_queue.push(queue);
                 d_state.push(state as i64);
                 d_priority.push(row.priority);
                 d_visible.push(row.visible_at);
                 d_group.push(row.group.as_str());
-                d_version.push(self.checks.versions.get(t).copied().flatten());
+                d_version.push(self.fanout.versions.get(t).copied().flatten());
             }
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
@@ -438,7 +279,7 @@ impl<'t> PgPublishBatch<'t> {
              SELECT * FROM unnest($7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
                                   $11::bigint[], $12::text[], $13::bigint[])",
             &[
-                &self.origin.id,
+                &self.fanout.origin.id,
                 &self.now,
                 &ids,
                 &raws,
@@ -453,7 +294,7 @@ impl<'t> PgPublishBatch<'t> {
                 &d_version,
             ],
         )?;
-        self.published += rows.len() as i64;
+        self.tally.published += rows.len() as i64;
         Ok(())
     }
 
@@ -487,7 +328,7 @@ impl<'t> PgPublishBatch<'t> {
                   AS t(id, state, priority, visible_at)
              CROSS JOIN unnest($10::bigint[], $11::bigint[]) AS q(id, version)",
             &[
-                &self.origin.id,
+                &self.fanout.origin.id,
                 &self.now,
                 &ids,
                 &raws,
@@ -497,10 +338,10 @@ impl<'t> PgPublishBatch<'t> {
                 &priorities,
                 &visible,
                 &self.target_ids,
-                &self.checks.versions,
+                &self.fanout.versions,
             ],
         )?;
-        for counts in &mut self.added {
+        for counts in &mut self.tally.added {
             for row in &rows {
                 counts[row.state as usize] += 1;
             }
@@ -511,9 +352,14 @@ impl<'t> PgPublishBatch<'t> {
 
     /// Inserts a keyed or grouped message with its deliveries. A key that a
     /// concurrent publish committed first answers with that message's id.
-    fn insert_one(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {
-        let (first, visible_at) = self.first_state(msg);
-        let mut states = Vec::with_capacity(self.targets.len());
+    fn insert_one(
+        &mut self,
+        id: i64,
+        msg: &NewMessage<'_>,
+        first: State,
+        visible_at: i64,
+    ) -> Result<i64> {
+        let mut states = Vec::with_capacity(self.target_ids.len());
         for queue in self.target_ids.clone() {
             let state = match msg.group {
                 Some(group) if !self.claim_group(queue, group, id)? => State::Held,
@@ -535,7 +381,7 @@ impl<'t> PgPublishBatch<'t> {
              RETURNING msg_id",
             &[
                 &id,
-                &self.origin.id,
+                &self.fanout.origin.id,
                 &msg.key,
                 &self.now,
                 &msg.raw,
@@ -546,7 +392,7 @@ impl<'t> PgPublishBatch<'t> {
                 &msg.group,
                 &self.target_ids,
                 &states,
-                &self.checks.versions,
+                &self.fanout.versions,
             ],
         )?;
         if inserted.is_empty() {
@@ -561,10 +407,11 @@ impl<'t> PgPublishBatch<'t> {
             let key = msg.key.unwrap_or_default();
             return self
                 .find_key(key)?
+                .map(|(id, _)| id)
                 .ok_or_else(|| Error::Postgres(format!("key `{key}` vanished while publishing")));
         }
-        self.published += 1;
-        for (counts, state) in self.added.iter_mut().zip(&states) {
+        self.tally.published += 1;
+        for (counts, state) in self.tally.added.iter_mut().zip(&states) {
             counts[*state as usize] += 1;
         }
         Ok(id)
@@ -587,5 +434,61 @@ impl<'t> PgPublishBatch<'t> {
             .transpose()?
             .unwrap_or(id);
         Ok(head == id)
+    }
+}
+
+impl Inserter for PgInserter<'_> {
+    /// Writes what is buffered first. Only such deliveries are deleted by
+    /// [`Inserter::remove_expired`], re-checked under their row locks: one
+    /// that a replay made ready meanwhile keeps the message, which then
+    /// deduplicates.
+    fn find_key(&mut self, key: &str) -> Result<Option<(i64, bool)>> {
+        self.flush_pending()?;
+        let (origin, now) = (self.fanout.origin.id, self.now);
+        self.conn
+            .query_opt(
+                "SELECT m.id, EXISTS (
+                     SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
+                     WHERE d.msg_id = m.id
+                       AND (d.state = 3 AND d.done_at <= $3::bigint - q.retention_ms) IS NOT TRUE)
+                 FROM messages m WHERE m.origin_id = $1 AND m.key = $2",
+                &[&origin, &key, &now],
+            )?
+            .map(|row| Ok((row.at(0)?, row.at(1)?)))
+            .transpose()
+    }
+
+    fn remove_expired(&mut self, id: i64) -> Result<()> {
+        let now = self.now;
+        let swept = self.conn.query(
+            "DELETE FROM deliveries d USING queues q
+             WHERE d.msg_id = $1 AND q.id = d.queue_id
+               AND d.state = 3 AND d.done_at <= $2::bigint - q.retention_ms
+             RETURNING d.queue_id",
+            &[&id, &now],
+        )?;
+        for r in &swept {
+            self.tally.swept.push(r.at(0)?);
+        }
+        delete_orphans(self.conn, &[id])
+    }
+
+    fn insert(&mut self, msg: &NewMessage<'_>, state: State, visible_at: i64) -> Result<i64> {
+        if msg.key.is_none() && msg.group.is_none() {
+            let id = self.next_id()?;
+            self.tally.published += 1;
+            return self.buffer(id, msg, state, visible_at);
+        }
+        if let (None, Some(group)) = (msg.key, msg.group) {
+            self.lock_groups()?;
+            let id = self.next_id()?;
+            return self.buffer_grouped(id, group, msg, state, visible_at);
+        }
+        self.flush_pending()?;
+        if msg.group.is_some() {
+            self.lock_groups()?;
+        }
+        let id = self.next_id()?;
+        self.insert_one(id, msg, state, visible_at)
     }
 }

@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use postgres::Row;
 
+use super::publish;
 use super::tx::Tx;
 use super::{Conn, PostgresStore, RowExt, contracts, topics};
 use crate::contract::Contract;
 use crate::store::backend::PublishTx;
 use crate::store::error::{Error, Result};
 use crate::store::ops;
+use crate::store::ops::publish::{Fanout, Inserter, Tally};
 use crate::store::types::{
     Created, QueueSet, SchemaChange, SchemaVersion, Settings, SettingsPatch, ms,
 };
@@ -168,8 +170,9 @@ impl PublishTx for Tx<'_> {
         Ok(())
     }
 
-    fn lock_shared(&mut self, names: &[&str]) -> Result<()> {
-        lock_shared(self, names)
+    fn lock_shared(&mut self, names: &[&str]) -> Result<bool> {
+        lock_shared(self, names)?;
+        Ok(true)
     }
 
     fn lock_exclusive(&mut self, name: &str) -> Result<()> {
@@ -206,6 +209,14 @@ impl PublishTx for Tx<'_> {
 
     fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
         contracts::versions(self, queue)
+    }
+
+    fn inserting(
+        &mut self,
+        fanout: &Fanout<'_>,
+        fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
+    ) -> Result<Tally> {
+        publish::inserting(self, fanout, fill)
     }
 }
 

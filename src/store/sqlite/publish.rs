@@ -1,20 +1,19 @@
-//! Publishing: one transaction per batch, one message row per message and one
-//! delivery row per receiving queue.
+//! Publishing on SQLite: one transaction per batch, one message row per
+//! message and one delivery row per receiving queue (the rules are in
+//! [`crate::store::ops::publish`]).
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
-use super::contracts;
-use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use crate::store::checks::PublishChecks;
+pub use crate::store::ops::publish::PublishBatch;
+use crate::store::ops::publish::{self, Fanout, Inserter, Tally};
 use crate::store::types::NewMessage;
 use crate::store::{Error, Result, SqliteStore, State};
 
-/// An open publish transaction, handed to the closure of
-/// [`SqliteStore::publish_batch`]. Each statement is prepared once per batch, when
-/// it is first needed: preparing the multi-row inserts costs more than a
-/// one-message publish does otherwise.
-pub struct PublishBatch<'t> {
+/// The statements of one publish. Each statement is prepared once per
+/// batch, when it is first needed: preparing the multi-row inserts costs
+/// more than a one-message publish does otherwise.
+struct SqliteInserter<'t> {
     conn: &'t Connection,
     insert_message: Option<CachedStatement<'t>>,
     insert_delivery: Option<CachedStatement<'t>>,
@@ -26,84 +25,51 @@ pub struct PublishBatch<'t> {
     arena: Vec<u8>,
     find_key: Option<CachedStatement<'t>>,
     claim_group: Option<CachedStatement<'t>>,
-    origin: &'t QueueRow,
-    targets: &'t [QueueRow],
-    /// The schemas each message must meet, and the versions deliveries record.
-    checks: &'t PublishChecks,
-    max_size: u64,
+    fanout: &'t Fanout<'t>,
     now: i64,
     next_id: i64,
-    /// Deliveries added per target queue and state.
-    added: Vec<[i64; 6]>,
-    /// New messages (not deduplicated).
-    published: i64,
-    /// Queues that lost an acked delivery past retention, one entry each.
-    swept: Vec<i64>,
+    tally: Tally,
 }
 
 impl SqliteStore {
-    /// Publishes to a queue (created if missing) or a topic (fanned out to its
-    /// subscribers) in one transaction: `fill` adds messages to the batch, and
-    /// they become visible together when it returns `Ok`. If `fill` fails,
-    /// nothing is published. Holds the write lock while `fill` runs.
+    /// See [`publish::publish_batch`].
     pub fn publish_batch<T, E: From<Error>>(
         &mut self,
         name: &str,
-        fill: impl FnOnce(&mut PublishBatch<'_>) -> Result<T, E>,
+        fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut tx = Tx::begin(&mut self.conn)?;
-        let origin = queues::ensure(&tx, name)?;
-        let targets = if origin.is_topic {
-            queues::subscribers(&tx.tx, origin.id)?
-        } else {
-            vec![origin.clone()]
-        };
-        if targets.is_empty() {
-            return Err(Error::NoSubscribers {
-                topic: name.to_owned(),
-            }
-            .into());
-        }
-        let checks = contracts::for_publish(&tx.tx, &mut self.contracts, &origin, &targets)?;
-        let first_id = next_message_id(&tx)?;
-        let (value, next_id, added, published, swept) = {
-            let mut batch = PublishBatch::new(&tx, &origin, &targets, &checks, first_id)?;
-            let value = fill(&mut batch)?;
-            batch.flush_pending()?;
-            (
-                value,
-                batch.next_id,
-                batch.added,
-                batch.published,
-                batch.swept,
-            )
-        };
-        for queue in swept {
-            tx.counts.moved(queue, Some(State::Acked), None);
-            tx.freed_pages();
-        }
-        for (queue, counts) in targets.iter().zip(&added) {
-            for (state, n) in State::ALL.iter().zip(counts) {
-                tx.counts.moved_many(queue.id, None, Some(*state), *n);
-            }
-            tx.counts.published(queue.id, counts.iter().sum());
-        }
-        if origin.is_topic {
-            tx.counts.published(origin.id, published);
-        }
-        // Retention cleanup in small steps, paid by the writers of each queue.
-        for queue in &targets {
-            super::lease::sweep(&mut tx, queue)?;
-        }
-        if next_id != first_id {
-            tx.tx
-                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_message_id'")
-                .and_then(|mut stmt| stmt.execute([next_id]))
-                .map_err(Error::from)?;
-        }
-        tx.commit()?;
-        Ok(value)
+        let mut cache = std::mem::take(&mut self.contracts);
+        let out = publish::publish_batch(self, &mut cache, name, fill);
+        self.contracts = cache;
+        out
     }
+}
+
+/// Runs `fill` with the statements of a publish into `fanout` (see
+/// [`crate::store::backend::PublishTx::inserting`]). Message ids come from
+/// `meta`, written back once at the end.
+pub(super) fn inserting(
+    tx: &mut Tx<'_>,
+    fanout: &Fanout<'_>,
+    fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
+) -> Result<Tally> {
+    let first_id = next_message_id(tx)?;
+    let (tally, next_id) = {
+        let mut ins = SqliteInserter::new(tx, fanout, first_id);
+        fill(&mut ins)?;
+        ins.flush_pending()?;
+        (ins.tally, ins.next_id)
+    };
+    if !tally.swept.is_empty() {
+        tx.freed_pages();
+    }
+    if next_id != first_id {
+        tx.tx
+            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_message_id'")
+            .and_then(|mut stmt| stmt.execute([next_id]))
+            .map_err(Error::from)?;
+    }
+    Ok(tally)
 }
 
 /// Rows per multi-row INSERT. One statement per 64 rows instead of per row
@@ -161,22 +127,9 @@ fn next_message_id(tx: &Tx<'_>) -> Result<i64> {
         .query_row([], |row| row.get(0))?)
 }
 
-impl<'t> PublishBatch<'t> {
-    fn new(
-        tx: &'t Tx<'_>,
-        origin: &'t QueueRow,
-        targets: &'t [QueueRow],
-        checks: &'t PublishChecks,
-        next_id: i64,
-    ) -> Result<Self> {
-        // A topic holds nothing, so only its subscribers' limits count: the
-        // message must fit every queue that receives it.
-        let max_size = targets
-            .iter()
-            .map(|q| q.settings.max_size)
-            .min()
-            .unwrap_or(u64::MAX);
-        Ok(PublishBatch {
+impl<'t> SqliteInserter<'t> {
+    fn new(tx: &'t Tx<'_>, fanout: &'t Fanout<'t>, next_id: i64) -> Self {
+        SqliteInserter {
             conn: &tx.tx,
             insert_message: None,
             insert_delivery: None,
@@ -186,103 +139,20 @@ impl<'t> PublishBatch<'t> {
             arena: Vec::new(),
             find_key: None,
             claim_group: None,
-            origin,
-            targets,
-            checks,
-            max_size,
+            fanout,
             now: tx.now,
             next_id,
-            added: vec![[0; 6]; targets.len()],
-            published: 0,
-            swept: Vec::new(),
-        })
-    }
-
-    /// The largest body this batch accepts, in bytes.
-    pub fn max_size(&self) -> u64 {
-        self.max_size
-    }
-
-    /// Adds one message and returns its id, or the id of the message the
-    /// queue already holds under the same key. A message that breaks a schema
-    /// of the queue, or of the topic or any of its subscribers, is refused
-    /// ([`Error::Invalid`]), also when its key was seen before.
-    pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
-        if msg.body.len() as u64 > self.max_size {
-            return Err(Error::TooLarge {
-                size: msg.body.len(),
-                limit: self.max_size,
-            });
+            tally: Tally::new(fanout.targets.len()),
         }
-        self.check(msg)?;
-        if let Some(key) = msg.key {
-            let existing: Option<(i64, bool)> =
-                prepared(&mut self.find_key, self.conn, || FIND_KEY.into())?
-                    .query_row((self.origin.id, key, self.now), |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })
-                    .optional()?;
-            match existing {
-                Some((id, true)) => return Ok(id),
-                Some((id, false)) => self.remove_expired(id)?,
-                None => {}
-            }
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.published += 1;
-        if msg.key.is_none() && msg.group.is_none() {
-            return self.buffer(id, msg);
-        }
-        // Keyed and grouped messages go one by one, after what is buffered,
-        // so dedup lookups and group heads see every earlier message.
-        self.flush_pending()?;
-        prepared(&mut self.insert_message, self.conn, || {
-            INSERT_MESSAGE.into()
-        })?
-        .execute((
-            id,
-            self.origin.id,
-            msg.key,
-            self.now,
-            msg.raw,
-            msg.headers,
-            msg.body,
-        ))?;
-        for i in 0..self.targets.len() {
-            self.deliver(i, id, msg)?;
-        }
-        Ok(id)
     }
 
-    /// Removes message `id`, whose every delivery is acked past retention,
-    /// so its key is free for a new message (the key is unique per origin).
-    /// The sweep would remove it later; a key must not wait for that.
-    fn remove_expired(&mut self, id: i64) -> Result<()> {
-        let queues: Vec<i64> = self
-            .conn
-            .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 RETURNING queue_id")?
-            .query_map([id], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        self.conn
-            .prepare_cached("DELETE FROM messages WHERE id = ?1")?
-            .execute([id])?;
-        self.swept.extend(queues);
-        Ok(())
-    }
-
-    /// Checks a message against every schema in force, parsing it once.
-    fn check(&self, msg: &NewMessage<'_>) -> Result<()> {
-        self.checks.message(&self.origin.name, msg.body, msg.raw)
-    }
-
-    fn buffer(&mut self, id: i64, msg: &NewMessage<'_>) -> Result<i64> {
-        let visible_at = msg.available_at.unwrap_or(self.now).max(self.now);
-        let state = if visible_at > self.now {
-            State::Delayed
-        } else {
-            State::Ready
-        };
+    fn buffer(
+        &mut self,
+        id: i64,
+        msg: &NewMessage<'_>,
+        state: State,
+        visible_at: i64,
+    ) -> Result<i64> {
         self.arena.extend_from_slice(msg.body);
         self.pending.push(PendingRow {
             id,
@@ -311,7 +181,7 @@ impl<'t> PublishBatch<'t> {
         } else {
             self.insert_rows(&rows)?;
         }
-        for counts in &mut self.added {
+        for counts in &mut self.tally.added {
             for row in &rows {
                 counts[row.state as usize] += 1;
             }
@@ -337,7 +207,7 @@ impl<'t> PublishBatch<'t> {
             start = row.body_end;
             let p = i * 7;
             m.raw_bind_parameter(p + 1, row.id)?;
-            m.raw_bind_parameter(p + 2, self.origin.id)?;
+            m.raw_bind_parameter(p + 2, self.fanout.origin.id)?;
             m.raw_bind_parameter(p + 3, None::<&str>)?;
             m.raw_bind_parameter(p + 4, self.now)?;
             m.raw_bind_parameter(p + 5, row.raw)?;
@@ -351,7 +221,7 @@ impl<'t> PublishBatch<'t> {
                 values_list(7, CHUNK)
             )
         })?;
-        for (queue, version) in self.targets.iter().zip(&self.checks.versions) {
+        for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
             for (i, row) in rows.iter().enumerate() {
                 let p = i * 7;
                 d.raw_bind_parameter(p + 1, row.id)?;
@@ -378,7 +248,7 @@ impl<'t> PublishBatch<'t> {
             start = row.body_end;
             m.execute((
                 row.id,
-                self.origin.id,
+                self.fanout.origin.id,
                 None::<&str>,
                 self.now,
                 row.raw,
@@ -389,7 +259,7 @@ impl<'t> PublishBatch<'t> {
         let d = prepared(&mut self.insert_delivery, self.conn, || {
             INSERT_DELIVERY.into()
         })?;
-        for (queue, version) in self.targets.iter().zip(&self.checks.versions) {
+        for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
             for row in rows {
                 d.execute((
                     row.id,
@@ -405,14 +275,15 @@ impl<'t> PublishBatch<'t> {
         Ok(())
     }
 
-    fn deliver(&mut self, target: usize, id: i64, msg: &NewMessage<'_>) -> Result<()> {
-        let queue = self.targets[target].id;
-        let visible_at = msg.available_at.unwrap_or(self.now).max(self.now);
-        let mut state = if visible_at > self.now {
-            State::Delayed
-        } else {
-            State::Ready
-        };
+    fn deliver(
+        &mut self,
+        target: usize,
+        id: i64,
+        msg: &NewMessage<'_>,
+        mut state: State,
+        visible_at: i64,
+    ) -> Result<()> {
+        let queue = self.fanout.targets[target].id;
         if let Some(group) = msg.group {
             // The first unfinished message of a group is its head; later ones
             // wait (held) until the head is done.
@@ -431,9 +302,62 @@ impl<'t> PublishBatch<'t> {
             msg.priority,
             visible_at,
             msg.group,
-            self.checks.versions[target],
+            self.fanout.versions[target],
         ))?;
-        self.added[target][state as usize] += 1;
+        self.tally.added[target][state as usize] += 1;
         Ok(())
+    }
+}
+
+impl Inserter for SqliteInserter<'_> {
+    fn find_key(&mut self, key: &str) -> Result<Option<(i64, bool)>> {
+        Ok(prepared(&mut self.find_key, self.conn, || FIND_KEY.into())?
+            .query_row((self.fanout.origin.id, key, self.now), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Writers take turns, so every delivery of `id` is still acked past
+    /// retention: all go, and the message with them.
+    fn remove_expired(&mut self, id: i64) -> Result<()> {
+        let queues: Vec<i64> = self
+            .conn
+            .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 RETURNING queue_id")?
+            .query_map([id], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        self.conn
+            .prepare_cached("DELETE FROM messages WHERE id = ?1")?
+            .execute([id])?;
+        self.tally.swept.extend(queues);
+        Ok(())
+    }
+
+    fn insert(&mut self, msg: &NewMessage<'_>, state: State, visible_at: i64) -> Result<i64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.tally.published += 1;
+        if msg.key.is_none() && msg.group.is_none() {
+            return self.buffer(id, msg, state, visible_at);
+        }
+        // Keyed and grouped messages go one by one, after what is buffered,
+        // so dedup lookups and group heads see every earlier message.
+        self.flush_pending()?;
+        prepared(&mut self.insert_message, self.conn, || {
+            INSERT_MESSAGE.into()
+        })?
+        .execute((
+            id,
+            self.fanout.origin.id,
+            msg.key,
+            self.now,
+            msg.raw,
+            msg.headers,
+            msg.body,
+        ))?;
+        for i in 0..self.fanout.targets.len() {
+            self.deliver(i, id, msg, state, visible_at)?;
+        }
+        Ok(id)
     }
 }

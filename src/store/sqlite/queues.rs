@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use super::publish;
 use super::tx::Tx;
 use super::{contracts, topics};
 use crate::contract::Contract;
 use crate::store::backend::PublishTx;
 use crate::store::ops;
+use crate::store::ops::publish::{Fanout, Inserter, Tally};
 use crate::store::types::{Created, QueueSet, SchemaChange, SchemaVersion};
 use crate::store::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
 
@@ -191,8 +193,8 @@ impl PublishTx for Tx<'_> {
         Ok(())
     }
 
-    fn lock_shared(&mut self, _names: &[&str]) -> Result<()> {
-        Ok(())
+    fn lock_shared(&mut self, _names: &[&str]) -> Result<bool> {
+        Ok(false)
     }
 
     fn lock_exclusive(&mut self, _name: &str) -> Result<()> {
@@ -229,5 +231,13 @@ impl PublishTx for Tx<'_> {
 
     fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
         contracts::versions(&self.tx, queue)
+    }
+
+    fn inserting(
+        &mut self,
+        fanout: &Fanout<'_>,
+        fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
+    ) -> Result<Tally> {
+        publish::inserting(self, fanout, fill)
     }
 }
