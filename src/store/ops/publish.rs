@@ -286,3 +286,75 @@ pub(crate) fn publish_batch<T, E: From<Error>>(
     outcome?;
     value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
 }
+
+/// Plain messages (no key, no group) an [`Inserter`] keeps to write many at
+/// a time, their bodies back to back in one arena.
+#[derive(Default)]
+pub(crate) struct Buffer {
+    rows: Vec<Buffered>,
+    arena: Vec<u8>,
+}
+
+/// A buffered message: everything but the body, which lives in the arena.
+pub(crate) struct Buffered {
+    pub id: i64,
+    body_end: usize,
+    pub raw: bool,
+    pub headers: Option<String>,
+    pub priority: i64,
+    pub visible_at: i64,
+    pub state: State,
+}
+
+impl Buffer {
+    /// Adds message `id`.
+    pub fn push(&mut self, id: i64, msg: &NewMessage<'_>, state: State, visible_at: i64) {
+        self.arena.extend_from_slice(msg.body);
+        self.rows.push(Buffered {
+            id,
+            body_end: self.arena.len(),
+            raw: msg.raw,
+            headers: msg.headers.map(str::to_owned),
+            priority: msg.priority,
+            visible_at,
+            state,
+        });
+    }
+
+    /// True when no message waits.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Messages buffered.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Their body bytes.
+    pub fn bytes(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// The buffered messages with their bodies, in order.
+    pub fn rows(&self) -> impl Iterator<Item = (&Buffered, &[u8])> {
+        let mut start = 0;
+        self.rows.iter().map(move |row| {
+            let body = &self.arena[start..row.body_end];
+            start = row.body_end;
+            (row, body)
+        })
+    }
+
+    /// Adds one delivery per buffered message and target to `added`, and
+    /// empties the buffer (keeping its memory).
+    pub fn written(&mut self, added: &mut [[i64; 6]]) {
+        for counts in added {
+            for row in &self.rows {
+                counts[row.state as usize] += 1;
+            }
+        }
+        self.rows.clear();
+        self.arena.clear();
+    }
+}

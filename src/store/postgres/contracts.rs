@@ -27,38 +27,6 @@ pub(crate) fn current_version(conn: &mut Conn, queue_id: i64) -> Result<Option<i
     Ok(latest(conn, queue_id)?.and_then(|(version, text)| text.map(|_| version)))
 }
 
-/// Records version `version` (`None`: the schema was removed).
-pub(super) fn record(
-    tx: &mut Tx<'_>,
-    queue_id: i64,
-    version: i64,
-    schema: Option<&str>,
-) -> Result<()> {
-    let now = tx.now;
-    tx.execute(
-        "INSERT INTO schemas (queue_id, version, created_at, schema) VALUES ($1, $2, $3, $4)",
-        &[&queue_id, &version, &now, &schema],
-    )?;
-    Ok(())
-}
-
-/// Every version of a queue's schema, oldest first.
-pub(super) fn versions(conn: &mut Conn, queue_id: i64) -> Result<Vec<SchemaVersion>> {
-    conn.query(
-        "SELECT version, created_at, schema FROM schemas WHERE queue_id = $1 ORDER BY version",
-        &[&queue_id],
-    )?
-    .iter()
-    .map(|r| {
-        Ok(SchemaVersion {
-            version: r.at(0)?,
-            created_at: r.at(1)?,
-            schema: r.at(2)?,
-        })
-    })
-    .collect()
-}
-
 /// The contract in force for a queue, compiled once per connection and version.
 pub(crate) fn check_for(conn: &mut Conn, queue: &QueueRow) -> Result<Option<Check>> {
     let Some((version, Some(text))) = latest(conn, queue.id)? else {

@@ -10,7 +10,7 @@ use super::tx::Tx;
 use super::{Conn, PostgresStore, RowExt};
 use crate::store::error::{Error, Result};
 pub use crate::store::ops::publish::PublishBatch;
-use crate::store::ops::publish::{self, Fanout, Inserter, Tally};
+use crate::store::ops::publish::{self, Buffer, Fanout, Inserter, Tally};
 use crate::store::types::{NewMessage, State};
 
 /// Rows per multi-row insert, at most.
@@ -35,8 +35,8 @@ struct PgInserter<'t> {
     next_block: i64,
     /// True once the group locks of the targets are held.
     group_locked: bool,
-    pending: Vec<Pending>,
-    arena: Vec<u8>,
+    /// Plain messages waiting to be written a chunk at a time.
+    pending: Buffer,
     /// Buffered grouped messages without a key (see [`Self::flush_grouped`]).
     grouped: Vec<Grouped>,
     /// Their body bytes.
@@ -49,17 +49,6 @@ struct Grouped {
     id: i64,
     group: String,
     body: Vec<u8>,
-    raw: bool,
-    headers: Option<String>,
-    priority: i64,
-    visible_at: i64,
-    state: State,
-}
-
-/// A buffered plain message; its body lives in the arena.
-struct Pending {
-    id: i64,
-    body_end: usize,
     raw: bool,
     headers: Option<String>,
     priority: i64,
@@ -111,8 +100,7 @@ impl<'t> PgInserter<'t> {
             ids: VecDeque::new(),
             next_block: 1,
             group_locked: false,
-            pending: Vec::new(),
-            arena: Vec::new(),
+            pending: Buffer::default(),
             grouped: Vec::new(),
             grouped_bytes: 0,
         }
@@ -163,17 +151,8 @@ impl<'t> PgInserter<'t> {
         state: State,
         visible_at: i64,
     ) -> Result<i64> {
-        self.arena.extend_from_slice(msg.body);
-        self.pending.push(Pending {
-            id,
-            body_end: self.arena.len(),
-            raw: msg.raw,
-            headers: msg.headers.map(str::to_owned),
-            priority: msg.priority,
-            visible_at,
-            state,
-        });
-        if self.pending.len() >= CHUNK || self.arena.len() >= CHUNK_BYTES {
+        self.pending.push(id, msg, state, visible_at);
+        if self.pending.len() >= CHUNK || self.pending.bytes() >= CHUNK_BYTES {
             self.flush_plain()?;
         }
         Ok(id)
@@ -303,19 +282,14 @@ impl<'t> PgInserter<'t> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.pending);
-        let mut bodies: Vec<&[u8]> = Vec::with_capacity(rows.len());
-        let mut start = 0;
-        for row in &rows {
-            bodies.push(&self.arena[start..row.body_end]);
-            start = row.body_end;
-        }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let raws: Vec<bool> = rows.iter().map(|r| r.raw).collect();
-        let headers: Vec<Option<&str>> = rows.iter().map(|r| r.headers.as_deref()).collect();
-        let states: Vec<i64> = rows.iter().map(|r| r.state as i64).collect();
-        let priorities: Vec<i64> = rows.iter().map(|r| r.priority).collect();
-        let visible: Vec<i64> = rows.iter().map(|r| r.visible_at).collect();
+        let mut rows = std::mem::take(&mut self.pending);
+        let bodies: Vec<&[u8]> = rows.rows().map(|(_, body)| body).collect();
+        let ids: Vec<i64> = rows.rows().map(|(r, _)| r.id).collect();
+        let raws: Vec<bool> = rows.rows().map(|(r, _)| r.raw).collect();
+        let headers: Vec<Option<&str>> = rows.rows().map(|(r, _)| r.headers.as_deref()).collect();
+        let states: Vec<i64> = rows.rows().map(|(r, _)| r.state as i64).collect();
+        let priorities: Vec<i64> = rows.rows().map(|(r, _)| r.priority).collect();
+        let visible: Vec<i64> = rows.rows().map(|(r, _)| r.visible_at).collect();
         self.conn.execute(
             "WITH m AS (
                  INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
@@ -341,12 +315,8 @@ impl<'t> PgInserter<'t> {
                 &self.fanout.versions,
             ],
         )?;
-        for counts in &mut self.tally.added {
-            for row in &rows {
-                counts[row.state as usize] += 1;
-            }
-        }
-        self.arena.clear();
+        rows.written(&mut self.tally.added);
+        self.pending = rows;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use postgres::Row;
 
 use super::publish;
 use super::tx::Tx;
-use super::{Conn, PostgresStore, RowExt, contracts, topics};
+use super::{Conn, PostgresStore, RowExt, contracts};
 use crate::contract::Contract;
 use crate::store::backend::PublishTx;
 use crate::store::error::{Error, Result};
@@ -180,35 +180,75 @@ impl PublishTx for Tx<'_> {
     }
 
     fn make_topic(&mut self, id: i64) -> Result<()> {
-        topics::make_topic(self, id)
+        self.execute("UPDATE queues SET is_topic = true WHERE id = $1", &[&id])?;
+        Ok(())
     }
 
     fn holds_messages(&mut self, id: i64) -> Result<bool> {
-        topics::holds_messages(self, id)
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM deliveries WHERE queue_id = $1 LIMIT 1",
+                &[&id],
+            )?
+            .is_some())
     }
 
     fn topics_of(&mut self, id: i64) -> Result<Vec<String>> {
-        topics::topics_of(self, id)
+        self.query(
+            "SELECT name FROM queues
+             WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = $1) ORDER BY name",
+            &[&id],
+        )?
+        .iter()
+        .map(|r| r.at(0))
+        .collect()
     }
 
     fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
-        topics::add_subscription(self, topic, queue)
+        let now = self.now;
+        let added = self.execute(
+            "INSERT INTO subscriptions (topic_id, queue_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (topic_id, queue_id) DO NOTHING",
+            &[&topic, &queue, &now],
+        )?;
+        Ok(added > 0)
     }
 
     fn remove_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
-        topics::remove_subscription(self, topic, queue)
+        let removed = self.execute(
+            "DELETE FROM subscriptions WHERE topic_id = $1 AND queue_id = $2",
+            &[&topic, &queue],
+        )?;
+        Ok(removed > 0)
     }
 
     fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
         contracts::latest(self, queue)
     }
 
-    fn record_schema(&mut self, queue: i64, version: i64, schema: Option<&str>) -> Result<()> {
-        contracts::record(self, queue, version, schema)
+    fn record_schema(&mut self, queue_id: i64, version: i64, schema: Option<&str>) -> Result<()> {
+        let now = self.now;
+        self.execute(
+            "INSERT INTO schemas (queue_id, version, created_at, schema) VALUES ($1, $2, $3, $4)",
+            &[&queue_id, &version, &now, &schema],
+        )?;
+        Ok(())
     }
 
-    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
-        contracts::versions(self, queue)
+    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
+        self.query(
+            "SELECT version, created_at, schema FROM schemas WHERE queue_id = $1 ORDER BY version",
+            &[&queue_id],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(SchemaVersion {
+                version: r.at(0)?,
+                created_at: r.at(1)?,
+                schema: r.at(2)?,
+            })
+        })
+        .collect()
     }
 
     fn inserting(

@@ -36,33 +36,6 @@ pub(crate) fn current_version(conn: &Connection, queue_id: i64) -> Result<Option
         .and_then(|(version, set)| set.then_some(version)))
 }
 
-/// Records version `version` (`None`: the schema was removed).
-pub(super) fn record(tx: &Tx<'_>, queue_id: i64, version: i64, schema: Option<&str>) -> Result<()> {
-    tx.tx
-        .prepare_cached(
-            "INSERT INTO schemas (queue_id, version, created_at, schema) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute((queue_id, version, tx.now, schema))?;
-    Ok(())
-}
-
-/// Every version of a queue's schema, oldest first.
-pub(super) fn versions(conn: &Connection, queue_id: i64) -> Result<Vec<SchemaVersion>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT version, created_at, schema FROM schemas WHERE queue_id = ?1 ORDER BY version",
-    )?;
-    let rows = stmt
-        .query_map([queue_id], |r| {
-            Ok(SchemaVersion {
-                version: r.get(0)?,
-                created_at: r.get(1)?,
-                schema: r.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
-}
-
 /// The contract in force for a queue, compiled once per process and version
 /// (its text is read only when the cache lacks it).
 pub(crate) fn check_for(

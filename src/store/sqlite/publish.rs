@@ -6,7 +6,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
 use super::tx::Tx;
 pub use crate::store::ops::publish::PublishBatch;
-use crate::store::ops::publish::{self, Fanout, Inserter, Tally};
+use crate::store::ops::publish::{self, Buffer, Fanout, Inserter, Tally};
 use crate::store::types::NewMessage;
 use crate::store::{Error, Result, SqliteStore, State};
 
@@ -20,9 +20,7 @@ struct SqliteInserter<'t> {
     insert_messages: Option<CachedStatement<'t>>,
     insert_deliveries: Option<CachedStatement<'t>>,
     /// Plain messages (no key, no group) waiting to be inserted CHUNK at a time.
-    pending: Vec<PendingRow>,
-    /// Their bodies, back to back.
-    arena: Vec<u8>,
+    pending: Buffer,
     find_key: Option<CachedStatement<'t>>,
     claim_group: Option<CachedStatement<'t>>,
     fanout: &'t Fanout<'t>,
@@ -76,17 +74,6 @@ pub(super) fn inserting(
 /// roughly halves SQLite's per-message overhead in large batches.
 const CHUNK: usize = 64;
 
-/// A buffered message: everything but the body, which lives in the arena.
-struct PendingRow {
-    id: i64,
-    body_end: usize,
-    raw: bool,
-    headers: Option<String>,
-    priority: i64,
-    visible_at: i64,
-    state: State,
-}
-
 fn values_list(columns: usize, rows: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(","));
     vec![row; rows].join(",")
@@ -135,8 +122,7 @@ impl<'t> SqliteInserter<'t> {
             insert_delivery: None,
             insert_messages: None,
             insert_deliveries: None,
-            pending: Vec::with_capacity(CHUNK),
-            arena: Vec::new(),
+            pending: Buffer::default(),
             find_key: None,
             claim_group: None,
             fanout,
@@ -153,16 +139,7 @@ impl<'t> SqliteInserter<'t> {
         state: State,
         visible_at: i64,
     ) -> Result<i64> {
-        self.arena.extend_from_slice(msg.body);
-        self.pending.push(PendingRow {
-            id,
-            body_end: self.arena.len(),
-            raw: msg.raw,
-            headers: msg.headers.map(str::to_owned),
-            priority: msg.priority,
-            visible_at,
-            state,
-        });
+        self.pending.push(id, msg, state, visible_at);
         if self.pending.len() == CHUNK {
             self.flush_pending()?;
         }
@@ -175,36 +152,27 @@ impl<'t> SqliteInserter<'t> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.pending);
+        let mut rows = std::mem::take(&mut self.pending);
         if rows.len() == CHUNK {
             self.insert_chunk(&rows)?;
         } else {
             self.insert_rows(&rows)?;
         }
-        for counts in &mut self.tally.added {
-            for row in &rows {
-                counts[row.state as usize] += 1;
-            }
-        }
-        self.arena.clear();
+        rows.written(&mut self.tally.added);
         self.pending = rows;
-        self.pending.clear();
         Ok(())
     }
 
     /// Inserts exactly [`CHUNK`] buffered messages, one statement per table
     /// and target queue.
-    fn insert_chunk(&mut self, rows: &[PendingRow]) -> Result<()> {
+    fn insert_chunk(&mut self, rows: &Buffer) -> Result<()> {
         let m = prepared(&mut self.insert_messages, self.conn, || {
             format!(
                 "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body) VALUES {}",
                 values_list(7, CHUNK)
             )
         })?;
-        let mut start = 0;
-        for (i, row) in rows.iter().enumerate() {
-            let body = &self.arena[start..row.body_end];
-            start = row.body_end;
+        for (i, (row, body)) in rows.rows().enumerate() {
             let p = i * 7;
             m.raw_bind_parameter(p + 1, row.id)?;
             m.raw_bind_parameter(p + 2, self.fanout.origin.id)?;
@@ -222,7 +190,7 @@ impl<'t> SqliteInserter<'t> {
             )
         })?;
         for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
-            for (i, row) in rows.iter().enumerate() {
+            for (i, (row, _)) in rows.rows().enumerate() {
                 let p = i * 7;
                 d.raw_bind_parameter(p + 1, row.id)?;
                 d.raw_bind_parameter(p + 2, queue.id)?;
@@ -238,14 +206,11 @@ impl<'t> SqliteInserter<'t> {
     }
 
     /// Inserts fewer than a chunk of buffered messages, row by row.
-    fn insert_rows(&mut self, rows: &[PendingRow]) -> Result<()> {
+    fn insert_rows(&mut self, rows: &Buffer) -> Result<()> {
         let m = prepared(&mut self.insert_message, self.conn, || {
             INSERT_MESSAGE.into()
         })?;
-        let mut start = 0;
-        for row in rows {
-            let body = &self.arena[start..row.body_end];
-            start = row.body_end;
+        for (row, body) in rows.rows() {
             m.execute((
                 row.id,
                 self.fanout.origin.id,
@@ -260,7 +225,7 @@ impl<'t> SqliteInserter<'t> {
             INSERT_DELIVERY.into()
         })?;
         for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
-            for row in rows {
+            for (row, _) in rows.rows() {
                 d.execute((
                     row.id,
                     queue.id,

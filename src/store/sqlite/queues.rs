@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use super::contracts;
 use super::publish;
 use super::tx::Tx;
-use super::{contracts, topics};
 use crate::contract::Contract;
 use crate::store::backend::PublishTx;
 use crate::store::ops;
@@ -202,35 +202,81 @@ impl PublishTx for Tx<'_> {
     }
 
     fn make_topic(&mut self, id: i64) -> Result<()> {
-        topics::make_topic(self, id)
+        self.tx
+            .prepare_cached("UPDATE queues SET is_topic = 1 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
     }
 
+    // The per-state counters are exact, so this reads one row.
     fn holds_messages(&mut self, id: i64) -> Result<bool> {
-        topics::holds_messages(self, id)
+        let held: i64 = self
+            .tx
+            .prepare_cached(
+                "SELECT n_ready + n_delayed + n_leased + n_acked + n_dead + n_held
+                 FROM queues WHERE id = ?1",
+            )?
+            .query_row([id], |r| r.get(0))?;
+        Ok(held > 0)
     }
 
     fn topics_of(&mut self, id: i64) -> Result<Vec<String>> {
-        topics::topics_of(self, id)
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT name FROM queues
+                 WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = ?1) ORDER BY name",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?)
     }
 
     fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
-        topics::add_subscription(self, topic, queue)
+        let added = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO subscriptions (topic_id, queue_id, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (topic_id, queue_id) DO NOTHING",
+            )?
+            .execute((topic, queue, self.now))?;
+        Ok(added > 0)
     }
 
     fn remove_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
-        topics::remove_subscription(self, topic, queue)
+        let removed = self
+            .tx
+            .prepare_cached("DELETE FROM subscriptions WHERE topic_id = ?1 AND queue_id = ?2")?
+            .execute((topic, queue))?;
+        Ok(removed > 0)
     }
 
     fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
         contracts::latest(&self.tx, queue)
     }
 
-    fn record_schema(&mut self, queue: i64, version: i64, schema: Option<&str>) -> Result<()> {
-        contracts::record(self, queue, version, schema)
+    fn record_schema(&mut self, queue_id: i64, version: i64, schema: Option<&str>) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO schemas (queue_id, version, created_at, schema) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute((queue_id, version, self.now, schema))?;
+        Ok(())
     }
 
-    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
-        contracts::versions(&self.tx, queue)
+    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT version, created_at, schema FROM schemas WHERE queue_id = ?1 ORDER BY version",
+        )?;
+        let rows = stmt
+            .query_map([queue_id], |r| {
+                Ok(SchemaVersion {
+                    version: r.get(0)?,
+                    created_at: r.get(1)?,
+                    schema: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     fn inserting(
