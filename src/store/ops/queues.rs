@@ -2,10 +2,9 @@
 //! and `queue set`.
 
 use super::contracts;
-use super::lease::LeaseTx;
 use super::publish::PublishTx;
 use crate::contract::Contract;
-use crate::store::backend::{self, Backend, Tx, existing_queue, topic_error, unknown_queue};
+use crate::store::backend::{self, Backend, Tx, topic_error, unknown_queue};
 use crate::store::error::{Error, Result};
 use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch};
 
@@ -37,15 +36,6 @@ pub(crate) fn ensure_with(
 /// The queue named `name`, created with default settings if it does not exist.
 pub(crate) fn ensure(tx: &mut (impl PublishTx + ?Sized), name: &str) -> Result<QueueRow> {
     Ok(ensure_with(tx, name, &Settings::default())?.0)
-}
-
-/// The queue `name` for a transaction that changes its messages: an unknown
-/// name or a topic is an error, and due messages and expired leases are
-/// promoted first, so the caller sees every state as it is now.
-pub(crate) fn writable(tx: &mut (impl LeaseTx + ?Sized), name: &str) -> Result<QueueRow> {
-    let q = existing_queue(tx, name)?;
-    tx.promote_due(&q)?;
-    Ok(q)
 }
 
 /// Creates a queue with the given settings (the rest default) and, if
