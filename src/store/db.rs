@@ -13,7 +13,7 @@ use crate::contract::Contract;
 use super::Location;
 use super::postgres::{PgOptions, PostgresStore};
 use super::{
-    Created, DatabaseInfo, Delivery, Error, Health, NewMessage, Options, Outcome, PeekQuery,
+    Created, DatabaseInfo, Delivery, Error, Health, Options, Outcome, PeekQuery,
     Peeked, PublishBatch, QueueInfo, QueueSet, RateHistory, Receipt, ReceiptError, Release,
     ReplayFilter, Replayed, Result, SchemaChange, SchemaVersion, Settings, SettingsPatch,
     SqliteStore, State, Subscribed, Sync, WorkStep,

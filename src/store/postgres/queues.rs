@@ -9,7 +9,7 @@ use super::tx::Tx;
 use super::{Conn, PostgresStore, RowExt, contracts};
 use crate::contract::Contract;
 use crate::store::backend::PublishTx;
-use crate::store::error::{Error, Result};
+use crate::store::error::Result;
 use crate::store::ops;
 use crate::store::ops::publish::{Fanout, Inserter, Tally};
 use crate::store::types::{
@@ -98,18 +98,6 @@ fn insert(tx: &mut Tx<'_>, name: &str, settings: &Settings) -> Result<Option<Que
 /// The queue named `name`, created with default settings if it does not exist.
 pub(crate) fn ensure(tx: &mut Tx<'_>, name: &str) -> Result<QueueRow> {
     ops::queues::ensure(tx, name)
-}
-
-/// [`Error::NameIsTopic`] for a topic row, naming its subscribers.
-pub(crate) fn topic_error(conn: &mut Conn, row: QueueRow) -> Result<Error> {
-    let subscribers = subscribers(conn, row.id)?
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
-    Ok(Error::NameIsTopic {
-        name: row.name,
-        subscribers,
-    })
 }
 
 impl PostgresStore {

@@ -142,18 +142,6 @@ impl SqliteStore {
     }
 }
 
-/// [`Error::NameIsTopic`] for a topic row, naming its subscribers.
-pub(crate) fn topic_error(conn: &Connection, row: QueueRow) -> Result<Error> {
-    let subscribers = subscribers(conn, row.id)?
-        .into_iter()
-        .map(|q| q.name)
-        .collect();
-    Ok(Error::NameIsTopic {
-        name: row.name,
-        subscribers,
-    })
-}
-
 /// [`Error::UnknownQueue`] for `name`, with the closest existing names.
 pub(crate) fn unknown(conn: &Connection, name: &str) -> Error {
     let names: Vec<String> = conn

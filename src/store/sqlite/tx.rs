@@ -122,12 +122,6 @@ impl backend::Tx for Tx<'_> {
     }
 }
 
-<<<<<<< HEAD
-impl crate::store::backend::PublishTx for Tx<'_> {}
-=======
-impl crate::store::backend::ReadTx for Tx<'_> {}
->>>>>>> cf382d1 (store: queues, topics and schemas written once (ops::queues, ops::topics, ops::contracts) over PublishTx; the backends keep their statements and one-line entry points)
-
 impl backend::Backend for SqliteStore {
     fn write_dyn(
         &mut self,
