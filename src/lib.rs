@@ -127,7 +127,7 @@ pub struct Context {
 impl Context {
     fn store_options(&self) -> anyhow::Result<store::Options> {
         Ok(store::Options {
-            path: self.global.db_path()?,
+            location: store::Location::of(&self.global.db_path()?),
             busy_timeout: self.global.busy_timeout,
             sync: self.global.sync,
         })

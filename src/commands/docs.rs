@@ -95,7 +95,7 @@ pub fn queue_names(current: &std::ffi::OsStr) -> Vec<clap_complete::CompletionCa
         return Vec::new();
     };
     let opts = crate::store::Options {
-        path,
+        location: crate::store::Location::of(&path),
         busy_timeout: std::time::Duration::from_millis(200),
         sync: crate::store::Sync::Normal,
     };

@@ -48,7 +48,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         .into());
     }
     let from = store::Options {
-        path: args.from.clone(),
+        location: store::Location::File(args.from.clone()),
         busy_timeout: ctx.global.busy_timeout,
         sync: ctx.global.sync,
     };

@@ -19,6 +19,7 @@
 //! whole operation where one statement does what the generic code does in
 //! several.
 
+use super::checks::ContractCache;
 use super::counters::Counters;
 use super::error::{Error, Result};
 pub(crate) use super::ops::admin::AdminTx;
@@ -28,7 +29,7 @@ pub(crate) use super::ops::publish::PublishTx;
 use super::types::QueueRow;
 
 /// The base of every backend transaction.
-pub(crate) trait Tx {
+pub trait Tx {
     /// The time this transaction acts at, in ms since the epoch: this
     /// machine's clock on SQLite, the server's on PostgreSQL, read once at
     /// the start so that every row it writes agrees.
@@ -56,12 +57,12 @@ pub(crate) trait Tx {
 }
 
 /// The transaction write operations run in: every area's statements.
-pub(crate) trait WriteTx: Tx + LeaseTx + AdminTx + PublishTx + ReadTx {}
+pub trait WriteTx: Tx + LeaseTx + AdminTx + PublishTx + ReadTx {}
 
 impl<T: Tx + LeaseTx + AdminTx + PublishTx + ReadTx + ?Sized> WriteTx for T {}
 
 /// An open database, as the operations see it.
-pub(crate) trait Backend {
+pub trait Backend {
     /// Runs `op` in a write transaction and commits it when `op` returns
     /// `Ok`; an error rolls everything back. PostgreSQL runs `op` again in a
     /// fresh transaction after a deadlock or serialization failure, so `op`
@@ -70,6 +71,9 @@ pub(crate) trait Backend {
 
     /// Runs `op` in a read transaction that sees one snapshot throughout.
     fn read_dyn(&self, op: &mut dyn FnMut(&mut dyn ReadTx) -> Result<()>) -> Result<()>;
+
+    /// The JSON Schemas this connection compiled, by queue and version.
+    fn contracts(&mut self) -> &mut ContractCache;
 }
 
 /// Runs `op` in a write transaction of `store` (see [`Backend::write_dyn`])

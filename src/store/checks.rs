@@ -21,7 +21,7 @@ pub(crate) type ContractCache = HashMap<(i64, i64), Arc<Contract>>;
 
 /// A contract in force for one queue or topic, as a publish checks it.
 #[derive(Debug, Clone)]
-pub(crate) struct Check {
+pub struct Check {
     pub queue: String,
     pub version: i64,
     pub contract: Arc<Contract>,

@@ -11,7 +11,7 @@ use super::types::State;
 
 /// What one queue's counters change by.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Deltas {
+pub struct Deltas {
     /// Per stored state, indexed by [`State`].
     pub states: [i64; 6],
     /// Messages published (deliveries added).
@@ -29,7 +29,7 @@ impl Deltas {
 
 /// The changes owed, by queue id (in id order).
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub struct Counters {
     deltas: BTreeMap<i64, Deltas>,
 }
 

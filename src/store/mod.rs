@@ -1,24 +1,27 @@
-//! All of spool's SQL, behind a typed API: open, publish, claim, ack, nack,
-//! extend, queue settings, the read-only views of `peek`, `stats` and `queue
-//! list` (`inspect`), and replay, purge and queue deletion (`admin`). Commands
-//! call this module and never see SQL, so another database can later stand
-//! behind the same API.
+//! All of spool's SQL, behind one trait: [`Store`] (open, publish, claim,
+//! ack, nack, extend, queue settings, the read-only views of `peek`, `stats`
+//! and `queue list`, and replay, purge and queue deletion). Commands hold a
+//! [`Db`] and never see SQL or a backend.
 //!
 //! # Layout
 //!
-//! - Backend-neutral, used by both backends and the commands: `types`
-//!   (messages, deliveries, settings, results of operations), `error`,
-//!   `receipt`, `views` (what `peek`, `stats` and `doctor` report, and
-//!   how both backends assemble it), `checks` (JSON Schema checks),
+//! - The API: `api` ([`Store`], every operation with its doc) and `db`
+//!   ([`Db`], a `Box<dyn Store>` opened from `--db`).
+//! - Backend-neutral values and rules: `types` (messages, deliveries,
+//!   settings, results of operations), `error`, `receipt`, `views` (what
+//!   `peek`, `stats` and `doctor` report), `checks` (JSON Schema checks),
 //!   [`records`] (a whole database as rows, for `spool migrate`),
 //!   `counters` (the per-queue counter changes a transaction owes),
 //!   `location` (a file or a URL) and `rules`: the queue rules as pure
 //!   functions, tested once.
-//! - `db`: [`Db`], what commands hold, dispatching to one backend.
-//! - The SQLite backend, [`SqliteStore`], in [`sqlite`].
-//! - The PostgreSQL backend, [`PostgresStore`], in [`postgres`].
+//! - The operations, written once in `ops` over the transaction traits of
+//!   `backend` (one per area: leases, recovery, publishing, reading).
+//! - The backends, which hold SQL and connection handling only: SQLite
+//!   ([`SqliteStore`], in [`sqlite`]) and PostgreSQL ([`PostgresStore`], in
+//!   [`postgres`]). Neither imports the other.
 //!
-//! Neither backend imports the other; both import only the neutral modules.
+//! The rest of this page describes both backends; `postgres` says where
+//! PostgreSQL differs.
 //!
 //! # Data model
 //!
@@ -124,11 +127,11 @@ mod types;
 mod views;
 
 // What a backend offers, and the operations written once against it.
-// (Allowed to be unused only until every operation has moved onto them.)
-#[allow(dead_code)]
 mod backend;
-#[allow(dead_code)]
 mod ops;
+
+// The public API: one trait over both backends.
+mod api;
 
 // Dispatch between the backends.
 mod db;
@@ -145,9 +148,9 @@ mod suite;
 pub mod postgres;
 pub mod sqlite;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+pub use api::Store;
 pub use db::{Batch, Copied, Db, copy_sqlite_to_postgres, shown};
 pub use error::{Error, Result};
 pub use location::Location;
@@ -169,18 +172,10 @@ pub use views::{
 /// Where the database is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `--db` as given: an SQLite file, or a PostgreSQL URL (see
-    /// [`Options::location`]).
-    pub path: PathBuf,
+    /// `--db`: an SQLite file, or a PostgreSQL URL.
+    pub location: Location,
     /// How long to wait for another process's write lock.
     pub busy_timeout: Duration,
     /// Commit durability.
     pub sync: Sync,
-}
-
-impl Options {
-    /// Which database [`Options::path`] names: a file or a URL.
-    pub fn location(&self) -> Location {
-        Location::of(&self.path)
-    }
 }

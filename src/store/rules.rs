@@ -176,7 +176,7 @@ pub(crate) fn replay_candidate(
 
 /// The delivery row a receipt names, as ack, nack, extend and release read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LeaseRow {
+pub struct LeaseRow {
     /// Its state as stored.
     pub state: State,
     /// Its lease token (`None` when never leased or replayed since).

@@ -239,7 +239,7 @@ pub(crate) struct Checked {
 
 fn options(path: PathBuf) -> Options {
     Options {
-        path,
+        location: crate::store::Location::of(&path),
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     }

@@ -93,7 +93,7 @@ impl Default for Settings {
 
 /// A queue (or topic) row as the operations use it.
 #[derive(Debug, Clone)]
-pub(crate) struct QueueRow {
+pub struct QueueRow {
     /// Its id, which deliveries and receipts name.
     pub id: i64,
     /// Its name.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use spool::store::postgres::{PgOptions, PostgresStore, connect};
-use spool::store::{self, Receipt, SqliteStore, Sync};
+use spool::store::{self, Receipt, SqliteStore, Store, Sync};
 
 use crate::common::*;
 
@@ -267,7 +267,7 @@ const TABLES: [(&str, &str, &str); 6] = [
 
 fn sqlite_store(env: &Env) -> SqliteStore {
     SqliteStore::open_read_only(&store::Options {
-        path: env.db.clone(),
+        location: store::Location::File(env.db.clone()),
         busy_timeout: Duration::from_secs(10),
         sync: Sync::Normal,
     })

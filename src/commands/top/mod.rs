@@ -6,7 +6,7 @@
 //! # Reading
 //!
 //! `top` reads through the store's read-only connection, with the same
-//! queries as `stats` and `peek` (plus [`crate::store::Db::rate_histories`] for the
+//! queries as `stats` and `peek` (plus [`crate::store::Store::rate_histories`] for the
 //! sparklines), each its own short read transaction. The connection stays
 //! open between refreshes but holds no transaction, so it never blocks a
 //! writer nor holds back a checkpoint. A missing database shows as empty and

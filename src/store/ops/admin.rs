@@ -16,7 +16,7 @@ use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
 
 /// The reads of a replay, which `replay --dry-run` makes too, in a read
 /// transaction.
-pub(crate) trait ReplayReadTx: Tx {
+pub trait ReplayReadTx: Tx {
     /// Ids of the deliveries of `queue` that reached `state` (acked or dead)
     /// at a time in `since..until`, read through `deliveries_done`.
     fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>>;
@@ -43,7 +43,7 @@ pub(crate) trait ReplayReadTx: Tx {
 }
 
 /// The statements of replay, purge and queue deletion.
-pub(crate) trait AdminTx: LeaseTx + ReplayReadTx {
+pub trait AdminTx: LeaseTx + ReplayReadTx {
     /// The queue or topic named `name` for a replay into it, a queue with
     /// default settings created if it does not exist. On PostgreSQL its name
     /// is held shared until commit (see `postgres::queues::lock_shared`), as
@@ -104,7 +104,7 @@ pub(crate) trait AdminTx: LeaseTx + ReplayReadTx {
 /// A delivery as a replay reads it. Among the candidates of a replay,
 /// `state` is its state by the lazy rules rather than as stored.
 #[derive(Debug, Clone)]
-pub(crate) struct ReplayRow {
+pub struct ReplayRow {
     pub id: i64,
     pub state: State,
     pub visible_at: i64,

@@ -9,6 +9,7 @@
 //! version: messages committed after a change always meet it. On SQLite,
 //! writers take turns and the locks are nothing.
 
+use super::inspect::ReadTx;
 use super::publish::PublishTx;
 use crate::contract::Contract;
 use crate::store::backend::unknown_queue;
@@ -73,7 +74,7 @@ pub(crate) fn for_publish(
 
 /// Every version of the schema of queue or topic `name`, oldest first.
 pub(crate) fn schema_history(
-    tx: &mut (impl PublishTx + ?Sized),
+    tx: &mut (impl ReadTx + ?Sized),
     name: &str,
 ) -> Result<Vec<SchemaVersion>> {
     let Some(row) = tx.queue(name)? else {
@@ -85,10 +86,7 @@ pub(crate) fn schema_history(
 /// The queue whose schema would refuse a raw body published to `name`:
 /// `name` itself, or for a topic the topic or one of its subscribers.
 /// `None` when no schema is in force there (or `name` does not exist yet).
-pub(crate) fn schema_holder(
-    tx: &mut (impl PublishTx + ?Sized),
-    name: &str,
-) -> Result<Option<String>> {
+pub(crate) fn schema_holder(tx: &mut (impl ReadTx + ?Sized), name: &str) -> Result<Option<String>> {
     let Some(origin) = tx.queue(name)? else {
         return Ok(None);
     };

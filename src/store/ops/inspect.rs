@@ -29,7 +29,7 @@ use crate::store::backend::{self, Backend, Tx};
 use crate::store::error::Result;
 use crate::store::ops::admin::ReplayReadTx;
 use crate::store::receipt::Receipt;
-use crate::store::types::{Delivery, QueueRow, State, ms};
+use crate::store::types::{Delivery, QueueRow, SchemaVersion, State, ms};
 use crate::store::views::{
     self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState, Section,
 };
@@ -95,7 +95,7 @@ pub(crate) type MessageCols = (
 /// `replay --dry-run`). Rows come back
 /// in neutral shapes; the views are assembled here and in
 /// [`crate::store::views`].
-pub(crate) trait ReadTx: Tx + ReplayReadTx {
+pub trait ReadTx: Tx + ReplayReadTx {
     /// The queue's creation time, total and counters, and the publishes and
     /// acks counted in seconds after `since` (a second since the epoch).
     fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols>;
@@ -126,6 +126,9 @@ pub(crate) trait ReadTx: Tx + ReplayReadTx {
     /// The newest schema version of `queue` and its text (`None` text: the
     /// schema was removed).
     fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>>;
+
+    /// Every version of a queue's schema, oldest first.
+    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>>;
 
     /// Publishes and acks by queue name and minute, over the `minutes`
     /// minutes up to `second`: `(name, minutes ago, published, acked)`.

@@ -13,7 +13,7 @@ use crate::store::rules::{self, AfterFailure, Held, Judgement, LeaseRow, Repeat}
 use crate::store::types::{Delivery, QueueRow, State, ms};
 
 /// The statements of leasing and settling.
-pub(crate) trait LeaseTx: Tx {
+pub trait LeaseTx: Tx {
     /// Moves the due delayed messages and expired leases of `q` back to
     /// ready, or to dead for a lease that ran out on the last allowed
     /// attempt ([`rules::effective`] in SQL), counting the moves and letting

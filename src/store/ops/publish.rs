@@ -10,13 +10,14 @@
 
 use super::contracts::for_publish;
 use super::queues::ensure;
-use crate::store::backend::{self, Backend, Tx};
+use crate::store::Store;
+use crate::store::backend::{self, Backend, ReadTx, Tx};
 use crate::store::checks::{ContractCache, PublishChecks};
 use crate::store::error::{Error, Result};
-use crate::store::types::{NewMessage, QueueRow, SchemaVersion, Settings, State};
+use crate::store::types::{NewMessage, QueueRow, Settings, State};
 
 /// The statements of publishing and of queue, topic and schema changes.
-pub(crate) trait PublishTx: Tx {
+pub trait PublishTx: Tx + ReadTx {
     /// Inserts a queue named `name` (checked by the caller) with `settings`.
     /// `None` when a concurrent transaction created the name first (only
     /// PostgreSQL: SQLite's writers take turns).
@@ -49,24 +50,14 @@ pub(crate) trait PublishTx: Tx {
     /// True when queue `id` holds a message in any state.
     fn holds_messages(&mut self, id: i64) -> Result<bool>;
 
-    /// The names of the topics queue `id` subscribes to, sorted.
-    fn topics_of(&mut self, id: i64) -> Result<Vec<String>>;
-
     /// Subscribes queue `queue` to topic `topic`; false when it already was.
     fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool>;
 
     /// Ends the subscription of `queue` to `topic`; false when there was none.
     fn remove_subscription(&mut self, topic: i64, queue: i64) -> Result<bool>;
 
-    /// The latest version of a queue's schema: its number and text (`None`
-    /// when that version removed the schema). `None` when it never had one.
-    fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>>;
-
     /// Records version `version` of a queue's schema (`None`: removed).
     fn record_schema(&mut self, queue: i64, version: i64, schema: Option<&str>) -> Result<()>;
-
-    /// Every version of a queue's schema, oldest first.
-    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>>;
 
     /// Runs `fill` with the backend's [`Inserter`] for `fanout`, writes
     /// what it buffered, and returns what was added.
@@ -80,7 +71,7 @@ pub(crate) trait PublishTx: Tx {
 /// What a publish writes into: the origin (the queue or topic published
 /// to), the queues that receive a delivery, and per receiving queue the
 /// schema version its deliveries record.
-pub(crate) struct Fanout<'a> {
+pub struct Fanout<'a> {
     pub origin: &'a QueueRow,
     pub targets: &'a [QueueRow],
     pub versions: &'a [Option<i64>],
@@ -88,7 +79,7 @@ pub(crate) struct Fanout<'a> {
 
 /// What the messages of a publish added, once written.
 #[derive(Debug, Default)]
-pub(crate) struct Tally {
+pub struct Tally {
     /// Deliveries added per target queue (in [`Fanout::targets`] order) and state.
     pub added: Vec<[i64; 6]>,
     /// New messages (not deduplicated).
@@ -110,7 +101,7 @@ impl Tally {
 /// A backend's writer of one publish's messages: its statements, and the
 /// messages it buffers to write many at a time. Plain messages (no key, no
 /// group) may wait in a buffer; a key lookup must see every earlier message.
-pub(crate) trait Inserter {
+pub trait Inserter {
     /// The message `key` names in the origin, and whether a queue still
     /// holds it: a delivery that is not acked past its queue's retention.
     /// An expired one may not have been swept yet (each write sweeps a
@@ -194,16 +185,54 @@ impl PublishBatch<'_> {
 /// (PostgreSQL), while `fill` runs. A transaction that PostgreSQL ends for a
 /// deadlock or serialization failure is run again, `fill` with it (see
 /// [`Backend::write_dyn`]). `cache` holds the compiled schemas.
-pub(crate) fn publish_batch<T, E: From<Error>>(
+pub(crate) fn publish_batch(
     store: &mut (impl Backend + ?Sized),
-    cache: &mut ContractCache,
+    name: &str,
+    fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut cache = std::mem::take(store.contracts());
+    let outcome = publish_with_cache(store, &mut cache, name, fill);
+    *store.contracts() = cache;
+    outcome
+}
+
+/// [`Store::publish_batch`] for any `fill`: its value is kept and its own
+/// error returned as it is (a rerun after a PostgreSQL deadlock forgets
+/// the error of the run before).
+pub(crate) fn with_batch<T, E: From<Error>>(
+    store: &mut (impl Store + ?Sized),
     name: &str,
     mut fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     let mut value = None;
     let mut failed = None;
-    let outcome = backend::write(store, |tx| {
+    let outcome = store.publish_dyn(name, &mut |batch| {
         failed = None;
+        match fill(batch) {
+            Ok(v) => {
+                value = Some(v);
+                Ok(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                Err(Error::Internal("the publish was given up".into()))
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    outcome?;
+    value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
+}
+
+fn publish_with_cache(
+    store: &mut (impl Backend + ?Sized),
+    cache: &mut ContractCache,
+    name: &str,
+    fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
+) -> Result<()> {
+    backend::write(store, |tx| {
         tx.lock_shared(&[name])?;
         let origin = ensure(tx, name)?;
         let targets = if origin.is_topic {
@@ -248,16 +277,7 @@ pub(crate) fn publish_batch<T, E: From<Error>>(
                 max_size,
                 now,
             };
-            match fill(&mut batch) {
-                Ok(v) => {
-                    value = Some(v);
-                    Ok(())
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    Err(Error::Internal("the publish was given up".into()))
-                }
-            }
+            fill(&mut batch)
         })?;
         for queue in tally.swept {
             tx.counts().moved(queue, Some(State::Acked), None);
@@ -279,12 +299,7 @@ pub(crate) fn publish_batch<T, E: From<Error>>(
             tx.housekeeping(queue)?;
         }
         Ok(())
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    outcome?;
-    value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
+    })
 }
 
 /// Plain messages (no key, no group) an [`Inserter`] keeps to write many at

@@ -4,72 +4,14 @@
 //! locked through [`queues::lock_shared`] and [`queues::lock_exclusive`],
 //! group rows in key order.
 
+use super::RowExt;
 use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use super::{PostgresStore, RowExt};
 use crate::store::checks::Check;
 use crate::store::error::Result;
-use crate::store::ops::admin::{self, AdminTx, ReplayReadTx, ReplayRow};
-use crate::store::types::{ReplayFilter, Replayed, State};
-
-impl PostgresStore {
-    /// See [`admin::replay`].
-    pub fn replay(
-        &mut self,
-        queue: &str,
-        filter: &ReplayFilter,
-        to: Option<&str>,
-    ) -> Result<Replayed> {
-        admin::replay(self, queue, filter, to, &mut |_| {})
-    }
-
-    /// [`PostgresStore::replay`], calling `progress(n)` as messages are replayed.
-    pub fn replay_with_progress(
-        &mut self,
-        queue: &str,
-        filter: &ReplayFilter,
-        to: Option<&str>,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Replayed> {
-        admin::replay(self, queue, filter, to, progress)
-    }
-
-    /// See [`admin::replay_preview`].
-    pub fn replay_preview(
-        &self,
-        queue: &str,
-        filter: &ReplayFilter,
-        to: Option<&str>,
-    ) -> Result<Replayed> {
-        admin::replay_preview(self, queue, filter, to)
-    }
-
-    /// See [`admin::purge`].
-    pub fn purge(&mut self, queue: &str, states: &[State]) -> Result<i64> {
-        admin::purge(self, queue, states, &mut |_| {})
-    }
-
-    /// [`PostgresStore::purge`], calling `progress(n)` as messages are removed.
-    pub fn purge_with_progress(
-        &mut self,
-        queue: &str,
-        states: &[State],
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<i64> {
-        admin::purge(self, queue, states, progress)
-    }
-
-    /// See [`admin::release_lease`].
-    pub fn release_lease(&mut self, queue: &str, id: i64) -> Result<bool> {
-        admin::release_lease(self, queue, id)
-    }
-
-    /// See [`admin::delete_queue`].
-    pub fn delete_queue(&mut self, name: &str, force: bool) -> Result<i64> {
-        admin::delete_queue(self, name, force)
-    }
-}
+use crate::store::ops::admin::{AdminTx, ReplayReadTx, ReplayRow};
+use crate::store::types::State;
 
 /// The first column of each row, as ids.
 fn ids(rows: &[postgres::Row]) -> Result<Vec<i64>> {

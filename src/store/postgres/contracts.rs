@@ -4,12 +4,9 @@
 //! contracts are cached per connection, see [`crate::store::checks`]).
 
 use super::queues::QueueRow;
-use super::tx::Tx;
-use super::{Conn, PostgresStore, RowExt};
+use super::{Conn, RowExt};
 use crate::store::checks::{self, Check, PublishChecks};
 use crate::store::error::{Error, Result};
-use crate::store::ops;
-use crate::store::types::SchemaVersion;
 
 /// The latest version of a queue's schema: its number and text (`None` when
 /// that version removed the schema). `None` when it never had one.
@@ -55,16 +52,4 @@ pub(crate) fn check_stored(conn: &mut Conn, check: &Check, id: i64) -> Result<()
         )));
     };
     check.stored(id, row.at(0)?, row.at(1)?)
-}
-
-impl PostgresStore {
-    /// See [`ops::contracts::schema_history`].
-    pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
-        ops::contracts::schema_history(&mut Tx::read(&mut self.conn.borrow_mut())?, name)
-    }
-
-    /// See [`ops::contracts::schema_holder`].
-    pub fn schema_holder(&self, name: &str) -> Result<Option<String>> {
-        ops::contracts::schema_holder(&mut Tx::read(&mut self.conn.borrow_mut())?, name)
-    }
 }

@@ -16,6 +16,7 @@
 //! sequences (queue ids and message ids) are moved past every id the source
 //! ever gave, so none is reused.
 
+use crate::store::Store;
 use std::collections::HashMap;
 
 use super::tx::Tx;

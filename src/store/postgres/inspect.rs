@@ -5,71 +5,17 @@
 //! Counts are the sums of the queue's `stats` deltas (a few thousand rows at
 //! most, see [`super::lease::housekeeping`]), never a count of deliveries.
 
-use std::collections::HashMap;
+use crate::store::types::SchemaVersion;
 
 use postgres::Row;
 use postgres::types::{FromSql, ToSql};
 
 use super::tx::Tx;
-use super::{PostgresStore, RowExt, contracts};
+use super::{RowExt, contracts};
 use crate::store::error::Result;
 use crate::store::ops::inspect::Timed;
-use crate::store::ops::inspect::{self, Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
+use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
 use crate::store::types::State;
-use crate::store::views::{DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
-
-impl PostgresStore {
-    /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
-    pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
-        inspect::queue_infos(self)
-    }
-
-    /// The named queues or topics, in the order given; an unknown name is
-    /// [`crate::store::Error::UnknownQueue`].
-    pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
-        inspect::queue_infos_named(self, names)
-    }
-
-    /// The database as `stats` shows it: `path` is the URL (without the
-    /// password) and `size_bytes` the size of spool's tables and indexes in
-    /// its schema; PostgreSQL has no WAL file or free pages of spool's own,
-    /// so those are 0.
-    pub fn database_info(&self) -> Result<DatabaseInfo> {
-        let mut conn = self.conn.borrow_mut();
-        let schema = conn.target.schema.clone();
-        let size: i64 = conn
-            .query_opt(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'S')",
-                &[&schema],
-            )?
-            .map(|r| r.at(0))
-            .transpose()?
-            .unwrap_or(0);
-        Ok(DatabaseInfo {
-            path: conn.target.display.clone().into(),
-            size_bytes: size.max(0) as u64,
-            wal_bytes: 0,
-            free_bytes: 0,
-        })
-    }
-
-    /// See [`inspect::rate_histories`].
-    pub fn rate_histories(&self, minutes: usize) -> Result<HashMap<String, RateHistory>> {
-        inspect::rate_histories(self, minutes)
-    }
-
-    /// See [`inspect::peek`].
-    pub fn peek(&self, queue: &str, query: &PeekQuery) -> Result<Vec<Peeked>> {
-        inspect::peek(self, queue, query)
-    }
-
-    /// See [`inspect::peek_id`].
-    pub fn peek_id(&self, queue: &str, id: i64) -> Result<Option<Peeked>> {
-        inspect::peek_id(self, queue, id)
-    }
-}
 
 /// What a row of a statement reads into: a tuple, column by column.
 trait Cols: Sized {
@@ -193,6 +139,22 @@ impl ReadTx for Tx<'_> {
 
     fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
         contracts::latest(self, queue)
+    }
+
+    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
+        self.query(
+            "SELECT version, created_at, schema FROM schemas WHERE queue_id = $1 ORDER BY version",
+            &[&queue_id],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(SchemaVersion {
+                version: r.at(0)?,
+                created_at: r.at(1)?,
+                schema: r.at(2)?,
+            })
+        })
+        .collect()
     }
 
     fn rates(&mut self, second: i64, minutes: i64) -> Result<Vec<(String, i64, i64, i64)>> {

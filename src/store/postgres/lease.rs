@@ -13,7 +13,7 @@ use super::{Conn, PostgresStore, RowExt};
 use crate::store::backend::LeaseTx;
 use crate::store::error::Result;
 use crate::store::ops::lease;
-use crate::store::receipt::{Receipt, ReceiptError, Release, new_leases};
+use crate::store::receipt::{Receipt, ReceiptError, new_leases};
 use crate::store::rules::{self, Judgement, LeaseRow};
 use crate::store::types::{Delivery, State, ms};
 
@@ -24,30 +24,10 @@ const LEASE_BLOCK: usize = 1024;
 const SWEEP_BATCH: i64 = 512;
 
 impl PostgresStore {
-    /// See [`lease::claim`]; first tries [`fast_claim`].
-    pub fn claim(
+    pub(super) fn ack_once(
         &mut self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-        ack: bool,
-    ) -> Result<Vec<Delivery>> {
-        if !ack
-            && let Some(leased) =
-                self.retrying(|store| fast_claim(store.conn.get_mut(), queue, max, visibility))?
-        {
-            return Ok(leased);
-        }
-        lease::claim(self, queue, max, visibility, ack)
-    }
-
-    /// Acks each receipt, as [`lease::ack`] does: first the one-statement
-    /// [`fast_ack`], then the set-based [`ack_in`] for the rest.
-    pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
-        self.retrying(|store| store.ack_once(receipts))
-    }
-
-    fn ack_once(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), ReceiptError>>> {
         let acked = fast_ack(self.conn.get_mut(), receipts)?;
         let rest: Vec<Receipt> = receipts
             .iter()
@@ -66,24 +46,6 @@ impl PostgresStore {
             .iter()
             .map(|r| judged.get(r).copied().unwrap_or(Ok(())))
             .collect())
-    }
-
-    /// See [`lease::nack`].
-    pub fn nack(
-        &mut self,
-        receipts: &[Receipt],
-        release: Release,
-    ) -> Result<Vec<Result<(), ReceiptError>>> {
-        lease::nack(self, receipts, release)
-    }
-
-    /// See [`lease::extend`].
-    pub fn extend(
-        &mut self,
-        receipts: &[Receipt],
-        by: Duration,
-    ) -> Result<Vec<Result<(), ReceiptError>>> {
-        lease::extend(self, receipts, by)
     }
 
     /// When the next delayed message or lease of `queue` comes due (ms since
@@ -107,7 +69,7 @@ impl PostgresStore {
 /// second and no delayed message or lease of the queue is due. `None`: take
 /// the full path (nothing was changed). Measured with 16 consumers at batch
 /// 1: about twice the throughput of the five round trips of the full path.
-fn fast_claim(
+pub(super) fn fast_claim(
     conn: &mut Conn,
     queue: &str,
     max: usize,

@@ -103,6 +103,7 @@ mod notify;
 mod publish;
 mod queues;
 mod schema;
+mod store;
 mod topics;
 mod tx;
 mod work;
@@ -260,32 +261,9 @@ impl PostgresStore {
         })
     }
 
-    /// The database as messages show it: `postgres://user@host:port/db?schema=NAME`.
-    pub fn display(&self) -> String {
-        self.conn.borrow().target.display.clone()
-    }
-
     /// The PostgreSQL schema that holds spool's tables.
     pub fn schema(&self) -> String {
         self.conn.borrow().target.schema.clone()
-    }
-
-    /// Names of every queue and topic, sorted.
-    pub fn names(&self) -> Result<Vec<String>> {
-        let rows = self
-            .conn
-            .borrow_mut()
-            .query("SELECT name FROM queues ORDER BY name", &[])?;
-        rows.iter().map(|r| r.at(0)).collect()
-    }
-
-    /// An [`Error::UnknownQueue`] for `name`, with the closest existing names.
-    pub fn unknown_queue(&self, name: &str) -> Error {
-        let names = self.names().unwrap_or_default();
-        Error::UnknownQueue {
-            name: name.to_owned(),
-            similar: crate::suggest::similar(name, &names),
-        }
     }
 }
 

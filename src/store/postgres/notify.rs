@@ -3,6 +3,7 @@
 //! their transaction (see [`super::tx::Tx::notify`]); PostgreSQL delivers it
 //! to every listening connection when, and only if, the transaction commits.
 
+use crate::store::Store;
 use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -24,7 +25,7 @@ const MAX_NAP: Duration = Duration::from_secs(5);
 
 impl Conn {
     /// Sends `LISTEN` once per connection.
-    fn listen(&mut self) -> Result<()> {
+    pub(super) fn listen(&mut self) -> Result<()> {
         if !self.listening {
             let channel = channel(&self.target.schema);
             self.batch(&format!("LISTEN \"{channel}\""))?;
@@ -34,7 +35,7 @@ impl Conn {
     }
 
     /// Takes the notifications the server has sent, without waiting.
-    fn drain(&mut self) -> Result<()> {
+    pub(super) fn drain(&mut self) -> Result<()> {
         let mut pending = Vec::new();
         {
             let mut notifications = self.client.notifications();
@@ -72,18 +73,6 @@ impl Conn {
 }
 
 impl PostgresStore {
-    /// A number that changes whenever a transaction that made messages
-    /// deliverable (in any queue of this schema) has committed since the
-    /// last call: the counterpart of SQLite's `data_version`. The first call
-    /// starts listening, so call it before the claim whose emptiness makes
-    /// you wait. Costs no round trip once listening.
-    pub fn data_version(&self) -> Result<i64> {
-        let mut conn = self.conn.borrow_mut();
-        conn.listen()?;
-        conn.drain()?;
-        Ok(conn.seen)
-    }
-
     /// Starts listening for news (as the first [`PostgresStore::data_version`]
     /// does) and forgets news received so far: call before the claim that
     /// precedes a [`PostgresStore::wait_for_news`].
@@ -93,19 +82,6 @@ impl PostgresStore {
         conn.drain()?;
         conn.news.clear();
         Ok(())
-    }
-
-    /// How long until the next delayed message or lease of `queue` comes
-    /// due, by the server's clock (one query for the due time, one for the
-    /// server's now). `None` when nothing of `queue` is waiting.
-    pub fn due_in(&self, queue: &str) -> Result<Option<Duration>> {
-        let Some(at) = self.next_due(queue)? else {
-            return Ok(None);
-        };
-        let now = self.conn.borrow_mut().server_now()?;
-        Ok(Some(Duration::from_millis(
-            at.saturating_sub(now).max(0) as u64
-        )))
     }
 
     /// Blocks on the socket, without a query, until news for `queue`

@@ -7,10 +7,10 @@ use std::collections::VecDeque;
 
 use super::lease::delete_orphans;
 use super::tx::Tx;
-use super::{Conn, PostgresStore, RowExt};
+use super::{Conn, RowExt};
 use crate::store::error::{Error, Result};
 pub use crate::store::ops::publish::PublishBatch;
-use crate::store::ops::publish::{self, Buffer, Fanout, Inserter, Tally};
+use crate::store::ops::publish::{Buffer, Fanout, Inserter, Tally};
 use crate::store::types::{NewMessage, State};
 
 /// Rows per multi-row insert, at most.
@@ -58,20 +58,6 @@ struct Grouped {
 
 /// The publish batch by its former PostgreSQL name (there is one type now).
 pub type PgPublishBatch<'t> = PublishBatch<'t>;
-
-impl PostgresStore {
-    /// See [`publish::publish_batch`].
-    pub fn publish_batch<T, E: From<Error>>(
-        &mut self,
-        name: &str,
-        fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let mut cache = std::mem::take(&mut self.conn.get_mut().contracts);
-        let out = publish::publish_batch(self, &mut cache, name, fill);
-        self.conn.get_mut().contracts = cache;
-        out
-    }
-}
 
 /// Runs `fill` with the statements of a publish into `fanout` (see
 /// [`crate::store::backend::PublishTx::inserting`]) and writes what it

@@ -6,15 +6,12 @@ use postgres::Row;
 
 use super::publish;
 use super::tx::Tx;
-use super::{Conn, PostgresStore, RowExt, contracts};
-use crate::contract::Contract;
+use super::{Conn, RowExt};
 use crate::store::backend::PublishTx;
 use crate::store::error::Result;
 use crate::store::ops;
 use crate::store::ops::publish::{Fanout, Inserter, Tally};
-use crate::store::types::{
-    Created, QueueSet, SchemaChange, SchemaVersion, Settings, SettingsPatch, ms,
-};
+use crate::store::types::{Settings, ms};
 
 pub(crate) use crate::store::types::QueueRow;
 
@@ -100,38 +97,6 @@ pub(crate) fn ensure(tx: &mut Tx<'_>, name: &str) -> Result<QueueRow> {
     ops::queues::ensure(tx, name)
 }
 
-impl PostgresStore {
-    /// See [`ops::queues::create_queue`].
-    pub fn create_queue(
-        &mut self,
-        name: &str,
-        patch: &SettingsPatch,
-        schema: Option<&Contract>,
-    ) -> Result<Created> {
-        ops::queues::create_queue(self, name, patch, schema)
-    }
-
-    /// See [`ops::queues::set_queue`].
-    pub fn set_queue(
-        &mut self,
-        name: &str,
-        patch: &SettingsPatch,
-        schema: SchemaChange<'_>,
-    ) -> Result<QueueSet> {
-        ops::queues::set_queue(self, name, patch, schema)
-    }
-
-    /// See [`ops::queues::settings`].
-    pub fn settings(&self, name: &str) -> Result<Option<Settings>> {
-        ops::queues::settings(self, name)
-    }
-
-    /// See [`ops::queues::max_size`].
-    pub fn max_size(&self, name: &str) -> Result<u64> {
-        ops::queues::max_size(self, name)
-    }
-}
-
 impl PublishTx for Tx<'_> {
     fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
         insert(self, name, settings)
@@ -181,17 +146,6 @@ impl PublishTx for Tx<'_> {
             .is_some())
     }
 
-    fn topics_of(&mut self, id: i64) -> Result<Vec<String>> {
-        self.query(
-            "SELECT name FROM queues
-             WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = $1) ORDER BY name",
-            &[&id],
-        )?
-        .iter()
-        .map(|r| r.at(0))
-        .collect()
-    }
-
     fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
         let now = self.now;
         let added = self.execute(
@@ -210,10 +164,6 @@ impl PublishTx for Tx<'_> {
         Ok(removed > 0)
     }
 
-    fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
-        contracts::latest(self, queue)
-    }
-
     fn record_schema(&mut self, queue_id: i64, version: i64, schema: Option<&str>) -> Result<()> {
         let now = self.now;
         self.execute(
@@ -221,22 +171,6 @@ impl PublishTx for Tx<'_> {
             &[&queue_id, &version, &now, &schema],
         )?;
         Ok(())
-    }
-
-    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
-        self.query(
-            "SELECT version, created_at, schema FROM schemas WHERE queue_id = $1 ORDER BY version",
-            &[&queue_id],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(SchemaVersion {
-                version: r.at(0)?,
-                created_at: r.at(1)?,
-                schema: r.at(2)?,
-            })
-        })
-        .collect()
     }
 
     fn inserting(

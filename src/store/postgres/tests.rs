@@ -424,7 +424,7 @@ fn drain(db: &TestDb, queue: &str, n: usize, batch: usize, mode: Mode, sync: Syn
 fn drain_sqlite(n: usize, batch: usize, sync: Sync) -> f64 {
     let dir = tempfile::tempdir().expect("dir");
     let opts = Options {
-        path: dir.path().join("spool.db"),
+        location: Location::File(dir.path().join("spool.db")),
         busy_timeout: Duration::from_secs(30),
         sync,
     };

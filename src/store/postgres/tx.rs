@@ -172,7 +172,6 @@ impl backend::Tx for Tx<'_> {
     }
 }
 
-
 impl backend::Backend for PostgresStore {
     fn write_dyn(
         &mut self,
@@ -189,5 +188,9 @@ impl backend::Backend for PostgresStore {
         let mut conn = self.conn.borrow_mut();
         let mut tx = Tx::read(&mut conn)?;
         op(&mut tx)
+    }
+
+    fn contracts(&mut self) -> &mut crate::store::checks::ContractCache {
+        &mut self.conn.get_mut().contracts
     }
 }

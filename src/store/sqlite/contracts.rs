@@ -5,11 +5,8 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::queues::QueueRow;
-use super::tx::Tx;
+use crate::store::Result;
 use crate::store::checks::{self, Check, ContractCache, PublishChecks};
-use crate::store::ops;
-use crate::store::types::SchemaVersion;
-use crate::store::{Result, SqliteStore};
 
 /// The latest version of a queue's schema: its number and text (`None` when
 /// that version removed the schema). `None` when it never had one.
@@ -64,16 +61,4 @@ pub(crate) fn for_publish(
     targets: &[QueueRow],
 ) -> Result<PublishChecks> {
     PublishChecks::of(origin, targets, |q| check_for(conn, cache, q))
-}
-
-impl SqliteStore {
-    /// See [`ops::contracts::schema_history`].
-    pub fn schema_history(&self, name: &str) -> Result<Vec<SchemaVersion>> {
-        ops::contracts::schema_history(&mut Tx::read(&self.conn)?, name)
-    }
-
-    /// See [`ops::contracts::schema_holder`].
-    pub fn schema_holder(&self, name: &str) -> Result<Option<String>> {
-        ops::contracts::schema_holder(&mut Tx::read(&self.conn)?, name)
-    }
 }

@@ -231,7 +231,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::{NewMessage, Options, Sync};
+    use crate::store::{NewMessage, Options, Store, Sync};
 
     /// Keeps what an export hands over; runs `during` once, after the tables.
     #[derive(Default)]
@@ -264,7 +264,7 @@ mod tests {
 
     fn options(path: &std::path::Path) -> Options {
         Options {
-            path: path.to_owned(),
+            location: crate::store::Location::File(path.to_owned()),
             busy_timeout: Duration::from_secs(5),
             sync: Sync::Normal,
         }

@@ -3,59 +3,15 @@
 //! [`SqliteStore::open_read_only`] in a deferred transaction: one snapshot,
 //! never blocked by a writer (WAL).
 
+use crate::store::types::SchemaVersion;
 use rusqlite::{OptionalExtension, Params, Row};
 
+use super::contracts;
 use super::tx::Tx;
-use super::{SqliteStore, contracts};
 use crate::store::Result;
 use crate::store::ops::inspect::Timed;
-use crate::store::ops::inspect::{self, Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
+use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
 use crate::store::types::State;
-use crate::store::views::{DatabaseInfo, PeekQuery, Peeked, QueueInfo, RateHistory};
-
-impl SqliteStore {
-    /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
-    pub fn queue_infos(&self) -> Result<Vec<QueueInfo>> {
-        inspect::queue_infos(self)
-    }
-
-    /// The named queues or topics, in the order given; an unknown name is
-    /// [`crate::store::Error::UnknownQueue`].
-    pub fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
-        inspect::queue_infos_named(self, names)
-    }
-
-    /// The database file's sizes, including its free pages.
-    pub fn database_info(&self) -> Result<DatabaseInfo> {
-        let mut db = DatabaseInfo::of_path(self.path.clone());
-        let free: i64 = self
-            .conn
-            .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
-        let page: i64 = self
-            .conn
-            .pragma_query_value(None, "page_size", |row| row.get(0))?;
-        db.free_bytes = (free.max(0) * page.max(0)) as u64;
-        Ok(db)
-    }
-
-    /// See [`inspect::rate_histories`].
-    pub fn rate_histories(
-        &self,
-        minutes: usize,
-    ) -> Result<std::collections::HashMap<String, RateHistory>> {
-        inspect::rate_histories(self, minutes)
-    }
-
-    /// See [`inspect::peek`].
-    pub fn peek(&self, queue: &str, query: &PeekQuery) -> Result<Vec<Peeked>> {
-        inspect::peek(self, queue, query)
-    }
-
-    /// See [`inspect::peek_id`].
-    pub fn peek_id(&self, queue: &str, id: i64) -> Result<Option<Peeked>> {
-        inspect::peek_id(self, queue, id)
-    }
-}
 
 /// What a row of a statement reads into: a tuple, column by column.
 trait Cols: for<'r> TryFrom<&'r Row<'r>, Error = rusqlite::Error> {}
@@ -154,6 +110,22 @@ impl ReadTx for Tx<'_> {
 
     fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
         contracts::latest(&self.tx, queue)
+    }
+
+    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT version, created_at, schema FROM schemas WHERE queue_id = ?1 ORDER BY version",
+        )?;
+        let rows = stmt
+            .query_map([queue_id], |r| {
+                Ok(SchemaVersion {
+                    version: r.get(0)?,
+                    created_at: r.get(1)?,
+                    schema: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     /// A range scan of the `rates` primary key per queue: at most 60 rows

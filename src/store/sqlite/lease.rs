@@ -2,15 +2,12 @@
 //! and the lazy transitions (due delayed messages, expired leases,
 //! retention) that writers perform on the way.
 
-use std::time::Duration;
-
 use rusqlite::OptionalExtension;
 
 use super::queues::QueueRow;
 use super::tx::Tx;
 use crate::store::backend::LeaseTx;
-use crate::store::ops::lease;
-use crate::store::receipt::{Receipt, ReceiptError, Release};
+use crate::store::receipt::Receipt;
 use crate::store::rules::{self, LeaseRow};
 use crate::store::{Delivery, Result, SqliteStore, State, ms};
 
@@ -22,40 +19,6 @@ const SWEEP_BATCH: i64 = 512;
 const VACUUM_THRESHOLD: i64 = 256;
 
 impl SqliteStore {
-    /// See [`lease::claim`].
-    pub fn claim(
-        &mut self,
-        queue: &str,
-        max: usize,
-        visibility: Option<Duration>,
-        ack: bool,
-    ) -> Result<Vec<Delivery>> {
-        lease::claim(self, queue, max, visibility, ack)
-    }
-
-    /// See [`lease::ack`].
-    pub fn ack(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
-        lease::ack(self, receipts)
-    }
-
-    /// See [`lease::nack`].
-    pub fn nack(
-        &mut self,
-        receipts: &[Receipt],
-        release: Release,
-    ) -> Result<Vec<Result<(), ReceiptError>>> {
-        lease::nack(self, receipts, release)
-    }
-
-    /// See [`lease::extend`].
-    pub fn extend(
-        &mut self,
-        receipts: &[Receipt],
-        by: Duration,
-    ) -> Result<Vec<Result<(), ReceiptError>>> {
-        lease::extend(self, receipts, by)
-    }
-
     /// When the next delayed message or lease of `queue` comes due (ms since
     /// the epoch), so a waiting consumer knows when to look again.
     pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {

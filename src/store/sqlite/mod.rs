@@ -13,6 +13,7 @@ pub mod netfs;
 mod publish;
 mod queues;
 mod schema;
+mod store;
 mod topics;
 mod tx;
 mod work;
@@ -27,7 +28,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use publish::PublishBatch;
 
 use super::checks;
-use super::{Error, Options, Result, Sync};
+use super::{Error, Location, Options, Result, Sync};
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
@@ -64,14 +65,14 @@ impl SqliteStore {
     /// Opens the database for writing, creating the file (mode 0600) and its
     /// folder on first use and bringing the schema up to date.
     pub fn open(opts: &Options) -> Result<SqliteStore> {
-        let path = &opts.path;
+        let path = file_of(opts)?;
         refuse_network_fs(path)?;
         create_file(path)?;
         check_writable(path)?;
         let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let mut store = SqliteStore {
             conn,
-            path: path.clone(),
+            path: path.to_owned(),
             contracts: Default::default(),
         };
         store.migrate()?;
@@ -85,7 +86,7 @@ impl SqliteStore {
     /// database to judge it (an unknown queue or receipt): callers treat
     /// `None` as an empty database, and bad input never creates it.
     pub fn open_existing(opts: &Options) -> Result<Option<SqliteStore>> {
-        match std::fs::metadata(&opts.path) {
+        match std::fs::metadata(file_of(opts)?) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Ok(meta) if meta.is_file() && meta.len() == 0 => Ok(None),
             _ => SqliteStore::open(opts).map(Some),
@@ -96,7 +97,7 @@ impl SqliteStore {
     /// not exist or holds no spool schema yet: callers treat that as an empty
     /// database. Never creates or changes the file.
     pub fn open_read_only(opts: &Options) -> Result<Option<SqliteStore>> {
-        let path = &opts.path;
+        let path = file_of(opts)?;
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(open_error(path, &e.to_string())),
@@ -112,7 +113,7 @@ impl SqliteStore {
         conn.pragma_update(None, "query_only", true)?;
         let mut store = SqliteStore {
             conn,
-            path: path.clone(),
+            path: path.to_owned(),
             contracts: Default::default(),
         };
         let version = match store.schema_version() {
@@ -129,10 +130,12 @@ impl SqliteStore {
             0 if store.is_blank()? => Ok(None),
             // Tables but no version: another process may have migrated
             // between the two reads. Only a second look tells.
-            0 if store.schema_version()? == 0 => Err(Error::NotSpool { path: path.clone() }),
+            0 if store.schema_version()? == 0 => Err(Error::NotSpool {
+                path: path.to_owned(),
+            }),
             0 => Ok(Some(store)),
             v if v > schema::CURRENT => Err(Error::NewerSchema {
-                path: path.clone(),
+                path: path.to_owned(),
                 found: v,
                 supported: schema::CURRENT,
             }),
@@ -227,29 +230,16 @@ impl SqliteStore {
         self.conn.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(())
     }
+}
 
-    /// Names of every queue and topic, sorted.
-    pub fn names(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT name FROM queues ORDER BY name")?;
-        let names = stmt
-            .query_map([], |row| row.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?;
-        Ok(names)
-    }
-
-    /// An [`Error::UnknownQueue`] for `name`, with the closest existing names.
-    pub fn unknown_queue(&self, name: &str) -> Error {
-        queues::unknown(&self.conn, name)
-    }
-
-    /// `PRAGMA data_version`: changes whenever another connection commits.
-    /// Cheap enough to poll every few milliseconds while waiting for messages.
-    pub fn data_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "data_version", |row| row.get(0))?)
+/// The file `opts` names; a PostgreSQL URL is not one.
+fn file_of(opts: &Options) -> Result<&Path> {
+    match &opts.location {
+        Location::File(path) => Ok(path),
+        Location::Postgres(_) => Err(open_error(
+            Path::new("(a PostgreSQL URL)"),
+            "the SQLite backend opens files, not URLs",
+        )),
     }
 }
 

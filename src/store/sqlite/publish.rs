@@ -6,9 +6,9 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
 use super::tx::Tx;
 pub use crate::store::ops::publish::PublishBatch;
-use crate::store::ops::publish::{self, Buffer, Fanout, Inserter, Tally};
+use crate::store::ops::publish::{Buffer, Fanout, Inserter, Tally};
 use crate::store::types::NewMessage;
-use crate::store::{Error, Result, SqliteStore, State};
+use crate::store::{Error, Result, State};
 
 /// The statements of one publish. Each statement is prepared once per
 /// batch, when it is first needed: preparing the multi-row inserts costs
@@ -27,20 +27,6 @@ struct SqliteInserter<'t> {
     now: i64,
     next_id: i64,
     tally: Tally,
-}
-
-impl SqliteStore {
-    /// See [`publish::publish_batch`].
-    pub fn publish_batch<T, E: From<Error>>(
-        &mut self,
-        name: &str,
-        fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let mut cache = std::mem::take(&mut self.contracts);
-        let out = publish::publish_batch(self, &mut cache, name, fill);
-        self.contracts = cache;
-        out
-    }
 }
 
 /// Runs `fill` with the statements of a publish into `fanout` (see

@@ -4,15 +4,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::contracts;
 use super::publish;
 use super::tx::Tx;
-use crate::contract::Contract;
 use crate::store::backend::PublishTx;
-use crate::store::ops;
 use crate::store::ops::publish::{Fanout, Inserter, Tally};
-use crate::store::types::{Created, QueueSet, SchemaChange, SchemaVersion};
-use crate::store::{Error, Result, Settings, SettingsPatch, SqliteStore, ms};
+use crate::store::{Error, Result, Settings, ms};
 
 pub(crate) use crate::store::types::QueueRow;
 
@@ -110,50 +106,6 @@ pub(crate) fn ensure(tx: &Tx<'_>, name: &str) -> Result<QueueRow> {
     }
 }
 
-impl SqliteStore {
-    /// See [`ops::queues::create_queue`].
-    pub fn create_queue(
-        &mut self,
-        name: &str,
-        patch: &SettingsPatch,
-        schema: Option<&Contract>,
-    ) -> Result<Created> {
-        ops::queues::create_queue(self, name, patch, schema)
-    }
-
-    /// See [`ops::queues::set_queue`].
-    pub fn set_queue(
-        &mut self,
-        name: &str,
-        patch: &SettingsPatch,
-        schema: SchemaChange<'_>,
-    ) -> Result<QueueSet> {
-        ops::queues::set_queue(self, name, patch, schema)
-    }
-
-    /// See [`ops::queues::settings`].
-    pub fn settings(&self, name: &str) -> Result<Option<Settings>> {
-        ops::queues::settings(self, name)
-    }
-
-    /// See [`ops::queues::max_size`].
-    pub fn max_size(&self, name: &str) -> Result<u64> {
-        ops::queues::max_size(self, name)
-    }
-}
-
-/// [`Error::UnknownQueue`] for `name`, with the closest existing names.
-pub(crate) fn unknown(conn: &Connection, name: &str) -> Error {
-    let names: Vec<String> = conn
-        .prepare_cached("SELECT name FROM queues ORDER BY name")
-        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
-        .unwrap_or_default();
-    Error::UnknownQueue {
-        name: name.to_owned(),
-        similar: crate::suggest::similar(name, &names),
-    }
-}
-
 impl PublishTx for Tx<'_> {
     fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
         insert_row(self, name, settings).map(Some)
@@ -208,17 +160,6 @@ impl PublishTx for Tx<'_> {
         Ok(held > 0)
     }
 
-    fn topics_of(&mut self, id: i64) -> Result<Vec<String>> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT name FROM queues
-                 WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = ?1) ORDER BY name",
-            )?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<String>>>()?)
-    }
-
     fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
         let added = self
             .tx
@@ -238,10 +179,6 @@ impl PublishTx for Tx<'_> {
         Ok(removed > 0)
     }
 
-    fn latest_schema(&mut self, queue: i64) -> Result<Option<(i64, Option<String>)>> {
-        contracts::latest(&self.tx, queue)
-    }
-
     fn record_schema(&mut self, queue_id: i64, version: i64, schema: Option<&str>) -> Result<()> {
         self.tx
             .prepare_cached(
@@ -249,22 +186,6 @@ impl PublishTx for Tx<'_> {
             )?
             .execute((queue_id, version, self.now, schema))?;
         Ok(())
-    }
-
-    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT version, created_at, schema FROM schemas WHERE queue_id = ?1 ORDER BY version",
-        )?;
-        let rows = stmt
-            .query_map([queue_id], |r| {
-                Ok(SchemaVersion {
-                    version: r.get(0)?,
-                    created_at: r.get(1)?,
-                    schema: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
     }
 
     fn inserting(

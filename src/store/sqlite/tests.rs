@@ -10,7 +10,7 @@ use crate::store::*;
 fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
     let opts = Options {
-        path: dir.path().join("spool.db"),
+        location: Location::File(dir.path().join("spool.db")),
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     };
@@ -258,7 +258,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
         .expect("v1 rows");
     }
     let opts = Options {
-        path: path.clone(),
+        location: Location::File(path.clone()),
         busy_timeout: Duration::from_secs(5),
         sync: Sync::Normal,
     };

@@ -136,4 +136,8 @@ impl backend::Backend for SqliteStore {
         let mut tx = Tx::read(&self.conn)?;
         op(&mut tx)
     }
+
+    fn contracts(&mut self) -> &mut crate::store::checks::ContractCache {
+        &mut self.contracts
+    }
 }
