@@ -80,11 +80,6 @@ pub trait AdminTx: LeaseTx + ReplayReadTx {
     /// messages and groups. Counting them is the caller's.
     fn delete_in_state(&mut self, queue: i64, state: State) -> Result<Vec<(i64, Option<String>)>>;
 
-    /// Ends the lease on message `msg` of `queue` if it still holds: ready
-    /// at [`Tx::now`], its attempt count one lower (not below 0). True when
-    /// it did. Counting it is the caller's.
-    fn release_held_lease(&mut self, queue: i64, msg: i64) -> Result<bool>;
-
     /// How many messages of `queue` are not acked.
     fn pending(&mut self, queue: i64) -> Result<i64>;
 
@@ -353,7 +348,7 @@ pub(crate) fn release_lease(
         // lease that still holds is released.
         let q = existing_queue(tx, queue)?;
         tx.promote_due(&q)?;
-        let released = tx.release_held_lease(q.id, id)?;
+        let released = tx.unlease(q.id, id)?;
         if released {
             tx.counts()
                 .moved(q.id, Some(State::Leased), Some(State::Ready));

@@ -61,9 +61,11 @@ pub trait LeaseTx: Tx {
     /// The highest message id ever handed out.
     fn last_message_id(&mut self) -> Result<i64>;
 
-    /// Puts a leased delivery back to ready now, with the attempt the lease
-    /// counted taken back. Counting the move is the caller's.
-    fn unlease(&mut self, queue: i64, msg: i64) -> Result<()>;
+    /// Puts a leased delivery whose lease still holds back to ready now,
+    /// with the attempt the lease counted taken back (not below 0); true
+    /// when it did. A lease past its end is left to the lazy transitions.
+    /// Counting the move is the caller's.
+    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool>;
 
     /// The queues and topics with these ids (unknown ids are left out).
     fn queues_by_ids(&mut self, ids: &[i64]) -> Result<Vec<QueueRow>> {

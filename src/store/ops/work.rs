@@ -98,9 +98,10 @@ fn settle_one(
 /// Back to ready now, with the attempt the lease counted taken back. A
 /// grouped message stays its group's head, so the group's order holds.
 fn release_one(tx: &mut (impl LeaseTx + ?Sized), q: &QueueRow, msg: i64) -> Result<()> {
-    tx.unlease(q.id, msg)?;
-    tx.counts()
-        .moved(q.id, Some(State::Leased), Some(State::Ready));
-    tx.notify(&q.name);
+    if tx.unlease(q.id, msg)? {
+        tx.counts()
+            .moved(q.id, Some(State::Leased), Some(State::Ready));
+        tx.notify(&q.name);
+    }
     Ok(())
 }

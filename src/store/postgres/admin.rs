@@ -147,17 +147,6 @@ impl AdminTx for Tx<'_> {
         .collect()
     }
 
-    /// A lease past its end is not released: it is the lazy transitions'.
-    fn release_held_lease(&mut self, queue: i64, msg: i64) -> Result<bool> {
-        let now = self.now;
-        let released = self.execute(
-            "UPDATE deliveries SET state = 0, visible_at = $3, attempts = greatest(attempts - 1, 0)
-             WHERE msg_id = $1 AND queue_id = $2 AND state = 2 AND visible_at > $3",
-            &[&msg, &queue, &now],
-        )?;
-        Ok(released > 0)
-    }
-
     fn pending(&mut self, queue: i64) -> Result<i64> {
         Ok(self
             .query_opt(

@@ -643,14 +643,14 @@ impl LeaseTx for Tx<'_> {
         last_message_id(self)
     }
 
-    fn unlease(&mut self, queue: i64, msg: i64) -> Result<()> {
+    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool> {
         let now = self.now;
-        self.execute(
+        let released = self.execute(
             "UPDATE deliveries SET state = 0, visible_at = $3, attempts = greatest(attempts - 1, 0)
-             WHERE msg_id = $1 AND queue_id = $2",
+             WHERE msg_id = $1 AND queue_id = $2 AND state = 2 AND visible_at > $3",
             &[&msg, &queue, &now],
         )?;
-        Ok(())
+        Ok(released > 0)
     }
 
     /// One statement for all of them.

@@ -143,19 +143,6 @@ impl AdminTx for Tx<'_> {
         Ok(rows)
     }
 
-    /// Expired leases were promoted already (the operation runs
-    /// `promote_due` first), so a leased state means the lease holds.
-    fn release_held_lease(&mut self, queue: i64, msg: i64) -> Result<bool> {
-        let released = self
-            .tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = 0, visible_at = ?3, attempts = max(attempts - 1, 0)
-                 WHERE msg_id = ?1 AND queue_id = ?2 AND state = 2",
-            )?
-            .execute((msg, queue, self.now))?;
-        Ok(released > 0)
-    }
-
     /// From the queue's counters (exact: the lazy transitions only move
     /// messages between these states).
     fn pending(&mut self, queue: i64) -> Result<i64> {

@@ -363,13 +363,14 @@ impl LeaseTx for Tx<'_> {
         Ok(next - 1)
     }
 
-    fn unlease(&mut self, queue: i64, msg: i64) -> Result<()> {
-        self.tx
+    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool> {
+        let released = self
+            .tx
             .prepare_cached(
                 "UPDATE deliveries SET state = 0, visible_at = ?3, attempts = max(attempts - 1, 0)
-                 WHERE msg_id = ?1 AND queue_id = ?2",
+                 WHERE msg_id = ?1 AND queue_id = ?2 AND state = 2 AND visible_at > ?3",
             )?
             .execute((msg, queue, self.now))?;
-        Ok(())
+        Ok(released > 0)
     }
 }
