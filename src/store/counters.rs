@@ -84,7 +84,7 @@ impl Counters {
     }
 
     /// True when no change was recorded.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn is_empty(&self) -> bool {
         self.deltas.is_empty()
     }

@@ -79,7 +79,7 @@ pub(super) fn fast_claim(
         .claimed
         .get(queue)
         .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-hooks"))]
     let recent = recent && conn.before_commit.is_none();
     if !recent || max == 0 || max > LEASE_BLOCK {
         return Ok(None);
@@ -167,7 +167,7 @@ pub(super) fn fast_claim(
 /// queues that keep acked messages, and counts them. Returns those; the
 /// others (refused, repeated, grouped, retention 0) go the full way.
 fn fast_ack(conn: &mut Conn, receipts: &[Receipt]) -> Result<Vec<Receipt>> {
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-hooks"))]
     if conn.before_commit.is_some() {
         return Ok(Vec::new());
     }

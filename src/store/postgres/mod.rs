@@ -181,9 +181,23 @@ pub(crate) struct Conn {
     pub contracts: crate::store::checks::ContractCache,
     /// Benchmarks only: SQL run just before each commit that writes (to
     /// measure what a shared counter row would cost); also turns the
-    /// one-statement claim and ack off.
-    #[cfg(test)]
+    /// one-statement claim and ack off. Set with
+    /// [`PostgresStore::set_before_commit`].
+    #[cfg(any(test, feature = "test-hooks"))]
     pub before_commit: Option<String>,
+}
+
+#[cfg(any(test, feature = "test-hooks"))]
+impl PostgresStore {
+    /// Benchmarks only (`benches/store_drain.rs`; not in a release build):
+    /// `Some(sql)` runs `sql` just before each commit that writes, and
+    /// turns the one-statement claim and ack off, so every claim and ack
+    /// takes the full transaction. `Some(String::new())` measures the full
+    /// paths alone; an `UPDATE` of one shared row measures what a counter
+    /// kept in that row would cost. `None` (the default) is as shipped.
+    pub fn set_before_commit(&mut self, sql: Option<String>) {
+        self.conn.get_mut().before_commit = sql;
+    }
 }
 
 impl PostgresStore {
@@ -238,7 +252,7 @@ impl PostgresStore {
             seen: 0,
             news: Vec::new(),
             contracts: Default::default(),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "test-hooks"))]
             before_commit: None,
         };
         let lock_ms = opts.busy_timeout.as_millis().clamp(1, i32::MAX as u128);

@@ -1,7 +1,6 @@
 //! Tests of the PostgreSQL backend's own internals against a running
 //! server: URLs, pgpass, TLS, opening and migrating schemas, folding the
-//! `stats` rows, notifications, deadlock retries (and two benchmarks, run by
-//! hand). Queue behaviour, the same on both backends, is tested in
+//! `stats` rows, notifications, deadlock retries. Queue behaviour, the same on both backends, is tested in
 //! `store::suite`. The URL comes from `SPOOL_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). Each test works in its own
 //! schema, dropped at the end, so tests run in parallel. Without a reachable
@@ -9,7 +8,6 @@
 //! otherwise says `SKIPPED: …` on stderr and returns (see
 //! [`crate::testing::no_pg_server`]).
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::super::*;
@@ -66,10 +64,6 @@ fn publish_one(store: &mut PostgresStore, queue: &str, msg: NewMessage<'_>) -> R
 
 fn ids(ds: &[Delivery]) -> Vec<i64> {
     ds.iter().map(|d| d.id).collect()
-}
-
-fn receipts(ds: &[Delivery]) -> Vec<Receipt> {
-    ds.iter().map(|d| d.receipt).collect()
 }
 
 // ---- connection ----
@@ -352,231 +346,6 @@ fn a_wait_ends_at_its_deadline_or_when_a_delayed_message_comes_due() {
         "due before the deadline"
     );
     assert_eq!(store.claim("q", 1, None, false).expect("claim").len(), 1);
-}
-
-// ---- benchmarks (run with `--ignored --nocapture`, release build) ----
-
-/// Publishes `n` messages in batches of 1000.
-/// Which code paths a benchmark consumer takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// As shipped: one-statement claims and acks where possible.
-    Fast,
-    /// Full transactions only.
-    Slow,
-    /// Full transactions, each also updating one shared row.
-    Hot,
-}
-
-fn fill(store: &mut PostgresStore, queue: &str, n: usize) {
-    let body = b"{\"order\":12345,\"items\":[1,2,3]}";
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        store
-            .publish_batch(queue, |batch| {
-                for _ in chunk {
-                    batch.publish(&NewMessage {
-                        body,
-                        ..NewMessage::default()
-                    })?;
-                }
-                Ok::<_, Error>(())
-            })
-            .expect("fill");
-    }
-}
-
-/// 16 connections claim and ack `n` messages, `batch` at a time; returns
-/// messages per second. `hot`: the full paths only (no one-statement claim
-/// or ack), and every transaction also updates one shared row. `slow`: the
-/// full paths only.
-fn drain(db: &TestDb, queue: &str, n: usize, batch: usize, mode: Mode, sync: Sync) -> f64 {
-    let start = Instant::now();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..16 {
-            s.spawn(|| {
-                let mut store = db.open();
-                store.set_sync(sync).expect("sync");
-                store.conn.get_mut().before_commit = match mode {
-                    Mode::Fast => None,
-                    Mode::Slow => Some(String::new()),
-                    Mode::Hot => {
-                        Some("UPDATE queues SET created_at = created_at + 1 WHERE id = 1;".into())
-                    }
-                };
-                loop {
-                    let got = store.claim(queue, batch, None, false).expect("claim");
-                    if got.is_empty() {
-                        break;
-                    }
-                    store.ack(&receipts(&got)).expect("ack");
-                    done.fetch_add(got.len(), Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    assert_eq!(done.into_inner(), n);
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// The same drain on the SQLite store, for comparison: 16 connections to
-/// one file.
-fn drain_sqlite(n: usize, batch: usize, sync: Sync) -> f64 {
-    let dir = tempfile::tempdir().expect("dir");
-    let opts = Options {
-        location: Location::File(dir.path().join("spool.db")),
-        busy_timeout: Duration::from_secs(30),
-        sync,
-    };
-    let mut store = SqliteStore::open(&opts).expect("open");
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        store
-            .publish_batch("q", |b| {
-                for _ in chunk {
-                    b.publish(&NewMessage {
-                        body: b"{\"order\":12345,\"items\":[1,2,3]}",
-                        ..NewMessage::default()
-                    })?;
-                }
-                Ok::<_, Error>(())
-            })
-            .expect("fill");
-    }
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..16 {
-            s.spawn(|| {
-                let mut store = SqliteStore::open(&opts).expect("open");
-                loop {
-                    let got = store.claim("q", batch, None, false).expect("claim");
-                    if got.is_empty() {
-                        break;
-                    }
-                    store.ack(&receipts(&got)).expect("ack");
-                }
-            });
-        }
-    });
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-#[test]
-#[ignore = "benchmark: prints numbers"]
-fn bench_probe() {
-    test_db!(db, store);
-    for batch in [100, 1] {
-        let queue = format!("q{batch}");
-        fill(&mut store, &queue, 5000);
-        let (mut tc, mut ta, mut n) = (Duration::ZERO, Duration::ZERO, 0);
-        let start = Instant::now();
-        loop {
-            let t = Instant::now();
-            let got = store.claim(&queue, batch, None, false).expect("claim");
-            tc += t.elapsed();
-            if got.is_empty() {
-                break;
-            }
-            let t = Instant::now();
-            store.ack(&receipts(&got)).expect("ack");
-            ta += t.elapsed();
-            n += got.len();
-        }
-        eprintln!(
-            "one consumer, batch {batch}: {:.0} msg/s, claim {tc:?} ack {ta:?}",
-            n as f64 / start.elapsed().as_secs_f64()
-        );
-    }
-}
-
-#[test]
-#[ignore = "benchmark: prints numbers"]
-fn bench_drain_and_publish_latency() {
-    test_db!(db, store);
-    let cases = [
-        (1, 10_000, Mode::Fast, Sync::Full),
-        (1, 10_000, Mode::Slow, Sync::Full),
-        (1, 10_000, Mode::Hot, Sync::Full),
-        (1, 20_000, Mode::Fast, Sync::Normal),
-        (1, 20_000, Mode::Slow, Sync::Normal),
-        (1, 20_000, Mode::Hot, Sync::Normal),
-        (100, 100_000, Mode::Fast, Sync::Full),
-        (100, 100_000, Mode::Fast, Sync::Normal),
-    ];
-    for (i, (batch, n, mode, sync)) in cases.into_iter().enumerate() {
-        let queue = format!("drain{i}");
-        fill(&mut store, &queue, n);
-        let rate = drain(&db, &queue, n, batch, mode, sync);
-        eprintln!(
-            "drain, 16 consumers, batch {batch}, sync {sync:?}, {mode:?}: {rate:.0} msg/s ({n} messages)"
-        );
-    }
-    for (batch, n) in [(1, 20_000), (100, 100_000)] {
-        for sync in [Sync::Full, Sync::Normal] {
-            let rate = drain_sqlite(n, batch, sync);
-            eprintln!(
-                "SQLite drain, 16 connections, batch {batch}, sync {sync:?}: {rate:.0} msg/s"
-            );
-        }
-    }
-    let mut times = Vec::new();
-    for i in 0..500 {
-        let body = format!("{{\"n\":{i}}}");
-        let start = Instant::now();
-        publish_one(
-            &mut store,
-            "latency",
-            NewMessage {
-                body: body.as_bytes(),
-                ..NewMessage::default()
-            },
-        )
-        .expect("publish");
-        times.push(start.elapsed());
-    }
-    times.sort();
-    eprintln!(
-        "publish of one message, open connection: p50 {:?}, p99 {:?}",
-        percentile(&times, 0.5),
-        percentile(&times, 0.99)
-    );
-    let mut times = Vec::new();
-    for i in 0..200 {
-        let url = if i % 2 == 0 {
-            db.url.clone()
-        } else {
-            with_param(&db.url, "sslmode=disable")
-        };
-        let start = Instant::now();
-        let mut fresh = PostgresStore::open(&options(&url)).expect("open");
-        publish_one(
-            &mut fresh,
-            "latency",
-            NewMessage {
-                body: b"1",
-                ..NewMessage::default()
-            },
-        )
-        .expect("publish");
-        drop(fresh);
-        times.push((i % 2, start.elapsed()));
-    }
-    for (mode, label) in [(0, "TLS (sslmode=prefer)"), (1, "sslmode=disable")] {
-        let mut t: Vec<Duration> = times
-            .iter()
-            .filter(|(m, _)| *m == mode)
-            .map(|(_, d)| *d)
-            .collect();
-        t.sort();
-        eprintln!(
-            "connect + publish of one message, {label}: p50 {:?}, p99 {:?}",
-            percentile(&t, 0.5),
-            percentile(&t, 0.99)
-        );
-    }
 }
 
 // ---- JSON Schemas ----

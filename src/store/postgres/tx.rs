@@ -80,7 +80,7 @@ impl<'c> Tx<'c> {
     fn commit_sql(&self) -> String {
         let second = self.now.div_euclid(1000);
         let mut sql = String::new();
-        #[cfg(test)]
+        #[cfg(any(test, feature = "test-hooks"))]
         if let Some(extra) = &self.conn.before_commit
             && !self.counts.is_empty()
         {
