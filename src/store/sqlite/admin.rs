@@ -12,6 +12,35 @@ use crate::store::checks::Check;
 use crate::store::ops::admin::{AdminTx, ReplayReadTx, ReplayRow};
 use crate::store::{Result, State};
 
+/// Replay's selection: the rows of queue `?1` in state `?2` (acked or
+/// dead) done from `?3` to before `?4`, through `deliveries_done`.
+pub(crate) const DONE_IDS: &str = "SELECT msg_id FROM deliveries
+    WHERE queue_id = ?1 AND state IN (3, 4) AND state = ?2
+      AND done_at >= ?3 AND done_at < ?4";
+
+/// The expired leases of queue `?1` at `?2` on their last attempt (`?3`),
+/// which replay counts as dead.
+pub(crate) const EXPIRED_ON_LAST_ATTEMPT: &str = "SELECT msg_id FROM deliveries
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+      AND state = 2 AND attempts >= ?3";
+
+/// Purge's delete of the rows of queue `?1` in state `?2`. Each state
+/// names its partial index's condition, so the delete walks that index
+/// rather than the whole table.
+pub(crate) fn delete_in_state_sql(state: State) -> String {
+    let index_filter = match state {
+        State::Ready => "state = 0",
+        State::Delayed | State::Leased => "state IN (1, 2)",
+        State::Acked | State::Dead => "state IN (3, 4)",
+        State::Held => "state = 5",
+    };
+    format!(
+        "DELETE FROM deliveries WHERE queue_id = ?1 AND msg_id IN (
+             SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND {index_filter} AND state = ?2)
+         RETURNING msg_id, grp"
+    )
+}
+
 /// The first column of the rows `sql` returns, as ids.
 fn ids(tx: &Tx<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<i64>> {
     let mut stmt = tx.tx.prepare_cached(sql)?;
@@ -23,16 +52,12 @@ fn ids(tx: &Tx<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<i64>
 
 impl ReplayReadTx for Tx<'_> {
     fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
-        let sql = "SELECT msg_id FROM deliveries
-                   WHERE queue_id = ?1 AND state IN (3, 4) AND state = ?2
-                     AND done_at >= ?3 AND done_at < ?4";
+        let sql = DONE_IDS;
         ids(self, sql, (queue, state as i64, since, until))
     }
 
     fn expired_on_last_attempt(&mut self, queue: i64, max: i64) -> Result<Vec<i64>> {
-        let sql = "SELECT msg_id FROM deliveries
-                   WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-                     AND state = 2 AND attempts >= ?3";
+        let sql = EXPIRED_ON_LAST_ATTEMPT;
         ids(self, sql, (queue, self.now, max))
     }
 
@@ -122,19 +147,7 @@ impl AdminTx for Tx<'_> {
 
     /// Deletes through the index of `state`.
     fn delete_in_state(&mut self, queue: i64, state: State) -> Result<Vec<(i64, Option<String>)>> {
-        // Each state names its partial index's condition, so the delete walks
-        // that index rather than the whole table.
-        let index_filter = match state {
-            State::Ready => "state = 0",
-            State::Delayed | State::Leased => "state IN (1, 2)",
-            State::Acked | State::Dead => "state IN (3, 4)",
-            State::Held => "state = 5",
-        };
-        let sql = format!(
-            "DELETE FROM deliveries WHERE queue_id = ?1 AND msg_id IN (
-                 SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND {index_filter} AND state = ?2)
-             RETURNING msg_id, grp"
-        );
+        let sql = delete_in_state_sql(state);
         let rows = self
             .tx
             .prepare_cached(&sql)?

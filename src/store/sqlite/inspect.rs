@@ -13,6 +13,79 @@ use crate::store::ops::inspect::Timed;
 use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
 use crate::store::types::State;
 
+/// Queue `?1`'s row with the sums of its `rates` buckets after second
+/// `?2` (a range of the `rates` primary key).
+pub(crate) const STORED: &str = "SELECT q.created_at, q.published_total,
+    q.n_ready, q.n_delayed, q.n_leased, q.n_acked, q.n_dead, q.n_held,
+    coalesce(sum(r.published), 0), coalesce(sum(r.acked), 0)
+    FROM queues q LEFT JOIN rates r ON r.queue_id = q.id AND r.second > ?2
+    WHERE q.id = ?1";
+
+/// The due rows of queue `?1` at `?2`, counted by state and by whether
+/// they had their last attempt (`?3`): the due range of
+/// `deliveries_waiting`.
+pub(crate) const DUE: &str =
+    "SELECT state, ?3 > 0 AND attempts >= ?3, count(*), min(msg_id) FROM deliveries
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+    GROUP BY 1, 2";
+
+/// The next held message of each group whose head is an expired lease
+/// of queue `?1` at `?2` on its last attempt (`?3`).
+pub(crate) const RELEASED_ROWS: &str = "SELECT n.priority, n.msg_id, n.visible_at FROM deliveries d
+    JOIN groups g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
+    JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
+        SELECT min(h.msg_id) FROM deliveries h
+        WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5)
+    WHERE d.queue_id = ?1 AND d.state IN (1, 2) AND d.visible_at <= ?2
+      AND d.state = 2 AND d.attempts >= ?3";
+
+/// One step of the oldest-ready skip-scan: the first ready entry of queue
+/// `?1` below priority `?2` (one seek into `deliveries_ready`).
+pub(crate) const OLDEST_READY: &str = "SELECT priority, msg_id FROM deliveries
+    WHERE queue_id = ?1 AND state = 0 AND priority < ?2
+    ORDER BY priority DESC, msg_id LIMIT 1";
+
+/// Per queue and minute before second `?1`, the last `?2` minutes of
+/// rates (a range of the `rates` primary key per queue).
+pub(crate) const RATES: &str = "SELECT q.name, (?1 - r.second) / 60, sum(r.published), sum(r.acked)
+    FROM queues q JOIN rates r ON r.queue_id = q.id AND r.second > ?1 - ?2 * 60
+    GROUP BY 1, 2";
+
+/// The first `?2` ready rows of queue `?1` in claim order.
+pub(crate) const READY_ROWS: &str = "SELECT priority, msg_id, visible_at FROM deliveries
+    WHERE queue_id = ?1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT ?2";
+
+/// The due rows of queue `?1` at `?2` that become ready (not the leases
+/// that die on their last attempt, `?3`).
+pub(crate) const READY_DUE_ROWS: &str = "SELECT priority, msg_id, visible_at FROM deliveries
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+      AND NOT (state = 2 AND ?3 > 0 AND attempts >= ?3)";
+
+/// The first `?4` rows of queue `?1` in state `?3` not yet due at `?2`,
+/// by due time.
+pub(crate) const WAITING_ROWS: &str = "SELECT msg_id, visible_at FROM deliveries
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at > ?2 AND state = ?3
+    ORDER BY visible_at, msg_id LIMIT ?4";
+
+/// The first `?2` held rows of queue `?1`, by group.
+pub(crate) const HELD_ROWS: &str = "SELECT msg_id, visible_at FROM deliveries
+    WHERE queue_id = ?1 AND state = 5 ORDER BY grp, msg_id LIMIT ?2";
+
+/// The first `?4` rows of queue `?1` in state `?2` done after `?3`, by
+/// time. (`state = ?2` must come before `state IN (3, 4)`: the other way
+/// round, SQLite sorts the whole range instead of walking
+/// `deliveries_done` in order.)
+pub(crate) const DONE_ROWS: &str = "SELECT msg_id, visible_at, done_at FROM deliveries
+    WHERE queue_id = ?1 AND state = ?2 AND state IN (3, 4) AND done_at > ?3
+    ORDER BY done_at, msg_id LIMIT ?4";
+
+/// The first `?4` expired leases of queue `?1` at `?2` on their last
+/// attempt (`?3`), by due time.
+pub(crate) const EXPIRED_LAST: &str = "SELECT msg_id, visible_at FROM deliveries
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+      AND state = 2 AND attempts >= ?3
+    ORDER BY visible_at, msg_id LIMIT ?4";
+
 /// What a row of a statement reads into: a tuple, column by column.
 trait Cols: for<'r> TryFrom<&'r Row<'r>, Error = rusqlite::Error> {}
 
@@ -41,49 +114,23 @@ impl ReadTx for Tx<'_> {
     /// The queue's row, with its per-second `rates` buckets of the window
     /// (a range of the primary key).
     fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols> {
-        let stored = self.one(
-            "SELECT q.created_at, q.published_total,
-               q.n_ready, q.n_delayed, q.n_leased, q.n_acked, q.n_dead, q.n_held,
-               coalesce(sum(r.published), 0), coalesce(sum(r.acked), 0)
-             FROM queues q LEFT JOIN rates r ON r.queue_id = q.id AND r.second > ?2
-             WHERE q.id = ?1",
-            (queue, since),
-        )?;
+        let stored = self.one(STORED, (queue, since))?;
         Ok(stored.unwrap_or_default())
     }
 
     fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>> {
-        self.rows(
-            "SELECT state, ?3 > 0 AND attempts >= ?3, count(*), min(msg_id) FROM deliveries
-             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-             GROUP BY 1, 2",
-            (queue, now, max),
-        )
+        self.rows(DUE, (queue, now, max))
     }
 
     fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Ranked> {
-        self.rows(
-            "SELECT n.priority, n.msg_id, n.visible_at FROM deliveries d
-             JOIN groups g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
-             JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
-                 SELECT min(h.msg_id) FROM deliveries h
-                 WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5)
-             WHERE d.queue_id = ?1 AND d.state IN (1, 2) AND d.visible_at <= ?2
-               AND d.state = 2 AND d.attempts >= ?3",
-            (queue, now, max),
-        )
+        self.rows(RELEASED_ROWS, (queue, now, max))
     }
 
     /// The skip-scan as a loop: the first entry below the last priority seen.
     fn oldest_ready_id(&mut self, queue: i64) -> Result<Option<i64>> {
         let mut below = i64::MAX;
         let mut oldest: Option<i64> = None;
-        while let Some((priority, id)) = self.one::<(i64, i64)>(
-            "SELECT priority, msg_id FROM deliveries
-             WHERE queue_id = ?1 AND state = 0 AND priority < ?2
-             ORDER BY priority DESC, msg_id LIMIT 1",
-            (queue, below),
-        )? {
+        while let Some((priority, id)) = self.one::<(i64, i64)>(OLDEST_READY, (queue, below))? {
             oldest = Some(oldest.map_or(id, |o| o.min(id)));
             below = priority;
         }
@@ -131,69 +178,33 @@ impl ReadTx for Tx<'_> {
     /// A range scan of the `rates` primary key per queue: at most 60 rows
     /// per queue and minute shown.
     fn rates(&mut self, second: i64, minutes: i64) -> Result<Vec<(String, i64, i64, i64)>> {
-        self.rows(
-            "SELECT q.name, (?1 - r.second) / 60, sum(r.published), sum(r.acked)
-             FROM queues q JOIN rates r ON r.queue_id = q.id AND r.second > ?1 - ?2 * 60
-             GROUP BY 1, 2",
-            (second, minutes),
-        )
+        self.rows(RATES, (second, minutes))
     }
 
     /// Two statements, each an index walk: `deliveries_ready` up to `n`, then
     /// the due range of `deliveries_waiting`, where the `NOT (…)` leaves out
     /// the leases that `rules::lease_dies` kills.
     fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Ranked> {
-        let mut rows: Ranked = self.rows(
-            "SELECT priority, msg_id, visible_at FROM deliveries
-             WHERE queue_id = ?1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT ?2",
-            (queue, limit(n)),
-        )?;
-        rows.extend(self.rows::<(i64, i64, i64)>(
-            "SELECT priority, msg_id, visible_at FROM deliveries
-             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-               AND NOT (state = 2 AND ?3 > 0 AND attempts >= ?3)",
-            (queue, now, max),
-        )?);
+        let mut rows: Ranked = self.rows(READY_ROWS, (queue, limit(n)))?;
+        rows.extend(self.rows::<(i64, i64, i64)>(READY_DUE_ROWS, (queue, now, max))?);
         Ok(rows)
     }
 
     fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: usize) -> Result<Timed> {
-        self.rows(
-            "SELECT msg_id, visible_at FROM deliveries
-             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at > ?2 AND state = ?3
-             ORDER BY visible_at, msg_id LIMIT ?4",
-            (queue, now, state as i64, limit(n)),
-        )
+        self.rows(WAITING_ROWS, (queue, now, state as i64, limit(n)))
     }
 
     fn held_rows(&mut self, queue: i64, n: usize) -> Result<Timed> {
-        self.rows(
-            "SELECT msg_id, visible_at FROM deliveries
-             WHERE queue_id = ?1 AND state = 5 ORDER BY grp, msg_id LIMIT ?2",
-            (queue, limit(n)),
-        )
+        self.rows(HELD_ROWS, (queue, limit(n)))
     }
 
-    /// (`state = ?2` must come before `state IN (3, 4)`: the other way
-    /// round, SQLite sorts the whole range instead of walking
-    /// `deliveries_done` in order.)
+    /// See [`DONE_ROWS`].
     fn done_rows(&mut self, queue: i64, state: State, after: i64, n: usize) -> Result<Done> {
-        self.rows(
-            "SELECT msg_id, visible_at, done_at FROM deliveries
-             WHERE queue_id = ?1 AND state = ?2 AND state IN (3, 4) AND done_at > ?3
-             ORDER BY done_at, msg_id LIMIT ?4",
-            (queue, state as i64, after, limit(n)),
-        )
+        self.rows(DONE_ROWS, (queue, state as i64, after, limit(n)))
     }
 
     fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Timed> {
-        self.rows(
-            "SELECT msg_id, visible_at FROM deliveries
-             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-               AND state = 2 AND attempts >= ?3
-             ORDER BY visible_at, msg_id LIMIT ?4",
-            (queue, now, max, limit(n)),
-        )
+        self.rows(EXPIRED_LAST, (queue, now, max, limit(n)))
     }
 
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>> {

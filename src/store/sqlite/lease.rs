@@ -18,6 +18,55 @@ const SWEEP_BATCH: i64 = 512;
 /// Free pages above which a write hands pages back to the file system.
 const VACUUM_THRESHOLD: i64 = 256;
 
+/// Leases the next `?2` ready deliveries of queue `?1` until `?3`: a walk
+/// of `deliveries_ready` in claim order, no sort.
+pub(crate) const LEASE_NEXT: &str =
+    "UPDATE deliveries SET state = 2, attempts = attempts + 1, lease = random(), visible_at = ?3
+     WHERE queue_id = ?1 AND msg_id IN (
+         SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
+         ORDER BY priority DESC, msg_id LIMIT ?2)
+     RETURNING msg_id, attempts, lease, priority, grp, schema_version";
+
+/// The head of group `?2` of queue `?1` (the `groups` primary key).
+pub(crate) const GROUP_HEAD: &str = "SELECT head_id FROM groups WHERE queue_id = ?1 AND grp = ?2";
+
+/// The next held message of group `?2` of queue `?1`: one seek into
+/// `deliveries_held`.
+pub(crate) const GROUP_NEXT: &str = "SELECT msg_id, visible_at FROM deliveries
+    WHERE queue_id = ?1 AND grp = ?2 AND state = 5 ORDER BY msg_id LIMIT 1";
+
+/// Whether a delayed message or lease of queue `?1` is due at `?2`
+/// (`deliveries_waiting`).
+pub(crate) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2)";
+
+/// Kills the expired leases of queue `?1` at `?2` that had their last
+/// attempt (`?3`).
+pub(crate) const KILL_EXPIRED: &str = "UPDATE deliveries SET state = 4, done_at = visible_at
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+      AND state = 2 AND attempts >= ?3
+    RETURNING msg_id, grp";
+
+/// Makes the due delayed messages of queue `?1` ready at `?2`.
+pub(crate) const PROMOTE_DELAYED: &str = "UPDATE deliveries SET state = 0
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = 1";
+
+/// Makes the expired leases of queue `?1` ready at `?2`.
+pub(crate) const PROMOTE_LEASED: &str = "UPDATE deliveries SET state = 0
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = 2";
+
+/// Whether an acked message of queue `?1` is past retention (`?2`, the
+/// cutoff), through `deliveries_done`.
+pub(crate) const ANY_SWEEPABLE: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
+    WHERE queue_id = ?1 AND state IN (3, 4) AND state = 3 AND done_at <= ?2)";
+
+/// Removes up to `?3` acked messages of queue `?1` past the cutoff `?2`.
+pub(crate) const SWEEP: &str = "DELETE FROM deliveries WHERE queue_id = ?1 AND msg_id IN (
+        SELECT msg_id FROM deliveries
+        WHERE queue_id = ?1 AND state IN (3, 4) AND state = 3 AND done_at <= ?2
+        LIMIT ?3)
+    RETURNING msg_id";
+
 impl SqliteStore {
     /// When the next delayed message or lease of `queue` comes due (ms since
     /// the epoch), so a waiting consumer knows when to look again.
@@ -55,13 +104,7 @@ pub(crate) fn set_state(
 /// PostgreSQL binds. One statement leases the whole batch; a token bound per
 /// row from Rust cost a third more instructions for `consume -n 100`.
 fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-    let mut stmt = tx.tx.prepare_cached(
-        "UPDATE deliveries SET state = 2, attempts = attempts + 1, lease = random(), visible_at = ?3
-         WHERE queue_id = ?1 AND msg_id IN (
-             SELECT msg_id FROM deliveries WHERE queue_id = ?1 AND state = 0
-             ORDER BY priority DESC, msg_id LIMIT ?2)
-         RETURNING msg_id, attempts, lease, priority, grp, schema_version",
-    )?;
+    let mut stmt = tx.tx.prepare_cached(LEASE_NEXT)?;
     let mut leased = stmt
         .query_map((q.id, max as i64, lease_end), |row| {
             let msg_id = row.get(0)?;
@@ -131,7 +174,7 @@ pub(crate) fn delete_orphan(tx: &mut Tx<'_>, msg: i64) -> Result<()> {
 pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
     let head: Option<i64> = tx
         .tx
-        .prepare_cached("SELECT head_id FROM groups WHERE queue_id = ?1 AND grp = ?2")?
+        .prepare_cached(GROUP_HEAD)?
         .query_row((queue, group), |row| row.get(0))
         .optional()?;
     if head != Some(finished) {
@@ -139,10 +182,7 @@ pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: 
     }
     let next: Option<(i64, i64)> = tx
         .tx
-        .prepare_cached(
-            "SELECT msg_id, visible_at FROM deliveries
-             WHERE queue_id = ?1 AND grp = ?2 AND state = 5 ORDER BY msg_id LIMIT 1",
-        )?
+        .prepare_cached(GROUP_NEXT)?
         .query_row((queue, group), |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let Some((next_id, visible_at)) = next else {
@@ -168,10 +208,7 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     // updates below, which a one-message command would pay for nothing.
     let due: bool = tx
         .tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM deliveries
-                 WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2)",
-        )?
+        .prepare_cached(ANY_DUE)?
         .query_row((q.id, tx.now), |row| row.get(0))?;
     if !due {
         return Ok(());
@@ -182,12 +219,7 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     if max > 0 {
         let died: Vec<(i64, Option<String>)> = tx
             .tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = 4, done_at = visible_at
-                 WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-                   AND state = 2 AND attempts >= ?3
-                 RETURNING msg_id, grp",
-            )?
+            .prepare_cached(KILL_EXPIRED)?
             .query_map((q.id, tx.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         tx.counts.moved_many(
@@ -206,16 +238,8 @@ pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     // a partial index applies makes SQLite prepare the statement again
     // whenever the value changes.
     for (from, sql) in [
-        (
-            State::Delayed,
-            "UPDATE deliveries SET state = 0
-             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = 1",
-        ),
-        (
-            State::Leased,
-            "UPDATE deliveries SET state = 0
-             WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2 AND state = 2",
-        ),
+        (State::Delayed, PROMOTE_DELAYED),
+        (State::Leased, PROMOTE_LEASED),
     ] {
         let n = tx.tx.prepare_cached(sql)?.execute((q.id, tx.now))?;
         tx.counts
@@ -236,23 +260,14 @@ pub(crate) fn sweep(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
     let cutoff = tx.now.saturating_sub(ms(q.settings.retention));
     let due: bool = tx
         .tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM deliveries
-                 WHERE queue_id = ?1 AND state IN (3, 4) AND state = 3 AND done_at <= ?2)",
-        )?
+        .prepare_cached(ANY_SWEEPABLE)?
         .query_row((q.id, cutoff), |row| row.get(0))?;
     if !due {
         return Ok(());
     }
     let removed: Vec<i64> = tx
         .tx
-        .prepare_cached(
-            "DELETE FROM deliveries WHERE queue_id = ?1 AND msg_id IN (
-                 SELECT msg_id FROM deliveries
-                 WHERE queue_id = ?1 AND state IN (3, 4) AND state = 3 AND done_at <= ?2
-                 LIMIT ?3)
-             RETURNING msg_id",
-        )?
+        .prepare_cached(SWEEP)?
         .query_map((q.id, cutoff, SWEEP_BATCH), |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     tx.counts

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::*;
+use super::{admin, inspect, lease};
 use crate::store::*;
 
 fn temp_store() -> (tempfile::TempDir, SqliteStore) {
@@ -18,15 +19,38 @@ fn temp_store() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-fn plan(store: &SqliteStore, sql: &str) -> String {
+/// The query plan of `sql` with `params` bound, one line a step.
+fn plan(store: &SqliteStore, sql: &str, params: impl rusqlite::Params) -> String {
     let mut stmt = store
         .conn
         .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
         .expect("explain");
     let rows = stmt
-        .query_map([], |row| row.get::<_, String>(3))
+        .query_map(params, |row| row.get::<_, String>(3))
         .expect("plan rows");
     rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("\n")
+}
+
+/// Asserts that the plan of `sql` uses `index` and reads no table or
+/// index whole (no `SCAN` step but of a constant row: every read is a
+/// `SEARCH`); returns the plan.
+fn assert_searches(
+    store: &SqliteStore,
+    sql: &str,
+    params: impl rusqlite::Params,
+    index: &str,
+) -> String {
+    let p = plan(store, sql, params);
+    assert!(p.contains(index), "{sql}\n{p}");
+    let scans = |l: &str| l.starts_with("SCAN ") && l != "SCAN CONSTANT ROW";
+    assert!(!p.lines().map(str::trim).any(scans), "{sql}\n{p}");
+    p
+}
+
+/// [`assert_searches`], and sorts nothing either (no `USE TEMP B-TREE`).
+fn assert_uses(store: &SqliteStore, sql: &str, params: impl rusqlite::Params, index: &str) {
+    let p = assert_searches(store, sql, params, index);
+    assert!(!p.contains("TEMP B-TREE"), "{sql}\n{p}");
 }
 
 fn publish_n(store: &mut SqliteStore, queue: &str, n: usize) -> Vec<i64> {
@@ -50,25 +74,14 @@ fn claim_is_an_index_walk_without_a_sort() {
     let (_dir, mut store) = temp_store();
     publish_n(&mut store, "q", 100);
     store.conn.execute_batch("ANALYZE").expect("analyze");
-    let claim = plan(
-        &store,
-        "SELECT msg_id FROM deliveries WHERE queue_id = 1 AND state = 0
-         ORDER BY priority DESC, msg_id LIMIT 10",
-    );
-    assert!(claim.contains("deliveries_ready"), "{claim}");
-    assert!(!claim.contains("TEMP B-TREE"), "{claim}");
-    let due = plan(
-        &store,
-        "UPDATE deliveries SET state = 0
-         WHERE queue_id = 1 AND state IN (1, 2) AND visible_at <= 5 AND state = 1",
-    );
-    assert!(due.contains("deliveries_waiting"), "{due}");
-    let sweep = plan(
-        &store,
-        "SELECT msg_id FROM deliveries
-         WHERE queue_id = 1 AND state IN (3, 4) AND state = 3 AND done_at <= 5 LIMIT 5",
-    );
-    assert!(sweep.contains("deliveries_done"), "{sweep}");
+    assert_uses(&store, lease::LEASE_NEXT, (1, 10, 5), "deliveries_ready");
+    // The lazy transitions on the way: due rows, expired leases, retention.
+    assert_uses(&store, lease::ANY_DUE, (1, 5), "deliveries_waiting");
+    assert_uses(&store, lease::KILL_EXPIRED, (1, 5, 3), "deliveries_waiting");
+    assert_uses(&store, lease::PROMOTE_DELAYED, (1, 5), "deliveries_waiting");
+    assert_uses(&store, lease::PROMOTE_LEASED, (1, 5), "deliveries_waiting");
+    assert_uses(&store, lease::ANY_SWEEPABLE, (1, 5), "deliveries_done");
+    assert_uses(&store, lease::SWEEP, (1, 5, 512), "deliveries_done");
 }
 
 #[test]
@@ -117,33 +130,14 @@ fn a_long_group_costs_the_claim_nothing() {
     publish_n(&mut store, "q", 10);
     store.conn.execute_batch("ANALYZE").expect("analyze");
     // Held messages are outside the partial index the claim walks.
-    let claim = plan(
-        &store,
-        "SELECT msg_id FROM deliveries WHERE queue_id = 1 AND state = 0
-         ORDER BY priority DESC, msg_id LIMIT 10",
-    );
-    assert!(claim.contains("deliveries_ready"), "{claim}");
+    assert_uses(&store, lease::LEASE_NEXT, (1, 10, 5), "deliveries_ready");
     // Releasing the next of a group is one seek into the held index.
-    let next = plan(
-        &store,
-        "SELECT msg_id, visible_at FROM deliveries
-         WHERE queue_id = 1 AND grp = 'g' AND state = 5 ORDER BY msg_id LIMIT 1",
-    );
-    assert!(next.contains("deliveries_held"), "{next}");
-    assert!(!next.contains("TEMP B-TREE"), "{next}");
-    let head = plan(
-        &store,
-        "SELECT head_id FROM groups WHERE queue_id = 1 AND grp = 'g'",
-    );
-    assert!(head.contains("PRIMARY KEY"), "{head}");
+    assert_uses(&store, lease::GROUP_NEXT, (1, "g"), "deliveries_held");
+    assert_uses(&store, lease::GROUP_HEAD, (1, "g"), "PRIMARY KEY");
+    // What `stats` and `peek` count of the held rows: the groups whose
+    // head died, each one seek into the held index.
+    assert_uses(&store, inspect::RELEASED_ROWS, (1, 5, 3), "deliveries_held");
     // (What a claim then delivers: `suite::publish::a_long_group_holds_back_only_itself`.)
-}
-
-/// Asserts that `sql` walks `index` and needs no sort.
-fn assert_walks(store: &SqliteStore, sql: &str, index: &str) {
-    let p = plan(store, sql);
-    assert!(p.contains(index), "{sql}\n{p}");
-    assert!(!p.contains("TEMP B-TREE"), "{sql}\n{p}");
 }
 
 #[test]
@@ -152,45 +146,48 @@ fn readers_walk_indexes_without_sorting() {
     publish_n(&mut store, "q", 100);
     store.conn.execute_batch("ANALYZE").expect("analyze");
     // The oldest-ready skip-scan: one seek per distinct priority.
-    assert_walks(
+    assert_uses(&store, inspect::OLDEST_READY, (1, 5), "deliveries_ready");
+    // peek: ready rows in claim order and the due ones, delayed and leased
+    // rows by due time, held by group, done by time.
+    assert_uses(&store, inspect::READY_ROWS, (1, 10), "deliveries_ready");
+    assert_uses(
         &store,
-        "SELECT priority, msg_id FROM deliveries WHERE queue_id = 1 AND state = 0 AND priority < 5
-         ORDER BY priority DESC, msg_id LIMIT 1",
-        "deliveries_ready",
-    );
-    // peek: delayed and leased rows by due time, held by group, done by time.
-    assert_walks(
-        &store,
-        "SELECT msg_id, visible_at FROM deliveries
-         WHERE queue_id = 1 AND state IN (1, 2) AND visible_at > 5 AND state = 1
-         ORDER BY visible_at, msg_id LIMIT 10",
+        inspect::READY_DUE_ROWS,
+        (1, 5, 3),
         "deliveries_waiting",
     );
-    assert_walks(
+    for state in [State::Delayed, State::Leased] {
+        let params = (1, 5, state as i64, 10);
+        assert_uses(&store, inspect::WAITING_ROWS, params, "deliveries_waiting");
+    }
+    assert_uses(&store, inspect::HELD_ROWS, (1, 10), "deliveries_held");
+    for state in [State::Acked, State::Dead] {
+        let params = (1, state as i64, 5, 10);
+        assert_uses(&store, inspect::DONE_ROWS, params, "deliveries_done");
+    }
+    assert_uses(
         &store,
-        "SELECT msg_id, visible_at FROM deliveries
-         WHERE queue_id = 1 AND state = 5 ORDER BY grp, msg_id LIMIT 10",
-        "deliveries_held",
-    );
-    assert_walks(
-        &store,
-        "SELECT msg_id, visible_at, done_at FROM deliveries
-         WHERE queue_id = 1 AND state = 3 AND state IN (3, 4) AND done_at > 5
-         ORDER BY done_at, msg_id LIMIT 10",
-        "deliveries_done",
+        inspect::EXPIRED_LAST,
+        (1, 5, 3, 10),
+        "deliveries_waiting",
     );
     // stats: only the due rows, and the last minute of rates.
-    let due = plan(
-        &store,
-        "SELECT state, count(*) FROM deliveries
-         WHERE queue_id = 1 AND state IN (1, 2) AND visible_at <= 5 GROUP BY 1",
+    // (Grouping sorts the due rows, and only those.)
+    assert_searches(&store, inspect::DUE, (1, 5, 3), "deliveries_waiting");
+    // (`queues` holding one row is read whole; holding more, by its key.)
+    let stored = plan(&store, inspect::STORED, (1, 5));
+    let rates = "SEARCH r USING PRIMARY KEY (queue_id=? AND second>?)";
+    assert!(stored.contains(rates), "{stored}");
+    assert!(!stored.contains("TEMP B-TREE"), "{stored}");
+    for i in 0..20 {
+        publish_n(&mut store, &format!("q{i}"), 1);
+    }
+    store.conn.execute_batch("ANALYZE").expect("analyze");
+    let stored = plan(&store, inspect::STORED, (1, 5));
+    assert!(
+        stored.contains("SEARCH q USING INTEGER PRIMARY KEY"),
+        "{stored}"
     );
-    assert!(due.contains("deliveries_waiting"), "{due}");
-    let rates = plan(
-        &store,
-        "SELECT sum(published) FROM rates WHERE queue_id = 1 AND second > 5",
-    );
-    assert!(rates.contains("PRIMARY KEY"), "{rates}");
 }
 
 #[test]
@@ -198,26 +195,28 @@ fn purge_and_replay_select_through_partial_indexes() {
     let (_dir, mut store) = temp_store();
     publish_n(&mut store, "q", 100);
     store.conn.execute_batch("ANALYZE").expect("analyze");
-    for (filter, state, index) in [
-        ("state = 0", 0, "deliveries_ready"),
-        ("state IN (1, 2)", 1, "deliveries_waiting"),
-        ("state IN (3, 4)", 4, "deliveries_done"),
-        ("state = 5", 5, "deliveries_held"),
+    for (state, index) in [
+        (State::Ready, "deliveries_ready"),
+        (State::Delayed, "deliveries_waiting"),
+        (State::Leased, "deliveries_waiting"),
+        (State::Acked, "deliveries_done"),
+        (State::Dead, "deliveries_done"),
+        (State::Held, "deliveries_held"),
     ] {
-        let p = plan(
-            &store,
-            &format!(
-                "SELECT msg_id FROM deliveries WHERE queue_id = 1 AND {filter} AND state = {state}"
-            ),
-        );
-        assert!(p.contains(index), "{filter}\n{p}");
+        let sql = admin::delete_in_state_sql(state);
+        assert_uses(&store, &sql, (1, state as i64), index);
     }
-    let replay = plan(
+    for state in [State::Acked, State::Dead] {
+        let params = (1, state as i64, 1, 9);
+        assert_uses(&store, admin::DONE_IDS, params, "deliveries_done");
+    }
+    let params = (1, 5, 3);
+    assert_uses(
         &store,
-        "SELECT msg_id FROM deliveries
-         WHERE queue_id = 1 AND state IN (3, 4) AND state = 3 AND done_at >= 1 AND done_at < 9",
+        admin::EXPIRED_ON_LAST_ATTEMPT,
+        params,
+        "deliveries_waiting",
     );
-    assert!(replay.contains("deliveries_done"), "{replay}");
 }
 
 /// The rate histories of `top` (their buckets: `suite::inspect`) read a
@@ -227,12 +226,7 @@ fn rate_histories_walk_the_primary_key() {
     let (_dir, mut store) = temp_store();
     publish_n(&mut store, "q", 3);
     store.conn.execute_batch("ANALYZE").expect("analyze");
-    let p = plan(
-        &store,
-        "SELECT q.name, (9 - r.second) / 60, sum(r.published), sum(r.acked)
-         FROM queues q JOIN rates r ON r.queue_id = q.id AND r.second > 9 - 5 * 60
-         GROUP BY 1, 2",
-    );
+    let p = plan(&store, inspect::RATES, (9, 5));
     assert!(p.contains("PRIMARY KEY (queue_id=? AND second>?)"), "{p}");
 }
 
