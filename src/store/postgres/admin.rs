@@ -103,17 +103,7 @@ impl AdminTx for Tx<'_> {
     }
 
     fn enter_group(&mut self, queue: i64, group: &str, msg: i64) -> Result<bool> {
-        let head: i64 = self
-            .query_opt(
-                "INSERT INTO group_heads (queue_id, grp, head_id) VALUES ($1, $2, $3)
-                 ON CONFLICT (queue_id, grp) DO UPDATE SET head_id = group_heads.head_id
-                 RETURNING head_id",
-                &[&queue, &group, &msg],
-            )?
-            .map(|r| r.at(0))
-            .transpose()?
-            .unwrap_or(msg);
-        Ok(head == msg)
+        super::publish::claim_group(self, queue, group, msg)
     }
 
     fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()> {

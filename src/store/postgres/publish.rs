@@ -318,7 +318,7 @@ impl<'t> PgInserter<'t> {
         let mut states = Vec::with_capacity(self.target_ids.len());
         for queue in self.target_ids.clone() {
             let state = match msg.group {
-                Some(group) if !self.claim_group(queue, group, id)? => State::Held,
+                Some(group) if !claim_group(self.conn, queue, group, id)? => State::Held,
                 _ => first,
             };
             states.push(state as i64);
@@ -372,25 +372,25 @@ impl<'t> PgInserter<'t> {
         }
         Ok(id)
     }
+}
 
-    /// Makes message `id` the head of `group` in `queue` if the group has
-    /// none; false when another message heads it (this one is then held).
-    /// The upsert locks the head row, so a consumer finishing the head waits
-    /// for this publish and then sees the new message.
-    fn claim_group(&mut self, queue: i64, group: &str, id: i64) -> Result<bool> {
-        let head: i64 = self
-            .conn
-            .query_opt(
-                "INSERT INTO group_heads (queue_id, grp, head_id) VALUES ($1, $2, $3)
-                 ON CONFLICT (queue_id, grp) DO UPDATE SET head_id = group_heads.head_id
-                 RETURNING head_id",
-                &[&queue, &group, &id],
-            )?
-            .map(|r| r.at(0))
-            .transpose()?
-            .unwrap_or(id);
-        Ok(head == id)
-    }
+/// Makes message `id` the head of `group` in `queue` if the group has
+/// none; false when another message heads it (this one is then held). The
+/// upsert locks the head row, so a consumer finishing the head waits for
+/// this transaction and then sees the new message. Publish and replay enter
+/// groups this way.
+pub(super) fn claim_group(conn: &mut Conn, queue: i64, group: &str, id: i64) -> Result<bool> {
+    let head: i64 = conn
+        .query_opt(
+            "INSERT INTO group_heads (queue_id, grp, head_id) VALUES ($1, $2, $3)
+             ON CONFLICT (queue_id, grp) DO UPDATE SET head_id = group_heads.head_id
+             RETURNING head_id",
+            &[&queue, &group, &id],
+        )?
+        .map(|r| r.at(0))
+        .transpose()?
+        .unwrap_or(id);
+    Ok(head == id)
 }
 
 impl Inserter for PgInserter<'_> {

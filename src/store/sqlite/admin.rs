@@ -116,10 +116,7 @@ impl AdminTx for Tx<'_> {
     fn enter_group(&mut self, queue: i64, group: &str, msg: i64) -> Result<bool> {
         let claimed = self
             .tx
-            .prepare_cached(
-                "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (queue_id, grp) DO NOTHING",
-            )?
+            .prepare_cached(super::publish::CLAIM_GROUP)?
             .execute((queue, group, msg))?;
         Ok(claimed > 0)
     }

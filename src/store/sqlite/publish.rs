@@ -78,7 +78,10 @@ const FIND_KEY: &str = "SELECT m.id, EXISTS (
          SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
          WHERE d.msg_id = m.id AND (d.state = 3 AND d.done_at <= ?3 - q.retention_ms) IS NOT TRUE)
      FROM messages m WHERE m.origin_id = ?1 AND m.key = ?2";
-const CLAIM_GROUP: &str = "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
+/// Makes a message the head of its group if the group has none (replay
+/// enters groups the same way).
+pub(super) const CLAIM_GROUP: &str =
+    "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
      ON CONFLICT (queue_id, grp) DO NOTHING";
 
 /// The statement in `slot`, prepared from `sql()` on first use.
