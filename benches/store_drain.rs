@@ -56,7 +56,8 @@ fn with_param(url: &str, param: &str) -> String {
     format!("{url}{sep}{param}")
 }
 
-fn fill_pg(store: &mut PostgresStore, queue: &str, n: usize) {
+/// Publishes `n` messages to `queue`, a thousand per transaction.
+fn fill(store: &mut impl Store, queue: &str, n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         store
             .publish_batch(queue, |batch| {
@@ -72,22 +73,20 @@ fn fill_pg(store: &mut PostgresStore, queue: &str, n: usize) {
     }
 }
 
-/// 16 connections claim and ack `n` messages, `batch` at a time; returns
-/// messages per second.
-fn drain_pg(url: &str, queue: &str, n: usize, batch: usize, mode: Mode, sync: Sync) -> f64 {
+/// 16 connections, each from `open`, claim and ack `n` messages of
+/// `queue`, `batch` at a time; returns messages per second.
+fn drain<S: Store>(
+    open: impl Fn() -> S + std::marker::Sync,
+    queue: &str,
+    n: usize,
+    batch: usize,
+) -> f64 {
     let start = Instant::now();
     let done = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..16 {
             s.spawn(|| {
-                let mut store = PostgresStore::open(&pg_options(url, sync)).expect("open");
-                store.set_before_commit(match mode {
-                    Mode::Fast => None,
-                    Mode::Slow => Some(String::new()),
-                    Mode::Hot => {
-                        Some("UPDATE queues SET created_at = created_at + 1 WHERE id = 1;".into())
-                    }
-                });
+                let mut store = open();
                 loop {
                     let got = store.claim(queue, batch, None, false).expect("claim");
                     if got.is_empty() {
@@ -103,6 +102,20 @@ fn drain_pg(url: &str, queue: &str, n: usize, batch: usize, mode: Mode, sync: Sy
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The drain on PostgreSQL, committing as `mode` says.
+fn drain_pg(url: &str, queue: &str, n: usize, batch: usize, mode: Mode, sync: Sync) -> f64 {
+    let open = || {
+        let mut store = PostgresStore::open(&pg_options(url, sync)).expect("open");
+        store.set_before_commit(match mode {
+            Mode::Fast => None,
+            Mode::Slow => Some(String::new()),
+            Mode::Hot => Some("UPDATE queues SET created_at = created_at + 1 WHERE id = 1;".into()),
+        });
+        store
+    };
+    drain(open, queue, n, batch)
+}
+
 /// The same drain on SQLite: 16 connections to one file.
 fn drain_sqlite(n: usize, batch: usize, sync: Sync) -> f64 {
     let dir = tempfile::tempdir().expect("dir");
@@ -111,39 +124,8 @@ fn drain_sqlite(n: usize, batch: usize, sync: Sync) -> f64 {
         busy_timeout: Duration::from_secs(30),
         sync,
     };
-    let mut store = SqliteStore::open(&opts).expect("open");
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        store
-            .publish_batch("q", |b| {
-                for _ in chunk {
-                    b.publish(&NewMessage {
-                        body: BODY,
-                        ..NewMessage::default()
-                    })?;
-                }
-                Ok::<_, Error>(())
-            })
-            .expect("fill");
-    }
-    let start = Instant::now();
-    let done = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..16 {
-            s.spawn(|| {
-                let mut store = SqliteStore::open(&opts).expect("open");
-                loop {
-                    let got = store.claim("q", batch, None, false).expect("claim");
-                    if got.is_empty() {
-                        break;
-                    }
-                    store.ack(&receipts(&got)).expect("ack");
-                    done.fetch_add(got.len(), Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    assert_eq!(done.into_inner(), n, "every message drained once");
-    n as f64 / start.elapsed().as_secs_f64()
+    fill(&mut SqliteStore::open(&opts).expect("open"), "q", n);
+    drain(|| SqliteStore::open(&opts).expect("open"), "q", n, batch)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -165,7 +147,7 @@ fn publish_one(store: &mut PostgresStore, queue: &str, body: &[u8]) {
 fn probe(store: &mut PostgresStore) {
     for batch in [100, 1] {
         let queue = format!("probe{batch}");
-        fill_pg(store, &queue, 5000);
+        fill(store, &queue, 5000);
         let (mut tc, mut ta, mut n) = (Duration::ZERO, Duration::ZERO, 0);
         let start = Instant::now();
         loop {
@@ -213,7 +195,7 @@ fn postgres(base: &str) {
     ];
     for (i, (batch, n, mode, sync)) in cases.into_iter().enumerate() {
         let queue = format!("drain{i}");
-        fill_pg(&mut store, &queue, n);
+        fill(&mut store, &queue, n);
         let rate = drain_pg(&url, &queue, n, batch, mode, sync);
         println!(
             "PostgreSQL drain, 16 connections, batch {batch}, sync {sync:?}, {mode:?}: {rate:.0} msg/s ({n} messages)"

@@ -33,7 +33,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::store::Store;
 use crate::store::clock;
+use crate::store::ops::publish::with_batch;
 use crate::store::postgres::connect;
 use crate::store::{
     BrokenSchema, Db, Delivery, Error, NewMessage, Options, PeekQuery, QueueHealth, QueueInfo,
@@ -123,12 +125,12 @@ impl Fixture {
 
     /// Publishes `n` messages (bodies `0`, `1`, …) to `queue`, in one batch.
     pub fn publish_n(&mut self, queue: &str, n: usize) -> Vec<i64> {
-        publish_n(&mut self.db, queue, n)
+        publish_n(&mut *self.db, queue, n)
     }
 
     /// Publishes one message to `queue`.
     pub fn publish(&mut self, queue: &str, msg: NewMessage<'_>) -> Result<i64> {
-        publish_one(&mut self.db, queue, msg)
+        publish_one(&mut *self.db, queue, msg)
     }
 
     /// Message `id` of `queue` as `peek` shows it now: its state (with the
@@ -346,9 +348,10 @@ pub(crate) fn with_param(url: &str, param: &str) -> String {
 // Helpers of the tests.
 // ---------------------------------------------------------------------------
 
-/// Publishes `n` messages (bodies `0`, `1`, …) to `queue`, in one batch.
-fn publish_n(db: &mut Db, queue: &str, n: usize) -> Vec<i64> {
-    db.publish_batch(queue, |batch| {
+/// Publishes `n` messages (bodies `0`, `1`, …) to `queue`, in one batch
+/// (also for the backends' own tests).
+pub(crate) fn publish_n(store: &mut (impl Store + ?Sized), queue: &str, n: usize) -> Vec<i64> {
+    with_batch(store, queue, |batch| {
         (0..n)
             .map(|i| {
                 let body = i.to_string();
@@ -363,8 +366,12 @@ fn publish_n(db: &mut Db, queue: &str, n: usize) -> Vec<i64> {
 }
 
 /// Publishes one message to `queue`.
-fn publish_one(db: &mut Db, queue: &str, msg: NewMessage<'_>) -> Result<i64> {
-    db.publish_batch(queue, |batch| batch.publish(&msg))
+pub(crate) fn publish_one(
+    store: &mut (impl Store + ?Sized),
+    queue: &str,
+    msg: NewMessage<'_>,
+) -> Result<i64> {
+    with_batch(store, queue, |batch| batch.publish(&msg))
 }
 
 fn ids(ds: &[Delivery]) -> Vec<i64> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::super::*;
 use super::*;
-use crate::store::suite::{PgSchema as TestDb, with_param};
+use crate::store::suite::{PgSchema as TestDb, publish_n, publish_one, with_param};
 
 /// Opens the store of a [`TestDb`].
 trait OpenStore {
@@ -40,26 +40,6 @@ macro_rules! test_db {
         #[allow(unused_mut)]
         let mut $store = $db.open();
     };
-}
-
-fn publish_n(store: &mut PostgresStore, queue: &str, n: usize) -> Vec<i64> {
-    store
-        .publish_batch(queue, |batch| {
-            (0..n)
-                .map(|i| {
-                    let body = i.to_string();
-                    batch.publish(&NewMessage {
-                        body: body.as_bytes(),
-                        ..NewMessage::default()
-                    })
-                })
-                .collect::<Result<Vec<i64>>>()
-        })
-        .expect("publish")
-}
-
-fn publish_one(store: &mut PostgresStore, queue: &str, msg: NewMessage<'_>) -> Result<i64> {
-    store.publish_batch(queue, |batch| batch.publish(&msg))
 }
 
 fn ids(ds: &[Delivery]) -> Vec<i64> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use super::{admin, inspect, lease};
+use crate::store::suite::publish_n;
 use crate::store::*;
 
 fn temp_store() -> (tempfile::TempDir, SqliteStore) {
@@ -51,22 +52,6 @@ fn assert_searches(
 fn assert_uses(store: &SqliteStore, sql: &str, params: impl rusqlite::Params, index: &str) {
     let p = assert_searches(store, sql, params, index);
     assert!(!p.contains("TEMP B-TREE"), "{sql}\n{p}");
-}
-
-fn publish_n(store: &mut SqliteStore, queue: &str, n: usize) -> Vec<i64> {
-    store
-        .publish_batch(queue, |batch| {
-            (0..n)
-                .map(|i| {
-                    let body = i.to_string();
-                    batch.publish(&NewMessage {
-                        body: body.as_bytes(),
-                        ..NewMessage::default()
-                    })
-                })
-                .collect::<Result<Vec<i64>>>()
-        })
-        .expect("publish")
 }
 
 #[test]

@@ -62,7 +62,7 @@ pub(super) fn concurrent_publishers_of_one_key_store_one_message(f: &mut Fixture
                     let mut db = Db::open(opts).expect("open");
                     start.wait();
                     publish_one(
-                        &mut db,
+                        &mut *db,
                         "q",
                         NewMessage {
                             body: b"{}",

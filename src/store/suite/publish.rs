@@ -104,7 +104,7 @@ pub(super) fn keys_deduplicate_per_name_published_to(f: &mut Fixture) {
     assert_eq!(f.publish("q", keyed("k")).expect("again"), ids[0]);
     let mut other = f.open();
     assert_eq!(
-        publish_one(&mut other, "q", keyed("k")).expect("other"),
+        publish_one(&mut *other, "q", keyed("k")).expect("other"),
         ids[0]
     );
     // Another queue has its own keys.

@@ -77,7 +77,7 @@ pub(super) fn schema_checks_refuse_whole_batches_and_deliveries_record_the_versi
     assert_eq!(published.len(), 20);
     // Keyed and grouped messages go their own way into the table.
     let grouped = publish_one(
-        &mut f.db,
+        &mut *f.db,
         "orders",
         NewMessage {
             key: Some("k"),
@@ -183,7 +183,8 @@ pub(super) fn topic_fan_out_meets_the_topic_and_every_subscriber_schema(f: &mut 
     assert_eq!(set(&mut f.db, "payment", &payment), Some(2));
     assert_eq!(set(&mut f.db, "inventory", &inventory), Some(1));
     assert_eq!(set(&mut f.db, "orders", &topic), Some(1));
-    let refused = |store: &mut Db, body: &str| match publish_one(store, "orders", json(body)) {
+    let refused = |store: &mut Db, body: &str| match publish_one(&mut **store, "orders", json(body))
+    {
         Err(Error::Invalid { queue, version, .. }) => (queue, version),
         other => panic!("{other:?}"),
     };
@@ -330,7 +331,7 @@ pub(super) fn replay_to_a_queue_with_a_schema_checks_every_message(f: &mut Fixtu
     )
     .expect("publish");
     let raw = publish_one(
-        &mut f.db,
+        &mut *f.db,
         "history",
         NewMessage {
             body: b"text",
@@ -403,7 +404,7 @@ pub(super) fn a_stored_schema_that_no_longer_compiles_is_reported_not_skipped(f:
     f.execute("UPDATE schemas SET schema = '{\"type\": 5}'");
     // A fresh connection: the compiled contract is cached per connection.
     let mut fresh = f.open();
-    match publish_one(&mut fresh, "orders", json("{\"id\":2,\"amount\":1}")) {
+    match publish_one(&mut *fresh, "orders", json("{\"id\":2,\"amount\":1}")) {
         Err(e @ Error::BrokenSchema { .. }) => {
             assert!(
                 e.to_string().contains("schema version 1 of `orders`"),
@@ -425,7 +426,7 @@ pub(super) fn a_stored_schema_that_no_longer_compiles_is_reported_not_skipped(f:
     fresh
         .set_queue("orders", &SettingsPatch::default(), SchemaChange::Remove)
         .expect("remove");
-    publish_one(&mut fresh, "orders", json("{\"id\":2}")).expect("publish");
+    publish_one(&mut *fresh, "orders", json("{\"id\":2}")).expect("publish");
     assert!(health_of(&fresh).healthy);
     assert_eq!(f.count("SELECT count(*) FROM messages"), 2);
 }
