@@ -14,10 +14,10 @@
 //!   (PostgreSQL runs it again after a deadlock, see
 //!   `postgres::PostgresStore::retrying`).
 //!
-//! The traits are object safe, so an operation is compiled once
-//! (`&mut dyn WriteTx`) and a backend's fast path can still override a
-//! whole operation where one statement does what the generic code does in
-//! several.
+//! The traits are object safe: what an operation does inside its
+//! transaction is compiled once (over `&mut dyn WriteTx`), and a backend's
+//! fast path can still override a whole operation where one statement does
+//! what the generic code does in several.
 
 use super::checks::ContractCache;
 use super::counters::Counters;
