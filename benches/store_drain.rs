@@ -26,6 +26,7 @@ use spool::store::{
     Delivery, Error, Location, NewMessage, Options, PostgresStore, Receipt, SqliteStore, Store,
     Sync,
 };
+use spool::testing::with_param;
 
 #[derive(Debug, Clone, Copy)]
 enum Mode {
@@ -49,11 +50,6 @@ fn pg_options(url: &str, sync: Sync) -> PgOptions {
         busy_timeout: Duration::from_secs(30),
         sync,
     }
-}
-
-fn with_param(url: &str, param: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}")
 }
 
 /// Publishes `n` messages to `queue`, a thousand per transaction.

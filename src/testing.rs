@@ -38,3 +38,9 @@ pub fn no_pg_server(url: &str, reason: impl Display) {
         "PostgreSQL does not answer at {url} ({reason}); set {PG_VAR} to make this a failure"
     ));
 }
+
+/// `url` with one more query parameter (`?` or `&` as the URL needs).
+pub fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}

@@ -41,6 +41,7 @@ use crate::store::{
     BrokenSchema, Db, Delivery, Error, NewMessage, Options, PeekQuery, QueueHealth, QueueInfo,
     Receipt, Result, SettingsPatch, State, Sync,
 };
+pub(crate) use crate::testing::with_param;
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,12 +337,6 @@ impl Drop for PgSchema {
             ));
         }
     }
-}
-
-/// `url` with one more query parameter.
-pub(crate) fn with_param(url: &str, param: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}")
 }
 
 // ---------------------------------------------------------------------------
