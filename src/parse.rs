@@ -200,6 +200,29 @@ pub fn queue_name(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Parses a delivery rate `N/DUR` (`100/1s`, `5/1m`; `100/s` means
+/// `100/1s`): N at least 1, DUR above zero.
+pub fn rate(text: &str) -> Result<crate::store::flow::Rate, String> {
+    let bad = || {
+        format!("invalid rate `{text}`: write deliveries per duration, like `100/1s` or `5/1m`")
+    };
+    let (count, per) = text.split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let per = per.trim();
+    let per = if per.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        duration(&format!("1{per}"))
+    } else {
+        duration(per)
+    }
+    .map_err(|_| bad())?;
+    if count == 0 || per.is_zero() {
+        return Err(format!(
+            "invalid rate `{text}`: both sides must be above zero (`--rate none` removes the rate)"
+        ));
+    }
+    Ok(crate::store::flow::Rate { count, per })
+}
+
 /// Formats a duration the way users write them (`30s`, `1h30m`, `250ms`, `0`).
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis() as u64;
@@ -235,6 +258,17 @@ pub fn format_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_parse_as_written_and_refuse_zero() {
+        let r = rate("100/1s").unwrap();
+        assert_eq!((r.count, r.per), (100, Duration::from_secs(1)));
+        assert_eq!(rate("5/m").unwrap().per, Duration::from_secs(60));
+        assert_eq!(rate("5/1m").unwrap().to_string(), "5/1m");
+        for bad in ["", "100", "0/1s", "10/0", "x/1s", "10/1x", "-1/1s", "10/"] {
+            assert!(rate(bad).is_err(), "{bad} parsed");
+        }
+    }
 
     #[test]
     fn delivery_times_end_100_years_ahead() {

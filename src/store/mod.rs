@@ -119,6 +119,7 @@
 mod checks;
 mod counters;
 mod error;
+pub mod flow;
 mod location;
 mod receipt;
 pub mod records;
