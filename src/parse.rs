@@ -203,9 +203,8 @@ pub fn queue_name(text: &str) -> Result<String, String> {
 /// Parses a delivery rate `N/DUR` (`100/1s`, `5/1m`; `100/s` means
 /// `100/1s`): N at least 1, DUR above zero.
 pub fn rate(text: &str) -> Result<crate::store::flow::Rate, String> {
-    let bad = || {
-        format!("invalid rate `{text}`: write deliveries per duration, like `100/1s` or `5/1m`")
-    };
+    let bad =
+        || format!("invalid rate `{text}`: write deliveries per duration, like `100/1s` or `5/1m`");
     let (count, per) = text.split_once('/').ok_or_else(bad)?;
     let count: u32 = count.trim().parse().map_err(|_| bad())?;
     let per = per.trim();

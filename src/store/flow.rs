@@ -319,9 +319,15 @@ mod tests {
             // The first window holds the burst and what refilled during it;
             // every later one at most `count`, and the bucket keeps up: each
             // holds at least count - 1.
-            assert!(windows[0] < 2 * count, "{count}/{per}ms first window: {windows:?}");
+            assert!(
+                windows[0] < 2 * count,
+                "{count}/{per}ms first window: {windows:?}"
+            );
             for (i, &w) in windows.iter().enumerate().skip(1) {
-                assert!(w <= count && w + 1 >= count, "{count}/{per}ms window {i}: {w}");
+                assert!(
+                    w <= count && w + 1 >= count,
+                    "{count}/{per}ms window {i}: {w}"
+                );
             }
         }
     }
@@ -330,7 +336,10 @@ mod tests {
     fn rates_above_one_per_millisecond_hold() {
         let r = rate(5000, 1000);
         let windows = simulate(r, 5000, 1);
-        assert!(windows[1..].iter().all(|&w| w <= 5000 && w >= 4990), "{windows:?}");
+        assert!(
+            windows[1..].iter().all(|&w| (4990..=5000).contains(&w)),
+            "{windows:?}"
+        );
     }
 
     #[test]
@@ -405,7 +414,10 @@ mod tests {
             room(bytes, OnFull::DropOldest, load(5, 90), load(1, 30)),
             Room::Free(load(0, 20))
         );
-        assert_eq!(room(Limits::default(), r, load(u64::MAX / 2, 0), load(1, 1)), Room::Fits);
+        assert_eq!(
+            room(Limits::default(), r, load(u64::MAX / 2, 0), load(1, 1)),
+            Room::Fits
+        );
     }
 
     #[test]
