@@ -57,10 +57,7 @@ impl PostgresStore {
              WHERE queue_id = (SELECT id FROM queues WHERE name = $1) AND state IN (1, 2)",
             &[&queue],
         )?;
-        Ok(match row {
-            Some(r) => r.at(0)?,
-            None => None,
-        })
+        row.map_or(Ok(None), |r| r.at(0))
     }
 }
 
@@ -257,16 +254,14 @@ pub(crate) fn ack_in(
     receipts: &[Receipt],
 ) -> Result<Vec<Result<(), ReceiptError>>> {
     let queues = lease::queue_map(tx, receipts.iter())?;
-    let (mut keep, mut delete) = (Vec::new(), Vec::new());
-    for r in receipts {
-        match queues.get(&r.queue_id) {
-            Some(q) if q.settings.retention.is_zero() => delete.push(*r),
-            Some(_) => keep.push(*r),
-            None => {}
-        }
-    }
     let mut acked = HashSet::new();
-    for (set, deleting) in [(keep, false), (delete, true)] {
+    for deleting in [false, true] {
+        let in_set = |q: &QueueRow| q.settings.retention.is_zero() == deleting;
+        let set: Vec<Receipt> = receipts
+            .iter()
+            .copied()
+            .filter(|r| queues.get(&r.queue_id).is_some_and(in_set))
+            .collect();
         if set.is_empty() {
             continue;
         }
