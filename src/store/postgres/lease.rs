@@ -219,32 +219,6 @@ fn fast_ack(conn: &mut Conn, receipts: &[Receipt]) -> Result<Vec<Receipt>> {
     rows.iter().map(receipt).collect()
 }
 
-/// Leases up to `n` (at most [`LEASE_BLOCK`]) ready deliveries in one
-/// statement, each with its own random token.
-fn lease_block(tx: &mut Tx<'_>, q: &QueueRow, n: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-    let leases = new_leases(n)?;
-    let rows = tx.query(
-        "WITH picked AS (
-             SELECT msg_id FROM deliveries WHERE queue_id = $1 AND state = 0
-             ORDER BY priority DESC, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED
-         ), numbered AS (
-             SELECT msg_id, row_number() OVER () AS n FROM picked
-         ), leased AS (
-             UPDATE deliveries d SET state = 2, attempts = d.attempts + 1, visible_at = $3,
-                 lease = ($4::bigint[])[numbered.n]
-             FROM numbered WHERE d.queue_id = $1 AND d.msg_id = numbered.msg_id
-             RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.visible_at,
-                       d.schema_version
-         )
-         SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp, l.visible_at,
-                m.key, m.published_at, m.raw, m.headers, m.body, l.schema_version
-         FROM leased l JOIN messages m ON m.id = l.msg_id
-         ORDER BY l.priority DESC, l.msg_id",
-        &[&q.id, &(n as i64), &lease_end, &leases],
-    )?;
-    rows.iter().map(|r| delivery(r, &q.name, q.id)).collect()
-}
-
 /// Acks receipts: one statement for all whose lease holds (per retention:
 /// marked acked, or deleted), then a look at the others to tell a repeated
 /// ack (harmless) from a refused one. The same answers as the generic
@@ -528,11 +502,33 @@ impl LeaseTx for Tx<'_> {
             .insert(q.name.clone(), std::time::Instant::now());
         let mut leased = Vec::new();
         while leased.len() < max {
+            // One statement per block of at most LEASE_BLOCK deliveries, each
+            // with its own random token.
             let n = (max - leased.len()).min(LEASE_BLOCK);
-            let block = lease_block(self, q, n, lease_end)?;
-            let short = block.len() < n;
-            leased.extend(block);
-            if short {
+            let leases = new_leases(n)?;
+            let rows = self.query(
+                "WITH picked AS (
+                 SELECT msg_id FROM deliveries WHERE queue_id = $1 AND state = 0
+                 ORDER BY priority DESC, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED
+             ), numbered AS (
+                 SELECT msg_id, row_number() OVER () AS n FROM picked
+             ), leased AS (
+                 UPDATE deliveries d SET state = 2, attempts = d.attempts + 1, visible_at = $3,
+                     lease = ($4::bigint[])[numbered.n]
+                 FROM numbered WHERE d.queue_id = $1 AND d.msg_id = numbered.msg_id
+                 RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.visible_at,
+                           d.schema_version
+             )
+             SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp, l.visible_at,
+                    m.key, m.published_at, m.raw, m.headers, m.body, l.schema_version
+             FROM leased l JOIN messages m ON m.id = l.msg_id
+             ORDER BY l.priority DESC, l.msg_id",
+                &[&q.id, &(n as i64), &lease_end, &leases],
+            )?;
+            for r in &rows {
+                leased.push(delivery(r, &q.name, q.id)?);
+            }
+            if rows.len() < n {
                 break;
             }
         }
