@@ -4,7 +4,7 @@
 //! that writers do once a second. Claim and ack have one-statement fast
 //! paths here, tried before the generic operation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::queues::{self, QueueRow};
@@ -16,6 +16,7 @@ use crate::store::ops::lease;
 use crate::store::receipt::{Receipt, ReceiptError, new_leases};
 use crate::store::rules::{self, Judgement, LeaseRow};
 use crate::store::types::{Delivery, State, ms};
+use postgres::Row;
 
 /// The most deliveries one claim statement leases (one random token each).
 const LEASE_BLOCK: usize = 1024;
@@ -56,10 +57,7 @@ impl PostgresStore {
              WHERE queue_id = (SELECT id FROM queues WHERE name = $1) AND state IN (1, 2)",
             &[&queue],
         )?;
-        Ok(match row {
-            Some(r) => r.at(0)?,
-            None => None,
-        })
+        row.map_or(Ok(None), |r| r.at(0))
     }
 }
 
@@ -118,8 +116,8 @@ pub(super) fn fast_claim(
                  FROM leased HAVING count(*) > 0
              )
              SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp, l.visible_at,
-                    m.key, m.published_at, m.raw, m.headers, m.body,
-                    (SELECT id FROM q), EXISTS (SELECT 1 FROM due), l.schema_version
+                    m.key, m.published_at, m.raw, m.headers, m.body, l.schema_version,
+                    (SELECT id FROM q), EXISTS (SELECT 1 FROM due)
              FROM (SELECT 1) AS one
              LEFT JOIN leased l ON true
              LEFT JOIN messages m ON m.id = l.msg_id
@@ -130,36 +128,62 @@ pub(super) fn fast_claim(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let (queue_id, due): (Option<i64>, bool) = (first.at(11)?, first.at(12)?);
+    let (queue_id, due): (Option<i64>, bool) = (first.at(12)?, first.at(13)?);
     let Some(queue_id) = queue_id.filter(|_| !due) else {
         return Ok(None);
     };
     let mut leased = Vec::with_capacity(rows.len());
     for r in &rows {
-        let Some(msg_id) = r.at::<Option<i64>>(0)? else {
-            continue;
-        };
-        leased.push(Delivery {
-            schema_version: r.at(13)?,
-            id: msg_id,
-            queue: queue.to_owned(),
-            receipt: Receipt {
-                queue_id,
-                msg_id,
-                lease: r.at(2)?,
-            },
-            attempt: r.at(1)?,
-            published_at: r.at(7)?,
-            lease_expires_at: r.at(5)?,
-            key: r.at(6)?,
-            group: r.at(4)?,
-            priority: r.at(3)?,
-            headers: r.at(9)?,
-            body: r.at(10)?,
-            raw: r.at(8)?,
-        });
+        // No delivery leased: one row of nulls (the left join).
+        if r.at::<Option<i64>>(0)?.is_some() {
+            leased.push(delivery(r, queue, queue_id)?);
+        }
     }
     Ok(Some(leased))
+}
+
+/// A leased delivery from a row of `msg_id, attempts, lease, priority, grp,
+/// visible_at, key, published_at, raw, headers, body, schema_version`.
+fn delivery(r: &Row, queue: &str, queue_id: i64) -> Result<Delivery> {
+    let msg_id = r.at(0)?;
+    Ok(Delivery {
+        id: msg_id,
+        queue: queue.to_owned(),
+        receipt: Receipt {
+            queue_id,
+            msg_id,
+            lease: r.at(2)?,
+        },
+        attempt: r.at(1)?,
+        priority: r.at(3)?,
+        group: r.at(4)?,
+        lease_expires_at: r.at(5)?,
+        key: r.at(6)?,
+        published_at: r.at(7)?,
+        raw: r.at(8)?,
+        headers: r.at(9)?,
+        body: r.at(10)?,
+        schema_version: r.at(11)?,
+    })
+}
+
+/// The receipts as the three arrays the ack statements `unnest`.
+fn unnest_args(receipts: &[Receipt]) -> [Vec<i64>; 3] {
+    let column = |f: fn(&Receipt) -> i64| receipts.iter().map(f).collect();
+    [
+        column(|r| r.queue_id),
+        column(|r| r.msg_id),
+        column(|r| r.lease),
+    ]
+}
+
+/// The receipt of a row starting with `queue_id, msg_id, lease`.
+fn receipt(r: &Row) -> Result<Receipt> {
+    Ok(Receipt {
+        queue_id: r.at(0)?,
+        msg_id: r.at(1)?,
+        lease: r.at(2)?,
+    })
 }
 
 /// Acks, in one statement and one round trip without an explicit
@@ -171,9 +195,7 @@ fn fast_ack(conn: &mut Conn, receipts: &[Receipt]) -> Result<Vec<Receipt>> {
     if conn.before_commit.is_some() {
         return Ok(Vec::new());
     }
-    let queue_ids: Vec<i64> = receipts.iter().map(|r| r.queue_id).collect();
-    let msg_ids: Vec<i64> = receipts.iter().map(|r| r.msg_id).collect();
-    let leases: Vec<i64> = receipts.iter().map(|r| r.lease).collect();
+    let [queue_ids, msg_ids, leases] = unnest_args(receipts);
     let rows = conn.query(
         &format!(
             "WITH t AS (
@@ -194,79 +216,7 @@ fn fast_ack(conn: &mut Conn, receipts: &[Receipt]) -> Result<Vec<Receipt>> {
         ),
         &[&queue_ids, &msg_ids, &leases],
     )?;
-    rows.iter()
-        .map(|r| {
-            Ok(Receipt {
-                queue_id: r.at(0)?,
-                msg_id: r.at(1)?,
-                lease: r.at(2)?,
-            })
-        })
-        .collect()
-}
-
-/// Leases the next `max` ready deliveries, skipping rows other transactions
-/// hold, and returns them with their messages.
-fn lease_next(tx: &mut Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-    let mut leased = Vec::new();
-    while leased.len() < max {
-        let n = (max - leased.len()).min(LEASE_BLOCK);
-        let block = lease_block(tx, q, n, lease_end)?;
-        let short = block.len() < n;
-        leased.extend(block);
-        if short {
-            break;
-        }
-    }
-    Ok(leased)
-}
-
-/// Leases up to `n` (at most [`LEASE_BLOCK`]) ready deliveries in one
-/// statement, each with its own random token.
-fn lease_block(tx: &mut Tx<'_>, q: &QueueRow, n: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-    let leases = new_leases(n)?;
-    let rows = tx.query(
-        "WITH picked AS (
-             SELECT msg_id FROM deliveries WHERE queue_id = $1 AND state = 0
-             ORDER BY priority DESC, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED
-         ), numbered AS (
-             SELECT msg_id, row_number() OVER () AS n FROM picked
-         ), leased AS (
-             UPDATE deliveries d SET state = 2, attempts = d.attempts + 1, visible_at = $3,
-                 lease = ($4::bigint[])[numbered.n]
-             FROM numbered WHERE d.queue_id = $1 AND d.msg_id = numbered.msg_id
-             RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.schema_version
-         )
-         SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp,
-                m.key, m.published_at, m.raw, m.headers, m.body, l.schema_version
-         FROM leased l JOIN messages m ON m.id = l.msg_id
-         ORDER BY l.priority DESC, l.msg_id",
-        &[&q.id, &(n as i64), &lease_end, &leases],
-    )?;
-    rows.iter()
-        .map(|r| {
-            let msg_id: i64 = r.at(0)?;
-            Ok(Delivery {
-                schema_version: r.at(10)?,
-                id: msg_id,
-                queue: q.name.clone(),
-                receipt: Receipt {
-                    queue_id: q.id,
-                    msg_id,
-                    lease: r.at(2)?,
-                },
-                attempt: r.at(1)?,
-                published_at: r.at(6)?,
-                lease_expires_at: lease_end,
-                key: r.at(5)?,
-                group: r.at(4)?,
-                priority: r.at(3)?,
-                headers: r.at(8)?,
-                body: r.at(9)?,
-                raw: r.at(7)?,
-            })
-        })
-        .collect()
+    rows.iter().map(receipt).collect()
 }
 
 /// Acks receipts: one statement for all whose lease holds (per retention:
@@ -278,16 +228,14 @@ pub(crate) fn ack_in(
     receipts: &[Receipt],
 ) -> Result<Vec<Result<(), ReceiptError>>> {
     let queues = lease::queue_map(tx, receipts.iter())?;
-    let (mut keep, mut delete) = (Vec::new(), Vec::new());
-    for r in receipts {
-        match queues.get(&r.queue_id) {
-            Some(q) if q.settings.retention.is_zero() => delete.push(*r),
-            Some(_) => keep.push(*r),
-            None => {}
-        }
-    }
-    let mut acked: HashMap<Receipt, Option<String>> = HashMap::new();
-    for (set, deleting) in [(keep, false), (delete, true)] {
+    let mut acked = HashSet::new();
+    for deleting in [false, true] {
+        let in_set = |q: &QueueRow| q.settings.retention.is_zero() == deleting;
+        let set: Vec<Receipt> = receipts
+            .iter()
+            .copied()
+            .filter(|r| queues.get(&r.queue_id).is_some_and(in_set))
+            .collect();
         if set.is_empty() {
             continue;
         }
@@ -298,25 +246,23 @@ pub(crate) fn ack_in(
                 tx.counts
                     .moved(r.queue_id, Some(State::Leased), Some(State::Acked));
             }
-            acked.insert(r, group);
+            if let Some(group) = group {
+                tx.release_group(r.queue_id, &group, r.msg_id)?;
+            }
+            acked.insert(r);
         }
         if deleting {
             let ids: Vec<i64> = set.iter().map(|r| r.msg_id).collect();
             delete_orphans(tx, &ids)?;
         }
     }
-    for (r, group) in &acked {
-        if let Some(group) = group {
-            release_group(tx, r.queue_id, group, r.msg_id)?;
-        }
-    }
-    release_groups(tx)?;
-    let mut outcomes = Vec::with_capacity(receipts.len());
+    tx.release_groups()?;
     let mut last_id = None;
+    let mut outcomes = Vec::with_capacity(receipts.len());
     for r in receipts {
-        let outcome = if !queues.contains_key(&r.queue_id) {
+        outcomes.push(if !queues.contains_key(&r.queue_id) {
             Err(ReceiptError::Unknown)
-        } else if acked.contains_key(r) {
+        } else if acked.contains(r) {
             Ok(())
         } else {
             match lease::judge(tx, r, &mut last_id)? {
@@ -326,11 +272,10 @@ pub(crate) fn ack_in(
                 // given twice in one call, or a race lost; refuse it.
                 Judgement::Held(_) => Err(ReceiptError::LeaseEnded),
             }
-        };
-        outcomes.push(outcome);
+        });
     }
     for q in queues.values() {
-        housekeeping(tx, q)?;
+        tx.housekeeping(q)?;
     }
     Ok(outcomes)
 }
@@ -346,9 +291,7 @@ fn ack_set(
     set: &[Receipt],
     deleting: bool,
 ) -> Result<Vec<(Receipt, Option<String>)>> {
-    let queue_ids: Vec<i64> = set.iter().map(|r| r.queue_id).collect();
-    let msg_ids: Vec<i64> = set.iter().map(|r| r.msg_id).collect();
-    let leases: Vec<i64> = set.iter().map(|r| r.lease).collect();
+    let [queue_ids, msg_ids, leases] = unnest_args(set);
     let sql = if deleting {
         "DELETE FROM deliveries d
          USING unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS r(queue_id, msg_id, lease)
@@ -364,40 +307,7 @@ fn ack_set(
     };
     let now = tx.now;
     let rows = tx.query(sql, &[&now, &queue_ids, &msg_ids, &leases])?;
-    rows.iter()
-        .map(|r| {
-            let receipt = Receipt {
-                queue_id: r.at(0)?,
-                msg_id: r.at(1)?,
-                lease: r.at(2)?,
-            };
-            Ok((receipt, r.at(3)?))
-        })
-        .collect()
-}
-
-/// The highest message id ever handed out.
-fn last_message_id(conn: &mut Conn) -> Result<i64> {
-    let row = conn.query_opt("SELECT last_value, is_called FROM message_ids", &[])?;
-    Ok(match row {
-        Some(r) if r.at::<bool>(1)? => r.at(0)?,
-        Some(r) => r.at::<i64>(0)? - 1,
-        None => 0,
-    })
-}
-
-pub(crate) fn set_state(
-    tx: &mut Tx<'_>,
-    queue: i64,
-    msg: i64,
-    state: State,
-    visible_at: i64,
-) -> Result<()> {
-    tx.execute(
-        "UPDATE deliveries SET state = $3, visible_at = $4 WHERE msg_id = $1 AND queue_id = $2",
-        &[&msg, &queue, &(state as i64), &visible_at],
-    )?;
-    Ok(())
+    rows.iter().map(|r| Ok((receipt(r)?, r.at(3)?))).collect()
 }
 
 /// Deletes the messages among `ids` whose last delivery is gone. Locks the
@@ -421,166 +331,93 @@ pub(crate) fn delete_orphans(tx: &mut Conn, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Notes that `finished`, maybe the head of `group`, reached a final state;
-/// [`release_groups`] lets the group go on.
-pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
-    tx.releases.push((queue, group.to_owned(), finished));
-    Ok(())
-}
-
-/// Lets go the groups noted by [`release_group`], in the order of their
-/// keys (queue id, group), the order in which every writer locks
-/// `group_heads` rows (publish upserts them sorted too): two transactions
-/// that lock several group rows then never wait for each other in a cycle.
-pub(crate) fn release_groups(tx: &mut Tx<'_>) -> Result<()> {
-    let mut releases = std::mem::take(&mut tx.releases);
-    releases.sort();
-    releases.dedup();
-    for (queue, group, finished) in releases {
-        release_now(tx, queue, &group, finished)?;
-    }
-    Ok(())
-}
-
-/// After `finished`, the head of `group`, reached a final state: the next
-/// held message of the group (lowest id) becomes the head. Locks the head
-/// row, so a publish adding to the group (which locks it too) is seen.
-fn release_now(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
-    let head: Option<i64> = tx
-        .query_opt(
-            "SELECT head_id FROM group_heads WHERE queue_id = $1 AND grp = $2 FOR UPDATE",
-            &[&queue, &group],
-        )?
-        .map(|r| r.at(0))
-        .transpose()?;
-    if head != Some(finished) {
-        return Ok(());
-    }
-    let next = tx.query_opt(
-        "SELECT msg_id, visible_at FROM deliveries
-         WHERE queue_id = $1 AND grp = $2 AND state = 5 ORDER BY msg_id LIMIT 1",
-        &[&queue, &group],
-    )?;
-    let Some(next) = next else {
-        tx.execute(
-            "DELETE FROM group_heads WHERE queue_id = $1 AND grp = $2",
-            &[&queue, &group],
-        )?;
-        return Ok(());
-    };
-    let (next_id, visible_at): (i64, i64) = (next.at(0)?, next.at(1)?);
-    let state = rules::released_state(visible_at, tx.now);
-    set_state(tx, queue, next_id, state, visible_at)?;
-    tx.execute(
-        "UPDATE group_heads SET head_id = $3 WHERE queue_id = $1 AND grp = $2",
-        &[&queue, &group, &next_id],
-    )?;
-    tx.counts.moved(queue, Some(State::Held), Some(state));
-    if let Some(name) = name_of(tx, queue)? {
-        tx.notify(&name);
-    }
-    Ok(())
-}
-
-fn name_of(conn: &mut Conn, queue: i64) -> Result<Option<String>> {
-    conn.query_opt("SELECT name FROM queues WHERE id = $1", &[&queue])?
-        .map(|r| r.at(0))
-        .transpose()
-}
-
-/// Moves due delayed messages and expired leases of `q` back to ready, or to
-/// dead for a lease that ran out on the last allowed attempt. Skips rows
-/// other transactions hold, so concurrent claims never wait on each other.
-/// (The transitions of `rules::effective` in SQL: the `CASE` is
-/// `rules::lease_dies`.)
-pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
-    let max = i64::from(q.settings.max_attempts);
-    let now = tx.now;
-    let rows = tx.query(
-        "WITH due AS (
-             SELECT msg_id, state FROM deliveries
-             WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
-             FOR UPDATE SKIP LOCKED
-         )
-         UPDATE deliveries d SET
-             state = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint THEN 4 ELSE 0 END,
-             done_at = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint
-                            THEN d.visible_at ELSE d.done_at END
-         FROM due WHERE d.queue_id = $1 AND d.msg_id = due.msg_id
-         RETURNING d.msg_id, due.state, d.state, d.grp",
-        &[&q.id, &now, &max],
-    )?;
-    let mut died = Vec::new();
-    for row in &rows {
-        let from = State::from_i64(row.at(1)?);
-        let to = State::from_i64(row.at(2)?);
-        tx.counts.moved(q.id, Some(from), Some(to));
-        if to == State::Dead
-            && let Some(group) = row.at::<Option<String>>(3)?
-        {
-            died.push((row.at::<i64>(0)?, group));
-        }
-    }
-    for (msg, group) in died {
-        release_group(tx, q.id, &group, msg)?;
-    }
-    release_groups(tx)
-}
-
-/// Once a second per connection and queue: removes up to [`SWEEP_BATCH`]
-/// acked messages of `q` whose retention has passed, and folds the queue's
-/// `stats` rows of earlier seconds into one row per second (one row for all
-/// seconds older than an hour). One statement; the fold is skipped when
-/// another transaction is folding the same queue.
-pub(crate) fn housekeeping(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
-    let second = tx.now.div_euclid(1000);
-    if tx.housekeeping.get(&q.id) == Some(&second) {
-        return Ok(());
-    }
-    let cutoff = tx.now.saturating_sub(ms(q.settings.retention));
-    let key = format!("spool stats {}", tx.target.schema);
-    let hour_ago = second - 3600;
-    let rows = tx.query(
-        "WITH lk AS (
-             SELECT pg_try_advisory_xact_lock(hashtextextended($1, $2)) AS ok
-         ), old AS (
-             DELETE FROM stats WHERE queue_id = $2 AND second < $3 AND (SELECT ok FROM lk)
-             RETURNING *
-         ), folded AS (
-             INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked,
-                                n_dead, n_held, published, acked)
-             SELECT $2, CASE WHEN second < $4 THEN 0 ELSE second END,
-                    sum(n_ready), sum(n_delayed), sum(n_leased), sum(n_acked),
-                    sum(n_dead), sum(n_held), sum(published), sum(acked)
-             FROM old GROUP BY 2
-         ), swept AS (
-             DELETE FROM deliveries WHERE queue_id = $2 AND msg_id IN (
-                 SELECT msg_id FROM deliveries
-                 WHERE queue_id = $2 AND state IN (3, 4) AND state = 3 AND done_at <= $5
-                 LIMIT $6 FOR UPDATE SKIP LOCKED)
-             RETURNING msg_id
-         )
-         SELECT msg_id FROM swept",
-        &[&key, &q.id, &second, &hour_ago, &cutoff, &SWEEP_BATCH],
-    )?;
-    tx.housekeeping.insert(q.id, second);
-    let removed = rows.iter().map(|r| r.at(0)).collect::<Result<Vec<i64>>>()?;
-    tx.counts
-        .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
-    delete_orphans(tx, &removed)
-}
-
 impl LeaseTx for Tx<'_> {
+    /// Skips rows other transactions hold, so concurrent claims never wait on
+    /// each other. (The transitions of `rules::effective` in SQL: the `CASE`
+    /// is `rules::lease_dies`.)
     fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
-        promote_due(self, q)
+        let max = i64::from(q.settings.max_attempts);
+        let now = self.now;
+        let rows = self.query(
+            "WITH due AS (
+                 SELECT msg_id, state FROM deliveries
+                 WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE deliveries d SET
+                 state = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint THEN 4 ELSE 0 END,
+                 done_at = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint
+                                THEN d.visible_at ELSE d.done_at END
+             FROM due WHERE d.queue_id = $1 AND d.msg_id = due.msg_id
+             RETURNING d.msg_id, due.state, d.state, d.grp",
+            &[&q.id, &now, &max],
+        )?;
+        let mut died = Vec::new();
+        for row in &rows {
+            let from = State::from_i64(row.at(1)?);
+            let to = State::from_i64(row.at(2)?);
+            self.counts.moved(q.id, Some(from), Some(to));
+            if to == State::Dead
+                && let Some(group) = row.at::<Option<String>>(3)?
+            {
+                died.push((row.at::<i64>(0)?, group));
+            }
+        }
+        for (msg, group) in died {
+            self.release_group(q.id, &group, msg)?;
+        }
+        self.release_groups()
     }
 
+    /// Once a second per connection and queue: removes up to [`SWEEP_BATCH`]
+    /// acked messages of `q` whose retention has passed, and folds the queue's
+    /// `stats` rows of earlier seconds into one row per second (one row for all
+    /// seconds older than an hour). One statement; the fold is skipped when
+    /// another transaction is folding the same queue.
     fn housekeeping(&mut self, q: &QueueRow) -> Result<()> {
-        housekeeping(self, q)
+        let second = self.now.div_euclid(1000);
+        if self.housekeeping.get(&q.id) == Some(&second) {
+            return Ok(());
+        }
+        let cutoff = self.now.saturating_sub(ms(q.settings.retention));
+        let key = format!("spool stats {}", self.target.schema);
+        let hour_ago = second - 3600;
+        let rows = self.query(
+            "WITH lk AS (
+                 SELECT pg_try_advisory_xact_lock(hashtextextended($1, $2)) AS ok
+             ), old AS (
+                 DELETE FROM stats WHERE queue_id = $2 AND second < $3 AND (SELECT ok FROM lk)
+                 RETURNING *
+             ), folded AS (
+                 INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked,
+                                    n_dead, n_held, published, acked)
+                 SELECT $2, CASE WHEN second < $4 THEN 0 ELSE second END,
+                        sum(n_ready), sum(n_delayed), sum(n_leased), sum(n_acked),
+                        sum(n_dead), sum(n_held), sum(published), sum(acked)
+                 FROM old GROUP BY 2
+             ), swept AS (
+                 DELETE FROM deliveries WHERE queue_id = $2 AND msg_id IN (
+                     SELECT msg_id FROM deliveries
+                     WHERE queue_id = $2 AND state IN (3, 4) AND state = 3 AND done_at <= $5
+                     LIMIT $6 FOR UPDATE SKIP LOCKED)
+                 RETURNING msg_id
+             )
+             SELECT msg_id FROM swept",
+            &[&key, &q.id, &second, &hour_ago, &cutoff, &SWEEP_BATCH],
+        )?;
+        self.housekeeping.insert(q.id, second);
+        let removed = rows.iter().map(|r| r.at(0)).collect::<Result<Vec<i64>>>()?;
+        self.counts
+            .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
+        delete_orphans(self, &removed)
     }
 
     fn set_state(&mut self, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()> {
-        set_state(self, queue, msg, state, visible_at)
+        self.execute(
+            "UPDATE deliveries SET state = $3, visible_at = $4 WHERE msg_id = $1 AND queue_id = $2",
+            &[&msg, &queue, &(state as i64), &visible_at],
+        )?;
+        Ok(())
     }
 
     fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()> {
@@ -604,20 +441,98 @@ impl LeaseTx for Tx<'_> {
         delete_orphans(self, msgs)
     }
 
+    /// Only notes the group: [`LeaseTx::release_groups`] lets it go on.
     fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()> {
-        release_group(self, queue, group, finished)
+        self.releases.push((queue, group.to_owned(), finished));
+        Ok(())
     }
 
+    /// In the order of their keys (queue id, group), the order in which
+    /// every writer locks `group_heads` rows (publish upserts them sorted
+    /// too): two transactions that lock several group rows then never wait
+    /// for each other in a cycle. Locking the head row makes a publish adding
+    /// to the group (which locks it too) seen.
     fn release_groups(&mut self) -> Result<()> {
-        release_groups(self)
+        let mut releases = std::mem::take(&mut self.releases);
+        releases.sort();
+        releases.dedup();
+        for (queue, group, finished) in releases {
+            let head: Option<i64> = self
+                .query_opt(
+                    "SELECT head_id FROM group_heads WHERE queue_id = $1 AND grp = $2 FOR UPDATE",
+                    &[&queue, &group],
+                )?
+                .map(|r| r.at(0))
+                .transpose()?;
+            if head != Some(finished) {
+                continue;
+            }
+            let next = self.query_opt(
+                "SELECT msg_id, visible_at FROM deliveries
+                 WHERE queue_id = $1 AND grp = $2 AND state = 5 ORDER BY msg_id LIMIT 1",
+                &[&queue, &group],
+            )?;
+            let Some(next) = next else {
+                self.execute(
+                    "DELETE FROM group_heads WHERE queue_id = $1 AND grp = $2",
+                    &[&queue, &group],
+                )?;
+                continue;
+            };
+            let (next_id, visible_at): (i64, i64) = (next.at(0)?, next.at(1)?);
+            let state = rules::released_state(visible_at, self.now);
+            self.set_state(queue, next_id, state, visible_at)?;
+            self.execute(
+                "UPDATE group_heads SET head_id = $3 WHERE queue_id = $1 AND grp = $2",
+                &[&queue, &group, &next_id],
+            )?;
+            self.counts.moved(queue, Some(State::Held), Some(state));
+            let name = self.query_opt("SELECT name FROM queues WHERE id = $1", &[&queue])?;
+            if let Some(name) = name {
+                self.notify(name.at(0)?);
+            }
+        }
+        Ok(())
     }
 
-    /// Also notes the claim, so that the next claim of the queue within a
-    /// second may take [`fast_claim`].
+    /// Skips rows other transactions hold. Also notes the claim, so that the
+    /// next claim of the queue within a second may take [`fast_claim`].
     fn lease_next(&mut self, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
         self.claimed
             .insert(q.name.clone(), std::time::Instant::now());
-        lease_next(self, q, max, lease_end)
+        let mut leased = Vec::new();
+        while leased.len() < max {
+            // One statement per block of at most LEASE_BLOCK deliveries, each
+            // with its own random token.
+            let n = (max - leased.len()).min(LEASE_BLOCK);
+            let leases = new_leases(n)?;
+            let rows = self.query(
+                "WITH picked AS (
+                 SELECT msg_id FROM deliveries WHERE queue_id = $1 AND state = 0
+                 ORDER BY priority DESC, msg_id LIMIT $2 FOR UPDATE SKIP LOCKED
+             ), numbered AS (
+                 SELECT msg_id, row_number() OVER () AS n FROM picked
+             ), leased AS (
+                 UPDATE deliveries d SET state = 2, attempts = d.attempts + 1, visible_at = $3,
+                     lease = ($4::bigint[])[numbered.n]
+                 FROM numbered WHERE d.queue_id = $1 AND d.msg_id = numbered.msg_id
+                 RETURNING d.msg_id, d.attempts, d.lease, d.priority, d.grp, d.visible_at,
+                           d.schema_version
+             )
+             SELECT l.msg_id, l.attempts, l.lease, l.priority, l.grp, l.visible_at,
+                    m.key, m.published_at, m.raw, m.headers, m.body, l.schema_version
+             FROM leased l JOIN messages m ON m.id = l.msg_id
+             ORDER BY l.priority DESC, l.msg_id",
+                &[&q.id, &(n as i64), &lease_end, &leases],
+            )?;
+            for r in &rows {
+                leased.push(delivery(r, &q.name, q.id)?);
+            }
+            if rows.len() < n {
+                break;
+            }
+        }
+        Ok(leased)
     }
 
     /// Locks the row, so the judgement holds until the transaction ends.
@@ -640,7 +555,12 @@ impl LeaseTx for Tx<'_> {
     }
 
     fn last_message_id(&mut self) -> Result<i64> {
-        last_message_id(self)
+        let row = self.query_opt("SELECT last_value, is_called FROM message_ids", &[])?;
+        Ok(match row {
+            Some(r) if r.at::<bool>(1)? => r.at(0)?,
+            Some(r) => r.at::<i64>(0)? - 1,
+            None => 0,
+        })
     }
 
     fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool> {

@@ -71,7 +71,7 @@ impl<'c> Tx<'c> {
 
     /// Writes the count deltas and notifications, and commits: one round trip.
     pub fn commit(mut self) -> Result<()> {
-        super::lease::release_groups(&mut self)?;
+        backend::LeaseTx::release_groups(&mut self)?;
         let sql = self.commit_sql();
         self.open = false;
         self.conn.batch(&sql)

@@ -81,203 +81,6 @@ impl SqliteStore {
     }
 }
 
-pub(crate) fn set_state(
-    tx: &Tx<'_>,
-    queue: i64,
-    msg: i64,
-    state: State,
-    visible_at: i64,
-) -> Result<()> {
-    tx.tx
-        .prepare_cached(
-            "UPDATE deliveries SET state = ?3, visible_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
-        )?
-        .execute((msg, queue, state as i64, visible_at))?;
-    Ok(())
-}
-
-/// Leases the next `max` ready deliveries and returns them without bodies.
-///
-/// The lease token is SQLite's `random()`: the bundled SQLite draws it from
-/// a ChaCha20 generator keyed from the operating system (`/dev/urandom`, by
-/// the unix VFS), so it is as unguessable as [`crate::store::receipt::new_leases`], whose tokens
-/// PostgreSQL binds. One statement leases the whole batch; a token bound per
-/// row from Rust cost a third more instructions for `consume -n 100`.
-fn lease_next(tx: &Tx<'_>, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-    let mut stmt = tx.tx.prepare_cached(LEASE_NEXT)?;
-    let mut leased = stmt
-        .query_map((q.id, max as i64, lease_end), |row| {
-            let msg_id = row.get(0)?;
-            Ok(Delivery {
-                id: msg_id,
-                queue: q.name.clone(),
-                receipt: Receipt {
-                    queue_id: q.id,
-                    msg_id,
-                    lease: row.get(2)?,
-                },
-                attempt: row.get(1)?,
-                published_at: 0,
-                lease_expires_at: lease_end,
-                key: None,
-                group: row.get(4)?,
-                priority: row.get(3)?,
-                headers: None,
-                body: Vec::new(),
-                raw: false,
-                schema_version: row.get(5)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    leased.sort_by_key(|d| (-d.priority, d.id));
-    Ok(leased)
-}
-
-fn fill_message(tx: &Tx<'_>, d: &mut Delivery) -> Result<()> {
-    let (key, published_at, raw, headers, body) = tx
-        .tx
-        .prepare_cached("SELECT key, published_at, raw, headers, body FROM messages WHERE id = ?1")?
-        .query_row([d.id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
-        })?;
-    d.key = key;
-    d.published_at = published_at;
-    d.raw = raw;
-    d.headers = headers;
-    d.body = body;
-    Ok(())
-}
-
-/// Deletes a message whose last delivery is gone.
-pub(crate) fn delete_orphan(tx: &mut Tx<'_>, msg: i64) -> Result<()> {
-    let deleted = tx
-        .tx
-        .prepare_cached(
-            "DELETE FROM messages WHERE id = ?1
-               AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)",
-        )?
-        .execute([msg])?;
-    if deleted > 0 {
-        tx.freed_pages();
-    }
-    Ok(())
-}
-
-/// After `finished`, the head of `group`, reached a final state: the next
-/// held message of the group (lowest id) becomes the head.
-pub(crate) fn release_group(tx: &mut Tx<'_>, queue: i64, group: &str, finished: i64) -> Result<()> {
-    let head: Option<i64> = tx
-        .tx
-        .prepare_cached(GROUP_HEAD)?
-        .query_row((queue, group), |row| row.get(0))
-        .optional()?;
-    if head != Some(finished) {
-        return Ok(());
-    }
-    let next: Option<(i64, i64)> = tx
-        .tx
-        .prepare_cached(GROUP_NEXT)?
-        .query_row((queue, group), |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let Some((next_id, visible_at)) = next else {
-        tx.tx
-            .prepare_cached("DELETE FROM groups WHERE queue_id = ?1 AND grp = ?2")?
-            .execute((queue, group))?;
-        return Ok(());
-    };
-    let state = rules::released_state(visible_at, tx.now);
-    set_state(tx, queue, next_id, state, visible_at)?;
-    tx.tx
-        .prepare_cached("UPDATE groups SET head_id = ?3 WHERE queue_id = ?1 AND grp = ?2")?
-        .execute((queue, group, next_id))?;
-    tx.counts.moved(queue, Some(State::Held), Some(state));
-    Ok(())
-}
-
-/// Moves due delayed messages and expired leases of `q` back to ready, or to
-/// dead for a lease that ran out on the last allowed attempt. Cost is one
-/// index range scan over just the due rows.
-pub(crate) fn promote_due(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
-    // Nothing is due most of the time: one cheap probe saves preparing the
-    // updates below, which a one-message command would pay for nothing.
-    let due: bool = tx
-        .tx
-        .prepare_cached(ANY_DUE)?
-        .query_row((q.id, tx.now), |row| row.get(0))?;
-    if !due {
-        return Ok(());
-    }
-    // The transitions of `rules::effective`, in SQL: an expired lease dies
-    // when `rules::lease_dies` says so, the other due rows become ready.
-    let max = q.settings.max_attempts as i64;
-    if max > 0 {
-        let died: Vec<(i64, Option<String>)> = tx
-            .tx
-            .prepare_cached(KILL_EXPIRED)?
-            .query_map((q.id, tx.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        tx.counts.moved_many(
-            q.id,
-            Some(State::Leased),
-            Some(State::Dead),
-            died.len() as i64,
-        );
-        for (msg, group) in died {
-            if let Some(group) = group {
-                release_group(tx, q.id, &group, msg)?;
-            }
-        }
-    }
-    // The state is written out, not bound: a bound value that decides whether
-    // a partial index applies makes SQLite prepare the statement again
-    // whenever the value changes.
-    for (from, sql) in [
-        (State::Delayed, PROMOTE_DELAYED),
-        (State::Leased, PROMOTE_LEASED),
-    ] {
-        let n = tx.tx.prepare_cached(sql)?.execute((q.id, tx.now))?;
-        tx.counts
-            .moved_many(q.id, Some(from), Some(State::Ready), n as i64);
-    }
-    Ok(())
-}
-
-/// Removes up to [`SWEEP_BATCH`] acked messages of `q` whose retention has
-/// passed, and their bodies when no other queue holds them.
-pub(crate) fn sweep(tx: &mut Tx<'_>, q: &QueueRow) -> Result<()> {
-    // Messages acked in this transaction are not past retention yet (a
-    // retention of 0 deletes at the ack), so a queue that held no acked
-    // message when its row was read has nothing to sweep.
-    if q.acked == 0 {
-        return Ok(());
-    }
-    let cutoff = tx.now.saturating_sub(ms(q.settings.retention));
-    let due: bool = tx
-        .tx
-        .prepare_cached(ANY_SWEEPABLE)?
-        .query_row((q.id, cutoff), |row| row.get(0))?;
-    if !due {
-        return Ok(());
-    }
-    let removed: Vec<i64> = tx
-        .tx
-        .prepare_cached(SWEEP)?
-        .query_map((q.id, cutoff, SWEEP_BATCH), |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    tx.counts
-        .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
-    for msg in removed {
-        delete_orphan(tx, msg)?;
-    }
-    Ok(())
-}
-
 /// Hands free pages back to the file system, a bounded step at a time.
 pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
     let free: i64 = tx
@@ -299,16 +102,82 @@ pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
 }
 
 impl LeaseTx for Tx<'_> {
+    /// Cost is one index range scan over just the due rows.
     fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
-        promote_due(self, q)
+        // Nothing is due most of the time: one cheap probe saves preparing the
+        // updates below, which a one-message command would pay for nothing.
+        let due: bool = self
+            .tx
+            .prepare_cached(ANY_DUE)?
+            .query_row((q.id, self.now), |row| row.get(0))?;
+        if !due {
+            return Ok(());
+        }
+        // The transitions of `rules::effective`, in SQL: an expired lease dies
+        // when `rules::lease_dies` says so, the other due rows become ready.
+        let max = q.settings.max_attempts as i64;
+        if max > 0 {
+            let died: Vec<(i64, Option<String>)> = self
+                .tx
+                .prepare_cached(KILL_EXPIRED)?
+                .query_map((q.id, self.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let n = died.len() as i64;
+            self.counts
+                .moved_many(q.id, Some(State::Leased), Some(State::Dead), n);
+            for (msg, group) in died {
+                if let Some(group) = group {
+                    self.release_group(q.id, &group, msg)?;
+                }
+            }
+        }
+        // The state is written out, not bound: a bound value that decides whether
+        // a partial index applies makes SQLite prepare the statement again
+        // whenever the value changes.
+        for (from, sql) in [
+            (State::Delayed, PROMOTE_DELAYED),
+            (State::Leased, PROMOTE_LEASED),
+        ] {
+            let n = self.tx.prepare_cached(sql)?.execute((q.id, self.now))?;
+            self.counts
+                .moved_many(q.id, Some(from), Some(State::Ready), n as i64);
+        }
+        Ok(())
     }
 
+    /// Removes up to [`SWEEP_BATCH`] acked messages of `q` past retention.
     fn housekeeping(&mut self, q: &QueueRow) -> Result<()> {
-        sweep(self, q)
+        // Messages acked in this transaction are not past retention yet (a
+        // retention of 0 deletes at the ack), so a queue that held no acked
+        // message when its row was read has nothing to sweep.
+        if q.acked == 0 {
+            return Ok(());
+        }
+        let cutoff = self.now.saturating_sub(ms(q.settings.retention));
+        let due: bool = self
+            .tx
+            .prepare_cached(ANY_SWEEPABLE)?
+            .query_row((q.id, cutoff), |row| row.get(0))?;
+        if !due {
+            return Ok(());
+        }
+        let removed: Vec<i64> = self
+            .tx
+            .prepare_cached(SWEEP)?
+            .query_map((q.id, cutoff, SWEEP_BATCH), |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        self.counts
+            .moved_many(q.id, Some(State::Acked), None, removed.len() as i64);
+        self.delete_orphans(&removed)
     }
 
     fn set_state(&mut self, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()> {
-        set_state(self, queue, msg, state, visible_at)
+        self.tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?3, visible_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .execute((msg, queue, state as i64, visible_at))?;
+        Ok(())
     }
 
     fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()> {
@@ -329,13 +198,47 @@ impl LeaseTx for Tx<'_> {
 
     fn delete_orphans(&mut self, msgs: &[i64]) -> Result<()> {
         for &msg in msgs {
-            delete_orphan(self, msg)?;
+            let deleted = self
+                .tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE id = ?1
+                       AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)",
+                )?
+                .execute([msg])?;
+            if deleted > 0 {
+                self.freed_pages();
+            }
         }
         Ok(())
     }
 
     fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()> {
-        release_group(self, queue, group, finished)
+        let head: Option<i64> = self
+            .tx
+            .prepare_cached(GROUP_HEAD)?
+            .query_row((queue, group), |row| row.get(0))
+            .optional()?;
+        if head != Some(finished) {
+            return Ok(());
+        }
+        let next: Option<(i64, i64)> = self
+            .tx
+            .prepare_cached(GROUP_NEXT)?
+            .query_row((queue, group), |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((next_id, visible_at)) = next else {
+            self.tx
+                .prepare_cached("DELETE FROM groups WHERE queue_id = ?1 AND grp = ?2")?
+                .execute((queue, group))?;
+            return Ok(());
+        };
+        let state = rules::released_state(visible_at, self.now);
+        self.set_state(queue, next_id, state, visible_at)?;
+        self.tx
+            .prepare_cached("UPDATE groups SET head_id = ?3 WHERE queue_id = ?1 AND grp = ?2")?
+            .execute((queue, group, next_id))?;
+        self.counts.moved(queue, Some(State::Held), Some(state));
+        Ok(())
     }
 
     /// Groups are released at once here: none is left waiting.
@@ -343,10 +246,53 @@ impl LeaseTx for Tx<'_> {
         Ok(())
     }
 
+    /// The lease token is SQLite's `random()`: the bundled SQLite draws it from
+    /// a ChaCha20 generator keyed from the operating system (`/dev/urandom`, by
+    /// the unix VFS), so it is as unguessable as [`crate::store::receipt::new_leases`], whose tokens
+    /// PostgreSQL binds. One statement leases the whole batch; a token bound per
+    /// row from Rust cost a third more instructions for `consume -n 100`.
     fn lease_next(&mut self, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>> {
-        let mut leased = lease_next(self, q, max, lease_end)?;
+        let mut leased = self
+            .tx
+            .prepare_cached(LEASE_NEXT)?
+            .query_map((q.id, max as i64, lease_end), |row| {
+                let msg_id = row.get(0)?;
+                Ok(Delivery {
+                    id: msg_id,
+                    queue: q.name.clone(),
+                    receipt: Receipt {
+                        queue_id: q.id,
+                        msg_id,
+                        lease: row.get(2)?,
+                    },
+                    attempt: row.get(1)?,
+                    published_at: 0,
+                    lease_expires_at: lease_end,
+                    key: None,
+                    group: row.get(4)?,
+                    priority: row.get(3)?,
+                    headers: None,
+                    body: Vec::new(),
+                    raw: false,
+                    schema_version: row.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        leased.sort_by_key(|d| (-d.priority, d.id));
+        let mut message = self.tx.prepare_cached(
+            "SELECT key, published_at, raw, headers, body FROM messages WHERE id = ?1",
+        )?;
         for d in &mut leased {
-            fill_message(self, d)?;
+            (d.key, d.published_at, d.raw, d.headers, d.body) =
+                message.query_row([d.id], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })?;
         }
         Ok(leased)
     }
