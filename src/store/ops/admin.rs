@@ -29,7 +29,7 @@ pub trait ReplayReadTx: Tx {
     /// The deliveries of `queue` among `ids` (sorted, distinct), in id order.
     /// `lock`: lock the rows, for a replay that changes them (PostgreSQL;
     /// on SQLite the writer holds the whole database already).
-    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayRow>>;
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>>;
 
     /// True when `queue` holds a delivery of message `msg`.
     fn holds(&mut self, queue: i64, msg: i64) -> Result<bool>;
@@ -96,18 +96,19 @@ pub trait AdminTx: LeaseTx + ReplayReadTx {
     fn freed_pages(&mut self) {}
 }
 
-/// A delivery as a replay reads it. Among the candidates of a replay,
-/// `state` is its state by the lazy rules rather than as stored.
+/// A candidate of a replay: `state` is its state by the lazy rules (not as
+/// stored) until it is put back, then the state it is put back in.
 #[derive(Debug, Clone)]
 pub struct ReplayRow {
     pub id: i64,
     pub state: State,
-    pub visible_at: i64,
-    pub attempts: i64,
-    pub done_at: Option<i64>,
     pub priority: i64,
     pub group: Option<String>,
 }
+
+/// A [`ReplayRow`] as its statement reads it: `msg_id, state, visible_at,
+/// attempts, done_at, priority, grp`.
+pub(crate) type ReplayCols = (i64, i64, i64, i64, Option<i64>, i64, Option<String>);
 
 /// Puts matching acked/dead messages of `queue` back: in place (ready,
 /// attempts reset, same ids), or with `to` as new ready deliveries of the
@@ -171,16 +172,15 @@ pub(crate) fn replay_preview(
         };
         let mut done = Replayed::default();
         for c in found {
-            if let Some(t) = &target
-                && tx.holds(t.id, c.id)?
-            {
-                done.skipped.push(c.id);
-                continue;
+            if admit(
+                tx,
+                target.as_ref().map(|t| t.id),
+                check.as_ref(),
+                c.id,
+                &mut done,
+            )? {
+                done.ids.push(c.id);
             }
-            if let Some(check) = &check {
-                tx.check_stored(check, c.id)?;
-            }
-            done.ids.push(c.id);
         }
         Ok(done)
     })
@@ -205,11 +205,17 @@ fn candidates(
     ids.dedup();
     let now = tx.now();
     let mut found = Vec::new();
-    for mut d in tx.replay_rows(q.id, &ids, lock)? {
-        let row = (d.state, d.visible_at, d.attempts, d.done_at);
+    for (id, state, visible_at, attempts, done_at, priority, group) in
+        tx.replay_rows(q.id, &ids, lock)?
+    {
+        let row = (State::from_i64(state), visible_at, attempts, done_at);
         if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
-            d.state = state;
-            found.push(d);
+            found.push(ReplayRow {
+                id,
+                state,
+                priority,
+                group,
+            });
         }
     }
     Ok(found)
@@ -237,6 +243,28 @@ fn finished_ids(
     Ok(ids)
 }
 
+/// Whether message `id` goes into queue `into` (`None`: in place): not when
+/// that queue holds it already (noted in `done` as skipped); an error when it
+/// does not meet `check`.
+fn admit(
+    tx: &mut (impl ReplayReadTx + ?Sized),
+    into: Option<i64>,
+    check: Option<&Check>,
+    id: i64,
+    done: &mut Replayed,
+) -> Result<bool> {
+    if let Some(into) = into
+        && tx.holds(into, id)?
+    {
+        done.skipped.push(id);
+        return Ok(false);
+    }
+    if let Some(check) = check {
+        tx.check_stored(check, id)?;
+    }
+    Ok(true)
+}
+
 /// Puts `found` back into `q`: in place (`copy` false), or as new
 /// deliveries of the same messages (`copy`: a replay into another queue,
 /// skipping the messages `q` holds already, each checked against `check`).
@@ -260,12 +288,8 @@ fn put_back(
     }
     let mut done = Replayed::default();
     for mut c in found {
-        if copy && tx.holds(q.id, c.id)? {
-            done.skipped.push(c.id);
+        if !admit(tx, copy.then_some(q.id), check, c.id, &mut done)? {
             continue;
-        }
-        if let Some(check) = check {
-            tx.check_stored(check, c.id)?;
         }
         // A message re-entering `q` starts ready, or held when its group
         // already has an unfinished head (otherwise it becomes the head).

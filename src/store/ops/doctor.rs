@@ -11,6 +11,21 @@ use crate::store::backend::{self, Backend};
 use crate::store::error::Result;
 use crate::store::views::{BrokenSchema, DatabaseHealth, Health, QueueHealth};
 
+/// `count(*)` of the deliveries per queue and stored state:
+/// `(queue, state, count)`, on both backends ([`ReadTx::counted`]).
+pub(crate) const COUNTED: &str =
+    "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state";
+
+/// Message rows that no delivery references, delivery rows whose message
+/// is missing, and the highest message id, in one round trip, on both
+/// backends ([`ReadTx::message_checks`]).
+pub(crate) const MESSAGE_CHECKS: &str = "SELECT
+    (SELECT count(*) FROM messages m
+     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)),
+    (SELECT count(*) FROM deliveries d
+     WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
+    (SELECT max(id) FROM messages)";
+
 /// Runs every check of spool's invariants in one read snapshot of `store`
 /// and returns the report on `database`. Counts every row, so it takes a
 /// while on a large database. `Err` leaves what was read so far in `health`.
