@@ -188,7 +188,7 @@ impl Serialize for QueueHealth {
 
 /// What `spool doctor` found, on either backend (`doctor --json` prints it).
 /// Gathering it only reads.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
     /// The database and its storage.
     pub database: DatabaseHealth,
@@ -236,7 +236,7 @@ impl Health {
 }
 
 /// The database `spool doctor` checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DatabaseHealth {
     /// The file's path, or the URL without its password.
     pub path: String,

@@ -7,43 +7,15 @@
 //! sweep too, so they act on the states users see.
 
 use crate::store::backend::{
-    self, Backend, LeaseTx, Tx, existing_queue, topic_error, unknown_queue,
+    self, Backend, LeaseTx, ReadTx, existing_queue, topic_error, unknown_queue,
 };
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
 use crate::store::rules;
 use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
 
-/// The reads of a replay, which `replay --dry-run` makes too, in a read
-/// transaction.
-pub trait ReplayReadTx: Tx {
-    /// Ids of the deliveries of `queue` that reached `state` (acked or dead)
-    /// at a time in `since..until`, read through `deliveries_done`.
-    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>>;
-
-    /// Ids of the leased deliveries of `queue` whose lease ran out by
-    /// [`Tx::now`] on attempt `max` or later (dead by the lazy rules), read
-    /// through `deliveries_waiting`.
-    fn expired_on_last_attempt(&mut self, queue: i64, max: i64) -> Result<Vec<i64>>;
-
-    /// The deliveries of `queue` among `ids` (sorted, distinct), in id order.
-    /// `lock`: lock the rows, for a replay that changes them (PostgreSQL;
-    /// on SQLite the writer holds the whole database already).
-    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>>;
-
-    /// True when `queue` holds a delivery of message `msg`.
-    fn holds(&mut self, queue: i64, msg: i64) -> Result<bool>;
-
-    /// The JSON Schema in force for `queue`, compiled (the backend's
-    /// `contracts::check_for`); `None` when it has none.
-    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>>;
-
-    /// Checks stored message `id` against `check`, for a replay into its queue.
-    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()>;
-}
-
 /// The statements of replay, purge and queue deletion.
-pub trait AdminTx: LeaseTx + ReplayReadTx {
+pub trait AdminTx: LeaseTx + ReadTx {
     /// The queue or topic named `name` for a replay into it, a queue with
     /// default settings created if it does not exist. On PostgreSQL its name
     /// is held shared until commit (see `postgres::queues::lock_shared`), as
@@ -156,7 +128,7 @@ pub(crate) fn replay_preview(
     to: Option<&str>,
 ) -> Result<Replayed> {
     backend::read(store, |tx| {
-        let tx: &mut dyn ReplayReadTx = tx;
+        let tx: &mut dyn ReadTx = tx;
         let q = existing_queue(tx, queue)?;
         let found = candidates(tx, &q, filter, false)?;
         let target = match to {
@@ -171,17 +143,9 @@ pub(crate) fn replay_preview(
             None => None,
         };
         let mut done = Replayed::default();
-        for c in found {
-            if admit(
-                tx,
-                target.as_ref().map(|t| t.id),
-                check.as_ref(),
-                c.id,
-                &mut done,
-            )? {
-                done.ids.push(c.id);
-            }
-        }
+        let into = target.map(|t| t.id);
+        let admitted = admitted(tx, into, check.as_ref(), found, &mut done)?;
+        done.ids = admitted.iter().map(|c| c.id).collect();
         Ok(done)
     })
 }
@@ -191,7 +155,7 @@ pub(crate) fn replay_preview(
 /// its lease ended; acked messages past retention count as gone). `lock`:
 /// lock the rows (for a replay that changes them).
 fn candidates(
-    tx: &mut (impl ReplayReadTx + ?Sized),
+    tx: &mut (impl ReadTx + ?Sized),
     q: &QueueRow,
     filter: &ReplayFilter,
     lock: bool,
@@ -224,7 +188,7 @@ fn candidates(
 /// Ids of the acked/dead deliveries of `q` in the filter's time range, and
 /// for dead ones the expired leases on their last attempt.
 fn finished_ids(
-    tx: &mut (impl ReplayReadTx + ?Sized),
+    tx: &mut (impl ReadTx + ?Sized),
     q: &QueueRow,
     filter: &ReplayFilter,
 ) -> Result<Vec<i64>> {
@@ -238,31 +202,40 @@ fn finished_ids(
     }
     let max = i64::from(q.settings.max_attempts);
     if filter.dead && max > 0 {
-        ids.extend(tx.expired_on_last_attempt(q.id, max)?);
+        let now = tx.now();
+        ids.extend(
+            tx.expired_last(q.id, max, now, i64::MAX)?
+                .iter()
+                .map(|(id, _)| id),
+        );
     }
     Ok(ids)
 }
 
-/// Whether message `id` goes into queue `into` (`None`: in place): not when
-/// that queue holds it already (noted in `done` as skipped); an error when it
-/// does not meet `check`.
-fn admit(
-    tx: &mut (impl ReplayReadTx + ?Sized),
+/// The candidates that go into queue `into` (`None`: back in place): not
+/// those it holds already (noted in `done` as skipped), and each checked
+/// against `check` (the first that fails refuses the replay).
+fn admitted(
+    tx: &mut (impl ReadTx + ?Sized),
     into: Option<i64>,
     check: Option<&Check>,
-    id: i64,
+    found: Vec<ReplayRow>,
     done: &mut Replayed,
-) -> Result<bool> {
-    if let Some(into) = into
-        && tx.holds(into, id)?
-    {
-        done.skipped.push(id);
-        return Ok(false);
+) -> Result<Vec<ReplayRow>> {
+    let mut admitted = Vec::with_capacity(found.len());
+    for c in found {
+        if let Some(into) = into
+            && tx.row(into, c.id)?.is_some()
+        {
+            done.skipped.push(c.id);
+            continue;
+        }
+        if let Some(check) = check {
+            tx.check_stored(check, c.id)?;
+        }
+        admitted.push(c);
     }
-    if let Some(check) = check {
-        tx.check_stored(check, id)?;
-    }
-    Ok(true)
+    Ok(admitted)
 }
 
 /// Puts `found` back into `q`: in place (`copy` false), or as new
@@ -276,6 +249,8 @@ fn put_back(
     found: Vec<ReplayRow>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
+    let mut done = Replayed::default();
+    let found = admitted(tx, copy.then_some(q.id), check, found, &mut done)?;
     // Lock the existing group heads of the candidates' groups, in group
     // order, before the loop below upserts them in message order: every
     // writer locks group rows in key order, so none waits for another in a
@@ -286,11 +261,7 @@ fn put_back(
         groups.dedup();
         tx.lock_heads(q.id, &groups)?;
     }
-    let mut done = Replayed::default();
     for mut c in found {
-        if !admit(tx, copy.then_some(q.id), check, c.id, &mut done)? {
-            continue;
-        }
         // A message re-entering `q` starts ready, or held when its group
         // already has an unfinished head (otherwise it becomes the head).
         let state = match c.group.as_deref() {

@@ -26,8 +26,9 @@
 use std::collections::HashMap;
 
 use crate::store::backend::{self, Backend, Tx};
+use crate::store::checks::Check;
 use crate::store::error::Result;
-use crate::store::ops::admin::ReplayReadTx;
+use crate::store::ops::admin::ReplayCols;
 use crate::store::receipt::Receipt;
 use crate::store::types::{Delivery, QueueRow, SchemaVersion, State, ms};
 use crate::store::views::{
@@ -101,11 +102,11 @@ pub(crate) type MessageCols = (
     Option<i64>,
 );
 
-/// The statements of the read-only views (and of `doctor`; with those of
-/// `replay --dry-run`). Rows come back
-/// in neutral shapes; the views are assembled here and in
+/// The statements of the read-only views, of `doctor` and of the reads of a
+/// replay (which `replay --dry-run` makes in a read transaction). Rows come
+/// back in neutral shapes; the views are assembled here and in
 /// [`crate::store::views`].
-pub trait ReadTx: Tx + ReplayReadTx {
+pub trait ReadTx: Tx {
     /// The queue's creation time, total and counters, and the publishes and
     /// acks counted in seconds after `since` (a second since the epoch).
     fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols>;
@@ -180,18 +181,29 @@ pub trait ReadTx: Tx + ReplayReadTx {
 
     /// The id the next message gets.
     fn next_message_id(&mut self) -> Result<i64>;
+
+    /// Ids of the deliveries of `queue` that reached `state` (acked or dead)
+    /// at a time in `since..until`, read through `deliveries_done`.
+    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>>;
+
+    /// The deliveries of `queue` among `ids` (sorted, distinct), in id order.
+    /// `lock`: lock the rows, for a replay that changes them (PostgreSQL;
+    /// on SQLite the writer holds the whole database already).
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>>;
+
+    /// The JSON Schema in force for `queue`, compiled (the backend's
+    /// `contracts::check_for`); `None` when it has none.
+    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>>;
+
+    /// Checks stored message `id` against `check`, for a replay into its queue.
+    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()>;
 }
 
 /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
 pub(crate) fn queue_infos(store: &(impl Backend + ?Sized)) -> Result<Vec<QueueInfo>> {
     backend::read(store, |tx| {
-        let mut infos = Vec::new();
-        for name in tx.names()? {
-            if let Some(q) = tx.queue(&name)? {
-                infos.push(info(tx, q)?);
-            }
-        }
-        Ok(infos)
+        let names = tx.names()?;
+        infos(tx, &names)
     })
 }
 
@@ -201,16 +213,18 @@ pub(crate) fn queue_infos_named(
     store: &(impl Backend + ?Sized),
     names: &[String],
 ) -> Result<Vec<QueueInfo>> {
-    backend::read(store, |tx| {
-        let mut infos = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(q) = tx.queue(name)? else {
-                return Err(backend::unknown_queue(tx, name));
-            };
-            infos.push(info(tx, q)?);
-        }
-        Ok(infos)
-    })
+    backend::read(store, |tx| infos(tx, names))
+}
+
+fn infos(tx: &mut (impl ReadTx + ?Sized), names: &[String]) -> Result<Vec<QueueInfo>> {
+    let mut infos = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(q) = tx.queue(name)? else {
+            return Err(backend::unknown_queue(tx, name));
+        };
+        infos.push(info(tx, q)?);
+    }
+    Ok(infos)
 }
 
 /// Publishes and acks per minute over the last `minutes` minutes (at most

@@ -4,57 +4,16 @@
 //! locked through [`queues::lock_shared`] and [`queues::lock_exclusive`],
 //! group rows in key order.
 
-use super::contracts;
 use super::inspect::Params;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use crate::store::checks::Check;
 use crate::store::error::Result;
-use crate::store::ops::admin::{AdminTx, ReplayCols, ReplayReadTx, ReplayRow};
+use crate::store::ops::admin::{AdminTx, ReplayRow};
 use crate::store::types::State;
 
 /// The first column of the rows `sql` returns, as ids.
-fn ids(tx: &mut Tx<'_>, sql: &str, params: Params<'_>) -> Result<Vec<i64>> {
+pub(super) fn ids(tx: &mut Tx<'_>, sql: &str, params: Params<'_>) -> Result<Vec<i64>> {
     Ok(tx.rows(sql, params)?.into_iter().map(|(id,)| id).collect())
-}
-
-impl ReplayReadTx for Tx<'_> {
-    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
-        let sql = "SELECT msg_id FROM deliveries
-            WHERE queue_id = $1 AND state IN (3, 4) AND state = $2 AND done_at >= $3 AND done_at < $4";
-        ids(self, sql, &[&queue, &(state as i64), &since, &until])
-    }
-
-    fn expired_on_last_attempt(&mut self, queue: i64, max: i64) -> Result<Vec<i64>> {
-        let sql = "SELECT msg_id FROM deliveries
-            WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2 AND state = 2 AND attempts >= $3";
-        let now = self.now;
-        ids(self, sql, &[&queue, &now, &max])
-    }
-
-    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>> {
-        let sql = if lock {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
-             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id FOR UPDATE"
-        } else {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
-             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id"
-        };
-        self.rows(sql, &[&queue, &ids])
-    }
-
-    fn holds(&mut self, queue: i64, msg: i64) -> Result<bool> {
-        let sql = "SELECT 1 FROM deliveries WHERE msg_id = $1 AND queue_id = $2";
-        Ok(self.query_opt(sql, &[&msg, &queue])?.is_some())
-    }
-
-    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
-        contracts::check_for(self, queue)
-    }
-
-    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
-        contracts::check_stored(self, check, id)
-    }
 }
 
 impl AdminTx for Tx<'_> {

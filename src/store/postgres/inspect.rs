@@ -8,9 +8,12 @@
 use postgres::Row;
 use postgres::types::{FromSql, ToSql};
 
+use super::queues::QueueRow;
 use super::tx::Tx;
-use super::{RowExt, contracts};
+use super::{RowExt, admin, contracts};
+use crate::store::checks::Check;
 use crate::store::error::Result;
+use crate::store::ops::admin::ReplayCols;
 use crate::store::ops::doctor;
 use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow, Timed};
 use crate::store::types::{SchemaVersion, State};
@@ -234,5 +237,30 @@ impl ReadTx for Tx<'_> {
         let sql = "SELECT last_value, is_called FROM message_ids";
         let next = self.one::<(i64, bool)>(sql, &[])?;
         Ok(next.map_or(1, |(last, called)| last + i64::from(called)))
+    }
+
+    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
+        let sql = "SELECT msg_id FROM deliveries
+            WHERE queue_id = $1 AND state IN (3, 4) AND state = $2 AND done_at >= $3 AND done_at < $4";
+        admin::ids(self, sql, &[&queue, &(state as i64), &since, &until])
+    }
+
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>> {
+        let sql = if lock {
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
+             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id FOR UPDATE"
+        } else {
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
+             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id"
+        };
+        self.rows(sql, &[&queue, &ids])
+    }
+
+    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
+        contracts::check_for(self, queue)
+    }
+
+    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
+        contracts::check_stored(self, check, id)
     }
 }

@@ -3,11 +3,9 @@
 //! [`crate::store::ops::admin`]'s. SQLite's writers take turns on the whole
 //! database, so the name and group locks of PostgreSQL are nothing here.
 
-use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use crate::store::checks::Check;
-use crate::store::ops::admin::{AdminTx, ReplayCols, ReplayReadTx, ReplayRow};
+use crate::store::ops::admin::{AdminTx, ReplayRow};
 use crate::store::{Result, State};
 
 /// Replay's selection: the rows of queue `?1` in state `?2` (acked or
@@ -15,12 +13,6 @@ use crate::store::{Result, State};
 pub(crate) const DONE_IDS: &str = "SELECT msg_id FROM deliveries
     WHERE queue_id = ?1 AND state IN (3, 4) AND state = ?2
       AND done_at >= ?3 AND done_at < ?4";
-
-/// The expired leases of queue `?1` at `?2` on their last attempt (`?3`),
-/// which replay counts as dead.
-pub(crate) const EXPIRED_ON_LAST_ATTEMPT: &str = "SELECT msg_id FROM deliveries
-    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-      AND state = 2 AND attempts >= ?3";
 
 /// Purge's delete of the rows of queue `?1` in state `?2`. Each state
 /// names its partial index's condition, so the delete walks that index
@@ -40,46 +32,8 @@ pub(crate) fn delete_in_state_sql(state: State) -> String {
 }
 
 /// The first column of the rows `sql` returns, as ids.
-fn ids(tx: &Tx<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<i64>> {
+pub(super) fn ids(tx: &Tx<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<i64>> {
     Ok(tx.rows(sql, params)?.into_iter().map(|(id,)| id).collect())
-}
-
-impl ReplayReadTx for Tx<'_> {
-    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
-        ids(self, DONE_IDS, (queue, state as i64, since, until))
-    }
-
-    fn expired_on_last_attempt(&mut self, queue: i64, max: i64) -> Result<Vec<i64>> {
-        ids(self, EXPIRED_ON_LAST_ATTEMPT, (queue, self.now, max))
-    }
-
-    fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
-        let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp
-            FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
-        let mut rows = Vec::new();
-        for &id in ids {
-            rows.extend(self.one(sql, (id, queue))?);
-        }
-        Ok(rows)
-    }
-
-    fn holds(&mut self, queue: i64, msg: i64) -> Result<bool> {
-        let sql = "SELECT 1 FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
-        Ok(self.one::<(i64,)>(sql, (msg, queue))?.is_some())
-    }
-
-    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
-        contracts::check_for(&self.tx, &mut Default::default(), queue)
-    }
-
-    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
-        let sql = "SELECT body, raw FROM messages WHERE id = ?1";
-        let (body, raw): (Vec<u8>, bool) = self
-            .tx
-            .prepare_cached(sql)?
-            .query_row([id], |r| r.try_into())?;
-        check.stored(id, &body, raw)
-    }
 }
 
 impl AdminTx for Tx<'_> {

@@ -5,12 +5,14 @@
 
 use rusqlite::{OptionalExtension, Params, Row};
 
-use super::contracts;
 use super::tx::Tx;
+use super::{admin, contracts};
 use crate::store::Result;
+use crate::store::checks::Check;
+use crate::store::ops::admin::ReplayCols;
 use crate::store::ops::doctor;
 use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow, Timed};
-use crate::store::types::{SchemaVersion, State};
+use crate::store::types::{QueueRow, SchemaVersion, State};
 
 /// Queue `?1`'s row with the sums of its `rates` buckets after second
 /// `?2` (a range of the `rates` primary key).
@@ -214,5 +216,32 @@ impl ReadTx for Tx<'_> {
     fn next_message_id(&mut self) -> Result<i64> {
         let sql = "SELECT value FROM meta WHERE key = 'next_message_id'";
         Ok(self.one(sql, [])?.and_then(|(v,)| v).unwrap_or(0))
+    }
+
+    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
+        admin::ids(self, admin::DONE_IDS, (queue, state as i64, since, until))
+    }
+
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
+        let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp
+            FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
+        let mut rows = Vec::new();
+        for &id in ids {
+            rows.extend(self.one(sql, (id, queue))?);
+        }
+        Ok(rows)
+    }
+
+    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
+        contracts::check_for(&self.tx, &mut Default::default(), queue)
+    }
+
+    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
+        let sql = "SELECT body, raw FROM messages WHERE id = ?1";
+        let (body, raw): (Vec<u8>, bool) = self
+            .tx
+            .prepare_cached(sql)?
+            .query_row([id], |r| r.try_into())?;
+        check.stored(id, &body, raw)
     }
 }
