@@ -421,36 +421,20 @@ pub(crate) fn counts(stored: &[i64; 6], due: &DueSummary, released_ready: i64) -
     }
 }
 
-/// The parts of a `peek`, in the order it shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Section {
-    /// Ready rows in claim order (due ones included).
-    Ready,
-    /// Delayed rows not yet due, soonest first.
-    Delayed,
-    /// Rows held behind their group, by group and id.
-    Held,
-    /// Leases still running, soonest end first.
-    Leased,
-    /// Acked rows within retention, earliest first.
-    Acked,
-    /// Dead rows (expired last leases included), earliest first.
-    Dead,
-}
-
-/// Up to `query.limit` rows of the sections `query` asks for, in order:
-/// `rows(section, n)` reads the first `n` rows of one section.
+/// Up to `query.limit` rows of the sections `query` asks for, in the order
+/// `peek` shows them (held after delayed): `rows(state, n)` reads the first
+/// `n` rows of the section of one stored state.
 pub(crate) fn pick(
     query: &PeekQuery,
-    mut rows: impl FnMut(Section, usize) -> Result<Vec<(i64, RowState)>>,
+    mut rows: impl FnMut(State, usize) -> Result<Vec<(i64, RowState)>>,
 ) -> Result<Vec<(i64, RowState)>> {
     let sections = [
-        (query.ready, Section::Ready),
-        (query.delayed, Section::Delayed),
-        (query.delayed, Section::Held),
-        (query.leased, Section::Leased),
-        (query.acked, Section::Acked),
-        (query.dead, Section::Dead),
+        (query.ready, State::Ready),
+        (query.delayed, State::Delayed),
+        (query.delayed, State::Held),
+        (query.leased, State::Leased),
+        (query.acked, State::Acked),
+        (query.dead, State::Dead),
     ];
     let mut picked = Vec::new();
     for (wanted, section) in sections {
@@ -570,10 +554,10 @@ mod tests {
         .unwrap();
         assert_eq!(picked.len(), 5);
         let expected = [
-            (Section::Ready, 5),
-            (Section::Delayed, 3),
-            (Section::Held, 1),
-            (Section::Acked, 0),
+            (State::Ready, 5),
+            (State::Delayed, 3),
+            (State::Held, 1),
+            (State::Acked, 0),
         ];
         assert_eq!(asked, expected);
     }

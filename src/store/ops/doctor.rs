@@ -27,8 +27,8 @@ pub(crate) const MESSAGE_CHECKS: &str = "SELECT
     (SELECT max(id) FROM messages)";
 
 /// Runs every check of spool's invariants in one read snapshot of `store`
-/// and returns the report on `database`. Counts every row, so it takes a
-/// while on a large database. `Err` leaves what was read so far in `health`.
+/// into `h`. Counts every row, so it takes a while on a large database.
+/// `Err` leaves what was read so far in `h`.
 pub(crate) fn check(store: &(impl Backend + ?Sized), h: &mut Health) -> Result<()> {
     backend::read(store, |tx| {
         let counted = counted(tx)?;

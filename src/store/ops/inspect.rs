@@ -32,7 +32,7 @@ use crate::store::ops::admin::ReplayCols;
 use crate::store::receipt::Receipt;
 use crate::store::types::{Delivery, QueueRow, SchemaVersion, State, ms};
 use crate::store::views::{
-    self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState, Section,
+    self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState,
 };
 
 /// What a backend stores about a queue beside its rows, in one shape.
@@ -273,38 +273,31 @@ pub(crate) fn peek(
         let now = tx.now();
         let max = max_attempts(&q);
         let released = released(tx, &q, now)?;
-        let picked = views::pick(query, |section, n| {
+        let picked = views::pick(query, |state, n| {
             let limit = i64::try_from(n).unwrap_or(i64::MAX);
-            Ok(match section {
+            Ok(match state {
                 _ if n == 0 => Vec::new(),
                 // Ready rows in claim order, including due delayed messages,
                 // expired leases and held messages that the next claim makes
                 // ready; delayed and leased rows not yet due, soonest first.
-                Section::Ready => {
+                State::Ready => {
                     views::ready_rows(tx.ready_rows(q.id, max, now, limit)?, &released, n)
                 }
-                Section::Delayed => waiting(
-                    tx.waiting_rows(q.id, State::Delayed, now, limit)?,
-                    State::Delayed,
-                ),
-                Section::Held => {
+                State::Delayed | State::Leased => {
+                    let rows = tx.waiting_rows(q.id, state, now, limit)?;
+                    views::shown(rows.into_iter().map(|(id, at)| (id, at, None)), state)
+                }
+                State::Held => {
                     let limit = limit.saturating_add(released.len() as i64);
                     views::held_rows(tx.held_rows(q.id, limit)?, &released, n)
                 }
-                Section::Leased => waiting(
-                    tx.waiting_rows(q.id, State::Leased, now, limit)?,
-                    State::Leased,
-                ),
-                Section::Acked => {
+                State::Acked => {
                     let after = now.saturating_sub(ms(q.settings.retention));
-                    views::shown(
-                        tx.done_rows(q.id, State::Acked, after, limit)?,
-                        State::Acked,
-                    )
+                    views::shown(tx.done_rows(q.id, state, after, limit)?, state)
                 }
                 // Dead ones include expired leases on their last attempt.
-                Section::Dead => {
-                    let dead = tx.done_rows(q.id, State::Dead, i64::MIN, limit)?;
+                State::Dead => {
+                    let dead = tx.done_rows(q.id, state, i64::MIN, limit)?;
                     let expired = match max {
                         0 => Vec::new(),
                         _ => tx.expired_last(q.id, max, now, limit)?,
@@ -338,10 +331,7 @@ pub(crate) fn peek_id(
         let st = views::peek_row(&q.settings, row, now, || {
             Ok(released(tx, &q, now)?.into_iter().find(|r| r.id == id))
         })?;
-        match st {
-            Some(st) => load(tx, &q, id, st),
-            None => Ok(None),
-        }
+        st.map_or(Ok(None), |st| load(tx, &q, id, st))
     })
 }
 
@@ -392,11 +382,6 @@ fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
         published_last_minute: stored.published_since,
         acked_last_minute: stored.acked_since,
     })
-}
-
-/// Rows not yet due, read as `(id, visible_at)`, that show in `state`.
-fn waiting(rows: Timed, state: State) -> Vec<(i64, RowState)> {
-    views::shown(rows.into_iter().map(|(id, at)| (id, at, None)), state)
 }
 
 /// The full message for one picked row (`None` if it vanished, which a

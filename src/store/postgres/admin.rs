@@ -4,17 +4,11 @@
 //! locked through [`queues::lock_shared`] and [`queues::lock_exclusive`],
 //! group rows in key order.
 
-use super::inspect::Params;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use crate::store::error::Result;
 use crate::store::ops::admin::{AdminTx, ReplayRow};
 use crate::store::types::State;
-
-/// The first column of the rows `sql` returns, as ids.
-pub(super) fn ids(tx: &mut Tx<'_>, sql: &str, params: Params<'_>) -> Result<Vec<i64>> {
-    Ok(tx.rows(sql, params)?.into_iter().map(|(id,)| id).collect())
-}
 
 impl AdminTx for Tx<'_> {
     fn replay_target(&mut self, name: &str) -> Result<QueueRow> {
@@ -74,8 +68,7 @@ impl AdminTx for Tx<'_> {
     }
 
     fn delete_deliveries(&mut self, queue: i64) -> Result<Vec<i64>> {
-        ids(
-            self,
+        self.column(
             "DELETE FROM deliveries WHERE queue_id = $1 RETURNING msg_id",
             &[&queue],
         )

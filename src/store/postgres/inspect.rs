@@ -10,7 +10,7 @@ use postgres::types::{FromSql, ToSql};
 
 use super::queues::QueueRow;
 use super::tx::Tx;
-use super::{RowExt, admin, contracts};
+use super::{RowExt, contracts};
 use crate::store::checks::Check;
 use crate::store::error::Result;
 use crate::store::ops::admin::ReplayCols;
@@ -47,6 +47,14 @@ impl Tx<'_> {
     /// The rows of one statement.
     pub(super) fn rows<T: Cols>(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<T>> {
         self.query(sql, params)?.iter().map(T::from_row).collect()
+    }
+
+    /// The first column of the rows of one statement.
+    pub(super) fn column<T>(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<T>>
+    where
+        (T,): Cols,
+    {
+        Ok(self.rows(sql, params)?.into_iter().map(|(v,)| v).collect())
     }
 
     /// The one row of a statement, if any.
@@ -125,11 +133,7 @@ impl ReadTx for Tx<'_> {
     fn topics_of(&mut self, queue: i64) -> Result<Vec<String>> {
         let sql = "SELECT name FROM queues
             WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = $1) ORDER BY name";
-        Ok(self
-            .rows(sql, &[&queue])?
-            .into_iter()
-            .map(|(name,)| name)
-            .collect())
+        self.column(sql, &[&queue])
     }
 
     fn schema_in_force(&mut self, queue: i64) -> Result<Option<i64>> {
@@ -242,7 +246,7 @@ impl ReadTx for Tx<'_> {
     fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
         let sql = "SELECT msg_id FROM deliveries
             WHERE queue_id = $1 AND state IN (3, 4) AND state = $2 AND done_at >= $3 AND done_at < $4";
-        admin::ids(self, sql, &[&queue, &(state as i64), &since, &until])
+        self.column(sql, &[&queue, &(state as i64), &since, &until])
     }
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>> {

@@ -31,11 +31,6 @@ pub(crate) fn delete_in_state_sql(state: State) -> String {
     )
 }
 
-/// The first column of the rows `sql` returns, as ids.
-pub(super) fn ids(tx: &Tx<'_>, sql: &str, params: impl rusqlite::Params) -> Result<Vec<i64>> {
-    Ok(tx.rows(sql, params)?.into_iter().map(|(id,)| id).collect())
-}
-
 impl AdminTx for Tx<'_> {
     fn replay_target(&mut self, name: &str) -> Result<QueueRow> {
         queues::ensure(self, name)
@@ -83,8 +78,7 @@ impl AdminTx for Tx<'_> {
     }
 
     fn delete_deliveries(&mut self, queue: i64) -> Result<Vec<i64>> {
-        ids(
-            self,
+        self.column(
             "DELETE FROM deliveries WHERE queue_id = ?1 RETURNING msg_id",
             [queue],
         )

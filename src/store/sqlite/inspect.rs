@@ -100,6 +100,14 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The first column of the rows of one statement.
+    pub(super) fn column<T>(&self, sql: &str, params: impl Params) -> Result<Vec<T>>
+    where
+        (T,): Cols,
+    {
+        Ok(self.rows(sql, params)?.into_iter().map(|(v,)| v).collect())
+    }
+
     /// The one row of a statement, if any.
     pub(super) fn one<T: Cols>(&self, sql: &str, params: impl Params) -> Result<Option<T>> {
         let mut stmt = self.tx.prepare_cached(sql)?;
@@ -139,11 +147,7 @@ impl ReadTx for Tx<'_> {
     fn topics_of(&mut self, queue: i64) -> Result<Vec<String>> {
         let sql = "SELECT name FROM queues
             WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = ?1) ORDER BY name";
-        Ok(self
-            .rows(sql, [queue])?
-            .into_iter()
-            .map(|(name,)| name)
-            .collect())
+        self.column(sql, [queue])
     }
 
     fn schema_in_force(&mut self, queue: i64) -> Result<Option<i64>> {
@@ -219,7 +223,7 @@ impl ReadTx for Tx<'_> {
     }
 
     fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
-        admin::ids(self, admin::DONE_IDS, (queue, state as i64, since, until))
+        self.column(admin::DONE_IDS, (queue, state as i64, since, until))
     }
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
