@@ -188,7 +188,7 @@ impl Serialize for QueueHealth {
 
 /// What `spool doctor` found, on either backend (`doctor --json` prints it).
 /// Gathering it only reads.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
     /// The database and its storage.
     pub database: DatabaseHealth,
@@ -236,7 +236,7 @@ impl Health {
 }
 
 /// The database `spool doctor` checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DatabaseHealth {
     /// The file's path, or the URL without its password.
     pub path: String,
@@ -307,6 +307,14 @@ pub(crate) struct RowState {
 }
 
 impl RowState {
+    pub fn new(state: State, visible_at: i64, done_at: Option<i64>) -> RowState {
+        RowState {
+            state,
+            visible_at,
+            done_at,
+        }
+    }
+
     /// `peek`'s view of the picked row whose message is `delivery`.
     pub fn peeked(self, delivery: Delivery) -> Peeked {
         Peeked {
@@ -317,6 +325,17 @@ impl RowState {
             done_at: self.done_at,
         }
     }
+}
+
+/// Rows read as `(id, visible_at, done_at)` that show in `state`.
+pub(crate) fn shown(
+    rows: impl IntoIterator<Item = (i64, i64, Option<i64>)>,
+    state: State,
+) -> Vec<(i64, RowState)> {
+    let shown = rows.into_iter();
+    shown
+        .map(|(id, at, done)| (id, RowState::new(state, at, done)))
+        .collect()
 }
 
 /// A held message that the next claim releases: the next of its group,
@@ -332,26 +351,31 @@ pub(crate) struct Released {
     pub priority: i64,
     /// When its own delay ends.
     pub visible_at: i64,
+    /// The state the next claim leaves it in ([`rules::released_state`]).
+    pub state: State,
 }
 
 impl Released {
-    /// The state the next claim leaves it in ([`rules::released_state`]).
-    pub fn state(&self, now: i64) -> State {
-        rules::released_state(self.visible_at, now)
-    }
-
-    fn row(&self, now: i64) -> RowState {
-        RowState {
-            state: self.state(now),
-            visible_at: self.visible_at,
-            done_at: None,
+    /// The released message read as `(priority, id, visible_at)`, at `now`.
+    pub fn at((priority, id, visible_at): (i64, i64, i64), now: i64) -> Released {
+        let state = rules::released_state(visible_at, now);
+        Released {
+            id,
+            priority,
+            visible_at,
+            state,
         }
     }
 }
 
+/// The released held messages that become ready.
+fn released_ready(released: &[Released]) -> impl Iterator<Item = &Released> + Clone {
+    released.iter().filter(|r| r.state == State::Ready)
+}
+
 /// How many released held messages become ready, and the lowest id of them.
-pub(crate) fn released_summary(released: &[Released], now: i64) -> (i64, Option<i64>) {
-    let ready = released.iter().filter(|r| r.state(now) == State::Ready);
+pub(crate) fn released_summary(released: &[Released]) -> (i64, Option<i64>) {
+    let ready = released_ready(released);
     (ready.clone().count() as i64, ready.map(|r| r.id).min())
 }
 
@@ -397,36 +421,20 @@ pub(crate) fn counts(stored: &[i64; 6], due: &DueSummary, released_ready: i64) -
     }
 }
 
-/// The parts of a `peek`, in the order it shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Section {
-    /// Ready rows in claim order (due ones included).
-    Ready,
-    /// Delayed rows not yet due, soonest first.
-    Delayed,
-    /// Rows held behind their group, by group and id.
-    Held,
-    /// Leases still running, soonest end first.
-    Leased,
-    /// Acked rows within retention, earliest first.
-    Acked,
-    /// Dead rows (expired last leases included), earliest first.
-    Dead,
-}
-
-/// Up to `query.limit` rows of the sections `query` asks for, in order:
-/// `rows(section, n)` reads the first `n` rows of one section.
+/// Up to `query.limit` rows of the sections `query` asks for, in the order
+/// `peek` shows them (held after delayed): `rows(state, n)` reads the first
+/// `n` rows of the section of one stored state.
 pub(crate) fn pick(
     query: &PeekQuery,
-    mut rows: impl FnMut(Section, usize) -> Result<Vec<(i64, RowState)>>,
+    mut rows: impl FnMut(State, usize) -> Result<Vec<(i64, RowState)>>,
 ) -> Result<Vec<(i64, RowState)>> {
     let sections = [
-        (query.ready, Section::Ready),
-        (query.delayed, Section::Delayed),
-        (query.delayed, Section::Held),
-        (query.leased, Section::Leased),
-        (query.acked, Section::Acked),
-        (query.dead, Section::Dead),
+        (query.ready, State::Ready),
+        (query.delayed, State::Delayed),
+        (query.delayed, State::Held),
+        (query.leased, State::Leased),
+        (query.acked, State::Acked),
+        (query.dead, State::Dead),
     ];
     let mut picked = Vec::new();
     for (wanted, section) in sections {
@@ -445,63 +453,43 @@ pub(crate) fn pick(
 pub(crate) fn ready_rows(
     mut rows: Vec<(i64, i64, i64)>,
     released: &[Released],
-    now: i64,
     n: usize,
 ) -> Vec<(i64, RowState)> {
-    for r in released.iter().filter(|r| r.state(now) == State::Ready) {
-        rows.push((r.priority, r.id, r.visible_at));
-    }
+    rows.extend(released_ready(released).map(|r| (r.priority, r.id, r.visible_at)));
     rows.sort_by_key(|&(priority, id, _)| (-priority, id));
     rows.truncate(n);
-    rows.into_iter()
-        .map(|(_, id, visible_at)| {
-            let st = RowState {
-                state: State::Ready,
-                visible_at,
-                done_at: None,
-            };
-            (id, st)
-        })
-        .collect()
+    let ready = rows.into_iter().map(|(_, id, at)| (id, at, None));
+    shown(ready, State::Ready)
 }
 
-/// How held message `id` shows: as stored, or as the next claim releases it
-/// (`None`: it becomes ready, and shows among the ready rows).
-pub(crate) fn held_row(
-    id: i64,
-    visible_at: i64,
+/// The first `n` of the held `rows` (`(id, visible_at)`, by group and id),
+/// those the next claim releases as it leaves them: ready ones are left out
+/// (they are among the ready rows), delayed ones show as delayed.
+pub(crate) fn held_rows(
+    rows: Vec<(i64, i64)>,
     released: &[Released],
-    now: i64,
-) -> Option<RowState> {
-    match released.iter().find(|r| r.id == id) {
-        Some(r) if r.state(now) == State::Ready => None,
-        Some(r) => Some(r.row(now)),
-        None => Some(RowState {
-            state: State::Held,
-            visible_at,
-            done_at: None,
-        }),
-    }
-}
-
-/// Dead rows as stored and expired last leases (dead since their lease
-/// ended), merged: the first `n` by the time they died, then id.
-pub(crate) fn merge_dead(
-    mut rows: Vec<(i64, RowState)>,
-    expired: impl IntoIterator<Item = (i64, i64)>,
     n: usize,
 ) -> Vec<(i64, RowState)> {
-    rows.extend(expired.into_iter().map(|(id, visible_at)| {
-        let st = RowState {
-            state: State::Dead,
-            visible_at,
-            done_at: Some(visible_at),
-        };
-        (id, st)
-    }));
-    rows.sort_by_key(|(id, st)| (st.done_at, *id));
+    let shown = rows.into_iter().filter_map(|(id, visible_at)| {
+        let released = released.iter().find(|r| r.id == id);
+        let state = released.map_or(State::Held, |r| r.state);
+        (state != State::Ready).then_some((id, RowState::new(state, visible_at, None)))
+    });
+    shown.take(n).collect()
+}
+
+/// Dead rows as stored (`(id, visible_at, done_at)`) and expired last
+/// leases (`(id, visible_at)`: dead since their lease ended), merged: the
+/// first `n` by the time they died, then id.
+pub(crate) fn merge_dead(
+    mut rows: Vec<(i64, i64, Option<i64>)>,
+    expired: Vec<(i64, i64)>,
+    n: usize,
+) -> Vec<(i64, RowState)> {
+    rows.extend(expired.into_iter().map(|(id, at)| (id, at, Some(at))));
+    rows.sort_by_key(|&(id, _, done_at)| (done_at, id));
     rows.truncate(n);
-    rows
+    shown(rows, State::Dead)
 }
 
 /// How one stored row `(state, visible_at, attempts, done_at)` shows in
@@ -520,7 +508,7 @@ pub(crate) fn peek_row(
     if state == State::Held
         && let Some(r) = released()?
     {
-        state = r.state(now);
+        state = r.state;
     }
     let done_at = if lazy && state == State::Dead {
         Some(visible_at)
@@ -531,11 +519,7 @@ pub(crate) fn peek_row(
     if state == State::Acked && done_at.is_some_and(|t| t <= cutoff) {
         return Ok(None);
     }
-    Ok(Some(RowState {
-        state,
-        visible_at,
-        done_at,
-    }))
+    Ok(Some(RowState::new(state, visible_at, done_at)))
 }
 
 #[cfg(test)]
@@ -547,11 +531,7 @@ mod tests {
     const NOW: i64 = 1_000_000;
 
     fn row(state: State, visible_at: i64, done_at: Option<i64>) -> RowState {
-        RowState {
-            state,
-            visible_at,
-            done_at,
-        }
+        RowState::new(state, visible_at, done_at)
     }
 
     #[test]
@@ -574,10 +554,10 @@ mod tests {
         .unwrap();
         assert_eq!(picked.len(), 5);
         let expected = [
-            (Section::Ready, 5),
-            (Section::Delayed, 3),
-            (Section::Held, 1),
-            (Section::Acked, 0),
+            (State::Ready, 5),
+            (State::Delayed, 3),
+            (State::Held, 1),
+            (State::Acked, 0),
         ];
         assert_eq!(asked, expected);
     }
@@ -604,41 +584,25 @@ mod tests {
     #[test]
     fn released_group_members_show_as_the_next_claim_leaves_them() {
         let released = [
-            Released {
-                id: 5,
-                priority: 9,
-                visible_at: NOW - 1,
-            },
-            Released {
-                id: 6,
-                priority: 0,
-                visible_at: NOW + 1,
-            },
+            Released::at((9, 5, NOW - 1), NOW),
+            Released::at((0, 6, NOW + 1), NOW),
         ];
-        assert_eq!(released_summary(&released, NOW), (1, Some(5)));
-        assert_eq!(
-            held_row(5, 0, &released, NOW),
-            None,
-            "ready: among the ready rows"
-        );
-        let delayed = row(State::Delayed, NOW + 1, None);
-        assert_eq!(held_row(6, 0, &released, NOW), Some(delayed));
-        assert_eq!(
-            held_row(7, 42, &released, NOW),
-            Some(row(State::Held, 42, None))
-        );
-        let ready = ready_rows(vec![(1, 8, 0), (9, 9, 0)], &released, NOW, 2);
+        assert_eq!(released_summary(&released), (1, Some(5)));
+        let held = held_rows(vec![(5, NOW - 1), (6, NOW + 1), (7, 42)], &released, 9);
+        let expected = [
+            (6, row(State::Delayed, NOW + 1, None)),
+            (7, row(State::Held, 42, None)),
+        ];
+        assert_eq!(held, expected, "5 is ready: among the ready rows");
+        let ready = ready_rows(vec![(1, 8, 0), (9, 9, 0)], &released, 2);
         let ids: Vec<i64> = ready.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, [5, 9], "priority first, then id");
     }
 
     #[test]
     fn expired_last_leases_merge_with_the_dead_by_time_of_death() {
-        let stored = vec![
-            (1, row(State::Dead, 0, Some(50))),
-            (2, row(State::Dead, 0, Some(70))),
-        ];
-        let merged = merge_dead(stored, [(3, 60), (4, 80)], 3);
+        let stored = vec![(1, 0, Some(50)), (2, 0, Some(70))];
+        let merged = merge_dead(stored, vec![(3, 60), (4, 80)], 3);
         let order: Vec<(i64, Option<i64>)> =
             merged.iter().map(|(id, r)| (*id, r.done_at)).collect();
         assert_eq!(order, [(1, Some(50)), (3, Some(60)), (2, Some(70))]);
@@ -663,11 +627,7 @@ mod tests {
         );
         assert_eq!(peek((State::Acked, 0, 1, Some(NOW - 10_000))), None);
         assert!(peek((State::Acked, 0, 1, Some(NOW - 9_999))).is_some());
-        let released = Released {
-            id: 1,
-            priority: 0,
-            visible_at: NOW + 5,
-        };
+        let released = Released::at((0, 1, NOW + 5), NOW);
         let held = peek_row(&settings, (State::Held, NOW + 5, 0, None), NOW, || {
             Ok(Some(released))
         });

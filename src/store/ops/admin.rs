@@ -7,43 +7,15 @@
 //! sweep too, so they act on the states users see.
 
 use crate::store::backend::{
-    self, Backend, LeaseTx, Tx, existing_queue, topic_error, unknown_queue,
+    self, Backend, LeaseTx, ReadTx, existing_queue, topic_error, unknown_queue,
 };
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
 use crate::store::rules;
 use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
 
-/// The reads of a replay, which `replay --dry-run` makes too, in a read
-/// transaction.
-pub trait ReplayReadTx: Tx {
-    /// Ids of the deliveries of `queue` that reached `state` (acked or dead)
-    /// at a time in `since..until`, read through `deliveries_done`.
-    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>>;
-
-    /// Ids of the leased deliveries of `queue` whose lease ran out by
-    /// [`Tx::now`] on attempt `max` or later (dead by the lazy rules), read
-    /// through `deliveries_waiting`.
-    fn expired_on_last_attempt(&mut self, queue: i64, max: i64) -> Result<Vec<i64>>;
-
-    /// The deliveries of `queue` among `ids` (sorted, distinct), in id order.
-    /// `lock`: lock the rows, for a replay that changes them (PostgreSQL;
-    /// on SQLite the writer holds the whole database already).
-    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayRow>>;
-
-    /// True when `queue` holds a delivery of message `msg`.
-    fn holds(&mut self, queue: i64, msg: i64) -> Result<bool>;
-
-    /// The JSON Schema in force for `queue`, compiled (the backend's
-    /// `contracts::check_for`); `None` when it has none.
-    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>>;
-
-    /// Checks stored message `id` against `check`, for a replay into its queue.
-    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()>;
-}
-
 /// The statements of replay, purge and queue deletion.
-pub trait AdminTx: LeaseTx + ReplayReadTx {
+pub trait AdminTx: LeaseTx + ReadTx {
     /// The queue or topic named `name` for a replay into it, a queue with
     /// default settings created if it does not exist. On PostgreSQL its name
     /// is held shared until commit (see `postgres::queues::lock_shared`), as
@@ -96,18 +68,19 @@ pub trait AdminTx: LeaseTx + ReplayReadTx {
     fn freed_pages(&mut self) {}
 }
 
-/// A delivery as a replay reads it. Among the candidates of a replay,
-/// `state` is its state by the lazy rules rather than as stored.
+/// A candidate of a replay: `state` is its state by the lazy rules (not as
+/// stored) until it is put back, then the state it is put back in.
 #[derive(Debug, Clone)]
 pub struct ReplayRow {
     pub id: i64,
     pub state: State,
-    pub visible_at: i64,
-    pub attempts: i64,
-    pub done_at: Option<i64>,
     pub priority: i64,
     pub group: Option<String>,
 }
+
+/// A [`ReplayRow`] as its statement reads it: `msg_id, state, visible_at,
+/// attempts, done_at, priority, grp`.
+pub(crate) type ReplayCols = (i64, i64, i64, i64, Option<i64>, i64, Option<String>);
 
 /// Puts matching acked/dead messages of `queue` back: in place (ready,
 /// attempts reset, same ids), or with `to` as new ready deliveries of the
@@ -155,7 +128,7 @@ pub(crate) fn replay_preview(
     to: Option<&str>,
 ) -> Result<Replayed> {
     backend::read(store, |tx| {
-        let tx: &mut dyn ReplayReadTx = tx;
+        let tx: &mut dyn ReadTx = tx;
         let q = existing_queue(tx, queue)?;
         let found = candidates(tx, &q, filter, false)?;
         let target = match to {
@@ -170,18 +143,9 @@ pub(crate) fn replay_preview(
             None => None,
         };
         let mut done = Replayed::default();
-        for c in found {
-            if let Some(t) = &target
-                && tx.holds(t.id, c.id)?
-            {
-                done.skipped.push(c.id);
-                continue;
-            }
-            if let Some(check) = &check {
-                tx.check_stored(check, c.id)?;
-            }
-            done.ids.push(c.id);
-        }
+        let into = target.map(|t| t.id);
+        let admitted = admitted(tx, into, check.as_ref(), found, &mut done)?;
+        done.ids = admitted.iter().map(|c| c.id).collect();
         Ok(done)
     })
 }
@@ -191,7 +155,7 @@ pub(crate) fn replay_preview(
 /// its lease ended; acked messages past retention count as gone). `lock`:
 /// lock the rows (for a replay that changes them).
 fn candidates(
-    tx: &mut (impl ReplayReadTx + ?Sized),
+    tx: &mut (impl ReadTx + ?Sized),
     q: &QueueRow,
     filter: &ReplayFilter,
     lock: bool,
@@ -205,11 +169,17 @@ fn candidates(
     ids.dedup();
     let now = tx.now();
     let mut found = Vec::new();
-    for mut d in tx.replay_rows(q.id, &ids, lock)? {
-        let row = (d.state, d.visible_at, d.attempts, d.done_at);
+    for (id, state, visible_at, attempts, done_at, priority, group) in
+        tx.replay_rows(q.id, &ids, lock)?
+    {
+        let row = (State::from_i64(state), visible_at, attempts, done_at);
         if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
-            d.state = state;
-            found.push(d);
+            found.push(ReplayRow {
+                id,
+                state,
+                priority,
+                group,
+            });
         }
     }
     Ok(found)
@@ -218,7 +188,7 @@ fn candidates(
 /// Ids of the acked/dead deliveries of `q` in the filter's time range, and
 /// for dead ones the expired leases on their last attempt.
 fn finished_ids(
-    tx: &mut (impl ReplayReadTx + ?Sized),
+    tx: &mut (impl ReadTx + ?Sized),
     q: &QueueRow,
     filter: &ReplayFilter,
 ) -> Result<Vec<i64>> {
@@ -232,9 +202,40 @@ fn finished_ids(
     }
     let max = i64::from(q.settings.max_attempts);
     if filter.dead && max > 0 {
-        ids.extend(tx.expired_on_last_attempt(q.id, max)?);
+        let now = tx.now();
+        ids.extend(
+            tx.expired_last(q.id, max, now, i64::MAX)?
+                .iter()
+                .map(|(id, _)| id),
+        );
     }
     Ok(ids)
+}
+
+/// The candidates that go into queue `into` (`None`: back in place): not
+/// those it holds already (noted in `done` as skipped), and each checked
+/// against `check` (the first that fails refuses the replay).
+fn admitted(
+    tx: &mut (impl ReadTx + ?Sized),
+    into: Option<i64>,
+    check: Option<&Check>,
+    found: Vec<ReplayRow>,
+    done: &mut Replayed,
+) -> Result<Vec<ReplayRow>> {
+    let mut admitted = Vec::with_capacity(found.len());
+    for c in found {
+        if let Some(into) = into
+            && tx.row(into, c.id)?.is_some()
+        {
+            done.skipped.push(c.id);
+            continue;
+        }
+        if let Some(check) = check {
+            tx.check_stored(check, c.id)?;
+        }
+        admitted.push(c);
+    }
+    Ok(admitted)
 }
 
 /// Puts `found` back into `q`: in place (`copy` false), or as new
@@ -248,6 +249,8 @@ fn put_back(
     found: Vec<ReplayRow>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
+    let mut done = Replayed::default();
+    let found = admitted(tx, copy.then_some(q.id), check, found, &mut done)?;
     // Lock the existing group heads of the candidates' groups, in group
     // order, before the loop below upserts them in message order: every
     // writer locks group rows in key order, so none waits for another in a
@@ -258,15 +261,7 @@ fn put_back(
         groups.dedup();
         tx.lock_heads(q.id, &groups)?;
     }
-    let mut done = Replayed::default();
     for mut c in found {
-        if copy && tx.holds(q.id, c.id)? {
-            done.skipped.push(c.id);
-            continue;
-        }
-        if let Some(check) = check {
-            tx.check_stored(check, c.id)?;
-        }
         // A message re-entering `q` starts ready, or held when its group
         // already has an unfinished head (otherwise it becomes the head).
         let state = match c.group.as_deref() {

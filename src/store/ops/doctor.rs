@@ -11,24 +11,61 @@ use crate::store::backend::{self, Backend};
 use crate::store::error::Result;
 use crate::store::views::{BrokenSchema, DatabaseHealth, Health, QueueHealth};
 
+/// `count(*)` of the deliveries per queue and stored state:
+/// `(queue, state, count)`, on both backends ([`ReadTx::counted`]).
+pub(crate) const COUNTED: &str =
+    "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state";
+
+/// Message rows that no delivery references, delivery rows whose message
+/// is missing, and the highest message id, in one round trip, on both
+/// backends ([`ReadTx::message_checks`]).
+pub(crate) const MESSAGE_CHECKS: &str = "SELECT
+    (SELECT count(*) FROM messages m
+     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)),
+    (SELECT count(*) FROM deliveries d
+     WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
+    (SELECT max(id) FROM messages)";
+
 /// Runs every check of spool's invariants in one read snapshot of `store`
-/// and returns the report on `database`. Counts every row, so it takes a
-/// while on a large database. `Err` leaves what was read so far in `health`.
-pub(crate) fn check(store: &(impl Backend + ?Sized), health: &mut Health) -> Result<()> {
-    backend::read(store, |tx| check_rows(tx, health))
+/// into `h`. Counts every row, so it takes a while on a large database.
+/// `Err` leaves what was read so far in `h`.
+pub(crate) fn check(store: &(impl Backend + ?Sized), h: &mut Health) -> Result<()> {
+    backend::read(store, |tx| {
+        let counted = counted(tx)?;
+        h.queues.clear();
+        h.broken_schemas.clear();
+        for name in tx.names()? {
+            let Some(q) = tx.queue(&name)? else {
+                continue;
+            };
+            if let Some((version, Some(text))) = tx.latest_schema(q.id)?
+                && let Err(reason) = crate::contract::Contract::compile(&text)
+            {
+                h.broken_schemas.push(BrokenSchema {
+                    queue: name,
+                    version,
+                    reason,
+                });
+            }
+            h.queues.push(QueueHealth {
+                counters: Stored::from(tx.stored(q.id, 0)?).states,
+                counted: counted.get(&q.id).copied().unwrap_or_default(),
+                name: q.name,
+                is_topic: q.is_topic,
+                settings: q.settings,
+            });
+        }
+        (h.orphan_messages, h.missing_messages, h.max_message_id) = tx.message_checks()?;
+        h.next_message_id = tx.next_message_id()?;
+        Ok(())
+    })
 }
 
 /// A report on `database` with nothing checked yet.
 pub(crate) fn report(database: DatabaseHealth) -> Health {
     Health {
         database,
-        integrity: None,
-        queues: Vec::new(),
-        orphan_messages: 0,
-        missing_messages: 0,
-        next_message_id: 0,
-        max_message_id: None,
-        broken_schemas: Vec::new(),
+        ..Health::default()
     }
 }
 
@@ -42,34 +79,4 @@ pub(crate) fn counted(tx: &mut (impl ReadTx + ?Sized)) -> Result<HashMap<i64, [i
         }
     }
     Ok(counted)
-}
-
-fn check_rows(tx: &mut (impl ReadTx + ?Sized), h: &mut Health) -> Result<()> {
-    let counted = counted(tx)?;
-    h.queues.clear();
-    h.broken_schemas.clear();
-    for name in tx.names()? {
-        let Some(q) = tx.queue(&name)? else {
-            continue;
-        };
-        if let Some((version, Some(text))) = tx.latest_schema(q.id)?
-            && let Err(reason) = crate::contract::Contract::compile(&text)
-        {
-            h.broken_schemas.push(BrokenSchema {
-                queue: name,
-                version,
-                reason,
-            });
-        }
-        h.queues.push(QueueHealth {
-            counters: Stored::from(tx.stored(q.id, 0)?).states,
-            counted: counted.get(&q.id).copied().unwrap_or_default(),
-            name: q.name,
-            is_topic: q.is_topic,
-            settings: q.settings,
-        });
-    }
-    (h.orphan_messages, h.missing_messages, h.max_message_id) = tx.message_checks()?;
-    h.next_message_id = tx.next_message_id()?;
-    Ok(())
 }

@@ -26,12 +26,13 @@
 use std::collections::HashMap;
 
 use crate::store::backend::{self, Backend, Tx};
+use crate::store::checks::Check;
 use crate::store::error::Result;
-use crate::store::ops::admin::ReplayReadTx;
+use crate::store::ops::admin::ReplayCols;
 use crate::store::receipt::Receipt;
 use crate::store::types::{Delivery, QueueRow, SchemaVersion, State, ms};
 use crate::store::views::{
-    self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState, Section,
+    self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState,
 };
 
 /// What a backend stores about a queue beside its rows, in one shape.
@@ -77,6 +78,16 @@ impl From<StoredCols> for Stored {
     }
 }
 
+impl From<(i64, i64, Option<String>)> for SchemaVersion {
+    fn from((version, created_at, schema): (i64, i64, Option<String>)) -> SchemaVersion {
+        SchemaVersion {
+            version,
+            created_at,
+            schema,
+        }
+    }
+}
+
 /// A delivery with its message as `peek` shows it: `attempts, priority,
 /// group, key, published_at, raw, headers, body, schema_version`.
 pub(crate) type MessageCols = (
@@ -91,11 +102,11 @@ pub(crate) type MessageCols = (
     Option<i64>,
 );
 
-/// The statements of the read-only views (and of `doctor`; with those of
-/// `replay --dry-run`). Rows come back
-/// in neutral shapes; the views are assembled here and in
+/// The statements of the read-only views, of `doctor` and of the reads of a
+/// replay (which `replay --dry-run` makes in a read transaction). Rows come
+/// back in neutral shapes; the views are assembled here and in
 /// [`crate::store::views`].
-pub trait ReadTx: Tx + ReplayReadTx {
+pub trait ReadTx: Tx {
     /// The queue's creation time, total and counters, and the publishes and
     /// acks counted in seconds after `since` (a second since the epoch).
     fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols>;
@@ -137,22 +148,22 @@ pub trait ReadTx: Tx + ReplayReadTx {
     /// The first `n` ready rows (state 0) in claim order, followed by every
     /// due row that [`crate::store::rules::effective`] reads as ready (with
     /// `max` attempts): `(priority, id, visible_at)`.
-    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Ranked>;
+    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Ranked>;
 
     /// The first `n` rows stored in `state` (delayed or leased) that are not
     /// yet due, soonest first: `(id, visible_at)`.
-    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: usize) -> Result<Timed>;
+    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: i64) -> Result<Timed>;
 
     /// The first `n` held rows, by group and id: `(id, visible_at)`.
-    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Timed>;
+    fn held_rows(&mut self, queue: i64, n: i64) -> Result<Timed>;
 
     /// The first `n` rows stored in `state` (acked or dead) done after
     /// `after`, earliest done first: `(id, visible_at, done_at)`.
-    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: usize) -> Result<Done>;
+    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: i64) -> Result<Done>;
 
     /// The first `n` expired leases on their last attempt (`attempts >=
     /// max`), soonest expired first: `(id, visible_at)`.
-    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Timed>;
+    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Timed>;
 
     /// One delivery's `(state, visible_at, attempts, done_at)` as stored.
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>>;
@@ -170,18 +181,29 @@ pub trait ReadTx: Tx + ReplayReadTx {
 
     /// The id the next message gets.
     fn next_message_id(&mut self) -> Result<i64>;
+
+    /// Ids of the deliveries of `queue` that reached `state` (acked or dead)
+    /// at a time in `since..until`, read through `deliveries_done`.
+    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>>;
+
+    /// The deliveries of `queue` among `ids` (sorted, distinct), in id order.
+    /// `lock`: lock the rows, for a replay that changes them (PostgreSQL;
+    /// on SQLite the writer holds the whole database already).
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>>;
+
+    /// The JSON Schema in force for `queue`, compiled (the backend's
+    /// `contracts::check_for`); `None` when it has none.
+    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>>;
+
+    /// Checks stored message `id` against `check`, for a replay into its queue.
+    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()>;
 }
 
 /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
 pub(crate) fn queue_infos(store: &(impl Backend + ?Sized)) -> Result<Vec<QueueInfo>> {
     backend::read(store, |tx| {
-        let mut infos = Vec::new();
-        for name in tx.names()? {
-            if let Some(q) = tx.queue(&name)? {
-                infos.push(info(tx, q)?);
-            }
-        }
-        Ok(infos)
+        let names = tx.names()?;
+        infos(tx, &names)
     })
 }
 
@@ -191,16 +213,18 @@ pub(crate) fn queue_infos_named(
     store: &(impl Backend + ?Sized),
     names: &[String],
 ) -> Result<Vec<QueueInfo>> {
-    backend::read(store, |tx| {
-        let mut infos = Vec::with_capacity(names.len());
-        for name in names {
-            let Some(q) = tx.queue(name)? else {
-                return Err(backend::unknown_queue(tx, name));
-            };
-            infos.push(info(tx, q)?);
-        }
-        Ok(infos)
-    })
+    backend::read(store, |tx| infos(tx, names))
+}
+
+fn infos(tx: &mut (impl ReadTx + ?Sized), names: &[String]) -> Result<Vec<QueueInfo>> {
+    let mut infos = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(q) = tx.queue(name)? else {
+            return Err(backend::unknown_queue(tx, name));
+        };
+        infos.push(info(tx, q)?);
+    }
+    Ok(infos)
 }
 
 /// Publishes and acks per minute over the last `minutes` minutes (at most
@@ -247,27 +271,40 @@ pub(crate) fn peek(
     backend::read(store, |tx| {
         let q = backend::existing_queue(tx, queue)?;
         let now = tx.now();
+        let max = max_attempts(&q);
         let released = released(tx, &q, now)?;
-        let picked = views::pick(query, |section, n| match section {
-            _ if n == 0 => Ok(Vec::new()),
-            // Ready rows in claim order, including due delayed messages,
-            // expired leases and held messages that the next claim makes
-            // ready; delayed and leased rows not yet due, soonest first.
-            Section::Ready => {
-                let rows = tx.ready_rows(q.id, max_attempts(&q), now, n)?;
-                Ok(views::ready_rows(rows, &released, now, n))
-            }
-            Section::Delayed => {
-                let rows = tx.waiting_rows(q.id, State::Delayed, now, n)?;
-                Ok(shown_as(rows, State::Delayed))
-            }
-            Section::Held => held_rows(tx, &q, now, n, &released),
-            Section::Leased => {
-                let rows = tx.waiting_rows(q.id, State::Leased, now, n)?;
-                Ok(shown_as(rows, State::Leased))
-            }
-            Section::Acked => done_rows(tx, &q, State::Acked, now, n),
-            Section::Dead => done_rows(tx, &q, State::Dead, now, n),
+        let picked = views::pick(query, |state, n| {
+            let limit = i64::try_from(n).unwrap_or(i64::MAX);
+            Ok(match state {
+                _ if n == 0 => Vec::new(),
+                // Ready rows in claim order, including due delayed messages,
+                // expired leases and held messages that the next claim makes
+                // ready; delayed and leased rows not yet due, soonest first.
+                State::Ready => {
+                    views::ready_rows(tx.ready_rows(q.id, max, now, limit)?, &released, n)
+                }
+                State::Delayed | State::Leased => {
+                    let rows = tx.waiting_rows(q.id, state, now, limit)?;
+                    views::shown(rows.into_iter().map(|(id, at)| (id, at, None)), state)
+                }
+                State::Held => {
+                    let limit = limit.saturating_add(released.len() as i64);
+                    views::held_rows(tx.held_rows(q.id, limit)?, &released, n)
+                }
+                State::Acked => {
+                    let after = now.saturating_sub(ms(q.settings.retention));
+                    views::shown(tx.done_rows(q.id, state, after, limit)?, state)
+                }
+                // Dead ones include expired leases on their last attempt.
+                State::Dead => {
+                    let dead = tx.done_rows(q.id, state, i64::MIN, limit)?;
+                    let expired = match max {
+                        0 => Vec::new(),
+                        _ => tx.expired_last(q.id, max, now, limit)?,
+                    };
+                    views::merge_dead(dead, expired, n)
+                }
+            })
         })?;
         let mut peeked = Vec::with_capacity(picked.len());
         for (id, st) in picked {
@@ -294,10 +331,7 @@ pub(crate) fn peek_id(
         let st = views::peek_row(&q.settings, row, now, || {
             Ok(released(tx, &q, now)?.into_iter().find(|r| r.id == id))
         })?;
-        match st {
-            Some(st) => load(tx, &q, id, st),
-            None => Ok(None),
-        }
+        st.map_or(Ok(None), |st| load(tx, &q, id, st))
     })
 }
 
@@ -313,12 +347,7 @@ fn released(tx: &mut (impl ReadTx + ?Sized), q: &QueueRow, now: i64) -> Result<V
         return Ok(Vec::new());
     }
     let rows = tx.released_rows(q.id, max, now)?;
-    let released = rows.into_iter().map(|(priority, id, visible_at)| Released {
-        id,
-        priority,
-        visible_at,
-    });
-    Ok(released.collect())
+    Ok(rows.into_iter().map(|r| Released::at(r, now)).collect())
 }
 
 /// Counters, rates and the oldest ready message of one queue or topic.
@@ -329,7 +358,7 @@ fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
     for (state, dies, n, min_id) in tx.due(q.id, max_attempts(&q), now)? {
         due.add(State::from_i64(state), dies, n, min_id);
     }
-    let (released_ready, released_oldest) = views::released_summary(&released(tx, &q, now)?, now);
+    let (released_ready, released_oldest) = views::released_summary(&released(tx, &q, now)?);
     let counts = views::counts(&stored.states, &due, released_ready);
     let oldest = [tx.oldest_ready_id(q.id)?, due.oldest_id, released_oldest]
         .into_iter()
@@ -353,69 +382,6 @@ fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
         published_last_minute: stored.published_since,
         acked_last_minute: stored.acked_since,
     })
-}
-
-/// Rows read as `(id, visible_at)` that show in `state`.
-fn shown_as(rows: Timed, state: State) -> Vec<(i64, RowState)> {
-    let row = |visible_at| RowState {
-        state,
-        visible_at,
-        done_at: None,
-    };
-    rows.into_iter().map(|(id, at)| (id, row(at))).collect()
-}
-
-/// The first `n` messages held behind an earlier message of their group, by
-/// group and id (the order in which each group will release them). Those
-/// the next claim releases show as it leaves them: ready ones are left out
-/// (they are among the ready rows), delayed ones show as delayed.
-fn held_rows(
-    tx: &mut (impl ReadTx + ?Sized),
-    q: &QueueRow,
-    now: i64,
-    n: usize,
-    released: &[Released],
-) -> Result<Vec<(i64, RowState)>> {
-    let rows = tx.held_rows(q.id, n.saturating_add(released.len()))?;
-    let mut out = Vec::with_capacity(n);
-    for (id, visible_at) in rows {
-        out.extend(views::held_row(id, visible_at, released, now).map(|st| (id, st)));
-    }
-    out.truncate(n);
-    Ok(out)
-}
-
-/// The first `n` acked (within retention) or dead rows, earliest done first.
-/// Dead ones include expired leases on their last attempt.
-fn done_rows(
-    tx: &mut (impl ReadTx + ?Sized),
-    q: &QueueRow,
-    state: State,
-    now: i64,
-    n: usize,
-) -> Result<Vec<(i64, RowState)>> {
-    let after = match state {
-        State::Acked => now.saturating_sub(ms(q.settings.retention)),
-        _ => i64::MIN,
-    };
-    let rows = tx.done_rows(q.id, state, after, n)?;
-    let rows = rows
-        .into_iter()
-        .map(|(id, visible_at, done_at)| {
-            let st = RowState {
-                state,
-                visible_at,
-                done_at,
-            };
-            (id, st)
-        })
-        .collect();
-    let max = max_attempts(q);
-    if state == State::Dead && max > 0 {
-        let expired = tx.expired_last(q.id, max, now, n)?;
-        return Ok(views::merge_dead(rows, expired, n));
-    }
-    Ok(rows)
 }
 
 /// The full message for one picked row (`None` if it vanished, which a

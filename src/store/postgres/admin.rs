@@ -4,81 +4,11 @@
 //! locked through [`queues::lock_shared`] and [`queues::lock_exclusive`],
 //! group rows in key order.
 
-use super::RowExt;
-use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use crate::store::checks::Check;
 use crate::store::error::Result;
-use crate::store::ops::admin::{AdminTx, ReplayReadTx, ReplayRow};
+use crate::store::ops::admin::{AdminTx, ReplayRow};
 use crate::store::types::State;
-
-/// The first column of each row, as ids.
-fn ids(rows: &[postgres::Row]) -> Result<Vec<i64>> {
-    rows.iter().map(|r| r.at(0)).collect()
-}
-
-impl ReplayReadTx for Tx<'_> {
-    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
-        ids(&self.query(
-            "SELECT msg_id FROM deliveries
-             WHERE queue_id = $1 AND state IN (3, 4) AND state = $2
-               AND done_at >= $3 AND done_at < $4",
-            &[&queue, &(state as i64), &since, &until],
-        )?)
-    }
-
-    fn expired_on_last_attempt(&mut self, queue: i64, max: i64) -> Result<Vec<i64>> {
-        let now = self.now;
-        ids(&self.query(
-            "SELECT msg_id FROM deliveries
-             WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
-               AND state = 2 AND attempts >= $3",
-            &[&queue, &now, &max],
-        )?)
-    }
-
-    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayRow>> {
-        let sql = if lock {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
-             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id FOR UPDATE"
-        } else {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
-             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id"
-        };
-        self.query(sql, &[&queue, &ids])?
-            .iter()
-            .map(|r| {
-                Ok(ReplayRow {
-                    id: r.at(0)?,
-                    state: State::from_i64(r.at(1)?),
-                    visible_at: r.at(2)?,
-                    attempts: r.at(3)?,
-                    done_at: r.at(4)?,
-                    priority: r.at(5)?,
-                    group: r.at(6)?,
-                })
-            })
-            .collect()
-    }
-
-    fn holds(&mut self, queue: i64, msg: i64) -> Result<bool> {
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM deliveries WHERE msg_id = $1 AND queue_id = $2",
-                &[&msg, &queue],
-            )?
-            .is_some())
-    }
-
-    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
-        contracts::check_for(self, queue)
-    }
-
-    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
-        contracts::check_stored(self, check, id)
-    }
-}
 
 impl AdminTx for Tx<'_> {
     fn replay_target(&mut self, name: &str) -> Result<QueueRow> {
@@ -128,31 +58,20 @@ impl AdminTx for Tx<'_> {
     }
 
     fn delete_in_state(&mut self, queue: i64, state: State) -> Result<Vec<(i64, Option<String>)>> {
-        self.query(
-            "DELETE FROM deliveries WHERE queue_id = $1 AND state = $2 RETURNING msg_id, grp",
-            &[&queue, &(state as i64)],
-        )?
-        .iter()
-        .map(|r| Ok((r.at(0)?, r.at(1)?)))
-        .collect()
+        let sql = "DELETE FROM deliveries WHERE queue_id = $1 AND state = $2 RETURNING msg_id, grp";
+        self.rows(sql, &[&queue, &(state as i64)])
     }
 
     fn pending(&mut self, queue: i64) -> Result<i64> {
-        Ok(self
-            .query_opt(
-                "SELECT count(*) FROM deliveries WHERE queue_id = $1 AND state <> 3",
-                &[&queue],
-            )?
-            .map(|r| r.at(0))
-            .transpose()?
-            .unwrap_or(0))
+        let sql = "SELECT count(*) FROM deliveries WHERE queue_id = $1 AND state <> 3";
+        Ok(self.one(sql, &[&queue])?.map_or(0, |(n,)| n))
     }
 
     fn delete_deliveries(&mut self, queue: i64) -> Result<Vec<i64>> {
-        ids(&self.query(
+        self.column(
             "DELETE FROM deliveries WHERE queue_id = $1 RETURNING msg_id",
             &[&queue],
-        )?)
+        )
     }
 
     fn drop_queue(&mut self, queue: i64) -> Result<()> {

@@ -1,9 +1,6 @@
-//! Health checks for `spool doctor` on PostgreSQL: the server, the schema
-//! version and spool's own invariants (`crate::store::ops::doctor`: the
-//! summed `stats` match the rows, every delivery has its message, ids
-//! cannot be reused). PostgreSQL checks its own storage; there is no file,
-//! WAL or page count of spool's to show. Also the repair of what can be
-//! recomputed.
+//! What only PostgreSQL adds to `spool doctor`'s checks
+//! (`crate::store::ops::doctor`): facts about the server. PostgreSQL checks
+//! its own storage; there is no file, WAL or page count of spool's to show.
 
 use postgres::types::FromSql;
 

@@ -5,20 +5,21 @@
 //! Counts are the sums of the queue's `stats` deltas (a few thousand rows at
 //! most, see [`super::lease::housekeeping`]), never a count of deliveries.
 
-use crate::store::types::SchemaVersion;
-
 use postgres::Row;
 use postgres::types::{FromSql, ToSql};
 
+use super::queues::QueueRow;
 use super::tx::Tx;
 use super::{RowExt, contracts};
+use crate::store::checks::Check;
 use crate::store::error::Result;
-use crate::store::ops::inspect::Timed;
-use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
-use crate::store::types::State;
+use crate::store::ops::admin::ReplayCols;
+use crate::store::ops::doctor;
+use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow, Timed};
+use crate::store::types::{SchemaVersion, State};
 
 /// What a row of a statement reads into: a tuple, column by column.
-trait Cols: Sized {
+pub(super) trait Cols: Sized {
     fn from_row(r: &Row) -> Result<Self>;
 }
 
@@ -36,19 +37,28 @@ tuple_cols!(A 0);
 tuple_cols!(A 0, B 1);
 tuple_cols!(A 0, B 1, C 2);
 tuple_cols!(A 0, B 1, C 2, D 3);
+tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
 
-type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+pub(super) type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl Tx<'_> {
     /// The rows of one statement.
-    fn rows<T: Cols>(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<T>> {
+    pub(super) fn rows<T: Cols>(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<T>> {
         self.query(sql, params)?.iter().map(T::from_row).collect()
     }
 
+    /// The first column of the rows of one statement.
+    pub(super) fn column<T>(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<T>>
+    where
+        (T,): Cols,
+    {
+        Ok(self.rows(sql, params)?.into_iter().map(|(v,)| v).collect())
+    }
+
     /// The one row of a statement, if any.
-    fn one<T: Cols>(&mut self, sql: &str, params: Params<'_>) -> Result<Option<T>> {
+    pub(super) fn one<T: Cols>(&mut self, sql: &str, params: Params<'_>) -> Result<Option<T>> {
         self.query_opt(sql, params)?
             .as_ref()
             .map(T::from_row)
@@ -56,14 +66,10 @@ impl Tx<'_> {
     }
 }
 
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 impl ReadTx for Tx<'_> {
     /// The sums of the queue's `stats` rows, with its `created_at`.
     fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols> {
-        let stored = self.one(
+        let sums = self.one(
             "SELECT coalesce((SELECT created_at FROM queues WHERE id = $1), 0)::bigint,
                     coalesce(sum(published), 0)::bigint,
                     coalesce(sum(n_ready), 0)::bigint, coalesce(sum(n_delayed), 0)::bigint,
@@ -74,7 +80,7 @@ impl ReadTx for Tx<'_> {
              FROM stats WHERE queue_id = $1",
             &[&queue, &since],
         )?;
-        Ok(stored.unwrap_or_default())
+        Ok(sums.unwrap_or_default())
     }
 
     fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>> {
@@ -121,16 +127,13 @@ impl ReadTx for Tx<'_> {
 
     fn published_at(&mut self, id: i64) -> Result<Option<i64>> {
         let sql = "SELECT published_at FROM messages WHERE id = $1";
-        Ok(self.one::<(i64,)>(sql, &[&id])?.map(|(t,)| t))
+        Ok(self.one(sql, &[&id])?.map(|(t,)| t))
     }
 
     fn topics_of(&mut self, queue: i64) -> Result<Vec<String>> {
-        let topics: Vec<(String,)> = self.rows(
-            "SELECT name FROM queues
-             WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = $1) ORDER BY name",
-            &[&queue],
-        )?;
-        Ok(topics.into_iter().map(|(name,)| name).collect())
+        let sql = "SELECT name FROM queues
+            WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = $1) ORDER BY name";
+        self.column(sql, &[&queue])
     }
 
     fn schema_in_force(&mut self, queue: i64) -> Result<Option<i64>> {
@@ -141,20 +144,11 @@ impl ReadTx for Tx<'_> {
         contracts::latest(self, queue)
     }
 
-    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
-        self.query(
-            "SELECT version, created_at, schema FROM schemas WHERE queue_id = $1 ORDER BY version",
-            &[&queue_id],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(SchemaVersion {
-                version: r.at(0)?,
-                created_at: r.at(1)?,
-                schema: r.at(2)?,
-            })
-        })
-        .collect()
+    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
+        let sql =
+            "SELECT version, created_at, schema FROM schemas WHERE queue_id = $1 ORDER BY version";
+        let rows: Vec<(i64, i64, Option<String>)> = self.rows(sql, &[&queue])?;
+        Ok(rows.into_iter().map(SchemaVersion::from).collect())
     }
 
     fn rates(&mut self, second: i64, minutes: i64) -> Result<Vec<(String, i64, i64, i64)>> {
@@ -169,7 +163,7 @@ impl ReadTx for Tx<'_> {
     /// One statement: the ready rows up to `n`, and the due rows that
     /// `rules::effective` reads as ready (the `NOT (…)` leaves out the
     /// leases that `rules::lease_dies` kills), up to `n` of both together.
-    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Ranked> {
+    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Ranked> {
         self.rows(
             "(SELECT priority, msg_id, visible_at FROM deliveries
               WHERE queue_id = $1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT $2)
@@ -178,52 +172,50 @@ impl ReadTx for Tx<'_> {
               WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $3
                 AND NOT (state = 2 AND $4::bigint > 0 AND attempts >= $4::bigint))
              ORDER BY priority DESC, msg_id LIMIT $2",
-            &[&queue, &limit(n), &now, &max],
+            &[&queue, &n, &now, &max],
         )
     }
 
-    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: usize) -> Result<Timed> {
+    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: i64) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at > $2 AND state = $3
              ORDER BY visible_at, msg_id LIMIT $4",
-            &[&queue, &now, &(state as i64), &limit(n)],
+            &[&queue, &now, &(state as i64), &n],
         )
     }
 
-    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Timed> {
+    fn held_rows(&mut self, queue: i64, n: i64) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state = 5 ORDER BY grp, msg_id LIMIT $2",
-            &[&queue, &limit(n)],
+            &[&queue, &n],
         )
     }
 
-    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: usize) -> Result<Done> {
+    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: i64) -> Result<Done> {
         self.rows(
             "SELECT msg_id, visible_at, done_at FROM deliveries
              WHERE queue_id = $1 AND state IN (3, 4) AND state = $2 AND done_at > $3
              ORDER BY done_at, msg_id LIMIT $4",
-            &[&queue, &(state as i64), &after, &limit(n)],
+            &[&queue, &(state as i64), &after, &n],
         )
     }
 
-    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Timed> {
+    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
                AND state = 2 AND attempts >= $3
              ORDER BY visible_at, msg_id LIMIT $4",
-            &[&queue, &now, &max, &limit(n)],
+            &[&queue, &now, &max, &n],
         )
     }
 
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>> {
-        self.one(
-            "SELECT state, visible_at, attempts, done_at FROM deliveries
-             WHERE msg_id = $1 AND queue_id = $2",
-            &[&id, &queue],
-        )
+        let sql = "SELECT state, visible_at, attempts, done_at FROM deliveries
+            WHERE msg_id = $1 AND queue_id = $2";
+        self.one(sql, &[&id, &queue])
     }
 
     fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
@@ -237,22 +229,11 @@ impl ReadTx for Tx<'_> {
     }
 
     fn counted(&mut self) -> Result<Vec<(i64, i64, i64)>> {
-        let sql = "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state";
-        self.rows(sql, &[])
+        self.rows(doctor::COUNTED, &[])
     }
 
-    /// Both counts and the highest id, in one round trip.
     fn message_checks(&mut self) -> Result<(i64, i64, Option<i64>)> {
-        let checks = self.one(
-            "SELECT
-               (SELECT count(*) FROM messages m
-                WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)),
-               (SELECT count(*) FROM deliveries d
-                WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
-               (SELECT max(id) FROM messages)",
-            &[],
-        )?;
-        Ok(checks.unwrap_or_default())
+        Ok(self.one(doctor::MESSAGE_CHECKS, &[])?.unwrap_or_default())
     }
 
     /// The next value `message_ids` hands out.
@@ -260,5 +241,30 @@ impl ReadTx for Tx<'_> {
         let sql = "SELECT last_value, is_called FROM message_ids";
         let next = self.one::<(i64, bool)>(sql, &[])?;
         Ok(next.map_or(1, |(last, called)| last + i64::from(called)))
+    }
+
+    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
+        let sql = "SELECT msg_id FROM deliveries
+            WHERE queue_id = $1 AND state IN (3, 4) AND state = $2 AND done_at >= $3 AND done_at < $4";
+        self.column(sql, &[&queue, &(state as i64), &since, &until])
+    }
+
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>> {
+        let sql = if lock {
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
+             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id FOR UPDATE"
+        } else {
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
+             WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id"
+        };
+        self.rows(sql, &[&queue, &ids])
+    }
+
+    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
+        contracts::check_for(self, queue)
+    }
+
+    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
+        contracts::check_stored(self, check, id)
     }
 }

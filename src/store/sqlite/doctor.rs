@@ -1,7 +1,5 @@
-//! Health checks for `spool doctor`: SQLite's integrity check, the file's
-//! shape (WAL, free pages, journal mode) and spool's own invariants (the
-//! per-queue counters match the rows, every delivery has its message, ids
-//! cannot be reused). Also the repair of what can be recomputed.
+//! What only SQLite adds to `spool doctor`'s checks
+//! (`crate::store::ops::doctor`): its integrity check and the journal mode.
 
 use crate::store::{Result, SqliteStore};
 

@@ -3,15 +3,16 @@
 //! [`SqliteStore::open_read_only`] in a deferred transaction: one snapshot,
 //! never blocked by a writer (WAL).
 
-use crate::store::types::SchemaVersion;
 use rusqlite::{OptionalExtension, Params, Row};
 
-use super::contracts;
 use super::tx::Tx;
+use super::{admin, contracts};
 use crate::store::Result;
-use crate::store::ops::inspect::Timed;
-use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow};
-use crate::store::types::State;
+use crate::store::checks::Check;
+use crate::store::ops::admin::ReplayCols;
+use crate::store::ops::doctor;
+use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow, Timed};
+use crate::store::types::{QueueRow, SchemaVersion, State};
 
 /// Queue `?1`'s row with the sums of its `rates` buckets after second
 /// `?2` (a range of the `rates` primary key).
@@ -87,35 +88,36 @@ pub(crate) const EXPIRED_LAST: &str = "SELECT msg_id, visible_at FROM deliveries
     ORDER BY visible_at, msg_id LIMIT ?4";
 
 /// What a row of a statement reads into: a tuple, column by column.
-trait Cols: for<'r> TryFrom<&'r Row<'r>, Error = rusqlite::Error> {}
+pub(super) trait Cols: for<'r> TryFrom<&'r Row<'r>, Error = rusqlite::Error> {}
 
 impl<T: for<'r> TryFrom<&'r Row<'r>, Error = rusqlite::Error>> Cols for T {}
 
 impl Tx<'_> {
     /// The rows of one statement.
-    fn rows<T: Cols>(&self, sql: &str, params: impl Params) -> Result<Vec<T>> {
+    pub(super) fn rows<T: Cols>(&self, sql: &str, params: impl Params) -> Result<Vec<T>> {
         let mut stmt = self.tx.prepare_cached(sql)?;
         let rows = stmt.query_map(params, |r| T::try_from(r))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The first column of the rows of one statement.
+    pub(super) fn column<T>(&self, sql: &str, params: impl Params) -> Result<Vec<T>>
+    where
+        (T,): Cols,
+    {
+        Ok(self.rows(sql, params)?.into_iter().map(|(v,)| v).collect())
+    }
+
     /// The one row of a statement, if any.
-    fn one<T: Cols>(&self, sql: &str, params: impl Params) -> Result<Option<T>> {
+    pub(super) fn one<T: Cols>(&self, sql: &str, params: impl Params) -> Result<Option<T>> {
         let mut stmt = self.tx.prepare_cached(sql)?;
         Ok(stmt.query_row(params, |r| T::try_from(r)).optional()?)
     }
 }
 
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 impl ReadTx for Tx<'_> {
-    /// The queue's row, with its per-second `rates` buckets of the window
-    /// (a range of the primary key).
     fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols> {
-        let stored = self.one(STORED, (queue, since))?;
-        Ok(stored.unwrap_or_default())
+        Ok(self.one(STORED, (queue, since))?.unwrap_or_default())
     }
 
     fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>> {
@@ -139,16 +141,13 @@ impl ReadTx for Tx<'_> {
 
     fn published_at(&mut self, id: i64) -> Result<Option<i64>> {
         let sql = "SELECT published_at FROM messages WHERE id = ?1";
-        Ok(self.one::<(i64,)>(sql, [id])?.map(|(t,)| t))
+        Ok(self.one(sql, [id])?.map(|(t,)| t))
     }
 
     fn topics_of(&mut self, queue: i64) -> Result<Vec<String>> {
-        let topics: Vec<(String,)> = self.rows(
-            "SELECT name FROM queues WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = ?1)
-             ORDER BY name",
-            [queue],
-        )?;
-        Ok(topics.into_iter().map(|(name,)| name).collect())
+        let sql = "SELECT name FROM queues
+            WHERE id IN (SELECT topic_id FROM subscriptions WHERE queue_id = ?1) ORDER BY name";
+        self.column(sql, [queue])
     }
 
     fn schema_in_force(&mut self, queue: i64) -> Result<Option<i64>> {
@@ -159,60 +158,45 @@ impl ReadTx for Tx<'_> {
         contracts::latest(&self.tx, queue)
     }
 
-    fn schema_versions(&mut self, queue_id: i64) -> Result<Vec<SchemaVersion>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT version, created_at, schema FROM schemas WHERE queue_id = ?1 ORDER BY version",
-        )?;
-        let rows = stmt
-            .query_map([queue_id], |r| {
-                Ok(SchemaVersion {
-                    version: r.get(0)?,
-                    created_at: r.get(1)?,
-                    schema: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+    fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>> {
+        let sql =
+            "SELECT version, created_at, schema FROM schemas WHERE queue_id = ?1 ORDER BY version";
+        let rows: Vec<(i64, i64, Option<String>)> = self.rows(sql, [queue])?;
+        Ok(rows.into_iter().map(SchemaVersion::from).collect())
     }
 
-    /// A range scan of the `rates` primary key per queue: at most 60 rows
-    /// per queue and minute shown.
     fn rates(&mut self, second: i64, minutes: i64) -> Result<Vec<(String, i64, i64, i64)>> {
         self.rows(RATES, (second, minutes))
     }
 
     /// Two statements, each an index walk: `deliveries_ready` up to `n`, then
-    /// the due range of `deliveries_waiting`, where the `NOT (…)` leaves out
-    /// the leases that `rules::lease_dies` kills.
-    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Ranked> {
-        let mut rows: Ranked = self.rows(READY_ROWS, (queue, limit(n)))?;
+    /// the due range of `deliveries_waiting`.
+    fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Ranked> {
+        let mut rows: Ranked = self.rows(READY_ROWS, (queue, n))?;
         rows.extend(self.rows::<(i64, i64, i64)>(READY_DUE_ROWS, (queue, now, max))?);
         Ok(rows)
     }
 
-    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: usize) -> Result<Timed> {
-        self.rows(WAITING_ROWS, (queue, now, state as i64, limit(n)))
+    fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: i64) -> Result<Timed> {
+        self.rows(WAITING_ROWS, (queue, now, state as i64, n))
     }
 
-    fn held_rows(&mut self, queue: i64, n: usize) -> Result<Timed> {
-        self.rows(HELD_ROWS, (queue, limit(n)))
+    fn held_rows(&mut self, queue: i64, n: i64) -> Result<Timed> {
+        self.rows(HELD_ROWS, (queue, n))
     }
 
-    /// See [`DONE_ROWS`].
-    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: usize) -> Result<Done> {
-        self.rows(DONE_ROWS, (queue, state as i64, after, limit(n)))
+    fn done_rows(&mut self, queue: i64, state: State, after: i64, n: i64) -> Result<Done> {
+        self.rows(DONE_ROWS, (queue, state as i64, after, n))
     }
 
-    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: usize) -> Result<Timed> {
-        self.rows(EXPIRED_LAST, (queue, now, max, limit(n)))
+    fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Timed> {
+        self.rows(EXPIRED_LAST, (queue, now, max, n))
     }
 
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>> {
-        self.one(
-            "SELECT state, visible_at, attempts, done_at FROM deliveries
-             WHERE msg_id = ?1 AND queue_id = ?2",
-            (id, queue),
-        )
+        let sql = "SELECT state, visible_at, attempts, done_at FROM deliveries
+            WHERE msg_id = ?1 AND queue_id = ?2";
+        self.one(sql, (id, queue))
     }
 
     fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
@@ -226,28 +210,42 @@ impl ReadTx for Tx<'_> {
     }
 
     fn counted(&mut self) -> Result<Vec<(i64, i64, i64)>> {
-        let sql = "SELECT queue_id, state, count(*) FROM deliveries GROUP BY queue_id, state";
-        self.rows(sql, [])
+        self.rows(doctor::COUNTED, [])
     }
 
     fn message_checks(&mut self) -> Result<(i64, i64, Option<i64>)> {
-        let checks = self.one(
-            "SELECT
-               (SELECT count(*) FROM messages m
-                WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)),
-               (SELECT count(*) FROM deliveries d
-                WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
-               (SELECT max(id) FROM messages)",
-            [],
-        )?;
-        Ok(checks.unwrap_or_default())
+        Ok(self.one(doctor::MESSAGE_CHECKS, [])?.unwrap_or_default())
     }
 
     fn next_message_id(&mut self) -> Result<i64> {
         let sql = "SELECT value FROM meta WHERE key = 'next_message_id'";
-        Ok(self
-            .one::<(Option<i64>,)>(sql, [])?
-            .and_then(|(v,)| v)
-            .unwrap_or(0))
+        Ok(self.one(sql, [])?.and_then(|(v,)| v).unwrap_or(0))
+    }
+
+    fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>> {
+        self.column(admin::DONE_IDS, (queue, state as i64, since, until))
+    }
+
+    fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
+        let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp
+            FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
+        let mut rows = Vec::new();
+        for &id in ids {
+            rows.extend(self.one(sql, (id, queue))?);
+        }
+        Ok(rows)
+    }
+
+    fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
+        contracts::check_for(&self.tx, &mut Default::default(), queue)
+    }
+
+    fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
+        let sql = "SELECT body, raw FROM messages WHERE id = ?1";
+        let (body, raw): (Vec<u8>, bool) = self
+            .tx
+            .prepare_cached(sql)?
+            .query_row([id], |r| r.try_into())?;
+        check.stored(id, &body, raw)
     }
 }

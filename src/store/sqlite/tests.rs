@@ -195,13 +195,7 @@ fn purge_and_replay_select_through_partial_indexes() {
         let params = (1, state as i64, 1, 9);
         assert_uses(&store, admin::DONE_IDS, params, "deliveries_done");
     }
-    let params = (1, 5, 3);
-    assert_uses(
-        &store,
-        admin::EXPIRED_ON_LAST_ATTEMPT,
-        params,
-        "deliveries_waiting",
-    );
+    // Its expired last leases: `inspect::EXPIRED_LAST`, above.
 }
 
 /// The rate histories of `top` (their buckets: `suite::inspect`) read a
