@@ -12,7 +12,7 @@ use super::contracts::for_publish;
 use super::queues::ensure;
 use crate::store::Store;
 use crate::store::backend::{self, Backend, ReadTx, Tx};
-use crate::store::checks::{ContractCache, PublishChecks};
+use crate::store::checks::PublishChecks;
 use crate::store::error::{Error, Result};
 use crate::store::types::{NewMessage, QueueRow, Settings, State};
 
@@ -191,49 +191,9 @@ pub(crate) fn publish_batch(
     fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut cache = std::mem::take(store.contracts());
-    let outcome = publish_with_cache(store, &mut cache, name, fill);
-    *store.contracts() = cache;
-    outcome
-}
-
-/// [`Store::publish_batch`] for any `fill`: its value is kept and its own
-/// error returned as it is (a rerun after a PostgreSQL deadlock forgets
-/// the error of the run before).
-pub(crate) fn with_batch<T, E: From<Error>>(
-    store: &mut (impl Store + ?Sized),
-    name: &str,
-    mut fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
-) -> Result<T, E> {
-    let mut value = None;
-    let mut failed = None;
-    let outcome = store.publish_dyn(name, &mut |batch| {
-        failed = None;
-        match fill(batch) {
-            Ok(v) => {
-                value = Some(v);
-                Ok(())
-            }
-            Err(e) => {
-                failed = Some(e);
-                Err(Error::Internal("the publish was given up".into()))
-            }
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    outcome?;
-    value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
-}
-
-fn publish_with_cache(
-    store: &mut (impl Backend + ?Sized),
-    cache: &mut ContractCache,
-    name: &str,
-    fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
-) -> Result<()> {
-    backend::write(store, |tx| {
+    let outcome = backend::write(store, |tx| {
         tx.lock_shared(&[name])?;
+
         let origin = ensure(tx, name)?;
         let targets = if origin.is_topic {
             let subs = tx.subscribers(origin.id)?;
@@ -255,7 +215,7 @@ fn publish_with_cache(
             });
         }
         // After the name locks: no schema can change before this commits.
-        let checks = for_publish(tx, cache, &origin, &targets)?;
+        let checks = for_publish(tx, &mut cache, &origin, &targets)?;
         // A topic holds nothing, so only its subscribers' limits count: the
         // message must fit every queue that receives it.
         let max_size = targets
@@ -299,11 +259,43 @@ fn publish_with_cache(
             tx.housekeeping(queue)?;
         }
         Ok(())
-    })
+    });
+    *store.contracts() = cache;
+    outcome
 }
 
-/// Plain messages (no key, no group) an [`Inserter`] keeps to write many at
-/// a time, their bodies back to back in one arena.
+/// [`Store::publish_batch`] for any `fill`: its value is kept and its own
+/// error returned as it is (a rerun after a PostgreSQL deadlock forgets
+/// the error of the run before).
+pub(crate) fn with_batch<T, E: From<Error>>(
+    store: &mut (impl Store + ?Sized),
+    name: &str,
+    mut fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut value = None;
+    let mut failed = None;
+    let outcome = store.publish_dyn(name, &mut |batch| {
+        failed = None;
+        match fill(batch) {
+            Ok(v) => {
+                value = Some(v);
+                Ok(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                Err(Error::Internal("the publish was given up".into()))
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    outcome?;
+    value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
+}
+
+/// Messages without a key that an [`Inserter`] keeps to write many at a
+/// time, their bodies back to back in one arena.
 #[derive(Default)]
 pub(crate) struct Buffer {
     rows: Vec<Buffered>,
@@ -319,10 +311,10 @@ pub(crate) struct Buffered {
     pub priority: i64,
     pub visible_at: i64,
     pub state: State,
+    pub group: Option<String>,
 }
 
 impl Buffer {
-    /// Adds message `id`.
     pub fn push(&mut self, id: i64, msg: &NewMessage<'_>, state: State, visible_at: i64) {
         self.arena.extend_from_slice(msg.body);
         self.rows.push(Buffered {
@@ -333,20 +325,15 @@ impl Buffer {
             priority: msg.priority,
             visible_at,
             state,
+            group: msg.group.map(str::to_owned),
         });
     }
 
-    /// True when no message waits.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Messages buffered.
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
-    /// Their body bytes.
+    /// Body bytes buffered.
     pub fn bytes(&self) -> usize {
         self.arena.len()
     }
@@ -369,6 +356,10 @@ impl Buffer {
                 counts[row.state as usize] += 1;
             }
         }
+        self.clear();
+    }
+
+    pub fn clear(&mut self) {
         self.rows.clear();
         self.arena.clear();
     }
