@@ -4,7 +4,7 @@
 use super::contracts;
 use super::publish::PublishTx;
 use crate::contract::Contract;
-use crate::store::backend::{self, Backend, Tx, topic_error, unknown_queue};
+use crate::store::backend::{self, Backend, topic_error, unknown_queue};
 use crate::store::error::{Error, Result};
 use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch};
 
@@ -124,20 +124,15 @@ pub(crate) fn settings(store: &(impl Backend + ?Sized), name: &str) -> Result<Op
 /// so its own setting does not count). A name that does not exist yet, or
 /// a topic without subscribers, gets the default.
 pub(crate) fn max_size(store: &(impl Backend + ?Sized), name: &str) -> Result<u64> {
-    backend::read(store, |tx| max_size_in(tx, name))
-}
-
-fn max_size_in(tx: &mut (impl Tx + ?Sized), name: &str) -> Result<u64> {
-    let Some(row) = tx.queue(name)? else {
-        return Ok(Settings::default().max_size);
-    };
-    if !row.is_topic {
-        return Ok(row.settings.max_size);
-    }
-    let limit = tx
-        .subscribers(row.id)?
-        .iter()
-        .map(|sub| sub.settings.max_size)
-        .min();
-    Ok(limit.unwrap_or(Settings::default().max_size))
+    backend::read(store, |tx| {
+        let limit = match tx.queue(name)? {
+            Some(row) if row.is_topic => tx
+                .subscribers(row.id)?
+                .iter()
+                .map(|sub| sub.settings.max_size)
+                .min(),
+            row => row.map(|row| row.settings.max_size),
+        };
+        Ok(limit.unwrap_or(Settings::default().max_size))
+    })
 }

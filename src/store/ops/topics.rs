@@ -120,15 +120,6 @@ fn ensure_topic(tx: &mut (impl PublishTx + ?Sized), name: &str) -> Result<QueueR
     if row.is_topic {
         return Ok(row);
     }
-    check_can_become_topic(tx, &row)?;
-    tx.make_topic(row.id)?;
-    row.is_topic = true;
-    Ok(row)
-}
-
-/// A queue may become a topic only if it holds no messages and subscribes
-/// to no topic.
-fn check_can_become_topic(tx: &mut (impl PublishTx + ?Sized), row: &QueueRow) -> Result<()> {
     if tx.holds_messages(row.id)? {
         return Err(Error::NameHoldsMessages {
             name: row.name.clone(),
@@ -141,5 +132,7 @@ fn check_can_become_topic(tx: &mut (impl PublishTx + ?Sized), row: &QueueRow) ->
             topics,
         });
     }
-    Ok(())
+    tx.make_topic(row.id)?;
+    row.is_topic = true;
+    Ok(row)
 }

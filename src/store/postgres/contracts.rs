@@ -5,7 +5,7 @@
 
 use super::queues::QueueRow;
 use super::{Conn, RowExt};
-use crate::store::checks::{self, Check, PublishChecks};
+use crate::store::checks::{self, Check};
 use crate::store::error::{Error, Result};
 
 /// The latest version of a queue's schema: its number and text (`None` when
@@ -30,17 +30,6 @@ pub(crate) fn check_for(conn: &mut Conn, queue: &QueueRow) -> Result<Option<Chec
         return Ok(None);
     };
     checks::check(&mut conn.contracts, queue, version, || Ok(text)).map(Some)
-}
-
-/// The checks for publishing to `origin` (a queue, or a topic delivering to
-/// `targets`). The caller holds the name locks of all of them.
-#[allow(dead_code)] // kept for the other helpers' branches until they merge
-pub(crate) fn for_publish(
-    conn: &mut Conn,
-    origin: &QueueRow,
-    targets: &[QueueRow],
-) -> Result<PublishChecks> {
-    PublishChecks::of(origin, targets, |q| check_for(conn, q))
 }
 
 /// Checks stored message `id` against `check`, for a replay into its queue.

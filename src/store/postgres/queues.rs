@@ -13,9 +13,6 @@ pub(crate) use crate::store::types::QueueRow;
 pub(super) const COLUMNS: &str =
     "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms";
 
-// The struct update keeps this building when a setting is added to
-// `Settings` before the PostgreSQL schema stores it.
-#[allow(clippy::needless_update)]
 pub(super) fn from_row(row: &Row) -> Result<QueueRow> {
     let dur =
         |i| -> Result<Duration> { Ok(Duration::from_millis(row.at::<i64>(i)?.max(0) as u64)) };
@@ -29,7 +26,6 @@ pub(super) fn from_row(row: &Row) -> Result<QueueRow> {
             retention: dur(5)?,
             max_size: row.at::<i64>(6)?.max(0) as u64,
             retry_delay: dur(7)?,
-            ..Settings::default()
         },
         acked: 0,
     })

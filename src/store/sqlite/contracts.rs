@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::queues::QueueRow;
 use crate::store::Result;
-use crate::store::checks::{self, Check, ContractCache, PublishChecks};
+use crate::store::checks::{self, Check, ContractCache};
 
 /// The latest version of a queue's schema: its number and text (`None` when
 /// that version removed the schema). `None` when it never had one.
@@ -49,16 +49,4 @@ pub(crate) fn check_for(
             .query_row((queue.id, version), |r| r.get(0))?)
     })
     .map(Some)
-}
-
-/// The checks for publishing to `origin` (a queue, or a topic delivering to
-/// `targets`).
-#[allow(dead_code)] // kept for the other helpers' branches until they merge
-pub(crate) fn for_publish(
-    conn: &Connection,
-    cache: &mut ContractCache,
-    origin: &QueueRow,
-    targets: &[QueueRow],
-) -> Result<PublishChecks> {
-    PublishChecks::of(origin, targets, |q| check_for(conn, cache, q))
 }

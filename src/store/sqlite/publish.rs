@@ -45,9 +45,6 @@ const INSERT_MESSAGE: &str =
 const INSERT_DELIVERY: &str =
     "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-/// The message holding a key, and whether a queue still holds it: a
-/// delivery that is not acked past its queue's retention. An expired one
-/// may not have been swept yet (each write sweeps a bounded batch).
 const FIND_KEY: &str = "SELECT m.id, EXISTS (
          SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
          WHERE d.msg_id = m.id AND (d.state = 3 AND d.done_at <= ?3 - q.retention_ms) IS NOT TRUE)
@@ -70,24 +67,7 @@ fn prepared<'s, 't>(
     Ok(slot.as_mut().expect("prepared just above"))
 }
 
-impl<'t> SqliteInserter<'t> {
-    fn new(tx: &'t Tx<'_>, fanout: &'t Fanout<'t>, next_id: i64) -> Self {
-        SqliteInserter {
-            conn: &tx.tx,
-            insert_message: None,
-            insert_delivery: None,
-            insert_messages: None,
-            insert_deliveries: None,
-            pending: Buffer::default(),
-            find_key: None,
-            claim_group: None,
-            fanout,
-            now: tx.now,
-            next_id,
-            tally: Tally::new(fanout.targets.len()),
-        }
-    }
-
+impl SqliteInserter<'_> {
     /// Inserts the buffered messages: a full chunk with the multi-row
     /// statements (one per table and target queue), a partial one row by
     /// row.
@@ -150,39 +130,6 @@ impl<'t> SqliteInserter<'t> {
         self.pending.written(&mut self.tally.added);
         Ok(())
     }
-
-    fn deliver(
-        &mut self,
-        target: usize,
-        id: i64,
-        msg: &NewMessage<'_>,
-        mut state: State,
-        visible_at: i64,
-    ) -> Result<()> {
-        let queue = self.fanout.targets[target].id;
-        if let Some(group) = msg.group {
-            // The first unfinished message of a group is its head; later ones
-            // wait (held) until the head is done.
-            let claim = prepared(&mut self.claim_group, self.conn, || CLAIM_GROUP.into())?;
-            if claim.execute((queue, group, id))? == 0 {
-                state = State::Held;
-            }
-        }
-        prepared(&mut self.insert_delivery, self.conn, || {
-            INSERT_DELIVERY.into()
-        })?
-        .execute((
-            id,
-            queue,
-            state as i64,
-            msg.priority,
-            visible_at,
-            msg.group,
-            self.fanout.versions[target],
-        ))?;
-        self.tally.added[target][state as usize] += 1;
-        Ok(())
-    }
 }
 
 impl Inserter for SqliteInserter<'_> {
@@ -235,8 +182,29 @@ impl Inserter for SqliteInserter<'_> {
             msg.headers,
             msg.body,
         ))?;
-        for i in 0..self.fanout.targets.len() {
-            self.deliver(i, id, msg, state, visible_at)?;
+        for (target, queue) in self.fanout.targets.iter().enumerate() {
+            let mut state = state;
+            // The first unfinished message of a group is its head; later ones
+            // wait (held) until the head is done.
+            if let Some(group) = msg.group {
+                let claim = prepared(&mut self.claim_group, self.conn, || CLAIM_GROUP.into())?;
+                if claim.execute((queue.id, group, id))? == 0 {
+                    state = State::Held;
+                }
+            }
+            prepared(&mut self.insert_delivery, self.conn, || {
+                INSERT_DELIVERY.into()
+            })?
+            .execute((
+                id,
+                queue.id,
+                state as i64,
+                msg.priority,
+                visible_at,
+                msg.group,
+                self.fanout.versions[target],
+            ))?;
+            self.tally.added[target][state as usize] += 1;
         }
         Ok(id)
     }
@@ -281,19 +249,6 @@ impl PublishTx for Tx<'_> {
                 s.max_size as i64,
                 ms(s.retry_delay),
             ))?;
-        Ok(())
-    }
-
-    // Writers take turns (`BEGIN IMMEDIATE`): nothing to lock.
-    fn lock_row(&mut self, _id: i64) -> Result<()> {
-        Ok(())
-    }
-
-    fn lock_shared(&mut self, _names: &[&str]) -> Result<bool> {
-        Ok(false)
-    }
-
-    fn lock_exclusive(&mut self, _name: &str) -> Result<()> {
         Ok(())
     }
 
@@ -355,7 +310,20 @@ impl PublishTx for Tx<'_> {
             .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
             .query_row([], |row| row.get(0))?;
         let (tally, next_id) = {
-            let mut ins = SqliteInserter::new(self, fanout, first_id);
+            let mut ins = SqliteInserter {
+                conn: &self.tx,
+                insert_message: None,
+                insert_delivery: None,
+                insert_messages: None,
+                insert_deliveries: None,
+                pending: Buffer::default(),
+                find_key: None,
+                claim_group: None,
+                fanout,
+                now: self.now,
+                next_id: first_id,
+                tally: Tally::new(fanout.targets.len()),
+            };
             fill(&mut ins)?;
             ins.flush_pending()?;
             (ins.tally, ins.next_id)
