@@ -1,7 +1,8 @@
-//! Publishing: one transaction per batch. Plain messages are buffered and
-//! written a chunk at a time (one statement inserts the messages and their
-//! deliveries to every target from arrays); keyed and grouped ones go one
-//! statement each, so deduplication and group heads see every earlier one.
+//! Publishing: one transaction per batch. Messages without a key are
+//! buffered and written a chunk at a time (one statement inserts the
+//! messages and their deliveries to every target from arrays); keyed ones go
+//! one statement each, after what is buffered, so deduplication sees every
+//! earlier one.
 
 use std::collections::VecDeque;
 
@@ -28,7 +29,6 @@ struct PgInserter<'t> {
     conn: &'t mut Conn,
     fanout: &'t Fanout<'t>,
     target_ids: Vec<i64>,
-    target_names: Vec<String>,
     now: i64,
     /// Ids taken from the sequence and not used yet.
     ids: VecDeque<i64>,
@@ -48,7 +48,6 @@ impl<'t> PgInserter<'t> {
         PgInserter {
             conn,
             target_ids: fanout.targets.iter().map(|q| q.id).collect(),
-            target_names: fanout.targets.iter().map(|q| q.name.clone()).collect(),
             tally: Tally::new(fanout.targets.len()),
             fanout,
             now,
@@ -88,10 +87,16 @@ impl<'t> PgInserter<'t> {
             return Ok(());
         }
         let prefix = format!("spool groups {} ", self.conn.target.schema);
+        let names: Vec<&str> = self
+            .fanout
+            .targets
+            .iter()
+            .map(|q| q.name.as_str())
+            .collect();
         self.conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1 || name, 0))
              FROM unnest($2::text[]) AS t(name) ORDER BY name",
-            &[&prefix, &self.target_names],
+            &[&prefix, &names],
         )?;
         self.group_locked = true;
         self.ids.clear();
@@ -397,6 +402,7 @@ fn columns(rows: &Buffer) -> (Vec<i64>, Vec<bool>, Vec<Option<&str>>, Vec<&[u8]>
 
 impl PublishTx for Tx<'_> {
     fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
+        let [v, a, r, m, d] = settings_columns(settings);
         let now = self.now;
         let sql = format!(
             "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
@@ -404,34 +410,17 @@ impl PublishTx for Tx<'_> {
              ON CONFLICT (name) DO NOTHING
              RETURNING {COLUMNS}"
         );
-        self.query_opt(
-            &sql,
-            &[
-                &name,
-                &ms(settings.visibility),
-                &i64::from(settings.max_attempts),
-                &ms(settings.retention),
-                &(settings.max_size.min(i64::MAX as u64) as i64),
-                &ms(settings.retry_delay),
-                &now,
-            ],
-        )?
-        .map(|row| from_row(&row))
-        .transpose()
+        self.query_opt(&sql, &[&name, &v, &a, &r, &m, &d, &now])?
+            .map(|row| from_row(&row))
+            .transpose()
     }
 
     fn write_settings(&mut self, id: i64, s: &Settings) -> Result<()> {
+        let [v, a, r, m, d] = settings_columns(s);
         self.execute(
             "UPDATE queues SET visibility_ms = $2, max_attempts = $3, retention_ms = $4,
                max_size = $5, retry_delay_ms = $6 WHERE id = $1",
-            &[
-                &id,
-                &ms(s.visibility),
-                &i64::from(s.max_attempts),
-                &ms(s.retention),
-                &(s.max_size.min(i64::MAX as u64) as i64),
-                &ms(s.retry_delay),
-            ],
+            &[&id, &v, &a, &r, &m, &d],
         )?;
         Ok(())
     }
@@ -518,4 +507,16 @@ impl PublishTx for Tx<'_> {
 
 fn lock_prefix(conn: &Conn) -> String {
     format!("spool queue {} ", conn.target.schema)
+}
+
+/// The columns of `settings` in `queues`, in table order.
+fn settings_columns(s: &Settings) -> [i64; 5] {
+    let max_size = s.max_size.min(i64::MAX as u64) as i64;
+    [
+        ms(s.visibility),
+        i64::from(s.max_attempts),
+        ms(s.retention),
+        max_size,
+        ms(s.retry_delay),
+    ]
 }

@@ -212,20 +212,13 @@ impl Inserter for SqliteInserter<'_> {
 
 impl PublishTx for Tx<'_> {
     fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
+        let (v, a, r, m, d) = columns(settings);
         self.tx
             .prepare_cached(
                 "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute((
-                name,
-                ms(settings.visibility),
-                settings.max_attempts,
-                ms(settings.retention),
-                settings.max_size as i64,
-                ms(settings.retry_delay),
-                self.now,
-            ))?;
+            .execute((name, v, a, r, m, d, self.now))?;
         Ok(Some(QueueRow {
             id: self.tx.last_insert_rowid(),
             name: name.to_owned(),
@@ -236,19 +229,13 @@ impl PublishTx for Tx<'_> {
     }
 
     fn write_settings(&mut self, id: i64, s: &Settings) -> Result<()> {
+        let (v, a, r, m, d) = columns(s);
         self.tx
             .prepare_cached(
                 "UPDATE queues SET visibility_ms = ?2, max_attempts = ?3, retention_ms = ?4,
                    max_size = ?5, retry_delay_ms = ?6 WHERE id = ?1",
             )?
-            .execute((
-                id,
-                ms(s.visibility),
-                s.max_attempts,
-                ms(s.retention),
-                s.max_size as i64,
-                ms(s.retry_delay),
-            ))?;
+            .execute((id, v, a, r, m, d))?;
         Ok(())
     }
 
@@ -338,4 +325,15 @@ impl PublishTx for Tx<'_> {
         }
         Ok(tally)
     }
+}
+
+/// The columns of `settings` in `queues`, in table order.
+fn columns(s: &Settings) -> (i64, u32, i64, i64, i64) {
+    (
+        ms(s.visibility),
+        s.max_attempts,
+        ms(s.retention),
+        s.max_size as i64,
+        ms(s.retry_delay),
+    )
 }
