@@ -5,6 +5,7 @@ use super::contracts;
 use super::publish::PublishTx;
 use crate::contract::Contract;
 use crate::store::backend::{self, Backend, topic_error, unknown_queue};
+use crate::store::checks::same_schema;
 use crate::store::error::{Error, Result};
 use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch};
 
@@ -60,8 +61,10 @@ pub(crate) fn create_queue(
         if row.is_topic {
             return Err(topic_error(tx, row)?);
         }
-        let same_schema = schema.is_none() || contracts::is_current(tx, row.id, schema)?;
-        if patch.apply(row.settings) != row.settings || !same_schema {
+        // The same schema as JSON: layout and key order do not count.
+        let current = tx.latest_schema(row.id)?.and_then(|(_, text)| text);
+        let same = schema.is_none() || same_schema(current.as_deref(), schema);
+        if patch.apply(row.settings) != row.settings || !same {
             return Err(Error::SettingsConflict {
                 name: name.to_owned(),
             });

@@ -71,28 +71,24 @@ pub(crate) fn unsubscribe(
     queue: &str,
 ) -> Result<Vec<String>> {
     backend::write(store, |tx| {
-        let topic_row = tx.queue(topic)?.filter(|row| row.is_topic);
-        let Some(topic_row) = topic_row else {
-            return Err(Error::NotSubscribed {
-                topic: topic.to_owned(),
-                queue: queue.to_owned(),
-                subscribers: None,
-            });
-        };
-        tx.lock_exclusive(topic)?;
-        let removed = match tx.queue(queue)? {
-            Some(q) => tx.remove_subscription(topic_row.id, q.id)?,
-            None => false,
-        };
-        let remaining = names(tx.subscribers(topic_row.id)?);
-        if !removed {
-            return Err(Error::NotSubscribed {
-                topic: topic.to_owned(),
-                queue: queue.to_owned(),
-                subscribers: Some(remaining),
-            });
+        let mut subscribers = None;
+        if let Some(topic_row) = tx.queue(topic)?.filter(|row| row.is_topic) {
+            tx.lock_exclusive(topic)?;
+            let removed = match tx.queue(queue)? {
+                Some(q) => tx.remove_subscription(topic_row.id, q.id)?,
+                None => false,
+            };
+            let remaining = names(tx.subscribers(topic_row.id)?);
+            if removed {
+                return Ok(remaining);
+            }
+            subscribers = Some(remaining);
         }
-        Ok(remaining)
+        Err(Error::NotSubscribed {
+            topic: topic.to_owned(),
+            queue: queue.to_owned(),
+            subscribers,
+        })
     })
 }
 
