@@ -13,7 +13,7 @@ use super::inspect::ReadTx;
 use super::publish::PublishTx;
 use crate::contract::Contract;
 use crate::store::backend::unknown_queue;
-use crate::store::checks::{self, ContractCache, PublishChecks, same_schema, wanted};
+use crate::store::checks::{self, Check, ContractCache, PublishChecks, same_schema, wanted};
 use crate::store::error::Result;
 use crate::store::types::{QueueRow, SchemaChange, SchemaVersion};
 
@@ -39,20 +39,26 @@ pub(crate) fn apply(
 }
 
 /// The checks for publishing to `origin` (a queue, or a topic delivering to
-/// `targets`), each contract compiled once per process and version. The
-/// caller holds the name locks of all of them.
+/// `targets`). The caller holds the name locks of all of them.
 pub(crate) fn for_publish(
     tx: &mut (impl PublishTx + ?Sized),
     cache: &mut ContractCache,
     origin: &QueueRow,
     targets: &[QueueRow],
 ) -> Result<PublishChecks> {
-    PublishChecks::of(origin, targets, |queue| {
-        let Some((version, Some(text))) = tx.latest_schema(queue.id)? else {
-            return Ok(None);
-        };
-        checks::check(cache, queue, version, || Ok(text)).map(Some)
-    })
+    PublishChecks::of(origin, targets, |queue| check_for(tx, cache, queue))
+}
+
+/// The contract in force for a queue, compiled once per `cache` and version.
+pub(crate) fn check_for(
+    tx: &mut (impl ReadTx + ?Sized),
+    cache: &mut ContractCache,
+    queue: &QueueRow,
+) -> Result<Option<Check>> {
+    let Some((version, Some(text))) = tx.latest_schema(queue.id)? else {
+        return Ok(None);
+    };
+    checks::check(cache, queue, version, || Ok(text)).map(Some)
 }
 
 /// Every version of the schema of queue or topic `name`, oldest first.

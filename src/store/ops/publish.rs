@@ -184,13 +184,10 @@ impl PublishBatch<'_> {
     }
 }
 
-/// Publishes to a queue (created if missing) or a topic (fanned out to its
-/// subscribers) in one transaction: `fill` adds messages to the batch, and
-/// they become visible together when it returns `Ok`. If `fill` fails,
-/// nothing is published. Holds the write lock (SQLite), or the name locks
+/// [`Store::publish_dyn`]. Holds the write lock (SQLite), or the name locks
 /// (PostgreSQL), while `fill` runs. A transaction that PostgreSQL ends for a
 /// deadlock or serialization failure is run again, `fill` with it (see
-/// [`Backend::write_dyn`]). `cache` holds the compiled schemas.
+/// [`Backend::write_dyn`]).
 pub(crate) fn publish_batch(
     store: &mut (impl Backend + ?Sized),
     name: &str,

@@ -122,10 +122,8 @@ pub(crate) fn settings(store: &(impl Backend + ?Sized), name: &str) -> Result<Op
     })
 }
 
-/// The largest body a publish to `name` accepts: the queue's `max_size`,
-/// or for a topic the smallest of its subscribers' (a topic holds nothing,
-/// so its own setting does not count). A name that does not exist yet, or
-/// a topic without subscribers, gets the default.
+/// [`crate::store::Store::max_size`]: a topic holds nothing, so its own
+/// setting does not count.
 pub(crate) fn max_size(store: &(impl Backend + ?Sized), name: &str) -> Result<u64> {
     backend::read(store, |tx| {
         let limit = match tx.queue(name)? {

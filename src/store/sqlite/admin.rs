@@ -5,11 +5,11 @@
 
 use rusqlite::OptionalExtension;
 
-use super::contracts;
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use crate::store::checks::Check;
 use crate::store::ops::admin::{AdminTx, ReplayReadTx, ReplayRow};
+use crate::store::ops::contracts;
 use crate::store::{Result, State};
 
 /// Replay's selection: the rows of queue `?1` in state `?2` (acked or
@@ -96,7 +96,7 @@ impl ReplayReadTx for Tx<'_> {
     }
 
     fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
-        contracts::check_for(&self.tx, &mut Default::default(), queue)
+        contracts::check_for(self, &mut Default::default(), queue)
     }
 
     fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {
