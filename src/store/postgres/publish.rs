@@ -388,8 +388,11 @@ impl Inserter for PgInserter<'_> {
     }
 }
 
-/// The message columns of buffered rows, as the arrays the inserts unnest.
-fn columns(rows: &Buffer) -> (Vec<i64>, Vec<bool>, Vec<Option<&str>>, Vec<&[u8]>) {
+/// The message columns of buffered rows (id, raw, headers, body), as the
+/// arrays the inserts unnest.
+type Columns<'a> = (Vec<i64>, Vec<bool>, Vec<Option<&'a str>>, Vec<&'a [u8]>);
+
+fn columns(rows: &Buffer) -> Columns<'_> {
     let mut c = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (row, body) in rows.rows() {
         c.0.push(row.id);
