@@ -1,4 +1,5 @@
-//! Queue and topic rows: lookup, creation on first use, settings.
+//! Queue and topic rows: lookup (the statements that create and change them
+//! are the `PublishTx` implementation in `publish.rs`).
 
 use std::time::Duration;
 
