@@ -17,17 +17,6 @@ use crate::store::checks::{self, Check, ContractCache, PublishChecks, same_schem
 use crate::store::error::Result;
 use crate::store::types::{QueueRow, SchemaChange, SchemaVersion};
 
-/// True when `contract` is the schema in force (as JSON: layout and key
-/// order do not count), or, for `None`, when no schema is in force.
-pub(crate) fn is_current(
-    tx: &mut (impl PublishTx + ?Sized),
-    queue: i64,
-    contract: Option<&Contract>,
-) -> Result<bool> {
-    let text = tx.latest_schema(queue)?.and_then(|(_, text)| text);
-    Ok(same_schema(text.as_deref(), contract))
-}
-
 /// Applies a schema change to a queue whose name lock the caller holds
 /// exclusively. Returns the new version's number, or `None` when nothing
 /// changed (the same schema again, or `--no-schema` on a queue without one).
@@ -49,18 +38,6 @@ pub(crate) fn apply(
     Ok(Some(version))
 }
 
-/// The contract in force for a queue, compiled once per process and version.
-pub(crate) fn check_for(
-    tx: &mut (impl PublishTx + ?Sized),
-    cache: &mut ContractCache,
-    queue: &QueueRow,
-) -> Result<Option<Check>> {
-    let Some((version, Some(text))) = tx.latest_schema(queue.id)? else {
-        return Ok(None);
-    };
-    checks::check(cache, queue, version, || Ok(text)).map(Some)
-}
-
 /// The checks for publishing to `origin` (a queue, or a topic delivering to
 /// `targets`). The caller holds the name locks of all of them.
 pub(crate) fn for_publish(
@@ -69,7 +46,19 @@ pub(crate) fn for_publish(
     origin: &QueueRow,
     targets: &[QueueRow],
 ) -> Result<PublishChecks> {
-    PublishChecks::of(origin, targets, |q| check_for(tx, cache, q))
+    PublishChecks::of(origin, targets, |queue| check_for(tx, cache, queue))
+}
+
+/// The contract in force for a queue, compiled once per `cache` and version.
+pub(crate) fn check_for(
+    tx: &mut (impl ReadTx + ?Sized),
+    cache: &mut ContractCache,
+    queue: &QueueRow,
+) -> Result<Option<Check>> {
+    let Some((version, Some(text))) = tx.latest_schema(queue.id)? else {
+        return Ok(None);
+    };
+    checks::check(cache, queue, version, || Ok(text)).map(Some)
 }
 
 /// Every version of the schema of queue or topic `name`, oldest first.

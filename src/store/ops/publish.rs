@@ -12,7 +12,7 @@ use super::contracts::for_publish;
 use super::queues::ensure;
 use crate::store::Store;
 use crate::store::backend::{self, Backend, ReadTx, Tx};
-use crate::store::checks::{ContractCache, PublishChecks};
+use crate::store::checks::PublishChecks;
 use crate::store::error::{Error, Result};
 use crate::store::types::{NewMessage, QueueRow, Settings, State};
 
@@ -28,8 +28,10 @@ pub trait PublishTx: Tx + ReadTx {
 
     /// Locks the row of queue `id` until the transaction ends, so that two
     /// concurrent patches both apply (the caller reads the row again).
-    /// Nothing on SQLite, where writers take turns.
-    fn lock_row(&mut self, id: i64) -> Result<()>;
+    /// Nothing on SQLite, where writers take turns (`BEGIN IMMEDIATE`).
+    fn lock_row(&mut self, _id: i64) -> Result<()> {
+        Ok(())
+    }
 
     /// Takes shared locks on these queue names until the transaction ends:
     /// writers that add deliveries (publish, replay) hold them, so a queue
@@ -37,12 +39,16 @@ pub trait PublishTx: Tx + ReadTx {
     /// change, under them. Nothing on SQLite, where writers take turns.
     /// True when it took locks (what was read before may have changed
     /// while it waited).
-    fn lock_shared(&mut self, names: &[&str]) -> Result<bool>;
+    fn lock_shared(&mut self, _names: &[&str]) -> Result<bool> {
+        Ok(false)
+    }
 
     /// Takes the exclusive lock of a queue name (see
     /// [`PublishTx::lock_shared`]) until the transaction ends: for deleting
     /// it, making it a topic, changing a topic's subscriptions or a schema.
-    fn lock_exclusive(&mut self, name: &str) -> Result<()>;
+    fn lock_exclusive(&mut self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// Marks queue `id` as a topic.
     fn make_topic(&mut self, id: i64) -> Result<()>;
@@ -178,62 +184,19 @@ impl PublishBatch<'_> {
     }
 }
 
-/// Publishes to a queue (created if missing) or a topic (fanned out to its
-/// subscribers) in one transaction: `fill` adds messages to the batch, and
-/// they become visible together when it returns `Ok`. If `fill` fails,
-/// nothing is published. Holds the write lock (SQLite), or the name locks
+/// [`Store::publish_dyn`]. Holds the write lock (SQLite), or the name locks
 /// (PostgreSQL), while `fill` runs. A transaction that PostgreSQL ends for a
 /// deadlock or serialization failure is run again, `fill` with it (see
-/// [`Backend::write_dyn`]). `cache` holds the compiled schemas.
+/// [`Backend::write_dyn`]).
 pub(crate) fn publish_batch(
     store: &mut (impl Backend + ?Sized),
     name: &str,
     fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut cache = std::mem::take(store.contracts());
-    let outcome = publish_with_cache(store, &mut cache, name, fill);
-    *store.contracts() = cache;
-    outcome
-}
-
-/// [`Store::publish_batch`] for any `fill`: its value is kept and its own
-/// error returned as it is (a rerun after a PostgreSQL deadlock forgets
-/// the error of the run before).
-pub(crate) fn with_batch<T, E: From<Error>>(
-    store: &mut (impl Store + ?Sized),
-    name: &str,
-    mut fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
-) -> Result<T, E> {
-    let mut value = None;
-    let mut failed = None;
-    let outcome = store.publish_dyn(name, &mut |batch| {
-        failed = None;
-        match fill(batch) {
-            Ok(v) => {
-                value = Some(v);
-                Ok(())
-            }
-            Err(e) => {
-                failed = Some(e);
-                Err(Error::Internal("the publish was given up".into()))
-            }
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    outcome?;
-    value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
-}
-
-fn publish_with_cache(
-    store: &mut (impl Backend + ?Sized),
-    cache: &mut ContractCache,
-    name: &str,
-    fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
-) -> Result<()> {
-    backend::write(store, |tx| {
+    let outcome = backend::write(store, |tx| {
         tx.lock_shared(&[name])?;
+
         let origin = ensure(tx, name)?;
         let targets = if origin.is_topic {
             let subs = tx.subscribers(origin.id)?;
@@ -255,7 +218,7 @@ fn publish_with_cache(
             });
         }
         // After the name locks: no schema can change before this commits.
-        let checks = for_publish(tx, cache, &origin, &targets)?;
+        let checks = for_publish(tx, &mut cache, &origin, &targets)?;
         // A topic holds nothing, so only its subscribers' limits count: the
         // message must fit every queue that receives it.
         let max_size = targets
@@ -299,11 +262,43 @@ fn publish_with_cache(
             tx.housekeeping(queue)?;
         }
         Ok(())
-    })
+    });
+    *store.contracts() = cache;
+    outcome
 }
 
-/// Plain messages (no key, no group) an [`Inserter`] keeps to write many at
-/// a time, their bodies back to back in one arena.
+/// [`Store::publish_batch`] for any `fill`: its value is kept and its own
+/// error returned as it is (a rerun after a PostgreSQL deadlock forgets
+/// the error of the run before).
+pub(crate) fn with_batch<T, E: From<Error>>(
+    store: &mut (impl Store + ?Sized),
+    name: &str,
+    mut fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut value = None;
+    let mut failed = None;
+    let outcome = store.publish_dyn(name, &mut |batch| {
+        failed = None;
+        match fill(batch) {
+            Ok(v) => {
+                value = Some(v);
+                Ok(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                Err(Error::Internal("the publish was given up".into()))
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    outcome?;
+    value.ok_or_else(|| Error::Internal("a publish committed without its batch".into()).into())
+}
+
+/// Messages without a key that an [`Inserter`] keeps to write many at a
+/// time, their bodies back to back in one arena.
 #[derive(Default)]
 pub(crate) struct Buffer {
     rows: Vec<Buffered>,
@@ -319,10 +314,10 @@ pub(crate) struct Buffered {
     pub priority: i64,
     pub visible_at: i64,
     pub state: State,
+    pub group: Option<String>,
 }
 
 impl Buffer {
-    /// Adds message `id`.
     pub fn push(&mut self, id: i64, msg: &NewMessage<'_>, state: State, visible_at: i64) {
         self.arena.extend_from_slice(msg.body);
         self.rows.push(Buffered {
@@ -333,20 +328,15 @@ impl Buffer {
             priority: msg.priority,
             visible_at,
             state,
+            group: msg.group.map(str::to_owned),
         });
     }
 
-    /// True when no message waits.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Messages buffered.
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
-    /// Their body bytes.
+    /// Body bytes buffered.
     pub fn bytes(&self) -> usize {
         self.arena.len()
     }
@@ -369,6 +359,10 @@ impl Buffer {
                 counts[row.state as usize] += 1;
             }
         }
+        self.clear();
+    }
+
+    pub fn clear(&mut self) {
         self.rows.clear();
         self.arena.clear();
     }

@@ -4,7 +4,8 @@
 use super::contracts;
 use super::publish::PublishTx;
 use crate::contract::Contract;
-use crate::store::backend::{self, Backend, Tx, topic_error, unknown_queue};
+use crate::store::backend::{self, Backend, topic_error, unknown_queue};
+use crate::store::checks::same_schema;
 use crate::store::error::{Error, Result};
 use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch};
 
@@ -60,8 +61,10 @@ pub(crate) fn create_queue(
         if row.is_topic {
             return Err(topic_error(tx, row)?);
         }
-        let same_schema = schema.is_none() || contracts::is_current(tx, row.id, schema)?;
-        if patch.apply(row.settings) != row.settings || !same_schema {
+        // The same schema as JSON: layout and key order do not count.
+        let current = tx.latest_schema(row.id)?.and_then(|(_, text)| text);
+        let same = schema.is_none() || same_schema(current.as_deref(), schema);
+        if patch.apply(row.settings) != row.settings || !same {
             return Err(Error::SettingsConflict {
                 name: name.to_owned(),
             });
@@ -119,25 +122,18 @@ pub(crate) fn settings(store: &(impl Backend + ?Sized), name: &str) -> Result<Op
     })
 }
 
-/// The largest body a publish to `name` accepts: the queue's `max_size`,
-/// or for a topic the smallest of its subscribers' (a topic holds nothing,
-/// so its own setting does not count). A name that does not exist yet, or
-/// a topic without subscribers, gets the default.
+/// [`crate::store::Store::max_size`]: a topic holds nothing, so its own
+/// setting does not count.
 pub(crate) fn max_size(store: &(impl Backend + ?Sized), name: &str) -> Result<u64> {
-    backend::read(store, |tx| max_size_in(tx, name))
-}
-
-fn max_size_in(tx: &mut (impl Tx + ?Sized), name: &str) -> Result<u64> {
-    let Some(row) = tx.queue(name)? else {
-        return Ok(Settings::default().max_size);
-    };
-    if !row.is_topic {
-        return Ok(row.settings.max_size);
-    }
-    let limit = tx
-        .subscribers(row.id)?
-        .iter()
-        .map(|sub| sub.settings.max_size)
-        .min();
-    Ok(limit.unwrap_or(Settings::default().max_size))
+    backend::read(store, |tx| {
+        let limit = match tx.queue(name)? {
+            Some(row) if row.is_topic => tx
+                .subscribers(row.id)?
+                .iter()
+                .map(|sub| sub.settings.max_size)
+                .min(),
+            row => row.map(|row| row.settings.max_size),
+        };
+        Ok(limit.unwrap_or(Settings::default().max_size))
+    })
 }

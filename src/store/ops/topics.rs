@@ -71,28 +71,24 @@ pub(crate) fn unsubscribe(
     queue: &str,
 ) -> Result<Vec<String>> {
     backend::write(store, |tx| {
-        let topic_row = tx.queue(topic)?.filter(|row| row.is_topic);
-        let Some(topic_row) = topic_row else {
-            return Err(Error::NotSubscribed {
-                topic: topic.to_owned(),
-                queue: queue.to_owned(),
-                subscribers: None,
-            });
-        };
-        tx.lock_exclusive(topic)?;
-        let removed = match tx.queue(queue)? {
-            Some(q) => tx.remove_subscription(topic_row.id, q.id)?,
-            None => false,
-        };
-        let remaining = names(tx.subscribers(topic_row.id)?);
-        if !removed {
-            return Err(Error::NotSubscribed {
-                topic: topic.to_owned(),
-                queue: queue.to_owned(),
-                subscribers: Some(remaining),
-            });
+        let mut subscribers = None;
+        if let Some(topic_row) = tx.queue(topic)?.filter(|row| row.is_topic) {
+            tx.lock_exclusive(topic)?;
+            let removed = match tx.queue(queue)? {
+                Some(q) => tx.remove_subscription(topic_row.id, q.id)?,
+                None => false,
+            };
+            let remaining = names(tx.subscribers(topic_row.id)?);
+            if removed {
+                return Ok(remaining);
+            }
+            subscribers = Some(remaining);
         }
-        Ok(remaining)
+        Err(Error::NotSubscribed {
+            topic: topic.to_owned(),
+            queue: queue.to_owned(),
+            subscribers,
+        })
     })
 }
 
@@ -120,15 +116,6 @@ fn ensure_topic(tx: &mut (impl PublishTx + ?Sized), name: &str) -> Result<QueueR
     if row.is_topic {
         return Ok(row);
     }
-    check_can_become_topic(tx, &row)?;
-    tx.make_topic(row.id)?;
-    row.is_topic = true;
-    Ok(row)
-}
-
-/// A queue may become a topic only if it holds no messages and subscribes
-/// to no topic.
-fn check_can_become_topic(tx: &mut (impl PublishTx + ?Sized), row: &QueueRow) -> Result<()> {
     if tx.holds_messages(row.id)? {
         return Err(Error::NameHoldsMessages {
             name: row.name.clone(),
@@ -141,5 +128,7 @@ fn check_can_become_topic(tx: &mut (impl PublishTx + ?Sized), row: &QueueRow) ->
             topics,
         });
     }
-    Ok(())
+    tx.make_topic(row.id)?;
+    row.is_topic = true;
+    Ok(row)
 }

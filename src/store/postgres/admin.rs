@@ -1,23 +1,24 @@
 //! The PostgreSQL statements of recovery and housekeeping (`replay`, `queue
 //! purge`, `queue delete`, releasing a stuck lease); the operations are
 //! [`crate::store::ops::admin`]'s. Here concurrent writers meet: names are
-//! locked through [`queues::lock_shared`] and [`queues::lock_exclusive`],
+//! locked through [`PublishTx::lock_shared`] and [`PublishTx::lock_exclusive`],
 //! group rows in key order.
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
 use crate::store::error::Result;
 use crate::store::ops::admin::{AdminTx, ReplayRow};
+use crate::store::ops::publish::PublishTx;
 use crate::store::types::State;
 
 impl AdminTx for Tx<'_> {
     fn replay_target(&mut self, name: &str) -> Result<QueueRow> {
-        queues::lock_shared(self, &[name])?;
+        PublishTx::lock_shared(self, &[name])?;
         queues::ensure(self, name)
     }
 
     fn lock_name_exclusive(&mut self, name: &str) -> Result<()> {
-        queues::lock_exclusive(self, name)
+        PublishTx::lock_exclusive(self, name)
     }
 
     /// Locks the existing `group_heads` rows before `enter_group` upserts

@@ -3,9 +3,8 @@
 //! the name lock, are in [`crate::store::ops::contracts`]; the compiled
 //! contracts are cached per connection, see [`crate::store::checks`]).
 
-use super::queues::QueueRow;
 use super::{Conn, RowExt};
-use crate::store::checks::{self, Check, PublishChecks};
+use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
 
 /// The latest version of a queue's schema: its number and text (`None` when
@@ -22,25 +21,6 @@ pub(crate) fn latest(conn: &mut Conn, queue_id: i64) -> Result<Option<(i64, Opti
 /// The version number of the schema in force, if the queue has one.
 pub(crate) fn current_version(conn: &mut Conn, queue_id: i64) -> Result<Option<i64>> {
     Ok(latest(conn, queue_id)?.and_then(|(version, text)| text.map(|_| version)))
-}
-
-/// The contract in force for a queue, compiled once per connection and version.
-pub(crate) fn check_for(conn: &mut Conn, queue: &QueueRow) -> Result<Option<Check>> {
-    let Some((version, Some(text))) = latest(conn, queue.id)? else {
-        return Ok(None);
-    };
-    checks::check(&mut conn.contracts, queue, version, || Ok(text)).map(Some)
-}
-
-/// The checks for publishing to `origin` (a queue, or a topic delivering to
-/// `targets`). The caller holds the name locks of all of them.
-#[allow(dead_code)] // kept for the other helpers' branches until they merge
-pub(crate) fn for_publish(
-    conn: &mut Conn,
-    origin: &QueueRow,
-    targets: &[QueueRow],
-) -> Result<PublishChecks> {
-    PublishChecks::of(origin, targets, |q| check_for(conn, q))
 }
 
 /// Checks stored message `id` against `check`, for a replay into its queue.

@@ -261,7 +261,10 @@ impl ReadTx for Tx<'_> {
     }
 
     fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
-        contracts::check_for(self, queue)
+        let mut cache = std::mem::take(&mut self.contracts);
+        let check = crate::store::ops::contracts::check_for(self, &mut cache, queue);
+        self.contracts = cache;
+        check
     }
 
     fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {

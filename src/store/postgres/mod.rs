@@ -104,7 +104,6 @@ mod publish;
 mod queues;
 mod schema;
 mod store;
-mod topics;
 mod tx;
 mod work;
 
@@ -122,7 +121,6 @@ use postgres::{Client, Row, Statement};
 pub use crate::store::location::is_postgres_url;
 pub use connect::{Target, TlsMode};
 pub use import::{Migrated, PgImport};
-pub use publish::PgPublishBatch;
 
 use crate::store::error::{Error, Result};
 use crate::store::types::Sync;

@@ -1,17 +1,19 @@
-//! Publishing: one transaction per batch. Plain messages are buffered and
-//! written a chunk at a time (one statement inserts the messages and their
-//! deliveries to every target from arrays); keyed and grouped ones go one
-//! statement each, so deduplication and group heads see every earlier one.
+//! Publishing: one transaction per batch. Messages without a key are
+//! buffered and written a chunk at a time (one statement inserts the
+//! messages and their deliveries to every target from arrays); keyed ones go
+//! one statement each, after what is buffered, so deduplication sees every
+//! earlier one.
 
 use std::collections::VecDeque;
 
 use super::lease::delete_orphans;
+use super::queues::{COLUMNS, from_row};
 use super::tx::Tx;
 use super::{Conn, RowExt};
+use crate::store::backend::PublishTx;
 use crate::store::error::{Error, Result};
-pub use crate::store::ops::publish::PublishBatch;
-use crate::store::ops::publish::{Buffer, Fanout, Inserter, Tally};
-use crate::store::types::{NewMessage, State};
+use crate::store::ops::publish::{Buffer, Buffered, Fanout, Inserter, Tally};
+use crate::store::types::{NewMessage, QueueRow, Settings, State, ms};
 
 /// Rows per multi-row insert, at most.
 const CHUNK: usize = 1000;
@@ -27,7 +29,6 @@ struct PgInserter<'t> {
     conn: &'t mut Conn,
     fanout: &'t Fanout<'t>,
     target_ids: Vec<i64>,
-    target_names: Vec<String>,
     now: i64,
     /// Ids taken from the sequence and not used yet.
     ids: VecDeque<i64>,
@@ -37,41 +38,9 @@ struct PgInserter<'t> {
     group_locked: bool,
     /// Plain messages waiting to be written a chunk at a time.
     pending: Buffer,
-    /// Buffered grouped messages without a key (see [`Self::flush_grouped`]).
-    grouped: Vec<Grouped>,
-    /// Their body bytes.
-    grouped_bytes: usize,
+    /// Grouped messages without a key (see [`Self::flush_grouped`]).
+    grouped: Buffer,
     tally: Tally,
-}
-
-/// A buffered grouped message.
-struct Grouped {
-    id: i64,
-    group: String,
-    body: Vec<u8>,
-    raw: bool,
-    headers: Option<String>,
-    priority: i64,
-    visible_at: i64,
-    state: State,
-}
-
-/// The publish batch by its former PostgreSQL name (there is one type now).
-pub type PgPublishBatch<'t> = PublishBatch<'t>;
-
-/// Runs `fill` with the statements of a publish into `fanout` (see
-/// [`crate::store::backend::PublishTx::inserting`]) and writes what it
-/// buffered.
-pub(super) fn inserting(
-    tx: &mut Tx<'_>,
-    fanout: &Fanout<'_>,
-    fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
-) -> Result<Tally> {
-    let now = tx.now;
-    let mut ins = PgInserter::new(tx, fanout, now);
-    fill(&mut ins)?;
-    ins.flush_pending()?;
-    Ok(ins.tally)
 }
 
 impl<'t> PgInserter<'t> {
@@ -79,7 +48,6 @@ impl<'t> PgInserter<'t> {
         PgInserter {
             conn,
             target_ids: fanout.targets.iter().map(|q| q.id).collect(),
-            target_names: fanout.targets.iter().map(|q| q.name.clone()).collect(),
             tally: Tally::new(fanout.targets.len()),
             fanout,
             now,
@@ -87,8 +55,7 @@ impl<'t> PgInserter<'t> {
             next_block: 1,
             group_locked: false,
             pending: Buffer::default(),
-            grouped: Vec::new(),
-            grouped_bytes: 0,
+            grouped: Buffer::default(),
         }
     }
 
@@ -120,53 +87,20 @@ impl<'t> PgInserter<'t> {
             return Ok(());
         }
         let prefix = format!("spool groups {} ", self.conn.target.schema);
+        let names: Vec<&str> = self
+            .fanout
+            .targets
+            .iter()
+            .map(|q| q.name.as_str())
+            .collect();
         self.conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1 || name, 0))
              FROM unnest($2::text[]) AS t(name) ORDER BY name",
-            &[&prefix, &self.target_names],
+            &[&prefix, &names],
         )?;
         self.group_locked = true;
         self.ids.clear();
         Ok(())
-    }
-
-    fn buffer(
-        &mut self,
-        id: i64,
-        msg: &NewMessage<'_>,
-        state: State,
-        visible_at: i64,
-    ) -> Result<i64> {
-        self.pending.push(id, msg, state, visible_at);
-        if self.pending.len() >= CHUNK || self.pending.bytes() >= CHUNK_BYTES {
-            self.flush_plain()?;
-        }
-        Ok(id)
-    }
-
-    fn buffer_grouped(
-        &mut self,
-        id: i64,
-        group: &str,
-        msg: &NewMessage<'_>,
-        state: State,
-        visible_at: i64,
-    ) -> Result<i64> {
-        self.grouped_bytes += msg.body.len();
-        self.grouped.push(Grouped {
-            id,
-            group: group.to_owned(),
-            body: msg.body.to_vec(),
-            raw: msg.raw,
-            headers: msg.headers.map(str::to_owned),
-            priority: msg.priority,
-            visible_at,
-            state,
-        });
-        if self.grouped.len() >= CHUNK || self.grouped_bytes >= CHUNK_BYTES {
-            self.flush_grouped()?;
-        }
-        Ok(id)
     }
 
     /// Inserts the buffered messages, plain and grouped.
@@ -182,15 +116,17 @@ impl<'t> PgInserter<'t> {
     /// acks never deadlock; the others are held. Then one statement inserts
     /// the messages and their deliveries.
     fn flush_grouped(&mut self) -> Result<()> {
-        if self.grouped.is_empty() {
+        if self.grouped.len() == 0 {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.grouped);
-        self.grouped_bytes = 0;
+        let rows = &self.grouped;
+        fn group(row: &Buffered) -> &str {
+            row.group.as_deref().unwrap_or_default()
+        }
         let mut first: std::collections::BTreeMap<(i64, &str), i64> = Default::default();
         for &queue in &self.target_ids {
-            for row in &rows {
-                first.entry((queue, row.group.as_str())).or_insert(row.id);
+            for (row, _) in rows.rows() {
+                first.entry((queue, group(row))).or_insert(row.id);
             }
         }
         let key_queues: Vec<i64> = first.keys().map(|k| k.0).collect();
@@ -212,9 +148,9 @@ impl<'t> PgInserter<'t> {
         let (mut d_msg, mut d_queue, mut d_state) = (Vec::new(), Vec::new(), Vec::new());
         let (mut d_priority, mut d_visible, mut d_group, mut d_version) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for row in &rows {
+        for (row, _) in rows.rows() {
             for (t, &queue) in self.target_ids.iter().enumerate() {
-                let head = head_of.get(&(queue, row.group.clone())).copied();
+                let head = head_of.get(&(queue, group(row).to_owned())).copied();
                 let state = if head == Some(row.id) {
                     row.state
                 } else {
@@ -226,14 +162,11 @@ impl<'t> PgInserter<'t> {
                 d_state.push(state as i64);
                 d_priority.push(row.priority);
                 d_visible.push(row.visible_at);
-                d_group.push(row.group.as_str());
+                d_group.push(group(row));
                 d_version.push(self.fanout.versions.get(t).copied().flatten());
             }
         }
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let raws: Vec<bool> = rows.iter().map(|r| r.raw).collect();
-        let headers: Vec<Option<&str>> = rows.iter().map(|r| r.headers.as_deref()).collect();
-        let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_slice()).collect();
+        let (ids, raws, headers, bodies) = columns(rows);
         self.conn.execute(
             "WITH m AS (
                  INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
@@ -259,20 +192,17 @@ impl<'t> PgInserter<'t> {
                 &d_version,
             ],
         )?;
-        self.tally.published += rows.len() as i64;
+        self.grouped.clear();
         Ok(())
     }
 
     /// Inserts the buffered plain messages and their deliveries in one statement.
     fn flush_plain(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.len() == 0 {
             return Ok(());
         }
-        let mut rows = std::mem::take(&mut self.pending);
-        let bodies: Vec<&[u8]> = rows.rows().map(|(_, body)| body).collect();
-        let ids: Vec<i64> = rows.rows().map(|(r, _)| r.id).collect();
-        let raws: Vec<bool> = rows.rows().map(|(r, _)| r.raw).collect();
-        let headers: Vec<Option<&str>> = rows.rows().map(|(r, _)| r.headers.as_deref()).collect();
+        let rows = &self.pending;
+        let (ids, raws, headers, bodies) = columns(rows);
         let states: Vec<i64> = rows.rows().map(|(r, _)| r.state as i64).collect();
         let priorities: Vec<i64> = rows.rows().map(|(r, _)| r.priority).collect();
         let visible: Vec<i64> = rows.rows().map(|(r, _)| r.visible_at).collect();
@@ -301,8 +231,7 @@ impl<'t> PgInserter<'t> {
                 &self.fanout.versions,
             ],
         )?;
-        rows.written(&mut self.tally.added);
-        self.pending = rows;
+        self.pending.written(&mut self.tally.added);
         Ok(())
     }
 
@@ -430,21 +359,167 @@ impl Inserter for PgInserter<'_> {
     }
 
     fn insert(&mut self, msg: &NewMessage<'_>, state: State, visible_at: i64) -> Result<i64> {
-        if msg.key.is_none() && msg.group.is_none() {
-            let id = self.next_id()?;
-            self.tally.published += 1;
-            return self.buffer(id, msg, state, visible_at);
+        if msg.key.is_some() {
+            self.flush_pending()?;
         }
-        if let (None, Some(group)) = (msg.key, msg.group) {
-            self.lock_groups()?;
-            let id = self.next_id()?;
-            return self.buffer_grouped(id, group, msg, state, visible_at);
-        }
-        self.flush_pending()?;
         if msg.group.is_some() {
             self.lock_groups()?;
         }
         let id = self.next_id()?;
-        self.insert_one(id, msg, state, visible_at)
+        if msg.key.is_some() {
+            return self.insert_one(id, msg, state, visible_at);
+        }
+        self.tally.published += 1;
+        let grouped = msg.group.is_some();
+        let buffer = if grouped {
+            &mut self.grouped
+        } else {
+            &mut self.pending
+        };
+        buffer.push(id, msg, state, visible_at);
+        if buffer.len() >= CHUNK || buffer.bytes() >= CHUNK_BYTES {
+            if grouped {
+                self.flush_grouped()?;
+            } else {
+                self.flush_plain()?;
+            }
+        }
+        Ok(id)
     }
+}
+
+/// The message columns of buffered rows (id, raw, headers, body), as the
+/// arrays the inserts unnest.
+type Columns<'a> = (Vec<i64>, Vec<bool>, Vec<Option<&'a str>>, Vec<&'a [u8]>);
+
+fn columns(rows: &Buffer) -> Columns<'_> {
+    let mut c = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (row, body) in rows.rows() {
+        c.0.push(row.id);
+        c.1.push(row.raw);
+        c.2.push(row.headers.as_deref());
+        c.3.push(body);
+    }
+    c
+}
+
+impl PublishTx for Tx<'_> {
+    fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
+        let [v, a, r, m, d] = settings_columns(settings);
+        let now = self.now;
+        let sql = format!(
+            "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (name) DO NOTHING
+             RETURNING {COLUMNS}"
+        );
+        self.query_opt(&sql, &[&name, &v, &a, &r, &m, &d, &now])?
+            .map(|row| from_row(&row))
+            .transpose()
+    }
+
+    fn write_settings(&mut self, id: i64, s: &Settings) -> Result<()> {
+        let [v, a, r, m, d] = settings_columns(s);
+        self.execute(
+            "UPDATE queues SET visibility_ms = $2, max_attempts = $3, retention_ms = $4,
+               max_size = $5, retry_delay_ms = $6 WHERE id = $1",
+            &[&id, &v, &a, &r, &m, &d],
+        )?;
+        Ok(())
+    }
+
+    fn lock_row(&mut self, id: i64) -> Result<()> {
+        self.execute("SELECT 1 FROM queues WHERE id = $1 FOR UPDATE", &[&id])?;
+        Ok(())
+    }
+
+    /// Advisory locks live in the server's memory: taking one writes no
+    /// row, so concurrent publishers do not contend.
+    fn lock_shared(&mut self, names: &[&str]) -> Result<bool> {
+        let prefix = lock_prefix(self);
+        self.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || name, 0))
+             FROM unnest($2::text[]) AS t(name) ORDER BY name",
+            &[&prefix, &names],
+        )?;
+        Ok(true)
+    }
+
+    fn lock_exclusive(&mut self, name: &str) -> Result<()> {
+        let prefix = lock_prefix(self);
+        self.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || $2::text, 0))",
+            &[&prefix, &name],
+        )?;
+        Ok(())
+    }
+
+    fn make_topic(&mut self, id: i64) -> Result<()> {
+        self.execute("UPDATE queues SET is_topic = true WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn holds_messages(&mut self, id: i64) -> Result<bool> {
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM deliveries WHERE queue_id = $1 LIMIT 1",
+                &[&id],
+            )?
+            .is_some())
+    }
+
+    fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        let now = self.now;
+        let added = self.execute(
+            "INSERT INTO subscriptions (topic_id, queue_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (topic_id, queue_id) DO NOTHING",
+            &[&topic, &queue, &now],
+        )?;
+        Ok(added > 0)
+    }
+
+    fn remove_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        let removed = self.execute(
+            "DELETE FROM subscriptions WHERE topic_id = $1 AND queue_id = $2",
+            &[&topic, &queue],
+        )?;
+        Ok(removed > 0)
+    }
+
+    fn record_schema(&mut self, queue_id: i64, version: i64, schema: Option<&str>) -> Result<()> {
+        let now = self.now;
+        self.execute(
+            "INSERT INTO schemas (queue_id, version, created_at, schema) VALUES ($1, $2, $3, $4)",
+            &[&queue_id, &version, &now, &schema],
+        )?;
+        Ok(())
+    }
+
+    fn inserting(
+        &mut self,
+        fanout: &Fanout<'_>,
+        fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
+    ) -> Result<Tally> {
+        let now = self.now;
+        let mut ins = PgInserter::new(self, fanout, now);
+        fill(&mut ins)?;
+        ins.flush_pending()?;
+        Ok(ins.tally)
+    }
+}
+
+fn lock_prefix(conn: &Conn) -> String {
+    format!("spool queue {} ", conn.target.schema)
+}
+
+/// The columns of `settings` in `queues`, in table order.
+fn settings_columns(s: &Settings) -> [i64; 5] {
+    let max_size = s.max_size.min(i64::MAX as u64) as i64;
+    [
+        ms(s.visibility),
+        i64::from(s.max_attempts),
+        ms(s.retention),
+        max_size,
+        ms(s.retry_delay),
+    ]
 }

@@ -97,12 +97,8 @@ CREATE TABLE stats (
 CREATE INDEX stats_queue ON stats (queue_id, second);
 ";
 
-/// Version 2: JSON Schemas, as in SQLite's version 2. Every change of a
-/// queue's (or topic's) schema is a row of `schemas`, numbered from 1 per
-/// queue; `schema` is NULL for a version that removed the schema, and the
-/// highest number is in force. Each delivery remembers the version of its
-/// queue's schema its message was checked against (NULL: none). Adding a
-/// nullable column without a default rewrites no rows.
+/// Version 2: JSON Schemas, as in SQLite's version 2. Adding a nullable
+/// column without a default rewrites no rows.
 const V2: &str = "
 CREATE TABLE schemas (
     queue_id   bigint NOT NULL,

@@ -4,9 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::queues::QueueRow;
 use crate::store::Result;
-use crate::store::checks::{self, Check, ContractCache, PublishChecks};
 
 /// The latest version of a queue's schema: its number and text (`None` when
 /// that version removed the schema). `None` when it never had one.
@@ -31,34 +29,4 @@ pub(crate) fn current_version(conn: &Connection, queue_id: i64) -> Result<Option
         })
         .optional()?
         .and_then(|(version, set)| set.then_some(version)))
-}
-
-/// The contract in force for a queue, compiled once per process and version
-/// (its text is read only when the cache lacks it).
-pub(crate) fn check_for(
-    conn: &Connection,
-    cache: &mut ContractCache,
-    queue: &QueueRow,
-) -> Result<Option<Check>> {
-    let Some(version) = current_version(conn, queue.id)? else {
-        return Ok(None);
-    };
-    checks::check(cache, queue, version, || {
-        Ok(conn
-            .prepare_cached("SELECT schema FROM schemas WHERE queue_id = ?1 AND version = ?2")?
-            .query_row((queue.id, version), |r| r.get(0))?)
-    })
-    .map(Some)
-}
-
-/// The checks for publishing to `origin` (a queue, or a topic delivering to
-/// `targets`).
-#[allow(dead_code)] // kept for the other helpers' branches until they merge
-pub(crate) fn for_publish(
-    conn: &Connection,
-    cache: &mut ContractCache,
-    origin: &QueueRow,
-    targets: &[QueueRow],
-) -> Result<PublishChecks> {
-    PublishChecks::of(origin, targets, |q| check_for(conn, cache, q))
 }

@@ -237,7 +237,7 @@ impl ReadTx for Tx<'_> {
     }
 
     fn schema_check(&mut self, queue: &QueueRow) -> Result<Option<Check>> {
-        contracts::check_for(&self.tx, &mut Default::default(), queue)
+        crate::store::ops::contracts::check_for(self, &mut Default::default(), queue)
     }
 
     fn check_stored(&mut self, check: &Check, id: i64) -> Result<()> {

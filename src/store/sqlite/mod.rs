@@ -14,7 +14,6 @@ mod publish;
 mod queues;
 mod schema;
 mod store;
-mod topics;
 mod tx;
 mod work;
 

@@ -5,10 +5,11 @@
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
 use super::tx::Tx;
+use crate::store::backend::PublishTx;
 pub use crate::store::ops::publish::PublishBatch;
 use crate::store::ops::publish::{Buffer, Fanout, Inserter, Tally};
-use crate::store::types::NewMessage;
-use crate::store::{Error, Result, State};
+use crate::store::types::{NewMessage, QueueRow};
+use crate::store::{Result, Settings, State, ms};
 
 /// The statements of one publish. Each statement is prepared once per
 /// batch, when it is first needed: preparing the multi-row inserts costs
@@ -29,33 +30,6 @@ struct SqliteInserter<'t> {
     tally: Tally,
 }
 
-/// Runs `fill` with the statements of a publish into `fanout` (see
-/// [`crate::store::backend::PublishTx::inserting`]). Message ids come from
-/// `meta`, written back once at the end.
-pub(super) fn inserting(
-    tx: &mut Tx<'_>,
-    fanout: &Fanout<'_>,
-    fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
-) -> Result<Tally> {
-    let first_id = next_message_id(tx)?;
-    let (tally, next_id) = {
-        let mut ins = SqliteInserter::new(tx, fanout, first_id);
-        fill(&mut ins)?;
-        ins.flush_pending()?;
-        (ins.tally, ins.next_id)
-    };
-    if !tally.swept.is_empty() {
-        tx.freed_pages();
-    }
-    if next_id != first_id {
-        tx.tx
-            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_message_id'")
-            .and_then(|mut stmt| stmt.execute([next_id]))
-            .map_err(Error::from)?;
-    }
-    Ok(tally)
-}
-
 /// Rows per multi-row INSERT. One statement per 64 rows instead of per row
 /// roughly halves SQLite's per-message overhead in large batches.
 const CHUNK: usize = 64;
@@ -71,9 +45,6 @@ const INSERT_MESSAGE: &str =
 const INSERT_DELIVERY: &str =
     "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-/// The message holding a key, and whether a queue still holds it: a
-/// delivery that is not acked past its queue's retention. An expired one
-/// may not have been swept yet (each write sweeps a bounded batch).
 const FIND_KEY: &str = "SELECT m.id, EXISTS (
          SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
          WHERE d.msg_id = m.id AND (d.state = 3 AND d.done_at <= ?3 - q.retention_ms) IS NOT TRUE)
@@ -96,73 +67,33 @@ fn prepared<'s, 't>(
     Ok(slot.as_mut().expect("prepared just above"))
 }
 
-fn next_message_id(tx: &Tx<'_>) -> Result<i64> {
-    Ok(tx
-        .tx
-        .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
-        .query_row([], |row| row.get(0))?)
-}
-
-impl<'t> SqliteInserter<'t> {
-    fn new(tx: &'t Tx<'_>, fanout: &'t Fanout<'t>, next_id: i64) -> Self {
-        SqliteInserter {
-            conn: &tx.tx,
-            insert_message: None,
-            insert_delivery: None,
-            insert_messages: None,
-            insert_deliveries: None,
-            pending: Buffer::default(),
-            find_key: None,
-            claim_group: None,
-            fanout,
-            now: tx.now,
-            next_id,
-            tally: Tally::new(fanout.targets.len()),
-        }
-    }
-
-    fn buffer(
-        &mut self,
-        id: i64,
-        msg: &NewMessage<'_>,
-        state: State,
-        visible_at: i64,
-    ) -> Result<i64> {
-        self.pending.push(id, msg, state, visible_at);
-        if self.pending.len() == CHUNK {
-            self.flush_pending()?;
-        }
-        Ok(id)
-    }
-
-    /// Inserts the buffered messages: full chunks with the multi-row
-    /// statements, a partial chunk row by row.
+impl SqliteInserter<'_> {
+    /// Inserts the buffered messages: a full chunk with the multi-row
+    /// statements (one per table and target queue), a partial one row by
+    /// row.
     fn flush_pending(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.len() == 0 {
             return Ok(());
         }
-        let mut rows = std::mem::take(&mut self.pending);
-        if rows.len() == CHUNK {
-            self.insert_chunk(&rows)?;
+        let per = if self.pending.len() == CHUNK {
+            CHUNK
         } else {
-            self.insert_rows(&rows)?;
-        }
-        rows.written(&mut self.tally.added);
-        self.pending = rows;
-        Ok(())
-    }
-
-    /// Inserts exactly [`CHUNK`] buffered messages, one statement per table
-    /// and target queue.
-    fn insert_chunk(&mut self, rows: &Buffer) -> Result<()> {
-        let m = prepared(&mut self.insert_messages, self.conn, || {
-            format!(
+            1
+        };
+        let (m, d) = if per == CHUNK {
+            (&mut self.insert_messages, &mut self.insert_deliveries)
+        } else {
+            (&mut self.insert_message, &mut self.insert_delivery)
+        };
+        let m = prepared(m, self.conn, || match per {
+            1 => INSERT_MESSAGE.into(),
+            _ => format!(
                 "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body) VALUES {}",
                 values_list(7, CHUNK)
-            )
+            ),
         })?;
-        for (i, (row, body)) in rows.rows().enumerate() {
-            let p = i * 7;
+        for (i, (row, body)) in self.pending.rows().enumerate() {
+            let p = i % per * 7;
             m.raw_bind_parameter(p + 1, row.id)?;
             m.raw_bind_parameter(p + 2, self.fanout.origin.id)?;
             m.raw_bind_parameter(p + 3, None::<&str>)?;
@@ -170,17 +101,20 @@ impl<'t> SqliteInserter<'t> {
             m.raw_bind_parameter(p + 5, row.raw)?;
             m.raw_bind_parameter(p + 6, row.headers.as_deref())?;
             m.raw_bind_parameter(p + 7, body)?;
+            if (i + 1) % per == 0 {
+                m.raw_execute()?;
+            }
         }
-        m.raw_execute()?;
-        let d = prepared(&mut self.insert_deliveries, self.conn, || {
-            format!(
+        let d = prepared(d, self.conn, || match per {
+            1 => INSERT_DELIVERY.into(),
+            _ => format!(
                 "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version) VALUES {}",
                 values_list(7, CHUNK)
-            )
+            ),
         })?;
         for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
-            for (i, (row, _)) in rows.rows().enumerate() {
-                let p = i * 7;
+            for (i, (row, _)) in self.pending.rows().enumerate() {
+                let p = i % per * 7;
                 d.raw_bind_parameter(p + 1, row.id)?;
                 d.raw_bind_parameter(p + 2, queue.id)?;
                 d.raw_bind_parameter(p + 3, row.state as i64)?;
@@ -188,77 +122,12 @@ impl<'t> SqliteInserter<'t> {
                 d.raw_bind_parameter(p + 5, row.visible_at)?;
                 d.raw_bind_parameter(p + 6, None::<&str>)?;
                 d.raw_bind_parameter(p + 7, *version)?;
-            }
-            d.raw_execute()?;
-        }
-        Ok(())
-    }
-
-    /// Inserts fewer than a chunk of buffered messages, row by row.
-    fn insert_rows(&mut self, rows: &Buffer) -> Result<()> {
-        let m = prepared(&mut self.insert_message, self.conn, || {
-            INSERT_MESSAGE.into()
-        })?;
-        for (row, body) in rows.rows() {
-            m.execute((
-                row.id,
-                self.fanout.origin.id,
-                None::<&str>,
-                self.now,
-                row.raw,
-                row.headers.as_deref(),
-                body,
-            ))?;
-        }
-        let d = prepared(&mut self.insert_delivery, self.conn, || {
-            INSERT_DELIVERY.into()
-        })?;
-        for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
-            for (row, _) in rows.rows() {
-                d.execute((
-                    row.id,
-                    queue.id,
-                    row.state as i64,
-                    row.priority,
-                    row.visible_at,
-                    None::<&str>,
-                    *version,
-                ))?;
+                if (i + 1) % per == 0 {
+                    d.raw_execute()?;
+                }
             }
         }
-        Ok(())
-    }
-
-    fn deliver(
-        &mut self,
-        target: usize,
-        id: i64,
-        msg: &NewMessage<'_>,
-        mut state: State,
-        visible_at: i64,
-    ) -> Result<()> {
-        let queue = self.fanout.targets[target].id;
-        if let Some(group) = msg.group {
-            // The first unfinished message of a group is its head; later ones
-            // wait (held) until the head is done.
-            let claim = prepared(&mut self.claim_group, self.conn, || CLAIM_GROUP.into())?;
-            if claim.execute((queue, group, id))? == 0 {
-                state = State::Held;
-            }
-        }
-        prepared(&mut self.insert_delivery, self.conn, || {
-            INSERT_DELIVERY.into()
-        })?
-        .execute((
-            id,
-            queue,
-            state as i64,
-            msg.priority,
-            visible_at,
-            msg.group,
-            self.fanout.versions[target],
-        ))?;
-        self.tally.added[target][state as usize] += 1;
+        self.pending.written(&mut self.tally.added);
         Ok(())
     }
 }
@@ -292,7 +161,11 @@ impl Inserter for SqliteInserter<'_> {
         self.next_id += 1;
         self.tally.published += 1;
         if msg.key.is_none() && msg.group.is_none() {
-            return self.buffer(id, msg, state, visible_at);
+            self.pending.push(id, msg, state, visible_at);
+            if self.pending.len() == CHUNK {
+                self.flush_pending()?;
+            }
+            return Ok(id);
         }
         // Keyed and grouped messages go one by one, after what is buffered,
         // so dedup lookups and group heads see every earlier message.
@@ -309,9 +182,158 @@ impl Inserter for SqliteInserter<'_> {
             msg.headers,
             msg.body,
         ))?;
-        for i in 0..self.fanout.targets.len() {
-            self.deliver(i, id, msg, state, visible_at)?;
+        for (target, queue) in self.fanout.targets.iter().enumerate() {
+            let mut state = state;
+            // The first unfinished message of a group is its head; later ones
+            // wait (held) until the head is done.
+            if let Some(group) = msg.group {
+                let claim = prepared(&mut self.claim_group, self.conn, || CLAIM_GROUP.into())?;
+                if claim.execute((queue.id, group, id))? == 0 {
+                    state = State::Held;
+                }
+            }
+            prepared(&mut self.insert_delivery, self.conn, || {
+                INSERT_DELIVERY.into()
+            })?
+            .execute((
+                id,
+                queue.id,
+                state as i64,
+                msg.priority,
+                visible_at,
+                msg.group,
+                self.fanout.versions[target],
+            ))?;
+            self.tally.added[target][state as usize] += 1;
         }
         Ok(id)
     }
+}
+
+impl PublishTx for Tx<'_> {
+    fn insert_queue(&mut self, name: &str, settings: &Settings) -> Result<Option<QueueRow>> {
+        let (v, a, r, m, d) = columns(settings);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute((name, v, a, r, m, d, self.now))?;
+        Ok(Some(QueueRow {
+            id: self.tx.last_insert_rowid(),
+            name: name.to_owned(),
+            is_topic: false,
+            settings: *settings,
+            acked: 0,
+        }))
+    }
+
+    fn write_settings(&mut self, id: i64, s: &Settings) -> Result<()> {
+        let (v, a, r, m, d) = columns(s);
+        self.tx
+            .prepare_cached(
+                "UPDATE queues SET visibility_ms = ?2, max_attempts = ?3, retention_ms = ?4,
+                   max_size = ?5, retry_delay_ms = ?6 WHERE id = ?1",
+            )?
+            .execute((id, v, a, r, m, d))?;
+        Ok(())
+    }
+
+    fn make_topic(&mut self, id: i64) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE queues SET is_topic = 1 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    // The per-state counters are exact, so this reads one row.
+    fn holds_messages(&mut self, id: i64) -> Result<bool> {
+        let held: i64 = self
+            .tx
+            .prepare_cached(
+                "SELECT n_ready + n_delayed + n_leased + n_acked + n_dead + n_held
+                 FROM queues WHERE id = ?1",
+            )?
+            .query_row([id], |r| r.get(0))?;
+        Ok(held > 0)
+    }
+
+    fn add_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        let added = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO subscriptions (topic_id, queue_id, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (topic_id, queue_id) DO NOTHING",
+            )?
+            .execute((topic, queue, self.now))?;
+        Ok(added > 0)
+    }
+
+    fn remove_subscription(&mut self, topic: i64, queue: i64) -> Result<bool> {
+        let removed = self
+            .tx
+            .prepare_cached("DELETE FROM subscriptions WHERE topic_id = ?1 AND queue_id = ?2")?
+            .execute((topic, queue))?;
+        Ok(removed > 0)
+    }
+
+    fn record_schema(&mut self, queue_id: i64, version: i64, schema: Option<&str>) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO schemas (queue_id, version, created_at, schema) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute((queue_id, version, self.now, schema))?;
+        Ok(())
+    }
+
+    /// Message ids come from `meta`, written back once at the end.
+    fn inserting(
+        &mut self,
+        fanout: &Fanout<'_>,
+        fill: &mut dyn FnMut(&mut dyn Inserter) -> Result<()>,
+    ) -> Result<Tally> {
+        let first_id: i64 = self
+            .tx
+            .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
+            .query_row([], |row| row.get(0))?;
+        let (tally, next_id) = {
+            let mut ins = SqliteInserter {
+                conn: &self.tx,
+                insert_message: None,
+                insert_delivery: None,
+                insert_messages: None,
+                insert_deliveries: None,
+                pending: Buffer::default(),
+                find_key: None,
+                claim_group: None,
+                fanout,
+                now: self.now,
+                next_id: first_id,
+                tally: Tally::new(fanout.targets.len()),
+            };
+            fill(&mut ins)?;
+            ins.flush_pending()?;
+            (ins.tally, ins.next_id)
+        };
+        if !tally.swept.is_empty() {
+            self.freed_pages();
+        }
+        if next_id != first_id {
+            self.tx
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'next_message_id'")?
+                .execute([next_id])?;
+        }
+        Ok(tally)
+    }
+}
+
+/// The columns of `settings` in `queues`, in table order.
+fn columns(s: &Settings) -> (i64, u32, i64, i64, i64) {
+    (
+        ms(s.visibility),
+        s.max_attempts,
+        ms(s.retention),
+        s.max_size as i64,
+        ms(s.retry_delay),
+    )
 }
