@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -88,7 +88,7 @@ pub fn parse(url: &str) -> Result<Target> {
         match key {
             "schema" => schema = Some(decoded),
             "sslrootcert" => root_cert = Some(PathBuf::from(decoded)),
-            "sslmode" => tls = tls_mode(&decoded).ok_or_else(|| bad_sslmode(&shown, &decoded))?,
+            "sslmode" => tls = tls_mode(&shown, &decoded)?,
             _ => kept.push(pair),
         }
     }
@@ -123,24 +123,22 @@ pub fn parse(url: &str) -> Result<Target> {
     })
 }
 
-fn tls_mode(value: &str) -> Option<TlsMode> {
-    Some(match value {
+fn tls_mode(shown: &str, value: &str) -> Result<TlsMode> {
+    Ok(match value {
         "disable" => TlsMode::Disable,
         "prefer" | "allow" => TlsMode::Prefer,
         "require" => TlsMode::Require,
         "verify-ca" => TlsMode::VerifyCa,
         "verify-full" => TlsMode::VerifyFull,
-        _ => return None,
+        _ => {
+            return Err(open_error(
+                shown,
+                format!(
+                    "unknown sslmode `{value}`. Use one of disable, prefer, require, verify-ca, verify-full"
+                ),
+            ));
+        }
     })
-}
-
-fn bad_sslmode(shown: &str, value: &str) -> Error {
-    open_error(
-        shown,
-        format!(
-            "unknown sslmode `{value}`. Use one of disable, prefer, require, verify-ca, verify-full"
-        ),
-    )
 }
 
 /// Schema names are plain lowercase identifiers, short enough that the
@@ -188,22 +186,20 @@ fn fill_defaults(config: &mut postgres::Config) {
     }
 }
 
-fn host_text(host: &Host) -> String {
-    match host {
-        Host::Tcp(name) => name.clone(),
-        Host::Unix(path) => path.display().to_string(),
-    }
+/// The first host and port: where the client connects.
+fn host_port(config: &postgres::Config) -> (String, u16) {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => String::new(),
+    };
+    (host, config.get_ports().first().copied().unwrap_or(5432))
 }
 
 /// The URL as messages show it: user, host, port, database and schema.
 fn display(config: &postgres::Config, schema: &str) -> String {
     let user = config.get_user().unwrap_or("");
-    let host = config
-        .get_hosts()
-        .first()
-        .map(host_text)
-        .unwrap_or_default();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let (host, port) = host_port(config);
     let db = config.get_dbname().unwrap_or(user);
     format!("postgres://{user}@{host}:{port}/{db}?schema={schema}")
 }
@@ -268,16 +264,10 @@ fn find_password(config: &postgres::Config) -> Option<String> {
         Some(f) => PathBuf::from(f),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
     };
-    let host = config.get_hosts().first().map(host_text)?;
-    let port = config
-        .get_ports()
-        .first()
-        .copied()
-        .unwrap_or(5432)
-        .to_string();
+    let (host, port) = host_port(config);
     let user = config.get_user()?;
     let db = config.get_dbname().unwrap_or(user);
-    pgpass_lookup(&file, [&host, &port, db, user])
+    pgpass_lookup(&file, [&host, &port.to_string(), db, user])
 }
 
 /// Looks `host:port:db:user` up in a pgpass file. Like libpq, ignores a
@@ -363,48 +353,37 @@ fn connect_reason(err: &postgres::Error) -> String {
     )
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// A rustls connector: for `verify-*` modes one that checks the server's
 /// certificate against `sslrootcert` (or `~/.postgresql/root.crt`, else the
 /// Mozilla roots); otherwise one that encrypts without checking, as libpq's
 /// `require` and `prefer` do.
 fn tls_connector(target: &Target) -> Result<MakeRustlsConnect> {
-    let provider = provider();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| open_error(&target.display, format!("cannot set up TLS: {e}")))?;
-    let config = match target.tls {
+    let webpki = match target.tls {
         TlsMode::VerifyCa | TlsMode::VerifyFull => {
             let roots = Arc::new(root_store(target)?);
-            let webpki =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|e| open_error(&target.display, format!("cannot set up TLS: {e}")))?;
-            let verifier = Verifier {
-                webpki: Some(webpki),
-                check_name: target.tls == TlsMode::VerifyFull,
-                algorithms: self::provider().signature_verification_algorithms,
-            };
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth()
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots,
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| open_error(&target.display, format!("cannot set up TLS: {e}")))?;
+            Some(webpki)
         }
-        _ => {
-            let verifier = Verifier {
-                webpki: None,
-                check_name: false,
-                algorithms: provider.signature_verification_algorithms,
-            };
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth()
-        }
+        _ => None,
     };
+    let verifier = Verifier {
+        webpki,
+        check_name: target.tls == TlsMode::VerifyFull,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
 

@@ -19,10 +19,11 @@
 use crate::store::Store;
 use std::collections::HashMap;
 
+use super::doctor::value;
 use super::tx::Tx;
-use super::{PostgresStore, RowExt};
+use super::{Param, PostgresStore, RowExt};
 use crate::store::error::{Error, Result};
-use crate::store::records::{DeliveryRecord, ExportSink, MessageRecord, QueueRecord, Tables};
+use crate::store::records::{DeliveryRecord, ExportSink, MessageRecord, Tables};
 
 /// What `spool migrate` copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -102,10 +103,7 @@ impl ExportSink for PgImport<'_> {
     fn tables(&mut self, t: &Tables) -> Result<()> {
         self.tables = t.clone();
         let q = &t.queues;
-        let ids: Vec<i64> = q.iter().map(|q| q.id).collect();
-        let names: Vec<&str> = q.iter().map(|q| q.name.as_str()).collect();
-        let topics: Vec<bool> = q.iter().map(|q| q.is_topic).collect();
-        let column = |f: fn(&QueueRecord) -> i64| -> Vec<i64> { q.iter().map(f).collect() };
+        let topics = col(q, |q| q.is_topic);
         self.tx.execute(
             "INSERT INTO queues (id, name, is_topic, visibility_ms, max_attempts, retention_ms,
                                  max_size, retry_delay_ms, created_at)
@@ -114,15 +112,15 @@ impl ExportSink for PgImport<'_> {
                                   $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
                                   $9::bigint[])",
             &[
-                &ids,
-                &names,
+                &col(q, |q| q.id),
+                &col(q, |q| q.name.as_str()),
                 &topics,
-                &column(|q| q.visibility_ms),
-                &column(|q| q.max_attempts),
-                &column(|q| q.retention_ms),
-                &column(|q| q.max_size),
-                &column(|q| q.retry_delay_ms),
-                &column(|q| q.created_at),
+                &col(q, |q| q.visibility_ms),
+                &col(q, |q| q.max_attempts),
+                &col(q, |q| q.retention_ms),
+                &col(q, |q| q.max_size),
+                &col(q, |q| q.retry_delay_ms),
+                &col(q, |q| q.created_at),
             ],
         )?;
         self.done.topics = topics.iter().filter(|t| **t).count() as u64;
@@ -132,9 +130,9 @@ impl ExportSink for PgImport<'_> {
             "INSERT INTO subscriptions (topic_id, queue_id, created_at)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
             &[
-                &subs.iter().map(|s| s.topic_id).collect::<Vec<_>>(),
-                &subs.iter().map(|s| s.queue_id).collect::<Vec<_>>(),
-                &subs.iter().map(|s| s.created_at).collect::<Vec<_>>(),
+                &col(subs, |s| s.topic_id),
+                &col(subs, |s| s.queue_id),
+                &col(subs, |s| s.created_at),
             ],
         )?;
         let schemas = &t.schemas;
@@ -142,13 +140,10 @@ impl ExportSink for PgImport<'_> {
             "INSERT INTO schemas (queue_id, version, created_at, schema)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])",
             &[
-                &schemas.iter().map(|s| s.queue_id).collect::<Vec<_>>(),
-                &schemas.iter().map(|s| s.version).collect::<Vec<_>>(),
-                &schemas.iter().map(|s| s.created_at).collect::<Vec<_>>(),
-                &schemas
-                    .iter()
-                    .map(|s| s.schema.as_deref())
-                    .collect::<Vec<_>>(),
+                &col(schemas, |s| s.queue_id),
+                &col(schemas, |s| s.version),
+                &col(schemas, |s| s.created_at),
+                &col(schemas, |s| s.schema.as_deref()),
             ],
         )?;
         let groups = &t.groups;
@@ -156,30 +151,27 @@ impl ExportSink for PgImport<'_> {
             "INSERT INTO group_heads (queue_id, grp, head_id)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])",
             &[
-                &groups.iter().map(|g| g.queue_id).collect::<Vec<_>>(),
-                &groups.iter().map(|g| g.group.as_str()).collect::<Vec<_>>(),
-                &groups.iter().map(|g| g.head_id).collect::<Vec<_>>(),
+                &col(groups, |g| g.queue_id),
+                &col(groups, |g| g.group.as_str()),
+                &col(groups, |g| g.head_id),
             ],
         )?;
         Ok(())
     }
 
     fn messages(&mut self, chunk: &[MessageRecord]) -> Result<()> {
-        let bodies: Vec<&[u8]> = chunk.iter().map(|m| m.body.as_slice()).collect();
+        let bodies = col(chunk, |m| m.body.as_slice());
         self.tx.execute(
             "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
                                   $5::bool[], $6::text[], $7::bytea[])",
             &[
-                &chunk.iter().map(|m| m.id).collect::<Vec<_>>(),
-                &chunk.iter().map(|m| m.origin_id).collect::<Vec<_>>(),
-                &chunk.iter().map(|m| m.key.as_deref()).collect::<Vec<_>>(),
-                &chunk.iter().map(|m| m.published_at).collect::<Vec<_>>(),
-                &chunk.iter().map(|m| m.raw).collect::<Vec<_>>(),
-                &chunk
-                    .iter()
-                    .map(|m| m.headers.as_deref())
-                    .collect::<Vec<_>>(),
+                &col(chunk, |m| m.id),
+                &col(chunk, |m| m.origin_id),
+                &col(chunk, |m| m.key.as_deref()),
+                &col(chunk, |m| m.published_at),
+                &col(chunk, |m| m.raw),
+                &col(chunk, |m| m.headers.as_deref()),
                 &bodies,
             ],
         )?;
@@ -189,10 +181,6 @@ impl ExportSink for PgImport<'_> {
     }
 
     fn deliveries(&mut self, chunk: &[DeliveryRecord]) -> Result<()> {
-        let col = |f: fn(&DeliveryRecord) -> i64| -> Vec<i64> { chunk.iter().map(f).collect() };
-        let opt = |f: fn(&DeliveryRecord) -> Option<i64>| -> Vec<Option<i64>> {
-            chunk.iter().map(f).collect()
-        };
         self.tx.execute(
             "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, attempts,
                                      lease, grp, done_at, schema_version)
@@ -200,16 +188,16 @@ impl ExportSink for PgImport<'_> {
                                   $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
                                   $9::bigint[], $10::bigint[])",
             &[
-                &col(|d| d.msg_id),
-                &col(|d| d.queue_id),
-                &col(|d| d.state),
-                &col(|d| d.priority),
-                &col(|d| d.visible_at),
-                &col(|d| d.attempts),
-                &opt(|d| d.lease),
-                &chunk.iter().map(|d| d.group.as_deref()).collect::<Vec<_>>(),
-                &opt(|d| d.done_at),
-                &opt(|d| d.schema_version),
+                &col(chunk, |d| d.msg_id),
+                &col(chunk, |d| d.queue_id),
+                &col(chunk, |d| d.state),
+                &col(chunk, |d| d.priority),
+                &col(chunk, |d| d.visible_at),
+                &col(chunk, |d| d.attempts),
+                &col(chunk, |d| d.lease),
+                &col(chunk, |d| d.group.as_deref()),
+                &col(chunk, |d| d.done_at),
+                &col(chunk, |d| d.schema_version),
             ],
         )?;
         for d in chunk {
@@ -232,21 +220,11 @@ impl PgImport<'_> {
     fn finish(mut self) -> Result<Migrated> {
         self.write_stats()?;
         let next_message = self.tables.next_message_id;
-        let max_message: Option<i64> = self
-            .tx
-            .query_opt("SELECT max(id) FROM messages", &[])?
-            .map(|r| r.at::<Option<i64>>(0))
-            .transpose()?
-            .flatten();
+        let max_message: Option<i64> = value(&mut self.tx, "SELECT max(id) FROM messages")?;
         let last_message = (next_message - 1).max(max_message.unwrap_or(0));
         advance(&mut self.tx, "'message_ids'", last_message)?;
-        let queue_seq: Option<String> = self
-            .tx
-            .query_opt("SELECT pg_get_serial_sequence('queues', 'id')", &[])?
-            .map(|r| r.at::<Option<String>>(0))
-            .transpose()?
-            .flatten();
-        let Some(queue_seq) = queue_seq else {
+        let seq = "SELECT pg_get_serial_sequence('queues', 'id')";
+        let Some(queue_seq) = value::<String>(&mut self.tx, seq)? else {
             return Err(Error::Postgres("the queue id sequence is missing".into()));
         };
         let quoted = format!("'{}'", queue_seq.replace('\'', "''"));
@@ -277,28 +255,25 @@ impl PgImport<'_> {
                 rows.push([q.id, 0, n[0], n[1], n[2], n[3], n[4], n[5], older, 0]);
             }
         }
-        let column = |i: usize| -> Vec<i64> { rows.iter().map(|r| r[i]).collect() };
+        let columns: Vec<Vec<i64>> = (0..10)
+            .map(|i| rows.iter().map(|r| r[i]).collect())
+            .collect();
+        let params: Vec<&Param<'_>> = columns.iter().map(|c| c as &Param<'_>).collect();
         self.tx.execute(
             "INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked, n_dead,
                                 n_held, published, acked)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
                                   $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
                                   $9::bigint[], $10::bigint[])",
-            &[
-                &column(0),
-                &column(1),
-                &column(2),
-                &column(3),
-                &column(4),
-                &column(5),
-                &column(6),
-                &column(7),
-                &column(8),
-                &column(9),
-            ],
+            &params,
         )?;
         Ok(())
     }
+}
+
+/// One field of every row, as an array parameter.
+fn col<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
+    rows.iter().map(field).collect()
 }
 
 /// Moves sequence `seq` (an SQL string literal naming it) so that its next

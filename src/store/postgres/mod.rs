@@ -118,7 +118,6 @@ use postgres::error::SqlState;
 use postgres::types::{FromSql, ToSql};
 use postgres::{Client, Row, Statement};
 
-pub use crate::store::location::is_postgres_url;
 pub use connect::{Target, TlsMode};
 pub use import::{Migrated, PgImport};
 
@@ -153,6 +152,9 @@ impl std::fmt::Debug for PostgresStore {
             .finish()
     }
 }
+
+/// A statement parameter.
+type Param<'a> = dyn ToSql + std::marker::Sync + 'a;
 
 /// One connection with its prepared statements and per-connection state.
 pub(crate) struct Conn {
@@ -230,7 +232,7 @@ impl PostgresStore {
         let version = store.conn.borrow_mut().schema_version()?;
         match version {
             None => Ok(None),
-            Some(v) if v > schema::CURRENT => Err(store.conn.borrow().newer(v)),
+            Some(v) if v > schema::CURRENT => Err(newer(&store.conn.borrow().target.display, v)),
             Some(_) => Ok(Some(store)),
         }
     }
@@ -272,11 +274,6 @@ impl PostgresStore {
             conn: RefCell::new(conn),
         })
     }
-
-    /// The PostgreSQL schema that holds spool's tables.
-    pub fn schema(&self) -> String {
-        self.conn.borrow().target.schema.clone()
-    }
 }
 
 impl Conn {
@@ -309,37 +306,30 @@ impl Conn {
         Ok(s)
     }
 
-    /// Runs `sql` and returns its rows.
-    pub fn query(
+    /// Runs the prepared statement for `sql` through `run`.
+    fn run<T>(
         &mut self,
         sql: &str,
-        params: &[&(dyn ToSql + std::marker::Sync)],
-    ) -> Result<Vec<Row>> {
+        run: impl FnOnce(&mut Client, &Statement) -> Result<T, postgres::Error>,
+    ) -> Result<T> {
         let stmt = self.statement(sql)?;
-        let rows = self.client.query(&stmt, params);
-        self.check(rows)
+        let done = run(&mut self.client, &stmt);
+        self.check(done)
+    }
+
+    /// Runs `sql` and returns its rows.
+    pub fn query(&mut self, sql: &str, params: &[&Param<'_>]) -> Result<Vec<Row>> {
+        self.run(sql, |c, s| c.query(s, params))
     }
 
     /// Runs `sql` and returns its one row, if any.
-    pub fn query_opt(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + std::marker::Sync)],
-    ) -> Result<Option<Row>> {
-        let stmt = self.statement(sql)?;
-        let row = self.client.query_opt(&stmt, params);
-        self.check(row)
+    pub fn query_opt(&mut self, sql: &str, params: &[&Param<'_>]) -> Result<Option<Row>> {
+        self.run(sql, |c, s| c.query_opt(s, params))
     }
 
     /// Runs `sql` and returns how many rows it changed.
-    pub fn execute(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn ToSql + std::marker::Sync)],
-    ) -> Result<u64> {
-        let stmt = self.statement(sql)?;
-        let n = self.client.execute(&stmt, params);
-        self.check(n)
+    pub fn execute(&mut self, sql: &str, params: &[&Param<'_>]) -> Result<u64> {
+        self.run(sql, |c, s| c.execute(s, params))
     }
 
     /// Runs statements without parameters, in one round trip.
@@ -378,30 +368,17 @@ impl Conn {
         }
     }
 
-    fn newer(&self, found: i64) -> Error {
-        Error::NewerSchema {
-            path: self.target.display.clone().into(),
-            found,
-            supported: schema::CURRENT,
-        }
-    }
-
     /// Creates or upgrades the schema. Under a transaction-scoped advisory
     /// lock keyed on the schema name, so concurrent processes take turns and
     /// all but the first find the work done.
     fn migrate(&mut self) -> Result<()> {
         match self.schema_version()? {
             Some(v) if v == schema::CURRENT => return Ok(()),
-            Some(v) if v > schema::CURRENT => return Err(self.newer(v)),
+            Some(v) if v > schema::CURRENT => return Err(newer(&self.target.display, v)),
             _ => {}
         }
         let schema = self.target.schema.clone();
         let display = self.target.display.clone();
-        let newer = |found| Error::NewerSchema {
-            path: display.clone().into(),
-            found,
-            supported: schema::CURRENT,
-        };
         let mut tx = self.client.transaction()?;
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('spool migrate ' || $1, 0))",
@@ -430,7 +407,7 @@ impl Conn {
             .query_one("SELECT coalesce(max(version), 0) FROM version", &[])?
             .get(0);
         if version > schema::CURRENT {
-            return Err(newer(version));
+            return Err(newer(&display, version));
         }
         for step in schema::MIGRATIONS.iter().skip(version as usize) {
             tx.batch_execute(step)?;
@@ -442,6 +419,14 @@ impl Conn {
         )?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+fn newer(display: &str, found: i64) -> Error {
+    Error::NewerSchema {
+        path: display.into(),
+        found,
+        supported: schema::CURRENT,
     }
 }
 

@@ -58,10 +58,8 @@ impl Store for PostgresStore {
         self.retrying(|store| store.ack_once(receipts))
     }
 
-    /// Sets whether this connection's commits wait for the server's disk:
-    /// `synchronous_commit` on ([`Sync::Full`]) or off ([`Sync::Normal`]).
-    /// As with SQLite, a later durable commit makes every earlier one durable
-    /// too (the WAL is flushed in order).
+    /// `synchronous_commit`: the WAL is flushed in order, so a durable
+    /// commit makes every earlier one durable too.
     fn set_sync(&mut self, sync: Sync) -> Result<()> {
         let value = match sync {
             Sync::Full => "on",
@@ -72,8 +70,7 @@ impl Store for PostgresStore {
             .batch(&format!("SET synchronous_commit = {value}"))
     }
 
-    /// Makes every commit so far durable: commits a transaction that writes
-    /// WAL (it takes a transaction id) with `synchronous_commit = on`, which
+    /// Commits a transaction that writes WAL (it takes a transaction id) with `synchronous_commit = on`, which
     /// waits until the WAL up to it, and so every earlier commit of any
     /// connection, is on the server's disk.
     fn flush(&self) -> Result<()> {
@@ -106,8 +103,6 @@ impl Store for PostgresStore {
         })
     }
 
-    /// Runs every check. Only reads; counts every row, so it takes a while
-    /// on a large database.
     fn health(&self) -> Result<Health> {
         let size_bytes = self.database_info()?.size_bytes;
         let database = {
@@ -131,10 +126,8 @@ impl Store for PostgresStore {
         Ok(health)
     }
 
-    /// Recomputes what can be recomputed: inserts a correcting `stats` row
-    /// for each queue whose sums differ from its rows, removes message rows
-    /// no delivery needs, and moves the id sequence past the highest id.
-    /// Returns how many things it changed. One transaction.
+    /// Counts are fixed by a correcting `stats` row per queue whose sums
+    /// differ from its rows.
     fn repair(&mut self) -> Result<usize> {
         let mut tx = Tx::begin(self.conn.get_mut())?;
         // No claim or ack may change rows between the count and the fix.
@@ -170,16 +163,15 @@ impl Store for PostgresStore {
         Ok(changed)
     }
 
-    /// The database as messages show it: `postgres://user@host:port/db?schema=NAME`.
+    /// `postgres://user@host:port/db?schema=NAME`.
     fn display(&self) -> String {
         self.conn.borrow().target.display.clone()
     }
 
-    /// A number that changes whenever a transaction that made messages
-    /// deliverable (in any queue of this schema) has committed since the
-    /// last call: the counterpart of SQLite's `data_version`. The first call
+    /// Notifications received (see `notify`): changes when a transaction
+    /// that made messages deliverable in this schema commits. The first call
     /// starts listening, so call it before the claim whose emptiness makes
-    /// you wait. Costs no round trip once listening.
+    /// you wait. No round trip once listening.
     fn data_version(&self) -> Result<i64> {
         let mut conn = self.conn.borrow_mut();
         conn.listen()?;
@@ -187,9 +179,7 @@ impl Store for PostgresStore {
         Ok(conn.seen)
     }
 
-    /// How long until the next delayed message or lease of `queue` comes
-    /// due, by the server's clock (one query for the due time, one for the
-    /// server's now). `None` when nothing of `queue` is waiting.
+    /// By the server's clock: one query for the due time, one for its now.
     fn due_in(&self, queue: &str) -> Result<Option<Duration>> {
         let Some(at) = self.next_due(queue)? else {
             return Ok(None);

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use publish::PublishBatch;
 
 use super::checks;
-use super::{Error, Location, Options, Result, Sync};
+use super::{Error, Location, Options, Result};
 
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
@@ -68,12 +68,7 @@ impl SqliteStore {
         refuse_network_fs(path)?;
         create_file(path)?;
         check_writable(path)?;
-        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        let mut store = SqliteStore {
-            conn,
-            path: path.to_owned(),
-            contracts: Default::default(),
-        };
+        let mut store = connect(path, opts)?;
         store.migrate()?;
         store.tune(opts)?;
         Ok(store)
@@ -108,15 +103,13 @@ impl SqliteStore {
         // `-wal` and `-shm` files it had to make, which a read-only connection
         // would leave behind. On a read-only file SQLite falls back to a
         // read-only connection by itself.
-        let conn = connect(path, opts, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        conn.pragma_update(None, "query_only", true)?;
-        let mut store = SqliteStore {
-            conn,
-            path: path.to_owned(),
-            contracts: Default::default(),
-        };
+        let mut store = connect(path, opts)?;
+        store.conn.pragma_update(None, "query_only", true)?;
         let version = match store.schema_version() {
-            Err(Error::Sqlite(e)) if cannot_open(&e) && immutable_is_safe(path) => {
+            Err(Error::Sqlite(e))
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+                    && immutable_is_safe(path) =>
+            {
                 // A read-only folder or mount: SQLite cannot make the `-shm`
                 // file a WAL read needs. With no WAL file, everything is in
                 // the main file, and nobody can be writing it there.
@@ -133,11 +126,7 @@ impl SqliteStore {
                 path: path.to_owned(),
             }),
             0 => Ok(Some(store)),
-            v if v > schema::CURRENT => Err(Error::NewerSchema {
-                path: path.to_owned(),
-                found: v,
-                supported: schema::CURRENT,
-            }),
+            v if v > schema::CURRENT => Err(store.newer(v)),
             _ => Ok(Some(store)),
         }
     }
@@ -173,14 +162,18 @@ impl SqliteStore {
         }
     }
 
+    fn newer(&self, found: i64) -> Error {
+        Error::NewerSchema {
+            path: self.path.clone(),
+            found,
+            supported: schema::CURRENT,
+        }
+    }
+
     fn migrate(&mut self) -> Result<()> {
         let version = self.schema_version()?;
         if version > schema::CURRENT {
-            return Err(Error::NewerSchema {
-                path: self.path.clone(),
-                found: version,
-                supported: schema::CURRENT,
-            });
+            return Err(self.newer(version));
         }
         if version == schema::CURRENT {
             return Ok(());
@@ -214,11 +207,7 @@ impl SqliteStore {
     }
 
     fn tune(&mut self, opts: &Options) -> Result<()> {
-        let sync = match opts.sync {
-            Sync::Full => "FULL",
-            Sync::Normal => "NORMAL",
-        };
-        self.conn.pragma_update(None, "synchronous", sync)?;
+        super::Store::set_sync(self, opts.sync)?;
         // After a checkpoint resets the WAL, truncate the file back to this size,
         // so one large publish does not leave a large WAL behind for good.
         self.conn
@@ -278,11 +267,7 @@ fn refuse_network_fs(path: &Path) -> Result<()> {
 /// `-shm` files behind.
 fn check_writable(path: &Path) -> Result<()> {
     use rustix::fs::{Access, access};
-    let folder = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    for (what, p) in [("file", path), ("folder", folder)] {
+    for (what, p) in [("file", path), ("folder", folder_of(path))] {
         if let Err(e) = access(p, Access::WRITE_OK) {
             let reason = format!(
                 "its {what} is not writable ({}). Check the permissions and attributes (`lsattr`) of the file and its folder, and that the file system is not mounted read-only",
@@ -292,6 +277,14 @@ fn check_writable(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The folder that holds `path` (and its WAL).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Creates the folder (0700) and an empty database file (0600) if missing.
@@ -324,10 +317,6 @@ fn create_file(path: &Path) -> Result<()> {
     }
 }
 
-fn cannot_open(err: &rusqlite::Error) -> bool {
-    err.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
-}
-
 /// Reading as `immutable` skips locking and the WAL: safe only when there is
 /// no WAL file and the file cannot be written (spool refuses to write where it
 /// cannot create the WAL).
@@ -335,12 +324,8 @@ fn immutable_is_safe(path: &Path) -> bool {
     use rustix::fs::{Access, access};
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
-    let folder = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
     let writable = |p: &Path| access(p, Access::WRITE_OK).is_ok();
-    let can_make_shm = writable(path) && writable(folder);
+    let can_make_shm = writable(path) && writable(folder_of(path));
     !Path::new(&wal).exists() && !can_make_shm
 }
 
@@ -364,8 +349,9 @@ fn connect_immutable(path: &Path, opts: &Options) -> Result<Connection> {
     Ok(conn)
 }
 
-fn connect(path: &Path, opts: &Options, mode: OpenFlags) -> Result<Connection> {
-    let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+/// Opens `path` read-write (never creating it) with spool's busy handler.
+fn connect(path: &Path, opts: &Options) -> Result<SqliteStore> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| {
         let reason = match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::CannotOpen) => {
@@ -378,5 +364,9 @@ fn connect(path: &Path, opts: &Options, mode: OpenFlags) -> Result<Connection> {
     busy::set_timeout(opts.busy_timeout);
     conn.busy_handler(Some(busy::wait))?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+    Ok(SqliteStore {
+        conn,
+        path: path.to_owned(),
+        contracts: Default::default(),
+    })
 }

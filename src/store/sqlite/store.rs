@@ -35,11 +35,8 @@ impl Store for SqliteStore {
         Ok(pause(nap) || self.data_version()? != version)
     }
 
-    /// Sets whether this connection's commits wait for the disk (`PRAGMA
-    /// synchronous`). For a caller that groups commits: many quick commits
-    /// with [`Sync::Normal`], then one with [`Sync::Full`] (or
-    /// [`SqliteStore::flush`]), which puts every earlier commit on disk too, since
-    /// the WAL is one file written in order.
+    /// `PRAGMA synchronous`. A `FULL` commit puts every earlier commit on
+    /// disk too, since the WAL is one file written in order.
     fn set_sync(&mut self, sync: Sync) -> Result<()> {
         let value = match sync {
             Sync::Full => "FULL",
@@ -49,8 +46,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    /// Makes every commit so far durable, as a commit with `synchronous =
-    /// FULL` would: fsyncs the WAL file, which holds every frame committed
+    /// Fsyncs the WAL file, which holds every frame committed
     /// since the last checkpoint (a checkpoint syncs what it copies into the
     /// database file). Without a WAL file there is nothing to sync.
     fn flush(&self) -> Result<()> {
@@ -68,7 +64,6 @@ impl Store for SqliteStore {
         }
     }
 
-    /// The database file's sizes, including its free pages.
     fn database_info(&self) -> Result<DatabaseInfo> {
         let mut db = DatabaseInfo::of_path(self.path.clone());
         let free: i64 = self
@@ -81,8 +76,7 @@ impl Store for SqliteStore {
         Ok(db)
     }
 
-    /// Runs every check. Only reads; a full integrity check and a count of
-    /// every row, so it takes a while on a large database.
+    /// Includes a full integrity check.
     fn health(&self) -> Result<Health> {
         let mut integrity = self.integrity_check();
         let pragma_i64 = |name: &str| -> Result<i64> {
@@ -121,9 +115,6 @@ impl Store for SqliteStore {
         Ok(health)
     }
 
-    /// Recomputes what can be recomputed: the per-queue counters from the
-    /// rows, message rows no delivery needs, and the next message id. Returns
-    /// how many things it changed. One write transaction.
     fn repair(&mut self) -> Result<usize> {
         let mut tx = Tx::begin(&mut self.conn)?;
         let mut changed = tx.tx.execute(
@@ -159,8 +150,7 @@ impl Store for SqliteStore {
         Ok(changed)
     }
 
-    /// `PRAGMA data_version`: changes whenever another connection commits.
-    /// Cheap enough to poll every few milliseconds while waiting for messages.
+    /// `PRAGMA data_version`: cheap enough to poll every few milliseconds.
     fn data_version(&self) -> Result<i64> {
         Ok(self
             .conn

@@ -29,24 +29,24 @@ pub(crate) struct Tx<'c> {
 impl<'c> Tx<'c> {
     /// Takes the write lock now (waiting up to the busy timeout).
     pub fn begin(conn: &'c mut rusqlite::Connection) -> Result<Tx<'c>> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Ok(Tx {
-            tx,
-            now: crate::store::now_ms(),
-            counts: Counters::default(),
-            freed: false,
-        })
+        Ok(Tx::new(conn.transaction_with_behavior(
+            TransactionBehavior::Immediate,
+        )?))
     }
 
     /// Starts a deferred transaction for reading: one snapshot throughout,
     /// and no lock that keeps a writer waiting.
     pub fn read(conn: &'c rusqlite::Connection) -> Result<Tx<'c>> {
-        Ok(Tx {
-            tx: conn.unchecked_transaction()?,
+        Ok(Tx::new(conn.unchecked_transaction()?))
+    }
+
+    fn new(tx: Transaction<'c>) -> Tx<'c> {
+        Tx {
+            tx,
             now: crate::store::now_ms(),
             counts: Counters::default(),
             freed: false,
-        })
+        }
     }
 
     /// Notes that rows were deleted, so commit may hand free pages back.
