@@ -19,11 +19,16 @@
 use crate::store::Store;
 use std::collections::HashMap;
 
+use postgres::types::ToSql;
+
 use super::doctor::value;
 use super::tx::Tx;
 use super::{Param, PostgresStore, RowExt};
 use crate::store::error::{Error, Result};
-use crate::store::records::{DeliveryRecord, ExportSink, MessageRecord, Tables};
+use crate::store::records::{
+    DELIVERIES, ExportSink, GROUPS, Kind, MESSAGES, QUEUES, RATES, Row, SCHEMAS, SUBSCRIPTIONS,
+    Table, Value,
+};
 
 /// What `spool migrate` copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -53,7 +58,10 @@ pub struct Migrated {
 /// [`ExportSink`] of the source's export.
 pub struct PgImport<'t> {
     tx: Tx<'t>,
-    tables: Tables,
+    /// [`ExportSink::ids`]: the next message id and the last queue id.
+    ids: (i64, i64),
+    queues: Vec<Row>,
+    rates: Vec<Row>,
     /// Deliveries counted per queue id and stored state.
     counted: HashMap<i64, [i64; 6]>,
     done: Migrated,
@@ -89,7 +97,9 @@ impl PostgresStore {
         }
         let mut import = PgImport {
             tx,
-            tables: Tables::default(),
+            ids: (0, 0),
+            queues: Vec::new(),
+            rates: Vec::new(),
             counted: HashMap::new(),
             done: Migrated::default(),
             progress,
@@ -100,126 +110,92 @@ impl PostgresStore {
 }
 
 impl ExportSink for PgImport<'_> {
-    fn tables(&mut self, t: &Tables) -> Result<()> {
-        self.tables = t.clone();
-        let q = &t.queues;
-        let topics = col(q, |q| q.is_topic);
-        self.tx.execute(
-            "INSERT INTO queues (id, name, is_topic, visibility_ms, max_attempts, retention_ms,
-                                 max_size, retry_delay_ms, created_at)
-             OVERRIDING SYSTEM VALUE
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bool[], $4::bigint[],
-                                  $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
-                                  $9::bigint[])",
-            &[
-                &col(q, |q| q.id),
-                &col(q, |q| q.name.as_str()),
-                &topics,
-                &col(q, |q| q.visibility_ms),
-                &col(q, |q| q.max_attempts),
-                &col(q, |q| q.retention_ms),
-                &col(q, |q| q.max_size),
-                &col(q, |q| q.retry_delay_ms),
-                &col(q, |q| q.created_at),
-            ],
-        )?;
-        self.done.topics = topics.iter().filter(|t| **t).count() as u64;
-        self.done.queues = q.len() as u64 - self.done.topics;
-        let subs = &t.subscriptions;
-        self.done.subscriptions = self.tx.execute(
-            "INSERT INTO subscriptions (topic_id, queue_id, created_at)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
-            &[
-                &col(subs, |s| s.topic_id),
-                &col(subs, |s| s.queue_id),
-                &col(subs, |s| s.created_at),
-            ],
-        )?;
-        let schemas = &t.schemas;
-        self.done.schema_versions = self.tx.execute(
-            "INSERT INTO schemas (queue_id, version, created_at, schema)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])",
-            &[
-                &col(schemas, |s| s.queue_id),
-                &col(schemas, |s| s.version),
-                &col(schemas, |s| s.created_at),
-                &col(schemas, |s| s.schema.as_deref()),
-            ],
-        )?;
-        let groups = &t.groups;
-        self.done.groups = self.tx.execute(
-            "INSERT INTO group_heads (queue_id, grp, head_id)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])",
-            &[
-                &col(groups, |g| g.queue_id),
-                &col(groups, |g| g.group.as_str()),
-                &col(groups, |g| g.head_id),
-            ],
-        )?;
+    fn ids(&mut self, next_message_id: i64, last_queue_id: i64) -> Result<()> {
+        self.ids = (next_message_id, last_queue_id);
         Ok(())
     }
 
-    fn messages(&mut self, chunk: &[MessageRecord]) -> Result<()> {
-        let bodies = col(chunk, |m| m.body.as_slice());
-        self.tx.execute(
-            "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[],
-                                  $5::bool[], $6::text[], $7::bytea[])",
-            &[
-                &col(chunk, |m| m.id),
-                &col(chunk, |m| m.origin_id),
-                &col(chunk, |m| m.key.as_deref()),
-                &col(chunk, |m| m.published_at),
-                &col(chunk, |m| m.raw),
-                &col(chunk, |m| m.headers.as_deref()),
-                &bodies,
-            ],
-        )?;
-        self.done.messages += chunk.len() as u64;
-        self.done.body_bytes += bodies.iter().map(|b| b.len() as u64).sum::<u64>();
-        Ok(())
-    }
-
-    fn deliveries(&mut self, chunk: &[DeliveryRecord]) -> Result<()> {
-        self.tx.execute(
-            "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, attempts,
-                                     lease, grp, done_at, schema_version)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-                                  $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
-                                  $9::bigint[], $10::bigint[])",
-            &[
-                &col(chunk, |d| d.msg_id),
-                &col(chunk, |d| d.queue_id),
-                &col(chunk, |d| d.state),
-                &col(chunk, |d| d.priority),
-                &col(chunk, |d| d.visible_at),
-                &col(chunk, |d| d.attempts),
-                &col(chunk, |d| d.lease),
-                &col(chunk, |d| d.group.as_deref()),
-                &col(chunk, |d| d.done_at),
-                &col(chunk, |d| d.schema_version),
-            ],
-        )?;
-        for d in chunk {
-            let counts = self.counted.entry(d.queue_id).or_default();
-            if let Some(slot) = usize::try_from(d.state)
-                .ok()
-                .and_then(|s| counts.get_mut(s))
-            {
-                *slot += 1;
-            }
+    fn rows(&mut self, table: Table, rows: &[Row]) -> Result<()> {
+        if table == RATES {
+            self.rates.extend_from_slice(rows);
+            return Ok(());
         }
-        self.done.deliveries += chunk.len() as u64;
-        (self.progress)(chunk.len() as u64);
+        let n = insert(&mut self.tx, table, rows)?;
+        let done = &mut self.done;
+        match table {
+            QUEUES => {
+                let topics = rows.iter().filter(|q| q[2] == Value::Bool(true)).count() as u64;
+                done.topics += topics;
+                done.queues += n - topics;
+                self.queues.extend_from_slice(rows);
+            }
+            SUBSCRIPTIONS => done.subscriptions += n,
+            SCHEMAS => done.schema_versions += n,
+            GROUPS => done.groups += n,
+            MESSAGES => {
+                done.messages += n;
+                done.body_bytes += rows.iter().map(|m| m[6].bytes().len() as u64).sum::<u64>();
+            }
+            DELIVERIES => {
+                for d in rows {
+                    let counts = self.counted.entry(d[1].int()).or_default();
+                    if let Some(slot) = usize::try_from(d[2].int())
+                        .ok()
+                        .and_then(|s| counts.get_mut(s))
+                    {
+                        *slot += 1;
+                    }
+                }
+                done.deliveries += n;
+                (self.progress)(n);
+            }
+            _ => {}
+        }
         Ok(())
     }
+}
+
+/// Inserts `rows` into `table` in one statement: one array per column.
+fn insert(tx: &mut Tx<'_>, table: Table, rows: &[Row]) -> Result<u64> {
+    let mut arrays: Vec<Box<Param<'_>>> = Vec::new();
+    let mut unnest = Vec::new();
+    for (i, (_, kind)) in table.columns.iter().enumerate() {
+        let (array, ty): (Box<Param<'_>>, _) = match kind {
+            Kind::Int => (col(rows, |r| r[i].int_or_null()), "bigint"),
+            Kind::Bool => (col(rows, |r| r[i] == Value::Bool(true)), "bool"),
+            Kind::Text => (col(rows, |r| r[i].text()), "text"),
+            Kind::Bytes => (col(rows, |r| r[i].bytes()), "bytea"),
+        };
+        arrays.push(array);
+        unnest.push(format!("${}::{ty}[]", i + 1));
+    }
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.0).collect();
+    // Queue ids are an identity column; the copy keeps the source's.
+    let overriding = if table == QUEUES {
+        "OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "INSERT INTO {} ({}) {overriding} SELECT * FROM unnest({})",
+        table.name,
+        columns.join(", "),
+        unnest.join(", ")
+    );
+    let params: Vec<&Param<'_>> = arrays.iter().map(|a| a.as_ref()).collect();
+    tx.execute(&sql, &params)
+}
+
+/// One field of every row, as an array parameter.
+fn col<'a, V: ToSql + Sync + 'a>(rows: &'a [Row], field: impl Fn(&'a Row) -> V) -> Box<Param<'a>> {
+    Box::new(rows.iter().map(field).collect::<Vec<V>>())
 }
 
 impl PgImport<'_> {
     /// Writes the counts, moves the sequences past the source's ids, and commits.
     fn finish(mut self) -> Result<Migrated> {
         self.write_stats()?;
-        let next_message = self.tables.next_message_id;
+        let (next_message, last_queue) = self.ids;
         let max_message: Option<i64> = value(&mut self.tx, "SELECT max(id) FROM messages")?;
         let last_message = (next_message - 1).max(max_message.unwrap_or(0));
         advance(&mut self.tx, "'message_ids'", last_message)?;
@@ -228,9 +204,11 @@ impl PgImport<'_> {
             return Err(Error::Postgres("the queue id sequence is missing".into()));
         };
         let quoted = format!("'{}'", queue_seq.replace('\'', "''"));
-        advance(&mut self.tx, &quoted, self.tables.last_queue_id)?;
-        for q in self.tables.queues.iter().filter(|q| !q.is_topic) {
-            self.tx.notify(&q.name);
+        advance(&mut self.tx, &quoted, last_queue)?;
+        for q in &self.queues {
+            if let (Some(name), Value::Bool(false)) = (q[1].text(), &q[2]) {
+                self.tx.notify(name);
+            }
         }
         self.tx.commit()?;
         Ok(self.done)
@@ -241,18 +219,23 @@ impl PgImport<'_> {
     fn write_stats(&mut self) -> Result<()> {
         let mut rows: Vec<[i64; 10]> = Vec::new();
         let mut rated: HashMap<i64, i64> = HashMap::new();
-        for r in &self.tables.rates {
-            *rated.entry(r.queue_id).or_default() += r.published;
-            rows.push([r.queue_id, r.second, 0, 0, 0, 0, 0, 0, r.published, r.acked]);
+        for r in &self.rates {
+            let [queue, second, published, acked] = [0, 1, 2, 3].map(|i| r[i].int());
+            *rated.entry(queue).or_default() += published;
+            rows.push([queue, second, 0, 0, 0, 0, 0, 0, published, acked]);
         }
-        for q in &self.tables.queues {
-            let n = self.counted.get(&q.id).copied().unwrap_or_default();
-            if n != q.counters {
-                self.done.recounted.push(q.name.clone());
+        // Queue rows: the columns of `QUEUES`, `published_total`, the counters.
+        for q in &self.queues {
+            let id = q[0].int();
+            let n = self.counted.get(&id).copied().unwrap_or_default();
+            if q[10..16].iter().map(Value::int).ne(n)
+                && let Some(name) = q[1].text()
+            {
+                self.done.recounted.push(name.to_owned());
             }
-            let older = (q.published_total - rated.get(&q.id).copied().unwrap_or(0)).max(0);
+            let older = (q[9].int() - rated.get(&id).copied().unwrap_or(0)).max(0);
             if n != [0; 6] || older != 0 {
-                rows.push([q.id, 0, n[0], n[1], n[2], n[3], n[4], n[5], older, 0]);
+                rows.push([id, 0, n[0], n[1], n[2], n[3], n[4], n[5], older, 0]);
             }
         }
         let columns: Vec<Vec<i64>> = (0..10)
@@ -269,11 +252,6 @@ impl PgImport<'_> {
         )?;
         Ok(())
     }
-}
-
-/// One field of every row, as an array parameter.
-fn col<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
-    rows.iter().map(field).collect()
 }
 
 /// Moves sequence `seq` (an SQL string literal naming it) so that its next

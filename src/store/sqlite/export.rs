@@ -11,11 +11,11 @@
 //! read into memory at once; messages and deliveries stream in chunks, so a
 //! database of any size exports in bounded memory.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 pub use crate::store::records::{
-    DeliveryRecord, ExportSink, GroupRecord, MessageRecord, QueueRecord, RateRecord, SchemaRecord,
-    SubscriptionRecord, Tables,
+    DELIVERIES, ExportSink, GROUPS, Kind, MESSAGES, QUEUES, RATES, Row, SCHEMAS, SUBSCRIPTIONS,
+    Table, Value,
 };
 use crate::store::{Result, SqliteStore};
 
@@ -35,193 +35,111 @@ impl SqliteStore {
     pub fn export(&self, sink: &mut dyn ExportSink) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         let with_schemas = self.schema_version()? >= 2;
-        let tables = tables(&tx, with_schemas)?;
-        sink.tables(&tables)?;
-        messages(&tx, sink)?;
-        deliveries(&tx, with_schemas, sink)?;
+        let (next_message_id, last_queue_id) = tx.query_row(
+            "SELECT (SELECT value FROM meta WHERE key = 'next_message_id'),
+                    max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'queues'), 0),
+                        (SELECT coalesce(max(id), 0) FROM queues))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        sink.ids(next_message_id, last_queue_id)?;
+        let version = if with_schemas {
+            "schema_version"
+        } else {
+            "NULL"
+        };
+        let deliveries = format!(
+            "SELECT msg_id, queue_id, state, priority, visible_at, attempts, lease, grp, done_at,
+                    {version}
+             FROM deliveries ORDER BY queue_id, msg_id"
+        );
+        let tables: [(Table, &str, usize); 7] = [
+            (
+                QUEUES,
+                "SELECT id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size,
+                        retry_delay_ms, created_at, published_total,
+                        n_ready, n_delayed, n_leased, n_acked, n_dead, n_held
+                 FROM queues ORDER BY id",
+                usize::MAX,
+            ),
+            (
+                SUBSCRIPTIONS,
+                "SELECT topic_id, queue_id, created_at FROM subscriptions ORDER BY topic_id, queue_id",
+                usize::MAX,
+            ),
+            (
+                SCHEMAS,
+                "SELECT queue_id, version, created_at, schema FROM schemas ORDER BY queue_id, version",
+                usize::MAX,
+            ),
+            (
+                GROUPS,
+                "SELECT queue_id, grp, head_id FROM groups ORDER BY queue_id, grp",
+                usize::MAX,
+            ),
+            (
+                RATES,
+                "SELECT queue_id, second, published, acked FROM rates ORDER BY queue_id, second",
+                usize::MAX,
+            ),
+            (
+                MESSAGES,
+                "SELECT id, origin_id, key, published_at, raw, headers, body FROM messages ORDER BY id",
+                MESSAGE_CHUNK,
+            ),
+            (DELIVERIES, &deliveries, DELIVERY_CHUNK),
+        ];
+        for (table, sql, chunk) in tables {
+            if table != SCHEMAS || with_schemas {
+                stream(&tx, table, sql, chunk, sink)?;
+            }
+        }
         // Read only: ending the transaction either way changes nothing.
         tx.rollback()?;
         Ok(())
     }
 }
 
-fn count(conn: &Connection, sql: &str) -> Result<i64> {
-    Ok(conn.query_row(sql, [], |r| r.get(0))?)
-}
-
-fn tables(conn: &Connection, with_schemas: bool) -> Result<Tables> {
-    let next_message_id = count(conn, "SELECT value FROM meta WHERE key = 'next_message_id'")?;
-    let last_queue_id: Option<i64> = conn
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'queues'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let queues = collect(
-        conn,
-        "SELECT id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size,
-                retry_delay_ms, created_at, published_total,
-                n_ready, n_delayed, n_leased, n_acked, n_dead, n_held
-         FROM queues ORDER BY id",
-        |r| {
-            let mut counters = [0; 6];
-            for (i, slot) in counters.iter_mut().enumerate() {
-                *slot = r.get(10 + i)?;
-            }
-            Ok(QueueRecord {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                is_topic: r.get(2)?,
-                visibility_ms: r.get(3)?,
-                max_attempts: r.get(4)?,
-                retention_ms: r.get(5)?,
-                max_size: r.get(6)?,
-                retry_delay_ms: r.get(7)?,
-                created_at: r.get(8)?,
-                published_total: r.get(9)?,
-                counters,
-            })
-        },
-    )?;
-    let max_queue_id = queues.iter().map(|q| q.id).max().unwrap_or(0);
-    let subscriptions = collect(
-        conn,
-        "SELECT topic_id, queue_id, created_at FROM subscriptions ORDER BY topic_id, queue_id",
-        |r| {
-            Ok(SubscriptionRecord {
-                topic_id: r.get(0)?,
-                queue_id: r.get(1)?,
-                created_at: r.get(2)?,
-            })
-        },
-    )?;
-    let schemas = if with_schemas {
-        collect(
-            conn,
-            "SELECT queue_id, version, created_at, schema FROM schemas ORDER BY queue_id, version",
-            |r| {
-                Ok(SchemaRecord {
-                    queue_id: r.get(0)?,
-                    version: r.get(1)?,
-                    created_at: r.get(2)?,
-                    schema: r.get(3)?,
-                })
-            },
-        )?
-    } else {
-        Vec::new()
-    };
-    let groups = collect(
-        conn,
-        "SELECT queue_id, grp, head_id FROM groups ORDER BY queue_id, grp",
-        |r| {
-            Ok(GroupRecord {
-                queue_id: r.get(0)?,
-                group: r.get(1)?,
-                head_id: r.get(2)?,
-            })
-        },
-    )?;
-    let rates = collect(
-        conn,
-        "SELECT queue_id, second, published, acked FROM rates ORDER BY queue_id, second",
-        |r| {
-            Ok(RateRecord {
-                queue_id: r.get(0)?,
-                second: r.get(1)?,
-                published: r.get(2)?,
-                acked: r.get(3)?,
-            })
-        },
-    )?;
-    Ok(Tables {
-        next_message_id,
-        last_queue_id: last_queue_id.unwrap_or(0).max(max_queue_id),
-        queues,
-        subscriptions,
-        schemas,
-        groups,
-        rates,
-        messages: count(conn, "SELECT count(*) FROM messages")? as u64,
-        deliveries: count(conn, "SELECT count(*) FROM deliveries")? as u64,
-    })
-}
-
-fn collect<T>(
+/// Hands the rows of `sql` to `sink` in chunks of at most `rows` rows and
+/// (but for the last row) [`CHUNK_BYTES`] bytes of blobs. Columns past the
+/// table's are integers.
+fn stream(
     conn: &Connection,
+    table: Table,
     sql: &str,
-    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> Result<Vec<T>> {
+    rows: usize,
+    sink: &mut dyn ExportSink,
+) -> Result<()> {
     let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map([], row)?.collect::<rusqlite::Result<_>>()?;
-    Ok(rows)
-}
-
-fn messages(conn: &Connection, sink: &mut dyn ExportSink) -> Result<()> {
-    let mut stmt = conn.prepare(
-        "SELECT id, origin_id, key, published_at, raw, headers, body FROM messages ORDER BY id",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut chunk = Vec::with_capacity(MESSAGE_CHUNK);
+    let kinds: Vec<Kind> = (0..stmt.column_count())
+        .map(|i| table.columns.get(i).map_or(Kind::Int, |c| c.1))
+        .collect();
+    let mut cursor = stmt.query([])?;
+    let mut chunk = Vec::new();
     let mut bytes = 0;
-    while let Some(r) = rows.next()? {
-        let m = MessageRecord {
-            id: r.get(0)?,
-            origin_id: r.get(1)?,
-            key: r.get(2)?,
-            published_at: r.get(3)?,
-            raw: r.get(4)?,
-            headers: r.get(5)?,
-            body: r.get(6)?,
-        };
-        bytes += m.body.len();
-        chunk.push(m);
-        if chunk.len() >= MESSAGE_CHUNK || bytes >= CHUNK_BYTES {
-            sink.messages(&chunk)?;
+    while let Some(r) = cursor.next()? {
+        let mut row = Row::with_capacity(kinds.len());
+        for (i, kind) in kinds.iter().enumerate() {
+            row.push(match kind {
+                Kind::Int => Value::Int(r.get(i)?),
+                Kind::Bool => Value::Bool(r.get(i)?),
+                Kind::Text => Value::Text(r.get(i)?),
+                Kind::Bytes => {
+                    let blob: Vec<u8> = r.get(i)?;
+                    bytes += blob.len();
+                    Value::Bytes(blob)
+                }
+            });
+        }
+        chunk.push(row);
+        if chunk.len() >= rows || bytes >= CHUNK_BYTES {
+            sink.rows(table, &chunk)?;
             chunk.clear();
             bytes = 0;
         }
     }
     if !chunk.is_empty() {
-        sink.messages(&chunk)?;
-    }
-    Ok(())
-}
-
-fn deliveries(conn: &Connection, with_schemas: bool, sink: &mut dyn ExportSink) -> Result<()> {
-    let version = if with_schemas {
-        "schema_version"
-    } else {
-        "NULL"
-    };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT msg_id, queue_id, state, priority, visible_at, attempts, lease, grp, done_at,
-                {version}
-         FROM deliveries ORDER BY queue_id, msg_id"
-    ))?;
-    let mut rows = stmt.query([])?;
-    let mut chunk = Vec::with_capacity(DELIVERY_CHUNK);
-    while let Some(r) = rows.next()? {
-        chunk.push(DeliveryRecord {
-            msg_id: r.get(0)?,
-            queue_id: r.get(1)?,
-            state: r.get(2)?,
-            priority: r.get(3)?,
-            visible_at: r.get(4)?,
-            attempts: r.get(5)?,
-            lease: r.get(6)?,
-            group: r.get(7)?,
-            done_at: r.get(8)?,
-            schema_version: r.get(9)?,
-        });
-        if chunk.len() >= DELIVERY_CHUNK {
-            sink.deliveries(&chunk)?;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        sink.deliveries(&chunk)?;
+        sink.rows(table, &chunk)?;
     }
     Ok(())
 }
@@ -233,31 +151,35 @@ mod tests {
     use super::*;
     use crate::store::{NewMessage, Options, Store, Sync};
 
-    /// Keeps what an export hands over; runs `during` once, after the tables.
+    /// Keeps what an export hands over; runs `during` once, after the ids.
     #[derive(Default)]
     struct Collect {
-        tables: Tables,
-        messages: Vec<MessageRecord>,
-        deliveries: Vec<DeliveryRecord>,
+        ids: (i64, i64),
+        rows: std::collections::HashMap<&'static str, Vec<Row>>,
         message_chunks: usize,
         during: Option<Box<dyn FnMut()>>,
     }
 
+    impl Collect {
+        fn of(&self, table: Table) -> &[Row] {
+            self.rows.get(table.name).map_or(&[], Vec::as_slice)
+        }
+    }
+
     impl ExportSink for Collect {
-        fn tables(&mut self, tables: &Tables) -> Result<()> {
-            self.tables = tables.clone();
+        fn ids(&mut self, next_message_id: i64, last_queue_id: i64) -> Result<()> {
+            self.ids = (next_message_id, last_queue_id);
             if let Some(mut f) = self.during.take() {
                 f();
             }
             Ok(())
         }
-        fn messages(&mut self, chunk: &[MessageRecord]) -> Result<()> {
-            self.message_chunks += 1;
-            self.messages.extend_from_slice(chunk);
-            Ok(())
-        }
-        fn deliveries(&mut self, chunk: &[DeliveryRecord]) -> Result<()> {
-            self.deliveries.extend_from_slice(chunk);
+        fn rows(&mut self, table: Table, rows: &[Row]) -> Result<()> {
+            self.message_chunks += usize::from(table == MESSAGES);
+            self.rows
+                .entry(table.name)
+                .or_default()
+                .extend_from_slice(rows);
             Ok(())
         }
     }
@@ -302,21 +224,20 @@ mod tests {
             ..Collect::default()
         };
         reader.export(&mut sink).expect("export");
-        assert_eq!(sink.tables.messages, 2500);
-        assert_eq!(sink.messages.len(), 2500);
-        assert_eq!(sink.deliveries.len(), 2500);
+        assert_eq!(sink.of(MESSAGES).len(), 2500);
+        assert_eq!(sink.of(DELIVERIES).len(), 2500);
         assert_eq!(sink.message_chunks, 3, "chunks of {MESSAGE_CHUNK}");
-        assert_eq!(sink.tables.next_message_id, 2501);
-        assert_eq!(sink.tables.queues.len(), 1);
-        assert_eq!(sink.tables.queues[0].counters[0], 2500);
-        let ids: Vec<i64> = sink.messages.iter().map(|m| m.id).collect();
+        assert_eq!(sink.ids, (2501, 1));
+        assert_eq!(sink.of(QUEUES).len(), 1);
+        assert_eq!(sink.of(QUEUES)[0][10], Value::Int(Some(2500)), "n_ready");
+        let ids: Vec<i64> = sink.of(MESSAGES).iter().map(|m| m[0].int()).collect();
         assert_eq!(ids, (1..=2500).collect::<Vec<i64>>());
-        assert_eq!(sink.messages[7].body, b"7");
+        assert_eq!(sink.of(MESSAGES)[7][6], Value::Bytes(b"7".to_vec()));
         // The next export sees the writes.
         let mut again = Collect::default();
         reader.export(&mut again).expect("export");
-        assert_eq!(again.messages.len(), 2511);
-        assert_eq!(again.tables.queues.len(), 2);
+        assert_eq!(again.of(MESSAGES).len(), 2511);
+        assert_eq!(again.of(QUEUES).len(), 2);
     }
 
     #[test]
@@ -347,25 +268,25 @@ mod tests {
         let mut sink = Collect::default();
         reader.export(&mut sink).expect("export");
         drop(reader);
-        assert!(sink.tables.schemas.is_empty());
-        assert_eq!(sink.tables.next_message_id, 5);
-        assert_eq!(sink.tables.last_queue_id, 1);
+        assert!(sink.of(SCHEMAS).is_empty());
+        assert_eq!(sink.ids, (5, 1));
+        let int = |n| Value::Int(Some(n));
         assert_eq!(
-            sink.deliveries,
-            [DeliveryRecord {
-                msg_id: 1,
-                queue_id: 1,
-                state: 2,
-                priority: 0,
-                visible_at: 99,
-                attempts: 1,
-                lease: Some(-42),
-                group: None,
-                done_at: None,
-                schema_version: None,
-            }]
+            sink.of(DELIVERIES),
+            [vec![
+                int(1),
+                int(1),
+                int(2),
+                int(0),
+                int(99),
+                int(1),
+                int(-42),
+                Value::Text(None),
+                Value::Int(None),
+                Value::Int(None),
+            ]]
         );
-        assert!(sink.messages[0].raw);
+        assert_eq!(sink.of(MESSAGES)[0][4], Value::Bool(true));
         assert_eq!(std::fs::read(&path).expect("read"), before);
     }
 }
