@@ -339,15 +339,7 @@ fn connect_reason(err: &postgres::Error) -> String {
             db.code().code()
         );
     }
-    let mut reason = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !reason.contains(&text) {
-            reason = format!("{reason}: {text}");
-        }
-        source = s.source();
-    }
+    let reason = super::causes(err);
     format!(
         "cannot connect ({reason}). Check that PostgreSQL runs there and accepts connections, and the URL's host, port, user and password"
     )

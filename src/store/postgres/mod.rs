@@ -521,14 +521,20 @@ fn describe(err: &postgres::Error) -> String {
         None if err.is_closed() => {
             "the connection to the PostgreSQL server was lost. Try again".to_owned()
         }
-        None => {
-            let mut text = err.to_string();
-            let mut source = std::error::Error::source(err);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            text
-        }
+        None => causes(err),
     }
+}
+
+/// `err` and its sources, each said once.
+fn causes(err: &postgres::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
 }
