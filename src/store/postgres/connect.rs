@@ -228,28 +228,15 @@ pub fn hide_password(url: &str) -> String {
     }
 }
 
+/// Undoes `%XX` escapes and `+` for a space.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
+    let s = s.replace('+', " ");
+    let mut parts = s.split('%');
+    let mut out = parts.next().unwrap_or_default().as_bytes().to_vec();
+    for part in parts {
+        match part.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) => out.extend([b].iter().chain(&part.as_bytes()[2..])),
+            None => out.extend(b"%".iter().chain(part.as_bytes())),
         }
     }
     String::from_utf8_lossy(&out).into_owned()

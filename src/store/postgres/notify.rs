@@ -36,14 +36,11 @@ impl Conn {
 
     /// Takes the notifications the server has sent, without waiting.
     pub(super) fn drain(&mut self) -> Result<()> {
-        let mut pending = Vec::new();
-        {
-            let mut notifications = self.client.notifications();
-            let mut iter = notifications.iter();
-            while let Some(n) = iter.next()? {
-                pending.push(n.payload().to_owned());
-            }
-        }
+        let mut notifications = self.client.notifications();
+        let pending: Vec<String> = notifications
+            .iter()
+            .map(|n| Ok(n.payload().to_owned()))
+            .collect()?;
         self.seen += pending.len() as i64;
         self.news.extend(pending);
         Ok(())
@@ -51,14 +48,10 @@ impl Conn {
 
     /// Waits up to `timeout` for one notification.
     fn wait_one(&mut self, timeout: Duration) -> Result<()> {
-        let got = {
-            let mut notifications = self.client.notifications();
-            let mut iter = notifications.timeout_iter(timeout);
-            iter.next()?.map(|n| n.payload().to_owned())
-        };
-        if let Some(queue) = got {
+        let mut notifications = self.client.notifications();
+        if let Some(n) = notifications.timeout_iter(timeout).next()? {
             self.seen += 1;
-            self.news.push(queue);
+            self.news.push(n.payload().to_owned());
         }
         Ok(())
     }
