@@ -213,15 +213,13 @@ impl PostgresStore {
     /// `SqliteStore::open_existing`).
     pub fn open_existing(opts: &PgOptions) -> Result<Option<PostgresStore>> {
         let store = PostgresStore::connect(opts)?;
-        let version = store.conn.borrow_mut().schema_version()?;
-        match version {
-            None => Ok(None),
-            Some(v) if v == schema::CURRENT => Ok(Some(store)),
-            Some(_) => {
-                store.conn.borrow_mut().migrate()?;
-                Ok(Some(store))
-            }
+        let Some(version) = store.conn.borrow_mut().schema_version()? else {
+            return Ok(None);
+        };
+        if version != schema::CURRENT {
+            store.conn.borrow_mut().migrate()?;
         }
+        Ok(Some(store))
     }
 
     /// Connects for reading only. Returns `None` when spool's schema does not
