@@ -14,8 +14,13 @@
 //!   `counters` (the per-queue counter changes a transaction owes),
 //!   `location` (a file or a URL) and `rules`: the queue rules as pure
 //!   functions, tested once.
-//! - The operations, written once in `ops` over the transaction traits of
-//!   `backend` (one per area: leases, recovery, publishing, reading).
+//! - What a backend offers: `backend`, the transaction traits (`backend/tx`
+//!   the base, then one file per area: leases, reading, publishing,
+//!   recovery), composed and re-exported by `backend` itself.
+//! - The operations, written once in `ops` over those traits, which they
+//!   import from `backend` only. No file of the store imports another in a
+//!   circle: neutral values and rules, then `backend`, `ops`, the backends
+//!   and the API.
 //! - The backends, which hold SQL and connection handling only: SQLite
 //!   ([`SqliteStore`], in [`sqlite`]) and PostgreSQL ([`PostgresStore`], in
 //!   [`postgres`]). Neither imports the other.

@@ -2,85 +2,17 @@
 //! releasing a stuck lease (from `top`), written once for both backends.
 //!
 //! Each is one write transaction. Replay, purge and releasing a lease first
-//! apply the lazy transitions ([`LeaseTx::promote_due`]: due delayed
+//! apply the lazy transitions ([`backend::LeaseTx::promote_due`]: due delayed
 //! messages and expired leases, which may die), and replay the retention
 //! sweep too, so they act on the states users see.
 
 use crate::store::backend::{
-    self, Backend, LeaseTx, ReadTx, existing_queue, topic_error, unknown_queue,
+    self, AdminTx, Backend, ReadTx, ReplayRow, existing_queue, topic_error, unknown_queue,
 };
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
 use crate::store::rules;
 use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
-
-/// The statements of replay, purge and queue deletion.
-pub trait AdminTx: LeaseTx + ReadTx {
-    /// The queue or topic named `name` for a replay into it, a queue with
-    /// default settings created if it does not exist. On PostgreSQL its name
-    /// is held shared until commit (see `postgres::queues::lock_shared`), as
-    /// by every writer that adds deliveries; SQLite's writers take turns.
-    fn replay_target(&mut self, name: &str) -> Result<QueueRow>;
-
-    /// Holds the name `name` exclusively until commit, for deleting it
-    /// (PostgreSQL: see `postgres::queues::lock_exclusive`). Nothing by
-    /// default: SQLite's writers take turns.
-    fn lock_name_exclusive(&mut self, _name: &str) -> Result<()> {
-        Ok(())
-    }
-
-    /// Locks the existing group heads of `groups` (sorted, distinct) in
-    /// `queue` in key order (PostgreSQL). Nothing by default.
-    fn lock_heads(&mut self, _queue: i64, _groups: &[&str]) -> Result<()> {
-        Ok(())
-    }
-
-    /// Makes `msg` the head of `group` in `queue` unless the group already
-    /// has an unfinished head. True when `msg` is the head.
-    fn enter_group(&mut self, queue: i64, group: &str, msg: i64) -> Result<bool>;
-
-    /// Puts a finished delivery back in `state`: attempts reset, no lease,
-    /// not done, visible from [`Tx::now`]. Counting it is the caller's.
-    fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()>;
-
-    /// Adds a delivery of message `row.id` to `queue` in `row.state`, with
-    /// its priority and group, visible from [`Tx::now`], checked against
-    /// schema `version`. Counting it is the caller's.
-    fn add_delivery(&mut self, queue: i64, row: &ReplayRow, version: Option<i64>) -> Result<()>;
-
-    /// Deletes the deliveries of `queue` in `state` and returns their
-    /// messages and groups. Counting them is the caller's.
-    fn delete_in_state(&mut self, queue: i64, state: State) -> Result<Vec<(i64, Option<String>)>>;
-
-    /// How many messages of `queue` are not acked.
-    fn pending(&mut self, queue: i64) -> Result<i64>;
-
-    /// Deletes every delivery of `queue` and returns their messages.
-    fn delete_deliveries(&mut self, queue: i64) -> Result<Vec<i64>>;
-
-    /// Deletes the row of queue or topic `queue` and everything that hangs
-    /// on it but deliveries and messages: groups, rates or stats,
-    /// subscriptions (to it and of it), schemas.
-    fn drop_queue(&mut self, queue: i64) -> Result<()>;
-
-    /// Notes that rows were deleted, so the commit may hand free pages back
-    /// (SQLite). Nothing by default.
-    fn freed_pages(&mut self) {}
-}
-
-/// A candidate of a replay: `state` is its state by the lazy rules (not as
-/// stored) until it is put back, then the state it is put back in.
-#[derive(Debug, Clone)]
-pub struct ReplayRow {
-    pub id: i64,
-    pub state: State,
-    pub priority: i64,
-    pub group: Option<String>,
-}
-
-/// A [`ReplayRow`] as its statement reads it: `msg_id, state, visible_at,
-/// attempts, done_at, priority, grp`.
-pub(crate) type ReplayCols = (i64, i64, i64, i64, Option<i64>, i64, Option<String>);
 
 /// Puts matching acked/dead messages of `queue` back: in place (ready,
 /// attempts reset, same ids), or with `to` as new ready deliveries of the

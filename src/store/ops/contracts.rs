@@ -9,10 +9,8 @@
 //! version: messages committed after a change always meet it. On SQLite,
 //! writers take turns and the locks are nothing.
 
-use super::inspect::ReadTx;
-use super::publish::PublishTx;
 use crate::contract::Contract;
-use crate::store::backend::unknown_queue;
+use crate::store::backend::{PublishTx, ReadTx, unknown_queue};
 use crate::store::checks::{self, Check, ContractCache, PublishChecks, same_schema, wanted};
 use crate::store::error::Result;
 use crate::store::types::{QueueRow, SchemaChange, SchemaVersion};

@@ -6,8 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::inspect::{ReadTx, Stored};
-use crate::store::backend::{self, Backend};
+use crate::store::backend::{self, Backend, ReadTx, Stored};
 use crate::store::error::Result;
 use crate::store::views::{BrokenSchema, DatabaseHealth, Health, QueueHealth};
 

@@ -1,81 +1,15 @@
 //! Leases: claim, ack, nack, extend, the receipt judgement they share, and
 //! the lazy transitions (due delayed messages, expired leases, retention)
-//! that writers perform on the way. The steps of `work` are in
-//! [`super::work`].
+//! that writers perform on the way.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::store::backend::{self, Backend, Tx};
+use crate::store::backend::{self, Backend, LeaseTx};
 use crate::store::error::{Error, Result};
 use crate::store::receipt::{Receipt, ReceiptError, Release};
-use crate::store::rules::{self, AfterFailure, Held, Judgement, LeaseRow, Repeat};
+use crate::store::rules::{self, AfterFailure, Held, Judgement, Repeat};
 use crate::store::types::{Delivery, QueueRow, State, ms};
-
-/// The statements of leasing and settling.
-pub trait LeaseTx: Tx {
-    /// Moves the due delayed messages and expired leases of `q` back to
-    /// ready, or to dead for a lease that ran out on the last allowed
-    /// attempt ([`rules::effective`] in SQL), counting the moves and letting
-    /// the groups of the dead go on.
-    fn promote_due(&mut self, q: &QueueRow) -> Result<()>;
-
-    /// Bounded cleanup that writers of `q` pay for: acked messages past
-    /// retention (and, on PostgreSQL, folding `stats` rows).
-    fn housekeeping(&mut self, q: &QueueRow) -> Result<()>;
-
-    /// Sets a delivery's state and the time it becomes visible (or its
-    /// lease ends). Counting the move is the caller's.
-    fn set_state(&mut self, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()>;
-
-    /// Ends a delivery in `to` (acked or dead) at [`Tx::now`]. Counting the
-    /// move is the caller's.
-    fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()>;
-
-    /// Deletes one delivery. Counting it is the caller's.
-    fn delete_delivery(&mut self, queue: i64, msg: i64) -> Result<()>;
-
-    /// Deletes the messages among `msgs` that no delivery holds any more.
-    fn delete_orphans(&mut self, msgs: &[i64]) -> Result<()>;
-
-    /// `finished`, maybe the head of `group`, reached a final state: the
-    /// next held message of the group becomes its head (at once on SQLite;
-    /// on PostgreSQL before commit, in key order, see `postgres::lease`).
-    fn release_group(&mut self, queue: i64, group: &str, finished: i64) -> Result<()>;
-
-    /// Lets go now the groups [`LeaseTx::release_group`] noted and has not
-    /// released yet (PostgreSQL defers them to release them sorted; SQLite
-    /// has none left).
-    fn release_groups(&mut self) -> Result<()>;
-
-    /// Leases the next `max` ready deliveries of `q` until `lease_end`, each
-    /// with a fresh random token, and returns them with their messages,
-    /// highest priority first, then oldest. Counting the moves is the
-    /// caller's.
-    fn lease_next(&mut self, q: &QueueRow, max: usize, lease_end: i64) -> Result<Vec<Delivery>>;
-
-    /// The delivery a receipt names, as [`rules::judge_receipt`] needs it
-    /// (PostgreSQL locks the row, so the judgement holds until commit).
-    fn lease_row(&mut self, r: &Receipt) -> Result<Option<LeaseRow>>;
-
-    /// The highest message id ever handed out.
-    fn last_message_id(&mut self) -> Result<i64>;
-
-    /// Puts a leased delivery whose lease still holds back to ready now,
-    /// with the attempt the lease counted taken back (not below 0); true
-    /// when it did. A lease past its end is left to the lazy transitions.
-    /// Counting the move is the caller's.
-    fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool>;
-
-    /// The queues and topics with these ids (unknown ids are left out).
-    fn queues_by_ids(&mut self, ids: &[i64]) -> Result<Vec<QueueRow>> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for &id in ids {
-            rows.extend(self.queue_by_id(id)?);
-        }
-        Ok(rows)
-    }
-}
 
 /// Leases up to `max` deliverable messages of `queue` for `visibility`
 /// (default: the queue's), highest priority first, then oldest. With

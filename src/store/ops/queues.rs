@@ -2,9 +2,8 @@
 //! and `queue set`.
 
 use super::contracts;
-use super::publish::PublishTx;
 use crate::contract::Contract;
-use crate::store::backend::{self, Backend, topic_error, unknown_queue};
+use crate::store::backend::{self, Backend, PublishTx, topic_error, unknown_queue};
 use crate::store::checks::same_schema;
 use crate::store::error::{Error, Result};
 use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch};

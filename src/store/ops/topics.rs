@@ -22,9 +22,8 @@
 //! own visibility, attempts, retention and retry delay, and a message published
 //! to the topic must fit the `max_size` of every subscriber.
 
-use super::publish::PublishTx;
 use super::queues::ensure_with;
-use crate::store::backend::{self, Backend};
+use crate::store::backend::{self, Backend, PublishTx};
 use crate::store::error::{Error, Result};
 use crate::store::types::{QueueRow, Settings, Subscribed};
 

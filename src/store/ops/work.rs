@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::lease::{self, LeaseTx};
-use crate::store::backend::{self, Backend};
+use super::lease;
+use crate::store::backend::{self, Backend, LeaseTx};
 use crate::store::error::Result;
 use crate::store::receipt::{Receipt, ReceiptError, Release};
 use crate::store::rules::Held;

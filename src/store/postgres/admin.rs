@@ -6,9 +6,9 @@
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
+use crate::store::backend::PublishTx;
+use crate::store::backend::{AdminTx, ReplayRow};
 use crate::store::error::Result;
-use crate::store::ops::admin::{AdminTx, ReplayRow};
-use crate::store::ops::publish::PublishTx;
 use crate::store::types::State;
 
 impl AdminTx for Tx<'_> {

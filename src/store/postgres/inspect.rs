@@ -11,11 +11,12 @@ use postgres::types::{FromSql, ToSql};
 use super::queues::QueueRow;
 use super::tx::Tx;
 use super::{RowExt, contracts};
+use crate::store::backend::{
+    Done, MessageCols, Ranked, ReadTx, ReplayCols, StoredCols, StoredRow, Timed,
+};
 use crate::store::checks::Check;
 use crate::store::error::Result;
-use crate::store::ops::admin::ReplayCols;
 use crate::store::ops::doctor;
-use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow, Timed};
 use crate::store::types::{SchemaVersion, State};
 
 /// What a row of a statement reads into: a tuple, column by column.

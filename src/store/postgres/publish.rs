@@ -11,8 +11,9 @@ use super::queues::{COLUMNS, from_row};
 use super::tx::Tx;
 use super::{Conn, RowExt};
 use crate::store::backend::PublishTx;
+use crate::store::backend::{Fanout, Inserter, Tally};
 use crate::store::error::{Error, Result};
-use crate::store::ops::publish::{Buffer, Buffered, Fanout, Inserter, Tally};
+use crate::store::ops::publish::{Buffer, Buffered};
 use crate::store::types::{NewMessage, QueueRow, Settings, State, ms};
 
 /// Rows per multi-row insert, at most.

@@ -7,10 +7,10 @@ use super::doctor::value;
 use super::tx::Tx;
 use super::{PostgresStore, RowExt, lease, schema};
 use crate::store::Store;
+use crate::store::backend::Stored;
 use crate::store::backend::{ReadTx, Tx as _};
 use crate::store::error::Result;
 use crate::store::ops::doctor;
-use crate::store::ops::inspect::Stored;
 use crate::store::types::{State, Sync};
 use crate::store::views::{DatabaseHealth, DatabaseInfo, Health, ServerHealth};
 

@@ -5,7 +5,7 @@
 
 use super::queues::{self, QueueRow};
 use super::tx::Tx;
-use crate::store::ops::admin::{AdminTx, ReplayRow};
+use crate::store::backend::{AdminTx, ReplayRow};
 use crate::store::{Result, State};
 
 /// Replay's selection: the rows of queue `?1` in state `?2` (acked or

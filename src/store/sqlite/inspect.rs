@@ -8,10 +8,11 @@ use rusqlite::{OptionalExtension, Params, Row};
 use super::tx::Tx;
 use super::{admin, contracts};
 use crate::store::Result;
+use crate::store::backend::{
+    Done, MessageCols, Ranked, ReadTx, ReplayCols, StoredCols, StoredRow, Timed,
+};
 use crate::store::checks::Check;
-use crate::store::ops::admin::ReplayCols;
 use crate::store::ops::doctor;
-use crate::store::ops::inspect::{Done, MessageCols, Ranked, ReadTx, StoredCols, StoredRow, Timed};
 use crate::store::types::{QueueRow, SchemaVersion, State};
 
 /// Queue `?1`'s row with the sums of its `rates` buckets after second

@@ -6,8 +6,9 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
 use super::tx::Tx;
 use crate::store::backend::PublishTx;
+use crate::store::backend::{Fanout, Inserter, Tally};
+use crate::store::ops::publish::Buffer;
 pub use crate::store::ops::publish::PublishBatch;
-use crate::store::ops::publish::{Buffer, Fanout, Inserter, Tally};
 use crate::store::types::{NewMessage, QueueRow};
 use crate::store::{Result, Settings, State, ms};
 
