@@ -22,6 +22,7 @@
 //! `sqlite/tests.rs` and `postgres/tests.rs`.
 
 mod admin;
+mod agreement;
 mod concurrency;
 mod inspect;
 mod lease;

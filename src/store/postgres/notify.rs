@@ -8,15 +8,9 @@ use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 
-use super::tx::NOW_MS;
+use super::tx::{NOW_MS, channel};
 use super::{Conn, PostgresStore, RowExt};
 use crate::store::error::Result;
-
-/// The notification channel of a schema (at most 63 bytes: schema names are
-/// at most 57).
-pub(crate) fn channel(schema: &str) -> String {
-    format!("spool_{schema}")
-}
 
 /// The longest a wait sleeps before it checks the clock against the next
 /// due time again: a safety net should a delayed message's due time move

@@ -21,6 +21,12 @@ pub(crate) const NOW_MS: &str = SERVER_NOW_MS;
 pub(crate) const NOW_MS: crate::store::clock::Shifted = crate::store::clock::Shifted(SERVER_NOW_MS);
 const SERVER_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
+/// The notification channel of a schema (at most 63 bytes: schema names are
+/// at most 57).
+pub(crate) fn channel(schema: &str) -> String {
+    format!("spool_{schema}")
+}
+
 /// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
 pub(crate) struct Tx<'c> {
     conn: &'c mut Conn,
@@ -104,7 +110,7 @@ impl<'c> Tx<'c> {
             sql.push_str(&rows.join(","));
             sql.push(';');
         }
-        let channel = super::notify::channel(&self.conn.target.schema);
+        let channel = channel(&self.conn.target.schema);
         for queue in &self.notify {
             // Queue names are letters, digits and `._-:`; quoting is for safety.
             let queue = queue.replace('\'', "''");

@@ -15,9 +15,6 @@ use crate::store::{Delivery, Result, SqliteStore, State, ms};
 /// no single command pays for a large cleanup.
 const SWEEP_BATCH: i64 = 512;
 
-/// Free pages above which a write hands pages back to the file system.
-const VACUUM_THRESHOLD: i64 = 256;
-
 /// Leases the next `?2` ready deliveries of queue `?1` until `?3`: a walk
 /// of `deliveries_ready` in claim order, no sort.
 pub(crate) const LEASE_NEXT: &str =
@@ -79,26 +76,6 @@ impl SqliteStore {
             )?
             .query_row([queue], |row| row.get(0))?)
     }
-}
-
-/// Hands free pages back to the file system, a bounded step at a time.
-pub(crate) fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
-    let free: i64 = tx
-        .tx
-        .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
-    if free > VACUUM_THRESHOLD {
-        // The pragma frees one page per step (each step yields an empty row),
-        // so it must be stepped to the end: `execute_batch` steps once and
-        // would free a single page.
-        let sql = format!(
-            "PRAGMA incremental_vacuum({})",
-            free.min(4 * VACUUM_THRESHOLD)
-        );
-        let mut stmt = tx.tx.prepare(&sql)?;
-        let mut rows = stmt.query([])?;
-        while rows.next()?.is_some() {}
-    }
-    Ok(())
 }
 
 impl LeaseTx for Tx<'_> {

@@ -12,6 +12,9 @@ use crate::store::counters::Counters;
 /// How long per-second publish/ack rates are kept (for `stats` and `top`).
 const RATE_WINDOW_SECONDS: i64 = 3600;
 
+/// Free pages above which a write hands pages back to the file system.
+const VACUUM_THRESHOLD: i64 = 256;
+
 /// A `BEGIN IMMEDIATE` transaction plus the counter changes it owes.
 ///
 /// Every state change is recorded in [`Tx::counts`]; [`Tx::commit`] writes the
@@ -81,7 +84,7 @@ impl<'c> Tx<'c> {
             }
         }
         if self.freed {
-            super::lease::vacuum_step(&self)?;
+            vacuum_step(&self)?;
         }
         self.tx.commit()?;
         Ok(())
@@ -140,4 +143,24 @@ impl backend::Backend for SqliteStore {
     fn contracts(&mut self) -> &mut crate::store::checks::ContractCache {
         &mut self.contracts
     }
+}
+
+/// Hands free pages back to the file system, a bounded step at a time.
+fn vacuum_step(tx: &Tx<'_>) -> Result<()> {
+    let free: i64 = tx
+        .tx
+        .pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+    if free > VACUUM_THRESHOLD {
+        // The pragma frees one page per step (each step yields an empty row),
+        // so it must be stepped to the end: `execute_batch` steps once and
+        // would free a single page.
+        let sql = format!(
+            "PRAGMA incremental_vacuum({})",
+            free.min(4 * VACUUM_THRESHOLD)
+        );
+        let mut stmt = tx.tx.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+    }
+    Ok(())
 }

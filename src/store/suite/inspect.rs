@@ -164,7 +164,7 @@ pub(super) fn rate_histories_bucket_by_minute_ending_now(f: &mut Fixture) {
 /// combinations (a lease with no attempt, more attempts than allowed) are
 /// no operation's result, but a rule must still read them one way.
 pub(super) fn the_sql_of_the_lazy_transitions_agrees_with_the_rule(f: &mut Fixture) {
-    use crate::store::rules::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
+    use super::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
     f.db.create_queue("q", &max_attempts(MAX_ATTEMPTS), None)
         .expect("create");
     f.publish_n("q", LEASED.len());

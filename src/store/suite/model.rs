@@ -18,8 +18,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+use super::agreement::tally;
 use super::{Fixture, Kind, all_states};
-use crate::store::rules::agreement::tally;
 use crate::store::{NewMessage, Receipt, Release, Result, SettingsPatch, State};
 
 const MAX_ATTEMPTS: u32 = 3;
