@@ -32,12 +32,13 @@ pub trait AdminTx: LeaseTx + ReadTx {
     fn enter_group(&mut self, queue: i64, group: &str, msg: i64) -> Result<bool>;
 
     /// Puts a finished delivery back in `state`: attempts reset, no lease,
-    /// not done, visible from [`Tx::now`]. Counting it is the caller's.
+    /// not done, visible from [`super::tx::Tx::now`]. Counting it is the
+    /// caller's.
     fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()>;
 
     /// Adds a delivery of message `row.id` to `queue` in `row.state`, with
-    /// its priority and group, visible from [`Tx::now`], checked against
-    /// schema `version`. Counting it is the caller's.
+    /// its priority and group, visible from [`super::tx::Tx::now`], checked
+    /// against schema `version`. Counting it is the caller's.
     fn add_delivery(&mut self, queue: i64, row: &ReplayRow, version: Option<i64>) -> Result<()>;
 
     /// Deletes the deliveries of `queue` in `state` and returns their

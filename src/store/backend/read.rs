@@ -76,7 +76,7 @@ pub(crate) type MessageCols = (
 
 /// The statements of the read-only views, of `doctor` and of the reads of a
 /// replay (which `replay --dry-run` makes in a read transaction). Rows come
-/// back in neutral shapes; the views are assembled here and in
+/// back in neutral shapes; the views are assembled in `ops::inspect` and
 /// [`crate::store::views`].
 pub trait ReadTx: Tx {
     /// The queue's creation time, total and counters, and the publishes and
@@ -88,9 +88,10 @@ pub trait ReadTx: Tx {
     /// [`crate::store::rules::lease_dies`] with `max` attempts.
     fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>>;
 
-    /// The held messages that the next claim releases (see [`Released`]):
-    /// the next of each group whose head is an expired lease on its last
-    /// allowed attempt (`attempts >= max`). Few, as every claim moves them on.
+    /// The held messages that the next claim releases (see
+    /// [`crate::store::views::Released`]): the next of each group whose head
+    /// is an expired lease on its last allowed attempt (`attempts >= max`).
+    /// Few, as every claim moves them on.
     fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Ranked>;
 
     /// The lowest id among the ready rows (state 0), by a skip-scan of
