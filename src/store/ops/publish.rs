@@ -1,8 +1,8 @@
-//! Publishing, over [`backend::PublishTx`]: a batch of messages checked against the
-//! schemas of every queue they reach, deduplicated by key, and written by
-//! the backend's [`Inserter`]. Queue and topic settings, subscriptions and
-//! JSON Schemas, over the same trait, are in the modules `queues`, `topics`
-//! and `contracts` (which publishing builds on).
+//! Publishing, over [`backend::PublishTx`]: a batch of messages checked
+//! against the schemas of every queue they reach, deduplicated by key, and
+//! written by the backend's [`Inserter`]. Queue and topic settings,
+//! subscriptions and JSON Schemas, over the same trait, are in the modules
+//! `queues`, `topics` and `contracts` (which publishing builds on).
 
 use super::contracts::for_publish;
 use super::queues::ensure;
