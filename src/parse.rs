@@ -222,6 +222,43 @@ pub fn rate(text: &str) -> Result<crate::store::flow::Rate, String> {
     Ok(crate::store::flow::Rate { count, per })
 }
 
+/// A setting that `none` removes (`--rate none`, `--ttl none`): `None`
+/// inside means "remove it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrNone<T>(pub Option<T>);
+
+fn or_none<T>(text: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<OrNone<T>, String> {
+    if text == "none" {
+        return Ok(OrNone(None));
+    }
+    parse(text).map(|v| OrNone(Some(v)))
+}
+
+/// `--rate N/DUR` or `none`.
+pub fn rate_setting(text: &str) -> Result<OrNone<crate::store::flow::Rate>, String> {
+    or_none(text, rate)
+}
+
+/// `--ttl DUR` (above zero) or `none`.
+pub fn ttl_setting(text: &str) -> Result<OrNone<Duration>, String> {
+    or_none(text, positive_duration)
+}
+
+/// `--max-length N` or `none`.
+pub fn count_setting(text: &str) -> Result<OrNone<u64>, String> {
+    or_none(text, |t| {
+        t.parse::<u64>()
+            .ok()
+            .filter(|n| *n <= i64::MAX as u64)
+            .ok_or_else(|| format!("invalid count `{t}`: write a whole number, or `none`"))
+    })
+}
+
+/// `--max-bytes SIZE` or `none`.
+pub fn size_setting(text: &str) -> Result<OrNone<u64>, String> {
+    or_none(text, size)
+}
+
 /// Formats a duration the way users write them (`30s`, `1h30m`, `250ms`, `0`).
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis() as u64;

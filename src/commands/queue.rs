@@ -14,6 +14,7 @@ use crate::contract::Contract;
 use crate::error::{Exit, Failure};
 use crate::output;
 use crate::parse;
+use crate::store::flow::FlowPatch;
 use crate::store::{self, Db, QueueInfo, SchemaChange, SchemaVersion, SettingsPatch, State};
 
 /// Queue management.
@@ -39,6 +40,18 @@ pub enum Command {
         after_help = "Examples:\n  spool queue set orders --max-size 4MiB\n  spool queue set orders --retention 0   # delete messages on ack\n  spool queue set orders --schema order.schema.json\n  spool queue set orders --no-schema"
     )]
     Set(SetArgs),
+    /// Stop delivering a queue's messages; publishes still land
+    ///
+    /// While paused, `consume` finds nothing (or waits), `work` waits and
+    /// `work --until-empty` stops; leased messages can still be acked,
+    /// nacked and extended. Pausing a paused queue changes nothing.
+    #[command(
+        after_help = "Examples:\n  spool queue pause payments   # during an incident\n  spool queue resume payments"
+    )]
+    Pause(NameArgs),
+    /// Deliver a paused queue's messages again (waiting consumers wake)
+    #[command(after_help = "Examples:\n  spool queue resume payments")]
+    Resume(NameArgs),
     /// Show a queue's or topic's settings, counts and JSON Schema with its versions
     ///
     /// A table on a terminal; one JSON object when piped or with `--json`,
@@ -127,6 +140,14 @@ pub struct SetArgs {
     pub no_schema: bool,
 }
 
+/// `queue pause`, `queue resume`.
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    /// The queue
+    #[arg(value_parser = parse::queue_name, add = complete_queues())]
+    pub name: String,
+}
+
 /// `queue show`.
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -153,6 +174,24 @@ pub struct SettingsArgs {
     /// Base of the exponential retry backoff of `work` and `nack --backoff` [default: 1s]
     #[arg(long, value_name = "DUR", value_parser = parse::duration)]
     pub retry_delay: Option<Duration>,
+    /// At most N messages leased at once, across every consumer; 0 for no cap [default: 0]
+    #[arg(long, value_name = "N", help_heading = "Flow control")]
+    pub max_in_flight: Option<u32>,
+    /// Start at most N deliveries per DUR, like `100/1s` or `5/1m`; `none` removes it
+    #[arg(long, value_name = "N/DUR", value_parser = parse::rate_setting, help_heading = "Flow control")]
+    pub rate: Option<parse::OrNone<store::flow::Rate>>,
+    /// Messages not delivered within DUR of their publish die as `expired`; `none` removes it
+    #[arg(long, value_name = "DUR", value_parser = parse::ttl_setting, help_heading = "Flow control")]
+    pub ttl: Option<parse::OrNone<Duration>>,
+    /// Hold at most N ready, delayed and leased messages; `none` removes the limit
+    #[arg(long, value_name = "N", value_parser = parse::count_setting, help_heading = "Flow control")]
+    pub max_length: Option<parse::OrNone<u64>>,
+    /// Hold at most SIZE of bodies in ready, delayed and leased messages; `none` removes the limit
+    #[arg(long, value_name = "SIZE", value_parser = parse::size_setting, help_heading = "Flow control")]
+    pub max_bytes: Option<parse::OrNone<u64>>,
+    /// What a publish that would go over a limit does [default: reject]
+    #[arg(long, value_enum, value_name = "WHAT", help_heading = "Flow control")]
+    pub on_full: Option<store::flow::OnFull>,
 }
 
 impl SettingsArgs {
@@ -164,6 +203,15 @@ impl SettingsArgs {
             retention: self.retention,
             max_size: self.max_size,
             retry_delay: self.retry_delay,
+            flow: FlowPatch {
+                paused: None,
+                max_in_flight: self.max_in_flight,
+                rate: self.rate.map(|r| r.0),
+                ttl: self.ttl.map(|t| t.0),
+                max_length: self.max_length.map(|n| n.0),
+                max_bytes: self.max_bytes.map(|n| n.0),
+                on_full: self.on_full,
+            },
         }
     }
 }
@@ -183,8 +231,23 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
                 .create_queue(&args.name, &args.settings.patch(), schema.as_ref())?;
         }
         Command::Set(args) => return set(ctx, &args),
+        Command::Pause(args) => pause(ctx, &args.name, true)?,
+        Command::Resume(args) => pause(ctx, &args.name, false)?,
     }
     Ok(Exit::Ok)
+}
+
+/// `queue pause NAME` (`paused` true) and `queue resume NAME`.
+fn pause(ctx: &Context, name: &str, paused: bool) -> anyhow::Result<()> {
+    let patch = SettingsPatch {
+        flow: FlowPatch {
+            paused: Some(paused),
+            ..FlowPatch::default()
+        },
+        ..SettingsPatch::default()
+    };
+    existing_store(ctx, name)?.set_queue(name, &patch, SchemaChange::Keep)?;
+    Ok(())
 }
 
 /// `queue set NAME …`: notes a new schema version on stderr.
@@ -264,6 +327,8 @@ struct Listed {
     retention_ms: u128,
     max_size: u64,
     retry_delay_ms: u128,
+    #[serde(flatten)]
+    flow: store::flow::Flow,
     created_at: String,
     subscribers: Vec<String>,
     topics: Vec<String>,
@@ -285,6 +350,7 @@ impl From<QueueInfo> for Listed {
             retention_ms: s.retention.as_millis(),
             max_size: s.max_size,
             retry_delay_ms: s.retry_delay.as_millis(),
+            flow: s.flow,
             created_at: output::time(q.created_at),
             subscribers: q.subscribers,
             topics: q.topics,
@@ -317,6 +383,9 @@ impl Listed {
             parse::format_size(self.max_size),
             ms(self.retry_delay_ms),
         );
+        for (name, value) in self.flow.shown(false) {
+            text.push_str(&format!(", {name} {value}"));
+        }
         if !self.topics.is_empty() {
             text.push_str(&format!("; subscribes to {}", self.topics.join(", ")));
         }
@@ -456,8 +525,9 @@ fn show_table(
             ("retention", ms(q.retention_ms)),
             ("max_size", parse::format_size(q.max_size)),
             ("retry_delay", ms(q.retry_delay_ms)),
-            ("topics", list_or_none(&q.topics)),
         ]);
+        rows.extend(q.flow.shown(true));
+        rows.push(("topics", list_or_none(&q.topics)));
     }
     rows.push(("created_at", q.created_at.clone()));
     let schema = match &current {

@@ -89,6 +89,8 @@ struct QueueStats {
     acked_last_minute: i64,
     kind: &'static str,
     subscribers: Vec<String>,
+    #[serde(flatten)]
+    flow: store::flow::Flow,
 }
 
 impl From<QueueInfo> for QueueStats {
@@ -105,6 +107,7 @@ impl From<QueueInfo> for QueueStats {
             acked_last_minute: q.acked_last_minute,
             kind: if q.is_topic { "topic" } else { "queue" },
             subscribers: q.subscribers,
+            flow: q.settings.flow,
             name: q.name,
         }
     }
@@ -329,7 +332,7 @@ fn per_queue(snap: &Snapshot, f: impl Fn(&QueueStats) -> String) -> Vec<(String,
 /// The per-queue gauges, one family each, as (name, help, value).
 type QueueGauge = (&'static str, &'static str, fn(&QueueStats) -> String);
 
-const QUEUE_GAUGES: [QueueGauge; 3] = [
+const QUEUE_GAUGES: [QueueGauge; 5] = [
     (
         "spool_oldest_ready_age_seconds",
         "Time since the oldest ready message was published; 0 when none is ready.",
@@ -344,6 +347,16 @@ const QUEUE_GAUGES: [QueueGauge; 3] = [
         "spool_acked_last_minute",
         "Messages acked in the last 60 seconds.",
         |q| q.acked_last_minute.to_string(),
+    ),
+    (
+        "spool_queue_paused",
+        "1 while the queue is paused (`spool queue pause`), else 0.",
+        |q| u8::from(q.flow.paused).to_string(),
+    ),
+    (
+        "spool_queue_max_in_flight",
+        "The queue's in-flight cap; 0 when it has none.",
+        |q| q.flow.max_in_flight.to_string(),
     ),
 ];
 

@@ -72,6 +72,181 @@ impl fmt::Display for Rate {
     }
 }
 
+/// A queue's flow-control settings (all unset by default: a queue without
+/// them pays nothing for them). Stored as one JSON text per queue row, NULL
+/// when every setting is at its default, and shown with these field names
+/// by `queue show`, `queue list` and `stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Nothing new is delivered (`queue pause`).
+    pub paused: bool,
+    /// At most this many leases at once (0: no cap).
+    pub max_in_flight: u32,
+    /// Deliveries start at most at this rate.
+    pub rate: Option<Rate>,
+    /// Messages expire this long after their publish (unless they carry
+    /// their own TTL).
+    pub ttl: Option<Duration>,
+    /// What the queue may hold.
+    pub limits: Limits,
+    /// What a publish that would go over the limits does.
+    pub on_full: OnFull,
+}
+
+/// [`Flow`] as stored and shown.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(default)]
+struct FlowJson {
+    paused: bool,
+    max_in_flight: u32,
+    rate: Option<String>,
+    ttl_ms: Option<u64>,
+    max_length: Option<u64>,
+    max_bytes: Option<u64>,
+    on_full: Option<String>,
+}
+
+impl serde::Serialize for Flow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        FlowJson {
+            paused: self.paused,
+            max_in_flight: self.max_in_flight,
+            rate: self.rate.map(|r| r.to_string()),
+            ttl_ms: self.ttl.map(|d| d.as_millis() as u64),
+            max_length: self.limits.max_length,
+            max_bytes: self.limits.max_bytes,
+            on_full: Some(self.on_full.name().to_owned()),
+        }
+        .serialize(s)
+    }
+}
+
+impl Flow {
+    /// True when a claim must look at the flow settings (pause, cap, rate).
+    pub fn limits_claims(&self) -> bool {
+        self.paused || self.max_in_flight > 0 || self.rate.is_some()
+    }
+
+    /// The settings as `queue show` lists them (`all`), or only those that
+    /// are set, for the one-line summaries of `queue list` and `top`.
+    pub fn shown(&self, all: bool) -> Vec<(&'static str, String)> {
+        let fmt_d = crate::parse::format_duration;
+        let fmt_s = crate::parse::format_size;
+        let none = || "none".to_owned();
+        let rows = [
+            (
+                "paused",
+                self.paused,
+                if self.paused {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+            ),
+            (
+                "max_in_flight",
+                self.max_in_flight > 0,
+                if self.max_in_flight > 0 {
+                    self.max_in_flight.to_string()
+                } else {
+                    none()
+                },
+            ),
+            (
+                "rate",
+                self.rate.is_some(),
+                self.rate.map_or_else(none, |r| r.to_string()),
+            ),
+            ("ttl", self.ttl.is_some(), self.ttl.map_or_else(none, fmt_d)),
+            (
+                "max_length",
+                self.limits.max_length.is_some(),
+                self.limits.max_length.map_or_else(none, |n| n.to_string()),
+            ),
+            (
+                "max_bytes",
+                self.limits.max_bytes.is_some(),
+                self.limits.max_bytes.map_or_else(none, fmt_s),
+            ),
+            (
+                "on_full",
+                self.on_full != OnFull::Reject,
+                self.on_full.name().to_owned(),
+            ),
+        ];
+        rows.into_iter()
+            .filter(|(_, set, _)| all || *set)
+            .map(|(name, _, value)| (name, value))
+            .collect()
+    }
+
+    /// The stored text: `None` when every setting is at its default.
+    pub fn to_stored(&self) -> Option<String> {
+        (*self != Flow::default()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// The settings from their stored text (`None`: the defaults). Text
+    /// this version cannot read gives the defaults rather than an error, so
+    /// a queue stays usable.
+    pub fn from_stored(text: Option<&str>) -> Flow {
+        let Some(json) = text.and_then(|t| serde_json::from_str::<FlowJson>(t).ok()) else {
+            return Flow::default();
+        };
+        Flow {
+            paused: json.paused,
+            max_in_flight: json.max_in_flight,
+            rate: json.rate.and_then(|r| crate::parse::rate(&r).ok()),
+            ttl: json.ttl_ms.map(Duration::from_millis),
+            limits: Limits {
+                max_length: json.max_length,
+                max_bytes: json.max_bytes,
+            },
+            on_full: if json.on_full.as_deref() == Some("drop-oldest") {
+                OnFull::DropOldest
+            } else {
+                OnFull::Reject
+            },
+        }
+    }
+}
+
+/// Flow settings given on the command line: `None` keeps the current value,
+/// `Some(None)` removes a setting (`--rate none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowPatch {
+    /// `queue pause` / `queue resume`.
+    pub paused: Option<bool>,
+    /// `--max-in-flight` (0 removes the cap).
+    pub max_in_flight: Option<u32>,
+    /// `--rate`.
+    pub rate: Option<Option<Rate>>,
+    /// `--ttl`.
+    pub ttl: Option<Option<Duration>>,
+    /// `--max-length`.
+    pub max_length: Option<Option<u64>>,
+    /// `--max-bytes`.
+    pub max_bytes: Option<Option<u64>>,
+    /// `--on-full`.
+    pub on_full: Option<OnFull>,
+}
+
+impl FlowPatch {
+    /// `base` with the given settings applied.
+    pub fn apply(&self, base: Flow) -> Flow {
+        Flow {
+            paused: self.paused.unwrap_or(base.paused),
+            max_in_flight: self.max_in_flight.unwrap_or(base.max_in_flight),
+            rate: self.rate.unwrap_or(base.rate),
+            ttl: self.ttl.unwrap_or(base.ttl),
+            limits: Limits {
+                max_length: self.max_length.unwrap_or(base.limits.max_length),
+                max_bytes: self.max_bytes.unwrap_or(base.limits.max_bytes),
+            },
+            on_full: self.on_full.unwrap_or(base.on_full),
+        }
+    }
+}
+
 /// How many deliveries a claim of `wanted` may start: none on a paused
 /// queue; no more than the in-flight cap leaves room for (`max_in_flight`
 /// 0: no cap; `leased`: the leases that hold now); no more than the rate
@@ -429,6 +604,34 @@ mod tests {
         assert_eq!(victims(ready, load(0, 71)), None);
         assert_eq!(victims(ready, load(4, 0)), None);
         assert_eq!(victims(ready, load(0, 0)), Some(vec![]));
+    }
+
+    #[test]
+    fn flow_settings_round_trip_through_their_stored_text() {
+        assert_eq!(Flow::default().to_stored(), None);
+        assert_eq!(Flow::from_stored(None), Flow::default());
+        let flow = Flow {
+            paused: true,
+            max_in_flight: 3,
+            rate: Some(rate(50, 1000)),
+            ttl: Some(Duration::from_secs(60)),
+            limits: Limits {
+                max_length: Some(10),
+                max_bytes: Some(1 << 20),
+            },
+            on_full: OnFull::DropOldest,
+        };
+        let stored = flow.to_stored().unwrap();
+        assert_eq!(Flow::from_stored(Some(&stored)), flow);
+        assert_eq!(Flow::from_stored(Some("not json")), Flow::default());
+        let patch = FlowPatch {
+            rate: Some(None),
+            max_in_flight: Some(0),
+            ..FlowPatch::default()
+        };
+        let patched = patch.apply(flow);
+        assert_eq!((patched.rate, patched.max_in_flight), (None, 0));
+        assert_eq!(patched.limits, flow.limits);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::Result;
+use super::flow::{Flow, FlowPatch};
 use super::receipt::{Receipt, ReceiptError};
 use crate::contract::Contract;
 
@@ -77,6 +78,8 @@ pub struct Settings {
     pub max_size: u64,
     /// Base of the exponential backoff of `work` and `nack --backoff`.
     pub retry_delay: Duration,
+    /// Pause, in-flight cap, rate, TTL and length limits.
+    pub flow: Flow,
 }
 
 impl Default for Settings {
@@ -87,6 +90,7 @@ impl Default for Settings {
             retention: Duration::from_secs(86_400),
             max_size: 1 << 20,
             retry_delay: Duration::from_secs(1),
+            flow: Flow::default(),
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct QueueRow {
     /// has nothing to look for. PostgreSQL keeps no such count and sweeps
     /// by time in its housekeeping; it reads this as 0.
     pub acked: i64,
+    /// The state of the rate's token bucket (see [`super::flow::Rate`]).
+    pub rate_full_at: i64,
 }
 
 /// Settings given on the command line; `None` keeps the current (or default) value.
@@ -122,6 +128,8 @@ pub struct SettingsPatch {
     pub max_size: Option<u64>,
     /// New retry delay.
     pub retry_delay: Option<Duration>,
+    /// New flow-control settings.
+    pub flow: FlowPatch,
 }
 
 impl SettingsPatch {
@@ -138,6 +146,7 @@ impl SettingsPatch {
             retention: self.retention.unwrap_or(base.retention),
             max_size: self.max_size.unwrap_or(base.max_size),
             retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
+            flow: self.flow.apply(base.flow),
         }
     }
 }

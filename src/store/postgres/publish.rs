@@ -409,12 +409,13 @@ impl PublishTx for Tx<'_> {
         let [v, a, r, m, d] = settings_columns(settings);
         let now = self.now;
         let sql = format!(
-            "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at, flow)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (name) DO NOTHING
              RETURNING {COLUMNS}"
         );
-        self.query_opt(&sql, &[&name, &v, &a, &r, &m, &d, &now])?
+        let flow = settings.flow.to_stored();
+        self.query_opt(&sql, &[&name, &v, &a, &r, &m, &d, &now, &flow])?
             .map(|row| from_row(&row))
             .transpose()
     }
@@ -423,8 +424,8 @@ impl PublishTx for Tx<'_> {
         let [v, a, r, m, d] = settings_columns(s);
         self.execute(
             "UPDATE queues SET visibility_ms = $2, max_attempts = $3, retention_ms = $4,
-               max_size = $5, retry_delay_ms = $6 WHERE id = $1",
-            &[&id, &v, &a, &r, &m, &d],
+               max_size = $5, retry_delay_ms = $6, flow = $7 WHERE id = $1",
+            &[&id, &v, &a, &r, &m, &d, &s.flow.to_stored()],
         )?;
         Ok(())
     }

@@ -7,12 +7,12 @@ use postgres::Row;
 
 use super::{Conn, RowExt};
 use crate::store::error::Result;
+use crate::store::flow::Flow;
 use crate::store::types::Settings;
 
 pub(crate) use crate::store::types::QueueRow;
 
-pub(super) const COLUMNS: &str =
-    "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms";
+pub(super) const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, flow, rate_full_at";
 
 pub(super) fn from_row(row: &Row) -> Result<QueueRow> {
     let dur =
@@ -27,8 +27,10 @@ pub(super) fn from_row(row: &Row) -> Result<QueueRow> {
             retention: dur(5)?,
             max_size: row.at::<i64>(6)?.max(0) as u64,
             retry_delay: dur(7)?,
+            flow: Flow::from_stored(row.at::<Option<&str>>(8)?),
         },
         acked: 0,
+        rate_full_at: row.at(9)?,
     })
 }
 

@@ -6,7 +6,7 @@
 //! `search_path` is spool's schema alone (see [`super::PostgresStore::open`]).
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this spool writes and understands.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -109,4 +109,21 @@ CREATE TABLE schemas (
 );
 
 ALTER TABLE deliveries ADD COLUMN schema_version bigint;
+";
+
+/// Version 3: flow control and failure traces, as in SQLite's version 3;
+/// the counts of expired and dropped messages are two more columns of the
+/// insert-only `stats` rows. Adding a nullable column, or one with a
+/// constant default, rewrites no rows.
+const V3: &str = "
+ALTER TABLE queues ADD COLUMN flow text;
+ALTER TABLE queues ADD COLUMN rate_full_at bigint NOT NULL DEFAULT 0;
+ALTER TABLE stats ADD COLUMN expired bigint NOT NULL DEFAULT 0;
+ALTER TABLE stats ADD COLUMN dropped bigint NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN expires_at bigint;
+ALTER TABLE deliveries ADD COLUMN ttl_ms bigint;
+ALTER TABLE deliveries ADD COLUMN dead_reason text;
+ALTER TABLE deliveries ADD COLUMN last_error text;
+CREATE INDEX deliveries_expiring ON deliveries (queue_id, expires_at)
+    WHERE expires_at IS NOT NULL AND state IN (0, 1, 5);
 ";

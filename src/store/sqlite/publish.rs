@@ -216,16 +216,17 @@ impl PublishTx for Tx<'_> {
         let (v, a, r, m, d) = columns(settings);
         self.tx
             .prepare_cached(
-                "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, created_at, flow)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute((name, v, a, r, m, d, self.now))?;
+            .execute((name, v, a, r, m, d, self.now, settings.flow.to_stored()))?;
         Ok(Some(QueueRow {
             id: self.tx.last_insert_rowid(),
             name: name.to_owned(),
             is_topic: false,
             settings: *settings,
             acked: 0,
+            rate_full_at: 0,
         }))
     }
 
@@ -234,9 +235,9 @@ impl PublishTx for Tx<'_> {
         self.tx
             .prepare_cached(
                 "UPDATE queues SET visibility_ms = ?2, max_attempts = ?3, retention_ms = ?4,
-                   max_size = ?5, retry_delay_ms = ?6 WHERE id = ?1",
+                   max_size = ?5, retry_delay_ms = ?6, flow = ?7 WHERE id = ?1",
             )?
-            .execute((id, v, a, r, m, d))?;
+            .execute((id, v, a, r, m, d, s.flow.to_stored()))?;
         Ok(())
     }
 

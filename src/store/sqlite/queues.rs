@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use crate::store::flow::Flow;
 use crate::store::{Result, Settings};
 
 pub(crate) use crate::store::types::QueueRow;
 
-const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked";
+const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked, flow, rate_full_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
     let dur = |i| {
@@ -26,8 +27,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
             retention: dur(5)?,
             max_size: row.get::<_, i64>(6)? as u64,
             retry_delay: dur(7)?,
+            flow: Flow::from_stored(row.get_ref(9)?.as_str_or_null()?),
         },
         acked: row.get(8)?,
+        rate_full_at: row.get(10)?,
     })
 }
 

@@ -3,7 +3,7 @@
 //! Never edit a migration that has shipped: add a new one at the end.
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this spool writes and understands.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -109,4 +109,26 @@ CREATE TABLE schemas (
 ) STRICT;
 
 ALTER TABLE deliveries ADD COLUMN schema_version INTEGER;
+";
+
+/// Version 3: flow control and failure traces. A queue's flow settings are
+/// one JSON text (NULL: all unset; see `store::flow::Flow`), its rate's
+/// token bucket one integer, and it counts the messages that expired or
+/// were dropped. A delivery may expire (`expires_at`, from its own TTL
+/// `ttl_ms` or the queue's), says why it died (`dead_reason`; NULL on a dead
+/// row means `max_attempts`, the only way to die before this version) and
+/// keeps its last failure (`last_error`). Added columns are NULL or a
+/// constant, so no message row is rewritten; the new index holds only
+/// messages with a TTL, and so starts empty.
+const V3: &str = "
+ALTER TABLE queues ADD COLUMN flow TEXT;
+ALTER TABLE queues ADD COLUMN rate_full_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queues ADD COLUMN expired_total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queues ADD COLUMN dropped_total INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN expires_at INTEGER;
+ALTER TABLE deliveries ADD COLUMN ttl_ms INTEGER;
+ALTER TABLE deliveries ADD COLUMN dead_reason TEXT;
+ALTER TABLE deliveries ADD COLUMN last_error TEXT;
+CREATE INDEX deliveries_expiring ON deliveries (queue_id, expires_at)
+    WHERE expires_at IS NOT NULL AND state IN (0, 1, 5);
 ";
