@@ -2,13 +2,15 @@
 //! its lease's heartbeat schedule.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::store::flow::LAST_ERROR_MAX;
 use crate::store::{Delivery, Receipt};
 
 /// Bodies up to this size are written to the handler's stdin at once: a
@@ -20,6 +22,8 @@ const INLINE_BODY: usize = 4096;
 /// A handler process and the delivery it is working on.
 pub(super) struct Handler {
     child: Child,
+    /// The tail of what it wrote to stderr (which goes on to spool's).
+    stderr: StderrTail,
     /// The message id.
     pub id: i64,
     /// The delivery's attempt number.
@@ -53,6 +57,7 @@ impl Handler {
             .env("SPOOL_ATTEMPT", d.attempt.to_string())
             .env("SPOOL_RECEIPT", d.receipt.to_string())
             .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
             // Its own process group: a Ctrl-C on the terminal reaches spool
             // only, so running handlers can finish; spool decides when to
             // stop them, and then stops their children too.
@@ -61,8 +66,10 @@ impl Handler {
         if let Some(stdin) = child.stdin.take() {
             feed(stdin, &d.body);
         }
+        let stderr = StderrTail::copy(child.stderr.take());
         Ok(Handler {
             child,
+            stderr,
             id: d.id,
             attempt: d.attempt,
             receipt: d.receipt,
@@ -76,6 +83,18 @@ impl Handler {
     /// The handler's exit status, if it has ended (reaping it).
     pub fn poll(&mut self) -> Option<io::Result<ExitStatus>> {
         self.child.try_wait().transpose()
+    }
+
+    /// What a failure of this handler leaves as its message's `last_error`:
+    /// how it ended, then the last 4 KiB of its stderr.
+    pub fn last_error(&self, ended: &str) -> String {
+        let tail = self.stderr.finish();
+        let tail = crate::store::flow::error_tail(tail.trim_end());
+        if tail.is_empty() {
+            ended.to_owned()
+        } else {
+            format!("{ended}\n{tail}")
+        }
     }
 
     /// When the next heartbeat is due: after a third of the lease, so two
@@ -106,6 +125,52 @@ fn feed(mut stdin: ChildStdin, body: &[u8]) {
     std::thread::spawn(move || {
         let _ = stdin.write_all(&body);
     });
+}
+
+/// A handler's stderr, copied to spool's stderr as it is written while its
+/// last [`LAST_ERROR_MAX`] bytes are kept.
+struct StderrTail {
+    tail: Arc<Mutex<Vec<u8>>>,
+    done: Option<mpsc::Receiver<()>>,
+}
+
+impl StderrTail {
+    fn copy(from: Option<ChildStderr>) -> StderrTail {
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        let Some(mut from) = from else {
+            return StderrTail { tail, done: None };
+        };
+        let (done_tx, done) = mpsc::channel();
+        let kept = Arc::clone(&tail);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                // Passed on as it comes, as if the handler wrote there itself.
+                let _ = io::stderr().write_all(&buf[..n]);
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend_from_slice(&buf[..n]);
+                let over = kept.len().saturating_sub(2 * LAST_ERROR_MAX);
+                if over > 0 {
+                    kept.drain(..over);
+                }
+            }
+            let _ = done_tx.send(());
+        });
+        StderrTail {
+            tail,
+            done: Some(done),
+        }
+    }
+
+    /// What was kept, once the handler's end of the pipe closed (or after
+    /// a moment, when a process it started still holds it open).
+    fn finish(&self) -> String {
+        if let Some(done) = &self.done {
+            let _ = done.recv_timeout(Duration::from_millis(200));
+        }
+        let kept = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&kept).into_owned()
+    }
 }
 
 /// How a handler's end reads for people: `exit status 3`, `killed by signal 9`.

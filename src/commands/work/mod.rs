@@ -210,6 +210,8 @@ struct Finished {
     id: i64,
     attempt: i64,
     why: Why,
+    /// For a failure: how the handler ended and the tail of its stderr.
+    error: Option<String>,
 }
 
 impl Finished {
@@ -419,11 +421,16 @@ impl<'a> Worker<'a> {
             (Ok(s), false) => Why::Failed(handler::describe(&s)),
             (Err(e), false) => Why::Failed(format!("cannot wait for it: {e}")),
         };
+        let error = match &why {
+            Why::Failed(ended) => Some(h.last_error(ended)),
+            _ => None,
+        };
         self.done.push(Finished {
             receipt: h.receipt,
             id: h.id,
             attempt: h.attempt,
             why,
+            error,
         });
     }
 
@@ -592,6 +599,7 @@ impl<'a> Worker<'a> {
                         id: d.id,
                         attempt: d.attempt,
                         why: Why::NotStarted,
+                        error: None,
                     }));
                     self.spawn_error = Some(e);
                     if self.phase == Phase::Running {
