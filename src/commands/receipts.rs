@@ -19,7 +19,9 @@ const NACK_EXAMPLES: &str = "\
 Examples:
   spool nack \"$receipt\"                  # deliverable again now
   spool nack \"$receipt\" --delay 5m       # after five minutes
-  spool nack \"$receipt\" --backoff        # after the queue's exponential backoff";
+  spool nack \"$receipt\" --backoff        # after the queue's exponential backoff
+  spool nack \"$receipt\" --reason 'HTTP 503 from the API'
+  spool nack \"$receipt\" --dead --reason 'cannot parse'   # a poison message: dead now";
 
 const EXTEND_EXAMPLES: &str = "\
 Examples:
@@ -64,6 +66,12 @@ pub struct NackArgs {
     /// Deliverable again after the queue's exponential backoff (retry_delay × 2^(attempt−1))
     #[arg(long)]
     pub backoff: bool,
+    /// Reject the message: dead at once (reason `rejected`), whatever attempts it has left
+    #[arg(long, conflicts_with_all = ["delay", "backoff"])]
+    pub dead: bool,
+    /// Why it failed, kept as the message's `last_error` (shown by `peek`)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 /// Extend the leases of deliveries (a heartbeat).

@@ -17,7 +17,8 @@ Examples:
   spool replay orders --acked --since 2h             # redo the last two hours
   spool replay orders --dead --id 41 --id 42
   spool replay orders --acked --to orders-audit      # feed history to a new consumer
-  spool replay orders --dead --dry-run               # only count";
+  spool replay orders --dead --dry-run               # only count
+  spool replay orders --dead --dead-reason expired   # only those whose TTL ran out";
 
 /// Bring acked or dead messages back to ready.
 ///
@@ -41,6 +42,9 @@ pub struct Args {
     /// Replay dead messages
     #[arg(long)]
     pub dead: bool,
+    /// Only dead messages that died for this reason
+    #[arg(long, value_enum, value_name = "REASON", requires = "dead")]
+    pub dead_reason: Option<store::flow::DeadReason>,
     /// Only messages acked or dead at or after this time: a duration back from now (`2h`) or RFC 3339
     #[arg(long, value_name = "DUR|TIME", value_parser = parse::since)]
     pub since: Option<SinceArg>,
@@ -85,6 +89,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         since: args.since.map(|s| s.resolve(now)),
         until: args.until.map(|s| s.resolve(now)),
         ids: args.ids.clone(),
+        dead_reason: args.dead_reason,
     };
     let to = args.to.as_deref();
     let done = if args.dry_run {

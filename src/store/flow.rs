@@ -395,6 +395,7 @@ pub fn victims(ready: impl IntoIterator<Item = (i64, u64)>, need: Load) -> Optio
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum DeadReason {
     /// Its last allowed attempt failed.
+    #[value(name = "max_attempts")]
     MaxAttempts,
     /// Its TTL passed before it was delivered (or while it was back in the
     /// queue).

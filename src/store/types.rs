@@ -283,6 +283,8 @@ pub struct ReplayFilter {
     pub until: Option<i64>,
     /// Only these message ids (all when empty).
     pub ids: Vec<i64>,
+    /// Only dead messages that died for this reason.
+    pub dead_reason: Option<super::flow::DeadReason>,
 }
 
 /// What `replay` did, or would do.
