@@ -81,7 +81,7 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
 fn store_exit(err: &store::Error) -> Exit {
     use store::Error as E;
     match err {
-        E::Busy { .. } | E::PgBusy { .. } => Exit::Busy,
+        E::Busy { .. } | E::PgBusy { .. } | E::QueueFull { .. } => Exit::Busy,
         E::UnknownQueue { .. } | E::NoSubscribers { .. } => Exit::NotFound,
         E::BadName { .. } | E::NameIsTopic { .. } | E::NameHoldsMessages { .. } => Exit::Usage,
         E::SettingsConflict { .. } | E::QueueNotEmpty { .. } | E::TargetNotEmpty { .. } => {
@@ -91,7 +91,7 @@ fn store_exit(err: &store::Error) -> Exit {
         | E::TopicSubscribes { .. }
         | E::SubscriberBecomesTopic { .. } => Exit::Usage,
         E::NotSubscribed { .. } => Exit::NotFound,
-        E::TooLarge { .. } | E::Invalid { .. } => Exit::DataErr,
+        E::TooLarge { .. } | E::Invalid { .. } | E::NeverFits { .. } => Exit::DataErr,
         E::RawBody { .. } => Exit::Usage,
         E::BrokenSchema { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,

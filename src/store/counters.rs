@@ -18,6 +18,10 @@ pub struct Deltas {
     pub published: i64,
     /// Messages acked.
     pub acked: i64,
+    /// Messages whose TTL ran out (they died as `expired`).
+    pub expired: i64,
+    /// Messages a full queue dropped (they died as `dropped`).
+    pub dropped: i64,
 }
 
 impl Deltas {
@@ -66,6 +70,21 @@ impl Counters {
         let d = self.deltas.entry(queue).or_default();
         d.states[State::Leased as usize] -= n;
         d.acked += n;
+    }
+
+    /// Counts `n` messages of `queue` that died for `reason`, for the
+    /// totals of `stats` (expired, dropped; the other reasons have none).
+    pub fn died(&mut self, queue: i64, reason: super::flow::DeadReason, n: i64) {
+        use super::flow::DeadReason;
+        if n == 0 {
+            return;
+        }
+        let d = self.deltas.entry(queue).or_default();
+        match reason {
+            DeadReason::Expired => d.expired += n,
+            DeadReason::Dropped => d.dropped += n,
+            DeadReason::MaxAttempts | DeadReason::Rejected => {}
+        }
     }
 
     /// Counts `n` newly published messages in `queue`.
@@ -118,11 +137,13 @@ mod tests {
             states: [2, 0, 0, 1, 0, 0],
             published: 3,
             acked: 1,
+            ..Deltas::default()
         };
         let three = Deltas {
             states: [0, 0, -2, 0, 0, 0],
             published: 0,
             acked: 2,
+            ..Deltas::default()
         };
         assert_eq!(changes, [(1, one), (3, three)]);
     }

@@ -135,6 +135,32 @@ pub enum Error {
         /// The queue name.
         name: String,
     },
+    /// A publish (or replay) would take a queue over its `--max-length` or
+    /// `--max-bytes`, and the queue refuses it (`--on-full reject`, or not
+    /// enough ready messages to drop). Nothing was written.
+    #[error(
+        "queue `{name}` is full: it holds {held} and may hold at most {limit}. Retry later, once consumers have made room, or raise the limit with `spool queue set {name} --max-length N` / `--max-bytes SIZE`"
+    )]
+    QueueFull {
+        /// The full queue.
+        name: String,
+        /// What it holds now, for people (`3 messages`, `10 bytes`).
+        held: String,
+        /// Its limit, for people.
+        limit: String,
+    },
+    /// A batch larger than a queue's limits could ever hold.
+    #[error(
+        "this batch of {adding} could never fit queue `{name}`, which may hold at most {limit}. Publish it in smaller batches or raise the limit"
+    )]
+    NeverFits {
+        /// The queue.
+        name: String,
+        /// The batch, for people.
+        adding: String,
+        /// The limit, for people.
+        limit: String,
+    },
     /// `queue delete` of a queue that still holds work.
     #[error(
         "queue `{name}` still holds {pending} message(s) that are ready, delayed, leased or dead. Delete it anyway with `spool queue delete {name} --force`"

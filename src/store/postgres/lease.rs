@@ -390,10 +390,11 @@ impl LeaseTx for Tx<'_> {
                  RETURNING *
              ), folded AS (
                  INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked,
-                                    n_dead, n_held, published, acked)
+                                    n_dead, n_held, published, acked, expired, dropped)
                  SELECT $2, CASE WHEN second < $4 THEN 0 ELSE second END,
                         sum(n_ready), sum(n_delayed), sum(n_leased), sum(n_acked),
-                        sum(n_dead), sum(n_held), sum(published), sum(acked)
+                        sum(n_dead), sum(n_held), sum(published), sum(acked),
+                        sum(expired), sum(dropped)
                  FROM old GROUP BY 2
              ), swept AS (
                  DELETE FROM deliveries WHERE queue_id = $2 AND msg_id IN (

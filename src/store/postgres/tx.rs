@@ -98,14 +98,14 @@ impl<'c> Tx<'c> {
             .map(|(queue, d)| {
                 let s = &d.states;
                 format!(
-                    "({queue},{second},{},{},{},{},{},{},{},{})",
-                    s[0], s[1], s[2], s[3], s[4], s[5], d.published, d.acked
+                    "({queue},{second},{},{},{},{},{},{},{},{},{},{})",
+                    s[0], s[1], s[2], s[3], s[4], s[5], d.published, d.acked, d.expired, d.dropped
                 )
             })
             .collect();
         if !rows.is_empty() {
             sql.push_str(
-                "INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked, n_dead, n_held, published, acked) VALUES ",
+                "INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked, n_dead, n_held, published, acked, expired, dropped) VALUES ",
             );
             sql.push_str(&rows.join(","));
             sql.push(';');

@@ -70,6 +70,14 @@ impl<'c> Tx<'c> {
                      WHERE id = ?1",
                 )?
                 .execute((queue, s[0], s[1], s[2], s[3], s[4], s[5], d.published))?;
+            if d.expired != 0 || d.dropped != 0 {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE queues SET expired_total = expired_total + ?2,
+                           dropped_total = dropped_total + ?3 WHERE id = ?1",
+                    )?
+                    .execute((queue, d.expired, d.dropped))?;
+            }
             if d.published != 0 || d.acked != 0 {
                 self.tx
                     .prepare_cached(
