@@ -185,12 +185,14 @@ pub fn ack(ctx: &Context, args: AckArgs) -> anyhow::Result<Exit> {
 
 /// Runs `spool nack`.
 pub fn nack(ctx: &Context, args: NackArgs) -> anyhow::Result<Exit> {
-    let release = match (args.delay, args.backoff) {
-        (_, true) => Release::Backoff,
-        (Some(d), false) => Release::After(d),
-        (None, false) => Release::Now,
+    let release = match (args.delay, args.backoff, args.dead) {
+        (_, _, true) => Release::Dead,
+        (_, true, false) => Release::Backoff,
+        (Some(d), false, false) => Release::After(d),
+        (None, false, false) => Release::Now,
     };
-    settle(ctx, &args.receipts, |store, r| store.nack(r, release))
+    let reason = args.reason.as_deref();
+    settle(ctx, &args.receipts, |store, r| store.nack(r, release, reason))
 }
 
 /// Runs `spool extend`.

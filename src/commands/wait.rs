@@ -13,7 +13,8 @@ use crate::store::Db;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Waits until another process commits, a delayed message or lease of
-/// `queue` comes due, or the deadline passes. `version` is the
+/// `queue` comes due, its rate allows the next delivery, or the deadline
+/// passes. `version` is the
 /// `data_version` read before the caller's last claim, so a commit that
 /// landed between that claim and this wait ends the wait at once.
 ///
@@ -26,7 +27,7 @@ pub fn for_news(
     deadline: Option<Instant>,
     mut pause: impl FnMut(Duration) -> bool,
 ) -> anyhow::Result<()> {
-    let due_at = store.due_in(queue)?.map(|d| Instant::now() + d);
+    let due_at = store.wake_in(queue)?.map(|d| Instant::now() + d);
     loop {
         let nap = deadline.map_or(POLL_INTERVAL, |d| {
             d.saturating_duration_since(Instant::now())

@@ -46,6 +46,18 @@ pub trait Store: Backend + std::fmt::Debug {
     /// make a waiter wake early, again and again).
     fn due_in(&self, queue: &str) -> Result<Option<Duration>>;
 
+    /// How long until `queue` may deliver more without anyone writing to
+    /// it: a delayed message or lease comes due ([`Store::due_in`]), or its
+    /// rate allows the next delivery. `None`: only a write can change that.
+    fn wake_in(&self, queue: &str) -> Result<Option<Duration>> {
+        let due = self.due_in(queue)?;
+        let rate = ops::queues::rate_wait(self, queue)?;
+        Ok(match (due, rate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
     /// Waits up to `nap` for news of `queue`: on SQLite by calling `pause`
     /// (which sleeps) and then reading the data version; on PostgreSQL by
     /// sleeping on the connection until a notification wakes it (no query),
@@ -141,12 +153,14 @@ pub trait Store: Backend + std::fmt::Debug {
 
     /// Gives each receipt's message back: deliverable again per `release`,
     /// or dead when this was its last allowed attempt.
+    /// `reason`, when given, is kept as each message's `last_error`.
     fn nack(
         &mut self,
         receipts: &[Receipt],
         release: Release,
+        reason: Option<&str>,
     ) -> Result<Vec<Result<(), ReceiptError>>> {
-        lease::nack(self, receipts, release)
+        lease::nack(self, receipts, release, reason)
     }
 
     /// Pushes each receipt's lease end to now + `by` (a heartbeat).
@@ -159,11 +173,12 @@ pub trait Store: Backend + std::fmt::Debug {
     }
 
     /// One round of `work` (see `ops::work::work_step`): settles what
-    /// finished, then leases up to `want` more, in one transaction.
+    /// finished (a failure with the text kept as its `last_error`), then
+    /// leases up to `want` more, in one transaction.
     fn work_step(
         &mut self,
         queue: &str,
-        done: &[(Receipt, Outcome)],
+        done: &[(Receipt, Outcome, Option<String>)],
         want: usize,
         visibility: Option<Duration>,
     ) -> Result<WorkStep> {

@@ -79,6 +79,8 @@ pub enum Release {
     After(Duration),
     /// After the queue's exponential backoff for the attempt that failed.
     Backoff,
+    /// Never: the message is dead at once, reason `rejected` (`nack --dead`).
+    Dead,
 }
 
 /// A number in [0, 1) from the process's random hasher seed.

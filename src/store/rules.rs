@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::flow::DeadReason;
 use super::receipt::{Receipt, ReceiptError, Release, random_unit};
 use super::types::{ReplayFilter, Settings, State, ms};
 
@@ -63,8 +64,9 @@ pub(crate) fn released_state(visible_at: i64, now: i64) -> State {
 /// Where a delivery goes after a failed attempt (nack, or `work` retrying).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AfterFailure {
-    /// That was its last allowed attempt: dead (its group moves on).
-    Dead,
+    /// Dead (its group moves on): its last allowed attempt failed, or a
+    /// consumer rejected it.
+    Dead(DeadReason),
     /// Back in the queue: `Ready` now, or `Delayed` until `visible_at`.
     Back {
         /// `Ready` or `Delayed`.
@@ -83,11 +85,14 @@ pub(crate) fn after_failure(
     release: Release,
     now: i64,
 ) -> AfterFailure {
+    if release == Release::Dead {
+        return AfterFailure::Dead(DeadReason::Rejected);
+    }
     if lease_dies(attempts, i64::from(settings.max_attempts)) {
-        return AfterFailure::Dead;
+        return AfterFailure::Dead(DeadReason::MaxAttempts);
     }
     let delay = match release {
-        Release::Now => Duration::ZERO,
+        Release::Now | Release::Dead => Duration::ZERO,
         Release::After(d) => d,
         Release::Backoff => backoff(settings.retry_delay, attempts),
     };
@@ -377,7 +382,7 @@ mod tests {
             after_failure(&s, 1, Release::After(Duration::ZERO), NOW),
             back(State::Ready, NOW)
         );
-        assert_eq!(after_failure(&s, 3, Release::Now, NOW), AfterFailure::Dead);
+        assert_eq!(after_failure(&s, 3, Release::Now, NOW), AfterFailure::Dead(DeadReason::MaxAttempts));
         assert_eq!(
             after_failure(&settings(0), 50, Release::Now, NOW),
             back(State::Ready, NOW)

@@ -333,4 +333,7 @@ pub struct WorkStep {
     pub claimed: Result<Vec<Delivery>>,
     /// How long the new leases last.
     pub lease: Duration,
+    /// Ready messages were left because the queue's in-flight cap or rate
+    /// held them back (`work --until-empty` waits for them).
+    pub held_back: bool,
 }

@@ -238,6 +238,9 @@ struct Worker<'a> {
     claimed: u64,
     /// The last claim found fewer messages than it asked for.
     queue_empty: bool,
+    /// ... because the queue's in-flight cap or rate held some back: not
+    /// empty for `--until-empty`, which waits for them.
+    held_back: bool,
     /// `data_version` as it was before the last claim.
     seen_version: i64,
     /// SIGINT/SIGTERM already acted on.
@@ -259,6 +262,7 @@ impl<'a> Worker<'a> {
             tally: Tally::default(),
             claimed: 0,
             queue_empty: false,
+            held_back: false,
             seen_version: 0,
             stops_seen: 0,
             warned_missing: false,
@@ -301,7 +305,7 @@ impl<'a> Worker<'a> {
             return false;
         }
         match self.phase {
-            Phase::Running => self.args.until_empty && self.queue_empty,
+            Phase::Running => self.args.until_empty && self.queue_empty && !self.held_back,
             Phase::Draining | Phase::Stopping { .. } => true,
         }
     }
@@ -496,8 +500,11 @@ impl<'a> Worker<'a> {
         if self.done.is_empty() && want == 0 {
             return Ok(());
         }
-        let settle: Vec<(Receipt, Outcome)> =
-            self.done.iter().map(|f| (f.receipt, f.outcome())).collect();
+        let settle: Vec<(Receipt, Outcome, Option<String>)> = self
+            .done
+            .iter()
+            .map(|f| (f.receipt, f.outcome(), f.error.clone()))
+            .collect();
         self.commits.before_commit(&mut self.store)?;
         // Read before the claim: a commit landing after it must end the next wait.
         self.seen_version = self.store.data_version()?;
@@ -525,6 +532,7 @@ impl<'a> Worker<'a> {
         }
         let batch = self.claimed_or_empty(step.claimed)?;
         self.queue_empty = batch.len() < want;
+        self.held_back = step.held_back;
         self.claimed += batch.len() as u64;
         self.start(&batch, step.lease, leased_at);
         if self.phase == Phase::Running && self.args.max.is_some_and(|max| self.claimed >= max) {

@@ -3,6 +3,7 @@
 
 use super::tx::Tx;
 use crate::store::error::Result;
+use crate::store::flow::DeadReason;
 use crate::store::receipt::Receipt;
 use crate::store::rules::LeaseRow;
 use crate::store::types::{Delivery, QueueRow, State};
@@ -62,6 +63,26 @@ pub trait LeaseTx: Tx {
     /// when it did. A lease past its end is left to the lazy transitions.
     /// Counting the move is the caller's.
     fn unlease(&mut self, queue: i64, msg: i64) -> Result<bool>;
+
+    /// Locks the row of queue `id` until commit and reads it again
+    /// (PostgreSQL; SQLite's writers take turns anyway): claims of a queue
+    /// with a pause, cap or rate take turns, so the count of leases and the
+    /// rate's bucket they read still hold when they commit.
+    fn lock_queue(&mut self, id: i64) -> Result<Option<QueueRow>>;
+
+    /// Stores the state of `queue`'s rate bucket (see `flow::Rate`).
+    fn set_rate_state(&mut self, queue: i64, full_at: i64) -> Result<()>;
+
+    /// Records why a delivery failed: its `dead_reason` (when it died for
+    /// another reason than its attempts) and its `last_error`, each left as
+    /// it was when `None`.
+    fn note_failure(
+        &mut self,
+        queue: i64,
+        msg: i64,
+        reason: Option<DeadReason>,
+        error: Option<&str>,
+    ) -> Result<()>;
 
     /// The queues and topics with these ids (unknown ids are left out).
     fn queues_by_ids(&mut self, ids: &[i64]) -> Result<Vec<QueueRow>> {

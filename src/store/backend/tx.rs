@@ -32,6 +32,13 @@ pub trait Tx {
 
     /// Names of every queue and topic, sorted.
     fn names(&mut self) -> Result<Vec<String>>;
+
+    /// How many deliveries of `queue` are leased now (lease not ended),
+    /// counting no further than `at_most`.
+    fn count_leased(&mut self, queue: i64, at_most: u32) -> Result<u64>;
+
+    /// Whether `queue` has a ready delivery.
+    fn any_ready(&mut self, queue: i64) -> Result<bool>;
 }
 
 /// [`Error::UnknownQueue`] for `name`, with the closest existing names.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::store::backend::{self, Backend, LeaseTx};
 use crate::store::error::{Error, Result};
+use crate::store::flow::{self, DeadReason};
 use crate::store::receipt::{Receipt, ReceiptError, Release};
 use crate::store::rules::{self, AfterFailure, Held, Judgement, Repeat};
 use crate::store::types::{Delivery, QueueRow, State, ms};
@@ -22,14 +23,24 @@ pub(crate) fn claim(
     visibility: Option<Duration>,
     ack: bool,
 ) -> Result<Vec<Delivery>> {
-    backend::write(store, |tx| {
-        claim_in(tx, queue, max, visibility, ack)?.map(|(leased, _)| leased)
-    })
+    backend::write(store, |tx| claim_in(tx, queue, max, visibility, ack)?.map(|l| l.deliveries))
 }
 
 /// What a claim answers: the deliveries leased (maybe none) and for how
 /// long, or the error for an unknown queue or a topic.
-pub(crate) type Claimed = std::result::Result<(Vec<Delivery>, Duration), Error>;
+pub(crate) type Claimed = std::result::Result<Leased, Error>;
+
+/// What a claim leased.
+#[derive(Debug)]
+pub(crate) struct Leased {
+    /// The deliveries (maybe none).
+    pub deliveries: Vec<Delivery>,
+    /// How long their leases last.
+    pub lease: Duration,
+    /// Ready messages were left because the queue's in-flight cap or rate
+    /// held them back (not a pause): `work --until-empty` waits for them.
+    pub held_back: bool,
+}
 
 /// The body of [`claim`], inside a transaction the caller commits. An
 /// unknown queue or a topic is the inner error: it leaves the transaction
@@ -41,16 +52,44 @@ pub(crate) fn claim_in(
     visibility: Option<Duration>,
     ack: bool,
 ) -> Result<Claimed> {
-    let q = match tx.queue(queue)? {
+    let mut q = match tx.queue(queue)? {
         None => return Ok(Err(backend::unknown_queue(tx, queue))),
         Some(q) if q.is_topic => return Ok(Err(backend::topic_error(tx, q)?)),
         Some(q) => q,
     };
+    let flow = q.settings.flow;
+    if flow.limits_claims()
+        && let Some(locked) = tx.lock_queue(q.id)?
+    {
+        q = locked;
+    }
     tx.promote_due(&q)?;
     tx.housekeeping(&q)?;
     let lease = visibility.unwrap_or(q.settings.visibility);
-    let lease_end = tx.now().saturating_add(ms(lease));
-    let leased = tx.lease_next(&q, max, lease_end)?;
+    let now = tx.now();
+    let lease_end = now.saturating_add(ms(lease));
+    let budget = if flow.limits_claims() {
+        let leased_now = match flow.max_in_flight {
+            0 => 0,
+            cap => tx.count_leased(q.id, cap)?,
+        };
+        let allows = flow.rate.map(|r| r.allowance(q.rate_full_at, now));
+        flow::claim_budget(max, flow.paused, flow.max_in_flight, leased_now, allows)
+    } else {
+        max
+    };
+    let leased = match budget {
+        0 => Vec::new(),
+        n => tx.lease_next(&q, n, lease_end)?,
+    };
+    if let Some(rate) = flow.rate
+        && !leased.is_empty()
+    {
+        let taken = u32::try_from(leased.len()).unwrap_or(u32::MAX);
+        tx.set_rate_state(q.id, rate.take(q.rate_full_at, now, taken))?;
+    }
+    let held_back =
+        budget < max && !flow.paused && leased.len() == budget && tx.any_ready(q.id)?;
     tx.counts().moved_many(
         q.id,
         Some(State::Ready),
@@ -63,7 +102,11 @@ pub(crate) fn claim_in(
         }
         tx.release_groups()?;
     }
-    Ok(Ok((leased, lease)))
+    Ok(Ok(Leased {
+        deliveries: leased,
+        lease,
+        held_back,
+    }))
 }
 
 /// Acks each receipt: the message is done (kept for replay, or deleted when
@@ -83,9 +126,10 @@ pub(crate) fn nack(
     store: &mut (impl Backend + ?Sized),
     receipts: &[Receipt],
     release: Release,
+    reason: Option<&str>,
 ) -> Result<Vec<Result<(), ReceiptError>>> {
     settle(store, receipts, Repeat::Refused, &move |tx, q, r, held| {
-        give_back(tx, q, r.msg_id, &held, release).map(|_| ())
+        give_back(tx, q, r.msg_id, &held, release, reason).map(|_| ())
     })
 }
 
@@ -102,7 +146,7 @@ pub(crate) fn extend(
 }
 
 /// What [`settle`] does to a receipt whose lease holds.
-type Act = dyn Fn(&mut dyn backend::WriteTx, &QueueRow, &Receipt, Held) -> Result<()>;
+type Act<'a> = dyn Fn(&mut dyn backend::WriteTx, &QueueRow, &Receipt, Held) -> Result<()> + 'a;
 
 /// Runs `act` for every receipt whose lease holds, in one transaction.
 /// A receipt whose delivery is already finished (acked, or deleted on
@@ -113,7 +157,7 @@ fn settle(
     store: &mut (impl Backend + ?Sized),
     receipts: &[Receipt],
     repeat: Repeat,
-    act: &Act,
+    act: &Act<'_>,
 ) -> Result<Vec<Result<(), ReceiptError>>> {
     backend::write(store, |tx| {
         Ok(
@@ -200,6 +244,10 @@ pub(crate) fn finish(
     group: Option<&str>,
     to: State,
 ) -> Result<()> {
+    // A lease ends: consumers waiting on the in-flight cap may go on.
+    if q.settings.flow.max_in_flight > 0 {
+        tx.notify(&q.name);
+    }
     if to == State::Acked && q.settings.retention.is_zero() {
         tx.delete_delivery(q.id, msg)?;
         tx.delete_orphans(&[msg])?;
@@ -223,9 +271,18 @@ pub(crate) fn give_back(
     msg: i64,
     held: &Held,
     release: Release,
+    error: Option<&str>,
 ) -> Result<State> {
-    match rules::after_failure(&q.settings, held.attempts, release, tx.now()) {
-        AfterFailure::Dead => {
+    let after = rules::after_failure(&q.settings, held.attempts, release, tx.now());
+    let reason = match after {
+        AfterFailure::Dead(DeadReason::MaxAttempts) | AfterFailure::Back { .. } => None,
+        AfterFailure::Dead(reason) => Some(reason),
+    };
+    if reason.is_some() || error.is_some() {
+        tx.note_failure(q.id, msg, reason, error)?;
+    }
+    match after {
+        AfterFailure::Dead(_) => {
             finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
             Ok(State::Dead)
         }

@@ -1,6 +1,8 @@
 //! Queue and topic rows: creation on first use, settings, `queue create`
 //! and `queue set`.
 
+use std::time::Duration;
+
 use super::contracts;
 use crate::contract::Contract;
 use crate::store::backend::{self, Backend, PublishTx, topic_error, unknown_queue};
@@ -101,6 +103,8 @@ pub(crate) fn set_queue(
             let current = tx.queue(name)?.map_or(row.settings, |r| r.settings);
             let settings = patch.apply(current);
             tx.write_settings(row.id, &settings)?;
+            // A resumed queue, a higher cap or rate: waiting consumers look again.
+            tx.notify(name);
             settings
         };
         let schema_version = contracts::apply(tx, row.id, schema)?;
@@ -108,6 +112,22 @@ pub(crate) fn set_queue(
             settings,
             schema_version,
         })
+    })
+}
+
+/// How long until the rate of `name` allows the next delivery; `None`
+/// when it allows one now, or the queue has no rate (or does not exist).
+pub(crate) fn rate_wait(store: &(impl Backend + ?Sized), name: &str) -> Result<Option<Duration>> {
+    backend::read(store, |tx| {
+        let Some(q) = tx.queue(name)? else {
+            return Ok(None);
+        };
+        let Some(rate) = q.settings.flow.rate else {
+            return Ok(None);
+        };
+        let now = tx.now();
+        let next = rate.next_at(q.rate_full_at, now);
+        Ok((next > now).then(|| Duration::from_millis((next - now) as u64)))
     })
 }
 

@@ -22,7 +22,7 @@ use crate::store::types::{Outcome, QueueRow, Settled, State, WorkStep};
 pub(crate) fn work_step(
     store: &mut (impl Backend + ?Sized),
     queue: &str,
-    done: &[(Receipt, Outcome)],
+    done: &[(Receipt, Outcome, Option<String>)],
     want: usize,
     visibility: Option<Duration>,
 ) -> Result<WorkStep> {
@@ -30,24 +30,25 @@ pub(crate) fn work_step(
         let settled = lease::settle_in(
             tx,
             done,
-            |(r, _)| r,
-            |tx, q, (r, outcome), held| settle_one(tx, q, r, *outcome, held),
+            |(r, _, _)| r,
+            |tx, q, (r, outcome, error), held| settle_one(tx, q, r, *outcome, error.as_deref(), held),
         )?
         .into_iter()
         .map(|s| s.map(|s| s.unwrap_or(Settled::Acked)))
         .collect();
-        let (claimed, lease) = if want > 0 {
+        let (claimed, lease, held_back) = if want > 0 {
             match lease::claim_in(tx, queue, want, visibility, false)? {
-                Ok((leased, lease)) => (Ok(leased), lease),
-                Err(e) => (Err(e), Duration::ZERO),
+                Ok(l) => (Ok(l.deliveries), l.lease, l.held_back),
+                Err(e) => (Err(e), Duration::ZERO, false),
             }
         } else {
-            (Ok(Vec::new()), visibility.unwrap_or_default())
+            (Ok(Vec::new()), visibility.unwrap_or_default(), false)
         };
         Ok(WorkStep {
             settled,
             claimed,
             lease,
+            held_back,
         })
     })
 }
@@ -75,6 +76,7 @@ fn settle_one(
     q: &QueueRow,
     r: &Receipt,
     outcome: Outcome,
+    error: Option<&str>,
     held: Held,
 ) -> Result<Settled> {
     match outcome {
@@ -83,7 +85,7 @@ fn settle_one(
             Ok(Settled::Acked)
         }
         Outcome::Retry => Ok(
-            match lease::give_back(tx, q, r.msg_id, &held, Release::Backoff)? {
+            match lease::give_back(tx, q, r.msg_id, &held, Release::Backoff, error)? {
                 State::Dead => Settled::Dead,
                 _ => Settled::Retrying,
             },

@@ -170,6 +170,24 @@ impl backend::Tx for Tx<'_> {
         queues::subscribers(self, topic_id)
     }
 
+    fn count_leased(&mut self, queue: i64, at_most: u32) -> Result<u64> {
+        let now = self.now;
+        let row = self.query_opt(
+            "SELECT count(*) FROM (SELECT 1 FROM deliveries
+             WHERE queue_id = $1 AND state IN (1, 2) AND visible_at > $2 AND state = 2 LIMIT $3) AS l",
+            &[&queue, &now, &i64::from(at_most)],
+        )?;
+        Ok(row.map_or(Ok(0), |r| r.at::<i64>(0))?.max(0) as u64)
+    }
+
+    fn any_ready(&mut self, queue: i64) -> Result<bool> {
+        let row = self.query_opt(
+            "SELECT 1 FROM deliveries WHERE queue_id = $1 AND state = 0 LIMIT 1",
+            &[&queue],
+        )?;
+        Ok(row.is_some())
+    }
+
     fn names(&mut self) -> Result<Vec<String>> {
         self.query("SELECT name FROM queues ORDER BY name", &[])?
             .iter()

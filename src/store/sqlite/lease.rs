@@ -6,7 +6,8 @@ use rusqlite::OptionalExtension;
 
 use super::queues::QueueRow;
 use super::tx::Tx;
-use crate::store::backend::LeaseTx;
+use crate::store::backend::{LeaseTx, Tx as _};
+use crate::store::flow::DeadReason;
 use crate::store::receipt::Receipt;
 use crate::store::rules::{self, LeaseRow};
 use crate::store::{Delivery, Result, SqliteStore, State, ms};
@@ -79,6 +80,35 @@ impl SqliteStore {
 }
 
 impl LeaseTx for Tx<'_> {
+    // Writers take turns on the whole database: the row as read holds.
+    fn lock_queue(&mut self, id: i64) -> Result<Option<QueueRow>> {
+        self.queue_by_id(id)
+    }
+
+
+    fn set_rate_state(&mut self, queue: i64, full_at: i64) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE queues SET rate_full_at = ?2 WHERE id = ?1")?
+            .execute((queue, full_at))?;
+        Ok(())
+    }
+
+    fn note_failure(
+        &mut self,
+        queue: i64,
+        msg: i64,
+        reason: Option<DeadReason>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE deliveries SET dead_reason = coalesce(?3, dead_reason),
+                   last_error = coalesce(?4, last_error) WHERE msg_id = ?1 AND queue_id = ?2",
+            )?
+            .execute((msg, queue, reason.map(DeadReason::name), error))?;
+        Ok(())
+    }
+
     /// Cost is one index range scan over just the due rows.
     fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
         // Nothing is due most of the time: one cheap probe saves preparing the

@@ -122,6 +122,24 @@ impl backend::Tx for Tx<'_> {
         queues::subscribers(&self.tx, topic_id)
     }
 
+    fn count_leased(&mut self, queue: i64, at_most: u32) -> Result<u64> {
+        let sql = "SELECT count(*) FROM (SELECT 1 FROM deliveries
+            WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at > ?2 AND state = 2 LIMIT ?3)";
+        let n: i64 = self
+            .tx
+            .prepare_cached(sql)?
+            .query_row((queue, self.now, at_most), |row| row.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn any_ready(&mut self, queue: i64) -> Result<bool> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM deliveries WHERE queue_id = ?1 AND state = 0)";
+        Ok(self
+            .tx
+            .prepare_cached(sql)?
+            .query_row([queue], |row| row.get(0))?)
+    }
+
     fn names(&mut self) -> Result<Vec<String>> {
         let mut stmt = self
             .tx

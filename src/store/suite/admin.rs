@@ -132,7 +132,7 @@ pub(super) fn retention_sweeps_acked_messages_once_it_passed(f: &mut Fixture) {
     // Their receipts are past acking: harmless.
     assert_eq!(f.db.ack(&receipts(&got)[..1]).expect("ack"), [Ok(())]);
     assert_ne!(
-        f.db.nack(&receipts(&got)[..1], crate::store::Release::Now)
+        f.db.nack(&receipts(&got)[..1], crate::store::Release::Now, None)
             .expect("nack"),
         [Ok(())]
     );

@@ -15,7 +15,7 @@ pub(super) fn stats_count_by_state_and_apply_the_lazy_rules(f: &mut Fixture) {
     f.publish_n("q", 6);
     let got = f.db.claim("q", 4, Some(HOUR), false).expect("claim");
     f.db.ack(&receipts(&got)[..1]).expect("ack");
-    f.db.nack(&receipts(&got)[1..2], Release::Now)
+    f.db.nack(&receipts(&got)[1..2], Release::Now, None)
         .expect("nack: dead, last attempt");
     // One lease runs out on its last attempt: dead at once for readers.
     let short =

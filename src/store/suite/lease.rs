@@ -37,7 +37,7 @@ pub(super) fn claims_go_by_priority_then_id_and_acks_finish_them(f: &mut Fixture
     assert_eq!(f.db.ack(&receipts(&got)).expect("again"), [Ok(()), Ok(())]);
     // Nack and extend of a finished delivery are refused.
     assert_eq!(
-        f.db.nack(&receipts(&got)[..1], Release::Now).expect("nack"),
+        f.db.nack(&receipts(&got)[..1], Release::Now, None).expect("nack"),
         [Err(ReceiptError::Finished)]
     );
     assert_eq!(
@@ -106,7 +106,7 @@ pub(super) fn extend_keeps_a_lease_and_nack_gives_the_message_back(f: &mut Fixtu
         [Ok(())]
     );
     assert_eq!(
-        f.db.nack(&[got[1].receipt], Release::After(Duration::from_secs(600)))
+        f.db.nack(&[got[1].receipt], Release::After(Duration::from_secs(600)), None)
             .expect("nack"),
         [Ok(())]
     );
@@ -146,7 +146,7 @@ pub(super) fn the_last_failed_attempt_makes_a_message_dead(f: &mut Fixture) {
                 .expect("claim");
         assert_eq!(ids(&got), [a, b], "attempt {attempt}");
         assert_eq!(
-            f.db.nack(&[got[0].receipt], Release::Now).expect("nack"),
+            f.db.nack(&[got[0].receipt], Release::Now, None).expect("nack"),
             [Ok(())]
         );
         f.advance(Duration::from_secs(61));
@@ -163,7 +163,7 @@ pub(super) fn counters_follow_every_transition(f: &mut Fixture) {
     f.publish_n("q", 5);
     let got = f.db.claim("q", 3, None, false).expect("claim");
     f.db.ack(&receipts(&got)[..1]).expect("ack");
-    f.db.nack(&receipts(&got)[1..2], Release::Now)
+    f.db.nack(&receipts(&got)[1..2], Release::Now, None)
         .expect("nack: dead, last attempt");
     let info = f.info("q");
     assert_eq!(
@@ -248,9 +248,9 @@ pub(super) fn work_step_settles_then_claims_in_one_go(f: &mut Fixture) {
         "the queue's visibility"
     );
     let done = [
-        (got[0].receipt, Outcome::Ack),
-        (got[1].receipt, Outcome::Retry),
-        (got[2].receipt, Outcome::Release),
+        (got[0].receipt, Outcome::Ack, None),
+        (got[1].receipt, Outcome::Retry, None),
+        (got[2].receipt, Outcome::Release, None),
     ];
     // The released message is ready again at once, so the claim in the same
     // transaction can take it (after the never-delivered fifth, by id order).
@@ -297,7 +297,7 @@ pub(super) fn work_step_on_a_missing_queue_still_settles(f: &mut Fixture) {
     f.publish_n("q", 1);
     let got = f.db.claim("q", 1, None, false).expect("claim");
     let step =
-        f.db.work_step("nope", &[(got[0].receipt, Outcome::Ack)], 1, None)
+        f.db.work_step("nope", &[(got[0].receipt, Outcome::Ack, None)], 1, None)
             .expect("step");
     assert_eq!(step.settled, [Ok(Settled::Acked)]);
     assert!(matches!(step.claimed, Err(Error::UnknownQueue { .. })));
@@ -313,7 +313,7 @@ pub(super) fn retry_on_the_last_attempt_is_dead_and_release_refuses_the_old_rece
     f.publish_n("q", 2);
     let got = f.db.claim("q", 2, None, false).expect("claim");
     let step =
-        f.db.work_step("q", &[(got[0].receipt, Outcome::Retry)], 0, None)
+        f.db.work_step("q", &[(got[0].receipt, Outcome::Retry, None)], 0, None)
             .expect("step");
     assert_eq!(step.settled, [Ok(Settled::Dead)]);
     assert_eq!(f.state("q", got[0].id), (State::Dead, 1));

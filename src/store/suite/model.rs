@@ -245,8 +245,8 @@ impl Model {
         let acked_with_this = m.state == State::Acked && m.receipt == Some(r);
         let outcome = match what {
             Settle::Ack => f.db.ack(&[r]),
-            Settle::Nack(None) => f.db.nack(&[r], Release::Now),
-            Settle::Nack(Some(d)) => f.db.nack(&[r], Release::After(Duration::from_secs(d))),
+            Settle::Nack(None) => f.db.nack(&[r], Release::Now, None),
+            Settle::Nack(Some(d)) => f.db.nack(&[r], Release::After(Duration::from_secs(d)), None),
             Settle::Extend => f.db.extend(&[r], Duration::from_secs(EXTEND)),
         }
         .expect("settle")[0];

@@ -137,6 +137,7 @@ pub(super) fn groups_deliver_one_at_a_time_in_order(f: &mut Fixture) {
     f.db.nack(
         &[first[0].receipt],
         crate::store::Release::After(Duration::from_secs(60)),
+        None,
     )
     .expect("nack");
     f.db.ack(&[first[1].receipt]).expect("ack");
