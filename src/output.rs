@@ -352,8 +352,17 @@ pub fn compact_json(json: &[u8]) -> Vec<u8> {
 pub enum LineKind<'a> {
     /// A delivery from `consume`, with its receipt.
     Consumed,
-    /// A message seen by `peek`, in this state, with its lease end if leased.
-    Peeked(&'a str, Option<i64>),
+    /// A message seen by `peek`.
+    Peeked {
+        /// Its state.
+        state: &'a str,
+        /// Its lease end, if leased.
+        lease_end: Option<i64>,
+        /// Why it died, if dead.
+        dead_reason: Option<&'a str>,
+        /// Its last failure, if any.
+        last_error: Option<&'a str>,
+    },
 }
 
 /// Writes one delivery as a JSON line in the field order of the SPEC.
@@ -365,7 +374,9 @@ pub fn write_delivery(w: &mut impl Write, d: &Delivery, kind: LineKind<'_>) -> i
             write!(w, ",\"receipt\":\"{}\"", d.receipt)?;
             Some(d.lease_expires_at)
         }
-        LineKind::Peeked(state, lease_end) => {
+        LineKind::Peeked {
+            state, lease_end, ..
+        } => {
             write!(w, ",\"state\":\"{state}\"")?;
             lease_end
         }
@@ -389,6 +400,17 @@ pub fn write_delivery(w: &mut impl Write, d: &Delivery, kind: LineKind<'_>) -> i
     match d.schema_version {
         Some(v) => write!(w, ",\"schema_version\":{v}")?,
         None => w.write_all(b",\"schema_version\":null")?,
+    }
+    if let LineKind::Peeked {
+        dead_reason,
+        last_error,
+        ..
+    } = kind
+    {
+        w.write_all(b",\"dead_reason\":")?;
+        json_opt_str(w, dead_reason)?;
+        w.write_all(b",\"last_error\":")?;
+        json_opt_str(w, last_error)?;
     }
     w.write_all(b",\"body\":")?;
     write_body_json(w, &d.body, d.raw)?;

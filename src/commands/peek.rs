@@ -112,11 +112,31 @@ fn one(store: &Db, queue: &str, id: i64) -> anyhow::Result<Peeked> {
 fn print_json(messages: &[Peeked]) -> anyhow::Result<()> {
     let mut out = output::stdout();
     for m in messages {
-        let kind = LineKind::Peeked(m.state.name(), m.lease_end);
+        let kind = LineKind::Peeked {
+            state: m.state.name(),
+            lease_end: m.lease_end,
+            dead_reason: m.dead_reason.map(|r| r.name()),
+            last_error: m.last_error.as_deref(),
+        };
         output::write_delivery(&mut out, &m.delivery, kind)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// The dead reason and the last line of the last error, in a few words.
+fn why(m: &Peeked) -> String {
+    let error = m
+        .last_error
+        .as_deref()
+        .and_then(|e| e.lines().rev().find(|l| !l.trim().is_empty()))
+        .map(view::text_line);
+    match (m.dead_reason, error) {
+        (Some(r), Some(e)) => format!("{}: {e}", r.name()),
+        (Some(r), None) => r.name().to_owned(),
+        (None, Some(e)) => e,
+        (None, None) => String::new(),
+    }
 }
 
 fn print_table(ctx: &Context, args: &Args, messages: &[Peeked]) -> anyhow::Result<()> {
@@ -127,11 +147,17 @@ fn print_table(ctx: &Context, args: &Args, messages: &[Peeked]) -> anyhow::Resul
     }
     let width = usize::from(view::terminal_width());
     let now = store::now_ms();
-    let mut table = view::table(
-        &ctx.out,
-        &["ID", "STATE", "ATTEMPT", "AGE", "KEY", "BODY"],
-        &[4, 5],
-    );
+    // Why messages died or failed, when any did.
+    let traced = messages
+        .iter()
+        .any(|m| m.dead_reason.is_some() || m.last_error.is_some());
+    let mut headers = vec!["ID", "STATE", "ATTEMPT", "AGE", "KEY"];
+    if traced {
+        headers.push("WHY");
+    }
+    headers.push("BODY");
+    let cut: &[usize] = if traced { &[4, 5, 6] } else { &[4, 5] };
+    let mut table = view::table(&ctx.out, &headers, cut);
     for m in messages {
         let d = &m.delivery;
         // Cut long bodies before layout; the table cuts the rest to the width
@@ -140,14 +166,18 @@ fn print_table(ctx: &Context, args: &Args, messages: &[Peeked]) -> anyhow::Resul
             .chars()
             .take(width + 1)
             .collect();
-        let mut row = Row::from(vec![
+        let mut cells = vec![
             view::number(d.id),
             view::state_cell(m.state),
             view::number(d.attempt),
             view::number(view::age(now - d.published_at)),
             Cell::new(view::text_line(d.key.as_deref().unwrap_or(""))),
-            Cell::new(body),
-        ]);
+        ];
+        if traced {
+            cells.push(Cell::new(why(m)));
+        }
+        cells.push(Cell::new(body));
+        let mut row = Row::from(cells);
         row.max_height(1);
         table.add_row(row);
     }

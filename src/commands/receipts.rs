@@ -192,7 +192,9 @@ pub fn nack(ctx: &Context, args: NackArgs) -> anyhow::Result<Exit> {
         (None, false, false) => Release::Now,
     };
     let reason = args.reason.as_deref();
-    settle(ctx, &args.receipts, |store, r| store.nack(r, release, reason))
+    settle(ctx, &args.receipts, |store, r| {
+        store.nack(r, release, reason)
+    })
 }
 
 /// Runs `spool extend`.

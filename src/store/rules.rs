@@ -152,11 +152,13 @@ pub(crate) fn replay_wants(filter: &ReplayFilter, state: State, done_at: i64) ->
 /// A finished message as a replay filter sees it at `now`: `Some((state,
 /// done_at))` when it is acked (within retention) or dead, including an
 /// expired lease on its last attempt (dead since its lease ended), and
-/// matches `filter`; `None` otherwise.
+/// matches `filter` (for a dead one, also its `dead_reason`: `reason` as
+/// stored, none meaning `max_attempts`); `None` otherwise.
 pub(crate) fn replay_candidate(
     filter: &ReplayFilter,
     settings: &Settings,
     row: (State, i64, i64, Option<i64>),
+    reason: Option<DeadReason>,
     now: i64,
 ) -> Option<(State, i64)> {
     let (state, visible_at, attempts, done_at) = row;
@@ -172,7 +174,11 @@ pub(crate) fn replay_candidate(
     if state == State::Acked && done_at <= cutoff {
         return None;
     }
-    replay_wants(filter, state, done_at).then_some((state, done_at))
+    let reason_ok = match filter.dead_reason {
+        Some(wanted) => state == State::Dead && reason.unwrap_or(DeadReason::MaxAttempts) == wanted,
+        None => true,
+    };
+    (reason_ok && replay_wants(filter, state, done_at)).then_some((state, done_at))
 }
 
 // ---------------------------------------------------------------------------
@@ -382,7 +388,10 @@ mod tests {
             after_failure(&s, 1, Release::After(Duration::ZERO), NOW),
             back(State::Ready, NOW)
         );
-        assert_eq!(after_failure(&s, 3, Release::Now, NOW), AfterFailure::Dead(DeadReason::MaxAttempts));
+        assert_eq!(
+            after_failure(&s, 3, Release::Now, NOW),
+            AfterFailure::Dead(DeadReason::MaxAttempts)
+        );
         assert_eq!(
             after_failure(&settings(0), 50, Release::Now, NOW),
             back(State::Ready, NOW)
@@ -479,7 +488,7 @@ mod tests {
             dead: true,
             ..ReplayFilter::default()
         };
-        let pick = |f: &ReplayFilter, row| replay_candidate(f, &s, row, NOW);
+        let pick = |f: &ReplayFilter, row| replay_candidate(f, &s, row, None, NOW);
         assert_eq!(
             pick(&all, (State::Acked, 0, 1, Some(NOW - 5))),
             Some((State::Acked, NOW - 5))

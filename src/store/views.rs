@@ -96,6 +96,10 @@ pub struct Peeked {
     pub due_at: Option<i64>,
     /// When it was acked or died.
     pub done_at: Option<i64>,
+    /// Why it died, for a dead message.
+    pub dead_reason: Option<super::flow::DeadReason>,
+    /// Its last failure (`nack --reason`, or how a `work` handler failed).
+    pub last_error: Option<String>,
 }
 
 /// Which messages `peek` shows. Held messages count as delayed.
@@ -323,6 +327,8 @@ impl RowState {
             lease_end: (self.state == State::Leased).then_some(self.visible_at),
             due_at: (self.state == State::Delayed).then_some(self.visible_at),
             done_at: self.done_at,
+            dead_reason: None,
+            last_error: None,
         }
     }
 }

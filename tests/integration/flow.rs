@@ -125,7 +125,8 @@ fn settings_are_shown_set_and_removed() {
 #[test]
 fn bad_flow_settings_exit_2_and_change_nothing() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--rate", "10/1s"]).success();
+    env.run(&["queue", "create", "q", "--rate", "10/1s"])
+        .success();
     for bad in [
         &["--rate", "0/1s"][..],
         &["--rate", "10"],
@@ -159,7 +160,8 @@ fn a_paused_queue_takes_publishes_but_delivers_nothing_until_resumed() {
     env.publish("q", r#"{"a":2}"#);
     env.run(&["consume", "q"]).code(1);
     // What is leased can still be settled.
-    env.run(&["extend", receipt(&leased), "--by", "1m"]).success();
+    env.run(&["extend", receipt(&leased), "--by", "1m"])
+        .success();
     env.run(&["ack", receipt(&leased)]).success();
     // `work --until-empty` stops at once on a paused queue.
     let run = env.run(&["work", "q", "--until-empty", "--", "true"]);
@@ -203,7 +205,8 @@ fn pause_and_resume_of_an_unknown_queue_exit_3() {
 #[test]
 fn a_consume_gets_only_what_the_cap_leaves() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--max-in-flight", "3"]).success();
+    env.run(&["queue", "create", "q", "--max-in-flight", "3"])
+        .success();
     publish_many(&env, "q", 10);
     assert_eq!(env.consume("q", &["-n", "2"]).len(), 2);
     let second = env.consume("q", &["-n", "5"]);
@@ -216,7 +219,8 @@ fn a_consume_gets_only_what_the_cap_leaves() {
 #[test]
 fn ten_work_processes_never_run_more_handlers_than_the_cap() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--max-in-flight", "3"]).success();
+    env.run(&["queue", "create", "q", "--max-in-flight", "3"])
+        .success();
     publish_many(&env, "q", 40);
     let running = env.path("running");
     std::fs::create_dir(&running).unwrap();
@@ -252,7 +256,13 @@ fn ten_work_processes_never_run_more_handlers_than_the_cap() {
     let most = seen.iter().copied().max().unwrap();
     assert!(most <= 3, "{most} handlers ran at once under a cap of 3");
     assert!(most >= 2, "the cap is not a lock: {seen:?}");
-    assert_eq!(peek(&env, "q", "all").iter().filter(|m| m["state"] != "acked").count(), 0);
+    assert_eq!(
+        peek(&env, "q", "all")
+            .iter()
+            .filter(|m| m["state"] != "acked")
+            .count(),
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -262,7 +272,8 @@ fn ten_work_processes_never_run_more_handlers_than_the_cap() {
 #[test]
 fn a_consume_over_the_rate_gets_what_the_rate_allows() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--rate", "3/1m"]).success();
+    env.run(&["queue", "create", "q", "--rate", "3/1m"])
+        .success();
     publish_many(&env, "q", 10);
     assert_eq!(env.consume("q", &["-n", "10"]).len(), 3, "one burst");
     env.run(&["consume", "q"]).code(1);
@@ -271,14 +282,11 @@ fn a_consume_over_the_rate_gets_what_the_rate_allows() {
 #[test]
 fn the_rate_holds_across_four_processes() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--rate", "20/1s"]).success();
+    env.run(&["queue", "create", "q", "--rate", "20/1s"])
+        .success();
     publish_many(&env, "q", 200);
     let log = env.path("times.log");
-    let handler = script(
-        &env,
-        "h.sh",
-        &format!("date +%s%N >> {}", log.display()),
-    );
+    let handler = script(&env, "h.sh", &format!("date +%s%N >> {}", log.display()));
     let started = Instant::now();
     let mut workers: Vec<Child> = (0..4)
         .map(|_| spawn_work(&env, &["q", "--concurrency", "4", "--", &handler]))
@@ -301,25 +309,44 @@ fn the_rate_holds_across_four_processes() {
         "{} deliveries in {elapsed:.1}s at 20/1s",
         times.len()
     );
-    assert!(times.len() >= 30, "only {} deliveries in {elapsed:.1}s", times.len());
+    assert!(
+        times.len() >= 30,
+        "only {} deliveries in {elapsed:.1}s",
+        times.len()
+    );
     // After the first burst, no one-second window holds more than 20 + 1.
     let mut sorted = times.clone();
     sorted.sort_unstable();
     let after_burst: Vec<i64> = sorted.iter().copied().skip(20).collect();
     for (i, &t) in after_burst.iter().enumerate() {
-        let in_window = after_burst[i..].iter().take_while(|&&u| u < t + 1000).count();
-        assert!(in_window <= 21, "{in_window} deliveries within 1s after {t}");
+        let in_window = after_burst[i..]
+            .iter()
+            .take_while(|&&u| u < t + 1000)
+            .count();
+        assert!(
+            in_window <= 21,
+            "{in_window} deliveries within 1s after {t}"
+        );
     }
 }
 
 #[test]
 fn work_until_empty_drains_a_rate_limited_queue_at_its_rate() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--rate", "10/1s"]).success();
+    env.run(&["queue", "create", "q", "--rate", "10/1s"])
+        .success();
     publish_many(&env, "q", 25);
     let started = Instant::now();
-    env.run(&["work", "q", "--until-empty", "--concurrency", "4", "--", "true"])
-        .success();
+    env.run(&[
+        "work",
+        "q",
+        "--until-empty",
+        "--concurrency",
+        "4",
+        "--",
+        "true",
+    ])
+    .success();
     let took = started.elapsed();
     assert!(peek(&env, "q", "ready").is_empty(), "all drained");
     assert_eq!(peek(&env, "q", "acked").len(), 25);
@@ -342,7 +369,15 @@ fn ready_delayed_and_leased_messages_expire() {
         run.stdout.trim().parse::<i64>().unwrap()
     };
     let leased_msg = {
-        let run = env.run(&["publish", "q", r#""leased""#, "--ttl", "2s", "--priority", "9"]);
+        let run = env.run(&[
+            "publish",
+            "q",
+            r#""leased""#,
+            "--ttl",
+            "2s",
+            "--priority",
+            "9",
+        ]);
         run.success();
         run.stdout.trim().parse::<i64>().unwrap()
     };
@@ -356,7 +391,8 @@ fn ready_delayed_and_leased_messages_expire() {
     assert!(dead.iter().all(|m| m["dead_reason"] == "expired"));
     env.run(&["consume", "q"]).code(1);
     // The lease that began before its TTL holds: it can be extended...
-    env.run(&["extend", receipt(&leased), "--by", "3s"]).success();
+    env.run(&["extend", receipt(&leased), "--by", "3s"])
+        .success();
     std::thread::sleep(Duration::from_millis(1000));
     // ... and once it ends without an ack, past its TTL, the message dies.
     env.run(&["nack", receipt(&leased)]).success();
@@ -369,13 +405,18 @@ fn ready_delayed_and_leased_messages_expire() {
 #[test]
 fn replay_of_an_expired_message_counts_its_ttl_from_the_replay() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--ttl", "300ms"]).success();
+    env.run(&["queue", "create", "q", "--ttl", "300ms"])
+        .success();
     env.publish("q", "1");
     std::thread::sleep(Duration::from_millis(400));
     env.run(&["consume", "q"]).code(1);
     env.run(&["replay", "q", "--dead", "--dead-reason", "expired"])
         .success();
-    assert_eq!(env.consume("q", &[]).len(), 1, "deliverable again after replay");
+    assert_eq!(
+        env.consume("q", &[]).len(),
+        1,
+        "deliverable again after replay"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -385,18 +426,19 @@ fn replay_of_an_expired_message_counts_its_ttl_from_the_replay() {
 #[test]
 fn reject_at_exactly_the_length_limit() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--max-length", "3"]).success();
+    env.run(&["queue", "create", "q", "--max-length", "3"])
+        .success();
     publish_many(&env, "q", 2);
     env.publish("q", "3");
-    env.run(&["publish", "q", "4"])
-        .code(75)
-        .stderr_has("full");
+    env.run(&["publish", "q", "4"]).code(75).stderr_has("full");
     // A batch that would go over publishes nothing.
-    env.run(&["ack", receipt(&env.consume_one("q", &[]))]).success();
+    env.run(&["ack", receipt(&env.consume_one("q", &[]))])
+        .success();
     env.run_with_input(&["publish", "q"], "5\n6\n").code(75);
     assert_eq!(peek(&env, "q", "ready").len(), 2);
     // A batch that could never fit is bad input.
-    env.run_with_input(&["publish", "q"], "1\n2\n3\n4\n").code(65);
+    env.run_with_input(&["publish", "q"], "1\n2\n3\n4\n")
+        .code(65);
     env.publish("q", "7");
     assert_eq!(peek(&env, "q", "ready").len(), 3);
 }
@@ -404,7 +446,8 @@ fn reject_at_exactly_the_length_limit() {
 #[test]
 fn reject_at_exactly_the_byte_limit() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--max-bytes", "10"]).success();
+    env.run(&["queue", "create", "q", "--max-bytes", "10"])
+        .success();
     env.publish("q", r#""abcd""#); // 6 bytes
     env.publish("q", "1234"); // 10 in all
     env.run(&["publish", "q", "1"]).code(75);
@@ -445,7 +488,13 @@ fn drop_oldest_makes_room_and_records_why() {
 fn drop_oldest_by_bytes() {
     let env = Env::new();
     env.run(&[
-        "queue", "create", "q", "--max-bytes", "10", "--on-full", "drop-oldest",
+        "queue",
+        "create",
+        "q",
+        "--max-bytes",
+        "10",
+        "--on-full",
+        "drop-oldest",
     ])
     .success();
     let a = env.publish("q", "1234");
@@ -464,7 +513,8 @@ fn a_topic_with_one_full_subscriber_publishes_nothing() {
     let env = Env::new();
     env.run(&["subscribe", "events", "roomy"]).success();
     env.run(&["subscribe", "events", "tight"]).success();
-    env.run(&["queue", "set", "tight", "--max-length", "1"]).success();
+    env.run(&["queue", "set", "tight", "--max-length", "1"])
+        .success();
     env.publish("events", "1");
     env.run(&["publish", "events", "2"]).code(75);
     assert_eq!(peek(&env, "roomy", "ready").len(), 1);
@@ -478,7 +528,8 @@ fn a_topic_with_one_full_subscriber_publishes_nothing() {
 #[test]
 fn nack_dead_rejects_and_replay_selects_by_reason() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--max-attempts", "1"]).success();
+    env.run(&["queue", "create", "q", "--max-attempts", "1"])
+        .success();
     let poison = env.publish("q", r#""poison""#);
     let tired = env.publish("q", r#""tired""#);
     let m = env.consume_one("q", &[]);
@@ -486,7 +537,8 @@ fn nack_dead_rejects_and_replay_selects_by_reason() {
     env.run(&["nack", receipt(&m), "--dead", "--reason", "cannot parse"])
         .success();
     let m = env.consume_one("q", &[]);
-    env.run(&["nack", receipt(&m), "--reason", "timeout"]).success();
+    env.run(&["nack", receipt(&m), "--reason", "timeout"])
+        .success();
     let dead: BTreeMap<i64, Value> = peek(&env, "q", "dead")
         .into_iter()
         .map(|m| (m["id"].as_i64().unwrap(), m))
@@ -502,14 +554,17 @@ fn nack_dead_rejects_and_replay_selects_by_reason() {
     assert_eq!(peek(&env, "q", "ready")[0]["id"], poison);
     // `--dead` with a delay or backoff makes no sense.
     let m = env.consume_one("q", &[]);
-    env.run(&["nack", receipt(&m), "--dead", "--delay", "1s"]).code(2);
-    env.run(&["nack", receipt(&m), "--dead", "--backoff"]).code(2);
+    env.run(&["nack", receipt(&m), "--dead", "--delay", "1s"])
+        .code(2);
+    env.run(&["nack", receipt(&m), "--dead", "--backoff"])
+        .code(2);
 }
 
 #[test]
 fn work_records_the_handlers_exit_and_the_tail_of_its_stderr() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--max-attempts", "1"]).success();
+    env.run(&["queue", "create", "q", "--max-attempts", "1"])
+        .success();
     env.publish("q", "1");
     // 6,000 bytes of noise, then the line that matters.
     let handler = script(
@@ -522,7 +577,10 @@ fn work_records_the_handlers_exit_and_the_tail_of_its_stderr() {
     let dead = peek(&env, "q", "dead");
     let error = dead[0]["last_error"].as_str().expect("last_error");
     assert!(error.contains("disk on fire"), "{error}");
-    assert!(error.contains("exit status 7") || error.contains("exit 7"), "{error}");
+    assert!(
+        error.contains("exit status 7") || error.contains("exit 7"),
+        "{error}"
+    );
     assert!(error.len() <= 4096 + 100, "{} bytes kept", error.len());
     assert_eq!(dead[0]["dead_reason"], "max_attempts");
 }

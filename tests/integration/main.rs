@@ -14,6 +14,7 @@ mod disk;
 mod docs;
 mod doctor;
 mod example;
+mod flow;
 mod fuzz;
 mod groups;
 mod hostile;

@@ -61,7 +61,8 @@ impl From<(i64, i64, Option<String>)> for SchemaVersion {
 }
 
 /// A delivery with its message as `peek` shows it: `attempts, priority,
-/// group, key, published_at, raw, headers, body, schema_version`.
+/// group, key, published_at, raw, headers, body, schema_version,
+/// dead_reason, last_error`.
 pub(crate) type MessageCols = (
     i64,
     i64,
@@ -72,6 +73,8 @@ pub(crate) type MessageCols = (
     Option<String>,
     Vec<u8>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
 );
 
 /// The statements of the read-only views, of `doctor` and of the reads of a
@@ -172,6 +175,15 @@ pub trait ReadTx: Tx {
     fn check_stored(&mut self, check: &Check, id: i64) -> Result<()>;
 }
 
-/// A replay candidate (`ReplayRow`) as its statement reads it: `msg_id, state, visible_at,
-/// attempts, done_at, priority, grp`.
-pub(crate) type ReplayCols = (i64, i64, i64, i64, Option<i64>, i64, Option<String>);
+/// A replay candidate (`ReplayRow`) as its statement reads it: `msg_id,
+/// state, visible_at, attempts, done_at, priority, grp, dead_reason`.
+pub(crate) type ReplayCols = (
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<String>,
+);

@@ -11,6 +11,7 @@ use crate::store::backend::{
 };
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
+use crate::store::flow::DeadReason;
 use crate::store::rules;
 use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
 
@@ -101,11 +102,12 @@ fn candidates(
     ids.dedup();
     let now = tx.now();
     let mut found = Vec::new();
-    for (id, state, visible_at, attempts, done_at, priority, group) in
+    for (id, state, visible_at, attempts, done_at, priority, group, reason) in
         tx.replay_rows(q.id, &ids, lock)?
     {
         let row = (State::from_i64(state), visible_at, attempts, done_at);
-        if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, now) {
+        let reason = reason.as_deref().and_then(DeadReason::from_name);
+        if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, reason, now) {
             found.push(ReplayRow {
                 id,
                 state,

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 
 use crate::store::backend::{self, Backend, ReadTx, Stored};
 use crate::store::error::Result;
+use crate::store::flow::DeadReason;
 use crate::store::receipt::Receipt;
 use crate::store::types::{Delivery, QueueRow, State, ms};
 use crate::store::views::{
@@ -229,7 +230,19 @@ fn load(
     let Some(m) = tx.message(q.id, id)? else {
         return Ok(None);
     };
-    let (attempt, priority, group, key, published_at, raw, headers, body, schema_version) = m;
+    let (
+        attempt,
+        priority,
+        group,
+        key,
+        published_at,
+        raw,
+        headers,
+        body,
+        schema_version,
+        reason,
+        error,
+    ) = m;
     let delivery = Delivery {
         id,
         queue: q.name.clone(),
@@ -249,5 +262,17 @@ fn load(
         raw,
         schema_version,
     };
-    Ok(Some(st.peeked(delivery)))
+    let mut peeked = st.peeked(delivery);
+    // A dead row without a stored reason died of its attempts (the only way
+    // before reasons were stored), as does an expired lease on its last one.
+    if peeked.state == State::Dead {
+        peeked.dead_reason = Some(
+            reason
+                .as_deref()
+                .and_then(DeadReason::from_name)
+                .unwrap_or(DeadReason::MaxAttempts),
+        );
+    }
+    peeked.last_error = error;
+    Ok(Some(peeked))
 }

@@ -23,7 +23,9 @@ pub(crate) fn claim(
     visibility: Option<Duration>,
     ack: bool,
 ) -> Result<Vec<Delivery>> {
-    backend::write(store, |tx| claim_in(tx, queue, max, visibility, ack)?.map(|l| l.deliveries))
+    backend::write(store, |tx| {
+        claim_in(tx, queue, max, visibility, ack)?.map(|l| l.deliveries)
+    })
 }
 
 /// What a claim answers: the deliveries leased (maybe none) and for how
@@ -88,8 +90,7 @@ pub(crate) fn claim_in(
         let taken = u32::try_from(leased.len()).unwrap_or(u32::MAX);
         tx.set_rate_state(q.id, rate.take(q.rate_full_at, now, taken))?;
     }
-    let held_back =
-        budget < max && !flow.paused && leased.len() == budget && tx.any_ready(q.id)?;
+    let held_back = budget < max && !flow.paused && leased.len() == budget && tx.any_ready(q.id)?;
     tx.counts().moved_many(
         q.id,
         Some(State::Ready),

@@ -31,7 +31,9 @@ pub(crate) fn work_step(
             tx,
             done,
             |(r, _, _)| r,
-            |tx, q, (r, outcome, error), held| settle_one(tx, q, r, *outcome, error.as_deref(), held),
+            |tx, q, (r, outcome, error), held| {
+                settle_one(tx, q, r, *outcome, error.as_deref(), held)
+            },
         )?
         .into_iter()
         .map(|s| s.map(|s| s.unwrap_or(Settled::Acked)))

@@ -39,8 +39,10 @@ tuple_cols!(A 0, B 1);
 tuple_cols!(A 0, B 1, C 2);
 tuple_cols!(A 0, B 1, C 2, D 3);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
 
 pub(super) type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
@@ -222,7 +224,7 @@ impl ReadTx for Tx<'_> {
     fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
         self.one(
             "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
-                    d.schema_version
+                    d.schema_version, d.dead_reason, d.last_error
              FROM deliveries d JOIN messages m ON m.id = d.msg_id
              WHERE d.msg_id = $1 AND d.queue_id = $2",
             &[&id, &queue],
@@ -252,10 +254,10 @@ impl ReadTx for Tx<'_> {
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>> {
         let sql = if lock {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason FROM deliveries
              WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id FOR UPDATE"
         } else {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp FROM deliveries
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason FROM deliveries
              WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id"
         };
         self.rows(sql, &[&queue, &ids])

@@ -11,8 +11,8 @@ use super::queues::{self, QueueRow};
 use super::tx::{NOW_MS, Tx};
 use super::{Conn, PostgresStore, RowExt};
 use crate::store::backend::LeaseTx;
-use crate::store::flow::DeadReason;
 use crate::store::error::Result;
+use crate::store::flow::DeadReason;
 use crate::store::ops::lease;
 use crate::store::receipt::{Receipt, ReceiptError, new_leases};
 use crate::store::rules::{self, Judgement, LeaseRow};
@@ -338,12 +338,14 @@ pub(crate) fn delete_orphans(tx: &mut Conn, ids: &[i64]) -> Result<()> {
 
 impl LeaseTx for Tx<'_> {
     fn lock_queue(&mut self, id: i64) -> Result<Option<QueueRow>> {
-        let sql = format!("SELECT {} FROM queues WHERE id = $1 FOR UPDATE", queues::COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM queues WHERE id = $1 FOR UPDATE",
+            queues::COLUMNS
+        );
         self.query_opt(&sql, &[&id])?
             .map(|row| queues::from_row(&row))
             .transpose()
     }
-
 
     fn set_rate_state(&mut self, queue: i64, full_at: i64) -> Result<()> {
         self.execute(

@@ -47,7 +47,7 @@ impl AdminTx for Tx<'_> {
     fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()> {
         self.tx
             .prepare_cached(
-                "UPDATE deliveries SET state = ?3, attempts = 0, lease = NULL, done_at = NULL,
+                "UPDATE deliveries SET state = ?3, attempts = 0, lease = NULL, done_at = NULL, dead_reason = NULL,
                    visible_at = ?4
                  WHERE msg_id = ?1 AND queue_id = ?2",
             )?

@@ -203,7 +203,7 @@ impl ReadTx for Tx<'_> {
     fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
         self.one(
             "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
-               d.schema_version
+               d.schema_version, d.dead_reason, d.last_error
              FROM deliveries d JOIN messages m ON m.id = d.msg_id
              WHERE d.msg_id = ?1 AND d.queue_id = ?2",
             (id, queue),
@@ -228,7 +228,7 @@ impl ReadTx for Tx<'_> {
     }
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
-        let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp
+        let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason
             FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
         let mut rows = Vec::new();
         for &id in ids {

@@ -85,7 +85,6 @@ impl LeaseTx for Tx<'_> {
         self.queue_by_id(id)
     }
 
-
     fn set_rate_state(&mut self, queue: i64, full_at: i64) -> Result<()> {
         self.tx
             .prepare_cached("UPDATE queues SET rate_full_at = ?2 WHERE id = ?1")?

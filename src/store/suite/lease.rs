@@ -37,7 +37,8 @@ pub(super) fn claims_go_by_priority_then_id_and_acks_finish_them(f: &mut Fixture
     assert_eq!(f.db.ack(&receipts(&got)).expect("again"), [Ok(()), Ok(())]);
     // Nack and extend of a finished delivery are refused.
     assert_eq!(
-        f.db.nack(&receipts(&got)[..1], Release::Now, None).expect("nack"),
+        f.db.nack(&receipts(&got)[..1], Release::Now, None)
+            .expect("nack"),
         [Err(ReceiptError::Finished)]
     );
     assert_eq!(
@@ -106,8 +107,12 @@ pub(super) fn extend_keeps_a_lease_and_nack_gives_the_message_back(f: &mut Fixtu
         [Ok(())]
     );
     assert_eq!(
-        f.db.nack(&[got[1].receipt], Release::After(Duration::from_secs(600)), None)
-            .expect("nack"),
+        f.db.nack(
+            &[got[1].receipt],
+            Release::After(Duration::from_secs(600)),
+            None
+        )
+        .expect("nack"),
         [Ok(())]
     );
     // Past the first lease: the extended lease still holds, the nacked
@@ -146,7 +151,8 @@ pub(super) fn the_last_failed_attempt_makes_a_message_dead(f: &mut Fixture) {
                 .expect("claim");
         assert_eq!(ids(&got), [a, b], "attempt {attempt}");
         assert_eq!(
-            f.db.nack(&[got[0].receipt], Release::Now, None).expect("nack"),
+            f.db.nack(&[got[0].receipt], Release::Now, None)
+                .expect("nack"),
             [Ok(())]
         );
         f.advance(Duration::from_secs(61));

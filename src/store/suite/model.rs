@@ -246,7 +246,9 @@ impl Model {
         let outcome = match what {
             Settle::Ack => f.db.ack(&[r]),
             Settle::Nack(None) => f.db.nack(&[r], Release::Now, None),
-            Settle::Nack(Some(d)) => f.db.nack(&[r], Release::After(Duration::from_secs(d)), None),
+            Settle::Nack(Some(d)) => {
+                f.db.nack(&[r], Release::After(Duration::from_secs(d)), None)
+            }
             Settle::Extend => f.db.extend(&[r], Duration::from_secs(EXTEND)),
         }
         .expect("settle")[0];
