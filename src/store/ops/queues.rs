@@ -115,19 +115,34 @@ pub(crate) fn set_queue(
     })
 }
 
-/// How long until the rate of `name` allows the next delivery; `None`
-/// when it allows one now, or the queue has no rate (or does not exist).
+/// How long until the rate of `name` lets a waiting consumer have the
+/// ready messages it holds back (zero: now). `None` when the rate is not
+/// what holds them: no rate, nothing ready, a pause, or a full in-flight
+/// cap (an ack or a lease running out frees that, and wakes waiters
+/// itself). The time is the rate's, not the one the last claim saw: the
+/// rate may have come to allow a delivery since.
 pub(crate) fn rate_wait(store: &(impl Backend + ?Sized), name: &str) -> Result<Option<Duration>> {
     backend::read(store, |tx| {
         let Some(q) = tx.queue(name)? else {
             return Ok(None);
         };
-        let Some(rate) = q.settings.flow.rate else {
+        let flow = q.settings.flow;
+        let Some(rate) = flow.rate.filter(|_| !flow.paused) else {
             return Ok(None);
         };
+        if !tx.any_ready(q.id)? {
+            return Ok(None);
+        }
+        if flow.max_in_flight > 0
+            && tx.count_leased(q.id, flow.max_in_flight)? >= u64::from(flow.max_in_flight)
+        {
+            return Ok(None);
+        }
         let now = tx.now();
         let next = rate.next_at(q.rate_full_at, now);
-        Ok((next > now).then(|| Duration::from_millis((next - now) as u64)))
+        Ok(Some(Duration::from_millis(
+            next.saturating_sub(now).max(0) as u64
+        )))
     })
 }
 
