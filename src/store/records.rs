@@ -78,9 +78,10 @@ pub struct Table {
     pub columns: &'static [(&'static str, Kind)],
 }
 
-/// Queues and topics, by id. Its rows carry seven more integers, which
-/// PostgreSQL keeps in `stats` instead: `published_total` and the stored
-/// counters `n_ready` … `n_held` (in [`super::State`] order).
+/// Queues and topics, by id. Its rows carry nine more integers, which
+/// PostgreSQL keeps in `stats` instead: `published_total`, the stored
+/// counters `n_ready` … `n_held` (in [`super::State`] order), then
+/// `expired_total` and `dropped_total`.
 pub const QUEUES: Table = Table {
     name: "queues",
     columns: &[
@@ -93,6 +94,8 @@ pub const QUEUES: Table = Table {
         ("max_size", Int),
         ("retry_delay_ms", Int),
         ("created_at", Int),
+        ("flow", Text),
+        ("rate_full_at", Int),
     ],
 };
 
@@ -159,6 +162,10 @@ pub const DELIVERIES: Table = Table {
         ("grp", Text),
         ("done_at", Int),
         ("schema_version", Int),
+        ("expires_at", Int),
+        ("ttl_ms", Int),
+        ("dead_reason", Text),
+        ("last_error", Text),
     ],
 };
 

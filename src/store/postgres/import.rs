@@ -217,37 +217,42 @@ impl PgImport<'_> {
     /// One base row per queue (counted states, publishes older than the
     /// rates kept) and one row per second of the rates kept.
     fn write_stats(&mut self) -> Result<()> {
-        let mut rows: Vec<[i64; 10]> = Vec::new();
+        let mut rows: Vec<[i64; 12]> = Vec::new();
         let mut rated: HashMap<i64, i64> = HashMap::new();
         for r in &self.rates {
             let [queue, second, published, acked] = [0, 1, 2, 3].map(|i| r[i].int());
             *rated.entry(queue).or_default() += published;
-            rows.push([queue, second, 0, 0, 0, 0, 0, 0, published, acked]);
+            rows.push([queue, second, 0, 0, 0, 0, 0, 0, published, acked, 0, 0]);
         }
-        // Queue rows: the columns of `QUEUES`, `published_total`, the counters.
+        // Queue rows: the columns of `QUEUES`, `published_total`, the
+        // counters, the expired and dropped totals.
+        let extra = QUEUES.columns.len();
         for q in &self.queues {
             let id = q[0].int();
             let n = self.counted.get(&id).copied().unwrap_or_default();
-            if q[10..16].iter().map(Value::int).ne(n)
+            if q[extra + 1..extra + 7].iter().map(Value::int).ne(n)
                 && let Some(name) = q[1].text()
             {
                 self.done.recounted.push(name.to_owned());
             }
-            let older = (q[9].int() - rated.get(&id).copied().unwrap_or(0)).max(0);
-            if n != [0; 6] || older != 0 {
-                rows.push([id, 0, n[0], n[1], n[2], n[3], n[4], n[5], older, 0]);
+            let older = (q[extra].int() - rated.get(&id).copied().unwrap_or(0)).max(0);
+            let (expired, dropped) = (q[extra + 7].int(), q[extra + 8].int());
+            if n != [0; 6] || older != 0 || expired != 0 || dropped != 0 {
+                rows.push([
+                    id, 0, n[0], n[1], n[2], n[3], n[4], n[5], older, 0, expired, dropped,
+                ]);
             }
         }
-        let columns: Vec<Vec<i64>> = (0..10)
+        let columns: Vec<Vec<i64>> = (0..12)
             .map(|i| rows.iter().map(|r| r[i]).collect())
             .collect();
         let params: Vec<&Param<'_>> = columns.iter().map(|c| c as &Param<'_>).collect();
         self.tx.execute(
             "INSERT INTO stats (queue_id, second, n_ready, n_delayed, n_leased, n_acked, n_dead,
-                                n_held, published, acked)
+                                n_held, published, acked, expired, dropped)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
                                   $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
-                                  $9::bigint[], $10::bigint[])",
+                                  $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])",
             &params,
         )?;
         Ok(())

@@ -345,6 +345,11 @@ fn a_version_1_schema_is_migrated_and_old_deliveries_have_no_version() {
     client
         .batch_execute(
             "DROP TABLE schemas; ALTER TABLE deliveries DROP COLUMN schema_version;
+             DROP INDEX deliveries_expiring;
+             ALTER TABLE deliveries DROP COLUMN expires_at, DROP COLUMN ttl_ms,
+               DROP COLUMN dead_reason, DROP COLUMN last_error;
+             ALTER TABLE queues DROP COLUMN flow, DROP COLUMN rate_full_at;
+             ALTER TABLE stats DROP COLUMN expired, DROP COLUMN dropped;
              UPDATE version SET version = 1;
              INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size,
                                  retry_delay_ms, created_at)
@@ -358,7 +363,7 @@ fn a_version_1_schema_is_migrated_and_old_deliveries_have_no_version() {
         )
         .expect("a version 1 schema");
     let mut store = db.open();
-    assert_eq!(db.count("SELECT max(version) FROM version"), 2);
+    assert_eq!(db.count("SELECT max(version) FROM version"), 3);
     let got = store.claim("old", 1, None, false).expect("claim");
     assert_eq!((ids(&got), versions(&got)), (vec![1], vec![None]));
     assert!(store.schema_history("old").expect("history").is_empty());

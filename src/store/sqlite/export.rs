@@ -34,7 +34,12 @@ impl SqliteStore {
     /// Schemas) exports with no schemas and no schema versions.
     pub fn export(&self, sink: &mut dyn ExportSink) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
-        let with_schemas = self.schema_version()? >= 2;
+        let source_version = self.schema_version()?;
+        let with_schemas = source_version >= 2;
+        // Flow settings, TTLs and failure traces came with version 3.
+        let v3 = |columns: &'static str, nulls: &'static str| {
+            if source_version >= 3 { columns } else { nulls }
+        };
         let (next_message_id, last_queue_id) = tx.query_row(
             "SELECT (SELECT value FROM meta WHERE key = 'next_message_id'),
                     max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'queues'), 0),
@@ -48,20 +53,23 @@ impl SqliteStore {
         } else {
             "NULL"
         };
-        let deliveries = format!(
+        let deliveries =
+            format!(
             "SELECT msg_id, queue_id, state, priority, visible_at, attempts, lease, grp, done_at,
-                    {version}
-             FROM deliveries ORDER BY queue_id, msg_id"
+                    {version}, {}
+             FROM deliveries ORDER BY queue_id, msg_id",
+            v3("expires_at, ttl_ms, dead_reason, last_error", "NULL, NULL, NULL, NULL")
+        );
+        let queues = format!(
+            "SELECT id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size,
+                    retry_delay_ms, created_at, {}, published_total,
+                    n_ready, n_delayed, n_leased, n_acked, n_dead, n_held, {}
+             FROM queues ORDER BY id",
+            v3("flow, rate_full_at", "NULL, 0"),
+            v3("expired_total, dropped_total", "0, 0")
         );
         let tables: [(Table, &str, usize); 7] = [
-            (
-                QUEUES,
-                "SELECT id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size,
-                        retry_delay_ms, created_at, published_total,
-                        n_ready, n_delayed, n_leased, n_acked, n_dead, n_held
-                 FROM queues ORDER BY id",
-                usize::MAX,
-            ),
+            (QUEUES, &queues, usize::MAX),
             (
                 SUBSCRIPTIONS,
                 "SELECT topic_id, queue_id, created_at FROM subscriptions ORDER BY topic_id, queue_id",
@@ -229,7 +237,12 @@ mod tests {
         assert_eq!(sink.message_chunks, 3, "chunks of {MESSAGE_CHUNK}");
         assert_eq!(sink.ids, (2501, 1));
         assert_eq!(sink.of(QUEUES).len(), 1);
-        assert_eq!(sink.of(QUEUES)[0][10], Value::Int(Some(2500)), "n_ready");
+        let n_ready = QUEUES.columns.len() + 1;
+        assert_eq!(
+            sink.of(QUEUES)[0][n_ready],
+            Value::Int(Some(2500)),
+            "n_ready"
+        );
         let ids: Vec<i64> = sink.of(MESSAGES).iter().map(|m| m[0].int()).collect();
         assert_eq!(ids, (1..=2500).collect::<Vec<i64>>());
         assert_eq!(sink.of(MESSAGES)[7][6], Value::Bytes(b"7".to_vec()));
@@ -284,6 +297,11 @@ mod tests {
                 Value::Text(None),
                 Value::Int(None),
                 Value::Int(None),
+                // Version 3's TTL and failure trace.
+                Value::Int(None),
+                Value::Int(None),
+                Value::Text(None),
+                Value::Text(None),
             ]]
         );
         assert_eq!(sink.of(MESSAGES)[0][4], Value::Bool(true));

@@ -236,7 +236,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
         sync: Sync::Normal,
     };
     let mut store = SqliteStore::open(&opts).expect("open migrates");
-    assert_eq!(store.schema_version().expect("version"), 2);
+    assert_eq!(store.schema_version().expect("version"), 3);
     let got = store.claim("old", 10, None, false).expect("claim");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, b"{\"a\":1}");
