@@ -328,6 +328,14 @@ fn json_error(err: &serde_json::Error) -> String {
     format!("invalid JSON: {reason} at column {}", err.column())
 }
 
+/// True for a publish refused by a queue's length limits.
+fn is_full(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<store::Error>(),
+        Some(store::Error::QueueFull { .. } | store::Error::NeverFits { .. })
+    )
+}
+
 fn too_large(size: u64, limit: u64) -> String {
     format!(
         "body of {size} bytes is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
@@ -377,6 +385,31 @@ impl Writer<'_> {
         if pending.is_empty() {
             return Ok(());
         }
+        let partial = self.args.stream;
+        if partial && pending.len() > 1 {
+            // A chunk that would go over the queue's length limit: with
+            // `--stream` the messages that fit go in, one at a time, and the
+            // first that does not ends the command.
+            let mut chunk = std::mem::take(pending);
+            match self.flush_all(store, &mut chunk) {
+                Err(e) if is_full(&e) => {
+                    for msg in chunk {
+                        self.flush_all(store, &mut vec![msg])?;
+                    }
+                    return Ok(());
+                }
+                other => return other,
+            }
+        }
+        self.flush_all(store, pending)
+    }
+
+    /// [`Writer::flush`] of one transaction.
+    fn flush_all(
+        &mut self,
+        store: &mut Target<'_>,
+        pending: &mut Vec<Prepared>,
+    ) -> anyhow::Result<()> {
         let partial = self.args.stream;
         let (ids, bad) = store.get()?.publish_batch(&self.args.queue, |batch| {
             let mut ids = Vec::with_capacity(pending.len());

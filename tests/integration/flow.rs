@@ -584,3 +584,48 @@ fn work_records_the_handlers_exit_and_the_tail_of_its_stderr() {
     assert!(error.len() <= 4096 + 100, "{} bytes kept", error.len());
     assert_eq!(dead[0]["dead_reason"], "max_attempts");
 }
+
+#[test]
+fn replay_into_a_full_queue_is_refused_whole() {
+    let env = Env::new();
+    env.run(&[
+        "queue",
+        "create",
+        "q",
+        "--max-length",
+        "2",
+        "--max-attempts",
+        "1",
+    ])
+    .success();
+    for _ in 0..2 {
+        env.publish("q", "1");
+        let m = env.consume_one("q", &[]);
+        env.run(&["nack", receipt(&m)]).success();
+    }
+    env.publish("q", "2");
+    // Two dead, one ready: replaying both would make three.
+    env.run(&["replay", "q", "--dead"])
+        .code(75)
+        .stderr_has("full");
+    assert_eq!(peek(&env, "q", "dead").len(), 2, "nothing replayed");
+    env.run(&[
+        "replay",
+        "q",
+        "--dead",
+        "--id",
+        &peek(&env, "q", "dead")[0]["id"].to_string(),
+    ])
+    .success();
+    assert_eq!(peek(&env, "q", "ready").len(), 2);
+}
+
+#[test]
+fn publish_stream_stops_at_a_full_queue_and_says_how_many_went_in() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-length", "3"])
+        .success();
+    let run = env.run_with_input(&["publish", "q", "--stream"], "1\n2\n3\n4\n5\n");
+    run.code(75).stderr_has("full");
+    assert_eq!(peek(&env, "q", "ready").len(), 3);
+}

@@ -11,6 +11,7 @@
 use super::read::ReadTx;
 use super::tx::Tx;
 use crate::store::error::Result;
+use crate::store::flow::Load;
 use crate::store::types::{NewMessage, QueueRow, Settings, State};
 
 /// The statements of publishing and of queue, topic and schema changes.
@@ -49,6 +50,21 @@ pub trait PublishTx: Tx + ReadTx {
 
     /// Marks queue `id` as a topic.
     fn make_topic(&mut self, id: i64) -> Result<()>;
+
+    /// What `queue` holds now in ready, delayed, held and leased messages:
+    /// how many, and (with `bytes`) the bytes of their bodies. Counts rows,
+    /// so its cost grows with the queue; it runs only for queues with a
+    /// length limit.
+    fn load(&mut self, queue: i64, bytes: bool) -> Result<Load>;
+
+    /// Up to `limit` ready deliveries of `queue` with ids below `below`,
+    /// oldest first: id, body size and group.
+    fn oldest_ready(
+        &mut self,
+        queue: i64,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64, Option<String>)>>;
 
     /// True when queue `id` holds a message in any state.
     fn holds_messages(&mut self, id: i64) -> Result<bool>;

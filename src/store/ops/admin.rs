@@ -11,7 +11,8 @@ use crate::store::backend::{
 };
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
-use crate::store::flow::DeadReason;
+use crate::store::flow::{DeadReason, Load};
+use crate::store::ops::publish::{Added, make_room};
 use crate::store::rules;
 use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
 
@@ -32,23 +33,42 @@ pub(crate) fn replay(
     to: Option<&str>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Replayed> {
-    backend::write(store, |tx| {
-        let tx: &mut dyn AdminTx = tx;
+    backend::write(store, |wtx| {
+        let tx: &mut dyn AdminTx = wtx;
         let q = existing_queue(tx, queue)?;
         tx.promote_due(&q)?;
         tx.housekeeping(&q)?;
         let found = candidates(tx, &q, filter, true)?;
-        match to {
-            None => put_back(tx, &q, false, None, found, progress),
+        let target = match to {
+            None => q,
             Some(name) => {
                 let target = tx.replay_target(name)?;
                 if target.is_topic {
                     return Err(topic_error(tx, target)?);
                 }
-                let check = tx.schema_check(&target)?;
-                put_back(tx, &target, true, check.as_ref(), found, progress)
+                target
             }
+        };
+        if !target.settings.flow.limits.is_unlimited() {
+            tx.lock_queue(target.id)?;
         }
+        let done = if to.is_none() {
+            put_back(tx, &target, false, None, found, progress)?
+        } else {
+            let check = tx.schema_check(&target)?;
+            put_back(tx, &target, true, check.as_ref(), found, progress)?
+        };
+        // Into a full queue, all or nothing (a replay never drops messages
+        // to make room).
+        let added = Added {
+            load: Load {
+                count: done.ids.len() as u64,
+                bytes: 0,
+            },
+            first: None,
+        };
+        make_room(wtx, &target, &added, false)?;
+        Ok(done)
     })
 }
 

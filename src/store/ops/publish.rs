@@ -7,16 +7,21 @@
 use super::contracts::for_publish;
 use super::queues::ensure;
 use crate::store::Store;
+use crate::store::backend::WriteTx;
 use crate::store::backend::{self, Backend, Fanout, Inserter};
 use crate::store::checks::PublishChecks;
 use crate::store::error::{Error, Result};
-use crate::store::types::{NewMessage, State};
+use crate::store::flow::{self, DeadReason, Limits, Load, OnFull, Room};
+use crate::store::types::{NewMessage, QueueRow, State};
 
 /// An open publish transaction, handed to the closure of
 /// [`publish_batch`]: messages added become visible together when it
 /// commits.
 pub struct PublishBatch<'t> {
     inserter: &'t mut dyn Inserter,
+    /// What this batch added (new messages, not those a key found), and the
+    /// lowest new id, for the queues' length limits.
+    added: &'t mut Added,
     origin: &'t str,
     /// The schemas each message must meet.
     checks: &'t PublishChecks,
@@ -65,7 +70,110 @@ impl PublishBatch<'_> {
         } else {
             State::Ready
         };
-        self.inserter.insert(msg, state, visible_at)
+        let id = self.inserter.insert(msg, state, visible_at)?;
+        self.added.load.count += 1;
+        self.added.load.bytes += msg.body.len() as u64;
+        self.added.first.get_or_insert(id);
+        Ok(id)
+    }
+}
+
+/// What a publish added to each queue it reached.
+#[derive(Debug, Default)]
+pub(crate) struct Added {
+    /// How many messages and bytes.
+    pub load: Load,
+    /// The lowest new id: older messages may make room.
+    pub first: Option<i64>,
+}
+
+/// Keeps `q` within its length limits after `added` went in (the rows are
+/// written, the transaction not committed): refuses the whole transaction
+/// when it does not fit ([`Error::QueueFull`], or [`Error::NeverFits`] for
+/// a batch larger than the limits), or, with `--on-full drop-oldest`, makes
+/// the oldest ready messages older than the batch dead (`dropped`) when
+/// `may_drop`.
+pub(crate) fn make_room(
+    tx: &mut dyn WriteTx,
+    q: &QueueRow,
+    added: &Added,
+    may_drop: bool,
+) -> Result<()> {
+    let flow = q.settings.flow;
+    let on_full = if may_drop {
+        flow.on_full
+    } else {
+        OnFull::Reject
+    };
+    let limits = flow.limits;
+    if limits.is_unlimited() || added.load.count == 0 {
+        return Ok(());
+    }
+    let now_held = tx.load(q.id, limits.max_bytes.is_some())?;
+    let before = Load {
+        count: now_held.count.saturating_sub(added.load.count),
+        bytes: now_held.bytes.saturating_sub(added.load.bytes),
+    };
+    let shown = |load: Load, max: Limits| -> (String, String) {
+        match (max.max_length, max.max_bytes) {
+            (Some(n), _) if load.count > n || max.max_bytes.is_none() => {
+                (format!("{} messages", load.count), format!("{n} messages"))
+            }
+            (_, Some(b)) => (
+                format!("{} bytes", load.bytes),
+                format!("{} of bodies", crate::parse::format_size(b)),
+            ),
+            _ => (String::new(), String::new()),
+        }
+    };
+    match flow::room(limits, on_full, before, added.load) {
+        Room::Fits => Ok(()),
+        Room::NeverFits => {
+            let (adding, limit) = shown(added.load, limits);
+            Err(Error::NeverFits {
+                name: q.name.clone(),
+                adding,
+                limit,
+            })
+        }
+        Room::Full => {
+            let (held, limit) = shown(before, limits);
+            Err(Error::QueueFull {
+                name: q.name.clone(),
+                held,
+                limit,
+            })
+        }
+        Room::Free(need) => {
+            let below = added.first.unwrap_or(i64::MAX);
+            let limit = i64::try_from(need.count.max(64)).unwrap_or(i64::MAX);
+            let mut ready = tx.oldest_ready(q.id, below, limit)?;
+            let mut picked = flow::victims(ready.iter().map(|r| (r.0, r.1.max(0) as u64)), need);
+            if picked.is_none() && ready.len() as i64 == limit {
+                // Small messages and a byte limit: look further back.
+                ready = tx.oldest_ready(q.id, below, i64::MAX)?;
+                picked = flow::victims(ready.iter().map(|r| (r.0, r.1.max(0) as u64)), need);
+            }
+            let Some(victims) = picked else {
+                let (held, limit) = shown(before, limits);
+                return Err(Error::QueueFull {
+                    name: q.name.clone(),
+                    held,
+                    limit,
+                });
+            };
+            for (id, _, group) in ready.into_iter().filter(|r| victims.contains(&r.0)) {
+                tx.mark_done(q.id, id, State::Dead)?;
+                tx.note_failure(q.id, id, Some(DeadReason::Dropped), None)?;
+                tx.counts()
+                    .moved(q.id, Some(State::Ready), Some(State::Dead));
+                tx.counts().died(q.id, DeadReason::Dropped, 1);
+                if let Some(group) = group {
+                    tx.release_group(q.id, &group, id)?;
+                }
+            }
+            tx.release_groups()
+        }
     }
 }
 
@@ -111,7 +219,15 @@ pub(crate) fn publish_batch(
             .map(|q| q.settings.max_size)
             .min()
             .unwrap_or(u64::MAX);
+        // Publishers into a queue with a length limit take turns on its row
+        // (PostgreSQL), so two of them cannot both take the last place.
+        for queue in &targets {
+            if !queue.settings.flow.limits.is_unlimited() {
+                tx.lock_row(queue.id)?;
+            }
+        }
         let now = tx.now();
+        let mut added = Added::default();
         let fanout = Fanout {
             origin: &origin,
             targets: &targets,
@@ -120,6 +236,7 @@ pub(crate) fn publish_batch(
         let tally = tx.inserting(&fanout, &mut |inserter| {
             let mut batch = PublishBatch {
                 inserter,
+                added: &mut added,
                 origin: &origin.name,
                 checks: &checks,
                 max_size,
@@ -129,6 +246,10 @@ pub(crate) fn publish_batch(
         })?;
         for queue in tally.swept {
             tx.counts().moved(queue, Some(State::Acked), None);
+        }
+        // All or nothing: one full queue refuses the publish for all.
+        for queue in &targets {
+            make_room(tx, queue, &added, true)?;
         }
         for (queue, counts) in targets.iter().zip(&tally.added) {
             for (state, n) in State::ALL.iter().zip(counts) {

@@ -13,6 +13,7 @@ use super::{Conn, RowExt};
 use crate::store::backend::PublishTx;
 use crate::store::backend::{Fanout, Inserter, Tally};
 use crate::store::error::{Error, Result};
+use crate::store::flow::Load;
 use crate::store::ops::publish::{Buffer, Buffered};
 use crate::store::types::{NewMessage, QueueRow, Settings, State, ms};
 
@@ -428,6 +429,43 @@ impl PublishTx for Tx<'_> {
             &[&id, &v, &a, &r, &m, &d, &s.flow.to_stored()],
         )?;
         Ok(())
+    }
+
+    fn load(&mut self, queue: i64, bytes: bool) -> Result<Load> {
+        let sql = if bytes {
+            "SELECT count(*), coalesce(sum(length(m.body)), 0)::bigint
+             FROM deliveries d JOIN messages m ON m.id = d.msg_id
+             WHERE d.queue_id = $1 AND d.state IN (0, 1, 2, 5)"
+        } else {
+            "SELECT count(*), 0::bigint FROM deliveries WHERE queue_id = $1 AND state IN (0, 1, 2, 5)"
+        };
+        let row = self.query_opt(sql, &[&queue])?;
+        let (count, bytes): (i64, i64) = match row {
+            Some(r) => (r.at(0)?, r.at(1)?),
+            None => (0, 0),
+        };
+        Ok(Load {
+            count: count.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        })
+    }
+
+    fn oldest_ready(
+        &mut self,
+        queue: i64,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64, Option<String>)>> {
+        self.query(
+            "SELECT d.msg_id, length(m.body)::bigint, d.grp
+             FROM deliveries d JOIN messages m ON m.id = d.msg_id
+             WHERE d.queue_id = $1 AND d.state = 0 AND d.msg_id < $2
+             ORDER BY d.msg_id LIMIT $3 FOR UPDATE OF d",
+            &[&queue, &below, &limit],
+        )?
+        .iter()
+        .map(|r| Ok((r.at(0)?, r.at(1)?, r.at(2)?)))
+        .collect()
     }
 
     fn lock_row(&mut self, id: i64) -> Result<()> {

@@ -7,6 +7,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension};
 use super::tx::Tx;
 use crate::store::backend::PublishTx;
 use crate::store::backend::{Fanout, Inserter, Tally};
+use crate::store::flow::Load;
 use crate::store::ops::publish::Buffer;
 pub use crate::store::ops::publish::PublishBatch;
 use crate::store::types::{NewMessage, QueueRow};
@@ -239,6 +240,44 @@ impl PublishTx for Tx<'_> {
             )?
             .execute((id, v, a, r, m, d, s.flow.to_stored()))?;
         Ok(())
+    }
+
+    fn load(&mut self, queue: i64, bytes: bool) -> Result<Load> {
+        let sql = if bytes {
+            "SELECT count(*), coalesce(sum(length(m.body)), 0)
+             FROM deliveries d JOIN messages m ON m.id = d.msg_id
+             WHERE d.queue_id = ?1 AND d.state IN (0, 1, 2, 5)"
+        } else {
+            "SELECT count(*), 0 FROM deliveries WHERE queue_id = ?1 AND state IN (0, 1, 2, 5)"
+        };
+        let (count, bytes): (i64, i64) = self
+            .tx
+            .prepare_cached(sql)?
+            .query_row([queue], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Load {
+            count: count.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        })
+    }
+
+    fn oldest_ready(
+        &mut self,
+        queue: i64,
+        below: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64, Option<String>)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT d.msg_id, length(m.body), d.grp
+             FROM deliveries d JOIN messages m ON m.id = d.msg_id
+             WHERE d.queue_id = ?1 AND d.state = 0 AND d.msg_id < ?2
+             ORDER BY d.msg_id LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map((queue, below, limit), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     fn make_topic(&mut self, id: i64) -> Result<()> {
