@@ -89,6 +89,8 @@ struct QueueStats {
     acked_last_minute: i64,
     kind: &'static str,
     subscribers: Vec<String>,
+    expired_total: i64,
+    dropped_total: i64,
     #[serde(flatten)]
     flow: store::flow::Flow,
 }
@@ -108,6 +110,8 @@ impl From<QueueInfo> for QueueStats {
             kind: if q.is_topic { "topic" } else { "queue" },
             subscribers: q.subscribers,
             flow: q.settings.flow,
+            expired_total: q.expired_total,
+            dropped_total: q.dropped_total,
             name: q.name,
         }
     }
@@ -411,6 +415,20 @@ fn prometheus(snap: &Snapshot) -> String {
         "counter",
         "Messages published to the queue or topic since it was created.",
         &per_queue(snap, |q| q.published_total.to_string()),
+    );
+    family(
+        &mut text,
+        "spool_expired_total",
+        "counter",
+        "Messages of the queue whose TTL ran out (they died as `expired`).",
+        &per_queue(snap, |q| q.expired_total.to_string()),
+    );
+    family(
+        &mut text,
+        "spool_dropped_total",
+        "counter",
+        "Messages a full queue dropped to make room (`--on-full drop-oldest`).",
+        &per_queue(snap, |q| q.dropped_total.to_string()),
     );
     for (name, help, value) in QUEUE_GAUGES {
         family(&mut text, name, "gauge", help, &per_queue(snap, value));

@@ -53,6 +53,10 @@ pub struct QueueInfo {
     pub acked_last_minute: i64,
     /// The version of its JSON Schema in force; `None` when it has none.
     pub schema_version: Option<i64>,
+    /// Messages whose TTL ran out, ever.
+    pub expired_total: i64,
+    /// Messages a full queue dropped to make room, ever.
+    pub dropped_total: i64,
 }
 
 /// The database file, for `stats`.

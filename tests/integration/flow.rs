@@ -629,3 +629,34 @@ fn publish_stream_stops_at_a_full_queue_and_says_how_many_went_in() {
     run.code(75).stderr_has("full");
     assert_eq!(peek(&env, "q", "ready").len(), 3);
 }
+
+#[test]
+fn stats_count_dropped_messages_and_show_a_pause() {
+    let env = Env::new();
+    env.run(&[
+        "queue",
+        "create",
+        "q",
+        "--max-length",
+        "1",
+        "--on-full",
+        "drop-oldest",
+    ])
+    .success();
+    env.publish("q", "1");
+    env.publish("q", "2");
+    env.run(&["queue", "pause", "q"]).success();
+    let text = env.run(&["stats", "--format", "prometheus"]).stdout;
+    assert!(text.contains("spool_queue_paused{queue=\"q\"} 1"), "{text}");
+    assert!(
+        text.contains("spool_dropped_total{queue=\"q\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spool_expired_total{queue=\"q\"} 0"),
+        "{text}"
+    );
+    let stats: Value = serde_json::from_str(&env.run(&["stats", "--json"]).stdout).unwrap();
+    assert_eq!(stats["queues"][0]["dropped_total"], 1);
+    assert_eq!(stats["queues"][0]["paused"], true);
+}

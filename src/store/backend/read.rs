@@ -20,6 +20,10 @@ pub(crate) struct Stored {
     pub published_since: i64,
     /// Messages acked since the second asked for.
     pub acked_since: i64,
+    /// Messages that expired, ever.
+    pub expired_total: i64,
+    /// Messages a full queue dropped, ever.
+    pub dropped_total: i64,
 }
 
 /// Rows as `(id, visible_at)`.
@@ -36,7 +40,7 @@ pub(crate) type StoredRow = (i64, i64, i64, Option<i64>);
 
 /// [`Stored`] as its statement reads it: `created_at, published_total`,
 /// the six counters, then the publishes and acks since the second asked for.
-pub(crate) type StoredCols = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+pub(crate) type StoredCols = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
 impl From<StoredCols> for Stored {
     fn from(c: StoredCols) -> Stored {
@@ -46,6 +50,8 @@ impl From<StoredCols> for Stored {
             states: [c.2, c.3, c.4, c.5, c.6, c.7],
             published_since: c.8,
             acked_since: c.9,
+            expired_total: c.10,
+            dropped_total: c.11,
         }
     }
 }

@@ -216,6 +216,8 @@ fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
         oldest_ready_age_ms,
         published_last_minute: stored.published_since,
         acked_last_minute: stored.acked_since,
+        expired_total: stored.expired_total,
+        dropped_total: stored.dropped_total,
     })
 }
 

@@ -43,6 +43,7 @@ tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
 
 pub(super) type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
@@ -79,7 +80,8 @@ impl ReadTx for Tx<'_> {
                     coalesce(sum(n_leased), 0)::bigint, coalesce(sum(n_acked), 0)::bigint,
                     coalesce(sum(n_dead), 0)::bigint, coalesce(sum(n_held), 0)::bigint,
                     coalesce(sum(published) FILTER (WHERE second > $2), 0)::bigint,
-                    coalesce(sum(acked) FILTER (WHERE second > $2), 0)::bigint
+                    coalesce(sum(acked) FILTER (WHERE second > $2), 0)::bigint,
+                    coalesce(sum(expired), 0)::bigint, coalesce(sum(dropped), 0)::bigint
              FROM stats WHERE queue_id = $1",
             &[&queue, &since],
         )?;

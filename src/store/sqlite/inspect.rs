@@ -19,7 +19,7 @@ use crate::store::types::{QueueRow, SchemaVersion, State};
 /// `?2` (a range of the `rates` primary key).
 pub(crate) const STORED: &str = "SELECT q.created_at, q.published_total,
     q.n_ready, q.n_delayed, q.n_leased, q.n_acked, q.n_dead, q.n_held,
-    coalesce(sum(r.published), 0), coalesce(sum(r.acked), 0)
+    coalesce(sum(r.published), 0), coalesce(sum(r.acked), 0), q.expired_total, q.dropped_total
     FROM queues q LEFT JOIN rates r ON r.queue_id = q.id AND r.second > ?2
     WHERE q.id = ?1";
 
