@@ -348,6 +348,10 @@ fn draw_queue_details(frame: &mut Frame, area: Rect, q: &QueueInfo, theme: Theme
             parse::format_size(s.max_size),
             parse::format_duration(s.retry_delay),
         );
+        let mut settings = settings;
+        for (name, value) in s.flow.shown(false) {
+            settings.push_str(&format!(" · {} {value}", name.replace('_', " ")));
+        }
         let mut second = format!(" {} published in total", q.published_total);
         if let Some(age) = q.oldest_ready_age_ms {
             second.push_str(&format!(" · oldest ready published {} ago", view::age(age)));
@@ -638,6 +642,23 @@ fn meta_lines(detail: &Detail, theme: Theme) -> Vec<Line<'static>> {
     lines.push(field("lease", lease_text(m, now)));
     if let Some(v) = d.schema_version {
         lines.push(field("schema", format!("checked against version {v}")));
+    }
+    if let Some(reason) = m.dead_reason {
+        lines.push(field("died", reason.name().to_owned()));
+    }
+    if let Some(error) = &m.last_error {
+        for (i, line) in error
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .enumerate()
+        {
+            let name = if i == 0 { "last error" } else { "" };
+            lines.push(field(name, view::text_line(line)));
+        }
     }
     let headers = headers(d.headers.as_deref());
     if headers.is_empty() {
