@@ -50,7 +50,9 @@ pub enum Command {
     )]
     Pause(NameArgs),
     /// Deliver a paused queue's messages again (waiting consumers wake)
-    #[command(after_help = "Examples:\n  spool queue resume payments")]
+    #[command(
+        after_help = "Examples:\n  spool queue resume payments\n  spool queue resume payments && spool work payments --until-empty -- ./charge-card.sh"
+    )]
     Resume(NameArgs),
     /// Show a queue's or topic's settings, counts and JSON Schema with its versions
     ///

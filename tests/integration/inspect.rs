@@ -119,9 +119,13 @@ fn peek_lines_have_consume_fields_with_state_instead_of_receipt() {
             "priority",
             "headers",
             "schema_version",
+            "dead_reason",
+            "last_error",
             "body"
         ]
     );
+    assert_eq!(line["dead_reason"], Value::Null);
+    assert_eq!(line["last_error"], Value::Null);
     assert_eq!(line["key"], "k");
     assert_eq!(line["group"], "g");
     assert_eq!(line["headers"]["a"], "b");

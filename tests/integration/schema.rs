@@ -431,8 +431,8 @@ fn queue_show_prints_settings_schema_and_versions() {
         .unwrap();
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(table.status.success(), "{text}");
-    assert!(text.contains("visibility    30s"), "{text}");
-    assert!(text.contains("schema        version 1"), "{text}");
+    assert!(text.contains("visibility     30s"), "{text}");
+    assert!(text.contains("schema         version 1"), "{text}");
     assert!(text.contains(ORDER), "the schema as written: {text}");
     assert!(text.contains("Schema versions:"), "{text}");
     let listed = env.run(&["queue", "list"]).success().json_lines();
