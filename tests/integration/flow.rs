@@ -660,3 +660,14 @@ fn stats_count_dropped_messages_and_show_a_pause() {
     assert_eq!(stats["queues"][0]["dropped_total"], 1);
     assert_eq!(stats["queues"][0]["paused"], true);
 }
+
+#[test]
+fn a_topic_takes_no_flow_settings() {
+    let env = Env::new();
+    env.run(&["subscribe", "events", "audit"]).success();
+    env.run(&["queue", "pause", "events"])
+        .code(2)
+        .stderr_has("audit");
+    env.run(&["queue", "set", "events", "--rate", "1/1s"]).code(2);
+    assert_eq!(show(&env, "audit")["paused"], false);
+}
