@@ -250,6 +250,18 @@ fn table(ctx: &Context, snap: &Snapshot) -> String {
             let _ = writeln!(topics, "topic {} → {subscribers}", q.name);
             continue;
         }
+        let flow: Vec<String> = q
+            .flow
+            .shown(false)
+            .into_iter()
+            .map(|(name, value)| match name {
+                "paused" => "PAUSED".to_owned(),
+                name => format!("{name} {value}"),
+            })
+            .collect();
+        if !flow.is_empty() {
+            let _ = writeln!(topics, "queue {}: {}", q.name, flow.join(", "));
+        }
         t.add_row(vec![
             Cell::new(&q.name),
             view::number(q.ready),

@@ -671,3 +671,21 @@ fn a_topic_takes_no_flow_settings() {
     env.run(&["queue", "set", "events", "--rate", "1/1s"]).code(2);
     assert_eq!(show(&env, "audit")["paused"], false);
 }
+
+#[test]
+fn the_stats_table_names_the_flow_settings_in_force() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--rate", "5/1s", "--max-in-flight", "2"])
+        .success();
+    env.run(&["queue", "create", "plain"]).success();
+    env.run(&["queue", "pause", "q"]).success();
+    let out = env
+        .cmd()
+        .env("SPOOL_TEST_TERMINAL", "stdout")
+        .args(["stats"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("queue q: PAUSED, max_in_flight 2, rate 5/1s"), "{text}");
+    assert!(!text.contains("queue plain:"), "{text}");
+}
