@@ -670,15 +670,24 @@ fn a_topic_takes_no_flow_settings() {
     env.run(&["queue", "pause", "events"])
         .code(2)
         .stderr_has("audit");
-    env.run(&["queue", "set", "events", "--rate", "1/1s"]).code(2);
+    env.run(&["queue", "set", "events", "--rate", "1/1s"])
+        .code(2);
     assert_eq!(show(&env, "audit")["paused"], false);
 }
 
 #[test]
 fn the_stats_table_names_the_flow_settings_in_force() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--rate", "5/1s", "--max-in-flight", "2"])
-        .success();
+    env.run(&[
+        "queue",
+        "create",
+        "q",
+        "--rate",
+        "5/1s",
+        "--max-in-flight",
+        "2",
+    ])
+    .success();
     env.run(&["queue", "create", "plain"]).success();
     env.run(&["queue", "pause", "q"]).success();
     let out = env
@@ -688,6 +697,38 @@ fn the_stats_table_names_the_flow_settings_in_force() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("queue q: PAUSED, max_in_flight 2, rate 5/1s"), "{text}");
+    assert!(
+        text.contains("queue q: PAUSED, max_in_flight 2, rate 5/1s"),
+        "{text}"
+    );
     assert!(!text.contains("queue plain:"), "{text}");
+}
+
+#[test]
+fn a_consumer_waiting_on_a_full_cap_wakes_when_a_lease_ends() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-in-flight", "1"])
+        .success();
+    publish_many(&env, "q", 2);
+    let first = env.consume_one("q", &[]);
+    let waiting = env
+        .cmd()
+        .args(["consume", "q", "--wait", "20s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let acked = Instant::now();
+    env.run(&["ack", receipt(&first)]).success();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the waiting consumer got the second"
+    );
+    assert!(
+        acked.elapsed() < Duration::from_secs(10),
+        "woke on the ack, not at the end of --wait"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""n":1"#));
 }

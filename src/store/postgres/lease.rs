@@ -262,6 +262,12 @@ pub(crate) fn ack_in(
         }
     }
     tx.release_groups()?;
+    // Leases ended: consumers waiting on an in-flight cap may go on.
+    for q in queues.values() {
+        if q.settings.flow.max_in_flight > 0 && acked.iter().any(|r| r.queue_id == q.id) {
+            tx.notify(&q.name);
+        }
+    }
     let mut last_id = None;
     let mut outcomes = Vec::with_capacity(receipts.len());
     for r in receipts {
