@@ -57,6 +57,9 @@ pub struct Args {
     /// Deliverable only from this time on (RFC 3339)
     #[arg(long, value_name = "TIME", value_parser = parse::deliver_at)]
     pub at: Option<i64>,
+    /// Expires this long after its publish, unless delivered (overrides the queue's --ttl)
+    #[arg(long, value_name = "DUR", value_parser = parse::positive_duration)]
+    pub ttl: Option<Duration>,
     /// Higher first, from -100 to 100; equal priority in id order
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i64).range(-100..=100))]
@@ -366,6 +369,7 @@ impl Writer<'_> {
             headers: self.headers.as_deref(),
             priority: self.args.priority,
             available_at: self.available_at,
+            ttl: self.args.ttl,
         };
         batch.publish(&new).map_err(|e| match e {
             store::Error::TooLarge { size, limit } => {

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::flow::DeadReason;
+use super::flow::{self, DeadReason};
 use super::receipt::{Receipt, ReceiptError, Release, random_unit};
 use super::types::{ReplayFilter, Settings, State, ms};
 
@@ -27,16 +27,22 @@ pub(crate) fn lease_dies(attempts: i64, max_attempts: i64) -> bool {
 }
 
 /// The state a row really is in at `now`, with the lazy transitions a claim
-/// would apply first: a due delayed message is ready, an expired lease is
-/// ready, or dead on its last allowed attempt ([`lease_dies`]). The flag is
+/// would apply first: a message past its TTL (`expires_at`) that is ready,
+/// delayed or held is dead ([`expired_at`]); a due delayed message is
+/// ready; an expired lease is dead when its message's TTL has passed or it
+/// was the last allowed attempt ([`lease_dies`]), else ready. The flag is
 /// true when a transition applied (the row as stored is out of date).
 pub(crate) fn effective(
     state: State,
     visible_at: i64,
     attempts: i64,
     max_attempts: i64,
+    expires_at: Option<i64>,
     now: i64,
 ) -> (State, bool) {
+    if expired_at(state, visible_at, expires_at, now).is_some() {
+        return (State::Dead, true);
+    }
     match state {
         State::Delayed if visible_at <= now => (State::Ready, true),
         State::Leased if visible_at <= now && lease_dies(attempts, max_attempts) => {
@@ -44,6 +50,29 @@ pub(crate) fn effective(
         }
         State::Leased if visible_at <= now => (State::Ready, true),
         other => (other, false),
+    }
+}
+
+/// When a row that [`effective`] reads as dead of its TTL at `now` died:
+/// a ready, delayed or held message when its TTL passed, a lease when it
+/// ended (a lease that began before the TTL passed holds to its end).
+/// `None`: it has not expired (or is finished already). The claims'
+/// `promote_due` writes this rule in SQL as `state IN (0, 1, 5) AND
+/// expires_at <= now` (`deliveries_expiring`) and `state = 2 AND
+/// visible_at <= now AND expires_at <= now`.
+pub(crate) fn expired_at(
+    state: State,
+    visible_at: i64,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Option<i64> {
+    if !flow::expired(expires_at, now) {
+        return None;
+    }
+    match state {
+        State::Ready | State::Delayed | State::Held => expires_at,
+        State::Leased if visible_at <= now => Some(visible_at),
+        _ => None,
     }
 }
 
@@ -77,16 +106,22 @@ pub(crate) enum AfterFailure {
 }
 
 /// What becomes of a delivery whose attempt number `attempts` failed at
-/// `now`, released per `release`: dead when the queue's attempts are used
-/// up ([`lease_dies`]), else ready or delayed by the delay or the backoff.
+/// `now`, released per `release`: rejected when the consumer says so; dead
+/// as expired when its message's TTL (`expires_at`) has passed, also on the
+/// last attempt; dead when the queue's attempts are used up
+/// ([`lease_dies`]); else ready or delayed by the delay or the backoff.
 pub(crate) fn after_failure(
     settings: &Settings,
     attempts: i64,
     release: Release,
+    expires_at: Option<i64>,
     now: i64,
 ) -> AfterFailure {
     if release == Release::Dead {
         return AfterFailure::Dead(DeadReason::Rejected);
+    }
+    if flow::expired(expires_at, now) {
+        return AfterFailure::Dead(DeadReason::Expired);
     }
     if lease_dies(attempts, i64::from(settings.max_attempts)) {
         return AfterFailure::Dead(DeadReason::MaxAttempts);
@@ -198,6 +233,8 @@ pub struct LeaseRow {
     pub attempts: i64,
     /// Its ordered group, if any.
     pub group: Option<String>,
+    /// When its message expires (`None`: never).
+    pub expires_at: Option<i64>,
 }
 
 /// A delivery whose lease holds, as the settle operations act on it.
@@ -207,6 +244,8 @@ pub(crate) struct Held {
     pub attempts: i64,
     /// Its ordered group, if any.
     pub group: Option<String>,
+    /// When its message expires (`None`: never).
+    pub expires_at: Option<i64>,
 }
 
 /// What a receipt is worth.
@@ -232,6 +271,7 @@ pub(crate) fn judge_receipt(r: &Receipt, row: LeaseRow, now: i64) -> Judgement {
         State::Leased if row.visible_at > now => Judgement::Held(Held {
             attempts: row.attempts,
             group: row.group,
+            expires_at: row.expires_at,
         }),
         State::Acked => Judgement::Done,
         _ => Judgement::Refused(ReceiptError::LeaseEnded),
@@ -326,42 +366,101 @@ mod tests {
         let future = NOW + 1;
         // A due delay, or one due exactly now, is ready.
         assert_eq!(
-            effective(State::Delayed, past, 0, 3, NOW),
+            effective(State::Delayed, past, 0, 3, None, NOW),
             (State::Ready, true)
         );
         assert_eq!(
-            effective(State::Delayed, NOW, 0, 3, NOW),
+            effective(State::Delayed, NOW, 0, 3, None, NOW),
             (State::Ready, true)
         );
         assert_eq!(
-            effective(State::Delayed, future, 0, 3, NOW),
+            effective(State::Delayed, future, 0, 3, None, NOW),
             (State::Delayed, false)
         );
         // An expired lease is ready, or dead on its last attempt.
         assert_eq!(
-            effective(State::Leased, past, 2, 3, NOW),
+            effective(State::Leased, past, 2, 3, None, NOW),
             (State::Ready, true)
         );
         assert_eq!(
-            effective(State::Leased, past, 3, 3, NOW),
+            effective(State::Leased, past, 3, 3, None, NOW),
             (State::Dead, true)
         );
         assert_eq!(
-            effective(State::Leased, past, 9, 0, NOW),
+            effective(State::Leased, past, 9, 0, None, NOW),
             (State::Ready, true)
         );
         assert_eq!(
-            effective(State::Leased, future, 3, 3, NOW),
+            effective(State::Leased, future, 3, 3, None, NOW),
             (State::Leased, false)
         );
         // Other states are what they are, whatever their times.
         for state in [State::Ready, State::Acked, State::Dead, State::Held] {
             assert_eq!(
-                effective(state, past, 5, 3, NOW),
+                effective(state, past, 5, 3, None, NOW),
                 (state, false),
                 "{state:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_message_past_its_ttl_is_dead_but_a_lease_holds_to_its_end() {
+        let (past, future) = (NOW - 1, NOW + 1);
+        let dead = (State::Dead, true);
+        for state in [State::Ready, State::Delayed, State::Held] {
+            assert_eq!(effective(state, future, 0, 3, Some(NOW), NOW), dead);
+            assert_eq!(expired_at(state, future, Some(past), NOW), Some(past));
+            assert_eq!(
+                effective(state, future, 0, 3, Some(future), NOW).0,
+                state,
+                "{state:?} before its TTL"
+            );
+        }
+        // A lease that began before the TTL passed holds until it ends...
+        assert_eq!(
+            effective(State::Leased, future, 1, 3, Some(past), NOW),
+            (State::Leased, false)
+        );
+        // ... then dies of the TTL (also with attempts left), at its end.
+        assert_eq!(effective(State::Leased, past, 1, 3, Some(past), NOW), dead);
+        assert_eq!(
+            expired_at(State::Leased, NOW - 5, Some(past), NOW),
+            Some(NOW - 5)
+        );
+        assert_eq!(
+            effective(State::Leased, past, 1, 3, Some(future), NOW),
+            (State::Ready, true)
+        );
+        for state in [State::Acked, State::Dead] {
+            assert_eq!(
+                effective(state, past, 1, 3, Some(past), NOW),
+                (state, false)
+            );
+            assert_eq!(expired_at(state, past, Some(past), NOW), None);
+        }
+    }
+
+    #[test]
+    fn a_failure_past_the_ttl_is_expired_even_on_the_last_attempt() {
+        let s = settings(3);
+        let expired = AfterFailure::Dead(DeadReason::Expired);
+        assert_eq!(after_failure(&s, 1, Release::Now, Some(NOW), NOW), expired);
+        assert_eq!(
+            after_failure(&s, 3, Release::Backoff, Some(NOW - 1), NOW),
+            expired
+        );
+        assert_eq!(
+            after_failure(&s, 1, Release::Dead, Some(NOW), NOW),
+            AfterFailure::Dead(DeadReason::Rejected)
+        );
+        assert_eq!(
+            after_failure(&s, 1, Release::Now, Some(NOW + 1), NOW),
+            AfterFailure::Back {
+                state: State::Ready,
+                visible_at: NOW
+            }
+        );
     }
 
     #[test]
@@ -376,28 +475,29 @@ mod tests {
         let s = settings(3);
         let back = |state, visible_at| AfterFailure::Back { state, visible_at };
         assert_eq!(
-            after_failure(&s, 1, Release::Now, NOW),
+            after_failure(&s, 1, Release::Now, None, NOW),
             back(State::Ready, NOW)
         );
         let after = Release::After(Duration::from_millis(1500));
         assert_eq!(
-            after_failure(&s, 2, after, NOW),
+            after_failure(&s, 2, after, None, NOW),
             back(State::Delayed, NOW + 1500)
         );
         assert_eq!(
-            after_failure(&s, 1, Release::After(Duration::ZERO), NOW),
+            after_failure(&s, 1, Release::After(Duration::ZERO), None, NOW),
             back(State::Ready, NOW)
         );
         assert_eq!(
-            after_failure(&s, 3, Release::Now, NOW),
+            after_failure(&s, 3, Release::Now, None, NOW),
             AfterFailure::Dead(DeadReason::MaxAttempts)
         );
         assert_eq!(
-            after_failure(&settings(0), 50, Release::Now, NOW),
+            after_failure(&settings(0), 50, Release::Now, None, NOW),
             back(State::Ready, NOW)
         );
         // Backoff after attempt 2 of a 2 s retry delay: 4 s ± 20%.
-        let AfterFailure::Back { state, visible_at } = after_failure(&s, 2, Release::Backoff, NOW)
+        let AfterFailure::Back { state, visible_at } =
+            after_failure(&s, 2, Release::Backoff, None, NOW)
         else {
             panic!("attempt 2 of 3 is not the last");
         };
@@ -423,6 +523,7 @@ mod tests {
             visible_at,
             attempts: 2,
             group: Some("g".into()),
+            expires_at: None,
         }
     }
 
@@ -431,6 +532,7 @@ mod tests {
         let held = Judgement::Held(Held {
             attempts: 2,
             group: Some("g".into()),
+            expires_at: None,
         });
         let ended = Judgement::Refused(ReceiptError::LeaseEnded);
         let r = receipt(7);

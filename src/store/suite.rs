@@ -459,6 +459,7 @@ on_both_backends! {
     publish::a_long_group_holds_back_only_itself,
     publish::topics_fan_out_one_message_to_every_subscriber,
     publish::queue_settings_are_created_once_and_changed_by_set,
+    publish::ttls_apply_per_subscriber_and_queue_set_retimes_held_messages,
     // What readers show.
     inspect::stats_count_by_state_and_apply_the_lazy_rules,
     inspect::peek_shows_messages_in_delivery_order_without_changing_them,

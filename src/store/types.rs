@@ -115,6 +115,14 @@ pub struct QueueRow {
     pub rate_full_at: i64,
 }
 
+impl QueueRow {
+    /// The queue's TTL in ms (`None`: messages without their own TTL never
+    /// expire).
+    pub(crate) fn ttl_ms(&self) -> Option<i64> {
+        self.settings.flow.ttl.map(ms)
+    }
+}
+
 /// Settings given on the command line; `None` keeps the current (or default) value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SettingsPatch {
@@ -217,6 +225,8 @@ pub struct NewMessage<'a> {
     pub priority: i64,
     /// Not deliverable before this time (ms since the epoch).
     pub available_at: Option<i64>,
+    /// Expires this long after its publish (overrides the queue's TTL).
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// What `queue create` did.

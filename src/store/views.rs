@@ -400,6 +400,9 @@ pub(crate) struct DueSummary {
     pub leased_dead: i64,
     /// The lowest id among those that become ready.
     pub oldest_id: Option<i64>,
+    /// Ready, delayed and held messages past their TTL (become dead), by
+    /// stored state.
+    pub expired: [i64; 6],
 }
 
 impl DueSummary {
@@ -422,12 +425,13 @@ impl DueSummary {
 /// The counts users see, from the six counters as stored (indexed by
 /// [`State`]), the due rows and the released held messages that are ready.
 pub(crate) fn counts(stored: &[i64; 6], due: &DueSummary, released_ready: i64) -> Counts {
+    let e = &due.expired;
     Counts {
-        ready: stored[0] + due.delayed + due.leased_live + released_ready,
-        delayed: stored[1] - due.delayed + stored[5] - released_ready,
+        ready: stored[0] - e[0] + due.delayed + due.leased_live + released_ready,
+        delayed: stored[1] - e[1] - due.delayed + stored[5] - e[5] - released_ready,
         leased: stored[2] - due.leased_live - due.leased_dead,
         acked: stored[3],
-        dead: stored[4] + due.leased_dead,
+        dead: stored[4] + due.leased_dead + e.iter().sum::<i64>(),
     }
 }
 
@@ -502,26 +506,26 @@ pub(crate) fn merge_dead(
     shown(rows, State::Dead)
 }
 
-/// How one stored row `(state, visible_at, attempts, done_at)` shows in
+/// How one stored row `(state, visible_at, attempts, done_at, expires_at)` shows in
 /// `peek` at `now`, with the lazy transitions applied
 /// ([`rules::effective`]); a held message the next claim releases shows
 /// as released (`released` finds it). `None`: retention has removed it.
 pub(crate) fn peek_row(
     settings: &Settings,
-    row: (State, i64, i64, Option<i64>),
+    row: (State, i64, i64, Option<i64>, Option<i64>),
     now: i64,
     released: impl FnOnce() -> Result<Option<Released>>,
 ) -> Result<Option<RowState>> {
-    let (stored, visible_at, attempts, done_at) = row;
+    let (stored, visible_at, attempts, done_at, expires_at) = row;
     let max = i64::from(settings.max_attempts);
-    let (mut state, lazy) = rules::effective(stored, visible_at, attempts, max, now);
+    let (mut state, lazy) = rules::effective(stored, visible_at, attempts, max, expires_at, now);
     if state == State::Held
         && let Some(r) = released()?
     {
         state = r.state;
     }
     let done_at = if lazy && state == State::Dead {
-        Some(visible_at)
+        rules::expired_at(stored, visible_at, expires_at, now).or(Some(visible_at))
     } else {
         done_at
     };
@@ -628,19 +632,22 @@ mod tests {
         let none = || Ok(None);
         let peek = |row| peek_row(&settings, row, NOW, none).unwrap();
         assert_eq!(
-            peek((State::Leased, NOW - 3, 2, None)),
+            peek((State::Leased, NOW - 3, 2, None, None)),
             Some(row(State::Dead, NOW - 3, Some(NOW - 3)))
         );
         assert_eq!(
-            peek((State::Leased, NOW - 3, 1, None)),
+            peek((State::Leased, NOW - 3, 1, None, None)),
             Some(row(State::Ready, NOW - 3, None))
         );
-        assert_eq!(peek((State::Acked, 0, 1, Some(NOW - 10_000))), None);
-        assert!(peek((State::Acked, 0, 1, Some(NOW - 9_999))).is_some());
+        assert_eq!(peek((State::Acked, 0, 1, Some(NOW - 10_000), None)), None);
+        assert!(peek((State::Acked, 0, 1, Some(NOW - 9_999), None)).is_some());
         let released = Released::at((0, 1, NOW + 5), NOW);
-        let held = peek_row(&settings, (State::Held, NOW + 5, 0, None), NOW, || {
-            Ok(Some(released))
-        });
+        let held = peek_row(
+            &settings,
+            (State::Held, NOW + 5, 0, None, None),
+            NOW,
+            || Ok(Some(released)),
+        );
         assert_eq!(held.unwrap(), Some(row(State::Delayed, NOW + 5, None)));
     }
 }

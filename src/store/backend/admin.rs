@@ -32,14 +32,27 @@ pub trait AdminTx: LeaseTx + ReadTx {
     fn enter_group(&mut self, queue: i64, group: &str, msg: i64) -> Result<bool>;
 
     /// Puts a finished delivery back in `state`: attempts reset, no lease,
-    /// not done, visible from [`super::tx::Tx::now`]. Counting it is the
-    /// caller's.
-    fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()>;
+    /// not done, visible from [`super::tx::Tx::now`], expiring at
+    /// `expires_at`. Counting it is the caller's.
+    fn reset_delivery(
+        &mut self,
+        queue: i64,
+        msg: i64,
+        state: State,
+        expires_at: Option<i64>,
+    ) -> Result<()>;
 
     /// Adds a delivery of message `row.id` to `queue` in `row.state`, with
     /// its priority and group, visible from [`super::tx::Tx::now`], checked
-    /// against schema `version`. Counting it is the caller's.
-    fn add_delivery(&mut self, queue: i64, row: &ReplayRow, version: Option<i64>) -> Result<()>;
+    /// against schema `version`, with its own TTL, expiring at `expires_at`.
+    /// Counting it is the caller's.
+    fn add_delivery(
+        &mut self,
+        queue: i64,
+        row: &ReplayRow,
+        version: Option<i64>,
+        expires_at: Option<i64>,
+    ) -> Result<()>;
 
     /// Deletes the deliveries of `queue` in `state` and returns their
     /// messages and groups. Counting them is the caller's.
@@ -69,4 +82,6 @@ pub struct ReplayRow {
     pub state: State,
     pub priority: i64,
     pub group: Option<String>,
+    /// The message's own TTL (ms), if it has one.
+    pub ttl_ms: Option<i64>,
 }

@@ -24,6 +24,11 @@ pub trait PublishTx: Tx + ReadTx {
     /// Writes the settings of queue `id`.
     fn write_settings(&mut self, id: i64, settings: &Settings) -> Result<()>;
 
+    /// The queue's TTL changed to `ttl_ms`: its unfinished deliveries
+    /// without a TTL of their own expire that long after their message's
+    /// publish (never with `None`). Reads every delivery of the queue.
+    fn retime_ttl(&mut self, queue: i64, ttl_ms: Option<i64>) -> Result<()>;
+
     /// Locks the row of queue `id` until the transaction ends, so that two
     /// concurrent patches both apply (the caller reads the row again).
     /// Nothing on SQLite, where writers take turns (`BEGIN IMMEDIATE`).

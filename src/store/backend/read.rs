@@ -35,8 +35,9 @@ pub(crate) type Ranked = Vec<(i64, i64, i64)>;
 /// Done rows, as `(id, visible_at, done_at)`.
 pub(crate) type Done = Vec<(i64, i64, Option<i64>)>;
 
-/// A delivery as stored: `(state, visible_at, attempts, done_at)`.
-pub(crate) type StoredRow = (i64, i64, i64, Option<i64>);
+/// A delivery as stored: `(state, visible_at, attempts, done_at,
+/// expires_at)`.
+pub(crate) type StoredRow = (i64, i64, i64, Option<i64>, Option<i64>);
 
 /// [`Stored`] as its statement reads it: `created_at, published_total`,
 /// the six counters, then the publishes and acks since the second asked for.
@@ -97,6 +98,15 @@ pub trait ReadTx: Tx {
     /// [`crate::store::rules::lease_dies`] with `max` attempts.
     fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>>;
 
+    /// The ready, delayed and held messages of `queue` past their TTL at
+    /// `now` (`deliveries_expiring`), counted by stored state: `(state,
+    /// count)`.
+    fn expiring(&mut self, queue: i64, now: i64) -> Result<Vec<(i64, i64)>>;
+
+    /// The first `n` ready, delayed and held messages past their TTL at
+    /// `now`, by expiry: `(id, expires_at)`.
+    fn expired_rows(&mut self, queue: i64, now: i64, n: i64) -> Result<Timed>;
+
     /// The held messages that the next claim releases (see
     /// [`crate::store::views::Released`]): the next of each group whose head
     /// is an expired lease on its last allowed attempt (`attempts >= max`).
@@ -136,18 +146,21 @@ pub trait ReadTx: Tx {
     /// yet due, soonest first: `(id, visible_at)`.
     fn waiting_rows(&mut self, queue: i64, state: State, now: i64, n: i64) -> Result<Timed>;
 
-    /// The first `n` held rows, by group and id: `(id, visible_at)`.
-    fn held_rows(&mut self, queue: i64, n: i64) -> Result<Timed>;
+    /// The first `n` held rows not past their TTL at `now`, by group and
+    /// id: `(id, visible_at)`.
+    fn held_rows(&mut self, queue: i64, now: i64, n: i64) -> Result<Timed>;
 
     /// The first `n` rows stored in `state` (acked or dead) done after
     /// `after`, earliest done first: `(id, visible_at, done_at)`.
     fn done_rows(&mut self, queue: i64, state: State, after: i64, n: i64) -> Result<Done>;
 
-    /// The first `n` expired leases on their last attempt (`attempts >=
-    /// max`), soonest expired first: `(id, visible_at)`.
+    /// The first `n` expired leases that die: on their last attempt
+    /// (`attempts >= max`, when `max` > 0) or past their message's TTL,
+    /// soonest expired first: `(id, visible_at)`.
     fn expired_last(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Timed>;
 
-    /// One delivery's `(state, visible_at, attempts, done_at)` as stored.
+    /// One delivery's `(state, visible_at, attempts, done_at, expires_at)`
+    /// as stored.
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>>;
 
     /// One delivery with its message.
@@ -182,7 +195,8 @@ pub trait ReadTx: Tx {
 }
 
 /// A replay candidate (`ReplayRow`) as its statement reads it: `msg_id,
-/// state, visible_at, attempts, done_at, priority, grp, dead_reason`.
+/// state, visible_at, attempts, done_at, priority, grp, dead_reason,
+/// ttl_ms`.
 pub(crate) type ReplayCols = (
     i64,
     i64,
@@ -192,4 +206,5 @@ pub(crate) type ReplayCols = (
     i64,
     Option<String>,
     Option<String>,
+    Option<i64>,
 );

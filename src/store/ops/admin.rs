@@ -11,7 +11,7 @@ use crate::store::backend::{
 };
 use crate::store::checks::Check;
 use crate::store::error::{Error, Result};
-use crate::store::flow::{DeadReason, Load};
+use crate::store::flow::{self, DeadReason, Load};
 use crate::store::ops::publish::{Added, make_room};
 use crate::store::rules;
 use crate::store::types::{QueueRow, ReplayFilter, Replayed, State};
@@ -122,7 +122,7 @@ fn candidates(
     ids.dedup();
     let now = tx.now();
     let mut found = Vec::new();
-    for (id, state, visible_at, attempts, done_at, priority, group, reason) in
+    for (id, state, visible_at, attempts, done_at, priority, group, reason, ttl_ms) in
         tx.replay_rows(q.id, &ids, lock)?
     {
         let row = (State::from_i64(state), visible_at, attempts, done_at);
@@ -133,6 +133,7 @@ fn candidates(
                 state,
                 priority,
                 group,
+                ttl_ms,
             });
         }
     }
@@ -222,14 +223,16 @@ fn put_back(
             Some(group) if !tx.enter_group(q.id, group, c.id)? => State::Held,
             _ => State::Ready,
         };
+        // Its TTL counts from the replay.
+        let expires_at = flow::expires_at(tx.now(), c.ttl_ms, q.ttl_ms());
         if copy {
             // The message row stays: the source delivery, locked by
             // `candidates`, still holds it.
             c.state = state;
-            tx.add_delivery(q.id, &c, check.map(|c| c.version))?;
+            tx.add_delivery(q.id, &c, check.map(|c| c.version), expires_at)?;
             tx.counts().moved(q.id, None, Some(state));
         } else {
-            tx.reset_delivery(q.id, c.id, state)?;
+            tx.reset_delivery(q.id, c.id, state, expires_at)?;
             tx.counts().moved(q.id, Some(c.state), Some(state));
         }
         done.ids.push(c.id);

@@ -124,19 +124,18 @@ pub(crate) fn peek(
                 }
                 State::Held => {
                     let limit = limit.saturating_add(released.len() as i64);
-                    views::held_rows(tx.held_rows(q.id, limit)?, &released, n)
+                    views::held_rows(tx.held_rows(q.id, now, limit)?, &released, n)
                 }
                 State::Acked => {
                     let after = now.saturating_sub(ms(q.settings.retention));
                     views::shown(tx.done_rows(q.id, state, after, limit)?, state)
                 }
-                // Dead ones include expired leases on their last attempt.
+                // Dead ones include expired leases on their last attempt or
+                // past their TTL, and messages past their TTL.
                 State::Dead => {
                     let dead = tx.done_rows(q.id, state, i64::MIN, limit)?;
-                    let expired = match max {
-                        0 => Vec::new(),
-                        _ => tx.expired_last(q.id, max, now, limit)?,
-                    };
+                    let mut expired = tx.expired_last(q.id, max, now, limit)?;
+                    expired.extend(tx.expired_rows(q.id, now, limit)?);
                     views::merge_dead(dead, expired, n)
                 }
             })
@@ -159,10 +158,16 @@ pub(crate) fn peek_id(
     backend::read(store, |tx| {
         let q = backend::existing_queue(tx, queue)?;
         let now = tx.now();
-        let Some((state, visible_at, attempts, done_at)) = tx.row(q.id, id)? else {
+        let Some((state, visible_at, attempts, done_at, expires_at)) = tx.row(q.id, id)? else {
             return Ok(None);
         };
-        let row = (State::from_i64(state), visible_at, attempts, done_at);
+        let row = (
+            State::from_i64(state),
+            visible_at,
+            attempts,
+            done_at,
+            expires_at,
+        );
         let st = views::peek_row(&q.settings, row, now, || {
             Ok(released(tx, &q, now)?.into_iter().find(|r| r.id == id))
         })?;
@@ -192,6 +197,9 @@ fn info(tx: &mut (impl ReadTx + ?Sized), q: QueueRow) -> Result<QueueInfo> {
     let mut due = DueSummary::default();
     for (state, dies, n, min_id) in tx.due(q.id, max_attempts(&q), now)? {
         due.add(State::from_i64(state), dies, n, min_id);
+    }
+    for (state, n) in tx.expiring(q.id, now)? {
+        due.expired[State::from_i64(state) as usize] += n;
     }
     let (released_ready, released_oldest) = views::released_summary(&released(tx, &q, now)?);
     let counts = views::counts(&stored.states, &due, released_ready);

@@ -274,7 +274,13 @@ pub(crate) fn give_back(
     release: Release,
     error: Option<&str>,
 ) -> Result<State> {
-    let after = rules::after_failure(&q.settings, held.attempts, release, tx.now());
+    let after = rules::after_failure(
+        &q.settings,
+        held.attempts,
+        release,
+        held.expires_at,
+        tx.now(),
+    );
     let reason = match after {
         AfterFailure::Dead(DeadReason::MaxAttempts) | AfterFailure::Back { .. } => None,
         AfterFailure::Dead(reason) => Some(reason),
@@ -283,7 +289,8 @@ pub(crate) fn give_back(
         tx.note_failure(q.id, msg, reason, error)?;
     }
     match after {
-        AfterFailure::Dead(_) => {
+        AfterFailure::Dead(reason) => {
+            tx.counts().died(q.id, reason, 1);
             finish(tx, q, msg, held.group.as_deref(), State::Dead)?;
             Ok(State::Dead)
         }

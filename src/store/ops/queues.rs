@@ -8,7 +8,7 @@ use crate::contract::Contract;
 use crate::store::backend::{self, Backend, PublishTx, topic_error, unknown_queue};
 use crate::store::checks::same_schema;
 use crate::store::error::{Error, Result};
-use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch};
+use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch, ms};
 
 /// The queue named `name`, created with `settings` if it does not exist,
 /// and whether this call created it. Safe against a concurrent creation of
@@ -103,6 +103,10 @@ pub(crate) fn set_queue(
             let current = tx.queue(name)?.map_or(row.settings, |r| r.settings);
             let settings = patch.apply(current);
             tx.write_settings(row.id, &settings)?;
+            // A new TTL applies to the messages already in the queue.
+            if settings.flow.ttl != current.flow.ttl {
+                tx.retime_ttl(row.id, settings.flow.ttl.map(ms))?;
+            }
             // A resumed queue, a higher cap or rate: waiting consumers look again.
             tx.notify(name);
             settings

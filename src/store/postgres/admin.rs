@@ -37,23 +37,46 @@ impl AdminTx for Tx<'_> {
         super::publish::claim_group(self, queue, group, msg)
     }
 
-    fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()> {
+    fn reset_delivery(
+        &mut self,
+        queue: i64,
+        msg: i64,
+        state: State,
+        expires_at: Option<i64>,
+    ) -> Result<()> {
         let now = self.now;
         self.execute(
             "UPDATE deliveries SET state = $3, attempts = 0, lease = NULL, done_at = NULL, dead_reason = NULL,
-               visible_at = $4
+               visible_at = $4, expires_at = $5
              WHERE msg_id = $1 AND queue_id = $2",
-            &[&msg, &queue, &(state as i64), &now],
+            &[&msg, &queue, &(state as i64), &now, &expires_at],
         )?;
         Ok(())
     }
 
-    fn add_delivery(&mut self, queue: i64, row: &ReplayRow, version: Option<i64>) -> Result<()> {
+    fn add_delivery(
+        &mut self,
+        queue: i64,
+        row: &ReplayRow,
+        version: Option<i64>,
+        expires_at: Option<i64>,
+    ) -> Result<()> {
         let now = self.now;
         self.execute(
-            "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&row.id, &queue, &(row.state as i64), &row.priority, &now, &row.group, &version],
+            "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version,
+               expires_at, ttl_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &row.id,
+                &queue,
+                &(row.state as i64),
+                &row.priority,
+                &now,
+                &row.group,
+                &version,
+                &expires_at,
+                &row.ttl_ms,
+            ],
         )?;
         Ok(())
     }

@@ -38,6 +38,7 @@ tuple_cols!(A 0);
 tuple_cols!(A 0, B 1);
 tuple_cols!(A 0, B 1, C 2);
 tuple_cols!(A 0, B 1, C 2, D 3);
+tuple_cols!(A 0, B 1, C 2, D 3, E 4);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
 tuple_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
@@ -90,11 +91,34 @@ impl ReadTx for Tx<'_> {
 
     fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>> {
         self.rows(
-            "SELECT state, $3::bigint > 0 AND attempts >= $3::bigint, count(*), min(msg_id)
+            "SELECT state,
+                    ($3::bigint > 0 AND attempts >= $3::bigint) OR coalesce(expires_at <= $2, false),
+                    count(*), min(msg_id)
              FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
+               AND (state = 2 OR expires_at IS NULL OR expires_at > $2)
              GROUP BY 1, 2",
             &[&queue, &now, &max],
+        )
+    }
+
+    fn expiring(&mut self, queue: i64, now: i64) -> Result<Vec<(i64, i64)>> {
+        self.rows(
+            "SELECT state, count(*) FROM deliveries
+             WHERE queue_id = $1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
+               AND expires_at <= $2
+             GROUP BY 1",
+            &[&queue, &now],
+        )
+    }
+
+    fn expired_rows(&mut self, queue: i64, now: i64, n: i64) -> Result<Timed> {
+        self.rows(
+            "SELECT msg_id, expires_at FROM deliveries
+             WHERE queue_id = $1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
+               AND expires_at <= $2
+             ORDER BY expires_at, msg_id LIMIT $3",
+            &[&queue, &now, &n],
         )
     }
 
@@ -171,11 +195,13 @@ impl ReadTx for Tx<'_> {
     fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Ranked> {
         self.rows(
             "(SELECT priority, msg_id, visible_at FROM deliveries
-              WHERE queue_id = $1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT $2)
+              WHERE queue_id = $1 AND state = 0 AND (expires_at IS NULL OR expires_at > $3)
+              ORDER BY priority DESC, msg_id LIMIT $2)
              UNION ALL
              (SELECT priority, msg_id, visible_at FROM deliveries
               WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $3
-                AND NOT (state = 2 AND $4::bigint > 0 AND attempts >= $4::bigint))
+                AND NOT (state = 2 AND $4::bigint > 0 AND attempts >= $4::bigint)
+                AND (expires_at IS NULL OR expires_at > $3))
              ORDER BY priority DESC, msg_id LIMIT $2",
             &[&queue, &n, &now, &max],
         )
@@ -185,16 +211,18 @@ impl ReadTx for Tx<'_> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at > $2 AND state = $3
+               AND (state = 2 OR expires_at IS NULL OR expires_at > $2)
              ORDER BY visible_at, msg_id LIMIT $4",
             &[&queue, &now, &(state as i64), &n],
         )
     }
 
-    fn held_rows(&mut self, queue: i64, n: i64) -> Result<Timed> {
+    fn held_rows(&mut self, queue: i64, now: i64, n: i64) -> Result<Timed> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
-             WHERE queue_id = $1 AND state = 5 ORDER BY grp, msg_id LIMIT $2",
-            &[&queue, &n],
+             WHERE queue_id = $1 AND state = 5 AND (expires_at IS NULL OR expires_at > $3)
+             ORDER BY grp, msg_id LIMIT $2",
+            &[&queue, &n, &now],
         )
     }
 
@@ -211,25 +239,29 @@ impl ReadTx for Tx<'_> {
         self.rows(
             "SELECT msg_id, visible_at FROM deliveries
              WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
-               AND state = 2 AND attempts >= $3
+               AND state = 2 AND (($3::bigint > 0 AND attempts >= $3::bigint) OR expires_at <= $2)
              ORDER BY visible_at, msg_id LIMIT $4",
             &[&queue, &now, &max, &n],
         )
     }
 
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>> {
-        let sql = "SELECT state, visible_at, attempts, done_at FROM deliveries
+        let sql = "SELECT state, visible_at, attempts, done_at, expires_at FROM deliveries
             WHERE msg_id = $1 AND queue_id = $2";
         self.one(sql, &[&id, &queue])
     }
 
     fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
+        let now = self.now;
         self.one(
             "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
-                    d.schema_version, d.dead_reason, d.last_error
+                    d.schema_version,
+                    coalesce(d.dead_reason,
+                      CASE WHEN d.state IN (0, 1, 2, 5) AND d.expires_at <= $3 THEN 'expired' END),
+                    d.last_error
              FROM deliveries d JOIN messages m ON m.id = d.msg_id
              WHERE d.msg_id = $1 AND d.queue_id = $2",
-            &[&id, &queue],
+            &[&id, &queue, &now],
         )
     }
 
@@ -256,10 +288,12 @@ impl ReadTx for Tx<'_> {
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>> {
         let sql = if lock {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason FROM deliveries
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason, ttl_ms
+             FROM deliveries
              WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id FOR UPDATE"
         } else {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason FROM deliveries
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason, ttl_ms
+             FROM deliveries
              WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id"
         };
         self.rows(sql, &[&queue, &ids])

@@ -65,7 +65,9 @@ impl PostgresStore {
 /// A claim in one statement and one round trip, without an explicit
 /// transaction: leases and counts in one go, when this connection ran a full
 /// claim of the queue (lazy transitions, housekeeping) within the last
-/// second, no delayed message or lease of the queue is due and the queue
+/// second, no delayed message or lease of the queue is due, no message of
+/// it has expired (a probe of `deliveries_expiring`, empty unless messages
+/// have a TTL) and the queue
 /// has no flow-control setting (a pause, cap or rate needs the full path's
 /// row lock and count). `None`: take the full path (nothing was changed).
 /// Measured with 16 consumers at batch
@@ -98,6 +100,10 @@ pub(super) fn fast_claim(
                  SELECT 1 FROM deliveries
                  WHERE queue_id = (SELECT id FROM q) AND state IN (1, 2)
                    AND visible_at <= (SELECT now FROM t)
+                 UNION ALL
+                 SELECT 1 FROM deliveries
+                 WHERE queue_id = (SELECT id FROM q) AND expires_at IS NOT NULL
+                   AND state IN (0, 1, 5) AND expires_at <= (SELECT now FROM t)
                  LIMIT 1
              ), picked AS (
                  SELECT msg_id FROM deliveries
@@ -377,8 +383,9 @@ impl LeaseTx for Tx<'_> {
     }
 
     /// Skips rows other transactions hold, so concurrent claims never wait on
-    /// each other. (The transitions of `rules::effective` in SQL: the `CASE`
-    /// is `rules::lease_dies`.)
+    /// each other. (The transitions of `rules::effective` in SQL: a message
+    /// past its TTL dies, `rules::expired_at`; the lease `CASE` is
+    /// `rules::lease_dies`.)
     fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
         let max = i64::from(q.settings.max_attempts);
         let now = self.now;
@@ -387,13 +394,26 @@ impl LeaseTx for Tx<'_> {
                  SELECT msg_id, state FROM deliveries
                  WHERE queue_id = $1 AND state IN (1, 2) AND visible_at <= $2
                  FOR UPDATE SKIP LOCKED
+             ), expiring AS (
+                 SELECT msg_id, state FROM deliveries
+                 WHERE queue_id = $1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
+                   AND expires_at <= $2
+                 FOR UPDATE SKIP LOCKED
+             ), moving AS (
+                 SELECT * FROM due UNION SELECT * FROM expiring
              )
              UPDATE deliveries d SET
-                 state = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint THEN 4 ELSE 0 END,
-                 done_at = CASE WHEN due.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint
-                                THEN d.visible_at ELSE d.done_at END
-             FROM due WHERE d.queue_id = $1 AND d.msg_id = due.msg_id
-             RETURNING d.msg_id, due.state, d.state, d.grp",
+                 state = CASE WHEN d.expires_at <= $2 THEN 4
+                              WHEN m.state = 2 AND $3::bigint > 0 AND d.attempts >= $3::bigint THEN 4
+                              ELSE 0 END,
+                 done_at = CASE WHEN m.state = 2 AND (d.expires_at <= $2
+                                     OR ($3::bigint > 0 AND d.attempts >= $3::bigint))
+                                THEN d.visible_at
+                                WHEN d.expires_at <= $2 THEN d.expires_at
+                                ELSE d.done_at END,
+                 dead_reason = CASE WHEN d.expires_at <= $2 THEN 'expired' ELSE d.dead_reason END
+             FROM moving m WHERE d.queue_id = $1 AND d.msg_id = m.msg_id
+             RETURNING d.msg_id, m.state, d.state, d.grp, coalesce(d.expires_at <= $2, false)",
             &[&q.id, &now, &max],
         )?;
         let mut died = Vec::new();
@@ -401,7 +421,12 @@ impl LeaseTx for Tx<'_> {
             let from = State::from_i64(row.at(1)?);
             let to = State::from_i64(row.at(2)?);
             self.counts.moved(q.id, Some(from), Some(to));
+            if to == State::Dead && row.at::<bool>(4)? {
+                self.counts.died(q.id, DeadReason::Expired, 1);
+            }
+            // A held message is no group's head: its death releases nothing.
             if to == State::Dead
+                && from != State::Held
                 && let Some(group) = row.at::<Option<String>>(3)?
             {
                 died.push((row.at::<i64>(0)?, group));
@@ -583,7 +608,7 @@ impl LeaseTx for Tx<'_> {
     /// Locks the row, so the judgement holds until the transaction ends.
     fn lease_row(&mut self, r: &Receipt) -> Result<Option<LeaseRow>> {
         let row = self.query_opt(
-            "SELECT state, lease, visible_at, attempts, grp FROM deliveries
+            "SELECT state, lease, visible_at, attempts, grp, expires_at FROM deliveries
              WHERE msg_id = $1 AND queue_id = $2 FOR UPDATE",
             &[&r.msg_id, &r.queue_id],
         )?;
@@ -594,6 +619,7 @@ impl LeaseTx for Tx<'_> {
                 visible_at: row.at(2)?,
                 attempts: row.at(3)?,
                 group: row.at(4)?,
+                expires_at: row.at(5)?,
             })
         })
         .transpose()

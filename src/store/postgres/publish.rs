@@ -13,7 +13,7 @@ use super::{Conn, RowExt};
 use crate::store::backend::PublishTx;
 use crate::store::backend::{Fanout, Inserter, Tally};
 use crate::store::error::{Error, Result};
-use crate::store::flow::Load;
+use crate::store::flow::{self, Load};
 use crate::store::ops::publish::{Buffer, Buffered};
 use crate::store::types::{NewMessage, QueueRow, Settings, State, ms};
 
@@ -31,6 +31,8 @@ struct PgInserter<'t> {
     conn: &'t mut Conn,
     fanout: &'t Fanout<'t>,
     target_ids: Vec<i64>,
+    /// The targets' TTLs (ms), in the order of `target_ids`.
+    target_ttls: Vec<Option<i64>>,
     now: i64,
     /// Ids taken from the sequence and not used yet.
     ids: VecDeque<i64>,
@@ -50,6 +52,7 @@ impl<'t> PgInserter<'t> {
         PgInserter {
             conn,
             target_ids: fanout.targets.iter().map(|q| q.id).collect(),
+            target_ttls: fanout.targets.iter().map(QueueRow::ttl_ms).collect(),
             tally: Tally::new(fanout.targets.len()),
             fanout,
             now,
@@ -150,6 +153,7 @@ impl<'t> PgInserter<'t> {
         let (mut d_msg, mut d_queue, mut d_state) = (Vec::new(), Vec::new(), Vec::new());
         let (mut d_priority, mut d_visible, mut d_group, mut d_version) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut d_expires = Vec::new();
         for (row, _) in rows.rows() {
             for (t, &queue) in self.target_ids.iter().enumerate() {
                 let head = head_of.get(&(queue, group(row).to_owned())).copied();
@@ -166,6 +170,7 @@ impl<'t> PgInserter<'t> {
                 d_visible.push(row.visible_at);
                 d_group.push(group(row));
                 d_version.push(self.fanout.versions.get(t).copied().flatten());
+                d_expires.push(flow::expires_at(self.now, None, self.target_ttls[t]));
             }
         }
         let (ids, raws, headers, bodies) = columns(rows);
@@ -175,9 +180,10 @@ impl<'t> PgInserter<'t> {
                  SELECT id, $1, NULL, $2, raw, headers, body
                  FROM unnest($3::bigint[], $4::bool[], $5::text[], $6::bytea[]) AS t(id, raw, headers, body)
              )
-             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version,
+                                     expires_at)
              SELECT * FROM unnest($7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
-                                  $11::bigint[], $12::text[], $13::bigint[])",
+                                  $11::bigint[], $12::text[], $13::bigint[], $14::bigint[])",
             &[
                 &self.fanout.origin.id,
                 &self.now,
@@ -192,6 +198,7 @@ impl<'t> PgInserter<'t> {
                 &d_visible,
                 &d_group,
                 &d_version,
+                &d_expires,
             ],
         )?;
         self.grouped.clear();
@@ -214,11 +221,12 @@ impl<'t> PgInserter<'t> {
                  SELECT id, $1, NULL, $2, raw, headers, body
                  FROM unnest($3::bigint[], $4::bool[], $5::text[], $6::bytea[]) AS t(id, raw, headers, body)
              )
-             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, schema_version)
-             SELECT t.id, q.id, t.state, t.priority, t.visible_at, q.version
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, schema_version,
+                                     expires_at)
+             SELECT t.id, q.id, t.state, t.priority, t.visible_at, q.version, $2 + q.ttl
              FROM unnest($3::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
                   AS t(id, state, priority, visible_at)
-             CROSS JOIN unnest($10::bigint[], $11::bigint[]) AS q(id, version)",
+             CROSS JOIN unnest($10::bigint[], $11::bigint[], $12::bigint[]) AS q(id, version, ttl)",
             &[
                 &self.fanout.origin.id,
                 &self.now,
@@ -231,6 +239,7 @@ impl<'t> PgInserter<'t> {
                 &visible,
                 &self.target_ids,
                 &self.fanout.versions,
+                &self.target_ttls,
             ],
         )?;
         self.pending.written(&mut self.tally.added);
@@ -261,10 +270,11 @@ impl<'t> PgInserter<'t> {
                  ON CONFLICT (origin_id, key) WHERE key IS NOT NULL DO NOTHING
                  RETURNING id
              )
-             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
-             SELECT m.id, t.queue, t.state, $8, $9, $10, t.version
-             FROM m CROSS JOIN unnest($11::bigint[], $12::bigint[], $13::bigint[])
-                  AS t(queue, state, version)
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version,
+                                     expires_at, ttl_ms)
+             SELECT m.id, t.queue, t.state, $8, $9, $10, t.version, $4 + coalesce($14::bigint, t.ttl), $14
+             FROM m CROSS JOIN unnest($11::bigint[], $12::bigint[], $13::bigint[], $15::bigint[])
+                  AS t(queue, state, version, ttl)
              RETURNING msg_id",
             &[
                 &id,
@@ -280,6 +290,8 @@ impl<'t> PgInserter<'t> {
                 &self.target_ids,
                 &states,
                 &self.fanout.versions,
+                &msg.ttl.map(ms),
+                &self.target_ttls,
             ],
         )?;
         if inserted.is_empty() {
@@ -361,14 +373,17 @@ impl Inserter for PgInserter<'_> {
     }
 
     fn insert(&mut self, msg: &NewMessage<'_>, state: State, visible_at: i64) -> Result<i64> {
-        if msg.key.is_some() {
+        // A message with a key or its own TTL goes alone (the buffers carry
+        // neither).
+        let alone = msg.key.is_some() || msg.ttl.is_some();
+        if alone {
             self.flush_pending()?;
         }
         if msg.group.is_some() {
             self.lock_groups()?;
         }
         let id = self.next_id()?;
-        if msg.key.is_some() {
+        if alone {
             return self.insert_one(id, msg, state, visible_at);
         }
         self.tally.published += 1;
@@ -466,6 +481,17 @@ impl PublishTx for Tx<'_> {
         .iter()
         .map(|r| Ok((r.at(0)?, r.at(1)?, r.at(2)?)))
         .collect()
+    }
+
+    fn retime_ttl(&mut self, queue: i64, ttl_ms: Option<i64>) -> Result<()> {
+        self.execute(
+            "UPDATE deliveries d SET expires_at = m.published_at + $2::bigint
+             FROM messages m
+             WHERE m.id = d.msg_id AND d.queue_id = $1 AND d.state IN (0, 1, 2, 5)
+               AND d.ttl_ms IS NULL",
+            &[&queue, &ttl_ms],
+        )?;
+        Ok(())
     }
 
     fn lock_row(&mut self, id: i64) -> Result<()> {

@@ -44,24 +44,47 @@ impl AdminTx for Tx<'_> {
         Ok(claimed > 0)
     }
 
-    fn reset_delivery(&mut self, queue: i64, msg: i64, state: State) -> Result<()> {
+    fn reset_delivery(
+        &mut self,
+        queue: i64,
+        msg: i64,
+        state: State,
+        expires_at: Option<i64>,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
                 "UPDATE deliveries SET state = ?3, attempts = 0, lease = NULL, done_at = NULL, dead_reason = NULL,
-                   visible_at = ?4
+                   visible_at = ?4, expires_at = ?5
                  WHERE msg_id = ?1 AND queue_id = ?2",
             )?
-            .execute((msg, queue, state as i64, self.now))?;
+            .execute((msg, queue, state as i64, self.now, expires_at))?;
         Ok(())
     }
 
-    fn add_delivery(&mut self, queue: i64, row: &ReplayRow, version: Option<i64>) -> Result<()> {
+    fn add_delivery(
+        &mut self,
+        queue: i64,
+        row: &ReplayRow,
+        version: Option<i64>,
+        expires_at: Option<i64>,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version,
+                   expires_at, ttl_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
-            .execute((row.id, queue, row.state as i64, row.priority, self.now, &row.group, version))?;
+            .execute((
+                row.id,
+                queue,
+                row.state as i64,
+                row.priority,
+                self.now,
+                &row.group,
+                version,
+                expires_at,
+                row.ttl_ms,
+            ))?;
         Ok(())
     }
 

@@ -24,12 +24,27 @@ pub(crate) const STORED: &str = "SELECT q.created_at, q.published_total,
     WHERE q.id = ?1";
 
 /// The due rows of queue `?1` at `?2`, counted by state and by whether
-/// they had their last attempt (`?3`): the due range of
-/// `deliveries_waiting`.
-pub(crate) const DUE: &str =
-    "SELECT state, ?3 > 0 AND attempts >= ?3, count(*), min(msg_id) FROM deliveries
+/// they die (a lease past its message's TTL, or on its last attempt,
+/// `?3`): the due range of `deliveries_waiting`. Delayed messages past
+/// their TTL are left to [`EXPIRING`].
+pub(crate) const DUE: &str = "SELECT state,
+      (?3 > 0 AND attempts >= ?3) OR coalesce(expires_at <= ?2, 0), count(*), min(msg_id)
+    FROM deliveries
     WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
+      AND (state = 2 OR expires_at IS NULL OR expires_at > ?2)
     GROUP BY 1, 2";
+
+/// The ready, delayed and held messages of queue `?1` past their TTL at
+/// `?2`, counted by state (`deliveries_expiring`).
+pub(crate) const EXPIRING: &str = "SELECT state, count(*) FROM deliveries
+    WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5) AND expires_at <= ?2
+    GROUP BY 1";
+
+/// The first `?3` ready, delayed and held messages of queue `?1` past
+/// their TTL at `?2`, by expiry (`deliveries_expiring`).
+pub(crate) const EXPIRED_ROWS: &str = "SELECT msg_id, expires_at FROM deliveries
+    WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5) AND expires_at <= ?2
+    ORDER BY expires_at, msg_id LIMIT ?3";
 
 /// The next held message of each group whose head is an expired lease
 /// of queue `?1` at `?2` on its last attempt (`?3`).
@@ -53,25 +68,31 @@ pub(crate) const RATES: &str = "SELECT q.name, (?1 - r.second) / 60, sum(r.publi
     FROM queues q JOIN rates r ON r.queue_id = q.id AND r.second > ?1 - ?2 * 60
     GROUP BY 1, 2";
 
-/// The first `?2` ready rows of queue `?1` in claim order.
+/// The first `?2` ready rows of queue `?1` in claim order, not past their
+/// TTL at `?3`.
 pub(crate) const READY_ROWS: &str = "SELECT priority, msg_id, visible_at FROM deliveries
-    WHERE queue_id = ?1 AND state = 0 ORDER BY priority DESC, msg_id LIMIT ?2";
+    WHERE queue_id = ?1 AND state = 0 AND (expires_at IS NULL OR expires_at > ?3)
+    ORDER BY priority DESC, msg_id LIMIT ?2";
 
 /// The due rows of queue `?1` at `?2` that become ready (not the leases
-/// that die on their last attempt, `?3`).
+/// that die on their last attempt, `?3`, nor anything past its TTL).
 pub(crate) const READY_DUE_ROWS: &str = "SELECT priority, msg_id, visible_at FROM deliveries
     WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-      AND NOT (state = 2 AND ?3 > 0 AND attempts >= ?3)";
+      AND NOT (state = 2 AND ?3 > 0 AND attempts >= ?3)
+      AND (expires_at IS NULL OR expires_at > ?2)";
 
 /// The first `?4` rows of queue `?1` in state `?3` not yet due at `?2`,
-/// by due time.
+/// by due time (not delayed ones past their TTL: a lease holds to its end).
 pub(crate) const WAITING_ROWS: &str = "SELECT msg_id, visible_at FROM deliveries
     WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at > ?2 AND state = ?3
+      AND (state = 2 OR expires_at IS NULL OR expires_at > ?2)
     ORDER BY visible_at, msg_id LIMIT ?4";
 
-/// The first `?2` held rows of queue `?1`, by group.
+/// The first `?2` held rows of queue `?1`, by group, not past their TTL at
+/// `?3`.
 pub(crate) const HELD_ROWS: &str = "SELECT msg_id, visible_at FROM deliveries
-    WHERE queue_id = ?1 AND state = 5 ORDER BY grp, msg_id LIMIT ?2";
+    WHERE queue_id = ?1 AND state = 5 AND (expires_at IS NULL OR expires_at > ?3)
+    ORDER BY grp, msg_id LIMIT ?2";
 
 /// The first `?4` rows of queue `?1` in state `?2` done after `?3`, by
 /// time. (`state = ?2` must come before `state IN (3, 4)`: the other way
@@ -81,11 +102,11 @@ pub(crate) const DONE_ROWS: &str = "SELECT msg_id, visible_at, done_at FROM deli
     WHERE queue_id = ?1 AND state = ?2 AND state IN (3, 4) AND done_at > ?3
     ORDER BY done_at, msg_id LIMIT ?4";
 
-/// The first `?4` expired leases of queue `?1` at `?2` on their last
-/// attempt (`?3`), by due time.
+/// The first `?4` expired leases of queue `?1` at `?2` that die: on their
+/// last attempt (`?3`) or past their message's TTL, by due time.
 pub(crate) const EXPIRED_LAST: &str = "SELECT msg_id, visible_at FROM deliveries
     WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-      AND state = 2 AND attempts >= ?3
+      AND state = 2 AND ((?3 > 0 AND attempts >= ?3) OR expires_at <= ?2)
     ORDER BY visible_at, msg_id LIMIT ?4";
 
 /// What a row of a statement reads into: a tuple, column by column.
@@ -123,6 +144,14 @@ impl ReadTx for Tx<'_> {
 
     fn due(&mut self, queue: i64, max: i64, now: i64) -> Result<Vec<(i64, bool, i64, i64)>> {
         self.rows(DUE, (queue, now, max))
+    }
+
+    fn expiring(&mut self, queue: i64, now: i64) -> Result<Vec<(i64, i64)>> {
+        self.rows(EXPIRING, (queue, now))
+    }
+
+    fn expired_rows(&mut self, queue: i64, now: i64, n: i64) -> Result<Timed> {
+        self.rows(EXPIRED_ROWS, (queue, now, n))
     }
 
     fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Ranked> {
@@ -173,7 +202,7 @@ impl ReadTx for Tx<'_> {
     /// Two statements, each an index walk: `deliveries_ready` up to `n`, then
     /// the due range of `deliveries_waiting`.
     fn ready_rows(&mut self, queue: i64, max: i64, now: i64, n: i64) -> Result<Ranked> {
-        let mut rows: Ranked = self.rows(READY_ROWS, (queue, n))?;
+        let mut rows: Ranked = self.rows(READY_ROWS, (queue, n, now))?;
         rows.extend(self.rows::<(i64, i64, i64)>(READY_DUE_ROWS, (queue, now, max))?);
         Ok(rows)
     }
@@ -182,8 +211,8 @@ impl ReadTx for Tx<'_> {
         self.rows(WAITING_ROWS, (queue, now, state as i64, n))
     }
 
-    fn held_rows(&mut self, queue: i64, n: i64) -> Result<Timed> {
-        self.rows(HELD_ROWS, (queue, n))
+    fn held_rows(&mut self, queue: i64, now: i64, n: i64) -> Result<Timed> {
+        self.rows(HELD_ROWS, (queue, n, now))
     }
 
     fn done_rows(&mut self, queue: i64, state: State, after: i64, n: i64) -> Result<Done> {
@@ -195,7 +224,7 @@ impl ReadTx for Tx<'_> {
     }
 
     fn row(&mut self, queue: i64, id: i64) -> Result<Option<StoredRow>> {
-        let sql = "SELECT state, visible_at, attempts, done_at FROM deliveries
+        let sql = "SELECT state, visible_at, attempts, done_at, expires_at FROM deliveries
             WHERE msg_id = ?1 AND queue_id = ?2";
         self.one(sql, (id, queue))
     }
@@ -203,10 +232,13 @@ impl ReadTx for Tx<'_> {
     fn message(&mut self, queue: i64, id: i64) -> Result<Option<MessageCols>> {
         self.one(
             "SELECT d.attempts, d.priority, d.grp, m.key, m.published_at, m.raw, m.headers, m.body,
-               d.schema_version, d.dead_reason, d.last_error
+               d.schema_version,
+               coalesce(d.dead_reason,
+                 CASE WHEN d.state IN (0, 1, 2, 5) AND d.expires_at <= ?3 THEN 'expired' END),
+               d.last_error
              FROM deliveries d JOIN messages m ON m.id = d.msg_id
              WHERE d.msg_id = ?1 AND d.queue_id = ?2",
-            (id, queue),
+            (id, queue, self.now),
         )
     }
 
@@ -228,8 +260,8 @@ impl ReadTx for Tx<'_> {
     }
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
-        let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason
-            FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
+        let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason,
+              ttl_ms FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
         let mut rows = Vec::new();
         for &id in ids {
             rows.extend(self.one(sql, (id, queue))?);

@@ -34,16 +34,49 @@ pub(crate) const GROUP_NEXT: &str = "SELECT msg_id, visible_at FROM deliveries
     WHERE queue_id = ?1 AND grp = ?2 AND state = 5 ORDER BY msg_id LIMIT 1";
 
 /// Whether a delayed message or lease of queue `?1` is due at `?2`
-/// (`deliveries_waiting`).
+/// (`deliveries_waiting`), and whether a ready, delayed or held message has
+/// expired (`deliveries_expiring`, empty unless messages have a TTL): two
+/// seeks, in one statement.
 pub(crate) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
-    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2)";
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2),
+  EXISTS (SELECT 1 FROM deliveries
+    WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5) AND expires_at <= ?2)";
 
-/// Kills the expired leases of queue `?1` at `?2` that had their last
-/// attempt (`?3`).
-pub(crate) const KILL_EXPIRED: &str = "UPDATE deliveries SET state = 4, done_at = visible_at
+/// Kills the expired leases of queue `?1` at `?2` whose message's TTL has
+/// passed (reason `expired`) or that had their last attempt (`?3`); returns
+/// them with their groups and whether they expired.
+pub(crate) const KILL_EXPIRED: &str = "UPDATE deliveries SET state = 4, done_at = visible_at,
+      dead_reason = CASE WHEN expires_at <= ?2 THEN 'expired' ELSE dead_reason END
     WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
-      AND state = 2 AND attempts >= ?3
-    RETURNING msg_id, grp";
+      AND state = 2 AND (expires_at <= ?2 OR (?3 > 0 AND attempts >= ?3))
+    RETURNING msg_id, grp, coalesce(expires_at <= ?2, 0)";
+
+/// Kills the ready, delayed and held messages of queue `?1` whose TTL has
+/// passed at `?2`, one statement per state (written out, see
+/// `promote_due`), through `deliveries_expiring`.
+pub(crate) const EXPIRE: [(State, &str); 3] = [
+    (
+        State::Held,
+        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired'
+         WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
+           AND expires_at <= ?2 AND state = 5
+         RETURNING msg_id, grp",
+    ),
+    (
+        State::Delayed,
+        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired'
+         WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
+           AND expires_at <= ?2 AND state = 1
+         RETURNING msg_id, grp",
+    ),
+    (
+        State::Ready,
+        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired'
+         WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
+           AND expires_at <= ?2 AND state = 0
+         RETURNING msg_id, grp",
+    ),
+];
 
 /// Makes the due delayed messages of queue `?1` ready at `?2`.
 pub(crate) const PROMOTE_DELAYED: &str = "UPDATE deliveries SET state = 0
@@ -112,29 +145,52 @@ impl LeaseTx for Tx<'_> {
     fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
         // Nothing is due most of the time: one cheap probe saves preparing the
         // updates below, which a one-message command would pay for nothing.
-        let due: bool = self
+        let (due, expiring): (bool, bool) = self
             .tx
             .prepare_cached(ANY_DUE)?
-            .query_row((q.id, self.now), |row| row.get(0))?;
+            .query_row((q.id, self.now), |row| Ok((row.get(0)?, row.get(1)?)))?;
+        // The transitions of `rules::effective`, in SQL. Messages past their
+        // TTL die first, held ones before the heads whose death releases
+        // them, so that no group release makes an expired message ready.
+        if expiring {
+            for (from, sql) in EXPIRE {
+                let died: Vec<(i64, Option<String>)> = self
+                    .tx
+                    .prepare_cached(sql)?
+                    .query_map((q.id, self.now), |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let n = died.len() as i64;
+                self.counts
+                    .moved_many(q.id, Some(from), Some(State::Dead), n);
+                self.counts.died(q.id, DeadReason::Expired, n);
+                for (msg, group) in died {
+                    if let Some(group) = group.filter(|_| from != State::Held) {
+                        self.release_group(q.id, &group, msg)?;
+                    }
+                }
+            }
+        }
         if !due {
             return Ok(());
         }
-        // The transitions of `rules::effective`, in SQL: an expired lease dies
-        // when `rules::lease_dies` says so, the other due rows become ready.
+        // An expired lease dies when its message's TTL has passed or
+        // `rules::lease_dies` says so, the other due rows become ready.
         let max = q.settings.max_attempts as i64;
-        if max > 0 {
-            let died: Vec<(i64, Option<String>)> = self
-                .tx
-                .prepare_cached(KILL_EXPIRED)?
-                .query_map((q.id, self.now, max), |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let n = died.len() as i64;
-            self.counts
-                .moved_many(q.id, Some(State::Leased), Some(State::Dead), n);
-            for (msg, group) in died {
-                if let Some(group) = group {
-                    self.release_group(q.id, &group, msg)?;
-                }
+        let died: Vec<(i64, Option<String>, bool)> = self
+            .tx
+            .prepare_cached(KILL_EXPIRED)?
+            .query_map((q.id, self.now, max), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let n = died.len() as i64;
+        let expired = died.iter().filter(|d| d.2).count() as i64;
+        self.counts
+            .moved_many(q.id, Some(State::Leased), Some(State::Dead), n);
+        self.counts.died(q.id, DeadReason::Expired, expired);
+        for (msg, group, _) in died {
+            if let Some(group) = group {
+                self.release_group(q.id, &group, msg)?;
             }
         }
         // The state is written out, not bound: a bound value that decides whether
@@ -307,7 +363,7 @@ impl LeaseTx for Tx<'_> {
         Ok(self
             .tx
             .prepare_cached(
-                "SELECT state, lease, visible_at, attempts, grp FROM deliveries
+                "SELECT state, lease, visible_at, attempts, grp, expires_at FROM deliveries
                  WHERE msg_id = ?1 AND queue_id = ?2",
             )?
             .query_row((r.msg_id, r.queue_id), |row| {
@@ -317,6 +373,7 @@ impl LeaseTx for Tx<'_> {
                     visible_at: row.get(2)?,
                     attempts: row.get(3)?,
                     group: row.get(4)?,
+                    expires_at: row.get(5)?,
                 })
             })
             .optional()?)

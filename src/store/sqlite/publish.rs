@@ -7,7 +7,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension};
 use super::tx::Tx;
 use crate::store::backend::PublishTx;
 use crate::store::backend::{Fanout, Inserter, Tally};
-use crate::store::flow::Load;
+use crate::store::flow::{self, Load};
 use crate::store::ops::publish::Buffer;
 pub use crate::store::ops::publish::PublishBatch;
 use crate::store::types::{NewMessage, QueueRow};
@@ -44,9 +44,9 @@ fn values_list(columns: usize, rows: usize) -> String {
 const INSERT_MESSAGE: &str =
     "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const INSERT_DELIVERY: &str =
-    "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries
+     (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at, ttl_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const FIND_KEY: &str = "SELECT m.id, EXISTS (
          SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
          WHERE d.msg_id = m.id AND (d.state = 3 AND d.done_at <= ?3 - q.retention_ms) IS NOT TRUE)
@@ -107,16 +107,22 @@ impl SqliteInserter<'_> {
                 m.raw_execute()?;
             }
         }
-        let d = prepared(d, self.conn, || match per {
+        let d = prepared(d, self.conn, || {
+            match per {
             1 => INSERT_DELIVERY.into(),
             _ => format!(
-                "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version) VALUES {}",
-                values_list(7, CHUNK)
+                "INSERT INTO deliveries
+                 (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at, ttl_ms)
+                 VALUES {}",
+                values_list(9, CHUNK)
             ),
+        }
         })?;
         for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
+            // Buffered messages carry no TTL of their own (see `insert`).
+            let expires_at = flow::expires_at(self.now, None, queue.ttl_ms());
             for (i, (row, _)) in self.pending.rows().enumerate() {
-                let p = i % per * 7;
+                let p = i % per * 9;
                 d.raw_bind_parameter(p + 1, row.id)?;
                 d.raw_bind_parameter(p + 2, queue.id)?;
                 d.raw_bind_parameter(p + 3, row.state as i64)?;
@@ -124,6 +130,8 @@ impl SqliteInserter<'_> {
                 d.raw_bind_parameter(p + 5, row.visible_at)?;
                 d.raw_bind_parameter(p + 6, None::<&str>)?;
                 d.raw_bind_parameter(p + 7, *version)?;
+                d.raw_bind_parameter(p + 8, expires_at)?;
+                d.raw_bind_parameter(p + 9, None::<i64>)?;
                 if (i + 1) % per == 0 {
                     d.raw_execute()?;
                 }
@@ -162,7 +170,7 @@ impl Inserter for SqliteInserter<'_> {
         let id = self.next_id;
         self.next_id += 1;
         self.tally.published += 1;
-        if msg.key.is_none() && msg.group.is_none() {
+        if msg.key.is_none() && msg.group.is_none() && msg.ttl.is_none() {
             self.pending.push(id, msg, state, visible_at);
             if self.pending.len() == CHUNK {
                 self.flush_pending()?;
@@ -184,6 +192,7 @@ impl Inserter for SqliteInserter<'_> {
             msg.headers,
             msg.body,
         ))?;
+        let own_ttl = msg.ttl.map(ms);
         for (target, queue) in self.fanout.targets.iter().enumerate() {
             let mut state = state;
             // The first unfinished message of a group is its head; later ones
@@ -205,6 +214,8 @@ impl Inserter for SqliteInserter<'_> {
                 visible_at,
                 msg.group,
                 self.fanout.versions[target],
+                flow::expires_at(self.now, own_ttl, queue.ttl_ms()),
+                own_ttl,
             ))?;
             self.tally.added[target][state as usize] += 1;
         }
@@ -278,6 +289,17 @@ impl PublishTx for Tx<'_> {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
+    }
+
+    fn retime_ttl(&mut self, queue: i64, ttl_ms: Option<i64>) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE deliveries
+                 SET expires_at = (SELECT published_at FROM messages WHERE id = msg_id) + ?2
+                 WHERE queue_id = ?1 AND state IN (0, 1, 2, 5) AND ttl_ms IS NULL",
+            )?
+            .execute((queue, ttl_ms))?;
+        Ok(())
     }
 
     fn make_topic(&mut self, id: i64) -> Result<()> {

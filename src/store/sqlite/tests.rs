@@ -63,6 +63,9 @@ fn claim_is_an_index_walk_without_a_sort() {
     // The lazy transitions on the way: due rows, expired leases, retention.
     assert_uses(&store, lease::ANY_DUE, (1, 5), "deliveries_waiting");
     assert_uses(&store, lease::KILL_EXPIRED, (1, 5, 3), "deliveries_waiting");
+    for (_, sql) in lease::EXPIRE {
+        assert_uses(&store, sql, (1, 5), "deliveries_expiring");
+    }
     assert_uses(&store, lease::PROMOTE_DELAYED, (1, 5), "deliveries_waiting");
     assert_uses(&store, lease::PROMOTE_LEASED, (1, 5), "deliveries_waiting");
     assert_uses(&store, lease::ANY_SWEEPABLE, (1, 5), "deliveries_done");
@@ -134,7 +137,7 @@ fn readers_walk_indexes_without_sorting() {
     assert_uses(&store, inspect::OLDEST_READY, (1, 5), "deliveries_ready");
     // peek: ready rows in claim order and the due ones, delayed and leased
     // rows by due time, held by group, done by time.
-    assert_uses(&store, inspect::READY_ROWS, (1, 10), "deliveries_ready");
+    assert_uses(&store, inspect::READY_ROWS, (1, 10, 5), "deliveries_ready");
     assert_uses(
         &store,
         inspect::READY_DUE_ROWS,
@@ -145,7 +148,7 @@ fn readers_walk_indexes_without_sorting() {
         let params = (1, 5, state as i64, 10);
         assert_uses(&store, inspect::WAITING_ROWS, params, "deliveries_waiting");
     }
-    assert_uses(&store, inspect::HELD_ROWS, (1, 10), "deliveries_held");
+    assert_uses(&store, inspect::HELD_ROWS, (1, 10, 5), "deliveries_held");
     for state in [State::Acked, State::Dead] {
         let params = (1, state as i64, 5, 10);
         assert_uses(&store, inspect::DONE_ROWS, params, "deliveries_done");
@@ -156,6 +159,14 @@ fn readers_walk_indexes_without_sorting() {
         (1, 5, 3, 10),
         "deliveries_waiting",
     );
+    // Messages past their TTL: their own index, in expiry order.
+    assert_uses(
+        &store,
+        inspect::EXPIRED_ROWS,
+        (1, 5, 10),
+        "deliveries_expiring",
+    );
+    assert_searches(&store, inspect::EXPIRING, (1, 5), "deliveries_expiring");
     // stats: only the due rows, and the last minute of rates.
     // (Grouping sorts the due rows, and only those.)
     assert_searches(&store, inspect::DUE, (1, 5, 3), "deliveries_waiting");

@@ -25,9 +25,27 @@ pub const LEASED: [(i64, i64); 6] = [
 /// Delayed rows: due this many ms from now.
 pub const DELAYED: [i64; 2] = [-60_000, 600_000];
 
+/// Every row above comes once with each of these TTLs: the message expires
+/// this many ms from now (passed when negative), or never.
+pub const EXPIRES: [Option<i64>; 3] = [None, Some(-30_000), Some(600_000)];
+
 /// What a row stored in `state` with these times reads as at `now`.
-pub fn expected(state: State, visible_at: i64, attempts: i64, now: i64) -> State {
-    effective(state, visible_at, attempts, i64::from(MAX_ATTEMPTS), now).0
+pub fn expected(
+    state: State,
+    visible_at: i64,
+    attempts: i64,
+    expires_at: Option<i64>,
+    now: i64,
+) -> State {
+    effective(
+        state,
+        visible_at,
+        attempts,
+        i64::from(MAX_ATTEMPTS),
+        expires_at,
+        now,
+    )
+    .0
 }
 
 /// The counts `stats` must show for rows in these states.

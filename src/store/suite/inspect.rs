@@ -164,16 +164,21 @@ pub(super) fn rate_histories_bucket_by_minute_ending_now(f: &mut Fixture) {
 /// combinations (a lease with no attempt, more attempts than allowed) are
 /// no operation's result, but a rule must still read them one way.
 pub(super) fn the_sql_of_the_lazy_transitions_agrees_with_the_rule(f: &mut Fixture) {
-    use super::agreement::{DELAYED, LEASED, MAX_ATTEMPTS, expected, tally};
+    use super::agreement::{DELAYED, EXPIRES, LEASED, MAX_ATTEMPTS, expected, tally};
     f.db.create_queue("q", &max_attempts(MAX_ATTEMPTS), None)
         .expect("create");
-    f.publish_n("q", LEASED.len());
+    let per = EXPIRES.len();
+    f.publish_n("q", LEASED.len() * per);
     let leased =
-        f.db.claim("q", LEASED.len(), Some(Duration::from_secs(600)), false)
-            .expect("claim");
+        f.db.claim(
+            "q",
+            LEASED.len() * per,
+            Some(Duration::from_secs(600)),
+            false,
+        )
+        .expect("claim");
     let later = f.now() + 3_600_000;
-    let delayed: Vec<i64> = DELAYED
-        .iter()
+    let delayed: Vec<i64> = (0..DELAYED.len() * per)
         .map(|_| {
             let msg = NewMessage {
                 body: b"{}",
@@ -183,27 +188,34 @@ pub(super) fn the_sql_of_the_lazy_transitions_agrees_with_the_rule(f: &mut Fixtu
             f.publish("q", msg).expect("publish")
         })
         .collect();
+    let ready = f.publish_n("q", per);
     let now = f.now();
-    let mut rows: Vec<(i64, State, i64, i64)> = leased
-        .iter()
-        .zip(LEASED)
-        .map(|(d, (due, attempts))| (d.id, State::Leased, now + due, attempts))
-        .collect();
-    rows.extend(
-        delayed
-            .iter()
-            .zip(DELAYED)
-            .map(|(id, due)| (*id, State::Delayed, now + due, 0)),
-    );
-    for (id, _, visible_at, attempts) in &rows {
+    // (id, state, visible_at, attempts, expires_at)
+    let mut rows: Vec<(i64, State, i64, i64, Option<i64>)> = Vec::new();
+    for (i, (d, (due, attempts))) in leased.iter().zip(LEASED.repeat(per)).enumerate() {
+        let expires = EXPIRES[i / LEASED.len()].map(|e| now + e);
+        rows.push((d.id, State::Leased, now + due, attempts, expires));
+    }
+    for (i, (id, due)) in delayed.iter().zip(DELAYED.repeat(per)).enumerate() {
+        let expires = EXPIRES[i / DELAYED.len()].map(|e| now + e);
+        rows.push((*id, State::Delayed, now + due, 0, expires));
+    }
+    for (id, expires) in ready.iter().zip(EXPIRES) {
+        rows.push((*id, State::Ready, now, 0, expires.map(|e| now + e)));
+    }
+    for (id, _, visible_at, attempts, expires) in &rows {
+        let expires = expires.map_or("NULL".to_owned(), |e| e.to_string());
         f.execute(&format!(
-            "UPDATE deliveries SET visible_at = {visible_at}, attempts = {attempts}
+            "UPDATE deliveries SET visible_at = {visible_at}, attempts = {attempts},
+               expires_at = {expires}
              WHERE msg_id = {id}"
         ));
     }
     let want: Vec<State> = rows
         .iter()
-        .map(|(_, state, visible_at, attempts)| expected(*state, *visible_at, *attempts, now))
+        .map(|(_, state, visible_at, attempts, expires)| {
+            expected(*state, *visible_at, *attempts, *expires, now)
+        })
         .collect();
     assert!(want.contains(&State::Dead) && want.contains(&State::Ready));
     for ((id, ..), state) in rows.iter().zip(&want) {

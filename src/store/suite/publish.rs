@@ -274,3 +274,99 @@ pub(super) fn queue_settings_are_created_once_and_changed_by_set(f: &mut Fixture
     }
     assert_eq!(f.db.names().expect("names"), ["q"]);
 }
+
+/// A queue with a TTL of `secs` seconds (`None`: the patch removes it).
+fn ttl(secs: Option<u64>) -> SettingsPatch {
+    SettingsPatch {
+        flow: crate::store::flow::FlowPatch {
+            ttl: Some(secs.map(Duration::from_secs)),
+            ..Default::default()
+        },
+        ..SettingsPatch::default()
+    }
+}
+
+/// A topic's message expires in each subscriber by that queue's own TTL
+/// (the message's own TTL wins everywhere); `queue set --ttl` retimes the
+/// messages already in the queue, from their publish, and removing the
+/// TTL makes them never expire. Readers, claims and the counters agree.
+pub(super) fn ttls_apply_per_subscriber_and_queue_set_retimes_held_messages(f: &mut Fixture) {
+    f.db.create_queue("a", &ttl(Some(10)), None).expect("a");
+    f.db.create_queue("b", &ttl(Some(60)), None).expect("b");
+    f.db.create_queue("c", &SettingsPatch::default(), None)
+        .expect("c");
+    for queue in ["a", "b", "c"] {
+        f.db.subscribe("t", queue).expect("sub");
+    }
+    let plain = f.publish_n("t", 3);
+    let own = NewMessage {
+        body: b"{}",
+        ttl: Some(Duration::from_secs(30)),
+        ..NewMessage::default()
+    };
+    let own = f.publish("t", own).expect("publish");
+    let dead_ids = |f: &Fixture, queue: &str| -> Vec<i64> {
+        let dead =
+            f.db.peek(queue, &super::only(State::Dead, 10))
+                .expect("peek");
+        assert!(
+            dead.iter()
+                .all(|p| p.dead_reason == Some(crate::store::flow::DeadReason::Expired)),
+            "{queue}: {dead:?}"
+        );
+        dead.iter().map(|p| p.delivery.id).collect()
+    };
+    f.advance(Duration::from_secs(15));
+    // `a`'s TTL (10 s) has passed, the message's own (30 s) has not.
+    assert_eq!(dead_ids(f, "a"), plain);
+    assert_eq!((f.info("a").counts.ready, f.info("a").counts.dead), (1, 3));
+    let got = f.db.claim("a", 10, None, false).expect("claim");
+    assert_eq!(ids(&got), [own]);
+    f.db.ack(&receipts(&got)).expect("ack");
+    f.assert_counts_match("a");
+    for queue in ["b", "c"] {
+        assert_eq!(f.info(queue).counts.ready, 4, "{queue}");
+    }
+    f.advance(Duration::from_secs(20));
+    // 35 s: the message's own TTL has passed everywhere, `b`'s has not.
+    for queue in ["b", "c"] {
+        assert_eq!(dead_ids(f, queue), [own], "{queue}");
+        let counts = f.info(queue).counts;
+        assert_eq!((counts.ready, counts.dead), (3, 1), "{queue}");
+    }
+    // A TTL set now counts from each message's publish: 20 s passed.
+    f.db.set_queue("c", &ttl(Some(20)), SchemaChange::Keep)
+        .expect("set");
+    assert_eq!(f.info("c").counts.dead, 4);
+    let mut dead = dead_ids(f, "c");
+    dead.sort_unstable();
+    assert_eq!(dead, [plain.clone(), vec![own]].concat());
+    assert!(f.db.claim("c", 10, None, false).expect("claim").is_empty());
+    f.assert_counts_match("c");
+    // Without a TTL, `b`'s messages never expire; the message's own did.
+    f.db.set_queue("b", &ttl(None), SchemaChange::Keep)
+        .expect("set");
+    f.advance(Duration::from_secs(3600));
+    let got = f.db.claim("b", 10, None, false).expect("claim");
+    assert_eq!(ids(&got), plain);
+    f.assert_counts_match("b");
+    assert_eq!(f.info("b").counts.dead, 1);
+    // A queue without flow settings, whose claims may take PostgreSQL's
+    // one-statement path right after a full one: a message whose own TTL
+    // passed is never leased.
+    let first = f.publish_n("d", 1);
+    let short = NewMessage {
+        body: b"{}",
+        ttl: Some(Duration::from_secs(5)),
+        ..NewMessage::default()
+    };
+    let short = f.publish("d", short).expect("publish");
+    let last = f.publish_n("d", 1);
+    let got = f.db.claim("d", 1, None, false).expect("claim");
+    assert_eq!(ids(&got), first);
+    f.advance(Duration::from_secs(10));
+    let got = f.db.claim("d", 10, None, false).expect("claim");
+    assert_eq!(ids(&got), last);
+    assert_eq!(f.state("d", short).0, State::Dead);
+    f.assert_counts_match("d");
+}
