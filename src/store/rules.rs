@@ -186,23 +186,32 @@ pub(crate) fn replay_wants(filter: &ReplayFilter, state: State, done_at: i64) ->
 
 /// A finished message as a replay filter sees it at `now`: `Some((state,
 /// done_at))` when it is acked (within retention) or dead, including an
-/// expired lease on its last attempt (dead since its lease ended), and
-/// matches `filter` (for a dead one, also its `dead_reason`: `reason` as
-/// stored, none meaning `max_attempts`); `None` otherwise.
+/// expired lease on its last attempt (dead since its lease ended) and a
+/// message past its TTL (`row`: `(state, visible_at, attempts, done_at,
+/// expires_at)`, [`expired_at`]), and matches `filter` (for a dead one,
+/// also its `dead_reason`: `reason` as stored, none meaning
+/// `max_attempts`); `None` otherwise.
 pub(crate) fn replay_candidate(
     filter: &ReplayFilter,
     settings: &Settings,
-    row: (State, i64, i64, Option<i64>),
+    row: (State, i64, i64, Option<i64>, Option<i64>),
     reason: Option<DeadReason>,
     now: i64,
 ) -> Option<(State, i64)> {
-    let (state, visible_at, attempts, done_at) = row;
+    let (state, visible_at, attempts, done_at, expires_at) = row;
     let max = i64::from(settings.max_attempts);
-    let (state, done_at) = match state {
-        State::Leased if visible_at <= now && lease_dies(attempts, max) => {
+    let expired = expired_at(state, visible_at, expires_at, now);
+    let reason = if expired.is_some() {
+        Some(DeadReason::Expired)
+    } else {
+        reason
+    };
+    let (state, done_at) = match (state, expired) {
+        (_, Some(at)) => (State::Dead, at),
+        (State::Leased, _) if visible_at <= now && lease_dies(attempts, max) => {
             (State::Dead, visible_at)
         }
-        State::Acked | State::Dead => (state, done_at.unwrap_or(0)),
+        (State::Acked | State::Dead, _) => (state, done_at.unwrap_or(0)),
         _ => return None,
     };
     let cutoff = now.saturating_sub(ms(settings.retention));
@@ -592,40 +601,61 @@ mod tests {
         };
         let pick = |f: &ReplayFilter, row| replay_candidate(f, &s, row, None, NOW);
         assert_eq!(
-            pick(&all, (State::Acked, 0, 1, Some(NOW - 5))),
+            pick(&all, (State::Acked, 0, 1, Some(NOW - 5), None)),
             Some((State::Acked, NOW - 5))
         );
         assert_eq!(
-            pick(&all, (State::Dead, 0, 3, Some(NOW - 50))),
+            pick(&all, (State::Dead, 0, 3, Some(NOW - 50), None)),
             Some((State::Dead, NOW - 50))
         );
         // Acked past retention (10 s) is gone; dead stays.
-        assert_eq!(pick(&all, (State::Acked, 0, 1, Some(NOW - 10_000))), None);
-        assert!(pick(&all, (State::Dead, 0, 3, Some(NOW - 10_000))).is_some());
+        assert_eq!(
+            pick(&all, (State::Acked, 0, 1, Some(NOW - 10_000), None)),
+            None
+        );
+        assert!(pick(&all, (State::Dead, 0, 3, Some(NOW - 10_000), None)).is_some());
         // An expired last lease is dead since its lease ended.
         assert_eq!(
-            pick(&all, (State::Leased, NOW - 7, 3, None)),
+            pick(&all, (State::Leased, NOW - 7, 3, None, None)),
             Some((State::Dead, NOW - 7))
         );
-        assert_eq!(pick(&all, (State::Leased, NOW - 7, 2, None)), None);
-        assert_eq!(pick(&all, (State::Leased, NOW + 7, 3, None)), None);
+        assert_eq!(pick(&all, (State::Leased, NOW - 7, 2, None, None)), None);
+        assert_eq!(pick(&all, (State::Leased, NOW + 7, 3, None, None)), None);
         for state in [State::Ready, State::Delayed, State::Held] {
-            assert_eq!(pick(&all, (state, 0, 0, None)), None, "{state:?}");
+            assert_eq!(pick(&all, (state, 0, 0, None, None)), None, "{state:?}");
+            // Past its TTL: dead since it expired, with reason `expired`.
+            let expired = (state, NOW + 9, 0, None, Some(NOW - 3));
+            assert_eq!(pick(&all, expired), Some((State::Dead, NOW - 3)));
+            let by_reason = ReplayFilter {
+                dead_reason: Some(DeadReason::Expired),
+                ..all.clone()
+            };
+            assert!(pick(&by_reason, expired).is_some());
         }
+        // A lease past its TTL dies when it ends, not before.
+        let lease = |end| (State::Leased, end, 1, None, Some(NOW - 30));
+        assert_eq!(pick(&all, lease(NOW - 7)), Some((State::Dead, NOW - 7)));
+        assert_eq!(pick(&all, lease(NOW + 7)), None);
         // States and the time range `since..until`.
         let dead_only = ReplayFilter {
             dead: true,
             ..ReplayFilter::default()
         };
-        assert_eq!(pick(&dead_only, (State::Acked, 0, 1, Some(NOW - 5))), None);
+        assert_eq!(
+            pick(&dead_only, (State::Acked, 0, 1, Some(NOW - 5), None)),
+            None
+        );
         let range = ReplayFilter {
             since: Some(NOW - 10),
             until: Some(NOW - 5),
             ..all.clone()
         };
-        assert!(pick(&range, (State::Dead, 0, 3, Some(NOW - 10))).is_some());
-        assert!(pick(&range, (State::Dead, 0, 3, Some(NOW - 6))).is_some());
-        assert_eq!(pick(&range, (State::Dead, 0, 3, Some(NOW - 5))), None);
-        assert_eq!(pick(&range, (State::Dead, 0, 3, Some(NOW - 11))), None);
+        assert!(pick(&range, (State::Dead, 0, 3, Some(NOW - 10), None)).is_some());
+        assert!(pick(&range, (State::Dead, 0, 3, Some(NOW - 6), None)).is_some());
+        assert_eq!(pick(&range, (State::Dead, 0, 3, Some(NOW - 5), None)), None);
+        assert_eq!(
+            pick(&range, (State::Dead, 0, 3, Some(NOW - 11), None)),
+            None
+        );
     }
 }

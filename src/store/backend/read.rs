@@ -108,9 +108,10 @@ pub trait ReadTx: Tx {
     fn expired_rows(&mut self, queue: i64, now: i64, n: i64) -> Result<Timed>;
 
     /// The held messages that the next claim releases (see
-    /// [`crate::store::views::Released`]): the next of each group whose head
-    /// is an expired lease on its last allowed attempt (`attempts >= max`).
-    /// Few, as every claim moves them on.
+    /// [`crate::store::views::Released`]): the next (not past its TTL) of
+    /// each group whose head dies then: an expired lease on its last allowed
+    /// attempt (`attempts >= max`, when `max` > 0) or past its TTL, or a
+    /// ready or delayed head past its TTL. Few, as every claim moves them on.
     fn released_rows(&mut self, queue: i64, max: i64, now: i64) -> Result<Ranked>;
 
     /// The lowest id among the ready rows (state 0), by a skip-scan of
@@ -196,7 +197,7 @@ pub trait ReadTx: Tx {
 
 /// A replay candidate (`ReplayRow`) as its statement reads it: `msg_id,
 /// state, visible_at, attempts, done_at, priority, grp, dead_reason,
-/// ttl_ms`.
+/// ttl_ms, expires_at`.
 pub(crate) type ReplayCols = (
     i64,
     i64,
@@ -206,5 +207,6 @@ pub(crate) type ReplayCols = (
     i64,
     Option<String>,
     Option<String>,
+    Option<i64>,
     Option<i64>,
 );

@@ -122,10 +122,16 @@ fn candidates(
     ids.dedup();
     let now = tx.now();
     let mut found = Vec::new();
-    for (id, state, visible_at, attempts, done_at, priority, group, reason, ttl_ms) in
+    for (id, state, visible_at, attempts, done_at, priority, group, reason, ttl_ms, expires_at) in
         tx.replay_rows(q.id, &ids, lock)?
     {
-        let row = (State::from_i64(state), visible_at, attempts, done_at);
+        let row = (
+            State::from_i64(state),
+            visible_at,
+            attempts,
+            done_at,
+            expires_at,
+        );
         let reason = reason.as_deref().and_then(DeadReason::from_name);
         if let Some((state, _)) = rules::replay_candidate(filter, &q.settings, row, reason, now) {
             found.push(ReplayRow {
@@ -156,13 +162,11 @@ fn finished_ids(
         }
     }
     let max = i64::from(q.settings.max_attempts);
-    if filter.dead && max > 0 {
+    if filter.dead {
         let now = tx.now();
-        ids.extend(
-            tx.expired_last(q.id, max, now, i64::MAX)?
-                .iter()
-                .map(|(id, _)| id),
-        );
+        let mut dying = tx.expired_last(q.id, max, now, i64::MAX)?;
+        dying.extend(tx.expired_rows(q.id, now, i64::MAX)?);
+        ids.extend(dying.iter().map(|(id, _)| id));
     }
     Ok(ids)
 }

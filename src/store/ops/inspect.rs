@@ -179,14 +179,9 @@ fn max_attempts(q: &QueueRow) -> i64 {
     i64::from(q.settings.max_attempts)
 }
 
-/// The held messages of `q` that its next claim releases (see [`Released`]):
-/// none where attempts are not limited.
+/// The held messages of `q` that its next claim releases (see [`Released`]).
 fn released(tx: &mut (impl ReadTx + ?Sized), q: &QueueRow, now: i64) -> Result<Vec<Released>> {
-    let max = max_attempts(q);
-    if max == 0 {
-        return Ok(Vec::new());
-    }
-    let rows = tx.released_rows(q.id, max, now)?;
+    let rows = tx.released_rows(q.id, max_attempts(q), now)?;
     Ok(rows.into_iter().map(|r| Released::at(r, now)).collect())
 }
 

@@ -129,9 +129,21 @@ impl ReadTx for Tx<'_> {
              JOIN group_heads g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
              JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
                  SELECT min(h.msg_id) FROM deliveries h
-                 WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5)
+                 WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5
+                   AND (h.expires_at IS NULL OR h.expires_at > $2))
              WHERE d.queue_id = $1 AND d.state IN (1, 2) AND d.visible_at <= $2
-               AND d.state = 2 AND d.attempts >= $3",
+               AND d.state = 2 AND (($3::bigint > 0 AND d.attempts >= $3::bigint)
+                                    OR d.expires_at <= $2)
+             UNION ALL
+             SELECT n.priority, n.msg_id, n.visible_at
+             FROM deliveries d
+             JOIN group_heads g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
+             JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
+                 SELECT min(h.msg_id) FROM deliveries h
+                 WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5
+                   AND (h.expires_at IS NULL OR h.expires_at > $2))
+             WHERE d.queue_id = $1 AND d.expires_at IS NOT NULL AND d.state IN (0, 1, 5)
+               AND d.expires_at <= $2 AND d.state IN (0, 1)",
             &[&queue, &now, &max],
         )
     }
@@ -288,11 +300,13 @@ impl ReadTx for Tx<'_> {
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], lock: bool) -> Result<Vec<ReplayCols>> {
         let sql = if lock {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason, ttl_ms
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason, ttl_ms,
+                    expires_at
              FROM deliveries
              WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id FOR UPDATE"
         } else {
-            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason, ttl_ms
+            "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason, ttl_ms,
+                    expires_at
              FROM deliveries
              WHERE queue_id = $1 AND msg_id = ANY($2) ORDER BY msg_id"
         };

@@ -46,15 +46,26 @@ pub(crate) const EXPIRED_ROWS: &str = "SELECT msg_id, expires_at FROM deliveries
     WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5) AND expires_at <= ?2
     ORDER BY expires_at, msg_id LIMIT ?3";
 
-/// The next held message of each group whose head is an expired lease
-/// of queue `?1` at `?2` on its last attempt (`?3`).
+/// The next held message (not past its TTL) of each group of queue `?1`
+/// whose head dies at the next claim at `?2`: an expired lease on its last
+/// attempt (`?3`) or past its TTL, or a ready or delayed head past its TTL.
 pub(crate) const RELEASED_ROWS: &str = "SELECT n.priority, n.msg_id, n.visible_at FROM deliveries d
     JOIN groups g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
     JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
         SELECT min(h.msg_id) FROM deliveries h
-        WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5)
+        WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5
+          AND (h.expires_at IS NULL OR h.expires_at > ?2))
     WHERE d.queue_id = ?1 AND d.state IN (1, 2) AND d.visible_at <= ?2
-      AND d.state = 2 AND d.attempts >= ?3";
+      AND d.state = 2 AND ((?3 > 0 AND d.attempts >= ?3) OR d.expires_at <= ?2)
+    UNION ALL
+    SELECT n.priority, n.msg_id, n.visible_at FROM deliveries d
+    JOIN groups g ON g.queue_id = d.queue_id AND g.grp = d.grp AND g.head_id = d.msg_id
+    JOIN deliveries n ON n.queue_id = d.queue_id AND n.msg_id = (
+        SELECT min(h.msg_id) FROM deliveries h
+        WHERE h.queue_id = d.queue_id AND h.grp = d.grp AND h.state = 5
+          AND (h.expires_at IS NULL OR h.expires_at > ?2))
+    WHERE d.queue_id = ?1 AND d.expires_at IS NOT NULL AND d.state IN (0, 1, 5)
+      AND d.expires_at <= ?2 AND d.state IN (0, 1)";
 
 /// One step of the oldest-ready skip-scan: the first ready entry of queue
 /// `?1` below priority `?2` (one seek into `deliveries_ready`).
@@ -261,7 +272,7 @@ impl ReadTx for Tx<'_> {
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
         let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason,
-              ttl_ms FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
+              ttl_ms, expires_at FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
         let mut rows = Vec::new();
         for &id in ids {
             rows.extend(self.one(sql, (id, queue))?);

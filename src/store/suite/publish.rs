@@ -320,6 +320,16 @@ pub(super) fn ttls_apply_per_subscriber_and_queue_set_retimes_held_messages(f: &
     // `a`'s TTL (10 s) has passed, the message's own (30 s) has not.
     assert_eq!(dead_ids(f, "a"), plain);
     assert_eq!((f.info("a").counts.ready, f.info("a").counts.dead), (1, 3));
+    let expired = crate::store::ReplayFilter {
+        dead: true,
+        dead_reason: Some(crate::store::flow::DeadReason::Expired),
+        ..Default::default()
+    };
+    let preview = f.db.replay_preview("a", &expired, None).expect("preview");
+    assert_eq!(
+        preview.ids, plain,
+        "replay --dry-run sees them before a claim"
+    );
     let got = f.db.claim("a", 10, None, false).expect("claim");
     assert_eq!(ids(&got), [own]);
     f.db.ack(&receipts(&got)).expect("ack");
@@ -369,4 +379,25 @@ pub(super) fn ttls_apply_per_subscriber_and_queue_set_retimes_held_messages(f: &
     assert_eq!(ids(&got), last);
     assert_eq!(f.state("d", short).0, State::Dead);
     f.assert_counts_match("d");
+    // The head of a group dies of its TTL: the next one goes on, for readers
+    // at once and for the next claim.
+    let grouped = |ttl| NewMessage {
+        body: b"{}",
+        group: Some("g"),
+        ttl,
+        ..NewMessage::default()
+    };
+    let head = f
+        .publish("e", grouped(Some(Duration::from_secs(5))))
+        .expect("publish");
+    let next = f.publish("e", grouped(None)).expect("publish");
+    assert_eq!(f.state("e", next).0, State::Held);
+    f.advance(Duration::from_secs(10));
+    assert_eq!(f.state("e", head).0, State::Dead);
+    assert_eq!(f.state("e", next).0, State::Ready);
+    let counts = f.info("e").counts;
+    assert_eq!((counts.ready, counts.delayed, counts.dead), (1, 0, 1));
+    let got = f.db.claim("e", 10, None, false).expect("claim");
+    assert_eq!(ids(&got), [next]);
+    f.assert_counts_match("e");
 }
