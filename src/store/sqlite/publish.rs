@@ -27,6 +27,9 @@ struct SqliteInserter<'t> {
     find_key: Option<CachedStatement<'t>>,
     claim_group: Option<CachedStatement<'t>>,
     fanout: &'t Fanout<'t>,
+    /// A target queue has a TTL: deliveries are inserted with their expiry
+    /// (`INSERT_DELIVERY_TTL`, and 9 columns a row in the multi-row insert).
+    expiring: bool,
     now: i64,
     next_id: i64,
     tally: Tally,
@@ -44,7 +47,18 @@ fn values_list(columns: usize, rows: usize) -> String {
 const INSERT_MESSAGE: &str =
     "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const INSERT_DELIVERY: &str = "INSERT INTO deliveries
+const INSERT_DELIVERY: &str =
+    "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// The multi-row forms, with `VALUES` and a list of CHUNK rows appended.
+const INSERT_DELIVERIES: &str =
+    "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)";
+const INSERT_DELIVERIES_TTL: &str = "INSERT INTO deliveries
+     (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at, ttl_ms)";
+/// [`INSERT_DELIVERY`] with an expiry and the message's own TTL: used only
+/// where a target queue or the message has a TTL, so that publishes without
+/// one run the statements they always ran.
+const INSERT_DELIVERY_TTL: &str = "INSERT INTO deliveries
      (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at, ttl_ms)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const FIND_KEY: &str = "SELECT m.id, EXISTS (
@@ -56,6 +70,18 @@ const FIND_KEY: &str = "SELECT m.id, EXISTS (
 pub(super) const CLAIM_GROUP: &str =
     "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
      ON CONFLICT (queue_id, grp) DO NOTHING";
+
+/// The parameters of [`INSERT_DELIVERY_TTL`]: those of [`INSERT_DELIVERY`],
+/// the expiry and the message's own TTL.
+type DeliveryRow<'m> = (i64, i64, i64, i64, i64, Option<&'m str>, Option<i64>);
+
+fn params_ttl(
+    r: DeliveryRow<'_>,
+    expires_at: Option<i64>,
+    own_ttl: Option<i64>,
+) -> impl rusqlite::Params + '_ {
+    (r.0, r.1, r.2, r.3, r.4, r.5, r.6, expires_at, own_ttl)
+}
 
 /// The statement in `slot`, prepared from `sql()` on first use.
 fn prepared<'s, 't>(
@@ -107,22 +133,19 @@ impl SqliteInserter<'_> {
                 m.raw_execute()?;
             }
         }
-        let d = prepared(d, self.conn, || {
-            match per {
-            1 => INSERT_DELIVERY.into(),
-            _ => format!(
-                "INSERT INTO deliveries
-                 (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at, ttl_ms)
-                 VALUES {}",
-                values_list(9, CHUNK)
-            ),
-        }
+        let cols = if self.expiring { 9 } else { 7 };
+        let expiring = self.expiring;
+        let d = prepared(d, self.conn, || match (per, expiring) {
+            (1, false) => INSERT_DELIVERY.into(),
+            (1, true) => INSERT_DELIVERY_TTL.into(),
+            (_, false) => format!("{INSERT_DELIVERIES} VALUES {}", values_list(7, CHUNK)),
+            (_, true) => format!("{INSERT_DELIVERIES_TTL} VALUES {}", values_list(9, CHUNK)),
         })?;
         for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
             // Buffered messages carry no TTL of their own (see `insert`).
             let expires_at = flow::expires_at(self.now, None, queue.ttl_ms());
             for (i, (row, _)) in self.pending.rows().enumerate() {
-                let p = i % per * 9;
+                let p = i % per * cols;
                 d.raw_bind_parameter(p + 1, row.id)?;
                 d.raw_bind_parameter(p + 2, queue.id)?;
                 d.raw_bind_parameter(p + 3, row.state as i64)?;
@@ -130,8 +153,10 @@ impl SqliteInserter<'_> {
                 d.raw_bind_parameter(p + 5, row.visible_at)?;
                 d.raw_bind_parameter(p + 6, None::<&str>)?;
                 d.raw_bind_parameter(p + 7, *version)?;
-                d.raw_bind_parameter(p + 8, expires_at)?;
-                d.raw_bind_parameter(p + 9, None::<i64>)?;
+                if self.expiring {
+                    d.raw_bind_parameter(p + 8, expires_at)?;
+                    d.raw_bind_parameter(p + 9, None::<i64>)?;
+                }
                 if (i + 1) % per == 0 {
                     d.raw_execute()?;
                 }
@@ -203,10 +228,7 @@ impl Inserter for SqliteInserter<'_> {
                     state = State::Held;
                 }
             }
-            prepared(&mut self.insert_delivery, self.conn, || {
-                INSERT_DELIVERY.into()
-            })?
-            .execute((
+            let row = (
                 id,
                 queue.id,
                 state as i64,
@@ -214,9 +236,24 @@ impl Inserter for SqliteInserter<'_> {
                 visible_at,
                 msg.group,
                 self.fanout.versions[target],
-                flow::expires_at(self.now, own_ttl, queue.ttl_ms()),
-                own_ttl,
-            ))?;
+            );
+            if self.expiring {
+                let d = prepared(&mut self.insert_delivery, self.conn, || {
+                    INSERT_DELIVERY_TTL.into()
+                })?;
+                let expires_at = flow::expires_at(self.now, own_ttl, queue.ttl_ms());
+                d.execute(params_ttl(row, expires_at, own_ttl))?;
+            } else if own_ttl.is_some() {
+                let expires_at = flow::expires_at(self.now, own_ttl, None);
+                self.conn
+                    .prepare_cached(INSERT_DELIVERY_TTL)?
+                    .execute(params_ttl(row, expires_at, own_ttl))?;
+            } else {
+                prepared(&mut self.insert_delivery, self.conn, || {
+                    INSERT_DELIVERY.into()
+                })?
+                .execute(row)?;
+            }
             self.tally.added[target][state as usize] += 1;
         }
         Ok(id)
@@ -370,6 +407,7 @@ impl PublishTx for Tx<'_> {
                 find_key: None,
                 claim_group: None,
                 fanout,
+                expiring: fanout.targets.iter().any(|q| q.ttl_ms().is_some()),
                 now: self.now,
                 next_id: first_id,
                 tally: Tally::new(fanout.targets.len()),

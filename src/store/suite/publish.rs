@@ -400,4 +400,11 @@ pub(super) fn ttls_apply_per_subscriber_and_queue_set_retimes_held_messages(f: &
     let got = f.db.claim("e", 10, None, false).expect("claim");
     assert_eq!(ids(&got), [next]);
     f.assert_counts_match("e");
+    // Large batches (the multi-row inserts) expire like single messages.
+    f.db.create_queue("f", &ttl(Some(10)), None).expect("f");
+    f.publish_n("f", 130);
+    f.advance(Duration::from_secs(10));
+    assert_eq!(f.info("f").counts.dead, 130);
+    assert!(f.db.claim("f", 200, None, false).expect("claim").is_empty());
+    f.assert_counts_match("f");
 }
