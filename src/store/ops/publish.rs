@@ -109,6 +109,8 @@ pub(crate) fn make_room(
     if limits.is_unlimited() || added.load.count == 0 {
         return Ok(());
     }
+    // What expired or ran out of its lease no longer takes up room.
+    tx.promote_due(q)?;
     let now_held = tx.load(q.id, limits.max_bytes.is_some())?;
     let before = Load {
         count: now_held.count.saturating_sub(added.load.count),
