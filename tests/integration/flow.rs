@@ -732,3 +732,16 @@ fn a_consumer_waiting_on_a_full_cap_wakes_when_a_lease_ends() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(r#""n":1"#));
 }
+
+#[test]
+fn an_expired_message_takes_up_no_room() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-length", "1", "--ttl", "300ms"])
+        .success();
+    env.publish("q", "1");
+    env.run(&["publish", "q", "2"]).code(75);
+    std::thread::sleep(Duration::from_millis(400));
+    env.publish("q", "3");
+    assert_eq!(peek(&env, "q", "dead")[0]["dead_reason"], "expired");
+    assert_eq!(peek(&env, "q", "ready").len(), 1);
+}
