@@ -456,6 +456,16 @@ struct Shown {
     listed: Listed,
     schema: Option<Box<serde_json::value::RawValue>>,
     schema_history: Vec<ShownVersion>,
+    last_dead: Option<ShownDead>,
+}
+
+/// The message that died last, as `queue show --json` prints it.
+#[derive(Debug, Serialize)]
+struct ShownDead {
+    id: i64,
+    died_at: String,
+    dead_reason: &'static str,
+    last_error: Option<String>,
 }
 
 /// A stored schema as a JSON value on one line (it was valid JSON when set).
@@ -482,8 +492,12 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
     let current = history
         .last()
         .and_then(|v| v.schema.clone().map(|text| (v.version, text)));
+    let last_dead = match info.is_topic {
+        true => None,
+        false => store.last_dead(&args.name)?,
+    };
     if ctx.out.human() {
-        return show_table(ctx, Listed::from(info), current, &history);
+        return show_table(ctx, Listed::from(info), current, &history, last_dead);
     }
     let shown = Shown {
         listed: Listed::from(info),
@@ -496,6 +510,12 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
                 schema: v.schema.as_deref().and_then(schema_json),
             })
             .collect(),
+        last_dead: last_dead.map(|d| ShownDead {
+            id: d.id,
+            died_at: output::time(d.died_at),
+            dead_reason: d.dead_reason.name(),
+            last_error: d.last_error,
+        }),
     };
     let mut out = output::stdout();
     serde_json::to_writer(&mut out, &shown)?;
@@ -510,6 +530,7 @@ fn show_table(
     q: Listed,
     current: Option<(i64, String)>,
     history: &[SchemaVersion],
+    last_dead: Option<store::LastDead>,
 ) -> anyhow::Result<Exit> {
     let ms = |v: u128| parse::format_duration(Duration::from_millis(v as u64));
     let mut rows: Vec<(&str, String)> = vec![("name", q.name.clone()), ("kind", q.kind.into())];
@@ -530,6 +551,23 @@ fn show_table(
         ]);
         rows.extend(q.flow.shown(true));
         rows.push(("topics", list_or_none(&q.topics)));
+        if let Some(d) = &last_dead {
+            let error = d
+                .last_error
+                .as_deref()
+                .and_then(|e| e.lines().rev().find(|l| !l.trim().is_empty()))
+                .map(|l| format!(": {}", view::text_line(l)))
+                .unwrap_or_default();
+            rows.push((
+                "last_dead",
+                format!(
+                    "id {}, {} ago, {}{error}",
+                    d.id,
+                    view::age(store::now_ms() - d.died_at),
+                    d.dead_reason.name()
+                ),
+            ));
+        }
     }
     rows.push(("created_at", q.created_at.clone()));
     let schema = match &current {

@@ -17,13 +17,14 @@ use std::time::Duration;
 use super::PublishBatch;
 use super::backend::{self, Backend};
 use super::error::{Error, Result};
+use super::flow::DeadReason;
 use super::ops::{self, admin, inspect, lease, work};
 use super::receipt::{Receipt, ReceiptError, Release};
 use super::types::{
     Created, Delivery, Outcome, QueueSet, ReplayFilter, Replayed, SchemaChange, SchemaVersion,
     Settings, SettingsPatch, State, Subscribed, Sync, WorkStep,
 };
-use super::views::{DatabaseInfo, Health, PeekQuery, Peeked, QueueInfo, RateHistory};
+use super::views::{DatabaseInfo, Health, LastDead, PeekQuery, Peeked, QueueInfo, RateHistory};
 use crate::contract::Contract;
 
 /// An open spool database: the operations every command uses.
@@ -228,6 +229,26 @@ pub trait Store: Backend + std::fmt::Debug {
     /// A queue's settings; `None` for an unknown name or a topic.
     fn settings(&self, name: &str) -> Result<Option<Settings>> {
         ops::queues::settings(self, name)
+    }
+
+    /// The message of queue `name` that died last (as written; a lease
+    /// that ran out on its last attempt is written dead by the next claim),
+    /// with why and its last failure; `None` when none has died.
+    fn last_dead(&self, name: &str) -> Result<Option<LastDead>> {
+        backend::read(self, |tx| {
+            let q = backend::existing_queue(tx, name)?;
+            Ok(tx
+                .last_dead(q.id)?
+                .map(|(id, died_at, reason, error)| LastDead {
+                    id,
+                    died_at,
+                    dead_reason: reason
+                        .as_deref()
+                        .and_then(DeadReason::from_name)
+                        .unwrap_or(DeadReason::MaxAttempts),
+                    last_error: error,
+                }))
+        })
     }
 
     /// Every version of the schema of queue or topic `name`, oldest first.

@@ -171,8 +171,8 @@ pub use types::{
     SchemaVersion, Settings, SettingsPatch, Settled, State, Subscribed, Sync, WorkStep, now_ms,
 };
 pub use views::{
-    BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, PeekQuery, Peeked,
-    QueueHealth, QueueInfo, RateHistory, STATE_COLUMNS, ServerHealth,
+    BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, LastDead, PeekQuery,
+    Peeked, QueueHealth, QueueInfo, RateHistory, STATE_COLUMNS, ServerHealth,
 };
 
 /// Where the database is and how to talk to it.

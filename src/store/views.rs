@@ -59,6 +59,19 @@ pub struct QueueInfo {
     pub dropped_total: i64,
 }
 
+/// The message of a queue that died last, for `queue show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastDead {
+    /// Its id.
+    pub id: i64,
+    /// When it died (ms since the epoch).
+    pub died_at: i64,
+    /// Why.
+    pub dead_reason: super::flow::DeadReason,
+    /// Its last failure, if one was recorded.
+    pub last_error: Option<String>,
+}
+
 /// The database file, for `stats`.
 #[derive(Debug, Clone, Default)]
 pub struct DatabaseInfo {

@@ -736,12 +736,49 @@ fn a_consumer_waiting_on_a_full_cap_wakes_when_a_lease_ends() {
 #[test]
 fn an_expired_message_takes_up_no_room() {
     let env = Env::new();
-    env.run(&["queue", "create", "q", "--max-length", "1", "--ttl", "300ms"])
-        .success();
+    env.run(&[
+        "queue",
+        "create",
+        "q",
+        "--max-length",
+        "1",
+        "--ttl",
+        "300ms",
+    ])
+    .success();
     env.publish("q", "1");
     env.run(&["publish", "q", "2"]).code(75);
     std::thread::sleep(Duration::from_millis(400));
     env.publish("q", "3");
     assert_eq!(peek(&env, "q", "dead")[0]["dead_reason"], "expired");
     assert_eq!(peek(&env, "q", "ready").len(), 1);
+}
+
+#[test]
+fn queue_show_names_the_message_that_died_last_and_why() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-attempts", "1"])
+        .success();
+    assert!(show(&env, "q")["last_dead"].is_null());
+    env.publish("q", "1");
+    let second = env.publish("q", "2");
+    let m = env.consume_one("q", &[]);
+    env.run(&["nack", receipt(&m), "--dead", "--reason", "bad input"])
+        .success();
+    std::thread::sleep(Duration::from_millis(20));
+    let m = env.consume_one("q", &[]);
+    env.run(&["nack", receipt(&m), "--reason", "HTTP 503\nretry later"])
+        .success();
+    let last = &show(&env, "q")["last_dead"];
+    assert_eq!(last["id"], second);
+    assert_eq!(last["dead_reason"], "max_attempts");
+    assert_eq!(last["last_error"], "HTTP 503\nretry later");
+    let table = env
+        .cmd()
+        .env("SPOOL_TEST_TERMINAL", "stdout")
+        .args(["queue", "show", "q"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("max_attempts: retry later"), "{text}");
 }

@@ -134,6 +134,13 @@ pub trait ReadTx: Tx {
     /// Every version of a queue's schema, oldest first.
     fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>>;
 
+    /// The message of `queue` that died last, as stored: `(id, died at,
+    /// dead_reason, last_error)`. One seek into `deliveries_done`.
+    fn last_dead(
+        &mut self,
+        queue: i64,
+    ) -> Result<Option<(i64, i64, Option<String>, Option<String>)>>;
+
     /// Publishes and acks by queue name and minute, over the `minutes`
     /// minutes up to `second`: `(name, minutes ago, published, acked)`.
     fn rates(&mut self, second: i64, minutes: i64) -> Result<Vec<(String, i64, i64, i64)>>;

@@ -206,6 +206,16 @@ impl ReadTx for Tx<'_> {
         Ok(rows.into_iter().map(SchemaVersion::from).collect())
     }
 
+    fn last_dead(
+        &mut self,
+        queue: i64,
+    ) -> Result<Option<(i64, i64, Option<String>, Option<String>)>> {
+        let sql = "SELECT msg_id, done_at, dead_reason, last_error FROM deliveries
+            WHERE queue_id = ?1 AND state IN (3, 4) AND state = 4
+            ORDER BY done_at DESC LIMIT 1";
+        self.one(sql, [queue])
+    }
+
     fn rates(&mut self, second: i64, minutes: i64) -> Result<Vec<(String, i64, i64, i64)>> {
         self.rows(RATES, (second, minutes))
     }
