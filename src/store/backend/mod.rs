@@ -31,7 +31,7 @@ pub(crate) use admin::{AdminTx, ReplayRow};
 pub(crate) use lease::LeaseTx;
 pub(crate) use publish::{Fanout, Inserter, PublishTx, Tally};
 pub(crate) use read::{
-    Done, MessageCols, Ranked, ReadTx, ReplayCols, Stored, StoredCols, StoredRow, Timed,
+    DeadCols, Done, MessageCols, Ranked, ReadTx, ReplayCols, Stored, StoredCols, StoredRow, Timed,
 };
 pub(crate) use tx::{Tx, existing_queue, topic_error, unknown_queue};
 

@@ -67,6 +67,10 @@ impl From<(i64, i64, Option<String>)> for SchemaVersion {
     }
 }
 
+/// A dead delivery as `queue show` names it: `id, done_at, dead_reason,
+/// last_error`.
+pub(crate) type DeadCols = (i64, i64, Option<String>, Option<String>);
+
 /// A delivery with its message as `peek` shows it: `attempts, priority,
 /// group, key, published_at, raw, headers, body, schema_version,
 /// dead_reason, last_error`.
@@ -134,12 +138,9 @@ pub trait ReadTx: Tx {
     /// Every version of a queue's schema, oldest first.
     fn schema_versions(&mut self, queue: i64) -> Result<Vec<SchemaVersion>>;
 
-    /// The message of `queue` that died last, as stored: `(id, died at,
-    /// dead_reason, last_error)`. One seek into `deliveries_done`.
-    fn last_dead(
-        &mut self,
-        queue: i64,
-    ) -> Result<Option<(i64, i64, Option<String>, Option<String>)>>;
+    /// The message of `queue` that died last, as stored. One seek into
+    /// `deliveries_done`.
+    fn last_dead(&mut self, queue: i64) -> Result<Option<DeadCols>>;
 
     /// Publishes and acks by queue name and minute, over the `minutes`
     /// minutes up to `second`: `(name, minutes ago, published, acked)`.

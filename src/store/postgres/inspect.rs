@@ -12,7 +12,7 @@ use super::queues::QueueRow;
 use super::tx::Tx;
 use super::{RowExt, contracts};
 use crate::store::backend::{
-    Done, MessageCols, Ranked, ReadTx, ReplayCols, StoredCols, StoredRow, Timed,
+    DeadCols, Done, MessageCols, Ranked, ReadTx, ReplayCols, StoredCols, StoredRow, Timed,
 };
 use crate::store::checks::Check;
 use crate::store::error::Result;
@@ -192,10 +192,7 @@ impl ReadTx for Tx<'_> {
         Ok(rows.into_iter().map(SchemaVersion::from).collect())
     }
 
-    fn last_dead(
-        &mut self,
-        queue: i64,
-    ) -> Result<Option<(i64, i64, Option<String>, Option<String>)>> {
+    fn last_dead(&mut self, queue: i64) -> Result<Option<DeadCols>> {
         let sql = "SELECT msg_id, done_at, dead_reason, last_error FROM deliveries
             WHERE queue_id = $1 AND state IN (3, 4) AND state = 4
             ORDER BY done_at DESC LIMIT 1";

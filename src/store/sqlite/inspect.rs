@@ -9,7 +9,7 @@ use super::tx::Tx;
 use super::{admin, contracts};
 use crate::store::Result;
 use crate::store::backend::{
-    Done, MessageCols, Ranked, ReadTx, ReplayCols, StoredCols, StoredRow, Timed,
+    DeadCols, Done, MessageCols, Ranked, ReadTx, ReplayCols, StoredCols, StoredRow, Timed,
 };
 use crate::store::checks::Check;
 use crate::store::ops::doctor;
@@ -206,10 +206,7 @@ impl ReadTx for Tx<'_> {
         Ok(rows.into_iter().map(SchemaVersion::from).collect())
     }
 
-    fn last_dead(
-        &mut self,
-        queue: i64,
-    ) -> Result<Option<(i64, i64, Option<String>, Option<String>)>> {
+    fn last_dead(&mut self, queue: i64) -> Result<Option<DeadCols>> {
         let sql = "SELECT msg_id, done_at, dead_reason, last_error FROM deliveries
             WHERE queue_id = ?1 AND state IN (3, 4) AND state = 4
             ORDER BY done_at DESC LIMIT 1";
