@@ -19,6 +19,7 @@ mod fuzz;
 mod groups;
 mod hostile;
 mod inspect;
+mod layering;
 mod migrate;
 mod mount;
 mod publish;
