@@ -304,16 +304,6 @@ impl OnFull {
             OnFull::DropOldest => "drop-oldest",
         }
     }
-
-    /// The setting as stored (0 reject, 1 drop-oldest); unknown values read
-    /// as the default.
-    pub fn from_i64(n: i64) -> OnFull {
-        if n == 1 {
-            OnFull::DropOldest
-        } else {
-            OnFull::Reject
-        }
-    }
 }
 
 /// A queue's length limits: what it may hold in ready, delayed (and held)

@@ -40,6 +40,32 @@ fn script(env: &Env, name: &str, body: &str) -> String {
     path.display().to_string()
 }
 
+/// Starts `consume QUEUE --wait 20s`, lets it settle into its wait, runs
+/// `act`, and returns what the consumer printed: it must have got a message
+/// soon after `act`, not at the end of its wait.
+fn woken_by(env: &Env, queue: &str, act: impl FnOnce()) -> String {
+    let waiting = env
+        .cmd()
+        .args(["consume", queue, "--wait", "20s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let acted = Instant::now();
+    act();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the waiting consumer got a message"
+    );
+    assert!(
+        acted.elapsed() < Duration::from_secs(10),
+        "woke on the change, not at the end of --wait"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn spawn_work(env: &Env, args: &[&str]) -> Child {
     env.cmd()
         .arg("work")
@@ -169,22 +195,10 @@ fn a_paused_queue_takes_publishes_but_delivers_nothing_until_resumed() {
     assert_eq!(peek(&env, "q", "ready").len(), 1);
 
     // A consumer waiting on the paused queue wakes when it is resumed.
-    let waiting = env
-        .cmd()
-        .args(["consume", "q", "--wait", "20s"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let resumed = Instant::now();
-    env.run(&["queue", "resume", "q"]).success();
-    let out = waiting.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "the waiting consumer got it");
-    assert!(
-        resumed.elapsed() < Duration::from_secs(10),
-        "woke on resume, not at the end of --wait"
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""a":2"#));
+    let got = woken_by(&env, "q", || {
+        env.run(&["queue", "resume", "q"]).success();
+    });
+    assert!(got.contains(r#""a":2"#));
     assert_eq!(show(&env, "q")["paused"], false);
 }
 
@@ -711,26 +725,10 @@ fn a_consumer_waiting_on_a_full_cap_wakes_when_a_lease_ends() {
         .success();
     publish_many(&env, "q", 2);
     let first = env.consume_one("q", &[]);
-    let waiting = env
-        .cmd()
-        .args(["consume", "q", "--wait", "20s"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let acked = Instant::now();
-    env.run(&["ack", receipt(&first)]).success();
-    let out = waiting.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the waiting consumer got the second"
-    );
-    assert!(
-        acked.elapsed() < Duration::from_secs(10),
-        "woke on the ack, not at the end of --wait"
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(r#""n":1"#));
+    let got = woken_by(&env, "q", || {
+        env.run(&["ack", receipt(&first)]).success();
+    });
+    assert!(got.contains(r#""n":1"#));
 }
 
 #[test]

@@ -52,12 +52,11 @@ pub(crate) fn replay(
         if !target.settings.flow.limits.is_unlimited() {
             tx.lock_queue(target.id)?;
         }
-        let done = if to.is_none() {
-            put_back(tx, &target, false, None, found, progress)?
-        } else {
-            let check = tx.schema_check(&target)?;
-            put_back(tx, &target, true, check.as_ref(), found, progress)?
+        let check = match to {
+            Some(_) => tx.schema_check(&target)?,
+            None => None,
         };
+        let done = put_back(tx, &target, to.is_some(), check.as_ref(), found, progress)?;
         // Into a full queue, all or nothing (a replay never drops messages
         // to make room).
         let added = Added {
