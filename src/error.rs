@@ -82,7 +82,7 @@ fn store_exit(err: &store::Error) -> Exit {
     use store::Error as E;
     match err {
         E::Busy { .. } | E::PgBusy { .. } | E::QueueFull { .. } => Exit::Busy,
-        E::UnknownQueue { .. } | E::NoSubscribers { .. } => Exit::NotFound,
+        E::UnknownQueue { .. } | E::NoSubscribers { .. } | E::Receipt { .. } => Exit::NotFound,
         E::BadName { .. } | E::NameIsTopic { .. } | E::NameHoldsMessages { .. } => Exit::Usage,
         E::SettingsConflict { .. } | E::QueueNotEmpty { .. } | E::TargetNotEmpty { .. } => {
             Exit::Usage

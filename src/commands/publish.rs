@@ -14,14 +14,15 @@ use crate::error::{Exit, Failure};
 use crate::input::{self, Line, read_body_line, trim_blank};
 use crate::output::{Output, Progress};
 use crate::parse;
-use crate::store::{self, Batch, Db, NewMessage};
+use crate::store::{self, Batch, Db, NewMessage, Receipt, ReceiptError};
 
 const EXAMPLES: &str = "\
 Examples:
   spool publish orders '{\"id\": 1, \"total\": 9.5}'
   jq -c '.orders[]' export.json | spool publish orders
   tail -f app.log | spool publish logs --raw --stream
-  spool publish orders --key-from /id --priority 10 < orders.ndjson";
+  spool publish orders --key-from /id --priority 10 < orders.ndjson
+  ./charge < body.json | spool publish payments --ack \"$SPOOL_RECEIPT\"";
 
 /// Publish messages to a queue or topic.
 ///
@@ -73,6 +74,9 @@ pub struct Args {
     /// A string header, returned by consume and peek (repeatable)
     #[arg(long = "header", value_name = "NAME=VALUE", value_parser = header)]
     pub headers: Vec<(String, String)>,
+    /// Ack this delivery in the same transaction: both happen or neither
+    #[arg(long, value_name = "RECEIPT", conflicts_with = "stream")]
+    pub ack: Option<String>,
 }
 
 fn json_pointer(text: &str) -> Result<String, String> {
@@ -165,19 +169,12 @@ impl Preparer<'_> {
         if self.args.raw {
             return Ok(Some(self.with_meta(origin, bytes)));
         }
-        let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
-        if trimmed.is_empty() {
+        let Some(trimmed) = json_body(text).map_err(bad)? else {
             return match origin {
                 Origin::Line(_) => Ok(None),
                 _ => Err(bad("empty body: a message is one JSON value".into())),
             };
-        }
-        serde_json::from_str::<serde::de::IgnoredAny>(trimmed).map_err(|e| bad(json_error(&e)))?;
-        if nesting_exceeds(trimmed.as_bytes(), MAX_NESTING) {
-            return Err(bad(format!(
-                "JSON nested deeper than {MAX_NESTING} levels; spool refuses it, as many consumers cannot parse it"
-            )));
-        }
+        };
         let from = |flag: &str, pointer: &str| {
             pointer_text(trimmed, pointer).map_err(|miss| bad(miss.explain(flag, pointer)))
         };
@@ -212,6 +209,22 @@ impl Preparer<'_> {
             group: self.args.group.clone(),
         }
     }
+}
+
+/// The JSON value in `text` without the blanks around it, or why it is not
+/// one (as publish says it); `None` for blanks only.
+pub(crate) fn json_body(text: &str) -> Result<Option<&str>, String> {
+    let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(trimmed).map_err(|e| json_error(&e))?;
+    if nesting_exceeds(trimmed.as_bytes(), MAX_NESTING) {
+        return Err(format!(
+            "JSON nested deeper than {MAX_NESTING} levels; spool refuses it, as many consumers cannot parse it"
+        ));
+    }
+    Ok(Some(trimmed))
 }
 
 /// The deepest nesting of arrays and objects a JSON body may have: what
@@ -349,6 +362,8 @@ fn too_large(size: u64, limit: u64) -> String {
 /// Everything publish needs while writing.
 struct Writer<'a> {
     args: &'a Args,
+    /// `--ack`: the delivery acked in the publish's transaction.
+    ack: Option<Receipt>,
     headers: Option<String>,
     available_at: Option<i64>,
     /// Committed ids held back for the end (all-or-nothing, or a terminal).
@@ -387,7 +402,15 @@ impl Writer<'_> {
     /// batch, the messages before it are committed, and its error returned.
     fn flush(&mut self, store: &mut Target<'_>, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
         if pending.is_empty() {
-            return Ok(());
+            return match self.ack {
+                // A handler that failed and printed nothing must not lose
+                // its message.
+                Some(_) => Err(Failure::data(
+                    "no messages on stdin: with --ack, empty input acks nothing (finish a delivery without publishing with `spool ack`)",
+                )
+                .into()),
+                None => Ok(()),
+            };
         }
         let partial = self.args.stream;
         if partial && pending.len() > 1 {
@@ -415,7 +438,7 @@ impl Writer<'_> {
         pending: &mut Vec<Prepared>,
     ) -> anyhow::Result<()> {
         let partial = self.args.stream;
-        let (ids, bad) = store.get()?.publish_batch(&self.args.queue, |batch| {
+        let (ids, bad) = self.publish(store.get()?, |batch| {
             let mut ids = Vec::with_capacity(pending.len());
             for msg in pending.iter() {
                 match self.write(batch, msg) {
@@ -429,6 +452,18 @@ impl Writer<'_> {
         pending.clear();
         self.committed(ids)?;
         bad.map_or(Ok(()), Err)
+    }
+
+    /// One publish transaction, acking `--ack`'s delivery in it.
+    fn publish<T>(
+        &self,
+        db: &mut Db,
+        fill: impl FnMut(&mut Batch<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        match &self.ack {
+            Some(receipt) => db.publish_acking(&self.args.queue, receipt, fill),
+            None => db.publish_batch(&self.args.queue, fill),
+        }
     }
 
     /// Records ids that are now on disk, printing them at once in live mode.
@@ -514,8 +549,13 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             None => store::Settings::default().max_size,
         },
     };
+    let ack = match &args.ack {
+        Some(text) => Some(ack_receipt(text, store.db.is_some())?),
+        None => None,
+    };
     let mut writer = Writer {
         args: &args,
+        ack,
         headers: headers_json(&args.headers),
         available_at: available_at(&args),
         ids: Vec::new(),
@@ -540,6 +580,20 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     };
     print_ids(ctx, &args.queue, &writer.ids).map_err(|e| not_printed(e, &writer.ids))?;
     result.map(|()| Exit::Ok)
+}
+
+/// `--ack`'s receipt, refused (exit 3) before any input is read when it
+/// cannot be one: not a receipt, or no database yet.
+fn ack_receipt(text: &str, database_exists: bool) -> anyhow::Result<Receipt> {
+    let refused = |reason| store::Error::Receipt {
+        receipt: text.to_owned(),
+        reason,
+    };
+    let receipt: Receipt = text.trim().parse().map_err(refused)?;
+    if !database_exists {
+        return Err(refused(ReceiptError::Unknown).into());
+    }
+    Ok(receipt)
 }
 
 fn headers_json(headers: &[(String, String)]) -> Option<String> {
@@ -644,7 +698,8 @@ fn write_through(
     // Taken by the one run, so that each buffered message is freed once it is
     // written (16 MiB of them would otherwise stay for the whole transaction).
     let mut pending = Some(pending);
-    let ids = store.get()?.publish_batch(&writer.args.queue, |batch| {
+    let db = store.get()?;
+    let ids = writer.publish(db, |batch| {
         if ran {
             return Err(store::Error::PgBusy {
                 reason: "PostgreSQL ended this publish's transaction to resolve a conflict with another one (a deadlock or serialization failure), and input that was written as it was read cannot be written again".to_owned(),

@@ -21,7 +21,7 @@ use super::flow::DeadReason;
 use super::ops::{self, admin, inspect, lease, work};
 use super::receipt::{Receipt, ReceiptError, Release};
 use super::types::{
-    Created, Delivery, Outcome, QueueSet, ReplayFilter, Replayed, SchemaChange, SchemaVersion,
+    Created, Delivery, Done, Emit, QueueSet, ReplayFilter, Replayed, SchemaChange, SchemaVersion,
     Settings, SettingsPatch, State, Subscribed, Sync, WorkStep,
 };
 use super::views::{DatabaseInfo, Health, LastDead, PeekQuery, Peeked, QueueInfo, RateHistory};
@@ -109,17 +109,37 @@ pub trait Store: Backend + std::fmt::Debug {
     where
         Self: Sized,
     {
-        ops::publish::with_batch(self, name, fill)
+        ops::publish::with_batch(self, name, None, fill)
     }
 
-    /// [`Store::publish_batch`] for a `fill` that returns the store's own
-    /// errors; what a `dyn Store` offers (see `ops::publish::publish_batch`).
+    /// [`Store::publish_batch`] that also acks the delivery of `ack` in the
+    /// same transaction (`publish --ack`): both happen or neither. The
+    /// messages come from that delivery: they carry the headers
+    /// `spool-cause-queue` and `spool-cause-id`, and its group unless they
+    /// name one. A receipt that holds no lease (unknown, run out, or
+    /// already acked) publishes nothing: [`Error::Receipt`].
+    fn publish_acking<T, E: From<Error>>(
+        &mut self,
+        name: &str,
+        ack: &Receipt,
+        fill: impl FnMut(&mut PublishBatch<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        Self: Sized,
+    {
+        ops::publish::with_batch(self, name, Some(ack), fill)
+    }
+
+    /// [`Store::publish_batch`] (or, with `ack`, [`Store::publish_acking`])
+    /// for a `fill` that returns the store's own errors; what a `dyn Store`
+    /// offers (see `ops::publish::publish_batch`).
     fn publish_dyn(
         &mut self,
         name: &str,
+        ack: Option<&Receipt>,
         fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
     ) -> Result<()> {
-        ops::publish::publish_batch(self, name, fill)
+        ops::publish::publish_batch(self, name, ack, fill)
     }
 
     /// The largest body a publish to `name` accepts: the queue's
@@ -174,16 +194,18 @@ pub trait Store: Backend + std::fmt::Debug {
     }
 
     /// One round of `work` (see `ops::work::work_step`): settles what
-    /// finished (a failure with the text kept as its `last_error`), then
-    /// leases up to `want` more, in one transaction.
+    /// finished (a failure with the text kept as its `last_error`; a
+    /// success with what it emitted published to `emit`), then leases up
+    /// to `want` more, in one transaction.
     fn work_step(
         &mut self,
         queue: &str,
-        done: &[(Receipt, Outcome, Option<String>)],
+        done: &[Done],
         want: usize,
         visibility: Option<Duration>,
+        emit: Option<Emit<'_>>,
     ) -> Result<WorkStep> {
-        work::work_step(self, queue, done, want, visibility)
+        work::work_step(self, queue, done, want, visibility, emit)
     }
 
     /// Gives leased messages back that no one saw, without counting an

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::Location;
 use super::postgres::{PgOptions, PostgresStore};
-use super::{Error, Options, PublishBatch, Result, SqliteStore, Store};
+use super::{Error, Options, PublishBatch, Receipt, Result, SqliteStore, Store};
 
 /// An open spool database, on whichever backend `--db` names: everything
 /// a command does with it is a method of [`Store`] (reached through
@@ -122,6 +122,16 @@ impl Db {
         name: &str,
         fill: impl FnMut(&mut Batch<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        super::ops::publish::with_batch(&mut *self.0, name, fill)
+        super::ops::publish::with_batch(&mut *self.0, name, None, fill)
+    }
+
+    /// See [`Store::publish_acking`].
+    pub fn publish_acking<T, E: From<Error>>(
+        &mut self,
+        name: &str,
+        ack: &Receipt,
+        fill: impl FnMut(&mut Batch<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        super::ops::publish::with_batch(&mut *self.0, name, Some(ack), fill)
     }
 }

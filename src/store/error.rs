@@ -149,6 +149,15 @@ pub enum Error {
         /// Its limit, for people.
         limit: String,
     },
+    /// `publish --ack` with a receipt that holds no lease. Nothing was
+    /// written.
+    #[error("cannot ack receipt {receipt}: {}. Nothing was published", ack_refusal(*reason))]
+    Receipt {
+        /// The receipt as given.
+        receipt: String,
+        /// Why it was refused.
+        reason: super::receipt::ReceiptError,
+    },
     /// A batch larger than a queue's limits could ever hold.
     #[error(
         "this batch of {adding} could never fit queue `{name}`, which may hold at most {limit}. Publish it in smaller batches or raise the limit"
@@ -320,5 +329,13 @@ pub(crate) fn duration_text(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         format!("{ms}ms")
+    }
+}
+
+/// Why `publish --ack` refused a receipt, for people.
+fn ack_refusal(reason: super::receipt::ReceiptError) -> String {
+    match reason {
+        super::receipt::ReceiptError::Finished => "its delivery is already finished: acked (maybe by an earlier `publish --ack` that committed) or removed".to_owned(),
+        other => other.to_string(),
     }
 }

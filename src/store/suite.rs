@@ -347,7 +347,7 @@ impl Drop for PgSchema {
 /// Publishes `n` messages (bodies `0`, `1`, …) to `queue`, in one batch
 /// (also for the backends' own tests).
 pub(crate) fn publish_n(store: &mut (impl Store + ?Sized), queue: &str, n: usize) -> Vec<i64> {
-    with_batch(store, queue, |batch| {
+    with_batch(store, queue, None, |batch| {
         (0..n)
             .map(|i| {
                 let body = i.to_string();
@@ -367,7 +367,7 @@ pub(crate) fn publish_one(
     queue: &str,
     msg: NewMessage<'_>,
 ) -> Result<i64> {
-    with_batch(store, queue, |batch| batch.publish(&msg))
+    with_batch(store, queue, None, |batch| batch.publish(&msg))
 }
 
 fn ids(ds: &[Delivery]) -> Vec<i64> {

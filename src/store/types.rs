@@ -319,6 +319,42 @@ pub enum Outcome {
     Release,
 }
 
+/// A delivery whose handler ended, as [`crate::store::Db::work_step`]
+/// settles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// The delivery.
+    pub receipt: Receipt,
+    /// What to do with it.
+    pub outcome: Outcome,
+    /// For a failure: why, kept as the message's `last_error`.
+    pub error: Option<String>,
+    /// For a success with `work --emit`: the bodies its handler printed,
+    /// published to the emit target in the transaction of the ack.
+    pub emitted: Vec<Vec<u8>>,
+}
+
+impl Done {
+    /// A delivery to settle with `outcome`, no error and nothing emitted.
+    pub fn new(receipt: Receipt, outcome: Outcome) -> Done {
+        Done {
+            receipt,
+            outcome,
+            error: None,
+            emitted: Vec::new(),
+        }
+    }
+}
+
+/// Where `work --emit` publishes what its handlers print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emit<'a> {
+    /// The queue or topic.
+    pub target: &'a str,
+    /// Each line is a text body, not JSON (`--emit-raw`).
+    pub raw: bool,
+}
+
 /// What became of a delivery settled by [`crate::store::Db::work_step`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -346,4 +382,9 @@ pub struct WorkStep {
     /// Ready messages were left because the queue's in-flight cap or rate
     /// held them back (`work --until-empty` waits for them).
     pub held_back: bool,
+    /// The deliveries (by index into what was settled) whose emitted
+    /// messages the target refused (a schema, a length limit, a topic
+    /// without subscribers), and why: nothing of theirs was published, and
+    /// they were failed instead of acked (`settled` tells how).
+    pub refused: Vec<(usize, String)>,
 }

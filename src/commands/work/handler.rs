@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,19 @@ use crate::store::{Delivery, Receipt};
 /// at all) never stalls the others.
 const INLINE_BODY: usize = 4096;
 
+/// The most a handler may print on stdout with `work --emit`: its output
+/// is held in memory until the handler ends, to be published with the ack.
+/// A handler that prints more fails (nothing is emitted); the rest of its
+/// output is read and dropped, so it is never blocked on a full pipe.
+pub(super) const EMIT_MAX: usize = 16 << 20;
+
 /// A handler process and the delivery it is working on.
 pub(super) struct Handler {
     child: Child,
     /// The tail of what it wrote to stderr (which goes on to spool's).
     stderr: StderrTail,
+    /// With `--emit`: what it writes to stdout, kept for publishing.
+    stdout: Option<Captured>,
     /// The message id.
     pub id: i64,
     /// The delivery's attempt number.
@@ -43,13 +51,20 @@ pub(super) struct Handler {
 impl Handler {
     /// Starts `command` for delivery `d`, whose lease of length `lease` was
     /// taken at `leased_at`.
+    /// With `capture`, its stdout is kept (for `--emit`) instead of passed
+    /// through.
     pub fn spawn(
         command: &[OsString],
         d: &Delivery,
         lease: Duration,
         leased_at: Instant,
+        capture: bool,
     ) -> io::Result<Handler> {
         let (program, args) = command.split_first().ok_or(io::ErrorKind::NotFound)?;
+        let stdout = match capture {
+            true => Stdio::piped(),
+            false => Stdio::inherit(),
+        };
         let mut child = Command::new(program)
             .args(args)
             .env("SPOOL_QUEUE", &d.queue)
@@ -57,6 +72,7 @@ impl Handler {
             .env("SPOOL_ATTEMPT", d.attempt.to_string())
             .env("SPOOL_RECEIPT", d.receipt.to_string())
             .stdin(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             // Its own process group: a Ctrl-C on the terminal reaches spool
             // only, so running handlers can finish; spool decides when to
@@ -67,9 +83,11 @@ impl Handler {
             feed(stdin, &d.body);
         }
         let stderr = StderrTail::copy(child.stderr.take());
+        let stdout = child.stdout.take().map(Captured::read);
         Ok(Handler {
             child,
             stderr,
+            stdout,
             id: d.id,
             attempt: d.attempt,
             receipt: d.receipt,
@@ -94,6 +112,17 @@ impl Handler {
             ended.to_owned()
         } else {
             format!("{ended}\n{tail}")
+        }
+    }
+
+    /// What it printed on stdout (with `--emit`), once its end of the pipe
+    /// closed: an error when it printed too much, or a process it started
+    /// still holds stdout open a second after it exited (its output may not
+    /// be whole).
+    pub fn output(&mut self) -> Result<Vec<u8>, String> {
+        match self.stdout.take() {
+            None => Ok(Vec::new()),
+            Some(captured) => captured.finish(),
         }
     }
 
@@ -170,6 +199,52 @@ impl StderrTail {
         }
         let kept = self.tail.lock().unwrap_or_else(|e| e.into_inner());
         String::from_utf8_lossy(&kept).into_owned()
+    }
+}
+
+/// A handler's stdout, read to the end by a thread of its own.
+struct Captured {
+    done: mpsc::Receiver<io::Result<(Vec<u8>, bool)>>,
+}
+
+impl Captured {
+    fn read(mut from: ChildStdout) -> Captured {
+        let (tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut over = false;
+            let mut buf = [0u8; 8192];
+            let outcome = loop {
+                match from.read(&mut buf) {
+                    Ok(0) => break Ok((kept, over)),
+                    Ok(n) if !over && kept.len() + n <= EMIT_MAX => {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                    Ok(_) => {
+                        over = true;
+                        kept = Vec::new();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let _ = tx.send(outcome);
+        });
+        Captured { done }
+    }
+
+    fn finish(self) -> Result<Vec<u8>, String> {
+        match self.done.recv_timeout(Duration::from_secs(1)) {
+            Ok(Ok((_, true))) => Err(format!(
+                "it printed more than {} on stdout, the most `--emit` holds for one message",
+                crate::parse::format_size(EMIT_MAX as u64)
+            )),
+            Ok(Ok((kept, false))) => Ok(kept),
+            Ok(Err(e)) => Err(format!("cannot read its stdout: {e}")),
+            Err(_) => Err(
+                "its stdout was still open a second after it exited (a process it started holds it), so its output may not be whole".to_owned(),
+            ),
+        }
     }
 }
 

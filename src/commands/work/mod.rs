@@ -21,7 +21,7 @@ use rustix::process::Signal;
 use crate::Context;
 use crate::error::{Exit, Failure};
 use crate::parse;
-use crate::store::{self, Db, Delivery, Outcome, Receipt, Settled};
+use crate::store::{self, Db, Delivery, Done, Emit, Outcome, Receipt, Settled};
 
 use self::events::Events;
 use self::group_commit::GroupCommit;
@@ -37,7 +37,8 @@ Examples:
   spool work orders -- ./handle-order.sh            # one at a time, until interrupted
   spool work orders --concurrency 8 -- ./handle-order.sh
   spool work mail --until-empty -- python3 send.py  # from cron: drain, then exit
-  spool work jobs -- sh -c 'jq -r .url | xargs curl -fsS'"
+  spool work jobs -- sh -c 'jq -r .url | xargs curl -fsS'
+  spool work payment --emit payments.captured -- ./charge.sh  # stdout lines: next events"
     };
 }
 
@@ -60,6 +61,13 @@ queue without counting the attempt (one that still exits 0 is acked).
 
 Exit status: 0 when every handler succeeded (an empty queue too), 4 when one
 failed, was stopped or lost its lease, 2 when the handler cannot be started.
+
+--emit TARGET: each line the handler prints on stdout is a message (JSON; text
+with --emit-raw) published to TARGET in the transaction that acks its message,
+with the headers spool-cause-queue and spool-cause-id and the message's group.
+A failed handler emits nothing; a line that is not valid JSON, output over
+16MiB, or a target that refuses the messages fails the delivery like a failed
+handler. Without --emit, the handler's stdout is spool's.
 
 ",
     examples!()
@@ -105,6 +113,13 @@ pub struct Args {
     /// Lease length, renewed while a handler runs [default: the queue's visibility]
     #[arg(long, value_name = "DUR", value_parser = parse::positive_duration)]
     pub visibility: Option<Duration>,
+    /// Publish each line the handler prints on stdout to this queue or topic,
+    /// in the transaction that acks its message
+    #[arg(long, value_name = "TARGET", value_parser = parse::queue_name, add = crate::commands::docs::complete_queues())]
+    pub emit: Option<String>,
+    /// With --emit: each line is a text message, not JSON
+    #[arg(long, requires = "emit")]
+    pub emit_raw: bool,
     /// The handler command and its arguments (everything after it, or after
     /// `--`, is the handler's)
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, value_name = "CMD")]
@@ -212,6 +227,8 @@ struct Finished {
     why: Why,
     /// For a failure: how the handler ended and the tail of its stderr.
     error: Option<String>,
+    /// With `--emit`, for a success: the bodies it printed.
+    emitted: Vec<Vec<u8>>,
 }
 
 impl Finished {
@@ -414,13 +431,20 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn ended(&mut self, h: Handler, status: std::io::Result<std::process::ExitStatus>) {
+    fn ended(&mut self, mut h: Handler, status: std::io::Result<std::process::ExitStatus>) {
         if h.lost {
             self.tally.lost += 1;
             return;
         }
+        let mut emitted = Vec::new();
         let why = match (status, h.stopped) {
-            (Ok(s), _) if s.success() => Why::Succeeded,
+            (Ok(s), _) if s.success() => match h.output().and_then(|out| self.emitted(&out)) {
+                Ok(bodies) => {
+                    emitted = bodies;
+                    Why::Succeeded
+                }
+                Err(why) => Why::Failed(format!("exit status 0, but {why}")),
+            },
             (_, true) => Why::Stopped,
             (Ok(s), false) => Why::Failed(handler::describe(&s)),
             (Err(e), false) => Why::Failed(format!("cannot wait for it: {e}")),
@@ -435,7 +459,41 @@ impl<'a> Worker<'a> {
             attempt: h.attempt,
             why,
             error,
+            emitted,
         });
+    }
+
+    /// The messages in a handler's stdout, one per line (`--emit`), or why
+    /// they cannot be published: a line that is not JSON (or not UTF-8).
+    fn emitted(&self, out: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let raw = self.args.emit_raw;
+        let mut input = out;
+        let mut bodies = Vec::new();
+        let mut number = 0;
+        while let Some(line) = crate::input::read_line(&mut input, u64::MAX)
+            .map_err(|e| format!("cannot read its stdout: {e}"))?
+        {
+            number += 1;
+            let crate::input::Line::Text(line) = line else {
+                continue;
+            };
+            let text = std::str::from_utf8(&line).map_err(|e| {
+                format!(
+                    "line {number} of its stdout is not UTF-8 (at byte {})",
+                    e.valid_up_to() + 1
+                )
+            })?;
+            if raw {
+                bodies.push(line);
+                continue;
+            }
+            match crate::commands::publish::json_body(text) {
+                Ok(Some(body)) => bodies.push(body.as_bytes().to_vec()),
+                Ok(None) => {}
+                Err(why) => return Err(format!("line {number} of its stdout: {why}")),
+            }
+        }
+        Ok(bodies)
     }
 
     /// Extends the leases that are a third of the way through.
@@ -500,34 +558,47 @@ impl<'a> Worker<'a> {
         if self.done.is_empty() && want == 0 {
             return Ok(());
         }
-        let settle: Vec<(Receipt, Outcome, Option<String>)> = self
+        let settle: Vec<Done> = self
             .done
             .iter()
-            .map(|f| (f.receipt, f.outcome(), f.error.clone()))
+            .map(|f| Done {
+                receipt: f.receipt,
+                outcome: f.outcome(),
+                error: f.error.clone(),
+                emitted: f.emitted.clone(),
+            })
             .collect();
+        let emit = self.args.emit.as_deref().map(|target| Emit {
+            target,
+            raw: self.args.emit_raw,
+        });
         self.commits.before_commit(&mut self.store)?;
         // Read before the claim: a commit landing after it must end the next wait.
         self.seen_version = self.store.data_version()?;
         let leased_at = Instant::now();
-        let step = match self
-            .store
-            .work_step(&self.args.queue, &settle, want, self.args.visibility)
-        {
-            Ok(step) => {
-                self.commits.after_commit();
-                step
-            }
-            Err(e @ (store::Error::Busy { .. } | store::Error::PgBusy { .. })) => {
-                // Keep what is to be settled, and try again next round.
-                self.report
-                    .warn(&format!("{e} (work tries again by itself)"));
-                self.queue_empty = false;
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let step =
+            match self
+                .store
+                .work_step(&self.args.queue, &settle, want, self.args.visibility, emit)
+            {
+                Ok(step) => {
+                    self.commits.after_commit();
+                    step
+                }
+                Err(e @ (store::Error::Busy { .. } | store::Error::PgBusy { .. })) => {
+                    // Keep what is to be settled, and try again next round.
+                    self.report
+                        .warn(&format!("{e} (work tries again by itself)"));
+                    self.queue_empty = false;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
         let finished = std::mem::take(&mut self.done);
-        for (f, settled) in finished.into_iter().zip(step.settled) {
+        for (i, (mut f, settled)) in finished.into_iter().zip(step.settled).enumerate() {
+            if let Some((_, why)) = step.refused.iter().find(|(r, _)| *r == i) {
+                f.why = Why::Failed(format!("exit status 0, but {why}"));
+            }
             self.account(f, settled);
         }
         let batch = self.claimed_or_empty(step.claimed)?;
@@ -599,7 +670,13 @@ impl<'a> Worker<'a> {
     /// the rest are released, and the run drains and ends with an error.
     fn start(&mut self, batch: &[Delivery], lease: Duration, leased_at: Instant) {
         for (i, d) in batch.iter().enumerate() {
-            match Handler::spawn(&self.args.command, d, lease, leased_at) {
+            match Handler::spawn(
+                &self.args.command,
+                d,
+                lease,
+                leased_at,
+                self.args.emit.is_some(),
+            ) {
                 Ok(h) => self.running.push(h),
                 Err(e) => {
                     self.done.extend(batch[i..].iter().map(|d| Finished {
@@ -608,6 +685,7 @@ impl<'a> Worker<'a> {
                         attempt: d.attempt,
                         why: Why::NotStarted,
                         error: None,
+                        emitted: Vec::new(),
                     }));
                     self.spawn_error = Some(e);
                     if self.phase == Phase::Running {

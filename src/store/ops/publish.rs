@@ -5,13 +5,15 @@
 //! `queues`, `topics` and `contracts` (which publishing builds on).
 
 use super::contracts::for_publish;
+use super::lease::{finish, settle_in};
 use super::queues::ensure;
 use crate::store::Store;
 use crate::store::backend::WriteTx;
 use crate::store::backend::{self, Backend, Fanout, Inserter};
-use crate::store::checks::PublishChecks;
+use crate::store::checks::{ContractCache, PublishChecks};
 use crate::store::error::{Error, Result};
 use crate::store::flow::{self, DeadReason, Limits, Load, OnFull, Room};
+use crate::store::receipt::{Receipt, ReceiptError};
 use crate::store::types::{NewMessage, QueueRow, State};
 
 /// An open publish transaction, handed to the closure of
@@ -27,7 +29,29 @@ pub struct PublishBatch<'t> {
     checks: &'t PublishChecks,
     max_size: u64,
     now: i64,
+    /// The delivery the messages come from (`publish --ack`, `work --emit`).
+    cause: Option<Cause>,
+    /// The headers last given with a cause, and what they became.
+    caused_headers: Option<(Option<String>, i64, String)>,
 }
+
+/// The delivery a published message comes from: an emitted message names it
+/// in its headers and joins its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cause {
+    /// The queue it was delivered from.
+    pub queue: String,
+    /// Its message id.
+    pub id: i64,
+    /// Its ordered group.
+    pub group: Option<String>,
+}
+
+/// The headers that name a message's cause; they replace user headers of
+/// the same names.
+pub const CAUSE_QUEUE: &str = "spool-cause-queue";
+/// See [`CAUSE_QUEUE`].
+pub const CAUSE_ID: &str = "spool-cause-id";
 
 impl PublishBatch<'_> {
     /// The largest body this batch accepts, in bytes.
@@ -41,6 +65,49 @@ impl PublishBatch<'_> {
     /// ([`Error::Invalid`]; a raw body [`Error::RawBody`]), also when its key
     /// was seen before.
     pub fn publish(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
+        let Some(cause) = &self.cause else {
+            return self.publish_as_is(msg);
+        };
+        let group = msg.group.or(cause.group.as_deref()).map(str::to_owned);
+        let headers = self.caused_headers(msg.headers)?;
+        let msg = NewMessage {
+            group: group.as_deref(),
+            headers: Some(&headers),
+            ..*msg
+        };
+        self.publish_as_is(&msg)
+    }
+
+    /// Sets the delivery the next messages come from.
+    pub(crate) fn set_cause(&mut self, cause: Option<Cause>) {
+        self.cause = cause;
+    }
+
+    /// `headers` with the cause headers put in (a message's headers are
+    /// usually the same for a whole batch: computed once per cause).
+    fn caused_headers(&mut self, headers: Option<&str>) -> Result<String> {
+        let Some(cause) = &self.cause else {
+            return Ok(headers.unwrap_or("{}").to_owned());
+        };
+        if let Some((given, id, made)) = &self.caused_headers
+            && given.as_deref() == headers
+            && *id == cause.id
+        {
+            return Ok(made.clone());
+        }
+        let mut map = match headers {
+            None => serde_json::Map::new(),
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| Error::Internal(format!("headers are not a JSON object: {e}")))?,
+        };
+        map.insert(CAUSE_QUEUE.to_owned(), cause.queue.clone().into());
+        map.insert(CAUSE_ID.to_owned(), cause.id.to_string().into());
+        let made = serde_json::Value::Object(map).to_string();
+        self.caused_headers = Some((headers.map(str::to_owned), cause.id, made.clone()));
+        Ok(made)
+    }
+
+    fn publish_as_is(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
         if msg.body.len() as u64 > self.max_size {
             return Err(Error::TooLarge {
                 size: msg.body.len(),
@@ -179,100 +246,160 @@ pub(crate) fn make_room(
     }
 }
 
-/// [`Store::publish_dyn`]. Holds the write lock (SQLite), or the name locks
-/// (PostgreSQL), while `fill` runs. A transaction that PostgreSQL ends for a
-/// deadlock or serialization failure is run again, `fill` with it (see
+/// [`Store::publish_dyn`]: publishes to `name` in one transaction and,
+/// with `ack`, acks that delivery in the same one; the messages then come
+/// from it ([`Cause`]). A receipt that does not hold a lease (unknown, run
+/// out, or already acked) refuses the whole publish ([`Error::Receipt`]).
+/// Holds the write lock (SQLite), or the name locks (PostgreSQL), while
+/// `fill` runs. A transaction that PostgreSQL ends for a deadlock or
+/// serialization failure is run again, `fill` with it (see
 /// [`Backend::write_dyn`]).
 pub(crate) fn publish_batch(
     store: &mut (impl Backend + ?Sized),
     name: &str,
+    ack: Option<&Receipt>,
     fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
 ) -> Result<()> {
     let mut cache = std::mem::take(store.contracts());
     let outcome = backend::write(store, |tx| {
-        tx.lock_shared(&[name])?;
-
-        let origin = ensure(tx, name)?;
-        let targets = if origin.is_topic {
-            let subs = tx.subscribers(origin.id)?;
-            let names: Vec<&str> = subs.iter().map(|q| q.name.as_str()).collect();
-            if tx.lock_shared(&names)? {
-                // A subscriber deleted while we waited for its lock is gone
-                // now (this statement sees that commit); none can be added
-                // while we hold the topic's lock.
-                tx.subscribers(origin.id)?
-            } else {
-                subs
-            }
-        } else {
-            vec![origin.clone()]
+        let cause = match ack {
+            Some(receipt) => Some(ack_cause(tx, receipt)?),
+            None => None,
         };
-        if targets.is_empty() {
-            return Err(Error::NoSubscribers {
-                topic: name.to_owned(),
-            });
-        }
-        // After the name locks: no schema can change before this commits.
-        let checks = for_publish(tx, &mut cache, &origin, &targets)?;
-        // A topic holds nothing, so only its subscribers' limits count: the
-        // message must fit every queue that receives it.
-        let max_size = targets
-            .iter()
-            .map(|q| q.settings.max_size)
-            .min()
-            .unwrap_or(u64::MAX);
-        // Publishers into a queue with a length limit take turns on its row
-        // (PostgreSQL), so two of them cannot both take the last place.
-        for queue in &targets {
-            if !queue.settings.flow.limits.is_unlimited() {
-                tx.lock_row(queue.id)?;
+        let mut first = Some(cause);
+        publish_in(tx, &mut cache, name, &mut |batch| {
+            if let Some(cause) = first.take() {
+                batch.set_cause(cause);
             }
-        }
-        let now = tx.now();
-        let mut added = Added::default();
-        let fanout = Fanout {
-            origin: &origin,
-            targets: &targets,
-            versions: &checks.versions,
-        };
-        let tally = tx.inserting(&fanout, &mut |inserter| {
-            let mut batch = PublishBatch {
-                inserter,
-                added: &mut added,
-                origin: &origin.name,
-                checks: &checks,
-                max_size,
-                now,
-            };
-            fill(&mut batch)
-        })?;
-        for queue in tally.swept {
-            tx.counts().moved(queue, Some(State::Acked), None);
-        }
-        // All or nothing: one full queue refuses the publish for all.
-        for queue in &targets {
-            make_room(tx, queue, &added, true)?;
-        }
-        for (queue, counts) in targets.iter().zip(&tally.added) {
-            for (state, n) in State::ALL.iter().zip(counts) {
-                tx.counts().moved_many(queue.id, None, Some(*state), *n);
-            }
-            tx.counts().published(queue.id, counts.iter().sum());
-            if counts[State::Ready as usize] > 0 || counts[State::Delayed as usize] > 0 {
-                tx.notify(&queue.name);
-            }
-        }
-        if origin.is_topic {
-            tx.counts().published(origin.id, tally.published);
-        }
-        // Retention cleanup in small steps, paid by the writers of each queue.
-        for queue in &targets {
-            tx.housekeeping(queue)?;
-        }
-        Ok(())
+            fill(batch)
+        })
     });
     *store.contracts() = cache;
     outcome
+}
+
+/// Acks the delivery of `receipt` inside `tx` and returns it as a cause.
+fn ack_cause(tx: &mut dyn WriteTx, receipt: &Receipt) -> Result<Cause> {
+    let mut outcomes = settle_in(
+        tx,
+        std::slice::from_ref(receipt),
+        |r| r,
+        |tx, q, r, held| {
+            finish(tx, q, r.msg_id, held.group.as_deref(), State::Acked)?;
+            Ok(Cause {
+                queue: q.name.clone(),
+                id: r.msg_id,
+                group: held.group,
+            })
+        },
+    )?;
+    match outcomes.pop() {
+        Some(Ok(Some(cause))) => Ok(cause),
+        // Acked before: its messages were published then (or it was acked
+        // without them); publishing them now would publish them twice.
+        Some(Ok(None)) => Err(Error::Receipt {
+            receipt: receipt.to_string(),
+            reason: ReceiptError::Finished,
+        }),
+        Some(Err(reason)) => Err(Error::Receipt {
+            receipt: receipt.to_string(),
+            reason,
+        }),
+        None => Err(Error::Internal("a settle answered nothing".into())),
+    }
+}
+
+/// The body of [`publish_batch`], inside a transaction the caller commits:
+/// `fill` adds the messages; the queues' rules (schemas, keys, length
+/// limits, counters, fan-out) are applied to them.
+pub(crate) fn publish_in(
+    tx: &mut dyn WriteTx,
+    cache: &mut ContractCache,
+    name: &str,
+    fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
+) -> Result<()> {
+    tx.lock_shared(&[name])?;
+
+    let origin = ensure(tx, name)?;
+    let targets = if origin.is_topic {
+        let subs = tx.subscribers(origin.id)?;
+        let names: Vec<&str> = subs.iter().map(|q| q.name.as_str()).collect();
+        if tx.lock_shared(&names)? {
+            // A subscriber deleted while we waited for its lock is gone
+            // now (this statement sees that commit); none can be added
+            // while we hold the topic's lock.
+            tx.subscribers(origin.id)?
+        } else {
+            subs
+        }
+    } else {
+        vec![origin.clone()]
+    };
+    if targets.is_empty() {
+        return Err(Error::NoSubscribers {
+            topic: name.to_owned(),
+        });
+    }
+    // After the name locks: no schema can change before this commits.
+    let checks = for_publish(tx, cache, &origin, &targets)?;
+    // A topic holds nothing, so only its subscribers' limits count: the
+    // message must fit every queue that receives it.
+    let max_size = targets
+        .iter()
+        .map(|q| q.settings.max_size)
+        .min()
+        .unwrap_or(u64::MAX);
+    // Publishers into a queue with a length limit take turns on its row
+    // (PostgreSQL), so two of them cannot both take the last place.
+    for queue in &targets {
+        if !queue.settings.flow.limits.is_unlimited() {
+            tx.lock_row(queue.id)?;
+        }
+    }
+    let now = tx.now();
+    let mut added = Added::default();
+    let fanout = Fanout {
+        origin: &origin,
+        targets: &targets,
+        versions: &checks.versions,
+    };
+    let tally = tx.inserting(&fanout, &mut |inserter| {
+        let mut batch = PublishBatch {
+            inserter,
+            added: &mut added,
+            origin: &origin.name,
+            checks: &checks,
+            max_size,
+            now,
+            cause: None,
+            caused_headers: None,
+        };
+        fill(&mut batch)
+    })?;
+    for queue in tally.swept {
+        tx.counts().moved(queue, Some(State::Acked), None);
+    }
+    // All or nothing: one full queue refuses the publish for all.
+    for queue in &targets {
+        make_room(tx, queue, &added, true)?;
+    }
+    for (queue, counts) in targets.iter().zip(&tally.added) {
+        for (state, n) in State::ALL.iter().zip(counts) {
+            tx.counts().moved_many(queue.id, None, Some(*state), *n);
+        }
+        tx.counts().published(queue.id, counts.iter().sum());
+        if counts[State::Ready as usize] > 0 || counts[State::Delayed as usize] > 0 {
+            tx.notify(&queue.name);
+        }
+    }
+    if origin.is_topic {
+        tx.counts().published(origin.id, tally.published);
+    }
+    // Retention cleanup in small steps, paid by the writers of each queue.
+    for queue in &targets {
+        tx.housekeeping(queue)?;
+    }
+    Ok(())
 }
 
 /// [`Store::publish_batch`] for any `fill`: its value is kept and its own
@@ -281,11 +408,12 @@ pub(crate) fn publish_batch(
 pub(crate) fn with_batch<T, E: From<Error>>(
     store: &mut (impl Store + ?Sized),
     name: &str,
+    ack: Option<&Receipt>,
     mut fill: impl FnMut(&mut PublishBatch<'_>) -> Result<T, E>,
 ) -> Result<T, E> {
     let mut value = None;
     let mut failed = None;
-    let outcome = store.publish_dyn(name, &mut |batch| {
+    let outcome = store.publish_dyn(name, ack, &mut |batch| {
         failed = None;
         match fill(batch) {
             Ok(v) => {

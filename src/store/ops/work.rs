@@ -8,51 +8,169 @@
 use std::time::Duration;
 
 use super::lease;
-use crate::store::backend::{self, Backend, LeaseTx};
-use crate::store::error::Result;
+use super::publish::{Cause, publish_in};
+use crate::store::backend::{self, Backend, LeaseTx, WriteTx};
+use crate::store::checks::ContractCache;
+use crate::store::error::{Error, Result};
 use crate::store::receipt::{Receipt, ReceiptError, Release};
 use crate::store::rules::Held;
-use crate::store::types::{Outcome, QueueRow, Settled, State, WorkStep};
+use crate::store::types::{Done, Emit, NewMessage, Outcome, QueueRow, Settled, State, WorkStep};
 
 /// Settles the deliveries of finished handlers, then leases up to `want`
 /// more messages of `queue`, in one transaction. Settling first lets a
 /// message released or retried without delay be claimed again at once.
 /// An unknown queue or a topic is the answer of the claim
 /// ([`WorkStep::claimed`]); what was settled is committed all the same.
+///
+/// With `emit`, what each acked delivery's handler printed is published to
+/// the emit target in the same transaction, coming from that delivery
+/// ([`Cause`]); a delivery whose lease is gone emits nothing. When the
+/// target refuses a delivery's messages, the transaction is run again with
+/// that delivery failed instead ([`WorkStep::refused`]): one delivery's
+/// refusal does not hold back the others, and nothing it emitted lands.
 pub(crate) fn work_step(
     store: &mut (impl Backend + ?Sized),
     queue: &str,
-    done: &[(Receipt, Outcome, Option<String>)],
+    done: &[Done],
     want: usize,
     visibility: Option<Duration>,
+    emit: Option<Emit<'_>>,
 ) -> Result<WorkStep> {
-    backend::write(store, |tx| {
-        let settled = lease::settle_in(
-            tx,
-            done,
-            |(r, _, _)| r,
-            |tx, q, (r, outcome, error), held| {
-                settle_one(tx, q, r, *outcome, error.as_deref(), held)
-            },
-        )?
-        .into_iter()
-        .map(|s| s.map(|s| s.unwrap_or(Settled::Acked)))
-        .collect();
-        let (claimed, lease, held_back) = if want > 0 {
-            match lease::claim_in(tx, queue, want, visibility, false)? {
-                Ok(l) => (Ok(l.deliveries), l.lease, l.held_back),
-                Err(e) => (Err(e), Duration::ZERO, false),
+    let mut cache = std::mem::take(store.contracts());
+    let mut refused: Vec<(usize, String)> = Vec::new();
+    let outcome = loop {
+        let mut refusal = None;
+        let step = backend::write(store, |tx| {
+            refusal = None;
+            let settled = settle_all(tx, &mut cache, done, &refused, emit, &mut refusal)?;
+            let (claimed, lease, held_back) = if want > 0 {
+                match lease::claim_in(tx, queue, want, visibility, false)? {
+                    Ok(l) => (Ok(l.deliveries), l.lease, l.held_back),
+                    Err(e) => (Err(e), Duration::ZERO, false),
+                }
+            } else {
+                (Ok(Vec::new()), visibility.unwrap_or_default(), false)
+            };
+            Ok(WorkStep {
+                settled,
+                claimed,
+                lease,
+                held_back,
+                refused: Vec::new(),
+            })
+        });
+        match (step, refusal) {
+            (Err(_), Some((items, why))) => {
+                refused.extend(items.into_iter().map(|i| (i, why.clone())));
             }
-        } else {
-            (Ok(Vec::new()), visibility.unwrap_or_default(), false)
-        };
-        Ok(WorkStep {
-            settled,
-            claimed,
-            lease,
-            held_back,
-        })
-    })
+            (step, _) => {
+                break step.map(|mut s| {
+                    s.refused = std::mem::take(&mut refused);
+                    s
+                });
+            }
+        }
+    };
+    *store.contracts() = cache;
+    outcome
+}
+
+/// Settles `done` (those in `refused` as failures), publishing what the
+/// acked ones emitted. When the emit target refuses, `refusal` names the
+/// deliveries to blame and the transaction must be rolled back (the error
+/// returned does that).
+fn settle_all(
+    tx: &mut dyn WriteTx,
+    cache: &mut ContractCache,
+    done: &[Done],
+    refused: &[(usize, String)],
+    emit: Option<Emit<'_>>,
+    refusal: &mut Option<(Vec<usize>, String)>,
+) -> Result<Vec<std::result::Result<Settled, ReceiptError>>> {
+    let items: Vec<(usize, &Done)> = done.iter().enumerate().collect();
+    let mut causes: Vec<(usize, Cause)> = Vec::new();
+    let settled = lease::settle_in(
+        tx,
+        &items,
+        |(_, d)| &d.receipt,
+        |tx, q, (i, d), held| {
+            let failed = refused.iter().find(|(r, _)| r == i);
+            let (outcome, error) = match failed {
+                Some((_, why)) => (Outcome::Retry, Some(why.as_str())),
+                None => (d.outcome, d.error.as_deref()),
+            };
+            if outcome == Outcome::Ack && emit.is_some() && !d.emitted.is_empty() {
+                causes.push((
+                    *i,
+                    Cause {
+                        queue: q.name.clone(),
+                        id: d.receipt.msg_id,
+                        group: held.group.clone(),
+                    },
+                ));
+            }
+            settle_one(tx, q, &d.receipt, outcome, error, held)
+        },
+    )?
+    .into_iter()
+    .map(|s| s.map(|s| s.unwrap_or(Settled::Acked)))
+    .collect();
+    if let (Some(emit), false) = (emit, causes.is_empty()) {
+        let mut current = None;
+        let published = publish_in(tx, cache, emit.target, &mut |batch| {
+            for (i, cause) in &causes {
+                current = Some(*i);
+                batch.set_cause(Some(cause.clone()));
+                for body in &done[*i].emitted {
+                    batch.publish(&NewMessage {
+                        body,
+                        raw: emit.raw,
+                        key: None,
+                        group: None,
+                        headers: None,
+                        priority: 0,
+                        available_at: None,
+                        ttl: None,
+                    })?;
+                }
+            }
+            current = None;
+            Ok(())
+        });
+        if let Err(e) = published {
+            if !refuses(&e) {
+                return Err(e);
+            }
+            // One delivery's message, or (a full queue, no subscribers)
+            // all of this round's.
+            let blamed = match current {
+                Some(i) => vec![i],
+                None => causes.iter().map(|(i, _)| *i).collect(),
+            };
+            *refusal = Some((
+                blamed,
+                format!("its output was not published to `{}`: {e}", emit.target),
+            ));
+            return Err(e);
+        }
+    }
+    Ok(settled)
+}
+
+/// True for a publish error that is the target's answer to the messages
+/// (a failed delivery), not a failure of the database.
+fn refuses(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Invalid { .. }
+            | Error::RawBody { .. }
+            | Error::TooLarge { .. }
+            | Error::QueueFull { .. }
+            | Error::NeverFits { .. }
+            | Error::NoSubscribers { .. }
+            | Error::BadName { .. }
+            | Error::NameIsTopic { .. }
+    )
 }
 
 /// Puts leased deliveries back to ready without counting their attempt,

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{Fixture, ids, max_attempts, only, receipts};
+use crate::store::{Done, NewMessage, Outcome, ReceiptError, Release, Settled, State, Sync};
 use crate::store::{Error, Receipt};
-use crate::store::{NewMessage, Outcome, ReceiptError, Release, Settled, State, Sync};
 
 /// A lease long enough that only [`Fixture::advance`] ends it.
 const HOUR: Duration = Duration::from_secs(3600);
@@ -245,7 +245,7 @@ pub(super) fn work_step_settles_then_claims_in_one_go(f: &mut Fixture) {
     f.db.create_queue("q", &max_attempts(2), None)
         .expect("create");
     f.publish_n("q", 5);
-    let first = f.db.work_step("q", &[], 4, None).expect("step");
+    let first = f.db.work_step("q", &[], 4, None, None).expect("step");
     let got = first.claimed.expect("claimed");
     assert_eq!(got.len(), 4);
     assert_eq!(
@@ -254,13 +254,13 @@ pub(super) fn work_step_settles_then_claims_in_one_go(f: &mut Fixture) {
         "the queue's visibility"
     );
     let done = [
-        (got[0].receipt, Outcome::Ack, None),
-        (got[1].receipt, Outcome::Retry, None),
-        (got[2].receipt, Outcome::Release, None),
+        Done::new(got[0].receipt, Outcome::Ack),
+        Done::new(got[1].receipt, Outcome::Retry),
+        Done::new(got[2].receipt, Outcome::Release),
     ];
     // The released message is ready again at once, so the claim in the same
     // transaction can take it (after the never-delivered fifth, by id order).
-    let second = f.db.work_step("q", &done, 2, None).expect("step");
+    let second = f.db.work_step("q", &done, 2, None, None).expect("step");
     assert_eq!(
         second.settled,
         [
@@ -288,7 +288,7 @@ pub(super) fn work_step_settles_then_claims_in_one_go(f: &mut Fixture) {
     // The retry waits out its backoff (the queue's retry delay, 1 s, give
     // or take a fifth), then comes back as attempt 2.
     f.advance(Duration::from_millis(1300));
-    let third = f.db.work_step("q", &[], 10, None).expect("step");
+    let third = f.db.work_step("q", &[], 10, None, None).expect("step");
     let third = third.claimed.expect("claimed");
     assert_eq!(
         third.iter().map(|d| (d.id, d.attempt)).collect::<Vec<_>>(),
@@ -303,8 +303,14 @@ pub(super) fn work_step_on_a_missing_queue_still_settles(f: &mut Fixture) {
     f.publish_n("q", 1);
     let got = f.db.claim("q", 1, None, false).expect("claim");
     let step =
-        f.db.work_step("nope", &[(got[0].receipt, Outcome::Ack, None)], 1, None)
-            .expect("step");
+        f.db.work_step(
+            "nope",
+            &[Done::new(got[0].receipt, Outcome::Ack)],
+            1,
+            None,
+            None,
+        )
+        .expect("step");
     assert_eq!(step.settled, [Ok(Settled::Acked)]);
     assert!(matches!(step.claimed, Err(Error::UnknownQueue { .. })));
     assert_eq!(f.state("q", got[0].id), (State::Acked, 1));
@@ -319,8 +325,14 @@ pub(super) fn retry_on_the_last_attempt_is_dead_and_release_refuses_the_old_rece
     f.publish_n("q", 2);
     let got = f.db.claim("q", 2, None, false).expect("claim");
     let step =
-        f.db.work_step("q", &[(got[0].receipt, Outcome::Retry, None)], 0, None)
-            .expect("step");
+        f.db.work_step(
+            "q",
+            &[Done::new(got[0].receipt, Outcome::Retry)],
+            0,
+            None,
+            None,
+        )
+        .expect("step");
     assert_eq!(step.settled, [Ok(Settled::Dead)]);
     assert_eq!(f.state("q", got[0].id), (State::Dead, 1));
     let released = f.db.release(&[got[1].receipt]).expect("release");
