@@ -22,6 +22,7 @@ mod inspect;
 mod layering;
 mod migrate;
 mod mount;
+mod pipeline;
 mod publish;
 mod readme;
 mod recover;
