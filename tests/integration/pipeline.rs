@@ -509,7 +509,7 @@ fn work_emit_after_a_lost_lease_emits_nothing() {
             started.display()
         ),
     );
-    let mut worker: Child = env
+    let worker: Child = env
         .cmd()
         .args([
             "work",
