@@ -364,6 +364,26 @@ class Bench:
         record("work", "true", loop_per_s=round(loop_rate), work_msgs_per_s=round(work_rate),
                ratio=round(work_rate / loop_rate, 3))
 
+        # A pipeline stage: the handler prints one JSON line. Without --emit
+        # spool passes it through (to a pipe here); with --emit it publishes
+        # it in the ack's transaction. Interleaved, best of three each.
+        log(f"\n[3c] spool work --concurrency 2 -- echo '{{\"ok\":1}}', over {n:,} messages, with and without --emit")
+        echo = shutil.which("echo") or "/bin/echo"
+        best = {"plain": 0.0, "emit": 0.0}
+        for i in range(3):
+            for kind in ("plain", "emit"):
+                db = self.db(f"work-{kind}-{i}")
+                publish_n(self, db, n)
+                emit = ["--emit", "next"] if kind == "emit" else []
+                t, _, _, _ = run(self.sp(db, "work", "q", "--until-empty", "--concurrency", "2", "-q",
+                                         *emit, "--", echo, '{"ok":1}'))
+                best[kind] = max(best[kind], n / t)
+        ratio = best["emit"] / best["plain"]
+        log(f"  without --emit: {best['plain']:8,.0f} msg/s")
+        log(f"  with --emit:    {best['emit']:8,.0f} msg/s  ({ratio:.2f}x, target >= 0.9)")
+        record("work", "emit", plain_msgs_per_s=round(best["plain"]), emit_msgs_per_s=round(best["emit"]),
+               ratio=round(ratio, 3))
+
     # ------------------------------------------------- 4. backlog
     def backlog(self):
         sizes = [1_000, 100_000] if self.quick else [1_000, 100_000, 1_000_000]
