@@ -156,7 +156,7 @@ pub enum Error {
         /// The receipt as given.
         receipt: String,
         /// Why it was refused.
-        reason: super::receipt::ReceiptError,
+        reason: ReceiptError,
     },
     /// A batch larger than a queue's limits could ever hold.
     #[error(
@@ -333,9 +333,27 @@ pub(crate) fn duration_text(d: Duration) -> String {
 }
 
 /// Why `publish --ack` refused a receipt, for people.
-fn ack_refusal(reason: super::receipt::ReceiptError) -> String {
+fn ack_refusal(reason: ReceiptError) -> String {
     match reason {
-        super::receipt::ReceiptError::Finished => "its delivery is already finished: acked (maybe by an earlier `publish --ack` that committed) or removed".to_owned(),
+        ReceiptError::Finished => "its delivery is already finished: acked (maybe by an earlier `publish --ack` that committed) or removed".to_owned(),
         other => other.to_string(),
     }
+}
+
+/// Why a receipt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// Not a receipt spool issued, or for a queue that no longer exists.
+    #[error("unknown receipt")]
+    Unknown,
+    /// The lease ran out (or was ended by a nack); the message may have gone
+    /// to another consumer.
+    #[error("its lease has ended; the message is back in the queue or with another consumer")]
+    LeaseEnded,
+    /// The delivery was acked (or deleted on ack): there is no lease left to
+    /// nack or extend.
+    #[error(
+        "the message is already finished (acked or removed); there is no lease left to nack or extend"
+    )]
+    Finished,
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use super::error::ReceiptError;
 use super::error::{Error, Result};
 
 /// Proof of one delivery, taken by ack, nack and extend. Printed as an opaque
@@ -50,24 +51,6 @@ impl FromStr for Receipt {
             lease,
         })
     }
-}
-
-/// Why a receipt was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ReceiptError {
-    /// Not a receipt spool issued, or for a queue that no longer exists.
-    #[error("unknown receipt")]
-    Unknown,
-    /// The lease ran out (or was ended by a nack); the message may have gone
-    /// to another consumer.
-    #[error("its lease has ended; the message is back in the queue or with another consumer")]
-    LeaseEnded,
-    /// The delivery was acked (or deleted on ack): there is no lease left to
-    /// nack or extend.
-    #[error(
-        "the message is already finished (acked or removed); there is no lease left to nack or extend"
-    )]
-    Finished,
 }
 
 /// When a nacked message becomes deliverable again.
