@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The order pipeline: a web shop publishes OrderPlaced events to the topic
-# `orders`; payment, inventory and shipping each receive every event in a queue
-# of their own and handle it with a small script run by `spool work`.
+# The order pipeline, as a chain of services: a web shop publishes
+# OrderPlaced events to the topic `orders`; payment and inventory each
+# receive every order in a queue of their own; payment announces each charge
+# with a PaymentCaptured event on the topic `payments`, which shipping
+# receives and ships. Each service is a long-running `spool work`.
 #
 # Usage: ./run.sh [ORDERS] [DIR]
 #   ORDERS  how many orders the shop places (default 20)
-#   DIR     where the database and the handlers' records go (default: a new
-#           temporary folder; your own spool database is never touched)
+#   DIR     where the handlers' records and logs go, and the database unless
+#           SPOOL_DB names one (default: a new temporary folder; your own
+#           spool database is never touched)
 #
 # Uses `spool` from PATH, or the binary named by $SPOOL. Builds nothing.
+# SPOOL_DB=postgres://… runs it on PostgreSQL.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,59 +24,85 @@ if ! command -v "$SPOOL" >/dev/null; then
   exit 2
 fi
 mkdir -p "$dir"
-export SPOOL_DB="$dir/spool.db" PIPELINE_DIR="$dir"
+dir=$(cd "$dir" && pwd)
+export SPOOL_DB=${SPOOL_DB:-$dir/spool.db} PIPELINE_DIR=$dir
 services=(payment inventory shipping)
 
-# 1. Wiring. Each service owns a queue with its own settings; payment retries
-#    quickly (backoff 200ms, 400ms, …). One topic fans every event out to all three.
-"$SPOOL" queue create payment --retry-delay 200ms
-"$SPOOL" queue create inventory
-"$SPOOL" queue create shipping
-for service in "${services[@]}"; do
-  "$SPOOL" subscribe orders "$service"
-done
+# 1. Wiring: the queues and topics (setup.sh).
+"$here/setup.sh"
 
-# 2. The web shop places the orders.
-"$here/shop.sh" "$orders"
-
-# 3. Each service drains its queue, all three at once. `--until-empty` stops
-#    when nothing is deliverable now, like a cron job; a payment that failed
-#    waits out its backoff, so run again until every order is handled.
-handled() { find "$dir/$1" -type f 2>/dev/null | wc -l; }
-drain() {
-  local service=$1 deadline=$((SECONDS + 120)) rc
-  while [ "$(handled "$service")" -lt "$orders" ]; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "run.sh: $service handled only $(handled "$service") of $orders orders in 120s" >&2
-      return 1
-    fi
-    rc=0
-    "$SPOOL" work "$service" --until-empty --concurrency 2 -- "$here/$service.sh" || rc=$?
-    case $rc in
-      0 | 4) ;; # 4: some handler failed; its message is retried after a backoff
-      *) echo "run.sh: spool work $service exited with $rc" >&2; return "$rc" ;;
-    esac
-    sleep 0.2
-  done
-}
+# 2. The services start and wait for events, as they would on a server.
 pids=()
+stop_services() {
+  [ "${#pids[@]}" -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null
+  return 0
+}
+trap stop_services EXIT
 for service in "${services[@]}"; do
-  drain "$service" 2>>"$dir/$service.err" &
+  "$here/service.sh" "$service" --concurrency 2 2>>"$dir/$service.err" &
   pids+=($!)
 done
-status=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || status=1
-done
 
-# 4. What happened: every order paid, reserved and shipped exactly once.
-shopt -s nullglob
-retried=$(grep -l "attempt [2-9]" "$dir"/payment/* 2>/dev/null | wc -l)
-echo "$orders orders placed: $(handled payment) paid ($retried after a retry), $(handled inventory) reserved, $(handled shipping) shipped"
+# 3. The web shop places the orders.
+"$here/shop.sh" "$orders"
+
+# 4. Wait until every order is reserved and shipped, then stop the services:
+#    SIGTERM lets the running handlers finish, and their events are acked.
+lines() { if [ -e "$dir/$1" ]; then wc -l <"$dir/$1" | tr -d ' '; else echo 0; fi; }
+status=0
+deadline=$((SECONDS + 120))
+while [ "$(lines reservations)" -lt "$orders" ] || [ "$(lines parcels)" -lt "$orders" ]; do
+  for i in "${!services[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "run.sh: the ${services[$i]} service stopped" >&2
+      status=1
+    fi
+  done
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "run.sh: after 120s, $(lines reservations) of $orders orders reserved, $(lines parcels) shipped" >&2
+    status=1
+  fi
+  [ "$status" -eq 0 ] || break
+  sleep 0.2
+done
+stop_services
+for i in "${!services[@]}"; do
+  rc=0
+  wait "${pids[$i]}" || rc=$?
+  case $rc in
+    0 | 4) ;; # 4: some handler failed (a provider timeout); its event was retried
+    *) echo "run.sh: spool work ${services[$i]} exited with $rc" >&2; status=1 ;;
+  esac
+done
+pids=()
+
+# 5. What happened: every order paid, reserved and shipped exactly once, one
+#    PaymentCaptured event per payment, and nothing left in any queue.
+stat_of() { "$SPOOL" stats "$1" --json | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
+retried=$(awk '$NF > 1' "$dir/charges" 2>/dev/null | wc -l | tr -d ' ')
+announced=$(stat_of shipping published_total)
+echo "$orders orders placed: $(lines charges) paid ($retried after a retry), $(lines reservations) reserved, $announced PaymentCaptured, $(lines parcels) shipped"
+for ledger in charges reservations parcels; do
+  if [ "$(lines "$ledger")" -ne "$orders" ]; then
+    echo "run.sh: $ledger has $(lines "$ledger") lines for $orders orders" >&2
+    status=1
+  fi
+  # The second field of each line is the order.
+  twice=$(cut -d ' ' -f 2 "$dir/$ledger" 2>/dev/null | sort | uniq -d | tr '\n' ' ')
+  if [ -n "$twice" ]; then
+    echo "run.sh: $ledger: more than once for $twice" >&2
+    status=1
+  fi
+done
+if [ "$announced" != "$(lines charges)" ]; then
+  echo "run.sh: $announced PaymentCaptured events for $(lines charges) payments" >&2
+  status=1
+fi
 for service in "${services[@]}"; do
-  for record in "$dir/$service"/*; do
-    if [ "$(wc -l <"$record")" -ne 1 ]; then
-      echo "run.sh: $service handled event $(basename "$record") more than once" >&2
+  for state in ready delayed leased dead; do
+    n=$(stat_of "$service" "$state")
+    if [ "$n" != 0 ]; then
+      echo "run.sh: $n message(s) $state in $service" >&2
       status=1
     fi
   done

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Shipping: books a parcel for each order. Run by `spool work shipping` once
-# per event (event on stdin, id in SPOOL_ID); exit 0 acks.
+# Shipping: books a parcel for each paid order. Run by `spool work shipping`
+# (see service.sh) once per event of the topic `payments`: the event on stdin,
+# its id in SPOOL_ID. Exit 0 acks it.
 set -euo pipefail
 event=$(cat)
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p" <<<"$event"; }
-record="$PIPELINE_DIR/shipping/$SPOOL_ID"
-[ -e "$record" ] && exit 0 # already booked: a redelivery changes nothing
+order=$(field order_id) charge=$(field charge)
 
-mkdir -p "$PIPELINE_DIR/shipping"
-echo "booked a parcel for order $(field order_id) to customer $(field customer), attempt $SPOOL_ATTEMPT" >>"$record"
-echo "$SPOOL_ID $(field customer)" >>"$PIPELINE_DIR/shipping.log"
+# Only a captured payment for an order ships anything. Anything else fails:
+# spool retries it, and after the queue's last attempt leaves it dead, for
+# a person to look at (`spool peek shipping --state dead`).
+if [ "$(field type)" != PaymentCaptured ] || [ -z "$order" ] || [ -z "$charge" ]; then
+  echo "shipping: event $SPOOL_ID is not a captured payment for an order; not shipping: $event" >&2
+  exit 1
+fi
+parcels="$PIPELINE_DIR/parcels"
+grep -qs "^$SPOOL_ID " "$parcels" && exit 0 # booked before: a redelivery changes nothing
+
+echo "$SPOOL_ID $order $(field customer) $charge attempt $SPOOL_ATTEMPT" >>"$parcels"

@@ -15,7 +15,8 @@ place_order() {
     "$order" "$customer" $((i % 3 + 1)) $((i * 137 % 10000 + 500)))
   # --key: a checkout that is retried (a timeout, a double click) publishes
   #   the order once; spool answers with the id it already has.
-  # --group: each service handles one customer's orders in the order placed.
+  # --group: each service handles one customer's orders in the order placed
+  #   (the PaymentCaptured events payment emits keep the group).
   "$SPOOL" publish orders "$event" --key "$order" --group "$customer" --header source=web-shop
 }
 
