@@ -7,12 +7,13 @@
 #
 # Usage: ./run.sh [ORDERS] [DIR]
 #   ORDERS  how many orders the shop places (default 20)
-#   DIR     where the handlers' records and logs go, and the database unless
-#           SPOOL_DB names one (default: a new temporary folder; your own
-#           spool database is never touched)
+#   DIR     where the handlers' records and logs go (default: a new
+#           temporary folder)
 #
-# Uses `spool` from PATH, or the binary named by $SPOOL. Builds nothing.
-# SPOOL_DB=postgres://… runs it on PostgreSQL.
+# The database is $SPOOL_DB when set (SPOOL_DB=postgres://… runs it on
+# PostgreSQL), else DIR/spool.db: your default spool database is never
+# touched. Uses `spool` from PATH, or the binary named by $SPOOL. Builds
+# nothing.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
