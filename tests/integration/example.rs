@@ -393,7 +393,16 @@ enum Kill {
     /// As `Worker`, the moment a handler has ended: between the handler's
     /// exit and the commit of its ack (and emit), when the kill is fast enough.
     WorkerAtHandlerEnd,
-    /// `Handler` or `WorkerAtHandlerEnd` found no handler running: `Worker`.
+    /// Payment only: `spool work` stopped (SIGSTOP) while a handler runs,
+    /// and killed when the handler has ended: if it charged the order, the
+    /// order is charged and its ack and PaymentCaptured are not committed,
+    /// for certain. The window `--emit` closes.
+    WorkerAfterCharge,
+    /// `WorkerAfterCharge` found the handler charged nothing (a provider
+    /// timeout, an order charged before).
+    WorkerAfterNoCharge,
+    /// `Handler`, `WorkerAtHandlerEnd` or `WorkerAfterCharge` found no
+    /// handler running: `Worker`.
     WorkerIdle,
 }
 
@@ -403,6 +412,9 @@ struct Service {
     name: &'static str,
     child: Child,
     starts: usize,
+    /// Events whose handler charged the order while spool was stopped, just
+    /// before the kill: never acked by that delivery.
+    charged_unacked: Vec<i64>,
 }
 
 impl Service {
@@ -411,6 +423,7 @@ impl Service {
             name,
             child: Self::spawn(env, dir, name),
             starts: 1,
+            charged_unacked: Vec::new(),
         };
         service.wait_started();
         service
@@ -504,7 +517,14 @@ impl Service {
 
     /// One random kill of this service; returns what it was.
     fn chaos(&mut self, rng: &mut Rng, env: &Env, dir: &Path) -> Kill {
-        let kill = match rng.below(3) {
+        // Payment: first the kill between a charge and its commit, until it
+        // has happened; then any.
+        let mode = match self.name {
+            "payment" if self.charged_unacked.is_empty() => 3,
+            "payment" => rng.below(4),
+            _ => rng.below(3),
+        };
+        let kill = match mode {
             0 => match self.running_handler() {
                 Some(handler) => {
                     std::thread::sleep(Duration::from_millis(rng.below(60)));
@@ -517,6 +537,35 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(rng.below(300)));
                 Kill::Worker
             }
+            3 => match self.running_handler() {
+                Some(handler) => {
+                    let spool = self.pid();
+                    let _ = kill_process(pid_of(spool), Signal::STOP);
+                    let end = Instant::now() + Duration::from_secs(5);
+                    while !all_stopped(spool) {
+                        assert!(
+                            Instant::now() < end,
+                            "{}: SIGSTOP did not stop spool",
+                            self.name
+                        );
+                        std::thread::yield_now();
+                    }
+                    // Charges from now on cannot be acked: spool is stopped.
+                    let before = ledger(dir, "charges").len();
+                    while running(handler) && Instant::now() < end {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let charged = ledger(dir, "charges");
+                    if charged.len() > before {
+                        self.charged_unacked
+                            .extend(charged[before..].iter().map(|e| e.event));
+                        Kill::WorkerAfterCharge
+                    } else {
+                        Kill::WorkerAfterNoCharge
+                    }
+                }
+                None => Kill::WorkerIdle,
+            },
             _ => match self.running_handler() {
                 Some(handler) => {
                     let end = Instant::now() + Duration::from_secs(5);
@@ -641,8 +690,10 @@ fn order_pipeline_survives_kill_9_of_its_services_at_random_moments() {
         let total: usize = WAVES * WAVE;
         let done = || lines_in(&dir, "reservations") >= total && lines_in(&dir, "parcels") >= total;
         while kills.values().sum::<usize>() < MAX_KILLS && !(shop.is_finished() && done()) {
-            std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
-            let candidates: Vec<usize> = (0..3)
+            std::thread::sleep(Duration::from_millis(50 + rng.below(300)));
+            // Payment, whose emit is the point, twice as often as the others.
+            let candidates: Vec<usize> = [0, 0, 1, 2]
+                .into_iter()
                 .filter(|&i| per_service[i] < MAX_KILLS_PER_SERVICE)
                 .collect();
             let i = candidates[rng.below(candidates.len() as u64) as usize];
@@ -687,6 +738,7 @@ fn order_pipeline_survives_kill_9_of_its_services_at_random_moments() {
         .iter()
         .map(|s| format!("{} {}", s.name, s.starts))
         .collect();
+    let charged_unacked = std::mem::take(&mut services[0].charged_unacked);
     for service in services {
         service.stop();
     }
@@ -702,12 +754,27 @@ fn order_pipeline_survives_kill_9_of_its_services_at_random_moments() {
     }
     assert_consistent(&env, "after the pipeline ran under kill -9");
 
+    // Payment was killed after a charge and before its commit, and the
+    // redelivery found the charge: announced (once, as checked above), not
+    // charged again.
+    assert!(
+        !charged_unacked.is_empty(),
+        "payment was never killed between a charge and its commit ({kills:?})"
+    );
     let payment_log = read(&dir.join("payment.err"));
+    for event in &charged_unacked {
+        assert!(
+            payment_log.contains(&format!("(event {event}) was charged before")),
+            "event {event}, charged by a delivery that was never acked, was not delivered \
+             again to find its charge"
+        );
+    }
     let announced_again = payment_log.matches("was charged before").count();
     eprintln!(
         "order pipeline under kill -9: {total} orders in {flowed:.1?}; kills: {kills:?} \
-         (payment, inventory, shipping: {per_service:?}); starts: {}; {announced_again} \
-         redeliveries found the order charged and announced it; every order paid, \
+         (payment, inventory, shipping: {per_service:?}); starts: {}; orders charged \
+         and killed before the commit: {charged_unacked:?}; {announced_again} redeliveries \
+         found the order charged and announced it; every order paid, \
          reserved, announced and shipped exactly once",
         starts.join(", ")
     );
