@@ -2,9 +2,10 @@
 # The wiring, run once before the services start (running it again changes
 # nothing): a queue per service, and the two topics that connect them.
 #
-#   shop ── OrderPlaced ──> topic `orders` ──> queue `payment`   ──> payment.sh
-#                                         └──> queue `inventory` ──> inventory.sh
-#   payment.sh ── PaymentCaptured ──> topic `payments` ──> queue `shipping` ──> shipping.sh
+#   shop.sh ── OrderPlaced ──> topic orders ──┬──> queue payment ───> payment.sh ───┐
+#                                             └──> queue inventory ─> inventory.sh  │ PaymentCaptured
+#                                                                                   │ (work --emit)
+#                            shipping.sh <─── queue shipping <─── topic payments <──┘
 #
 # Uses `spool` from PATH, or the binary named by $SPOOL; the database is
 # $SPOOL_DB (a file, or postgres://…).
