@@ -452,13 +452,14 @@ impl Service {
     }
 
     /// `service.sh` runs `exec spool work`: wait until it has, so that the
-    /// child is spool (whose children are the handlers).
+    /// child is spool (whose children are the handlers), and until spool
+    /// catches SIGTERM (before that, a SIGTERM ends it the default way).
     fn wait_started(&mut self) {
         let end = Instant::now() + Duration::from_secs(10);
         let spool = std::fs::canonicalize(bin()).unwrap();
         loop {
             let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid()));
-            if exe.is_ok_and(|e| e == spool) {
+            if exe.is_ok_and(|e| e == spool) && catches_sigterm(self.pid()) {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -476,7 +477,21 @@ impl Service {
     fn pid(&self) -> i32 {
         self.child.id() as i32
     }
+}
 
+/// Whether process `pid` has a handler for SIGTERM (`SigCgt` in its status).
+fn catches_sigterm(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+}
+
+impl Service {
     /// A handler running now, waiting up to a second for one to start.
     fn running_handler(&self) -> Option<i32> {
         let end = Instant::now() + Duration::from_secs(1);
