@@ -13,6 +13,7 @@ mod defects_store;
 mod disk;
 mod docs;
 mod doctor;
+mod durability;
 mod example;
 mod flow;
 mod fuzz;
