@@ -13,7 +13,8 @@
 //!   [`records`] (a whole database as rows, for `spool migrate`),
 //!   `counters` (the per-queue counter changes a transaction owes),
 //!   `location` (a file or a URL) and `rules`: the queue rules as pure
-//!   functions, tested once.
+//!   functions, tested once, as are [`flow`] (flow control) and
+//!   [`schedule`] (when a schedule's occurrences fall and which are due).
 //! - What a backend offers: `backend`, the transaction traits (`backend/tx`
 //!   the base, then one file per area: leases, reading, publishing,
 //!   recovery), composed and re-exported by `backend` itself.
@@ -129,6 +130,7 @@ mod location;
 mod receipt;
 pub mod records;
 mod rules;
+pub mod schedule;
 mod types;
 mod views;
 
