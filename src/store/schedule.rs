@@ -92,11 +92,12 @@ pub enum Rule {
 }
 
 /// A parsed cron expression and its zone, as [`Rule::cron`] accepted them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cron {
     expr: String,
     zone: String,
-    pattern: croner::Cron,
+    // Boxed: croner's parsed form is a few hundred bytes of bit fields.
+    pattern: Box<croner::Cron>,
     tz: TimeZone,
 }
 
@@ -109,6 +110,16 @@ impl PartialEq for Cron {
 }
 
 impl Eq for Cron {}
+
+impl fmt::Debug for Cron {
+    /// The expression and zone (croner's parsed form is thousands of bits).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cron")
+            .field("expr", &self.expr)
+            .field("zone", &self.zone)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Cron {
     /// The expression, its fields separated by one space.
@@ -159,6 +170,15 @@ pub enum RuleError {
         /// The field as given.
         text: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// croner refused a combination of fields each valid alone (not known
+    /// to happen).
+    #[error("cron expression `{expr}` is not valid: {reason}")]
+    Refused {
+        /// The expression as given.
+        expr: String,
+        /// croner's reason.
         reason: String,
     },
     /// The fields are valid but no date matches them.
@@ -225,6 +245,14 @@ impl fmt::Display for Rule {
 
 /// The fields of a cron expression, in order, as error messages name them.
 const FIELDS: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+/// The values each field takes, for error messages.
+const RANGES: [&str; 5] = [
+    "0-59",
+    "0-23",
+    "1-31",
+    "1-12 or JAN-DEC",
+    "0-7 (0 and 7 are Sunday) or SUN-SAT",
+];
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 const MONTH_NAMES: [&str; 12] = [
     "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
@@ -254,7 +282,7 @@ impl Rule {
     pub fn cron(expr: &str, tz: Option<&str>) -> Result<Rule, RuleError> {
         let (tz, zone) = zone(tz)?;
         let expr = expr.split_whitespace().collect::<Vec<_>>().join(" ");
-        let pattern = parse_cron(&expr)?;
+        let pattern = Box::new(parse_cron(&expr)?);
         let cron = Cron {
             expr,
             zone,
@@ -409,8 +437,9 @@ fn bad_field(expr: &str, i: usize, text: &str, reason: String) -> RuleError {
 }
 
 /// Refuses what croner would accept but Vixie cron does not: characters
-/// other than digits, `*`, `,`, `-` and `/`, and names outside their field
-/// (croner replaces `MON` anywhere, so `0 0 * MON *` would mean January).
+/// other than digits, `*`, `,`, `-` and `/`, names outside their field
+/// (croner replaces `MON` anywhere, so `0 0 * MON *` would mean January),
+/// and empty list items (`1,,2`).
 /// The syntax itself (ranges, steps, bounds) is croner's to check.
 fn check_field(i: usize, text: &str) -> Result<(), String> {
     let names: &[&str] = match FIELDS[i] {
@@ -436,6 +465,11 @@ fn check_field(i: usize, text: &str) -> Result<(), String> {
             format!("`{word}` is not a number or a name ({})", names.join(", "))
         });
     }
+    if text.split(',').any(str::is_empty) {
+        return Err(
+            "a list has an empty item: separate values with single commas, like `1,15`".into(),
+        );
+    }
     if let Some(c) = text
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/')))
@@ -452,25 +486,22 @@ fn check_field(i: usize, text: &str) -> Result<(), String> {
 fn blame_field(expr: &str, whole: CronError) -> RuleError {
     let fields: Vec<&str> = expr.split(' ').collect();
     for (i, text) in fields.iter().enumerate() {
-        let mut alone = vec!["*"; 5];
+        let mut alone = ["*"; 5];
         alone[i] = text;
         if let Err(e) = croner_parser().parse(&alone.join(" ")) {
-            return bad_field(expr, i, text, croner_reason(&e));
+            return bad_field(expr, i, text, croner_reason(i, &e));
         }
     }
     // Only reachable if croner refuses a combination of valid fields.
-    RuleError::BadField {
+    RuleError::Refused {
         expr: expr.to_owned(),
-        field: "whole",
-        text: expr.to_owned(),
-        reason: croner_reason(&whole),
+        reason: whole.to_string(),
     }
 }
 
-/// croner's message, made to read like spool's: its usual complaint,
-/// "Position 61 is out of bounds for the current range (0-59).", becomes
-/// "61 is out of range (0-59)"; anything else is passed on lowercased.
-fn croner_reason(e: &CronError) -> String {
+/// croner's message for a field (`Number out of bounds.`), lowercased,
+/// with the values the field takes: croner's messages do not give them.
+fn croner_reason(i: usize, e: &CronError) -> String {
     let text = match e {
         CronError::ComponentError(m)
         | CronError::InvalidPattern(m)
@@ -478,17 +509,12 @@ fn croner_reason(e: &CronError) -> String {
         other => other.to_string(),
     };
     let text = text.trim_end_matches('.');
-    if let Some((value, range)) = text
-        .strip_prefix("Position ")
-        .and_then(|rest| rest.split_once(" is out of bounds for the current range "))
-    {
-        return format!("{value} is out of range {range}");
-    }
     let mut chars = text.chars();
-    match chars.next() {
+    let text: String = match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => "croner gave no reason".to_owned(),
-    }
+        None => "refused".to_owned(),
+    };
+    format!("{text} (the {} is {})", FIELDS[i], RANGES[i])
 }
 
 impl Cron {
@@ -643,7 +669,9 @@ mod tests {
     }
 
     fn cron(expr: &str, tz: Option<&str>) -> Rule {
-        Rule::cron(expr, tz).expect("a valid test rule")
+        Rule::cron(expr, tz).unwrap_or_else(|e| {
+            panic!("{e} (zones come from the system's time zone database: is tzdata installed?)")
+        })
     }
 
     /// The first `n` occurrences at or after `from` of a schedule started
@@ -740,14 +768,17 @@ mod tests {
         assert_eq!(rule.due(s, None, s, CatchUp::All, 1000), vec![s]);
         assert_eq!(
             rule.due(s, Some(s), s + 59 * SEC, CatchUp::All, 1000),
-            vec![]
+            Vec::<i64>::new()
         );
         assert_eq!(
             rule.due(s, Some(s + 7 * MIN), now, CatchUp::Latest, 1000),
-            vec![]
+            Vec::<i64>::new()
         );
         // Before the start nothing is due.
-        assert_eq!(rule.due(s, None, s - 1, CatchUp::Latest, 1000), vec![]);
+        assert_eq!(
+            rule.due(s, None, s - 1, CatchUp::Latest, 1000),
+            Vec::<i64>::new()
+        );
         // A last occurrence from before the start (a changed start) counts
         // from the start.
         assert_eq!(
@@ -764,7 +795,10 @@ mod tests {
             every.due(s, None, s + 9 * SEC, CatchUp::All, 3),
             vec![s + 7 * SEC, s + 8 * SEC, s + 9 * SEC]
         );
-        assert_eq!(every.due(s, None, s + 9 * SEC, CatchUp::All, 0), vec![]);
+        assert_eq!(
+            every.due(s, None, s + 9 * SEC, CatchUp::All, 0),
+            Vec::<i64>::new()
+        );
 
         let minutely = cron("* * * * *", None);
         assert_eq!(
@@ -821,7 +855,7 @@ mod tests {
         );
         assert_eq!(
             rule.due(start, None, at("2026-01-01T10:59:59Z"), CatchUp::All, 10),
-            vec![]
+            Vec::<i64>::new()
         );
         assert_eq!(
             rule.due(start, None, at("2026-01-01T12:10:00Z"), CatchUp::All, 10),
@@ -1048,7 +1082,7 @@ mod tests {
                 CatchUp::All,
                 10
             ),
-            vec![]
+            Vec::<i64>::new()
         );
         assert_eq!(
             half_hourly.next_at_or_after(from, in_repeat),
@@ -1065,10 +1099,17 @@ mod tests {
         let reason = |expr| bad_field(expr).2;
         assert_eq!(
             bad_field("0 25 * * *"),
-            ("hour", "25".into(), "25 is out of range (0-23)".into())
+            (
+                "hour",
+                "25".into(),
+                "number out of bounds (the hour is 0-23)".into()
+            )
         );
         assert_eq!(bad_field("61 * * * *").0, "minute");
-        assert_eq!(reason("61 * * * *"), "61 is out of range (0-59)");
+        assert_eq!(
+            reason("0-60 * * * *"),
+            "range out of bounds (the minute is 0-59)"
+        );
         assert_eq!(bad_field("0 0 32 * *").0, "day-of-month");
         assert_eq!(bad_field("0 0 0 * *").0, "day-of-month");
         assert_eq!(bad_field("0 0 * 13 *").0, "month");
@@ -1076,6 +1117,10 @@ mod tests {
         assert_eq!(bad_field("0 0 1-40 * *").0, "day-of-month");
         assert_eq!(bad_field("*/0 * * * *").0, "minute");
         assert_eq!(bad_field("0 x * * *").0, "hour");
+        assert_eq!(
+            reason("1,,2 * * * *"),
+            "a list has an empty item: separate values with single commas, like `1,15`"
+        );
         assert_eq!(
             reason("0 0 * MON *"),
             "`MON` is a day name: day names belong in the day-of-week field (the fifth)"
@@ -1095,7 +1140,7 @@ mod tests {
         assert_eq!(bad_field("0 0 * * +MON").0, "day-of-week");
         assert_eq!(
             bad("0 25 * * *").to_string(),
-            "cron expression `0 25 * * *`: the hour field `25` is not valid: 25 is out of range (0-23)"
+            "cron expression `0 25 * * *`: the hour field `25` is not valid: number out of bounds (the hour is 0-23)"
         );
     }
 
