@@ -18,7 +18,9 @@
 //! names (`MON`, `JAN`, in their own field only); day-of-week takes 0 or 7
 //! for Sunday. When both day fields are restricted a day matches either (as
 //! Vixie cron does: `0 0 13 * FRI` fires on every 13th and on every Friday);
-//! when one of them is `*` only the other counts. The nicknames `@hourly`,
+//! when one of them is `*` only the other counts (a stepped `*/2` counts
+//! as restricted, where Vixie cron takes any field that starts with `*` as
+//! a star). The nicknames `@hourly`,
 //! `@daily`, `@weekly`, `@monthly`, `@yearly` and `@annually` stand for
 //! their five fields. The expression is parsed and matched by the `croner`
 //! crate (five fields only, day fields combined with OR); the extensions it
@@ -44,9 +46,10 @@
 //! skipped times (`*/15` in that hour) and the time right after the jump
 //! fire as one occurrence. A time shown twice when the clock goes back fires
 //! the first time only. The instants this gives never decrease as W
-//! increases, so an occurrence is a whole millisecond, and the occurrences
-//! at or after a moment, or at or before it, are found with one search of
-//! croner from the highest wall-clock time shown before (or at) that moment.
+//! increases, so the first occurrence at or after a moment (or the last at
+//! or before it) is one croner search, from the highest wall-clock time the
+//! clock showed before (or at) that moment, and one step from the wall-clock
+//! time found to its instant.
 //! croner's own time-zone handling differs (it fires interval patterns in
 //! both halves of a repeated hour and skips them in a skipped hour), which
 //! is why it is not used.
@@ -954,6 +957,18 @@ mod tests {
                 "2026-04-10T00:00:00Z",
                 "2026-04-13T00:00:00Z",
                 "2026-04-17T00:00:00Z",
+            ]
+        );
+        // A stepped field is restricted too: the 1st, 11th, 21st, 31st and
+        // Mondays (2026-01-05, 2026-01-12).
+        assert_eq!(
+            utc("0 0 */10 * MON", "2026-01-01T00:00:00Z", 5),
+            [
+                "2026-01-01T00:00:00Z",
+                "2026-01-05T00:00:00Z",
+                "2026-01-11T00:00:00Z",
+                "2026-01-12T00:00:00Z",
+                "2026-01-19T00:00:00Z",
             ]
         );
         // With one of them `*`, only the other counts.
