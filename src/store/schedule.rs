@@ -328,7 +328,8 @@ impl Rule {
     /// after `last_fired` (from `start` when nothing was published) and at
     /// or before `now`. With [`CatchUp::Latest`] the newest of them, with
     /// [`CatchUp::All`] each one, oldest first, at most `max`: the newest
-    /// `max` when more are due. Empty when none is due.
+    /// `max` when more are due (`max` is ignored for `Latest`). Empty when
+    /// none is due.
     pub fn due(
         &self,
         start: i64,
@@ -341,13 +342,13 @@ impl Rule {
             Some(last) => last.saturating_add(1).max(start),
             None => start,
         };
-        if now < from || max == 0 {
-            return Vec::new();
-        }
         let max = match catch_up {
             CatchUp::Latest => 1,
             CatchUp::All => max,
         };
+        if now < from || max == 0 {
+            return Vec::new();
+        }
         match self {
             Rule::Every(every) => every_due(start, step_ms(*every), from, now, max),
             Rule::Cron(cron) => cron.newest_in(from, now, max),
