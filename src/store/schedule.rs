@@ -803,6 +803,10 @@ mod tests {
             every.due(s, None, s + 9 * SEC, CatchUp::All, 0),
             Vec::<i64>::new()
         );
+        assert_eq!(
+            every.due(s, None, s + 9 * SEC, CatchUp::Latest, 0),
+            vec![s + 9 * SEC]
+        );
 
         let minutely = cron("* * * * *", None);
         assert_eq!(
