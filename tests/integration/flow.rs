@@ -747,7 +747,8 @@ fn an_expired_message_takes_up_no_room() {
     env.publish("q", "1");
     env.run(&["publish", "q", "2"]).code(75);
     std::thread::sleep(Duration::from_millis(400));
-    env.publish("q", "3");
+    // Its own TTL, so that a slow machine cannot expire it before the peek.
+    env.run(&["publish", "q", "3", "--ttl", "1h"]).success();
     assert_eq!(peek(&env, "q", "dead")[0]["dead_reason"], "expired");
     assert_eq!(peek(&env, "q", "ready").len(), 1);
 }

@@ -114,6 +114,45 @@ fn publish_ack_publishes_and_acks_in_one_go_with_the_cause_named() {
 }
 
 #[test]
+fn publish_ack_fans_out_to_a_topic_with_every_publish_flag() {
+    let env = Env::new();
+    env.run(&["subscribe", "payments", "shipping"]).success();
+    env.run(&["subscribe", "payments", "audit"]).success();
+    let (id, r) = leased(&env, "orders", r#"{"order":1}"#, &[]);
+    let run = env.run_with_input(
+        &[
+            "publish",
+            "payments",
+            "--ack",
+            &r,
+            "--delay",
+            "1h",
+            "--priority",
+            "5",
+            "--group-from",
+            "/order",
+        ],
+        "{\"order\":1,\"paid\":950}\n",
+    );
+    run.success();
+    let [sent] = run.ids()[..] else {
+        panic!("one id: {run:?}")
+    };
+    assert_eq!(state(&env, "orders", id), "acked");
+    for queue in ["shipping", "audit"] {
+        let got = all(&env, queue);
+        assert_eq!(got.len(), 1, "{queue}: {got:?}");
+        let msg = &got[0];
+        assert_eq!(msg["id"], sent, "the same message in every subscriber");
+        assert_eq!(msg["state"], "delayed");
+        assert_eq!(msg["priority"], 5);
+        assert_eq!(msg["group"], "1", "--group-from names the group");
+        assert_eq!(header(msg, "spool-cause-queue"), "orders");
+        assert_eq!(header(msg, "spool-cause-id"), &Value::from(id.to_string()));
+    }
+}
+
+#[test]
 fn publish_ack_with_a_key_that_deduplicates_still_acks() {
     let env = Env::new();
     let first = env.run(&["publish", "payments", "--key", "order-1", r#"{"paid":1}"#]);
