@@ -55,6 +55,23 @@ pub struct Cli {
     pub command: commands::Command,
 }
 
+impl Cli {
+    /// The command-line definition, each subcommand's arguments built only
+    /// when clap needs them ([`commands::defer_arguments`]). Use it rather
+    /// than `Cli::command()`.
+    pub fn definition() -> clap::Command {
+        commands::defer_arguments(<Cli as clap::CommandFactory>::command())
+    }
+
+    /// Parses the process's arguments, as `Cli::try_parse` does, with
+    /// [`Cli::definition`].
+    fn try_parse_lazily() -> Result<Cli, clap::Error> {
+        use clap::FromArgMatches;
+        let mut matches = Cli::definition().try_get_matches()?;
+        Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut Cli::definition()))
+    }
+}
+
 /// Options every command takes, before or after the subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -155,7 +172,7 @@ impl Context {
 /// Runs spool with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
     commands::docs::complete_if_asked();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_lazily() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };

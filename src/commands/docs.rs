@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 use crate::error::Exit;
@@ -76,7 +75,7 @@ pub fn completion_script(shell: Shell) -> Vec<u8> {
 /// Answers a completion request when [`COMPLETE_VAR`] is set (and exits);
 /// does nothing otherwise.
 pub fn complete_if_asked() {
-    clap_complete::CompleteEnv::with_factory(Cli::command)
+    clap_complete::CompleteEnv::with_factory(Cli::definition)
         .var(COMPLETE_VAR)
         .complete();
 }
@@ -153,7 +152,7 @@ pub fn completions(_ctx: &Context, args: CompletionsArgs) -> anyhow::Result<Exit
 
 /// Every man page: (file name, roff text), spool.1 first.
 pub fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = Cli::definition().disable_help_subcommand(true);
     cmd.build();
     let mut pages = Vec::new();
     collect_pages(&cmd, &mut pages)?;

@@ -17,8 +17,24 @@ use crate::parse;
 use crate::store::flow::FlowPatch;
 use crate::store::{self, Db, QueueInfo, SchemaChange, SchemaVersion, SettingsPatch, State};
 
+/// The `queue` subcommand with each of its subcommands' arguments built
+/// only when clap needs them (see [`super::defer_arguments`]).
+pub fn defer_arguments(queue: clap::Command) -> clap::Command {
+    use super::later;
+    queue.mut_subcommands(|cmd| match cmd.get_name() {
+        "create" => later::<CreateArgs>(cmd),
+        "set" => later::<SetArgs>(cmd),
+        "pause" | "resume" => later::<NameArgs>(cmd),
+        "show" => later::<ShowArgs>(cmd),
+        "delete" => later::<DeleteArgs>(cmd),
+        "purge" => later::<PurgeArgs>(cmd),
+        _ => cmd,
+    })
+}
+
 /// Queue management.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Create a queue with settings (a no-op if it exists with the same settings)
     ///

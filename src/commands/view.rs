@@ -121,8 +121,39 @@ mod tests {
 
     #[test]
     fn command_line_definition_is_consistent() {
-        use clap::CommandFactory;
-        crate::Cli::command().debug_assert();
+        crate::Cli::definition().debug_assert();
+    }
+
+    /// The texts the variant gave a subcommand's help are the same before
+    /// its arguments are built and after (see `commands::defer_arguments`):
+    /// its about texts, and any text after the help (else the `Args`
+    /// struct's, as without deferral).
+    #[test]
+    fn building_a_subcommand_keeps_its_help_texts() {
+        fn texts(cmd: &clap::Command) -> [Option<String>; 4] {
+            [
+                cmd.get_about(),
+                cmd.get_long_about(),
+                cmd.get_after_help(),
+                cmd.get_after_long_help(),
+            ]
+            .map(|t| t.map(ToString::to_string))
+        }
+        fn check(parent: &clap::Command) {
+            for sub in parent.get_subcommands() {
+                let before = texts(sub);
+                let mut built = sub.clone();
+                built.build();
+                let after = texts(&built);
+                for (i, text) in before.iter().enumerate() {
+                    if i < 2 || text.is_some() {
+                        assert_eq!(&after[i], text, "`{}`", sub.get_name());
+                    }
+                }
+                check(&built);
+            }
+        }
+        check(&crate::Cli::definition());
     }
 
     #[test]
