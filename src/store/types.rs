@@ -113,6 +113,11 @@ pub struct QueueRow {
     pub acked: i64,
     /// The state of the rate's token bucket (see [`super::flow::Rate`]).
     pub rate_full_at: i64,
+    /// Some delivery of it may have an expiry. SQLite keeps this flag in the
+    /// row, set (never cleared) by every write of an expiry, so that a claim
+    /// in a queue whose messages never had a TTL does not look for expired
+    /// ones. PostgreSQL keeps no such flag; it reads this as true.
+    pub may_expire: bool,
 }
 
 impl QueueRow {

@@ -67,7 +67,7 @@ fn a_healthy_database_reports_its_shape_and_settings_and_is_left_unchanged() {
     } else {
         assert_eq!(report["integrity"], serde_json::json!(["ok"]));
         assert_eq!(db["journal_mode"], "wal");
-        assert_eq!(db["schema_version"], 3);
+        assert_eq!(db["schema_version"], 4);
         assert!(db["page_count"].as_i64().unwrap() > 0);
         assert!(db["free_pages"].as_i64().is_some());
         assert!(db["wal_bytes"].as_u64().is_some());

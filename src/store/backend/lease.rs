@@ -24,9 +24,9 @@ pub trait LeaseTx: Tx {
     /// lease ends). Counting the move is the caller's.
     fn set_state(&mut self, queue: i64, msg: i64, state: State, visible_at: i64) -> Result<()>;
 
-    /// Ends a delivery in `to` (acked or dead) at [`Tx::now`]. Counting the
-    /// move is the caller's.
-    fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()>;
+    /// Ends a delivery of `q` in `to` (acked or dead) at [`Tx::now`].
+    /// Counting the move is the caller's.
+    fn mark_done(&mut self, q: &QueueRow, msg: i64, to: State) -> Result<()>;
 
     /// Deletes one delivery. Counting it is the caller's.
     fn delete_delivery(&mut self, queue: i64, msg: i64) -> Result<()>;

@@ -254,7 +254,7 @@ pub(crate) fn finish(
         tx.delete_orphans(&[msg])?;
         tx.counts().acked_and_deleted(q.id, 1);
     } else {
-        tx.mark_done(q.id, msg, to)?;
+        tx.mark_done(q, msg, to)?;
         tx.counts().moved(q.id, Some(State::Leased), Some(to));
     }
     if let Some(group) = group {

@@ -232,7 +232,7 @@ pub(crate) fn make_room(
                 });
             };
             for (id, _, group) in ready.into_iter().filter(|r| victims.contains(&r.0)) {
-                tx.mark_done(q.id, id, State::Dead)?;
+                tx.mark_done(q, id, State::Dead)?;
                 tx.note_failure(q.id, id, Some(DeadReason::Dropped), None)?;
                 tx.counts()
                     .moved(q.id, Some(State::Ready), Some(State::Dead));

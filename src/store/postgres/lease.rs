@@ -490,11 +490,11 @@ impl LeaseTx for Tx<'_> {
         Ok(())
     }
 
-    fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()> {
+    fn mark_done(&mut self, q: &QueueRow, msg: i64, to: State) -> Result<()> {
         let now = self.now;
         self.execute(
             "UPDATE deliveries SET state = $3, done_at = $4 WHERE msg_id = $1 AND queue_id = $2",
-            &[&msg, &queue, &(to as i64), &now],
+            &[&msg, &q.id, &(to as i64), &now],
         )?;
         Ok(())
     }

@@ -31,6 +31,7 @@ pub(super) fn from_row(row: &Row) -> Result<QueueRow> {
         },
         acked: 0,
         rate_full_at: row.at(9)?,
+        may_expire: true,
     })
 }
 

@@ -51,6 +51,9 @@ impl AdminTx for Tx<'_> {
         state: State,
         expires_at: Option<i64>,
     ) -> Result<()> {
+        if expires_at.is_some() {
+            queues::mark_expiring(&self.tx, queue)?;
+        }
         self.tx
             .prepare_cached(
                 "UPDATE deliveries SET state = ?3, attempts = 0, lease = NULL, done_at = NULL, dead_reason = NULL,
@@ -68,11 +71,14 @@ impl AdminTx for Tx<'_> {
         version: Option<i64>,
         expires_at: Option<i64>,
     ) -> Result<()> {
+        if expires_at.is_some() {
+            queues::mark_expiring(&self.tx, queue)?;
+        }
         self.tx
             .prepare_cached(
                 "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version,
-                   expires_at, ttl_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                   expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute((
                 row.id,
@@ -83,7 +89,6 @@ impl AdminTx for Tx<'_> {
                 &row.group,
                 version,
                 expires_at,
-                row.ttl_ms,
             ))?;
         Ok(())
     }

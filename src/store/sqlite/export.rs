@@ -53,12 +53,19 @@ impl SqliteStore {
         } else {
             "NULL"
         };
-        let deliveries =
-            format!(
+        // A message's own TTL moved from its deliveries to the message in
+        // version 4.
+        let ttl = match source_version {
+            ..=2 => "NULL",
+            3 => "ttl_ms",
+            _ => "(SELECT ttl_ms FROM messages WHERE id = msg_id)",
+        };
+        let deliveries = format!(
             "SELECT msg_id, queue_id, state, priority, visible_at, attempts, lease, grp, done_at,
-                    {version}, {}
+                    {version}, {}, {ttl}, {}
              FROM deliveries ORDER BY queue_id, msg_id",
-            v3("expires_at, ttl_ms, dead_reason, last_error", "NULL, NULL, NULL, NULL")
+            v3("expires_at", "NULL"),
+            v3("dead_reason, last_error", "NULL, NULL")
         );
         let queues = format!(
             "SELECT id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size,

@@ -279,7 +279,8 @@ impl ReadTx for Tx<'_> {
 
     fn replay_rows(&mut self, queue: i64, ids: &[i64], _lock: bool) -> Result<Vec<ReplayCols>> {
         let sql = "SELECT msg_id, state, visible_at, attempts, done_at, priority, grp, dead_reason,
-              ttl_ms, expires_at FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
+              (SELECT ttl_ms FROM messages WHERE id = ?1), expires_at
+            FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2";
         let mut rows = Vec::new();
         for &id in ids {
             rows.extend(self.one(sql, (id, queue))?);

@@ -35,43 +35,54 @@ pub(crate) const GROUP_NEXT: &str = "SELECT msg_id, visible_at FROM deliveries
 
 /// Whether a delayed message or lease of queue `?1` is due at `?2`
 /// (`deliveries_waiting`), and whether a ready, delayed or held message has
-/// expired (`deliveries_expiring`, empty unless messages have a TTL): two
-/// seeks, in one statement.
+/// expired (`deliveries_expiring`): two seeks, in one statement.
 pub(crate) const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
     WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2),
   EXISTS (SELECT 1 FROM deliveries
     WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5) AND expires_at <= ?2)";
 
+/// [`ANY_DUE`] for a queue none of whose deliveries has an expiry: the
+/// first seek alone (so the statement a claim compiles is no larger than
+/// before flow control).
+pub(crate) const ANY_DUE_NO_TTL: &str = "SELECT EXISTS (SELECT 1 FROM deliveries
+    WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2), 0";
+
 /// Kills the expired leases of queue `?1` at `?2` whose message's TTL has
 /// passed (reason `expired`) or that had their last attempt (`?3`); returns
-/// them with their groups and whether they expired.
+/// them with their groups and whether they expired (a lease holds no
+/// reason before: replay clears it). Like every finished delivery, they
+/// keep no expiry.
 pub(crate) const KILL_EXPIRED: &str = "UPDATE deliveries SET state = 4, done_at = visible_at,
-      dead_reason = CASE WHEN expires_at <= ?2 THEN 'expired' ELSE dead_reason END
+      dead_reason = CASE WHEN expires_at <= ?2 THEN 'expired' ELSE dead_reason END,
+      expires_at = NULL
     WHERE queue_id = ?1 AND state IN (1, 2) AND visible_at <= ?2
       AND state = 2 AND (expires_at <= ?2 OR (?3 > 0 AND attempts >= ?3))
-    RETURNING msg_id, grp, coalesce(expires_at <= ?2, 0)";
+    RETURNING msg_id, grp, dead_reason IS 'expired'";
 
 /// Kills the ready, delayed and held messages of queue `?1` whose TTL has
 /// passed at `?2`, one statement per state (written out, see
-/// `promote_due`), through `deliveries_expiring`.
+/// `promote_due`), through `deliveries_expiring`; they keep no expiry.
 pub(crate) const EXPIRE: [(State, &str); 3] = [
     (
         State::Held,
-        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired'
+        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired',
+           expires_at = NULL
          WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
            AND expires_at <= ?2 AND state = 5
          RETURNING msg_id, grp",
     ),
     (
         State::Delayed,
-        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired'
+        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired',
+           expires_at = NULL
          WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
            AND expires_at <= ?2 AND state = 1
          RETURNING msg_id, grp",
     ),
     (
         State::Ready,
-        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired'
+        "UPDATE deliveries SET state = 4, done_at = expires_at, dead_reason = 'expired',
+           expires_at = NULL
          WHERE queue_id = ?1 AND expires_at IS NOT NULL AND state IN (0, 1, 5)
            AND expires_at <= ?2 AND state = 0
          RETURNING msg_id, grp",
@@ -145,9 +156,14 @@ impl LeaseTx for Tx<'_> {
     fn promote_due(&mut self, q: &QueueRow) -> Result<()> {
         // Nothing is due most of the time: one cheap probe saves preparing the
         // updates below, which a one-message command would pay for nothing.
+        let probe = if q.may_expire {
+            ANY_DUE
+        } else {
+            ANY_DUE_NO_TTL
+        };
         let (due, expiring): (bool, bool) = self
             .tx
-            .prepare_cached(ANY_DUE)?
+            .prepare_cached(probe)?
             .query_row((q.id, self.now), |row| Ok((row.get(0)?, row.get(1)?)))?;
         // The transitions of `rules::effective`, in SQL. Messages past their
         // TTL die first, held ones before the heads whose death releases
@@ -242,12 +258,19 @@ impl LeaseTx for Tx<'_> {
         Ok(())
     }
 
-    fn mark_done(&mut self, queue: i64, msg: i64, to: State) -> Result<()> {
+    /// A finished delivery keeps no expiry (it leaves `deliveries_expiring`).
+    /// Only where one may be set does the statement write the column: one
+    /// that leaves it alone leaves the index alone.
+    fn mark_done(&mut self, q: &QueueRow, msg: i64, to: State) -> Result<()> {
+        let sql = if q.may_expire {
+            "UPDATE deliveries SET state = ?3, done_at = ?4, expires_at = NULL
+             WHERE msg_id = ?1 AND queue_id = ?2"
+        } else {
+            "UPDATE deliveries SET state = ?3, done_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2"
+        };
         self.tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = ?3, done_at = ?4 WHERE msg_id = ?1 AND queue_id = ?2",
-            )?
-            .execute((msg, queue, to as i64, self.now))?;
+            .prepare_cached(sql)?
+            .execute((msg, q.id, to as i64, self.now))?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 
+use super::queues;
 use super::tx::Tx;
 use crate::store::backend::PublishTx;
 use crate::store::backend::{Fanout, Inserter, Tally};
@@ -54,13 +55,17 @@ const INSERT_DELIVERY: &str =
 const INSERT_DELIVERIES: &str =
     "INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, grp, schema_version)";
 const INSERT_DELIVERIES_TTL: &str = "INSERT INTO deliveries
-     (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at, ttl_ms)";
-/// [`INSERT_DELIVERY`] with an expiry and the message's own TTL: used only
-/// where a target queue or the message has a TTL, so that publishes without
-/// one run the statements they always ran.
+     (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at)";
+/// [`INSERT_DELIVERY`] with an expiry: used only where a target queue or the
+/// message has a TTL, so that publishes without one run the statements they
+/// always ran.
 const INSERT_DELIVERY_TTL: &str = "INSERT INTO deliveries
-     (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at, ttl_ms)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     (msg_id, queue_id, state, priority, visible_at, grp, schema_version, expires_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+/// [`INSERT_MESSAGE`] with the message's own TTL, for the messages that have one.
+const INSERT_MESSAGE_TTL: &str =
+    "INSERT INTO messages (id, origin_id, key, published_at, raw, headers, body, ttl_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 const FIND_KEY: &str = "SELECT m.id, EXISTS (
          SELECT 1 FROM deliveries d JOIN queues q ON q.id = d.queue_id
          WHERE d.msg_id = m.id AND (d.state = 3 AND d.done_at <= ?3 - q.retention_ms) IS NOT TRUE)
@@ -71,16 +76,12 @@ pub(super) const CLAIM_GROUP: &str =
     "INSERT INTO groups (queue_id, grp, head_id) VALUES (?1, ?2, ?3)
      ON CONFLICT (queue_id, grp) DO NOTHING";
 
-/// The parameters of [`INSERT_DELIVERY_TTL`]: those of [`INSERT_DELIVERY`],
-/// the expiry and the message's own TTL.
+/// The parameters of [`INSERT_DELIVERY_TTL`]: those of [`INSERT_DELIVERY`]
+/// and the expiry.
 type DeliveryRow<'m> = (i64, i64, i64, i64, i64, Option<&'m str>, Option<i64>);
 
-fn params_ttl(
-    r: DeliveryRow<'_>,
-    expires_at: Option<i64>,
-    own_ttl: Option<i64>,
-) -> impl rusqlite::Params + '_ {
-    (r.0, r.1, r.2, r.3, r.4, r.5, r.6, expires_at, own_ttl)
+fn params_ttl(r: DeliveryRow<'_>, expires_at: Option<i64>) -> impl rusqlite::Params + '_ {
+    (r.0, r.1, r.2, r.3, r.4, r.5, r.6, expires_at)
 }
 
 /// The statement in `slot`, prepared from `sql()` on first use.
@@ -133,13 +134,13 @@ impl SqliteInserter<'_> {
                 m.raw_execute()?;
             }
         }
-        let cols = if self.expiring { 9 } else { 7 };
+        let cols = if self.expiring { 8 } else { 7 };
         let expiring = self.expiring;
         let d = prepared(d, self.conn, || match (per, expiring) {
             (1, false) => INSERT_DELIVERY.into(),
             (1, true) => INSERT_DELIVERY_TTL.into(),
             (_, false) => format!("{INSERT_DELIVERIES} VALUES {}", values_list(7, CHUNK)),
-            (_, true) => format!("{INSERT_DELIVERIES_TTL} VALUES {}", values_list(9, CHUNK)),
+            (_, true) => format!("{INSERT_DELIVERIES_TTL} VALUES {}", values_list(8, CHUNK)),
         })?;
         for (queue, version) in self.fanout.targets.iter().zip(self.fanout.versions) {
             // Buffered messages carry no TTL of their own (see `insert`).
@@ -155,7 +156,6 @@ impl SqliteInserter<'_> {
                 d.raw_bind_parameter(p + 7, *version)?;
                 if self.expiring {
                     d.raw_bind_parameter(p + 8, expires_at)?;
-                    d.raw_bind_parameter(p + 9, None::<i64>)?;
                 }
                 if (i + 1) % per == 0 {
                     d.raw_execute()?;
@@ -205,10 +205,8 @@ impl Inserter for SqliteInserter<'_> {
         // Keyed and grouped messages go one by one, after what is buffered,
         // so dedup lookups and group heads see every earlier message.
         self.flush_pending()?;
-        prepared(&mut self.insert_message, self.conn, || {
-            INSERT_MESSAGE.into()
-        })?
-        .execute((
+        let own_ttl = msg.ttl.map(ms);
+        let row = (
             id,
             self.fanout.origin.id,
             msg.key,
@@ -216,8 +214,21 @@ impl Inserter for SqliteInserter<'_> {
             msg.raw,
             msg.headers,
             msg.body,
-        ))?;
-        let own_ttl = msg.ttl.map(ms);
+        );
+        match own_ttl {
+            None => prepared(&mut self.insert_message, self.conn, || {
+                INSERT_MESSAGE.into()
+            })?
+            .execute(row)?,
+            Some(ttl) => {
+                for queue in self.fanout.targets.iter().filter(|q| !q.may_expire) {
+                    queues::mark_expiring(self.conn, queue.id)?;
+                }
+                self.conn
+                    .prepare_cached(INSERT_MESSAGE_TTL)?
+                    .execute((row.0, row.1, row.2, row.3, row.4, row.5, row.6, ttl))?
+            }
+        };
         for (target, queue) in self.fanout.targets.iter().enumerate() {
             let mut state = state;
             // The first unfinished message of a group is its head; later ones
@@ -242,12 +253,12 @@ impl Inserter for SqliteInserter<'_> {
                     INSERT_DELIVERY_TTL.into()
                 })?;
                 let expires_at = flow::expires_at(self.now, own_ttl, queue.ttl_ms());
-                d.execute(params_ttl(row, expires_at, own_ttl))?;
+                d.execute(params_ttl(row, expires_at))?;
             } else if own_ttl.is_some() {
                 let expires_at = flow::expires_at(self.now, own_ttl, None);
                 self.conn
                     .prepare_cached(INSERT_DELIVERY_TTL)?
-                    .execute(params_ttl(row, expires_at, own_ttl))?;
+                    .execute(params_ttl(row, expires_at))?;
             } else {
                 prepared(&mut self.insert_delivery, self.conn, || {
                     INSERT_DELIVERY.into()
@@ -276,6 +287,7 @@ impl PublishTx for Tx<'_> {
             settings: *settings,
             acked: 0,
             rate_full_at: 0,
+            may_expire: false,
         }))
     }
 
@@ -329,11 +341,15 @@ impl PublishTx for Tx<'_> {
     }
 
     fn retime_ttl(&mut self, queue: i64, ttl_ms: Option<i64>) -> Result<()> {
+        if ttl_ms.is_some() {
+            queues::mark_expiring(&self.tx, queue)?;
+        }
         self.tx
             .prepare_cached(
                 "UPDATE deliveries
                  SET expires_at = (SELECT published_at FROM messages WHERE id = msg_id) + ?2
-                 WHERE queue_id = ?1 AND state IN (0, 1, 2, 5) AND ttl_ms IS NULL",
+                 WHERE queue_id = ?1 AND state IN (0, 1, 2, 5)
+                   AND (SELECT ttl_ms FROM messages WHERE id = msg_id) IS NULL",
             )?
             .execute((queue, ttl_ms))?;
         Ok(())
@@ -396,6 +412,11 @@ impl PublishTx for Tx<'_> {
             .tx
             .prepare_cached("SELECT value FROM meta WHERE key = 'next_message_id'")?
             .query_row([], |row| row.get(0))?;
+        for queue in fanout.targets.iter() {
+            if queue.ttl_ms().is_some() && !queue.may_expire {
+                queues::mark_expiring(&self.tx, queue.id)?;
+            }
+        }
         let (tally, next_id) = {
             let mut ins = SqliteInserter {
                 conn: &self.tx,

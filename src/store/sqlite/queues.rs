@@ -10,7 +10,7 @@ use crate::store::{Result, Settings};
 
 pub(crate) use crate::store::types::QueueRow;
 
-const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked, flow, rate_full_at";
+const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked, flow, rate_full_at, may_expire";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
     let dur = |i| {
@@ -31,7 +31,17 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
         },
         acked: row.get(8)?,
         rate_full_at: row.get(10)?,
+        may_expire: row.get(11)?,
     })
+}
+
+/// Notes that a delivery of queue `id` may have an expiry (see
+/// [`QueueRow::may_expire`]); whatever writes an expiry calls it, in the
+/// same transaction.
+pub(crate) fn mark_expiring(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE queues SET may_expire = 1 WHERE id = ?1 AND may_expire = 0")?
+        .execute([id])?;
+    Ok(())
 }
 
 /// The queue or topic named `name`, if it exists.

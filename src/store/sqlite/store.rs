@@ -133,6 +133,13 @@ impl Store for SqliteStore {
                 OR n_held    IS NOT (SELECT count(*) FROM deliveries WHERE queue_id = queues.id AND state = 5)",
             [],
         )?;
+        // A queue that holds a delivery with an expiry must say so, or its
+        // claims would not look for expired messages.
+        changed += tx.tx.execute(
+            "UPDATE queues SET may_expire = 1 WHERE may_expire = 0
+               AND EXISTS (SELECT 1 FROM deliveries WHERE queue_id = queues.id AND expires_at IS NOT NULL)",
+            [],
+        )?;
         let orphans = tx.tx.execute(
             "DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)",
             [],

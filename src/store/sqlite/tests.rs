@@ -247,7 +247,7 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
         sync: Sync::Normal,
     };
     let mut store = SqliteStore::open(&opts).expect("open migrates");
-    assert_eq!(store.schema_version().expect("version"), 3);
+    assert_eq!(store.schema_version().expect("version"), schema::CURRENT);
     let got = store.claim("old", 10, None, false).expect("claim");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].body, b"{\"a\":1}");
@@ -283,4 +283,92 @@ fn a_version_1_database_is_migrated_and_keeps_its_messages() {
     let got = store.claim("old", 10, None, false).expect("claim");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].schema_version, Some(1));
+}
+
+#[test]
+fn a_version_3_database_is_migrated_and_keeps_its_ttls_and_failure_traces() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v3.db");
+    {
+        let conn = Connection::open(&path).expect("create v3");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        for step in &schema::MIGRATIONS[..3] {
+            conn.execute_batch(step).expect("v3 schema");
+        }
+        // Message 1 has its own TTL in both queues it was published to;
+        // message 2 died with a reason and an error; message 3 has neither.
+        conn.execute_batch(
+            "INSERT INTO queues (name, visibility_ms, max_attempts, retention_ms, max_size,
+               retry_delay_ms, created_at, published_total, n_ready, n_dead)
+             VALUES ('a', 30000, 5, 86400000, 1048576, 1000, 0, 3, 2, 1),
+                    ('b', 30000, 5, 86400000, 1048576, 1000, 0, 1, 1, 0),
+                    ('c', 30000, 5, 86400000, 1048576, 1000, 0, 0, 0, 0);
+             INSERT INTO messages (id, origin_id, published_at, raw, body) VALUES
+               (1, 1, 0, 0, CAST('{}' AS BLOB)), (2, 1, 0, 0, CAST('{}' AS BLOB)),
+               (3, 1, 0, 0, CAST('{}' AS BLOB));
+             INSERT INTO deliveries (msg_id, queue_id, state, priority, visible_at, expires_at,
+               ttl_ms, dead_reason, last_error, done_at, attempts) VALUES
+               (1, 1, 0, 0, 0, 4102444800000, 4102444800000, NULL, NULL, NULL, 0),
+               (1, 2, 0, 0, 0, 4102444800000, 4102444800000, NULL, NULL, NULL, 0),
+               (2, 1, 4, 0, 0, NULL, NULL, 'rejected', 'HTTP 503', 5, 1),
+               (3, 1, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, 0);
+             UPDATE meta SET value = 4 WHERE key = 'next_message_id';
+             PRAGMA user_version = 3;",
+        )
+        .expect("v3 rows");
+    }
+    let opts = Options {
+        location: Location::File(path.clone()),
+        busy_timeout: Duration::from_secs(5),
+        sync: Sync::Normal,
+    };
+    let store = SqliteStore::open(&opts).expect("open migrates");
+    assert_eq!(store.schema_version().expect("version"), schema::CURRENT);
+    let ttls: Vec<(i64, Option<i64>)> = store
+        .conn
+        .prepare("SELECT id, ttl_ms FROM messages ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("ttls")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert_eq!(ttls, [(1, Some(4102444800000)), (2, None), (3, None)]);
+    let traces: (Option<String>, Option<String>, Option<i64>) = store
+        .conn
+        .query_row(
+            "SELECT dead_reason, last_error, (SELECT expires_at FROM deliveries WHERE msg_id = 1 AND queue_id = 2)
+             FROM deliveries WHERE msg_id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("traces");
+    assert_eq!(
+        traces,
+        (
+            Some("rejected".into()),
+            Some("HTTP 503".into()),
+            Some(4102444800000)
+        )
+    );
+    let flags: Vec<(String, bool)> = store
+        .conn
+        .prepare("SELECT name, may_expire FROM queues ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("flags")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    let want = [("a", true), ("b", true), ("c", false)].map(|(n, f)| (n.to_owned(), f));
+    assert_eq!(flags, want);
+    // Thirteen columns at most: SQLite's fast key comparison (see V4).
+    let columns: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('deliveries')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("columns");
+    assert!(columns <= 13, "{columns}");
 }
