@@ -82,8 +82,7 @@ impl Handler {
         if let Some(stdin) = child.stdin.take() {
             feed(stdin, &d.body);
         }
-        let stderr = StderrTail::copy(child.stderr.take());
-        let stdout = child.stdout.take().map(Captured::read);
+        let (stderr, stdout) = StderrTail::copy(child.stderr.take(), child.stdout.take());
         Ok(Handler {
             child,
             stderr,
@@ -157,38 +156,49 @@ fn feed(mut stdin: ChildStdin, body: &[u8]) {
 }
 
 /// A handler's stderr, copied to spool's stderr as it is written while its
-/// last [`LAST_ERROR_MAX`] bytes are kept.
+/// last [`LAST_ERROR_MAX`] bytes are kept; with `--emit`, its stdout too,
+/// kept whole. One thread reads both pipes (polling them), so capturing
+/// stdout costs no thread of its own.
 struct StderrTail {
     tail: Arc<Mutex<Vec<u8>>>,
     done: Option<mpsc::Receiver<()>>,
 }
 
+/// A handler's stdout as read (with `--emit`): the bytes, or `true` when it
+/// went past [`EMIT_MAX`].
+type Kept = io::Result<(Vec<u8>, bool)>;
+
 impl StderrTail {
-    fn copy(from: Option<ChildStderr>) -> StderrTail {
+    /// Starts reading `stderr` and, when given, `stdout` (whose bytes come
+    /// through the returned [`Captured`]).
+    fn copy(
+        stderr: Option<ChildStderr>,
+        stdout: Option<ChildStdout>,
+    ) -> (StderrTail, Option<Captured>) {
         let tail = Arc::new(Mutex::new(Vec::new()));
-        let Some(mut from) = from else {
-            return StderrTail { tail, done: None };
+        let (kept_tx, captured) = match stdout.is_some() {
+            true => {
+                let (tx, done) = mpsc::channel();
+                (Some(tx), Some(Captured { done }))
+            }
+            false => (None, None),
         };
+        if stderr.is_none() && stdout.is_none() {
+            return (StderrTail { tail, done: None }, captured);
+        }
         let (done_tx, done) = mpsc::channel();
         let kept = Arc::clone(&tail);
         std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n @ 1..) = from.read(&mut buf) {
-                // Passed on as it comes, as if the handler wrote there itself.
-                let _ = io::stderr().write_all(&buf[..n]);
-                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-                kept.extend_from_slice(&buf[..n]);
-                let over = kept.len().saturating_sub(2 * LAST_ERROR_MAX);
-                if over > 0 {
-                    kept.drain(..over);
-                }
-            }
+            pump(stderr, stdout, &kept, kept_tx);
             let _ = done_tx.send(());
         });
-        StderrTail {
-            tail,
-            done: Some(done),
-        }
+        (
+            StderrTail {
+                tail,
+                done: Some(done),
+            },
+            captured,
+        )
     }
 
     /// What was kept, once the handler's end of the pipe closed (or after
@@ -202,37 +212,93 @@ impl StderrTail {
     }
 }
 
-/// A handler's stdout, read to the end by a thread of its own.
+/// Reads both pipes until both end: stderr passed on and its tail kept in
+/// `tail`, stdout kept whole and sent through `kept_tx` when it ends.
+fn pump(
+    mut stderr: Option<ChildStderr>,
+    mut stdout: Option<ChildStdout>,
+    tail: &Mutex<Vec<u8>>,
+    kept_tx: Option<mpsc::Sender<Kept>>,
+) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut out = Vec::new();
+    let mut over = false;
+    let mut buf = [0u8; 8192];
+    while stderr.is_some() || stdout.is_some() {
+        let (err_ready, out_ready) = {
+            let mut fds = Vec::with_capacity(2);
+            if let Some(e) = &stderr {
+                fds.push(PollFd::new(e, PollFlags::IN));
+            }
+            if let Some(o) = &stdout {
+                fds.push(PollFd::new(o, PollFlags::IN));
+            }
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    if let Some(tx) = &kept_tx {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    }
+                    return;
+                }
+            }
+            let ready = |fd: Option<&PollFd<'_>>| fd.is_some_and(|f| !f.revents().is_empty());
+            match (&stderr, &stdout) {
+                (Some(_), Some(_)) => (ready(fds.first()), ready(fds.get(1))),
+                (Some(_), None) => (ready(fds.first()), false),
+                _ => (false, ready(fds.first())),
+            }
+        };
+        if err_ready && let Some(from) = &mut stderr {
+            match from.read(&mut buf) {
+                Ok(n @ 1..) => {
+                    // Passed on as it comes, as if the handler wrote there itself.
+                    let _ = io::stderr().write_all(&buf[..n]);
+                    let mut kept = tail.lock().unwrap_or_else(|e| e.into_inner());
+                    kept.extend_from_slice(&buf[..n]);
+                    let over = kept.len().saturating_sub(2 * LAST_ERROR_MAX);
+                    if over > 0 {
+                        kept.drain(..over);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => stderr = None,
+            }
+        }
+        if out_ready && let Some(from) = &mut stdout {
+            match from.read(&mut buf) {
+                Ok(0) => {
+                    stdout = None;
+                    if let Some(tx) = &kept_tx {
+                        let _ = tx.send(Ok((std::mem::take(&mut out), over)));
+                    }
+                }
+                Ok(n) if !over && out.len() + n <= EMIT_MAX => out.extend_from_slice(&buf[..n]),
+                Ok(_) => {
+                    over = true;
+                    out = Vec::new();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    stdout = None;
+                    if let Some(tx) = &kept_tx {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A handler's stdout (with `--emit`), read to its end by the thread that
+/// reads its stderr.
 struct Captured {
-    done: mpsc::Receiver<io::Result<(Vec<u8>, bool)>>,
+    done: mpsc::Receiver<Kept>,
 }
 
 impl Captured {
-    fn read(mut from: ChildStdout) -> Captured {
-        let (tx, done) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            let mut over = false;
-            let mut buf = [0u8; 8192];
-            let outcome = loop {
-                match from.read(&mut buf) {
-                    Ok(0) => break Ok((kept, over)),
-                    Ok(n) if !over && kept.len() + n <= EMIT_MAX => {
-                        kept.extend_from_slice(&buf[..n]);
-                    }
-                    Ok(_) => {
-                        over = true;
-                        kept = Vec::new();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
-            let _ = tx.send(outcome);
-        });
-        Captured { done }
-    }
-
     fn finish(self) -> Result<Vec<u8>, String> {
         match self.done.recv_timeout(Duration::from_secs(1)) {
             Ok(Ok((_, true))) => Err(format!(
