@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -574,13 +574,11 @@ fn work_emit_after_a_lost_lease_emits_nothing() {
         .status()
         .unwrap();
     assert!(stop.success());
-    let stopped_at = Instant::now();
     std::thread::sleep(Duration::from_millis(2500));
     // The lease ran out: another consumer has the message now.
     let again = env.consume_one("orders", &[]);
     assert_eq!(again["id"], id);
     assert_eq!(again["attempt"], 2);
-    assert!(stopped_at.elapsed() < Duration::from_secs(30));
     std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status()

@@ -227,29 +227,22 @@ fn pump(
     while stderr.is_some() || stdout.is_some() {
         let (err_ready, out_ready) = {
             let mut fds = Vec::with_capacity(2);
-            if let Some(e) = &stderr {
-                fds.push(PollFd::new(e, PollFlags::IN));
-            }
-            if let Some(o) = &stdout {
-                fds.push(PollFd::new(o, PollFlags::IN));
-            }
+            fds.extend(stderr.as_ref().map(|e| PollFd::new(e, PollFlags::IN)));
+            let err_at = stderr.as_ref().map(|_| 0);
+            fds.extend(stdout.as_ref().map(|o| PollFd::new(o, PollFlags::IN)));
+            let out_at = stdout.as_ref().map(|_| fds.len() - 1);
             match poll(&mut fds, None) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
-                    let e = io::Error::from(e);
                     if let Some(tx) = &kept_tx {
-                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        let _ = tx.send(Err(e.into()));
                     }
                     return;
                 }
             }
-            let ready = |fd: Option<&PollFd<'_>>| fd.is_some_and(|f| !f.revents().is_empty());
-            match (&stderr, &stdout) {
-                (Some(_), Some(_)) => (ready(fds.first()), ready(fds.get(1))),
-                (Some(_), None) => (ready(fds.first()), false),
-                _ => (false, ready(fds.first())),
-            }
+            let ready = |at: Option<usize>| at.is_some_and(|i| !fds[i].revents().is_empty());
+            (ready(err_at), ready(out_at))
         };
         if err_ready && let Some(from) = &mut stderr {
             match from.read(&mut buf) {
