@@ -90,7 +90,8 @@ fn store_exit(err: &store::Error) -> Exit {
         E::SelfSubscription { .. }
         | E::TopicSubscribes { .. }
         | E::SubscriberBecomesTopic { .. } => Exit::Usage,
-        E::NotSubscribed { .. } => Exit::NotFound,
+        E::NotSubscribed { .. } | E::UnknownSchedule { .. } => Exit::NotFound,
+        E::ScheduleConflict { .. } | E::ScheduleTarget { .. } => Exit::Usage,
         E::TooLarge { .. } | E::Invalid { .. } | E::NeverFits { .. } => Exit::DataErr,
         E::RawBody { .. } => Exit::Usage,
         E::BrokenSchema { .. } => Exit::IoErr,

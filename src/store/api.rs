@@ -18,11 +18,11 @@ use super::PublishBatch;
 use super::backend::{self, Backend};
 use super::error::{Error, Result};
 use super::flow::DeadReason;
-use super::ops::{self, admin, inspect, lease, work};
+use super::ops::{self, admin, inspect, lease, schedules, work};
 use super::receipt::{Receipt, ReceiptError, Release};
 use super::types::{
-    Created, Delivery, Done, Emit, QueueSet, ReplayFilter, Replayed, SchemaChange, SchemaVersion,
-    Settings, SettingsPatch, State, Subscribed, Sync, WorkStep,
+    Created, Delivery, Done, Emit, QueueSet, ReplayFilter, Replayed, Schedule, ScheduleSpec,
+    SchemaChange, SchemaVersion, Settings, SettingsPatch, State, Subscribed, Sync, WorkStep,
 };
 use super::views::{DatabaseInfo, Health, LastDead, PeekQuery, Peeked, QueueInfo, RateHistory};
 use crate::contract::Contract;
@@ -154,7 +154,9 @@ pub trait Store: Backend + std::fmt::Debug {
 
     /// Leases up to `max` deliverable messages of `queue` for `visibility`
     /// (default: the queue's), highest priority first, then oldest. With
-    /// `ack`, they are acked in the same transaction (at-most-once).
+    /// `ack`, they are acked in the same transaction (at-most-once). A due
+    /// occurrence of a schedule that feeds the queue is published first
+    /// (see `ops::schedules`).
     fn claim(
         &mut self,
         queue: &str,
@@ -162,7 +164,7 @@ pub trait Store: Backend + std::fmt::Debug {
         visibility: Option<Duration>,
         ack: bool,
     ) -> Result<Vec<Delivery>> {
-        lease::claim(self, queue, max, visibility, ack)
+        schedules::claim(self, queue, max, visibility, ack)
     }
 
     /// Acks each receipt: the message is done (kept for replay, or deleted
@@ -212,6 +214,35 @@ pub trait Store: Backend + std::fmt::Debug {
     /// attempt (see `ops::work::release`).
     fn release(&mut self, receipts: &[Receipt]) -> Result<Vec<Result<(), ReceiptError>>> {
         work::release(self, receipts)
+    }
+
+    // ---- schedules ----
+
+    /// Adds the schedule `name` (`schedule add`): a missing target queue is
+    /// created, the body checked as a publish would check it. An existing
+    /// schedule with the same settings is left alone ([`Created::Existed`];
+    /// a `start` of `None` is not compared), one with other settings is
+    /// [`Error::ScheduleConflict`].
+    fn add_schedule(&mut self, name: &str, spec: &ScheduleSpec) -> Result<Created> {
+        schedules::add(self, name, spec)
+    }
+
+    /// Every schedule, sorted by name. Only reads: a due occurrence shows
+    /// as a `next_at` in the past until a claim on the target publishes it.
+    fn schedules(&self) -> Result<Vec<Schedule>> {
+        schedules::list(self)
+    }
+
+    /// Removes the schedule `name` (what it published stays), or
+    /// [`Error::UnknownSchedule`].
+    fn remove_schedule(&mut self, name: &str) -> Result<()> {
+        schedules::remove(self, name)
+    }
+
+    /// Pauses or resumes the schedule `name`; false when it already was so.
+    /// [`Error::UnknownSchedule`] for an unknown name.
+    fn pause_schedule(&mut self, name: &str, paused: bool) -> Result<bool> {
+        schedules::set_paused(self, name, paused)
     }
 
     // ---- queues, topics, schemas ----

@@ -77,6 +77,39 @@ pub enum Error {
         /// Queues subscribed to it.
         subscribers: Vec<String>,
     },
+    /// No schedule has this name.
+    #[error(
+        "no schedule named `{name}`{}. `spool schedule list` shows them",
+        did_you_mean(similar)
+    )]
+    UnknownSchedule {
+        /// The name asked for.
+        name: String,
+        /// Existing schedule names close to it.
+        similar: Vec<String>,
+    },
+    /// `schedule add` with the name of a schedule that has other settings.
+    #[error(
+        "schedule `{name}` already exists with another {}. Remove it first with `spool schedule remove {name}`, or pick another name",
+        differs.join(", ")
+    )]
+    ScheduleConflict {
+        /// The schedule name.
+        name: String,
+        /// What differs (`target`, `rule`, `start`, `body`, …).
+        differs: Vec<&'static str>,
+    },
+    /// `queue delete` of a queue or topic that schedules publish to.
+    #[error(
+        "`{name}` receives the messages of schedule(s) {}. Remove them first with `spool schedule remove NAME`",
+        quoted(schedules)
+    )]
+    ScheduleTarget {
+        /// The queue or topic.
+        name: String,
+        /// The schedules that publish to it.
+        schedules: Vec<String>,
+    },
     /// A queue that holds messages cannot become a topic.
     #[error(
         "`{name}` is a queue that holds messages (acked ones kept for replay count too), so it cannot become a topic. Pick another topic name"

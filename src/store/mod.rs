@@ -169,9 +169,9 @@ pub use rules::backoff;
 pub use sqlite::{PublishBatch, SqliteStore};
 pub(crate) use types::ms;
 pub use types::{
-    Created, Delivery, Done, Emit, NewMessage, Outcome, QueueSet, ReplayFilter, Replayed,
-    SchemaChange, SchemaVersion, Settings, SettingsPatch, Settled, State, Subscribed, Sync,
-    WorkStep, now_ms,
+    Created, Delivery, Done, Emit, NewMessage, Outcome, QueueSet, ReplayFilter, Replayed, Schedule,
+    ScheduleSpec, SchemaChange, SchemaVersion, Settings, SettingsPatch, Settled, State, Subscribed,
+    Sync, WorkStep, now_ms,
 };
 pub use views::{
     BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, LastDead, PeekQuery,

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::error::Result;
 use super::flow::{Flow, FlowPatch};
 use super::receipt::{Receipt, ReceiptError};
+use super::schedule::{CatchUp, Rule};
 use crate::contract::Contract;
 
 /// The state of a message in one queue.
@@ -118,6 +119,12 @@ pub struct QueueRow {
     /// in a queue whose messages never had a TTL does not look for expired
     /// ones. PostgreSQL keeps no such flag; it reads this as true.
     pub may_expire: bool,
+    /// The earliest next occurrence of the active schedules that feed it
+    /// (targeting it, or a topic it subscribes to), ms since the epoch;
+    /// `None` when none does. Kept in the row by whatever changes a
+    /// schedule or a subscription, so that a claim learns from the row it
+    /// reads anyway whether an occurrence is due.
+    pub schedule_at: Option<i64>,
 }
 
 impl QueueRow {
@@ -392,4 +399,55 @@ pub struct WorkStep {
     /// without subscribers), and why: nothing of theirs was published, and
     /// they were failed instead of acked (`settled` tells how).
     pub refused: Vec<(usize, String)>,
+}
+
+/// What `spool schedule add` defines: a message published to `target` at
+/// every occurrence of `rule` (see [`super::schedule`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    /// The queue or topic it publishes to.
+    pub target: String,
+    /// When its occurrences fall.
+    pub rule: Rule,
+    /// START, ms since the epoch. `None` in `schedule add`: the moment the
+    /// schedule is added (and, for an existing schedule, not compared).
+    pub start: Option<i64>,
+    /// What is published when several occurrences are due at once.
+    pub catch_up: CatchUp,
+    /// The body of every occurrence's message.
+    pub body: Vec<u8>,
+    /// True when the body is raw text rather than JSON.
+    pub raw: bool,
+    /// Headers as a JSON object text (the schedule's own headers are added
+    /// at each occurrence).
+    pub headers: Option<String>,
+    /// The messages' priority.
+    pub priority: i64,
+    /// Their ordered group.
+    pub group: Option<String>,
+    /// Their TTL.
+    pub ttl: Option<Duration>,
+}
+
+/// A schedule as the store keeps it (`schedule list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Its name.
+    pub name: String,
+    /// What it publishes, and when (`start` always set).
+    pub spec: ScheduleSpec,
+    /// Paused: it publishes nothing until resumed.
+    pub paused: bool,
+    /// The last occurrence published (ms since the epoch).
+    pub last_at: Option<i64>,
+    /// The first occurrence not yet published: in the past when it is due
+    /// and no claim on the target has come since. `None` when the rule has
+    /// no later occurrence.
+    pub next_at: Option<i64>,
+    /// Why the last attempt to publish a due occurrence failed (the target
+    /// refused it: full, a schema, no subscribers); cleared when one is
+    /// published.
+    pub last_error: Option<String>,
+    /// When it was added.
+    pub created_at: i64,
 }

@@ -10,7 +10,7 @@
 //!   transitions, groups), `read` [`ReadTx`] (the views of `peek`, `stats`,
 //!   `queue list`, with their row shapes), `publish` [`PublishTx`]
 //!   (publish, queues, topics, schemas) and `admin` [`AdminTx`] (replay,
-//!   purge, delete).
+//!   purge, delete), `schedule` [`ScheduleTx`] (schedules and firing).
 //! - Here: [`WriteTx`], all of them at once, the transaction write
 //!   operations get, and [`Backend`], which opens a transaction, runs an
 //!   operation in it and commits (PostgreSQL runs it again after a
@@ -25,6 +25,7 @@ mod admin;
 mod lease;
 mod publish;
 mod read;
+mod schedule;
 mod tx;
 
 pub(crate) use admin::{AdminTx, ReplayRow};
@@ -33,15 +34,19 @@ pub(crate) use publish::{Fanout, Inserter, PublishTx, Tally};
 pub(crate) use read::{
     DeadCols, Done, MessageCols, Ranked, ReadTx, ReplayCols, Stored, StoredCols, StoredRow, Timed,
 };
+pub(crate) use schedule::{
+    DUE_SCHEDULES, DUE_WAKE_MS, REFRESH_SCHEDULE_AT, SCHEDULE_COLUMNS, ScheduleRow, ScheduleState,
+    ScheduleTx,
+};
 pub(crate) use tx::{Tx, existing_queue, topic_error, unknown_queue};
 
 use super::checks::ContractCache;
 use super::error::{Error, Result};
 
 /// The transaction write operations run in: every area's statements.
-pub trait WriteTx: Tx + LeaseTx + AdminTx + PublishTx + ReadTx {}
+pub trait WriteTx: Tx + LeaseTx + AdminTx + PublishTx + ReadTx + ScheduleTx {}
 
-impl<T: Tx + LeaseTx + AdminTx + PublishTx + ReadTx + ?Sized> WriteTx for T {}
+impl<T: Tx + LeaseTx + AdminTx + PublishTx + ReadTx + ScheduleTx + ?Sized> WriteTx for T {}
 
 /// An open database, as the operations see it.
 pub trait Backend {

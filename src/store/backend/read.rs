@@ -92,7 +92,7 @@ pub(crate) type MessageCols = (
 /// replay (which `replay --dry-run` makes in a read transaction). Rows come
 /// back in neutral shapes; the views are assembled in `ops::inspect` and
 /// [`crate::store::views`].
-pub trait ReadTx: Tx {
+pub trait ReadTx: Tx + super::schedule::ScheduleTx {
     /// The queue's creation time, total and counters, and the publishes and
     /// acks counted in seconds after `since` (a second since the epoch).
     fn stored(&mut self, queue: i64, since: i64) -> Result<StoredCols>;

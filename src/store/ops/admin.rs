@@ -324,11 +324,18 @@ pub(crate) fn delete_queue(
     force: bool,
 ) -> Result<i64> {
     backend::write(store, |tx| {
-        let tx: &mut dyn AdminTx = tx;
         tx.lock_name_exclusive(name)?;
         let Some(q) = tx.queue(name)? else {
             return Err(unknown_queue(tx, name));
         };
+        let schedules = tx.schedules_of(q.id)?;
+        if !schedules.is_empty() {
+            return Err(Error::ScheduleTarget {
+                name: q.name,
+                schedules,
+            });
+        }
+        let tx: &mut dyn AdminTx = tx;
         let pending = tx.pending(q.id)?;
         if pending > 0 && !force {
             return Err(Error::QueueNotEmpty {

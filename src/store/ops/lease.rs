@@ -42,6 +42,10 @@ pub(crate) struct Leased {
     /// Ready messages were left because the queue's in-flight cap or rate
     /// held them back (not a pause): `work --until-empty` waits for them.
     pub held_back: bool,
+    /// A schedule that feeds the queue has a due occurrence: the queue's
+    /// id, for the caller to fire it ([`super::schedules::fire_due`]) once
+    /// this transaction has committed.
+    pub schedule_due: Option<i64>,
 }
 
 /// The body of [`claim`], inside a transaction the caller commits. An
@@ -103,10 +107,12 @@ pub(crate) fn claim_in(
         }
         tx.release_groups()?;
     }
+    let schedule_due = q.schedule_at.filter(|&at| at <= now).map(|_| q.id);
     Ok(Ok(Leased {
         deliveries: leased,
         lease,
         held_back,
+        schedule_due,
     }))
 }
 

@@ -10,5 +10,6 @@ pub(crate) mod inspect;
 pub(crate) mod lease;
 pub(crate) mod publish;
 pub(crate) mod queues;
+pub(crate) mod schedules;
 pub(crate) mod topics;
 pub(crate) mod work;

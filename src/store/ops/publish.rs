@@ -503,3 +503,19 @@ impl Buffer {
         self.arena.clear();
     }
 }
+
+/// True for a publish error that is the target's answer to the messages
+/// (a failed delivery), not a failure of the database.
+pub(crate) fn target_refuses(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Invalid { .. }
+            | Error::RawBody { .. }
+            | Error::TooLarge { .. }
+            | Error::QueueFull { .. }
+            | Error::NeverFits { .. }
+            | Error::NoSubscribers { .. }
+            | Error::BadName { .. }
+            | Error::NameIsTopic { .. }
+    )
+}

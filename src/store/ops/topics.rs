@@ -55,6 +55,8 @@ pub(crate) fn subscribe(
         };
         let topic_row = ensure_topic(tx, topic)?;
         Ok(if tx.add_subscription(topic_row.id, subscriber.id)? {
+            // The topic's schedules now feed the queue too.
+            tx.refresh_schedule_at(subscriber.id)?;
             Subscribed::New
         } else {
             Subscribed::Existed
@@ -74,8 +76,11 @@ pub(crate) fn unsubscribe(
         if let Some(topic_row) = tx.queue(topic)?.filter(|row| row.is_topic) {
             tx.lock_exclusive(topic)?;
             let removed = match tx.queue(queue)? {
-                Some(q) => tx.remove_subscription(topic_row.id, q.id)?,
-                None => false,
+                Some(q) if tx.remove_subscription(topic_row.id, q.id)? => {
+                    tx.refresh_schedule_at(q.id)?;
+                    true
+                }
+                _ => false,
             };
             let remaining = names(tx.subscribers(topic_row.id)?);
             if removed {

@@ -8,10 +8,11 @@
 use std::time::Duration;
 
 use super::lease;
-use super::publish::{Cause, publish_in};
+use super::publish::{Cause, publish_in, target_refuses};
+use super::schedules;
 use crate::store::backend::{self, Backend, LeaseTx, WriteTx};
 use crate::store::checks::ContractCache;
-use crate::store::error::{Error, Result};
+use crate::store::error::Result;
 use crate::store::receipt::{Receipt, ReceiptError, Release};
 use crate::store::rules::Held;
 use crate::store::types::{Done, Emit, NewMessage, Outcome, QueueRow, Settled, State, WorkStep};
@@ -38,14 +39,19 @@ pub(crate) fn work_step(
 ) -> Result<WorkStep> {
     let mut cache = std::mem::take(store.contracts());
     let mut refused: Vec<(usize, String)> = Vec::new();
+    let mut schedule_due = None;
     let outcome = loop {
         let mut refusal = None;
         let step = backend::write(store, |tx| {
             refusal = None;
+            schedule_due = None;
             let settled = settle_all(tx, &mut cache, done, &refused, emit, &mut refusal)?;
             let (claimed, lease, held_back) = if want > 0 {
                 match lease::claim_in(tx, queue, want, visibility, false)? {
-                    Ok(l) => (Ok(l.deliveries), l.lease, l.held_back),
+                    Ok(l) => {
+                        schedule_due = l.schedule_due;
+                        (Ok(l.deliveries), l.lease, l.held_back)
+                    }
                     Err(e) => (Err(e), Duration::ZERO, false),
                 }
             } else {
@@ -72,7 +78,16 @@ pub(crate) fn work_step(
         }
     };
     *store.contracts() = cache;
-    outcome
+    let mut step = outcome?;
+    // A due occurrence is published in a transaction of its own (what was
+    // settled above is committed already), then claimed for.
+    if let (Some(queue_id), Ok(claimed)) = (schedule_due, &mut step.claimed) {
+        let room = want.saturating_sub(claimed.len());
+        claimed.extend(schedules::after_claim(
+            store, queue, queue_id, room, visibility,
+        )?);
+    }
+    Ok(step)
 }
 
 /// Settles `done` (those in `refused` as failures), publishing what the
@@ -138,7 +153,7 @@ fn settle_all(
             Ok(())
         });
         if let Err(e) = published {
-            if !refuses(&e) {
+            if !target_refuses(&e) {
                 return Err(e);
             }
             // One delivery's message, or (a full queue, no subscribers)
@@ -155,22 +170,6 @@ fn settle_all(
         }
     }
     Ok(settled)
-}
-
-/// True for a publish error that is the target's answer to the messages
-/// (a failed delivery), not a failure of the database.
-fn refuses(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Invalid { .. }
-            | Error::RawBody { .. }
-            | Error::TooLarge { .. }
-            | Error::QueueFull { .. }
-            | Error::NeverFits { .. }
-            | Error::NoSubscribers { .. }
-            | Error::BadName { .. }
-            | Error::NameIsTopic { .. }
-    )
 }
 
 /// Puts leased deliveries back to ready without counting their attempt,

@@ -102,6 +102,7 @@ mod lease;
 mod notify;
 mod publish;
 mod queues;
+mod schedules;
 mod schema;
 mod store;
 mod tx;

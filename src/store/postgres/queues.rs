@@ -12,7 +12,7 @@ use crate::store::types::Settings;
 
 pub(crate) use crate::store::types::QueueRow;
 
-pub(super) const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, flow, rate_full_at";
+pub(super) const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, flow, rate_full_at, schedule_at";
 
 pub(super) fn from_row(row: &Row) -> Result<QueueRow> {
     let dur =
@@ -32,6 +32,7 @@ pub(super) fn from_row(row: &Row) -> Result<QueueRow> {
         acked: 0,
         rate_full_at: row.at(9)?,
         may_expire: true,
+        schedule_at: row.at(10)?,
     })
 }
 

@@ -6,7 +6,7 @@
 //! `search_path` is spool's schema alone (see [`super::PostgresStore::open`]).
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this spool writes and understands.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -126,4 +126,31 @@ ALTER TABLE deliveries ADD COLUMN dead_reason text;
 ALTER TABLE deliveries ADD COLUMN last_error text;
 CREATE INDEX deliveries_expiring ON deliveries (queue_id, expires_at)
     WHERE expires_at IS NOT NULL AND state IN (0, 1, 5);
+";
+
+/// Version 4: recurring schedules, as in SQLite's version 5.
+const V4: &str = "
+CREATE TABLE schedules (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name       text NOT NULL UNIQUE,
+    target_id  bigint NOT NULL,
+    every_ms   bigint,
+    cron       text,
+    tz         text,
+    start_ms   bigint NOT NULL,
+    catch_up   text NOT NULL,
+    body       bytea NOT NULL,
+    raw        boolean NOT NULL,
+    headers    text,
+    priority   bigint NOT NULL,
+    grp        text,
+    ttl_ms     bigint,
+    paused     boolean NOT NULL DEFAULT false,
+    last_at    bigint,
+    next_at    bigint,
+    last_error text,
+    created_at bigint NOT NULL
+);
+CREATE INDEX schedules_target ON schedules (target_id);
+ALTER TABLE queues ADD COLUMN schedule_at bigint;
 ";

@@ -46,7 +46,7 @@ impl Store for PostgresStore {
         {
             return Ok(leased);
         }
-        crate::store::ops::lease::claim(self, queue, max, visibility, ack)
+        crate::store::ops::schedules::claim(self, queue, max, visibility, ack)
     }
 
     /// The one-statement ack first, then one set-based statement for the

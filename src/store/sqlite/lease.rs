@@ -6,7 +6,7 @@ use rusqlite::OptionalExtension;
 
 use super::queues::QueueRow;
 use super::tx::Tx;
-use crate::store::backend::{LeaseTx, Tx as _};
+use crate::store::backend::{DUE_WAKE_MS, LeaseTx, Tx as _};
 use crate::store::flow::DeadReason;
 use crate::store::receipt::Receipt;
 use crate::store::rules::{self, LeaseRow};
@@ -110,16 +110,22 @@ pub(crate) const SWEEP: &str = "DELETE FROM deliveries WHERE queue_id = ?1 AND m
     RETURNING msg_id";
 
 impl SqliteStore {
-    /// When the next delayed message or lease of `queue` comes due (ms since
-    /// the epoch), so a waiting consumer knows when to look again.
+    /// When the next delayed message or lease of `queue` comes due, or the
+    /// next occurrence of a schedule that feeds it (ms since the epoch), so
+    /// a waiting consumer knows when to look again.
     pub fn next_due(&self, queue: &str) -> Result<Option<i64>> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT min(visible_at) FROM deliveries
-                 WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)",
+                "SELECT min(at) FROM (
+                     SELECT min(visible_at) AS at FROM deliveries
+                     WHERE queue_id = (SELECT id FROM queues WHERE name = ?1) AND state IN (1, 2)
+                     UNION ALL
+                     SELECT schedule_at FROM queues WHERE name = ?1 AND schedule_at > ?2)",
             )?
-            .query_row([queue], |row| row.get(0))?)
+            .query_row((queue, crate::store::now_ms() - DUE_WAKE_MS), |row| {
+                row.get(0)
+            })?)
     }
 }
 

@@ -12,6 +12,7 @@ mod lease;
 pub mod netfs;
 mod publish;
 mod queues;
+mod schedules;
 mod schema;
 mod store;
 mod tx;

@@ -288,6 +288,7 @@ impl PublishTx for Tx<'_> {
             acked: 0,
             rate_full_at: 0,
             may_expire: false,
+            schedule_at: None,
         }))
     }
 

@@ -10,7 +10,7 @@ use crate::store::{Result, Settings};
 
 pub(crate) use crate::store::types::QueueRow;
 
-const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked, flow, rate_full_at, may_expire";
+const COLUMNS: &str = "id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size, retry_delay_ms, n_acked, flow, rate_full_at, may_expire, schedule_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
     let dur = |i| {
@@ -32,6 +32,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<QueueRow> {
         acked: row.get(8)?,
         rate_full_at: row.get(10)?,
         may_expire: row.get(11)?,
+        schedule_at: row.get(12)?,
     })
 }
 

@@ -3,7 +3,7 @@
 //! Never edit a migration that has shipped: add a new one at the end.
 
 /// Each entry moves the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this spool writes and understands.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -159,4 +159,37 @@ ALTER TABLE queues ADD COLUMN may_expire INTEGER NOT NULL DEFAULT 0;
 UPDATE queues SET may_expire = 1
     WHERE id IN (SELECT queue_id FROM deliveries WHERE expires_at IS NOT NULL);
 CREATE INDEX deliveries_expiring ON deliveries (queue_id, expires_at) WHERE expires_at IS NOT NULL;
+";
+
+/// Version 5: recurring schedules (`spool schedule`). A schedule's rule is
+/// an interval (`every_ms`) or a cron expression and its zone (`cron`,
+/// `tz`); `next_at` is its first occurrence not yet published and
+/// `last_at` the last one published. A queue keeps the earliest `next_at`
+/// of the active schedules that feed it (`schedule_at`, see
+/// `QueueRow::schedule_at`), so a claim learns from the queue row it reads
+/// anyway whether one is due. Adding a nullable column rewrites no rows.
+const V5: &str = "
+CREATE TABLE schedules (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL UNIQUE,
+    target_id  INTEGER NOT NULL,
+    every_ms   INTEGER,
+    cron       TEXT,
+    tz         TEXT,
+    start_ms   INTEGER NOT NULL,
+    catch_up   TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    raw        INTEGER NOT NULL,
+    headers    TEXT,
+    priority   INTEGER NOT NULL,
+    grp        TEXT,
+    ttl_ms     INTEGER,
+    paused     INTEGER NOT NULL DEFAULT 0,
+    last_at    INTEGER,
+    next_at    INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX schedules_target ON schedules (target_id);
+ALTER TABLE queues ADD COLUMN schedule_at INTEGER;
 ";
