@@ -28,6 +28,7 @@ mod inspect;
 mod lease;
 mod model;
 mod publish;
+mod schedules;
 mod schemas;
 
 use std::path::PathBuf;
@@ -482,6 +483,16 @@ on_both_backends! {
     schemas::replay_to_a_queue_with_a_schema_checks_every_message,
     schemas::a_stored_schema_that_no_longer_compiles_is_reported_not_skipped,
     schemas::a_schema_change_waits_for_open_publishes_and_applies_to_the_next,
+    // Schedules.
+    schedules::every_occurrence_is_published_once_by_the_next_claim,
+    schedules::catch_up_latest_publishes_the_newest_and_all_each_one,
+    schedules::a_paused_schedule_publishes_nothing_and_resume_catches_up,
+    schedules::remove_keeps_what_was_published_and_stops_the_rest,
+    schedules::add_is_a_no_op_with_the_same_settings_and_a_conflict_with_others,
+    schedules::a_topic_schedule_feeds_every_subscriber,
+    schedules::a_full_target_keeps_the_occurrence_due_and_says_why,
+    schedules::waiting_consumers_wake_at_the_next_occurrence,
+    schedules::racing_claims_publish_each_occurrence_once,
     // Several connections at once.
     concurrency::concurrent_consumers_get_every_message_exactly_once,
     concurrency::concurrent_publishers_of_one_key_store_one_message,
