@@ -185,9 +185,10 @@ fn headers_for(row: &ScheduleRow, at: i64) -> Result<String> {
     Ok(serde_json::Value::Object(map).to_string())
 }
 
-/// An instant (ms since the epoch) in RFC 3339, UTC.
-pub(crate) fn rfc3339(at: i64) -> String {
-    jiff::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string())
+/// An instant (ms since the epoch) in RFC 3339, UTC, with milliseconds, as
+/// spool writes every time.
+fn rfc3339(at: i64) -> String {
+    jiff::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| format!("{t:.3}"))
 }
 
 /// Adds the schedule `name`. An existing schedule of that name with the
