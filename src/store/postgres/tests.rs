@@ -344,7 +344,8 @@ fn a_version_1_schema_is_migrated_and_old_deliveries_have_no_version() {
     let mut client = db.client();
     client
         .batch_execute(
-            "DROP TABLE schemas; ALTER TABLE deliveries DROP COLUMN schema_version;
+            "DROP TABLE schedules; ALTER TABLE queues DROP COLUMN schedule_at;
+             DROP TABLE schemas; ALTER TABLE deliveries DROP COLUMN schema_version;
              DROP INDEX deliveries_expiring;
              ALTER TABLE deliveries DROP COLUMN expires_at, DROP COLUMN ttl_ms,
                DROP COLUMN dead_reason, DROP COLUMN last_error;
@@ -363,7 +364,7 @@ fn a_version_1_schema_is_migrated_and_old_deliveries_have_no_version() {
         )
         .expect("a version 1 schema");
     let mut store = db.open();
-    assert_eq!(db.count("SELECT max(version) FROM version"), 3);
+    assert_eq!(db.count("SELECT max(version) FROM version"), 4);
     let got = store.claim("old", 1, None, false).expect("claim");
     assert_eq!((ids(&got), versions(&got)), (vec![1], vec![None]));
     assert!(store.schema_history("old").expect("history").is_empty());
