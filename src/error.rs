@@ -94,7 +94,7 @@ fn store_exit(err: &store::Error) -> Exit {
         E::ScheduleConflict { .. } | E::ScheduleTarget { .. } => Exit::Usage,
         E::TooLarge { .. } | E::Invalid { .. } | E::NeverFits { .. } => Exit::DataErr,
         E::RawBody { .. } => Exit::Usage,
-        E::BrokenSchema { .. } => Exit::IoErr,
+        E::BrokenSchema { .. } | E::BrokenSchedule { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,
         E::NetworkFs { .. } | E::Postgres(_) | E::Random(_) | E::Internal(_) => Exit::IoErr,
     }

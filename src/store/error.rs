@@ -259,6 +259,17 @@ pub enum Error {
         /// Why it does not compile.
         reason: String,
     },
+    /// A schedule stored in the database whose rule no longer reads (its
+    /// zone left the system's time zone database).
+    #[error(
+        "schedule `{name}` in the database cannot be used: {reason}. Remove it with `spool schedule remove {name}` and add it again"
+    )]
+    BrokenSchedule {
+        /// The schedule.
+        name: String,
+        /// Why its rule does not read.
+        reason: String,
+    },
     /// `spool migrate` into a PostgreSQL schema that already holds spool data.
     #[error(
         "the PostgreSQL database `{target}` already holds {}, and `spool migrate` only copies into an empty one. Nothing was changed. Name a new schema with `?schema=NAME` in the URL, or drop this one first",

@@ -59,15 +59,15 @@ fn a_healthy_database_reports_its_shape_and_settings_and_is_left_unchanged() {
         // PostgreSQL checks its own storage: no file, pages or WAL of spool's.
         assert_eq!(db["backend"], "postgres");
         assert_eq!(db["path"], env.display());
-        assert_eq!(db["schema_version"], 3);
-        assert_eq!(db["schema_supported"], 3);
+        assert_eq!(db["schema_version"], 4);
+        assert_eq!(db["schema_supported"], 4);
         assert!(db["server_version"].as_str().is_some_and(|v| !v.is_empty()));
         assert!(db["size_bytes"].as_u64().unwrap() > 0);
         assert!(report.get("integrity").is_none(), "{report}");
     } else {
         assert_eq!(report["integrity"], serde_json::json!(["ok"]));
         assert_eq!(db["journal_mode"], "wal");
-        assert_eq!(db["schema_version"], 4);
+        assert_eq!(db["schema_version"], 5);
         assert!(db["page_count"].as_i64().unwrap() > 0);
         assert!(db["free_pages"].as_i64().is_some());
         assert!(db["wal_bytes"].as_u64().is_some());

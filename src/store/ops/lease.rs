@@ -43,8 +43,8 @@ pub(crate) struct Leased {
     /// held them back (not a pause): `work --until-empty` waits for them.
     pub held_back: bool,
     /// A schedule that feeds the queue has a due occurrence: the queue's
-    /// id, for the caller to fire it ([`super::schedules::fire_due`]) once
-    /// this transaction has committed.
+    /// id, for the caller to fire it (`ops::schedules`) once this
+    /// transaction has committed.
     pub schedule_due: Option<i64>,
 }
 

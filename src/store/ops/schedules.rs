@@ -56,7 +56,7 @@ pub(crate) fn claim(
     Ok(got)
 }
 
-/// What [`crate::store::ops::work::work_step`] does after its transaction
+/// What `work_step` (`ops::work`) does after its transaction
 /// when its claim found an occurrence due: fires it, and claims up to
 /// `want` more when something was published.
 pub(crate) fn after_claim(
@@ -142,7 +142,12 @@ fn fire(store: &mut (impl Backend + ?Sized), name: &str) -> Result<bool> {
     });
     *store.contracts() = cache;
     match fired {
-        Err(e) if target_refuses(&e) || matches!(e, Error::BrokenSchema { .. }) => {
+        // A schedule that cannot fire must not stop the claims on its
+        // target: it waits, saying why.
+        Err(e)
+            if target_refuses(&e)
+                || matches!(e, Error::BrokenSchema { .. } | Error::BrokenSchedule { .. }) =>
+        {
             note_refusal(store, name, &e.to_string())?;
             Ok(false)
         }
@@ -378,7 +383,10 @@ fn rule_of(row: &ScheduleRow) -> Result<Rule> {
             )));
         }
     };
-    rule.map_err(|e| Error::Internal(format!("schedule `{}`: {e}", row.name)))
+    rule.map_err(|e| Error::BrokenSchedule {
+        name: row.name.clone(),
+        reason: e.to_string(),
+    })
 }
 
 fn catch_up_of(row: &ScheduleRow) -> Result<CatchUp> {

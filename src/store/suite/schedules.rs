@@ -354,3 +354,30 @@ pub(super) fn racing_claims_publish_each_occurrence_once(f: &mut Fixture) {
     assert_eq!(info.counts.acked as usize, seen.len());
     assert_eq!(info.counts.ready + info.counts.leased, 0);
 }
+
+pub(super) fn a_schedule_whose_rule_no_longer_reads_does_not_stop_claims(f: &mut Fixture) {
+    let start = f.now();
+    let rule = Rule::cron("* * * * *", Some("Europe/Paris")).expect("cron");
+    f.db.add_schedule("paris", &spec("q", rule, Some(start - 60_000)))
+        .expect("add");
+    f.publish_n("q", 1);
+    // As if the system's time zone database had lost the zone.
+    f.execute("UPDATE schedules SET tz = 'Nowhere/Atlantis'");
+    let got = claim_all(&mut f.db, "q");
+    assert_eq!(got.len(), 1, "the claim still delivers");
+    assert!(header(&got[0], "spool-schedule").is_none());
+    match f.db.schedules() {
+        Err(Error::BrokenSchedule { name, reason }) => {
+            assert_eq!(name, "paris");
+            assert!(reason.contains("Nowhere/Atlantis"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        f.count("SELECT count(*) FROM schedules WHERE last_error LIKE '%Nowhere/Atlantis%'"),
+        1,
+        "the reason is kept"
+    );
+    f.db.remove_schedule("paris").expect("remove");
+    assert!(f.db.schedules().expect("list").is_empty());
+}
