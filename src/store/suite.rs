@@ -494,6 +494,7 @@ on_both_backends! {
     schedules::waiting_consumers_wake_at_the_next_occurrence,
     schedules::racing_claims_publish_each_occurrence_once,
     schedules::a_schedule_whose_rule_no_longer_reads_does_not_stop_claims,
+    schedules::cron_occurrences_follow_fields_and_daylight_saving,
     // Several connections at once.
     concurrency::concurrent_consumers_get_every_message_exactly_once,
     concurrency::concurrent_publishers_of_one_key_store_one_message,

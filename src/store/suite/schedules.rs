@@ -381,3 +381,61 @@ pub(super) fn a_schedule_whose_rule_no_longer_reads_does_not_stop_claims(f: &mut
     f.db.remove_schedule("paris").expect("remove");
     assert!(f.db.schedules().expect("list").is_empty());
 }
+
+fn at(rfc3339: &str) -> i64 {
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .expect("time")
+        .as_millisecond()
+}
+
+/// Cron rules through claims, with the store's clock set to a known day:
+/// lists, ranges, steps and days of the week, and a zone whose clocks go
+/// forward (Europe/Paris on 2026-03-29: 02:00 CET becomes 03:00 CEST).
+pub(super) fn cron_occurrences_follow_fields_and_daylight_saving(f: &mut Fixture) {
+    let real = crate::store::now_ms();
+    crate::store::clock::set_offset_ms(at("2026-03-30T12:00:00Z") - real);
+    let mut fields = spec(
+        "weekdays",
+        Rule::cron("0 9-17/4 * * 1,3,FRI", None).expect("cron"),
+        Some(at("2026-03-02T00:00:00Z")),
+    );
+    fields.catch_up = CatchUp::All;
+    f.db.add_schedule("fields", &fields).expect("add");
+    let mut paris = spec(
+        "paris",
+        Rule::cron("30 2 * * *", Some("Europe/Paris")).expect("cron"),
+        Some(at("2026-03-27T00:00:00Z")),
+    );
+    paris.catch_up = CatchUp::All;
+    f.db.add_schedule("paris", &paris).expect("add");
+
+    let mut expected = Vec::new();
+    // Mondays, Wednesdays and Fridays of March from the 2nd, up to Monday
+    // the 30th at 12:00: 9:00, 13:00 and 17:00 UTC.
+    for day in [2, 4, 6, 9, 11, 13, 16, 18, 20, 23, 25, 27, 30] {
+        for hour in [9, 13, 17] {
+            if day == 30 && hour > 12 {
+                continue;
+            }
+            expected.push(at(&format!("2026-03-{day:02}T{hour:02}:00:00Z")));
+        }
+    }
+    let got = f.db.claim("weekdays", 100, None, true).expect("claim");
+    assert_eq!(occurrences(&got), expected);
+
+    let got = f.db.claim("paris", 100, None, true).expect("claim");
+    assert_eq!(
+        occurrences(&got),
+        vec![
+            at("2026-03-27T01:30:00Z"), // 02:30 CET
+            at("2026-03-28T01:30:00Z"),
+            at("2026-03-29T01:00:00Z"), // 02:30 does not exist: 03:00 CEST, the jump
+            at("2026-03-30T00:30:00Z"), // 02:30 CEST
+        ]
+    );
+    assert_eq!(
+        listed(&f.db, "paris").next_at,
+        Some(at("2026-03-31T00:30:00Z"))
+    );
+}
