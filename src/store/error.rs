@@ -78,10 +78,7 @@ pub enum Error {
         subscribers: Vec<String>,
     },
     /// No schedule has this name.
-    #[error(
-        "no schedule named `{name}`{}. `spool schedule list` shows them",
-        did_you_mean(similar)
-    )]
+    #[error("no schedule named `{name}`{}", similar_schedules(similar))]
     UnknownSchedule {
         /// The name asked for.
         name: String,
@@ -321,6 +318,15 @@ fn did_you_mean(similar: &[String]) -> String {
             let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
             format!(". Did you mean {}?", names.join(" or "))
         }
+    }
+}
+
+/// The hint after an unknown schedule: close names, else where to find
+/// them ([`did_you_mean`] points at queues).
+fn similar_schedules(similar: &[String]) -> String {
+    match similar {
+        [] => ". `spool schedule list` shows them".into(),
+        names => did_you_mean(names),
     }
 }
 
