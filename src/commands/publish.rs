@@ -94,7 +94,8 @@ fn json_pointer(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-fn header(text: &str) -> Result<(String, String), String> {
+/// `--header NAME=VALUE`, as publish and `schedule add` take it.
+pub(crate) fn header(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
         _ => Err(format!(
@@ -151,28 +152,14 @@ impl Preparer<'_> {
     /// Returns `None` for a blank NDJSON line.
     fn prepare(&self, origin: Origin, mut bytes: Vec<u8>) -> Result<Option<Prepared>, Failure> {
         let bad = |reason: String| Failure::data(format!("{origin}: {reason}"));
-        // The size of the body as stored: a JSON body without the whitespace
-        // around it, a raw one as it is.
-        let size = match self.args.raw {
-            true => bytes.len(),
-            false => trim_blank(&bytes).len(),
-        };
-        if size as u64 > self.max_size {
-            return Err(bad(too_large(size as u64, self.max_size)));
-        }
-        let text = std::str::from_utf8(&bytes).map_err(|e| {
-            bad(format!(
-                "invalid UTF-8 at byte {}; bodies must be UTF-8 text",
-                e.valid_up_to() + 1
-            ))
-        })?;
+        let checked = checked_body(&bytes, self.args.raw, self.max_size).map_err(bad)?;
         if self.args.raw {
             return Ok(Some(self.with_meta(origin, bytes)));
         }
-        let Some(trimmed) = json_body(text).map_err(bad)? else {
+        let Some(trimmed) = checked else {
             return match origin {
                 Origin::Line(_) => Ok(None),
-                _ => Err(bad("empty body: a message is one JSON value".into())),
+                _ => Err(bad(EMPTY_BODY.into())),
             };
         };
         let from = |flag: &str, pointer: &str| {
@@ -187,7 +174,7 @@ impl Preparer<'_> {
             None => self.args.group.clone(),
         };
         let (start, len) = (
-            trimmed.as_ptr() as usize - text.as_ptr() as usize,
+            trimmed.as_ptr() as usize - bytes.as_ptr() as usize,
             trimmed.len(),
         );
         bytes.truncate(start + len);
@@ -208,6 +195,35 @@ impl Preparer<'_> {
             key: self.args.key.clone(),
             group: self.args.group.clone(),
         }
+    }
+}
+
+/// Why a body of blanks only is refused (where a line of them is skipped).
+pub(crate) const EMPTY_BODY: &str = "empty body: a message is one JSON value";
+
+/// A body checked as publish checks it, before any flag takes something
+/// from it: at most `max_size` as stored (a JSON body without the blanks
+/// around it, a raw one as it is), UTF-8, and unless `raw` one JSON value.
+/// Returns the text stored (a raw body whole, a JSON body trimmed), or
+/// `None` for a JSON body of blanks only; the error says why, as publish
+/// says it.
+pub(crate) fn checked_body(bytes: &[u8], raw: bool, max_size: u64) -> Result<Option<&str>, String> {
+    let size = match raw {
+        true => bytes.len(),
+        false => trim_blank(bytes).len(),
+    };
+    if size as u64 > max_size {
+        return Err(too_large(size as u64, max_size));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "invalid UTF-8 at byte {}; bodies must be UTF-8 text",
+            e.valid_up_to() + 1
+        )
+    })?;
+    match raw {
+        true => Ok(Some(text)),
+        false => json_body(text),
     }
 }
 
@@ -596,7 +612,8 @@ fn ack_receipt(text: &str, database_exists: bool) -> anyhow::Result<Receipt> {
     Ok(receipt)
 }
 
-fn headers_json(headers: &[(String, String)]) -> Option<String> {
+/// `--header` values as the JSON object text the store keeps (`None`: none).
+pub(crate) fn headers_json(headers: &[(String, String)]) -> Option<String> {
     if headers.is_empty() {
         return None;
     }
@@ -616,7 +633,7 @@ fn available_at(args: &Args) -> Option<i64> {
 
 /// Reads all of stdin, refusing a body over `limit` bytes: with `raw`, the
 /// input as it is; otherwise (JSON) without the whitespace around it.
-fn read_all(limit: u64, raw: bool) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_all(limit: u64, raw: bool) -> anyhow::Result<Vec<u8>> {
     let too_large = || {
         Failure::data(format!(
             "stdin: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
