@@ -10,6 +10,7 @@ pub mod publish;
 pub mod queue;
 pub mod receipts;
 pub mod replay;
+pub mod schedule;
 pub mod stats;
 pub mod subscribe;
 pub mod top;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Create queues and change their settings
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Publish a message again and again: every DUR, or by a cron rule
+    #[command(subcommand)]
+    Schedule(schedule::Command),
     /// Subscribe a queue to a topic: it receives a copy of each message published to it
     ///
     /// Every message published to TOPIC from now on is also delivered to QUEUE:
@@ -133,6 +137,7 @@ pub fn defer_arguments(cli: clap::Command) -> clap::Command {
         "completions" => later::<docs::CompletionsArgs>(cmd),
         "man" => later::<docs::ManArgs>(cmd),
         "queue" => queue::defer_arguments(cmd),
+        "schedule" => schedule::defer_arguments(cmd),
         _ => cmd,
     })
 }
@@ -171,6 +176,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Nack(args) => receipts::nack(ctx, args),
         Command::Extend(args) => receipts::extend(ctx, args),
         Command::Queue(command) => queue::run(ctx, command),
+        Command::Schedule(command) => schedule::run(ctx, command),
         Command::Subscribe(args) => subscribe::subscribe(ctx, args),
         Command::Unsubscribe(args) => subscribe::unsubscribe(ctx, args),
         Command::Completions(args) => docs::completions(ctx, args),
