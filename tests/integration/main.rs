@@ -27,6 +27,7 @@ mod pipeline;
 mod publish;
 mod readme;
 mod recover;
+mod schedule;
 mod schema;
 mod stress;
 mod top;
