@@ -63,7 +63,9 @@ pub enum Command {
     )]
     List(ListArgs),
     /// Remove a schedule; what it already published stays
-    #[command(after_help = "Examples:\n  spool schedule remove heartbeat")]
+    #[command(
+        after_help = "Examples:\n  spool schedule remove heartbeat\n  spool schedule remove heartbeat && spool queue delete health --force   # the queue too"
+    )]
     Remove(NameArgs),
     /// Stop a schedule publishing until it is resumed
     ///
