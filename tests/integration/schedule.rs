@@ -501,3 +501,37 @@ fn racing_consumers_publish_each_occurrence_exactly_once() {
     let last = ms(listed(&env)["tick"]["last_at"].as_str().unwrap());
     assert_eq!(last, *times.last().unwrap());
 }
+
+/// A database written before schedules existed is brought up to date by
+/// whatever opens it first, readers too: they read columns and tables the
+/// older schema lacks.
+#[test]
+fn readers_upgrade_a_database_from_before_schedules() {
+    let env = Env::new();
+    env.run(&["publish", "q", r#"{"n":1}"#]).success();
+    env.exec(if crate::common::on_postgres() {
+        "DROP TABLE schedules; ALTER TABLE queues DROP COLUMN schedule_at;
+         UPDATE version SET version = 3"
+    } else {
+        "DROP TABLE schedules; ALTER TABLE queues DROP COLUMN schedule_at;
+         PRAGMA user_version = 4"
+    });
+    for args in [
+        &["stats", "--json"][..],
+        &["queue", "list", "--json"],
+        &["peek", "q", "--json"],
+        &["schedule", "list", "--json"],
+    ] {
+        let run = env.run(args);
+        run.success();
+    }
+    let doctor = env.run(&["doctor", "--json"]);
+    doctor.success();
+    let report: Value = serde_json::from_str(&doctor.stdout).unwrap();
+    assert_eq!(
+        report["database"]["schema_version"], report["database"]["schema_supported"],
+        "{report}"
+    );
+    add_hourly(&env, "tick", "q", now_s() - HOUR / 2, &[r#"{"t":1}"#]);
+    assert_eq!(listed(&env).len(), 1);
+}

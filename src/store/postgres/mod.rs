@@ -224,14 +224,21 @@ impl PostgresStore {
     }
 
     /// Connects for reading only. Returns `None` when spool's schema does not
-    /// exist yet (callers treat that as an empty database); never creates or
-    /// changes anything.
+    /// exist yet (callers treat that as an empty database); never creates
+    /// anything, and changes only a schema written by an older spool, which
+    /// it brings up to date.
     pub fn open_read_only(opts: &PgOptions) -> Result<Option<PostgresStore>> {
         let store = PostgresStore::connect(opts)?;
         let version = store.conn.borrow_mut().schema_version()?;
         match version {
             None => Ok(None),
             Some(v) if v > schema::CURRENT => Err(newer(&store.conn.borrow().target.display, v)),
+            // Written by an older spool: brought up to date first, as the
+            // readers' statements name what the newer schema has.
+            Some(v) if v < schema::CURRENT => {
+                store.conn.borrow_mut().migrate()?;
+                Ok(Some(store))
+            }
             Some(_) => Ok(Some(store)),
         }
     }
