@@ -26,7 +26,8 @@ Examples:
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// Fix what can be recomputed first: queue counters, unused message
-    /// bodies, the next message id (writes to the database)
+    /// bodies, the next message id, the queues' next scheduled occurrence;
+    /// remove schedules whose target is gone (writes to the database)
     #[arg(long)]
     pub repair: bool,
 }
@@ -165,8 +166,9 @@ fn findings(h: &Health) -> Vec<Finding> {
     out
 }
 
-/// Counters that disagree with the rows, lost bodies, schemas that no
-/// longer compile, ids that could be reused.
+/// Counters that disagree with the rows, next occurrences that disagree
+/// with the schedules, schedules without a target, lost bodies, schemas
+/// that no longer compile, ids that could be reused.
 fn problems(h: &Health) -> Vec<Finding> {
     let mut out = Vec::new();
     for q in h.queues.iter().filter(|q| !q.consistent()) {
@@ -177,6 +179,29 @@ fn problems(h: &Health) -> Vec<Finding> {
                 counter_diff(q)
             ),
             "`spool stats` shows wrong numbers until they are recounted: run `spool doctor --repair`",
+        ));
+    }
+    for q in h.queues.iter().filter(|q| !q.schedule_at_ok()) {
+        out.push(Finding::problem(
+            format!(
+                "the next scheduled occurrence kept for `{}` is {}, but its schedules say {}",
+                q.name,
+                occurrence(q.schedule_at),
+                occurrence(q.schedule_at_computed)
+            ),
+            format!(
+                "Claims on `{}` may publish occurrences late or look for them in vain: run `spool doctor --repair`",
+                q.name
+            ),
+        ));
+    }
+    for s in &h.lost_schedules {
+        out.push(Finding::problem(
+            format!(
+                "schedule `{}` publishes to a queue or topic that no longer exists (id {})",
+                s.name, s.target_id
+            ),
+            "It can never publish, and `spool schedule list` does not show it: `spool doctor --repair` removes it",
         ));
     }
     if h.missing_messages > 0 {
@@ -216,6 +241,11 @@ fn problems(h: &Health) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// A stored next occurrence for people: its time, or `none`.
+fn occurrence(at: Option<i64>) -> String {
+    at.map_or_else(|| "none".to_owned(), crate::output::time)
 }
 
 /// The WAL, free space and auto_vacuum of an SQLite file.

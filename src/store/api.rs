@@ -91,8 +91,9 @@ pub trait Store: Backend + std::fmt::Debug {
     fn health(&self) -> Result<Health>;
 
     /// Recomputes what can be recomputed (counters from the rows, message
-    /// rows no delivery needs, the next message id); returns how many things
-    /// it changed. One write transaction.
+    /// rows no delivery needs, the next message id, each queue's next
+    /// scheduled occurrence) and removes schedules whose target is gone;
+    /// returns how many things it changed. One write transaction.
     fn repair(&mut self) -> Result<usize>;
 
     // ---- publishing ----

@@ -174,8 +174,8 @@ pub use types::{
     Sync, WorkStep, now_ms,
 };
 pub use views::{
-    BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, LastDead, PeekQuery,
-    Peeked, QueueHealth, QueueInfo, RateHistory, STATE_COLUMNS, ServerHealth,
+    BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, LastDead, LostSchedule,
+    PeekQuery, Peeked, QueueHealth, QueueInfo, RateHistory, STATE_COLUMNS, ServerHealth,
 };
 
 /// Where the database is and how to talk to it.

@@ -472,6 +472,7 @@ on_both_backends! {
     admin::retention_zero_deletes_on_ack_and_ids_are_never_reused,
     admin::retention_sweeps_acked_messages_once_it_passed,
     admin::health_finds_orphans_and_repair_removes_them,
+    admin::health_checks_schedule_at_and_repair_recomputes_it,
     // JSON Schemas.
     schemas::schema_checks_refuse_whole_batches_and_deliveries_record_the_version,
     schemas::an_invalid_message_is_refused_even_when_its_key_was_seen,

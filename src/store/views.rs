@@ -172,12 +172,23 @@ pub struct QueueHealth {
     pub counters: [i64; 6],
     /// `count(*)` of its `deliveries` rows per stored state.
     pub counted: [i64; 6],
+    /// The next occurrence of its schedules as stored in its row (ms since
+    /// the epoch), which claims read to learn whether one is due.
+    pub schedule_at: Option<i64>,
+    /// What the schedules that feed it make that: the earliest next
+    /// occurrence of the active ones (none for a topic).
+    pub schedule_at_computed: Option<i64>,
 }
 
 impl QueueHealth {
     /// True when the stored counters match the rows.
     pub fn consistent(&self) -> bool {
         self.counters == self.counted
+    }
+
+    /// True when the stored next occurrence is what its schedules make it.
+    pub fn schedule_at_ok(&self) -> bool {
+        self.schedule_at == self.schedule_at_computed
     }
 }
 
@@ -202,6 +213,9 @@ impl Serialize for QueueHealth {
             "counters": states(&self.counters),
             "counted": states(&self.counted),
             "consistent": self.consistent(),
+            "schedule_at": self.schedule_at.map(rfc3339),
+            "schedule_at_computed": self.schedule_at_computed.map(rfc3339),
+            "schedule_at_ok": self.schedule_at_ok(),
         })
         .serialize(s)
     }
@@ -230,6 +244,17 @@ pub struct Health {
     pub max_message_id: Option<i64>,
     /// JSON Schemas in force that no longer compile (publishing there fails).
     pub broken_schemas: Vec<BrokenSchema>,
+    /// Schedules whose target queue or topic no longer exists.
+    pub lost_schedules: Vec<LostSchedule>,
+}
+
+/// A schedule whose target is gone: it can never publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LostSchedule {
+    /// The schedule's name.
+    pub name: String,
+    /// The id of the queue or topic it published to.
+    pub target_id: i64,
 }
 
 impl Health {
@@ -251,6 +276,8 @@ impl Health {
             && self.orphan_messages == 0
             && self.missing_messages == 0
             && self.queues.iter().all(QueueHealth::consistent)
+            && self.queues.iter().all(QueueHealth::schedule_at_ok)
+            && self.lost_schedules.is_empty()
             && self.database.schema_version == self.database.schema_supported
             && self.broken_schemas.is_empty()
     }
@@ -303,6 +330,11 @@ pub struct ServerHealth {
     pub server_version: String,
     /// Rows in `stats` (folded once a second by writers; thousands are fine).
     pub stats_rows: i64,
+}
+
+/// An instant (ms since the epoch) in RFC 3339, UTC.
+fn rfc3339(at: i64) -> String {
+    jiff::Timestamp::from_millisecond(at).map_or_else(|_| at.to_string(), |t| t.to_string())
 }
 
 /// The state names in storage order, as the counters are indexed (held

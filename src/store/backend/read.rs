@@ -186,6 +186,15 @@ pub trait ReadTx: Tx + super::schedule::ScheduleTx {
     /// The id the next message gets.
     fn next_message_id(&mut self) -> Result<i64>;
 
+    /// Every queue's and topic's stored `schedule_at` beside what the
+    /// schedules make it (`ops::doctor::SCHEDULE_AT`): `(queue, stored,
+    /// computed)`.
+    fn schedule_at_checks(&mut self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>>;
+
+    /// The schedules whose target queue or topic no longer exists: `(name,
+    /// target id)`, sorted by name.
+    fn lost_schedules(&mut self) -> Result<Vec<(String, i64)>>;
+
     /// Ids of the deliveries of `queue` that reached `state` (acked or dead)
     /// at a time in `since..until`, read through `deliveries_done`.
     fn done_ids(&mut self, queue: i64, state: State, since: i64, until: i64) -> Result<Vec<i64>>;

@@ -1,6 +1,8 @@
 //! `spool doctor`'s checks of spool's own invariants, alike on both
 //! backends: the stored counters match the rows, every delivery has its
-//! message, ids cannot be reused, every schema in force compiles. What only
+//! message, ids cannot be reused, every schema in force compiles, every
+//! queue's `schedule_at` is what its schedules make it and every schedule's
+//! target exists. What only
 //! one backend has (SQLite's file, pages and integrity check; PostgreSQL's
 //! server) each backend adds to the same [`Health`].
 
@@ -8,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::store::backend::{self, Backend, ReadTx, Stored};
 use crate::store::error::Result;
-use crate::store::views::{BrokenSchema, DatabaseHealth, Health, QueueHealth};
+use crate::store::views::{BrokenSchema, DatabaseHealth, Health, LostSchedule, QueueHealth};
 
 /// `count(*)` of the deliveries per queue and stored state:
 /// `(queue, state, count)`, on both backends ([`ReadTx::counted`]).
@@ -25,12 +27,53 @@ pub(crate) const MESSAGE_CHECKS: &str = "SELECT
      WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
     (SELECT max(id) FROM messages)";
 
+/// What a queue's `schedule_at` must be, as an expression on a row of
+/// `queues`: the earliest `next_at` of the active schedules that feed it
+/// (targeting it, or a topic it subscribes to), NULL for a topic. The
+/// same as `backend::REFRESH_SCHEDULE_AT` sets, in SQL both dialects read
+/// alike; a suite test checks that the two agree.
+pub(crate) const SCHEDULE_AT: &str = "CASE WHEN queues.is_topic THEN NULL ELSE (
+        SELECT min(s.next_at) FROM schedules s
+        WHERE NOT s.paused AND (s.target_id = queues.id
+            OR s.target_id IN (SELECT topic_id FROM subscriptions WHERE queue_id = queues.id)))
+    END";
+
+/// Every queue's stored `schedule_at` and [`SCHEDULE_AT`]
+/// ([`ReadTx::schedule_at_checks`]).
+pub(crate) fn schedule_at_checks() -> String {
+    format!("SELECT id, schedule_at, {SCHEDULE_AT} FROM queues ORDER BY id")
+}
+
+/// The statement of `doctor --repair` that sets every `schedule_at` that
+/// differs from [`SCHEDULE_AT`]; `distinct` is the dialect's null-safe
+/// "differs" (`IS NOT` in SQLite, `IS DISTINCT FROM` in PostgreSQL).
+pub(crate) fn repair_schedule_at(distinct: &str) -> String {
+    format!(
+        "UPDATE queues SET schedule_at = {SCHEDULE_AT} WHERE schedule_at {distinct} {SCHEDULE_AT}"
+    )
+}
+
+/// Schedules whose target is gone ([`ReadTx::lost_schedules`]).
+pub(crate) const LOST_SCHEDULES: &str = "SELECT name, target_id FROM schedules
+    WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.id = schedules.target_id) ORDER BY name";
+
+/// The statement of `doctor --repair` that removes the schedules of
+/// [`LOST_SCHEDULES`]: they can never publish, and `schedule list` and
+/// `schedule remove` cannot see them.
+pub(crate) const REMOVE_LOST_SCHEDULES: &str = "DELETE FROM schedules
+    WHERE NOT EXISTS (SELECT 1 FROM queues q WHERE q.id = schedules.target_id)";
+
 /// Runs every check of spool's invariants in one read snapshot of `store`
 /// into `h`. Counts every row, so it takes a while on a large database.
 /// `Err` leaves what was read so far in `h`.
 pub(crate) fn check(store: &(impl Backend + ?Sized), h: &mut Health) -> Result<()> {
     backend::read(store, |tx| {
         let counted = counted(tx)?;
+        let schedule_at: HashMap<i64, (Option<i64>, Option<i64>)> = tx
+            .schedule_at_checks()?
+            .into_iter()
+            .map(|(id, stored, computed)| (id, (stored, computed)))
+            .collect();
         h.queues.clear();
         h.broken_schemas.clear();
         for name in tx.names()? {
@@ -46,7 +89,10 @@ pub(crate) fn check(store: &(impl Backend + ?Sized), h: &mut Health) -> Result<(
                     reason,
                 });
             }
+            let (stored, computed) = schedule_at.get(&q.id).copied().unwrap_or_default();
             h.queues.push(QueueHealth {
+                schedule_at: stored,
+                schedule_at_computed: computed,
                 counters: Stored::from(tx.stored(q.id, 0)?).states,
                 counted: counted.get(&q.id).copied().unwrap_or_default(),
                 name: q.name,
@@ -54,6 +100,11 @@ pub(crate) fn check(store: &(impl Backend + ?Sized), h: &mut Health) -> Result<(
                 settings: q.settings,
             });
         }
+        h.lost_schedules = tx
+            .lost_schedules()?
+            .into_iter()
+            .map(|(name, target_id)| LostSchedule { name, target_id })
+            .collect();
         (h.orphan_messages, h.missing_messages, h.max_message_id) = tx.message_checks()?;
         h.next_message_id = tx.next_message_id()?;
         Ok(())

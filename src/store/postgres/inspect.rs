@@ -292,6 +292,14 @@ impl ReadTx for Tx<'_> {
         Ok(self.one(doctor::MESSAGE_CHECKS, &[])?.unwrap_or_default())
     }
 
+    fn schedule_at_checks(&mut self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>> {
+        self.rows(&doctor::schedule_at_checks(), &[])
+    }
+
+    fn lost_schedules(&mut self) -> Result<Vec<(String, i64)>> {
+        self.rows(doctor::LOST_SCHEDULES, &[])
+    }
+
     /// The next value `message_ids` hands out.
     fn next_message_id(&mut self) -> Result<i64> {
         let sql = "SELECT last_value, is_called FROM message_ids";

@@ -148,6 +148,10 @@ impl Store for PostgresStore {
                 changed += 1;
             }
         }
+        // Schedules that can never publish go first, then every queue's
+        // next occurrence is recomputed from the schedules left.
+        changed += tx.execute(doctor::REMOVE_LOST_SCHEDULES, &[])? as usize;
+        changed += tx.execute(&doctor::repair_schedule_at("IS DISTINCT FROM"), &[])? as usize;
         changed += tx.execute(
             "DELETE FROM messages m
              WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id)",

@@ -268,6 +268,14 @@ impl ReadTx for Tx<'_> {
         Ok(self.one(doctor::MESSAGE_CHECKS, [])?.unwrap_or_default())
     }
 
+    fn schedule_at_checks(&mut self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>> {
+        self.rows(&doctor::schedule_at_checks(), [])
+    }
+
+    fn lost_schedules(&mut self) -> Result<Vec<(String, i64)>> {
+        self.rows(doctor::LOST_SCHEDULES, [])
+    }
+
     fn next_message_id(&mut self) -> Result<i64> {
         let sql = "SELECT value FROM meta WHERE key = 'next_message_id'";
         Ok(self.one(sql, [])?.and_then(|(v,)| v).unwrap_or(0))

@@ -140,6 +140,10 @@ impl Store for SqliteStore {
                AND EXISTS (SELECT 1 FROM deliveries WHERE queue_id = queues.id AND expires_at IS NOT NULL)",
             [],
         )?;
+        // Schedules that can never publish go first, then every queue's
+        // next occurrence is recomputed from the schedules left.
+        changed += tx.tx.execute(doctor::REMOVE_LOST_SCHEDULES, [])?;
+        changed += tx.tx.execute(&doctor::repair_schedule_at("IS NOT"), [])?;
         let orphans = tx.tx.execute(
             "DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)",
             [],

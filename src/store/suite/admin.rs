@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use super::{Fixture, Kind, all_states, ids, receipts};
-use crate::store::{Counts, Error, ReceiptError, ReplayFilter, SettingsPatch, State};
+use crate::store::schedule::{CatchUp, Rule};
+use crate::store::{
+    Counts, Error, Health, ReceiptError, ReplayFilter, ScheduleSpec, SettingsPatch, State,
+};
 
 pub(super) fn replay_and_purge_keep_counts_exact(f: &mut Fixture) {
     f.publish_n("q", 20);
@@ -191,4 +194,79 @@ pub(super) fn health_finds_orphans_and_repair_removes_them(f: &mut Fixture) {
         vec![Ok::<(), ReceiptError>(()); 5]
     );
     f.assert_counts_match("q");
+}
+
+/// A schedule publishing `{}` to `target` every minute from now.
+fn every_minute(target: &str) -> ScheduleSpec {
+    ScheduleSpec {
+        target: target.to_owned(),
+        rule: Rule::every(Duration::from_secs(60)).expect("rule"),
+        start: None,
+        catch_up: CatchUp::default(),
+        body: b"{}".to_vec(),
+        raw: false,
+        headers: None,
+        priority: 0,
+        group: None,
+        ttl: None,
+    }
+}
+
+/// The stored and the computed next occurrence of `queue`, as doctor
+/// reports them.
+fn schedule_at(h: &Health, queue: &str) -> (Option<i64>, Option<i64>) {
+    let q = h.queues.iter().find(|q| q.name == queue).expect(queue);
+    (q.schedule_at, q.schedule_at_computed)
+}
+
+pub(super) fn health_checks_schedule_at_and_repair_recomputes_it(f: &mut Fixture) {
+    f.db.add_schedule("direct", &every_minute("q"))
+        .expect("add");
+    f.db.subscribe("t", "sub").expect("subscribe");
+    f.db.add_schedule("fanned", &every_minute("t"))
+        .expect("add");
+    f.db.add_schedule("doomed", &every_minute("gone"))
+        .expect("add");
+    let next = |f: &Fixture, name: &str| {
+        let all = f.db.schedules().expect("schedules");
+        all.iter().find(|s| s.name == name).expect(name).next_at
+    };
+    // What the operations keep agrees with what doctor computes.
+    let h = f.db.health().expect("health");
+    assert!(h.healthy(), "{h:?}");
+    assert_eq!(schedule_at(&h, "q"), (next(f, "direct"), next(f, "direct")));
+    assert_eq!(schedule_at(&h, "sub").1, next(f, "fanned"));
+    assert!(schedule_at(&h, "sub").1.is_some());
+    assert_eq!(schedule_at(&h, "t"), (None, None), "a topic keeps none");
+    // Damage: one next occurrence lost, one made up, a target deleted
+    // under its schedule.
+    f.execute(
+        "UPDATE queues SET schedule_at = NULL WHERE name = 'q';
+         UPDATE queues SET schedule_at = 5 WHERE name = 'sub';
+         DELETE FROM queues WHERE name = 'gone';",
+    );
+    let h = f.db.health().expect("health");
+    assert!(!h.healthy());
+    let wrong: Vec<&str> = h
+        .queues
+        .iter()
+        .filter(|q| !q.schedule_at_ok())
+        .map(|q| q.name.as_str())
+        .collect();
+    assert_eq!(wrong, ["q", "sub"]);
+    assert_eq!(schedule_at(&h, "sub"), (Some(5), next(f, "fanned")));
+    assert_eq!(h.lost_schedules.len(), 1);
+    assert_eq!(h.lost_schedules[0].name, "doomed");
+    // Two queues recomputed, one schedule removed.
+    assert_eq!(f.repair(), 3);
+    let h = f.db.health().expect("health");
+    assert!(h.healthy(), "{h:?}");
+    assert_eq!(schedule_at(&h, "q").0, next(f, "direct"));
+    assert_eq!(schedule_at(&h, "sub").0, next(f, "fanned"));
+    assert_eq!(f.count("SELECT count(*) FROM schedules"), 2);
+    assert_eq!(f.repair(), 0, "nothing left to repair");
+    // The repaired row works: the due occurrence is published by a claim.
+    f.advance(Duration::from_secs(61));
+    let got = f.db.claim("q", 10, None, false).expect("claim");
+    assert!(!got.is_empty(), "the due occurrence is published");
 }
