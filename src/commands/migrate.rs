@@ -87,8 +87,12 @@ fn report(ctx: &Context, args: &Args, to: &str, m: &Migrated) -> anyhow::Result<
             args.from.display()
         ));
     }
+    let schedules = match m.schedules {
+        0 => String::new(),
+        n => format!(", {n} schedule(s)"),
+    };
     ctx.out.note(&format!(
-        "migrated {} queue(s), {} topic(s), {} message(s) and {} deliveries from `{}` to `{to}`",
+        "migrated {} queue(s), {} topic(s), {} message(s){schedules} and {} deliveries from `{}` to `{to}`",
         m.queues,
         m.topics,
         m.messages,

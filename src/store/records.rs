@@ -96,6 +96,33 @@ pub const QUEUES: Table = Table {
         ("created_at", Int),
         ("flow", Text),
         ("rate_full_at", Int),
+        ("schedule_at", Int),
+    ],
+};
+
+/// Recurring schedules, by id (their targets are queue ids).
+pub const SCHEDULES: Table = Table {
+    name: "schedules",
+    columns: &[
+        ("id", Int),
+        ("name", Text),
+        ("target_id", Int),
+        ("every_ms", Int),
+        ("cron", Text),
+        ("tz", Text),
+        ("start_ms", Int),
+        ("catch_up", Text),
+        ("body", Bytes),
+        ("raw", Bool),
+        ("headers", Text),
+        ("priority", Int),
+        ("grp", Text),
+        ("ttl_ms", Int),
+        ("paused", Bool),
+        ("last_at", Int),
+        ("next_at", Int),
+        ("last_error", Text),
+        ("created_at", Int),
     ],
 };
 
@@ -170,8 +197,8 @@ pub const DELIVERIES: Table = Table {
 };
 
 /// Where an export goes. Called in order: [`ExportSink::ids`] once, then
-/// [`ExportSink::rows`] for [`QUEUES`], [`SUBSCRIPTIONS`], [`SCHEMAS`],
-/// [`GROUPS`] and [`RATES`] (each at once), then for [`MESSAGES`] (by id)
+/// [`ExportSink::rows`] for [`QUEUES`], [`SUBSCRIPTIONS`], [`SCHEDULES`],
+/// [`SCHEMAS`], [`GROUPS`] and [`RATES`] (each at once), then for [`MESSAGES`] (by id)
 /// and [`DELIVERIES`] (by queue and message) in chunks. A table without
 /// rows is not called for. An error from the sink ends the export with it.
 pub trait ExportSink {

@@ -28,6 +28,7 @@ mod publish;
 mod readme;
 mod recover;
 mod schedule;
+mod schedule_views;
 mod schema;
 mod stress;
 mod top;

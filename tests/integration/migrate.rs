@@ -15,6 +15,7 @@ use spool::store::postgres::{PgOptions, PostgresStore, connect};
 use spool::store::{self, Receipt, SqliteStore, Store, Sync};
 
 use crate::common::*;
+use crate::schedule_views::{add_schedule, pause_schedule, schedules};
 
 /// Each test reads a SQLite file it builds and writes PostgreSQL schemas of
 /// its own, so it runs in the SQLite pass of the suite.
@@ -546,4 +547,79 @@ fn counters_that_disagree_with_the_rows_are_recounted_with_a_warning() {
     assert_eq!((info.counts.ready, info.counts.dead), (3, 0));
     assert_eq!(info.published_total, 3);
     assert!(store.health().unwrap().healthy());
+}
+
+#[test]
+fn schedules_survive_with_their_state_and_fire_after_the_move() {
+    if sqlite_only(FROM_SQLITE) {
+        return;
+    }
+    let Some(pg) = Pg::new() else { return };
+    let env = Env::new();
+    env.run(&["subscribe", "events", "audit"]).success();
+    // A dropped queue first, so ids in the copy only match if kept.
+    env.run(&["queue", "create", "scratch"]).success();
+    env.run(&["queue", "delete", "scratch"]).success();
+    add_schedule(&env, "tick", "ticks", Duration::from_secs(1));
+    add_schedule(&env, "fan", "events", Duration::from_secs(3600));
+    add_schedule(&env, "idle", "ticks", Duration::from_secs(60));
+    pause_schedule(&env, "idle");
+    // `tick` and `fan` fire once on SQLite: their state moves on.
+    assert_eq!(env.consume("ticks", &["--ack"]).len(), 1);
+    assert_eq!(env.consume("audit", &["--ack"]).len(), 1);
+    let before = schedules(&env);
+    assert!(
+        before
+            .iter()
+            .all(|s| s.name == "idle" || s.last_at.is_some())
+    );
+    let queue_rows = "SELECT id, name, schedule_at FROM queues";
+    let lite_queues = sqlite_rows(&env, queue_rows);
+
+    let run = env.run(&[
+        "migrate",
+        "--from",
+        env.db.to_str().unwrap(),
+        "--to",
+        &pg.url,
+    ]);
+    run.success().stderr_has("3 schedule(s)");
+    let mut post = pg.store();
+    assert_eq!(
+        post.schedules().unwrap(),
+        before,
+        "schedules and their state"
+    );
+    assert_eq!(
+        lite_queues,
+        pg_rows(&pg, "SELECT id::text, name, schedule_at::text FROM queues"),
+        "queue ids and their next occurrence"
+    );
+    let lite_ids = sqlite_rows(&env, "SELECT id, name FROM schedules");
+    let pg_ids = pg_rows(&pg, "SELECT id::text, name FROM schedules");
+    assert_eq!(lite_ids, pg_ids, "schedule ids");
+    let health = post.health().unwrap();
+    assert!(health.healthy(), "{health:?}");
+
+    // The next occurrence of `tick` is published by a claim on PostgreSQL,
+    // once, with its schedule's headers; the paused one publishes nothing.
+    let next = before.iter().find(|s| s.name == "tick").unwrap().next_at;
+    while store::now_ms() <= next.unwrap() + 50 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = post.claim("ticks", 10, None, true).unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let headers: Value = serde_json::from_str(got[0].headers.as_deref().unwrap()).unwrap();
+    assert_eq!(headers["spool-schedule"], "tick");
+    let after = post.schedules().unwrap();
+    let tick = after.iter().find(|s| s.name == "tick").unwrap();
+    assert!(tick.last_at > before.iter().find(|s| s.name == "tick").unwrap().last_at);
+    assert!(after.iter().find(|s| s.name == "idle").unwrap().paused);
+    // A schedule added after the move gets a new id.
+    post.add_schedule(
+        "late",
+        &before.iter().find(|s| s.name == "tick").unwrap().spec,
+    )
+    .unwrap();
+    assert!(pg.count("SELECT id FROM schedules WHERE name = 'late'") > 3);
 }

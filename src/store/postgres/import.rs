@@ -26,8 +26,8 @@ use super::tx::Tx;
 use super::{Param, PostgresStore, RowExt};
 use crate::store::error::{Error, Result};
 use crate::store::records::{
-    DELIVERIES, ExportSink, GROUPS, Kind, MESSAGES, QUEUES, RATES, Row, SCHEMAS, SUBSCRIPTIONS,
-    Table, Value,
+    DELIVERIES, ExportSink, GROUPS, Kind, MESSAGES, QUEUES, RATES, Row, SCHEDULES, SCHEMAS,
+    SUBSCRIPTIONS, Table, Value,
 };
 
 /// What `spool migrate` copied.
@@ -39,6 +39,9 @@ pub struct Migrated {
     pub topics: u64,
     /// Subscriptions of queues to topics.
     pub subscriptions: u64,
+    /// Recurring schedules, with their state (paused, last and next
+    /// occurrence).
+    pub schedules: u64,
     /// Versions of JSON Schemas, over all queues and topics.
     pub schema_versions: u64,
     /// Messages (each stored once, however many queues hold it).
@@ -81,7 +84,8 @@ impl PostgresStore {
         let target = self.display();
         let mut tx = Tx::begin(self.conn.get_mut())?;
         tx.batch(
-            "LOCK TABLE queues, messages, deliveries, subscriptions, schemas, group_heads, stats
+            "LOCK TABLE queues, messages, deliveries, subscriptions, schemas, group_heads, stats,
+               schedules
              IN EXCLUSIVE MODE",
         )?;
         let row = tx.query_opt(
@@ -130,6 +134,7 @@ impl ExportSink for PgImport<'_> {
                 self.queues.extend_from_slice(rows);
             }
             SUBSCRIPTIONS => done.subscriptions += n,
+            SCHEDULES => done.schedules += n,
             SCHEMAS => done.schema_versions += n,
             GROUPS => done.groups += n,
             MESSAGES => {
@@ -170,8 +175,9 @@ fn insert(tx: &mut Tx<'_>, table: Table, rows: &[Row]) -> Result<u64> {
         unnest.push(format!("${}::{ty}[]", i + 1));
     }
     let columns: Vec<&str> = table.columns.iter().map(|c| c.0).collect();
-    // Queue ids are an identity column; the copy keeps the source's.
-    let overriding = if table == QUEUES {
+    // Queue and schedule ids are identity columns; the copy keeps the
+    // source's.
+    let overriding = if table == QUEUES || table == SCHEDULES {
         "OVERRIDING SYSTEM VALUE"
     } else {
         ""
@@ -205,6 +211,17 @@ impl PgImport<'_> {
         };
         let quoted = format!("'{}'", queue_seq.replace('\'', "''"));
         advance(&mut self.tx, &quoted, last_queue)?;
+        // Nothing outside its row names a schedule by id (messages carry
+        // its name), so past the highest one copied is enough.
+        let seq = "SELECT pg_get_serial_sequence('schedules', 'id')";
+        let last_schedule: Option<i64> = value(&mut self.tx, "SELECT max(id) FROM schedules")?;
+        if let (Some(seq), Some(last)) = (value::<String>(&mut self.tx, seq)?, last_schedule) {
+            advance(
+                &mut self.tx,
+                &format!("'{}'", seq.replace('\'', "''")),
+                last,
+            )?;
+        }
         for q in &self.queues {
             if let (Some(name), Value::Bool(false)) = (q[1].text(), &q[2]) {
                 self.tx.notify(name);

@@ -7,15 +7,16 @@
 //! processes keep writing (what they commit after the first read is not in
 //! it). Nothing is written; open the store with [`SqliteStore::open_read_only`].
 //!
-//! The small tables (queues, subscriptions, schemas, group heads, rates) are
+//! The small tables (queues, subscriptions, schedules, schemas, group heads,
+//! rates) are
 //! read into memory at once; messages and deliveries stream in chunks, so a
 //! database of any size exports in bounded memory.
 
 use rusqlite::Connection;
 
 pub use crate::store::records::{
-    DELIVERIES, ExportSink, GROUPS, Kind, MESSAGES, QUEUES, RATES, Row, SCHEMAS, SUBSCRIPTIONS,
-    Table, Value,
+    DELIVERIES, ExportSink, GROUPS, Kind, MESSAGES, QUEUES, RATES, Row, SCHEDULES, SCHEMAS,
+    SUBSCRIPTIONS, Table, Value,
 };
 use crate::store::{Result, SqliteStore};
 
@@ -67,21 +68,33 @@ impl SqliteStore {
             v3("expires_at", "NULL"),
             v3("dead_reason, last_error", "NULL, NULL")
         );
+        // Schedules came with version 5.
+        let with_schedules = source_version >= 5;
+        let schedule_at = if with_schedules {
+            "schedule_at"
+        } else {
+            "NULL"
+        };
         let queues = format!(
             "SELECT id, name, is_topic, visibility_ms, max_attempts, retention_ms, max_size,
-                    retry_delay_ms, created_at, {}, published_total,
+                    retry_delay_ms, created_at, {}, {schedule_at}, published_total,
                     n_ready, n_delayed, n_leased, n_acked, n_dead, n_held, {}
              FROM queues ORDER BY id",
             v3("flow, rate_full_at", "NULL, 0"),
             v3("expired_total, dropped_total", "0, 0")
         );
-        let tables: [(Table, &str, usize); 7] = [
+        let schedules = format!(
+            "SELECT {} FROM schedules ORDER BY id",
+            column_list(SCHEDULES)
+        );
+        let tables: [(Table, &str, usize); 8] = [
             (QUEUES, &queues, usize::MAX),
             (
                 SUBSCRIPTIONS,
                 "SELECT topic_id, queue_id, created_at FROM subscriptions ORDER BY topic_id, queue_id",
                 usize::MAX,
             ),
+            (SCHEDULES, &schedules, usize::MAX),
             (
                 SCHEMAS,
                 "SELECT queue_id, version, created_at, schema FROM schemas ORDER BY queue_id, version",
@@ -105,7 +118,12 @@ impl SqliteStore {
             (DELIVERIES, &deliveries, DELIVERY_CHUNK),
         ];
         for (table, sql, chunk) in tables {
-            if table != SCHEMAS || with_schemas {
+            let exists = match table {
+                SCHEMAS => with_schemas,
+                SCHEDULES => with_schedules,
+                _ => true,
+            };
+            if exists {
                 stream(&tx, table, sql, chunk, sink)?;
             }
         }
@@ -113,6 +131,13 @@ impl SqliteStore {
         tx.rollback()?;
         Ok(())
     }
+}
+
+/// The columns of `table`, comma-separated, for a `SELECT` of all of them
+/// by the names they have in both backends.
+fn column_list(table: Table) -> String {
+    let names: Vec<&str> = table.columns.iter().map(|c| c.0).collect();
+    names.join(", ")
 }
 
 /// Hands the rows of `sql` to `sink` in chunks of at most `rows` rows and
