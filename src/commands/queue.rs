@@ -473,6 +473,16 @@ struct Shown {
     schema: Option<Box<serde_json::value::RawValue>>,
     schema_history: Vec<ShownVersion>,
     last_dead: Option<ShownDead>,
+    /// The schedules that publish here, directly or through a topic.
+    schedules: Vec<FedBy>,
+}
+
+/// A schedule that feeds a queue, as `queue show` names it.
+#[derive(Debug, Serialize)]
+struct FedBy {
+    name: String,
+    /// What it publishes to: the queue itself, or a topic it subscribes to.
+    target: String,
 }
 
 /// The message that died last, as `queue show --json` prints it.
@@ -512,8 +522,18 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
         true => None,
         false => store.last_dead(&args.name)?,
     };
+    let schedules: Vec<FedBy> = store
+        .schedules()?
+        .into_iter()
+        .filter(|s| info.fed_by(s))
+        .map(|s| FedBy {
+            name: s.name,
+            target: s.spec.target,
+        })
+        .collect();
     if ctx.out.human() {
-        return show_table(ctx, Listed::from(info), current, &history, last_dead);
+        let shown = Listed::from(info);
+        return show_table(ctx, shown, current, &history, last_dead, &schedules);
     }
     let shown = Shown {
         listed: Listed::from(info),
@@ -532,6 +552,7 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
             dead_reason: d.dead_reason.name(),
             last_error: d.last_error,
         }),
+        schedules,
     };
     let mut out = output::stdout();
     serde_json::to_writer(&mut out, &shown)?;
@@ -547,6 +568,7 @@ fn show_table(
     current: Option<(i64, String)>,
     history: &[SchemaVersion],
     last_dead: Option<store::LastDead>,
+    schedules: &[FedBy],
 ) -> anyhow::Result<Exit> {
     let ms = |v: u128| parse::format_duration(Duration::from_millis(v as u64));
     let mut rows: Vec<(&str, String)> = vec![("name", q.name.clone()), ("kind", q.kind.into())];
@@ -585,6 +607,14 @@ fn show_table(
             ));
         }
     }
+    let fed_by: Vec<String> = schedules
+        .iter()
+        .map(|s| match s.target == q.name {
+            true => s.name.clone(),
+            false => format!("{} (via {})", s.name, s.target),
+        })
+        .collect();
+    rows.push(("schedules", list_or_none(&fed_by)));
     rows.push(("created_at", q.created_at.clone()));
     let schema = match &current {
         Some((v, _)) => format!("version {v}"),

@@ -64,7 +64,46 @@ pub enum Format {
 struct Snapshot {
     database: Database,
     queues: Vec<QueueStats>,
+    schedules: Vec<ScheduleStats>,
     time: String,
+}
+
+/// A schedule as `stats` shows it: times in ms here, RFC 3339 in the JSON.
+#[derive(Debug)]
+struct ScheduleStats {
+    name: String,
+    target: String,
+    /// The first occurrence not yet published (in the past while it waits
+    /// for a claim on the target); `None` when the rule has no more.
+    next: Option<i64>,
+    /// The last occurrence published.
+    last: Option<i64>,
+    paused: bool,
+}
+
+impl From<store::Schedule> for ScheduleStats {
+    fn from(s: store::Schedule) -> Self {
+        ScheduleStats {
+            name: s.name,
+            target: s.spec.target,
+            next: s.next_at,
+            last: s.last_at,
+            paused: s.paused,
+        }
+    }
+}
+
+impl Serialize for ScheduleStats {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({
+            "name": self.name,
+            "target": self.target,
+            "next": self.next.map(output::time),
+            "last": self.last.map(output::time),
+            "paused": self.paused,
+        })
+        .serialize(s)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +181,7 @@ fn snapshot(ctx: &Context, names: &[String]) -> anyhow::Result<Snapshot> {
         return Ok(Snapshot {
             database: DatabaseInfo::of_path(crate::commands::shown_db(ctx)?).into(),
             queues: Vec::new(),
+            schedules: Vec::new(),
             time: output::time(store::now_ms()),
         });
     };
@@ -150,9 +190,17 @@ fn snapshot(ctx: &Context, names: &[String]) -> anyhow::Result<Snapshot> {
     } else {
         store.queue_infos_named(names)?
     };
+    // With queues named, only the schedules that feed them.
+    let schedules = store
+        .schedules()?
+        .into_iter()
+        .filter(|s| names.is_empty() || infos.iter().any(|q| q.fed_by(s)))
+        .map(ScheduleStats::from)
+        .collect();
     Ok(Snapshot {
         database: store.database_info()?.into(),
         queues: infos.into_iter().map(QueueStats::from).collect(),
+        schedules,
         time: output::time(store::now_ms()),
     })
 }
@@ -281,6 +329,9 @@ fn table(ctx: &Context, snap: &Snapshot) -> String {
     } else {
         format!("{t}\n{topics}")
     };
+    if !snap.schedules.is_empty() {
+        let _ = writeln!(text, "{}", schedule_table(ctx, &snap.schedules));
+    }
     let _ = writeln!(
         text,
         "database {}: {} (wal {}, free {})",
@@ -290,6 +341,44 @@ fn table(ctx: &Context, snap: &Snapshot) -> String {
         view::bytes(db.free_bytes)
     );
     text
+}
+
+/// The schedules, for people: when each fires next and fired last.
+fn schedule_table(ctx: &Context, schedules: &[ScheduleStats]) -> comfy_table::Table {
+    let mut t = view::table(
+        &ctx.out,
+        &["SCHEDULE", "TARGET", "NEXT", "LAST", "PAUSED"],
+        &[0, 1],
+    );
+    let now = store::now_ms();
+    for s in schedules {
+        t.add_row(vec![
+            Cell::new(&s.name),
+            Cell::new(&s.target),
+            Cell::new(next_in(s.next, now)),
+            Cell::new(last_ago(s.last, now)),
+            Cell::new(if s.paused { "yes" } else { "no" }),
+        ]);
+    }
+    t
+}
+
+/// When a schedule fires next, for people: `in 42s`, `due` (its time has
+/// come and the next claim on its target publishes it), or `-` (never).
+pub fn next_in(next: Option<i64>, now: i64) -> String {
+    match next {
+        None => "-".to_owned(),
+        Some(at) if at <= now => "due".to_owned(),
+        Some(at) => format!("in {}", view::age(at - now)),
+    }
+}
+
+/// When a schedule last published, for people: `12s ago`, or `never`.
+pub fn last_ago(last: Option<i64>, now: i64) -> String {
+    last.map_or_else(
+        || "never".to_owned(),
+        |at| format!("{} ago", view::age(now - at)),
+    )
 }
 
 /// A topic holds no messages: only what was published to it is shown.
@@ -445,8 +534,58 @@ fn prometheus(snap: &Snapshot) -> String {
     for (name, help, value) in QUEUE_GAUGES {
         family(&mut text, name, "gauge", help, &per_queue(snap, value));
     }
+    schedule_metrics(&mut text, &snap.schedules);
     database_metrics(&mut text, &snap.database);
     text
+}
+
+/// Per schedule, labelled `schedule` and `target`: its next and its last
+/// published occurrence as Unix times (a schedule that never published, or
+/// whose rule has no more occurrences, has no sample of that family: no
+/// NaN, no made-up 0), and whether it is paused. Nothing without schedules.
+fn schedule_metrics(text: &mut String, schedules: &[ScheduleStats]) {
+    if schedules.is_empty() {
+        return;
+    }
+    let labels = |s: &ScheduleStats| {
+        format!(
+            "schedule=\"{}\",target=\"{}\"",
+            label(&s.name),
+            label(&s.target)
+        )
+    };
+    let seconds = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+    let times = |at: fn(&ScheduleStats) -> Option<i64>| -> Vec<(String, String)> {
+        schedules
+            .iter()
+            .filter_map(|s| at(s).map(|ms| (labels(s), seconds(ms))))
+            .collect()
+    };
+    family(
+        text,
+        "spool_schedule_next_timestamp_seconds",
+        "gauge",
+        "When the schedule's next occurrence falls (Unix time); in the past while it waits for a claim on its target. No sample when the rule has no more.",
+        &times(|s| s.next),
+    );
+    family(
+        text,
+        "spool_schedule_last_fired_timestamp_seconds",
+        "gauge",
+        "The time of the last occurrence the schedule published (Unix time). No sample until it has published one.",
+        &times(|s| s.last),
+    );
+    let paused: Vec<(String, String)> = schedules
+        .iter()
+        .map(|s| (labels(s), u8::from(s.paused).to_string()))
+        .collect();
+    family(
+        text,
+        "spool_schedule_paused",
+        "gauge",
+        "1 while the schedule is paused (`spool schedule pause`), else 0.",
+        &paused,
+    );
 }
 
 /// The database file's sizes, as gauges without labels.

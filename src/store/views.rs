@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::error::Result;
 use super::rules;
-use super::types::{Delivery, Settings, State, ms};
+use super::types::{Delivery, Schedule, Settings, State, ms};
 
 /// Message counts of one queue, by state as users see them (held messages
 /// count as delayed).
@@ -57,6 +57,15 @@ pub struct QueueInfo {
     pub expired_total: i64,
     /// Messages a full queue dropped to make room, ever.
     pub dropped_total: i64,
+}
+
+impl QueueInfo {
+    /// True when `schedule` publishes here: to this queue or topic, or to a
+    /// topic this queue subscribes to.
+    pub fn fed_by(&self, schedule: &Schedule) -> bool {
+        let target = &schedule.spec.target;
+        *target == self.name || self.topics.contains(target)
+    }
 }
 
 /// The message of a queue that died last, for `queue show`.
