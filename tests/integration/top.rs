@@ -14,6 +14,7 @@ use spool::commands::top::app::{App, Outcome, Screen, key};
 use spool::commands::top::ui;
 
 use crate::common::*;
+use crate::schedule_views::{add_schedule, pause_schedule};
 
 /// `top` on a test backend: the app, a terminal, and the context actions run in.
 struct Top {
@@ -877,4 +878,72 @@ fn top_ends_when_its_terminal_goes_away() {
         left.is_empty(),
         "top still runs without a terminal: {left:?}"
     );
+}
+
+/// The words of the schedules panel's row for `name` (its first word).
+fn schedule_row(screen: &[String], name: &str) -> Vec<String> {
+    let start = screen
+        .iter()
+        .position(|l| l.contains(" schedules "))
+        .unwrap_or_else(|| panic!("no schedules panel:\n{}", screen.join("\n")));
+    row(&screen[start..], name)
+        .iter()
+        .map(|w| (*w).to_owned())
+        .collect()
+}
+
+#[test]
+fn the_queue_list_shows_the_schedules_under_it() {
+    let env = Env::new();
+    build(&env);
+    let mut top = Top::new(&env, false);
+    let text = top.text();
+    assert!(
+        !text.contains(" schedules "),
+        "no panel without schedules:\n{text}"
+    );
+    let hour = Duration::from_secs(3600);
+    add_schedule(&env, "tick", "ticks", hour);
+    add_schedule(&env, "idle", "ticks", hour);
+    add_schedule(&env, "fan", "events", hour);
+    pause_schedule(&env, "idle");
+    assert_eq!(env.consume("ticks", &["--ack"]).len(), 1, "tick fires");
+    top.refresh();
+    let screen = top.screen();
+    // name → target, next, last, paused.
+    let tick = schedule_row(&screen, "tick");
+    assert_eq!(tick[..5], ["tick", "→", "ticks", "next", "in"], "{tick:?}");
+    assert!(tick[5] == "59m" || tick[5] == "1h", "{tick:?}");
+    assert_eq!(tick[6], "last");
+    assert_eq!(tick[8], "ago", "{tick:?}");
+    assert!(!tick.contains(&"paused".to_owned()), "{tick:?}");
+    assert_eq!(
+        schedule_row(&screen, "idle"),
+        [
+            "idle", "→", "ticks", "next", "due", "last", "never", "paused"
+        ]
+    );
+    assert_eq!(
+        schedule_row(&screen, "fan"),
+        ["fan", "→", "events", "next", "due", "last", "never"]
+    );
+    // The queue list and the selected queue's details are still there.
+    assert_eq!(row(&screen, "orders")[1..6], ["3", "5", "1", "4", "2"]);
+    top.select("orders");
+    assert!(top.text().contains("max attempts 1"));
+    // More schedules than the panel holds: the rest are counted.
+    for name in ["s1", "s2", "s3"] {
+        add_schedule(&env, name, "alpha", hour);
+    }
+    top.refresh();
+    let screen = top.screen();
+    let more = screen.iter().find(|l| l.contains("… and")).unwrap();
+    assert!(more.contains("… and 2 more"), "4 of 6 shown: {more}");
+    assert!(screen.iter().any(|l| l.trim_start().starts_with("fan ")));
+    assert!(!screen.iter().any(|l| l.trim_start().starts_with("tick ")));
+    // Small terminals still draw.
+    for (w, h) in [(40, 10), (80, 12), (20, 5)] {
+        let mut small = Top::sized(&env, true, w, h);
+        small.screen();
+    }
 }

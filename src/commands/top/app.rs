@@ -16,7 +16,7 @@ use crate::Context;
 use crate::commands::peek::StateArg;
 use crate::commands::queue;
 use crate::store::{
-    self, Counts, Db, PeekQuery, Peeked, QueueInfo, RateHistory, ReplayFilter, State,
+    self, Counts, Db, PeekQuery, Peeked, QueueInfo, RateHistory, ReplayFilter, Schedule, State,
 };
 
 /// The screens, from the outermost in.
@@ -308,6 +308,8 @@ pub struct App {
     pub queues: Vec<QueueInfo>,
     /// Per-minute rates by queue name.
     pub rates: HashMap<String, RateHistory>,
+    /// Every schedule, by name (shown under the queue list).
+    pub schedules: Vec<Schedule>,
     /// Selection and scroll position of the queue list.
     pub queue_state: ListState,
     /// The message list, on the Messages and Message screens.
@@ -383,6 +385,7 @@ impl App {
             database: Database::Unknown,
             queues: Vec::new(),
             rates: HashMap::new(),
+            schedules: Vec::new(),
             queue_state: ListState::default(),
             list: None,
             detail: None,
@@ -700,6 +703,7 @@ impl App {
             self.database = Database::Missing;
             self.queues.clear();
             self.rates.clear();
+            self.schedules.clear();
             if self.screen != Screen::Queues {
                 self.back_to_queues("the database is gone".to_owned());
             }
@@ -741,6 +745,7 @@ impl App {
         let selected = self.selected_queue().map(|q| q.name.clone());
         self.queues = store.queue_infos()?;
         self.rates = store.rate_histories(self.spark_minutes)?;
+        self.schedules = store.schedules()?;
         let pos = selected
             .and_then(|name| self.queues.iter().position(|q| q.name == name))
             .or(self.queue_state.selected())

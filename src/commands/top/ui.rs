@@ -14,10 +14,11 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::app::{App, Database, Detail, Filter, MessageList, Screen};
 use super::json;
+use crate::commands::stats::{last_ago, next_in};
 use crate::commands::view;
 use crate::output;
 use crate::parse;
-use crate::store::{Peeked, QueueInfo, RateHistory, State};
+use crate::store::{Peeked, QueueInfo, RateHistory, Schedule, State};
 
 /// Width of each count column (READY … DEAD), a space included.
 const COUNT_W: usize = 6;
@@ -239,9 +240,11 @@ fn draw_queues(frame: &mut Frame, area: Rect, app: &mut App, theme: Theme) {
         frame.render_widget(p, area.inner(ratatui::layout::Margin::new(1, 1)));
         return;
     }
-    let [head, list, details] = Layout::vertical([
+    let schedules_h = schedule_rows(app.schedules.len()).map_or(0, |n| n as u16 + 1);
+    let [head, list, schedules, details] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
+        Constraint::Length(schedules_h),
         Constraint::Length(3),
     ])
     .areas(area);
@@ -259,9 +262,72 @@ fn draw_queues(frame: &mut Frame, area: Rect, app: &mut App, theme: Theme) {
         .collect();
     let widget = List::new(items).highlight_style(theme.bar());
     frame.render_stateful_widget(widget, list, &mut app.queue_state);
+    draw_schedules(frame, schedules, &app.schedules, theme);
     if let Some(q) = app.selected_queue() {
         draw_queue_details(frame, details, q, theme);
     }
+}
+
+/// Schedules shown under the queue list at most; more are summed up in
+/// the last row.
+const SCHEDULES_SHOWN: usize = 4;
+
+/// Rows of the schedules panel for `n` schedules: none without any.
+fn schedule_rows(n: usize) -> Option<usize> {
+    (n > 0).then(|| n.min(SCHEDULES_SHOWN + 1))
+}
+
+/// The schedules panel: one row per schedule, as `stats` shows them (name,
+/// target, next and last occurrence, paused).
+fn draw_schedules(frame: &mut Frame, area: Rect, schedules: &[Schedule], theme: Theme) {
+    let Some(rows) = schedule_rows(schedules.len()) else {
+        return;
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(Span::styled(" schedules ", theme.bold()));
+    let width = |f: fn(&Schedule) -> &str| {
+        schedules
+            .iter()
+            .map(|s| f(s).width())
+            .max()
+            .unwrap_or(0)
+            .min(20)
+    };
+    let (name_w, target_w) = (width(|s| &s.name), width(|s| &s.spec.target));
+    let now = crate::store::now_ms();
+    let shown = if schedules.len() > rows {
+        rows - 1
+    } else {
+        rows
+    };
+    let mut lines: Vec<Line> = schedules[..shown]
+        .iter()
+        .map(|s| {
+            let text = format!(
+                " {} → {}  next {}  last {}",
+                fit(&s.name, name_w),
+                fit(&s.spec.target, target_w),
+                fit(&next_in(s.next_at, now), 8),
+                fit(&last_ago(s.last_at, now), 9),
+            );
+            let mut spans = vec![Span::raw(text)];
+            if s.paused {
+                spans.push(Span::styled("  paused", theme.fg(Color::Yellow)));
+            }
+            Line::from(spans)
+        })
+        .collect();
+    if shown < schedules.len() {
+        lines.push(Line::from(Span::styled(
+            format!(
+                " … and {} more: `spool schedule list` shows them all",
+                schedules.len() - shown
+            ),
+            theme.dim(),
+        )));
+    }
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 fn queue_header(cols: Columns) -> String {
