@@ -30,8 +30,10 @@ Examples:
 ///
 /// Per queue: ready, delayed, leased, acked and dead messages, total
 /// published, the age of the oldest ready message, and the publishes and acks
-/// of the last minute; plus the database file's size. A table on a terminal,
-/// JSON when piped or with `--json`, or the Prometheus text format.
+/// of the last minute; per schedule (those feeding the queues named): its
+/// next and last occurrence and whether it is paused; plus the database
+/// file's size. A table on a terminal, JSON when piped or with `--json`, or
+/// the Prometheus text format.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {

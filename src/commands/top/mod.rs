@@ -55,7 +55,7 @@ Keys: arrows or j/k move, Enter opens, Esc or q goes back, ? shows every key.";
 ///
 /// A live list of queues and topics with their counts, the age of the oldest
 /// ready message, and publish and ack rates with a sparkline of the last
-/// minutes. Enter opens a queue's messages (as `peek` lists them, by state),
+/// minutes; under it the schedules, with their next and last occurrence. Enter opens a queue's messages (as `peek` lists them, by state),
 /// Enter again one message with its body, headers, attempts and lease. Dead
 /// messages can be replayed, a state purged and a stuck lease released, each
 /// after a confirmation. Reads never block writers. Needs a terminal: for
