@@ -32,7 +32,8 @@ pub(crate) use admin::{AdminTx, ReplayRow};
 pub(crate) use lease::LeaseTx;
 pub(crate) use publish::{Fanout, Inserter, PublishTx, Tally};
 pub(crate) use read::{
-    DeadCols, Done, MessageCols, Ranked, ReadTx, ReplayCols, Stored, StoredCols, StoredRow, Timed,
+    DeadCols, Done, MessageCols, Ranked, ReadTx, ReplayCols, ScheduleAtCols, Stored, StoredCols,
+    StoredRow, Timed,
 };
 pub(crate) use schedule::{
     DUE_SCHEDULES, DUE_WAKE_MS, REFRESH_SCHEDULE_AT, SCHEDULE_COLUMNS, ScheduleRow, ScheduleState,

@@ -187,9 +187,8 @@ pub trait ReadTx: Tx + super::schedule::ScheduleTx {
     fn next_message_id(&mut self) -> Result<i64>;
 
     /// Every queue's and topic's stored `schedule_at` beside what the
-    /// schedules make it (`ops::doctor::SCHEDULE_AT`): `(queue, stored,
-    /// computed)`.
-    fn schedule_at_checks(&mut self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>>;
+    /// schedules make it (`ops::doctor::SCHEDULE_AT`).
+    fn schedule_at_checks(&mut self) -> Result<Vec<ScheduleAtCols>>;
 
     /// The schedules whose target queue or topic no longer exists: `(name,
     /// target id)`, sorted by name.
@@ -211,6 +210,10 @@ pub trait ReadTx: Tx + super::schedule::ScheduleTx {
     /// Checks stored message `id` against `check`, for a replay into its queue.
     fn check_stored(&mut self, check: &Check, id: i64) -> Result<()>;
 }
+
+/// A queue's `schedule_at` as doctor checks it: `(queue id, stored,
+/// computed)`.
+pub(crate) type ScheduleAtCols = (i64, Option<i64>, Option<i64>);
 
 /// A replay candidate (`ReplayRow`) as its statement reads it: `msg_id,
 /// state, visible_at, attempts, done_at, priority, grp, dead_reason,

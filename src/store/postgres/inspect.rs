@@ -292,7 +292,7 @@ impl ReadTx for Tx<'_> {
         Ok(self.one(doctor::MESSAGE_CHECKS, &[])?.unwrap_or_default())
     }
 
-    fn schedule_at_checks(&mut self) -> Result<Vec<(i64, Option<i64>, Option<i64>)>> {
+    fn schedule_at_checks(&mut self) -> Result<Vec<crate::store::backend::ScheduleAtCols>> {
         self.rows(&doctor::schedule_at_checks(), &[])
     }
 
