@@ -523,12 +523,12 @@ fn show(ctx: &Context, args: &ShowArgs) -> anyhow::Result<Exit> {
         false => store.last_dead(&args.name)?,
     };
     let schedules: Vec<FedBy> = store
-        .schedules()?
+        .schedule_infos()?
         .into_iter()
         .filter(|s| info.fed_by(s))
         .map(|s| FedBy {
             name: s.name,
-            target: s.spec.target,
+            target: s.target,
         })
         .collect();
     if ctx.out.human() {

@@ -83,11 +83,11 @@ struct ScheduleStats {
     paused: bool,
 }
 
-impl From<store::Schedule> for ScheduleStats {
-    fn from(s: store::Schedule) -> Self {
+impl From<store::ScheduleInfo> for ScheduleStats {
+    fn from(s: store::ScheduleInfo) -> Self {
         ScheduleStats {
             name: s.name,
-            target: s.spec.target,
+            target: s.target,
             next: s.next_at,
             last: s.last_at,
             paused: s.paused,
@@ -194,7 +194,7 @@ fn snapshot(ctx: &Context, names: &[String]) -> anyhow::Result<Snapshot> {
     };
     // With queues named, only the schedules that feed them.
     let schedules = store
-        .schedules()?
+        .schedule_infos()?
         .into_iter()
         .filter(|s| names.is_empty() || infos.iter().any(|q| q.fed_by(s)))
         .map(ScheduleStats::from)

@@ -24,7 +24,9 @@ use super::types::{
     Created, Delivery, Done, Emit, QueueSet, ReplayFilter, Replayed, Schedule, ScheduleSpec,
     SchemaChange, SchemaVersion, Settings, SettingsPatch, State, Subscribed, Sync, WorkStep,
 };
-use super::views::{DatabaseInfo, Health, LastDead, PeekQuery, Peeked, QueueInfo, RateHistory};
+use super::views::{
+    DatabaseInfo, Health, LastDead, PeekQuery, Peeked, QueueInfo, RateHistory, ScheduleInfo,
+};
 use crate::contract::Contract;
 
 /// An open spool database: the operations every command uses.
@@ -342,6 +344,14 @@ pub trait Store: Backend + std::fmt::Debug {
     /// [`Error::UnknownQueue`].
     fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {
         inspect::queue_infos_named(self, names)
+    }
+
+    /// Every schedule's state (target, next and last occurrence, paused),
+    /// sorted by name, as `stats`, `top` and `queue show` show it. Only
+    /// reads; unlike [`Store::schedules`], a schedule whose rule no longer
+    /// reads is listed too.
+    fn schedule_infos(&self) -> Result<Vec<ScheduleInfo>> {
+        inspect::schedule_infos(self)
     }
 
     /// See `ops::inspect::rate_histories`.

@@ -175,7 +175,8 @@ pub use types::{
 };
 pub use views::{
     BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, LastDead, LostSchedule,
-    PeekQuery, Peeked, QueueHealth, QueueInfo, RateHistory, STATE_COLUMNS, ServerHealth,
+    PeekQuery, Peeked, QueueHealth, QueueInfo, RateHistory, STATE_COLUMNS, ScheduleInfo,
+    ServerHealth,
 };
 
 /// Where the database is and how to talk to it.

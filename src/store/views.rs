@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::error::Result;
 use super::rules;
-use super::types::{Delivery, Schedule, Settings, State, ms};
+use super::types::{Delivery, Settings, State, ms};
 
 /// Message counts of one queue, by state as users see them (held messages
 /// count as delayed).
@@ -62,10 +62,30 @@ pub struct QueueInfo {
 impl QueueInfo {
     /// True when `schedule` publishes here: to this queue or topic, or to a
     /// topic this queue subscribes to.
-    pub fn fed_by(&self, schedule: &Schedule) -> bool {
-        let target = &schedule.spec.target;
-        *target == self.name || self.topics.contains(target)
+    pub fn fed_by(&self, schedule: &ScheduleInfo) -> bool {
+        schedule.target == self.name || self.topics.contains(&schedule.target)
     }
+}
+
+/// A schedule as the readers (`stats`, `top`, `queue show`) show it: its
+/// state, without its rule, so that one whose rule no longer reads (a lost
+/// time zone) is still shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleInfo {
+    /// Its name.
+    pub name: String,
+    /// The queue or topic it publishes to.
+    pub target: String,
+    /// The first occurrence not yet published (ms since the epoch): in the
+    /// past while it waits for a claim on the target; `None` when the rule
+    /// has no more.
+    pub next_at: Option<i64>,
+    /// The last occurrence published.
+    pub last_at: Option<i64>,
+    /// Paused: it publishes nothing until resumed.
+    pub paused: bool,
+    /// Why its last due occurrence was not published, if it was not.
+    pub last_error: Option<String>,
 }
 
 /// The message of a queue that died last, for `queue show`.

@@ -324,3 +324,33 @@ fn doctor_finds_a_wrong_next_occurrence_and_repair_recomputes_it() {
     // The repaired queue fires its due occurrence at the next claim.
     assert_eq!(env.consume("ticks", &["--ack"]).len(), 1);
 }
+
+#[test]
+fn a_schedule_whose_rule_no_longer_reads_is_still_shown() {
+    let env = Env::new();
+    let spec = ScheduleSpec {
+        target: "reports".to_owned(),
+        rule: Rule::cron("0 3 * * *", Some("Europe/Paris")).unwrap(),
+        start: None,
+        catch_up: CatchUp::default(),
+        body: b"{}".to_vec(),
+        raw: false,
+        headers: None,
+        priority: 0,
+        group: None,
+        ttl: None,
+    };
+    open(&env).add_schedule("nightly", &spec).unwrap();
+    add_schedule(&env, "tick", "ticks", Duration::from_secs(60));
+    // The zone left the time zone database.
+    env.exec("UPDATE schedules SET tz = 'Nowhere/Lost' WHERE name = 'nightly'");
+    assert!(open(&env).schedules().is_err(), "the rule does not read");
+    let all = stats(&env, &[]);
+    assert_eq!(names(&all["schedules"]), ["nightly", "tick"]);
+    assert_eq!(all["schedules"][0]["target"], "reports");
+    assert!(all["schedules"][0]["next"].is_string(), "{all}");
+    let fed = &show(&env, "reports")["schedules"];
+    assert_eq!(names(fed), ["nightly"]);
+    let run = env.run(&["stats", "--format", "prometheus"]);
+    assert!(run.success().stdout.contains("schedule=\"nightly\""));
+}

@@ -16,7 +16,7 @@ use crate::Context;
 use crate::commands::peek::StateArg;
 use crate::commands::queue;
 use crate::store::{
-    self, Counts, Db, PeekQuery, Peeked, QueueInfo, RateHistory, ReplayFilter, Schedule, State,
+    self, Counts, Db, PeekQuery, Peeked, QueueInfo, RateHistory, ReplayFilter, ScheduleInfo, State,
 };
 
 /// The screens, from the outermost in.
@@ -309,7 +309,7 @@ pub struct App {
     /// Per-minute rates by queue name.
     pub rates: HashMap<String, RateHistory>,
     /// Every schedule, by name (shown under the queue list).
-    pub schedules: Vec<Schedule>,
+    pub schedules: Vec<ScheduleInfo>,
     /// Selection and scroll position of the queue list.
     pub queue_state: ListState,
     /// The message list, on the Messages and Message screens.
@@ -745,7 +745,7 @@ impl App {
         let selected = self.selected_queue().map(|q| q.name.clone());
         self.queues = store.queue_infos()?;
         self.rates = store.rate_histories(self.spark_minutes)?;
-        self.schedules = store.schedules()?;
+        self.schedules = store.schedule_infos()?;
         let pos = selected
             .and_then(|name| self.queues.iter().position(|q| q.name == name))
             .or(self.queue_state.selected())

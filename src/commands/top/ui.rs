@@ -18,7 +18,7 @@ use crate::commands::stats::{last_ago, next_in};
 use crate::commands::view;
 use crate::output;
 use crate::parse;
-use crate::store::{Peeked, QueueInfo, RateHistory, Schedule, State};
+use crate::store::{Peeked, QueueInfo, RateHistory, ScheduleInfo, State};
 
 /// Width of each count column (READY … DEAD), a space included.
 const COUNT_W: usize = 6;
@@ -279,14 +279,14 @@ fn schedule_rows(n: usize) -> Option<usize> {
 
 /// The schedules panel: one row per schedule, as `stats` shows them (name,
 /// target, next and last occurrence, paused).
-fn draw_schedules(frame: &mut Frame, area: Rect, schedules: &[Schedule], theme: Theme) {
+fn draw_schedules(frame: &mut Frame, area: Rect, schedules: &[ScheduleInfo], theme: Theme) {
     let Some(rows) = schedule_rows(schedules.len()) else {
         return;
     };
     let block = Block::new()
         .borders(Borders::TOP)
         .title(Span::styled(" schedules ", theme.bold()));
-    let width = |f: fn(&Schedule) -> &str| {
+    let width = |f: fn(&ScheduleInfo) -> &str| {
         schedules
             .iter()
             .map(|s| f(s).width())
@@ -294,7 +294,7 @@ fn draw_schedules(frame: &mut Frame, area: Rect, schedules: &[Schedule], theme: 
             .unwrap_or(0)
             .min(20)
     };
-    let (name_w, target_w) = (width(|s| &s.name), width(|s| &s.spec.target));
+    let (name_w, target_w) = (width(|s| &s.name), width(|s| &s.target));
     let now = crate::store::now_ms();
     let shown = if schedules.len() > rows {
         rows - 1
@@ -307,7 +307,7 @@ fn draw_schedules(frame: &mut Frame, area: Rect, schedules: &[Schedule], theme: 
             let text = format!(
                 " {} → {}  next {}  last {}",
                 fit(&s.name, name_w),
-                fit(&s.spec.target, target_w),
+                fit(&s.target, target_w),
                 fit(&next_in(s.next_at, now), 8),
                 fit(&last_ago(s.last_at, now), 9),
             );

@@ -31,7 +31,7 @@ use crate::store::flow::DeadReason;
 use crate::store::receipt::Receipt;
 use crate::store::types::{Delivery, QueueRow, State, ms};
 use crate::store::views::{
-    self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState,
+    self, DueSummary, PeekQuery, Peeked, QueueInfo, RateHistory, Released, RowState, ScheduleInfo,
 };
 
 /// Every queue and topic, sorted by name, as `stats` and `queue list` show them.
@@ -40,6 +40,23 @@ pub(crate) fn queue_infos(store: &(impl Backend + ?Sized)) -> Result<Vec<QueueIn
         let names = tx.names()?;
         infos(tx, &names)
     })
+}
+
+/// Every schedule's state, sorted by name, for the readers. Reads the rows
+/// only: a rule that no longer reads does not hide the rest.
+pub(crate) fn schedule_infos(store: &(impl Backend + ?Sized)) -> Result<Vec<ScheduleInfo>> {
+    let rows = backend::read(store, |tx| tx.schedules(None, false))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ScheduleInfo {
+            name: r.name,
+            target: r.target,
+            next_at: r.next_at,
+            last_at: r.last_at,
+            paused: r.paused,
+            last_error: r.last_error,
+        })
+        .collect())
 }
 
 /// The named queues or topics, in the order given; an unknown name is
