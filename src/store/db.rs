@@ -109,10 +109,12 @@ impl Db {
     }
 
     /// Opens the database for reading only; `None` when it does not exist yet.
+    /// A schema written by an older spool is brought up to date first (the
+    /// one write a reader makes).
     pub fn open_read_only(opts: &Options) -> Result<Option<Db>> {
         Ok(match pg_options(opts) {
             Some(pg) => PostgresStore::open_read_only(&pg)?.map(|p| Db(Box::new(p))),
-            None => SqliteStore::open_read_only(opts)?.map(|s| Db(Box::new(s))),
+            None => SqliteStore::open_for_readers(opts)?.map(|s| Db(Box::new(s))),
         })
     }
 

@@ -90,8 +90,7 @@ impl SqliteStore {
 
     /// Opens the database for reading only. Returns `None` when the file does
     /// not exist or holds no spool schema yet: callers treat that as an empty
-    /// database. Never creates the file, and changes it only to bring a
-    /// schema written by an older spool up to date.
+    /// database. Never creates or changes the file.
     pub fn open_read_only(opts: &Options) -> Result<Option<SqliteStore>> {
         let path = file_of(opts)?;
         match std::fs::metadata(path) {
@@ -129,23 +128,32 @@ impl SqliteStore {
             }),
             0 => Ok(Some(store)),
             v if v > schema::CURRENT => Err(store.newer(v)),
-            v if v < schema::CURRENT => {
-                // Written by an older spool: the readers' statements name
-                // what the newer schema has, so the file is brought up to
-                // date first (once, as the first writer would).
-                store.conn.pragma_update(None, "query_only", false)?;
-                store.migrate().map_err(|e| Error::Open {
-                    path: path.to_owned(),
-                    reason: format!(
-                        "it has schema version {v} and this spool reads version {}, and upgrading it failed ({e}). Run spool once as a user who can write the file",
-                        schema::CURRENT
-                    ),
-                })?;
-                store.conn.pragma_update(None, "query_only", true)?;
-                Ok(Some(store))
-            }
             _ => Ok(Some(store)),
         }
+    }
+
+    /// [`SqliteStore::open_read_only`] for the commands that read (`stats`,
+    /// `peek`, `top`, …): a file written by an older spool is first brought
+    /// up to date (once, as the first writer would), since their statements
+    /// name what the newer schema has. `spool migrate` reads its source with
+    /// `open_read_only`, which never changes the file.
+    pub fn open_for_readers(opts: &Options) -> Result<Option<SqliteStore>> {
+        let Some(mut store) = SqliteStore::open_read_only(opts)? else {
+            return Ok(None);
+        };
+        let version = store.schema_version()?;
+        if (1..schema::CURRENT).contains(&version) {
+            store.conn.pragma_update(None, "query_only", false)?;
+            store.migrate().map_err(|e| Error::Open {
+                path: store.path.clone(),
+                reason: format!(
+                    "it has schema version {version} and this spool reads version {}, and upgrading it failed ({e}). Run spool once as a user who can write the file",
+                    schema::CURRENT
+                ),
+            })?;
+            store.conn.pragma_update(None, "query_only", true)?;
+        }
+        Ok(Some(store))
     }
 
     /// The database file's path.
