@@ -100,8 +100,8 @@ impl Serialize for ScheduleStats {
         serde_json::json!({
             "name": self.name,
             "target": self.target,
-            "next": self.next.map(output::time),
-            "last": self.last.map(output::time),
+            "next_at": self.next.map(output::time),
+            "last_at": self.last.map(output::time),
             "paused": self.paused,
         })
         .serialize(s)

@@ -93,8 +93,8 @@ fn stats_json_shows_each_schedule_and_only_reads() {
     let list = &all["schedules"];
     assert_eq!(names(list), ["fan", "idle", "tick"]);
     for (shown, kept) in list.as_array().unwrap().iter().zip(&before) {
-        assert_eq!(ms_of(&shown["next"]), kept.next_at.unwrap(), "{shown}");
-        assert_eq!(shown["last"], Value::Null, "{shown}");
+        assert_eq!(ms_of(&shown["next_at"]), kept.next_at.unwrap(), "{shown}");
+        assert_eq!(shown["last_at"], Value::Null, "{shown}");
         assert_eq!(shown["paused"], kept.paused, "{shown}");
         assert_eq!(shown["target"], kept.spec.target.as_str());
     }
@@ -104,8 +104,8 @@ fn stats_json_shows_each_schedule_and_only_reads() {
     assert_eq!(env.consume("ticks", &["--ack"]).len(), 1);
     let tick = &stats(&env, &[])["schedules"][2];
     let was = before[2].next_at.unwrap();
-    assert_eq!(ms_of(&tick["last"]), was, "{tick}");
-    assert_eq!(ms_of(&tick["next"]), was + 3_600_000, "{tick}");
+    assert_eq!(ms_of(&tick["last_at"]), was, "{tick}");
+    assert_eq!(ms_of(&tick["next_at"]), was + 3_600_000, "{tick}");
     // Named queues: only the schedules that feed them, directly or through
     // a topic they subscribe to.
     assert_eq!(
@@ -348,7 +348,7 @@ fn a_schedule_whose_rule_no_longer_reads_is_still_shown() {
     let all = stats(&env, &[]);
     assert_eq!(names(&all["schedules"]), ["nightly", "tick"]);
     assert_eq!(all["schedules"][0]["target"], "reports");
-    assert!(all["schedules"][0]["next"].is_string(), "{all}");
+    assert!(all["schedules"][0]["next_at"].is_string(), "{all}");
     let fed = &show(&env, "reports")["schedules"];
     assert_eq!(names(fed), ["nightly"]);
     let run = env.run(&["stats", "--format", "prometheus"]);
