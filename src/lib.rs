@@ -200,7 +200,7 @@ pub fn run(cli: Cli) -> Exit {
 }
 
 /// The error and its causes, joined as one line.
-fn chain(err: &anyhow::Error) -> String {
+pub(crate) fn chain(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string();

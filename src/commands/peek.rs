@@ -63,7 +63,7 @@ pub enum StateArg {
 }
 
 /// The store query for these flags.
-fn query(args: &Args) -> PeekQuery {
+pub(crate) fn query(args: &Args) -> PeekQuery {
     let has = |s: StateArg| args.state.contains(&s) || args.state.contains(&StateArg::All);
     let default = args.state.is_empty();
     PeekQuery {
@@ -97,7 +97,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn one(store: &Db, queue: &str, id: i64) -> anyhow::Result<Peeked> {
+/// The message `id` of `queue`, whatever its state; exit 3 without it.
+pub(crate) fn one(store: &Db, queue: &str, id: i64) -> anyhow::Result<Peeked> {
     store.peek_id(queue, id)?.ok_or_else(|| {
         Failure::new(
             Exit::NotFound,
@@ -111,6 +112,13 @@ fn one(store: &Db, queue: &str, id: i64) -> anyhow::Result<Peeked> {
 
 fn print_json(messages: &[Peeked]) -> anyhow::Result<()> {
     let mut out = output::stdout();
+    write_json(&mut out, messages)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes `messages` as peek's JSON lines.
+pub(crate) fn write_json(out: &mut impl Write, messages: &[Peeked]) -> std::io::Result<()> {
     for m in messages {
         let kind = LineKind::Peeked {
             state: m.state.name(),
@@ -118,9 +126,8 @@ fn print_json(messages: &[Peeked]) -> anyhow::Result<()> {
             dead_reason: m.dead_reason.map(|r| r.name()),
             last_error: m.last_error.as_deref(),
         };
-        output::write_delivery(&mut out, &m.delivery, kind)?;
+        output::write_delivery(out, &m.delivery, kind)?;
     }
-    out.flush()?;
     Ok(())
 }
 

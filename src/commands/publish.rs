@@ -368,7 +368,7 @@ fn is_full(e: &anyhow::Error) -> bool {
     )
 }
 
-fn too_large(size: u64, limit: u64) -> String {
+pub(crate) fn too_large(size: u64, limit: u64) -> String {
     format!(
         "body of {size} bytes is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
         parse::format_size(limit)
@@ -453,8 +453,13 @@ impl Writer<'_> {
         store: &mut Target<'_>,
         pending: &mut Vec<Prepared>,
     ) -> anyhow::Result<()> {
+        self.publish_all(store.get()?, pending)
+    }
+
+    /// [`Writer::flush_all`] on an open database.
+    fn publish_all(&mut self, db: &mut Db, pending: &mut Vec<Prepared>) -> anyhow::Result<()> {
         let partial = self.args.stream;
-        let (ids, bad) = self.publish(store.get()?, |batch| {
+        let (ids, bad) = self.publish(db, |batch| {
             let mut ids = Vec::with_capacity(pending.len());
             for msg in pending.iter() {
                 match self.write(batch, msg) {
@@ -862,6 +867,73 @@ fn prepare_line(
         }
     };
     preparer.prepare(origin, bytes)
+}
+
+/// A body over the queue's `max_size` (or the input's limit): publish's
+/// message for it, kept apart so that `spool serve` answers 413 rather than
+/// 422. Its cause is the [`Failure`] (exit 65) the command line reports.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct BodyTooLarge(#[source] pub(crate) Failure);
+
+/// Publishes the NDJSON `input` to `args.queue` as `spool publish` without
+/// BODY does (all or nothing, one transaction, `--ack` in it), on an open
+/// database; returns the ids in input order. What `spool serve` runs for a
+/// publish request: the flags come from its query, the lines from its body.
+pub(crate) fn publish_input(db: &mut Db, args: &Args, input: &[u8]) -> anyhow::Result<Vec<i64>> {
+    if args.raw
+        && let Some(holder) = db.schema_holder(&args.queue)?
+    {
+        return Err(store::Error::RawBody {
+            name: args.queue.clone(),
+            holder,
+        }
+        .into());
+    }
+    let preparer = Preparer {
+        args,
+        max_size: db.max_size(&args.queue)?,
+    };
+    let ack = match &args.ack {
+        Some(text) => Some(ack_receipt(text, true)?),
+        None => None,
+    };
+    let mut lines = input;
+    let mut pending = Vec::new();
+    let mut number = 0;
+    while let Some(line) = read_body_line(&mut lines, preparer.max_size, args.raw)? {
+        number += 1;
+        if matches!(line, Line::TooLong) {
+            let failure = Failure::data(format!(
+                "line {number}: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
+                parse::format_size(preparer.max_size)
+            ));
+            return Err(BodyTooLarge(failure).into());
+        }
+        if let Some(msg) = prepare_line(&preparer, Origin::Line(number), line)? {
+            pending.push(msg);
+        }
+    }
+    if pending.is_empty() {
+        return match ack {
+            Some(_) => Err(Failure::data(
+                "no messages in the body: with ack, an empty body acks nothing (finish a delivery without publishing with POST /v1/ack)",
+            )
+            .into()),
+            None => Ok(Vec::new()),
+        };
+    }
+    let mut writer = Writer {
+        args,
+        ack,
+        headers: headers_json(&args.headers),
+        available_at: available_at(args),
+        ids: Vec::new(),
+        live: false,
+        published: 0,
+    };
+    writer.publish_all(db, &mut pending)?;
+    Ok(writer.ids)
 }
 
 /// Prints ids one per line, or a summary for more than ten on a terminal.

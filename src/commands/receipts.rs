@@ -127,7 +127,7 @@ fn read_stdin() -> anyhow::Result<Vec<String>> {
 }
 
 /// A line is a bare receipt or a JSON object with a `receipt` field.
-fn receipt_of_line(line: &str) -> String {
+pub(crate) fn receipt_of_line(line: &str) -> String {
     if line.starts_with('{')
         && let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line)
         && let Some(serde_json::Value::String(r)) = map.get("receipt")

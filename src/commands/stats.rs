@@ -232,6 +232,12 @@ pub fn run(ctx: &Context, mut args: Args) -> anyhow::Result<Exit> {
     }
 }
 
+/// The whole database's stats in `format`, as `spool stats --format FORMAT`
+/// prints them (for `spool serve`'s `/v1/stats` and `/metrics`).
+pub(crate) fn text(ctx: &Context, format: Format) -> anyhow::Result<String> {
+    render(ctx, format, &snapshot(ctx, &[])?)
+}
+
 fn render(ctx: &Context, format: Format, snap: &Snapshot) -> anyhow::Result<String> {
     Ok(match format {
         Format::Table => table(ctx, snap),

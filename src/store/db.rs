@@ -12,9 +12,10 @@ use super::{Error, Options, PublishBatch, Receipt, Result, SqliteStore, Store};
 
 /// An open spool database, on whichever backend `--db` names: everything
 /// a command does with it is a method of [`Store`] (reached through
-/// `Deref`), written once for both backends.
+/// `Deref`), written once for both backends. `Send`, so that `spool serve`
+/// can keep open connections in a pool its blocking threads share.
 #[derive(Debug)]
-pub struct Db(Box<dyn Store>);
+pub struct Db(Box<dyn Store + Send>);
 
 impl Deref for Db {
     type Target = dyn Store;
