@@ -11,6 +11,7 @@ pub mod queue;
 pub mod receipts;
 pub mod replay;
 pub mod schedule;
+pub mod serve;
 pub mod stats;
 pub mod subscribe;
 pub mod top;
@@ -58,6 +59,8 @@ pub enum Command {
     Stats(stats::Args),
     /// Bring acked or dead messages back, in place or to another queue
     Replay(replay::Args),
+    /// Serve the queues over HTTP, for services in any language and on other machines
+    Serve(serve::Args),
     /// Watch queues live in the terminal; look into messages, replay, purge
     Top(top::Args),
     /// Create queues and change their settings
@@ -129,6 +132,7 @@ pub fn defer_arguments(cli: clap::Command) -> clap::Command {
         "peek" => later::<peek::Args>(cmd),
         "stats" => later::<stats::Args>(cmd),
         "replay" => later::<replay::Args>(cmd),
+        "serve" => later::<serve::Args>(cmd),
         "top" => later::<top::Args>(cmd),
         "subscribe" => later::<subscribe::SubscribeArgs>(cmd),
         "unsubscribe" => later::<subscribe::UnsubscribeArgs>(cmd),
@@ -184,6 +188,7 @@ pub fn run(ctx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Peek(args) => peek::run(ctx, args),
         Command::Stats(args) => stats::run(ctx, args),
         Command::Replay(args) => replay::run(ctx, args),
+        Command::Serve(args) => serve::run(ctx, args),
         Command::Work(args) => work::run(ctx, args),
         Command::Doctor(args) => doctor::run(ctx, args),
         Command::Migrate(args) => migrate::run(ctx, args),

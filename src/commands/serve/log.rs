@@ -1,0 +1,130 @@
+//! One log line per request on stderr, and the request counts and
+//! latencies of `/metrics`. Neither ever holds a body, a query or a token.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper::body::Body as _;
+
+use super::errors::ApiError;
+use super::{App, MAX_BODY};
+use crate::output;
+
+/// Requests answered so far, by method, route and status.
+#[derive(Debug, Default)]
+pub struct Metrics(Mutex<BTreeMap<(String, String), Route>>);
+
+/// The counts of one method and route.
+#[derive(Debug, Default)]
+struct Route {
+    by_status: BTreeMap<u16, u64>,
+    count: u64,
+    seconds: f64,
+}
+
+impl Metrics {
+    fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map
+            .entry((method.as_str().to_owned(), route.to_owned()))
+            .or_default();
+        *entry.by_status.entry(status).or_default() += 1;
+        entry.count += 1;
+        entry.seconds += seconds;
+    }
+
+    /// The Prometheus text of the request metrics.
+    pub fn prometheus(&self) -> String {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::new();
+        text.push_str("# HELP spool_http_requests_total HTTP requests answered by spool serve, by method, route and status.\n");
+        text.push_str("# TYPE spool_http_requests_total counter\n");
+        for ((method, route), r) in map.iter() {
+            for (status, n) in &r.by_status {
+                let _ = writeln!(
+                    text,
+                    "spool_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        text.push_str("# HELP spool_http_request_duration_seconds Time from a request's headers to its answer (long polls included).\n");
+        text.push_str("# TYPE spool_http_request_duration_seconds summary\n");
+        for ((method, route), r) in map.iter() {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            let _ = writeln!(
+                text,
+                "spool_http_request_duration_seconds_sum{{{labels}}} {}",
+                r.seconds
+            );
+            let _ = writeln!(
+                text,
+                "spool_http_request_duration_seconds_count{{{labels}}} {}",
+                r.count
+            );
+        }
+        text
+    }
+}
+
+/// Refuses at once (413) a body whose declared length is over the limit,
+/// before a byte of it is read.
+fn declared_size(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY as u64 => Err(ApiError::too_large(format!(
+            "request body of {n} bytes is larger than {} MiB: publish in several requests",
+            MAX_BODY >> 20
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The middleware around every route: checks the bearer token (when the
+/// server has tokens), then logs and counts the answer.
+pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    // The route's pattern, not its path: queue names do not make new series.
+    // Written `:queue`, as braces confuse some readers of the text format.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .replace('{', ":")
+        .replace('}', "");
+    let checked = match &app.tokens {
+        Some(tokens) => tokens.check(req.headers()),
+        None => Ok(()),
+    };
+    let response = match checked.and_then(|()| declared_size(req.headers())) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    app.metrics
+        .record(&method, &route, status, elapsed.as_secs_f64());
+    if !app.ctx.out.quiet {
+        let bytes = response.body().size_hint().exact();
+        let line = serde_json::json!({
+            "time": output::time(crate::store::now_ms()),
+            "method": method.as_str(),
+            "path": path,
+            "status": status,
+            "ms": (elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            "bytes": bytes,
+        });
+        eprintln!("{line}");
+    }
+    response
+}

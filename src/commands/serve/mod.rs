@@ -1,0 +1,266 @@
+//! `spool serve`: the same queues over HTTP/1.1, for services in any
+//! language and on other machines.
+//!
+//! The parts: this file (arguments, the listener, the connection loop with
+//! its limits, shutdown, the connection pool), `routes` (one thin handler
+//! per route: parse the query, call the store on a blocking thread, render
+//! the JSON of the command line), `auth` (bearer tokens), `errors` (errors
+//! as `{"error","exit_code"}` with the matching status) and `log` (the
+//! request log and the request metrics of `/metrics`).
+//!
+//! Store calls block, so they run on tokio's blocking threads, each with an
+//! open [`Db`] taken from a small pool of idle connections (one is opened
+//! when none is idle); the runtime's own threads only parse and write HTTP.
+
+mod auth;
+mod errors;
+mod log;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+
+use crate::Context;
+use crate::error::{Exit, Failure};
+use crate::parse;
+use crate::store::Db;
+
+use errors::ApiError;
+
+const EXAMPLES: &str = "\
+Examples:
+  spool serve                                  # http://127.0.0.1:8910, this machine only
+  spool serve --listen 0.0.0.0:8910 --token-file /etc/spool/tokens
+  curl -s -X POST 'localhost:8910/v1/queues/orders/consume?wait=20s'";
+
+/// Serve the queues over HTTP.
+///
+/// An HTTP/1.1 API over the same database, for producers and consumers in any
+/// language and on other machines: publish, consume (with long polls), ack,
+/// nack, extend, peek, stats and Prometheus metrics, with the same JSON objects
+/// the command line prints. Listens on a loopback address unless `--token-file`
+/// is given; with one, every request needs `Authorization: Bearer TOKEN`. Logs one
+/// JSON line per request on stderr (`--quiet` silences them). SIGINT or SIGTERM
+/// stops it after the requests in flight are answered.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Address and port to listen on (port 0 picks a free one)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8910")]
+    pub listen: SocketAddr,
+    /// Bearer tokens, one per line (`#` comments); needed to listen beyond loopback
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// How long a client may take to send a request's headers
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse::positive_duration, hide = true)]
+    pub header_timeout: Duration,
+    /// How long a request may take, body and answer included
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse::positive_duration, hide = true)]
+    pub request_timeout: Duration,
+}
+
+/// The largest request body: a publish of up to 16 MiB.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Connections served at once; more wait in the listen queue.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Headers a request may carry (more: 431).
+const MAX_HEADERS: usize = 100;
+
+/// Idle database connections kept for the next requests.
+const MAX_IDLE: usize = 16;
+
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// What every request handler shares.
+pub(crate) struct App {
+    ctx: Context,
+    tokens: Option<auth::Tokens>,
+    /// Open database connections not in use.
+    idle: Mutex<Vec<Db>>,
+    /// Set on SIGINT/SIGTERM: long polls answer at once with what they have.
+    stopping: AtomicBool,
+    metrics: log::Metrics,
+}
+
+impl App {
+    /// An open database connection: an idle one, or a new one.
+    fn db(&self) -> anyhow::Result<Db> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(db) => Ok(db),
+            None => self.ctx.store(),
+        }
+    }
+
+    /// Gives a connection back after a call that ended with `outcome`. One
+    /// that failed to reach the database (exit 74) is closed, not kept.
+    fn put_back<T>(&self, db: Db, outcome: &anyhow::Result<T>) {
+        if let Err(e) = outcome
+            && crate::error::exit_code(e) == Exit::IoErr
+        {
+            return;
+        }
+        // Past shutdown the pool is closed (see `run`): dropped here, on
+        // the blocking thread.
+        if self.stopping() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(db);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a blocking thread with an open connection.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<App>,
+        f: impl FnOnce(&mut Db) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let app = Arc::clone(self);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut db = app.db()?;
+            let outcome = f(&mut db);
+            app.put_back(db, &outcome);
+            outcome
+        })
+        .await;
+        match outcome {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(e) => Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                Exit::IoErr,
+                format!("internal error: {e}"),
+            )),
+        }
+    }
+}
+
+/// Runs `spool serve`.
+pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
+    let tokens = match &args.token_file {
+        Some(path) => Some(auth::Tokens::load(path)?),
+        None => None,
+    };
+    if tokens.is_none() && !args.listen.ip().is_loopback() {
+        return Err(Failure::usage(format!(
+            "refusing to listen on {} without authentication: anyone who can reach it could read and delete messages. Pass --token-file FILE (one token per line), or listen on a loopback address such as 127.0.0.1",
+            args.listen
+        ))
+        .into());
+    }
+    // Opened (and created) before listening: a database that cannot be
+    // opened stops the server at once, with its exit code.
+    let db = ctx.store()?;
+    let app = Arc::new(App {
+        ctx: ctx.clone(),
+        tokens,
+        idle: Mutex::new(vec![db]),
+        stopping: AtomicBool::new(false),
+        metrics: log::Metrics::default(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("spool-serve")
+        .build()
+        .context("cannot start the HTTP server's threads")?;
+    let served = runtime.block_on(serve(Arc::clone(&app), &args));
+    app.stopping.store(true, Ordering::Relaxed);
+    // Closed here, outside the runtime: a PostgreSQL connection runs its own
+    // small runtime, which must not be dropped inside another.
+    drop(std::mem::take(
+        &mut *app.idle.lock().unwrap_or_else(|e| e.into_inner()),
+    ));
+    drop(app);
+    // Blocking threads still running (a store call whose client left) are
+    // not waited for past this.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served.map(|()| Exit::Ok)
+}
+
+/// Accepts connections until SIGINT or SIGTERM, then finishes the requests
+/// in flight.
+async fn serve(app: Arc<App>, args: &Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::usage(format!("cannot listen on {}: {e}", args.listen)))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let router = routes::router(Arc::clone(&app), args.request_timeout);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(args.header_timeout)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut stop = Box::pin(shutdown_signal());
+    // Always shown, also with --quiet: it is how a caller learns the port.
+    eprintln!("spool: listening on http://{local}");
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.context("connection limit closed")?,
+            () = &mut stop => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                // Out of file descriptors and the like: wait and go on.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A connection that fails (reset, timed out, bad request line)
+            // is only that client's business.
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    app.stopping.store(true, Ordering::Relaxed);
+    if !app.ctx.out.quiet {
+        eprintln!("spool: stopping: finishing the requests in flight");
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // Without handlers the default action (ending the process) stays.
+        _ => std::future::pending().await,
+    }
+}
