@@ -30,6 +30,7 @@ mod recover;
 mod schedule;
 mod schedule_views;
 mod schema;
+mod serve;
 mod stress;
 mod top;
 mod topics;
