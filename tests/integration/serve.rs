@@ -759,7 +759,7 @@ fn serve_sigint_exits_0_too() {
 #[test]
 fn serve_survives_malformed_requests_while_others_keep_working() {
     let env = Env::new();
-    let server = Server::start(&env, &["--header-timeout", "1s"]);
+    let server = Server::start(&env, &["--header-timeout", "1s", "--request-timeout", "2s"]);
     let many_headers: String = (0..1000).map(|i| format!("X-H{i}: v\r\n")).collect();
     let cases: Vec<Vec<u8>> = vec![
         b"GARBAGE\r\n\r\n".to_vec(),
@@ -787,6 +787,20 @@ fn serve_survives_malformed_requests_while_others_keep_working() {
     assert_eq!(server.post("/v1/queues/q/messages", "1").status, 201);
     let answer = read_all(&mut slow);
     assert!(refused(&answer), "{answer}");
+    // A slow body: headers, a few bytes, then nothing.
+    let mut slow = TcpStream::connect(&server.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(
+        b"POST /v1/queues/q/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":",
+    )
+    .unwrap();
+    assert_eq!(server.get("/v1/health").status, 200);
+    let answer = read_all(&mut slow);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
     // Nothing of the truncated publish went in.
     assert_eq!(server.get("/v1/queues/q/messages").lines().len(), 1);
 }

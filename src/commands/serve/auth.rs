@@ -61,11 +61,13 @@ impl Tokens {
 
     /// Checks a request's `Authorization: Bearer TOKEN` header.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        // The scheme's name is case-insensitive (RFC 9110); the token is not.
         let presented = headers
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes())
-            .and_then(|v| v.strip_prefix(b"Bearer "))
-            .map(<[u8]>::trim_ascii);
+            .and_then(|v| v.split_at_checked(7))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|(_, token)| token.trim_ascii());
         match presented {
             Some(token) if self.accepts(token) => Ok(()),
             Some(_) => Err(unauthorized(
@@ -105,6 +107,8 @@ mod tests {
             tokens.check(&headers).is_ok()
         };
         assert!(with("Bearer s3cret"));
+        assert!(with("bearer  s3cret"));
+        assert!(!with("Bearer S3CRET"));
         assert!(!with("Bearer s3cre"));
         assert!(!with("Basic s3cret"));
         assert!(!with("s3cret"));

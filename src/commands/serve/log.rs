@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,6 +17,58 @@ use hyper::body::Body as _;
 use super::errors::ApiError;
 use super::{App, MAX_BODY};
 use crate::output;
+
+/// Log lines waiting for the writer thread, past which new ones are dropped.
+const LOG_BACKLOG: usize = 4096;
+
+/// The request log: lines go to a thread that writes them on stderr, so a
+/// stderr that blocks (a full pipe) never holds up a request; while it is
+/// stuck, lines past [`LOG_BACKLOG`] are dropped.
+#[derive(Debug)]
+pub struct Logger {
+    lines: Mutex<Option<SyncSender<String>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Logger {
+    /// A logger writing on stderr, or one that writes nothing (`--quiet`).
+    pub fn new(quiet: bool) -> Logger {
+        if quiet {
+            return Logger {
+                lines: Mutex::new(None),
+                writer: Mutex::new(None),
+            };
+        }
+        let (tx, rx) = sync_channel::<String>(LOG_BACKLOG);
+        let writer = std::thread::Builder::new()
+            .name("spool-serve-log".into())
+            .spawn(move || {
+                use std::io::Write as _;
+                for line in rx {
+                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+                }
+            })
+            .ok();
+        Logger {
+            lines: Mutex::new(writer.as_ref().map(|_| tx)),
+            writer: Mutex::new(writer),
+        }
+    }
+
+    fn line(&self, line: String) {
+        if let Some(tx) = &*self.lines.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.try_send(line);
+        }
+    }
+
+    /// Writes the lines still waiting, then stops the writer.
+    pub fn close(&self) {
+        drop(self.lines.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.join();
+        }
+    }
+}
 
 /// Requests answered so far, by method, route and status.
 #[derive(Debug, Default)]
@@ -114,7 +168,7 @@ pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
     let status = response.status().as_u16();
     app.metrics
         .record(&method, &route, status, elapsed.as_secs_f64());
-    if !app.ctx.out.quiet {
+    {
         let bytes = response.body().size_hint().exact();
         let line = serde_json::json!({
             "time": output::time(crate::store::now_ms()),
@@ -124,7 +178,7 @@ pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
             "ms": (elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
             "bytes": bytes,
         });
-        eprintln!("{line}");
+        app.log.line(line.to_string());
     }
     response
 }

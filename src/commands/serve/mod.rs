@@ -91,6 +91,7 @@ pub(crate) struct App {
     /// Set on SIGINT/SIGTERM: long polls answer at once with what they have.
     stopping: AtomicBool,
     metrics: log::Metrics,
+    log: log::Logger,
 }
 
 impl App {
@@ -126,6 +127,16 @@ impl App {
         self.stopping.load(Ordering::Relaxed)
     }
 
+    /// Runs `f` on a blocking thread, without a connection of the pool.
+    async fn off_runtime<T: Send + 'static>(
+        f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
     /// Runs `f` on a blocking thread with an open connection.
     async fn blocking<T: Send + 'static>(
         self: &Arc<App>,
@@ -141,13 +152,18 @@ impl App {
         .await;
         match outcome {
             Ok(result) => result.map_err(ApiError::from),
-            Err(e) => Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                Exit::IoErr,
-                format!("internal error: {e}"),
-            )),
+            Err(e) => Err(internal(e)),
         }
     }
+}
+
+/// A blocking call that panicked or was cancelled.
+fn internal(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        Exit::IoErr,
+        format!("internal error: {e}"),
+    )
 }
 
 /// Runs `spool serve`.
@@ -172,6 +188,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         idle: Mutex::new(vec![db]),
         stopping: AtomicBool::new(false),
         metrics: log::Metrics::default(),
+        log: log::Logger::new(ctx.out.quiet),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -185,6 +202,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     drop(std::mem::take(
         &mut *app.idle.lock().unwrap_or_else(|e| e.into_inner()),
     ));
+    app.log.close();
     drop(app);
     // Blocking threads still running (a store call whose client left) are
     // not waited for past this.

@@ -516,9 +516,7 @@ async fn peek(
 async fn stats(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, ApiError> {
     Query::of(&uri).finish()?;
     let ctx = app.ctx.clone();
-    let text = app
-        .blocking(move |_| stats::text(&ctx, Format::Json))
-        .await?;
+    let text = App::off_runtime(move || stats::text(&ctx, Format::Json)).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -531,9 +529,7 @@ async fn stats(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, ApiErr
 /// latencies of this server.
 async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let ctx = app.ctx.clone();
-    let mut text = app
-        .blocking(move |_| stats::text(&ctx, Format::Prometheus))
-        .await?;
+    let mut text = App::off_runtime(move || stats::text(&ctx, Format::Prometheus)).await?;
     text.push_str(&app.metrics.prometheus());
     Ok((
         StatusCode::OK,
