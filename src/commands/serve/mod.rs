@@ -104,17 +104,12 @@ impl App {
         }
     }
 
-    /// Gives a connection back after a call that ended with `outcome`. One
-    /// that failed to reach the database (exit 74) is closed, not kept.
-    fn put_back<T>(&self, db: Db, outcome: &anyhow::Result<T>) {
-        if let Err(e) = outcome
-            && crate::error::exit_code(e) == Exit::IoErr
-        {
-            return;
-        }
+    /// Gives a connection back to the pool, unless it is `broken` (see
+    /// [`broken`]).
+    fn put_back(&self, db: Db, broken: bool) {
         // Past shutdown the pool is closed (see `run`): dropped here, on
         // the blocking thread.
-        if self.stopping() {
+        if broken || self.stopping() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -146,7 +141,7 @@ impl App {
         let outcome = tokio::task::spawn_blocking(move || {
             let mut db = app.db()?;
             let outcome = f(&mut db);
-            app.put_back(db, &outcome);
+            app.put_back(db, outcome.as_ref().is_err_and(broken));
             outcome
         })
         .await;
@@ -155,6 +150,12 @@ impl App {
             Err(e) => Err(internal(e)),
         }
     }
+}
+
+/// True for an error after which a connection is not kept: the database
+/// could not be reached or failed (exit 74).
+fn broken(e: &anyhow::Error) -> bool {
+    crate::error::exit_code(e) == Exit::IoErr
 }
 
 /// A blocking call that panicked or was cancelled.

@@ -277,29 +277,30 @@ async fn consume(
         let mut db = match worker.db() {
             Ok(db) => db,
             Err(e) => {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Err(ApiError::from(e)));
                 return;
             }
         };
         let outcome = long_poll(&worker, &mut db, &queue, n, visibility, wait, &gone);
-        let outcome = match outcome {
+        let broken = match outcome {
             Ok(batch) => match tx.send(Ok(batch)) {
-                Ok(()) => Ok(()),
+                Ok(()) | Err(Err(_)) => false,
+                // The request is gone: what it would have got goes back.
                 Err(Ok(unsent)) => {
                     let receipts: Vec<Receipt> = unsent.iter().map(|d| d.receipt).collect();
-                    db.release(&receipts).map(drop).map_err(anyhow::Error::from)
+                    db.release(&receipts).is_err()
                 }
-                Err(Err(_)) => Ok(()),
             },
             Err(e) => {
-                let _ = tx.send(Err(anyhow::anyhow!("{e:#}")));
-                Err(e)
+                let broken = super::broken(&e);
+                let _ = tx.send(Err(ApiError::from(e)));
+                broken
             }
         };
-        worker.put_back(db, &outcome);
+        worker.put_back(db, broken);
     });
     let batch = match rx.await {
-        Ok(result) => result.map_err(ApiError::from)?,
+        Ok(result) => result?,
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
