@@ -143,14 +143,23 @@ fn agent() -> ureq::Agent {
 }
 
 fn request(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> Reply {
+    try_request(method, url, token, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// A request, or the transport error that stopped it (a connection refused
+/// or cut).
+fn try_request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<Reply, ureq::Error> {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     if let Some(token) = token {
         builder = builder.header("Authorization", format!("Bearer {token}"));
     }
     let req = builder.body(body.to_vec()).expect("a request");
-    let mut response = agent()
-        .run(req)
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut response = agent().run(req)?;
     let header = |name: &str| {
         response
             .headers()
@@ -163,14 +172,13 @@ fn request(method: &str, url: &str, token: Option<&str>, body: &[u8]) -> Reply {
         .body_mut()
         .with_config()
         .limit(64 << 20)
-        .read_to_string()
-        .expect("a body");
-    Reply {
+        .read_to_string()?;
+    Ok(Reply {
         status,
         body,
         retry_after,
         content_type,
-    }
+    })
 }
 
 /// Sends `bytes` over a fresh connection and returns whatever comes back
@@ -896,4 +904,55 @@ fn serve_16_concurrent_clients_deliver_every_message_once() {
     );
     // No request log with --quiet.
     assert!(!server.log().contains("\"method\""), "{}", server.log());
+}
+
+#[test]
+fn serve_killed_during_a_publish_storm_keeps_every_message_it_answered_201() {
+    let env = Env::new();
+    let mut server = Server::start(&env, &["--quiet"]);
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let (url, answered) = (
+                server.url("/v1/queues/storm/messages"),
+                Arc::clone(&answered),
+            );
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let body =
+                        format!("{{\"p\":{p},\"i\":{i}}}\n{{\"p\":{p},\"i\":{i},\"second\":true}}");
+                    let Ok(reply) = try_request("POST", &url, None, body.as_bytes()) else {
+                        return;
+                    };
+                    assert_eq!(reply.status, 201, "{reply:?}");
+                    let ids = reply.json()["ids"].as_array().unwrap().clone();
+                    assert_eq!(ids.len(), 2);
+                    answered
+                        .lock()
+                        .unwrap()
+                        .extend(ids.iter().map(|id| id.as_i64().unwrap()));
+                }
+            })
+        })
+        .collect();
+    // Let the storm run until a few hundred publishes were answered.
+    while answered.lock().unwrap().len() < 400 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for p in producers {
+        p.join().unwrap();
+    }
+    env.settle();
+    let stored: std::collections::HashSet<i64> = env
+        .rows("SELECT msg_id FROM deliveries", &[])
+        .iter()
+        .map(|row| row[0].as_i64().unwrap())
+        .collect();
+    let answered = answered.lock().unwrap().clone();
+    let lost: Vec<&i64> = answered.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "answered 201 but not stored: {lost:?}");
+    // All or nothing: no publish is stored by halves.
+    assert_eq!(stored.len() % 2, 0, "{} stored", stored.len());
 }
