@@ -9,13 +9,14 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper::body::Body as _;
 
 use super::errors::ApiError;
 use super::{App, MAX_BODY};
+use crate::error::Exit;
 use crate::output;
 
 /// Log lines waiting for the writer thread, past which new ones are dropped.
@@ -160,10 +161,20 @@ pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
         Some(tokens) => tokens.check(req.headers()),
         None => Ok(()),
     };
-    let response = match checked.and_then(|()| declared_size(req.headers())) {
+    let mut response = match checked.and_then(|()| declared_size(req.headers())) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        // The timeout layer answers with an empty body; every error here
+        // is the JSON of the others.
+        response = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            Exit::Busy,
+            "the request took too long (a body sent too slowly, or a store call that did not finish); try again",
+        )
+        .into_response();
+    }
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
     app.metrics

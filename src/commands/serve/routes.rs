@@ -60,7 +60,7 @@ async fn no_route(method: Method, uri: Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         Exit::Usage,
         format!(
-            "no route {method} {}: the API is under /v1 (see `spool serve --help`)",
+            "no route {method} {}: the routes are under /v1, and /metrics",
             uri.path()
         ),
     )
