@@ -85,9 +85,16 @@ struct Route {
 
 impl Metrics {
     fn record(&self, method: &Method, route: &str, status: u16, seconds: f64) {
+        // Methods a client makes up would each make new series.
+        let method = match *method {
+            Method::GET | Method::POST | Method::HEAD | Method::PUT | Method::DELETE => {
+                method.as_str()
+            }
+            _ => "other",
+        };
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map
-            .entry((method.as_str().to_owned(), route.to_owned()))
+            .entry((method.to_owned(), route.to_owned()))
             .or_default();
         *entry.by_status.entry(status).or_default() += 1;
         entry.count += 1;
