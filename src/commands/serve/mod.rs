@@ -5,8 +5,9 @@
 //! its limits, shutdown, the connection pool), `routes` (one thin handler
 //! per route: parse the query, call the store on a blocking thread, render
 //! the JSON of the command line), `auth` (bearer tokens), `errors` (errors
-//! as `{"error","exit_code"}` with the matching status) and `log` (the
-//! request log and the request metrics of `/metrics`).
+//! as `{"error","exit_code"}` with the matching status), `log` (the
+//! request log and the request metrics of `/metrics`) and `tls` (the
+//! certificate and key of `--tls-cert`/`--tls-key`).
 //!
 //! Store calls block, so they run on tokio's blocking threads, each with an
 //! open [`Db`] taken from a small pool of idle connections (one is opened
@@ -16,6 +17,7 @@ mod auth;
 mod errors;
 mod log;
 mod routes;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use anyhow::Context as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio_rustls::TlsAcceptor;
 
 use crate::Context;
 use crate::error::{Exit, Failure};
@@ -39,6 +42,8 @@ const EXAMPLES: &str = "\
 Examples:
   spool serve                                  # http://127.0.0.1:8910, this machine only
   spool serve --listen 0.0.0.0:8910 --token-file /etc/spool/tokens
+  spool serve --listen 0.0.0.0:8443 --token-file /etc/spool/tokens \\
+      --tls-cert /etc/spool/cert.pem --tls-key /etc/spool/key.pem
   curl -s -X POST 'localhost:8910/v1/queues/orders/consume?wait=20s'";
 
 /// Serve the queues over HTTP.
@@ -47,7 +52,9 @@ Examples:
 /// language and on other machines: publish, consume (with long polls), ack,
 /// nack, extend, peek, stats and Prometheus metrics, with the same JSON objects
 /// the command line prints. Listens on a loopback address unless `--token-file`
-/// is given; with one, every request needs `Authorization: Bearer TOKEN`. Logs one
+/// is given; with one, every request needs `Authorization: Bearer TOKEN`. With
+/// `--tls-cert` and `--tls-key` it speaks HTTPS only (TLS does not replace the
+/// token file beyond loopback). Logs one
 /// JSON line per request on stderr (`--quiet` silences them). SIGINT or SIGTERM
 /// stops it after the requests in flight are answered.
 #[derive(Debug, clap::Args)]
@@ -59,6 +66,12 @@ pub struct Args {
     /// Bearer tokens, one per line (`#` comments); needed to listen beyond loopback
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's first); needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// How long a client may take to send a request's headers
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse::positive_duration, hide = true)]
     pub header_timeout: Duration,
@@ -174,12 +187,24 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         None => None,
     };
     if tokens.is_none() && !args.listen.ip().is_loopback() {
+        // TLS hides the traffic; it does not say who may send it.
+        let tls = if args.tls_cert.is_some() {
+            " (TLS encrypts, it does not authenticate clients)"
+        } else {
+            ""
+        };
         return Err(Failure::usage(format!(
-            "refusing to listen on {} without authentication: anyone who can reach it could read and delete messages. Pass --token-file FILE (one token per line), or listen on a loopback address such as 127.0.0.1",
+            "refusing to listen on {} without authentication{tls}: anyone who can reach it could read and delete messages. Pass --token-file FILE (one token per line), or listen on a loopback address such as 127.0.0.1",
             args.listen
         ))
         .into());
     }
+    // Read before listening: a bad certificate or key stops the server at
+    // once (exit 2), not at the first client.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     // Opened (and created) before listening: a database that cannot be
     // opened stops the server at once, with its exit code.
     let db = ctx.store()?;
@@ -196,7 +221,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         .thread_name("spool-serve")
         .build()
         .context("cannot start the HTTP server's threads")?;
-    let served = runtime.block_on(serve(Arc::clone(&app), &args));
+    let served = runtime.block_on(serve(Arc::clone(&app), &args, tls));
     app.stopping.store(true, Ordering::Relaxed);
     // Closed here, outside the runtime: a PostgreSQL connection runs its own
     // small runtime, which must not be dropped inside another.
@@ -213,7 +238,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
 
 /// Accepts connections until SIGINT or SIGTERM, then finishes the requests
 /// in flight.
-async fn serve(app: Arc<App>, args: &Args) -> anyhow::Result<()> {
+async fn serve(app: Arc<App>, args: &Args, tls: Option<TlsAcceptor>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Failure::usage(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -230,7 +255,8 @@ async fn serve(app: Arc<App>, args: &Args) -> anyhow::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut stop = Box::pin(shutdown_signal());
     // Always shown, also with --quiet: it is how a caller learns the port.
-    eprintln!("spool: listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("spool: listening on {scheme}://{local}");
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => slot.context("connection limit closed")?,
@@ -249,12 +275,27 @@ async fn serve(app: Arc<App>, args: &Args) -> anyhow::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let (http, watcher) = (http.clone(), graceful.watcher());
+        let tls = tls.clone();
+        let handshake_timeout = args.header_timeout;
         tokio::spawn(async move {
-            // A connection that fails (reset, timed out, bad request line)
-            // is only that client's business.
-            let _ = conn.await;
+            // A connection that fails (reset, timed out, bad request line,
+            // no TLS handshake) is only that client's business.
+            match tls {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(tls) => {
+                    // The handshake gets the time the request's headers
+                    // get: a client that says nothing is dropped.
+                    let accepted = tokio::time::timeout(handshake_timeout, tls.accept(stream));
+                    if let Ok(Ok(stream)) = accepted.await {
+                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn).await;
+                    }
+                }
+            }
             drop(slot);
         });
     }
