@@ -1,6 +1,6 @@
 //! `spool serve`: a real server process on a free port, talked to over HTTP
-//! (ureq, or raw TCP for what no client library would send), on the
-//! backend the suite runs on.
+//! (ureq, or raw TCP for what no client library would send, or a rustls
+//! client by hand for HTTPS), on the backend the suite runs on.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -8,6 +8,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 
 use crate::common::Env;
@@ -46,7 +47,8 @@ impl Server {
         for line in lines.by_ref() {
             let line = line.expect("stderr line");
             log.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(rest) = line.strip_prefix("spool: listening on http://") {
+            let url = line.strip_prefix("spool: listening on ");
+            if let Some((_, rest)) = url.and_then(|url| url.split_once("://")) {
                 addr = Some(rest.to_owned());
                 break;
             }
@@ -956,4 +958,226 @@ fn serve_killed_during_a_publish_storm_keeps_every_message_it_answered_201() {
     assert!(lost.is_empty(), "answered 201 but not stored: {lost:?}");
     // All or nothing: no publish is stored by halves.
     assert_eq!(stored.len() % 2, 0, "{} stored", stored.len());
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1: its PEM, its
+/// key's PEM and its DER (what a client trusts).
+fn self_signed() -> (String, String, CertificateDer<'static>) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("a certificate");
+    (
+        made.cert.pem(),
+        made.signing_key.serialize_pem(),
+        made.cert.der().clone(),
+    )
+}
+
+/// Writes a certificate and its key into the test's directory; their paths.
+fn tls_files(env: &Env, name: &str) -> (String, String, CertificateDer<'static>) {
+    let (cert, key, der) = self_signed();
+    let (cert_path, key_path) = (
+        env.path(&format!("{name}.crt")),
+        env.path(&format!("{name}.key")),
+    );
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    (
+        cert_path.to_str().unwrap().to_owned(),
+        key_path.to_str().unwrap().to_owned(),
+        der,
+    )
+}
+
+/// A request over HTTPS to `addr` that trusts only `ca`, as `localhost`,
+/// on a connection of its own (`Connection: close`); `Err` when the
+/// handshake or the connection fails.
+fn tls_request(
+    addr: &str,
+    ca: &CertificateDer<'static>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<Reply> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("a usable root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n{auth}\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes())?;
+    tls.write_all(body)?;
+    tls.flush()?;
+    let mut got = Vec::new();
+    match tls.read_to_end(&mut got) {
+        Ok(_) => {}
+        // Closed without a close_notify after a whole answer: still one.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !got.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(parse_reply(&String::from_utf8(got).expect("UTF-8 answer")))
+}
+
+/// Parses a whole HTTP/1.1 answer read off the wire.
+fn parse_reply(answer: &str) -> Reply {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("headers end");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status,
+        body,
+        retry_after: header("retry-after"),
+        content_type: header("content-type"),
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size");
+        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            return body;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+#[test]
+fn serve_speaks_https_with_a_certificate_and_key() {
+    let env = Env::new();
+    let (cert, key, ca) = tls_files(&env, "server");
+    let server = Server::start(&env, &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(
+        server
+            .log()
+            .contains(&format!("listening on https://{}", server.addr)),
+        "{}",
+        server.log()
+    );
+    let https = |method: &str, path: &str, body: &str| {
+        tls_request(&server.addr, &ca, method, path, None, body.as_bytes())
+            .unwrap_or_else(|e| panic!("{method} {path} over TLS: {e}"))
+    };
+    assert_eq!(https("GET", "/v1/health", "").status, 200);
+    let published = https("POST", "/v1/queues/q/messages", "{\"n\":1}\n{\"n\":2}");
+    assert_eq!(published.status, 201, "{published:?}");
+    assert_eq!(published.json()["ids"].as_array().unwrap().len(), 2);
+    let consumed = https("POST", "/v1/queues/q/consume?n=5", "");
+    assert_eq!(consumed.status, 200, "{consumed:?}");
+    let lines = consumed.lines();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["body"], serde_json::json!({"n": 2}));
+    let receipts: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l["receipt"].as_str().unwrap()))
+        .collect();
+    assert_eq!(https("POST", "/v1/ack", &receipts).json()["done"], 2);
+    https("GET", "/v1/queues/nope/messages", "").error(404, 3);
+    // Plain HTTP to the TLS port is not answered in HTTP.
+    let answer = raw(&server, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!answer.starts_with("HTTP/"), "{answer}");
+    assert!(try_request("GET", &server.url("/v1/health"), None, b"").is_err());
+    // A client that trusts another certificate refuses the handshake.
+    let (_, _, other) = self_signed();
+    assert!(tls_request(&server.addr, &other, "GET", "/v1/health", None, b"").is_err());
+    // None of this hurt the server.
+    let stats = https("GET", "/v1/stats", "").json();
+    assert_eq!(stats["queues"][0]["acked"], 2, "{stats}");
+}
+
+#[test]
+fn serve_over_https_beyond_loopback_still_needs_tokens() {
+    let env = Env::new();
+    let (cert, key, ca) = tls_files(&env, "server");
+    let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    let run = env.run(&[&["serve", "--listen", "0.0.0.0:0"][..], &tls].concat());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--token-file"), "{run:?}");
+    assert!(!run.stderr.contains("listening"), "{run:?}");
+    let tokens = env.path("tokens");
+    std::fs::write(&tokens, "t0ken\n").unwrap();
+    let args = [
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--token-file",
+            tokens.to_str().unwrap(),
+        ][..],
+        &tls,
+    ]
+    .concat();
+    let server = Server::start(&env, &args);
+    let port = server.addr.rsplit(':').next().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let get = |token| tls_request(&addr, &ca, "GET", "/v1/stats", token, b"").unwrap();
+    assert_eq!(get(None).status, 401);
+    assert_eq!(get(Some("wrong")).status, 401);
+    assert_eq!(get(Some("t0ken")).status, 200);
+}
+
+#[test]
+fn serve_refuses_a_bad_certificate_or_key_with_exit_2_before_listening() {
+    let env = Env::new();
+    let (cert, key, _) = tls_files(&env, "server");
+    let (_, other_key, _) = tls_files(&env, "other");
+    let garbage = env.path("garbage.pem");
+    std::fs::write(&garbage, "not a PEM file\n").unwrap();
+    let garbage = garbage.to_str().unwrap();
+    let missing = env.path("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (&["--tls-cert", &cert], "--tls-key"),
+        (&["--tls-key", &key], "--tls-cert"),
+        (&["--tls-cert", missing, "--tls-key", &key], "missing.pem"),
+        (&["--tls-cert", &cert, "--tls-key", missing], "missing.pem"),
+        (&["--tls-cert", garbage, "--tls-key", &key], "garbage.pem"),
+        // Swapped: no certificate in the key file, no key in the certificate.
+        (&["--tls-cert", &key, "--tls-key", &cert], "server.key"),
+        (
+            &["--tls-cert", &cert, "--tls-key", &other_key],
+            "does not belong",
+        ),
+    ];
+    for (flags, says) in cases {
+        let run = env.run(&[&["serve", "--listen", "127.0.0.1:0"][..], flags].concat());
+        assert_eq!(run.code, 2, "{flags:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{flags:?}: {run:?}");
+        assert!(!run.stderr.contains("listening"), "{flags:?}: {run:?}");
+    }
 }
