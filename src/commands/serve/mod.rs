@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio_rustls::TlsAcceptor;
 
@@ -246,7 +247,7 @@ async fn serve(app: Arc<App>, args: &Args, tls: Option<TlsAcceptor>) -> anyhow::
         .local_addr()
         .context("cannot read the bound address")?;
     let router = routes::router(Arc::clone(&app), args.request_timeout);
-    let mut http = hyper::server::conn::http1::Builder::new();
+    let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(args.header_timeout)
         .max_headers(MAX_HEADERS)
@@ -274,25 +275,20 @@ async fn serve(app: Arc<App>, args: &Args, tls: Option<TlsAcceptor>) -> anyhow::
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let (http, watcher) = (http.clone(), graceful.watcher());
+        let (http, router, watcher) = (http.clone(), router.clone(), graceful.watcher());
         let tls = tls.clone();
         let handshake_timeout = args.header_timeout;
         tokio::spawn(async move {
             // A connection that fails (reset, timed out, bad request line,
             // no TLS handshake) is only that client's business.
             match tls {
-                None => {
-                    let conn = http.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn).await;
-                }
+                None => serve_io(&http, stream, router, watcher).await,
                 Some(tls) => {
                     // The handshake gets the time the request's headers
                     // get: a client that says nothing is dropped.
                     let accepted = tokio::time::timeout(handshake_timeout, tls.accept(stream));
                     if let Ok(Ok(stream)) = accepted.await {
-                        let conn = http.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn).await;
+                        serve_io(&http, stream, router, watcher).await;
                     }
                 }
             }
@@ -306,6 +302,16 @@ async fn serve(app: Arc<App>, args: &Args, tls: Option<TlsAcceptor>) -> anyhow::
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     Ok(())
+}
+
+/// Answers the requests of one connection, plain or TLS, until it closes
+/// (shutdown closes it once its request in flight is answered).
+async fn serve_io<I>(http: &http1::Builder, io: I, router: axum::Router, watcher: Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
+    let _ = watcher.watch(conn).await;
 }
 
 /// Resolves on SIGINT or SIGTERM.
