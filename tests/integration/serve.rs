@@ -1256,3 +1256,51 @@ fn serve_refuses_a_bad_certificate_or_key_with_exit_2_before_listening() {
         assert!(!run.stderr.contains("listening"), "{flags:?}: {run:?}");
     }
 }
+
+#[test]
+fn serve_over_https_drops_a_client_that_never_finishes_its_handshake() {
+    let env = Env::new();
+    let (cert, key, ca) = tls_files(&env, "server");
+    let server = Server::start(
+        &env,
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--header-timeout",
+            "1s",
+        ],
+    );
+    // Connected, and silent: no ClientHello ever comes.
+    let mut silent = TcpStream::connect(&server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // Half a ClientHello (a TLS record header announcing more).
+    let mut half = TcpStream::connect(&server.addr).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    // Meanwhile others are served.
+    let reply = tls_request(&server.addr, &ca, "GET", "/v1/health", None, b"").unwrap();
+    assert_eq!(reply.status, 200);
+    // Both are closed by the server, not left holding a connection.
+    assert!(closed_by_server(&mut silent));
+    assert!(closed_by_server(&mut half));
+}
+
+/// Reads until the server closes the connection (true) or 30 s of
+/// silence pass (false); what it sent meanwhile must not be HTTP.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => assert!(!buf[..n].starts_with(b"HTTP/"), "an HTTP answer"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
