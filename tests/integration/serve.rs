@@ -2,7 +2,7 @@
 //! (ureq, or raw TCP for what no client library would send, or a rustls
 //! client by hand for HTTPS), on the backend the suite runs on.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -195,13 +195,22 @@ fn raw(server: &Server, bytes: &[u8]) -> String {
     read_all(&mut stream)
 }
 
+/// What the server sent until it closed the connection (an empty answer:
+/// closed without a word). A server that neither answers nor closes before
+/// the stream's read timeout fails the test: silence is not a refusal.
 fn read_all(stream: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => panic!(
+                "the server neither answered nor closed the connection before the read timeout; it sent {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+            // A reset closes it too.
+            Err(_) => break,
         }
     }
     String::from_utf8_lossy(&got).into_owned()
