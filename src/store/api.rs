@@ -18,6 +18,7 @@ use super::PublishBatch;
 use super::backend::{self, Backend};
 use super::error::{Error, Result};
 use super::flow::DeadReason;
+use super::ops::publish::PublishJob;
 use super::ops::{self, admin, inspect, lease, schedules, work};
 use super::receipt::{Receipt, ReceiptError, Release};
 use super::types::{
@@ -143,6 +144,16 @@ pub trait Store: Backend + std::fmt::Debug {
         fill: &mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
     ) -> Result<()> {
         ops::publish::publish_batch(self, name, ack, fill)
+    }
+
+    /// Several publishes in one write transaction (one commit): each job
+    /// is all or nothing on its own. A job that fails is left out and the
+    /// others committed without it; its answer is its own error. An error of
+    /// the transaction itself (it could not start or commit) is the outer
+    /// error, and then nothing was published. `spool serve` groups its
+    /// publish requests with it (see `ops::publish::publish_group`).
+    fn publish_group(&mut self, jobs: &mut [PublishJob<'_>]) -> Result<Vec<Result<()>>> {
+        ops::publish::publish_group(self, jobs)
     }
 
     /// The largest body a publish to `name` accepts: the queue's

@@ -163,6 +163,7 @@ pub use db::{Batch, Copied, Db, copy_sqlite_to_postgres, shown};
 pub use error::{Error, Result};
 pub use location::Location;
 pub use location::is_postgres_url;
+pub use ops::publish::PublishJob;
 pub use postgres::{Migrated, PostgresStore};
 pub use receipt::{Receipt, ReceiptError, Release};
 pub use rules::backoff;

@@ -455,6 +455,7 @@ on_both_backends! {
     // Publishing: batches, keys, groups, topics, settings.
     publish::a_failed_batch_publishes_nothing_and_large_bodies_are_refused,
     publish::batches_mixing_full_chunks_keys_and_fan_out_store_every_message,
+    publish::a_group_commits_every_job_but_the_ones_that_fail,
     publish::keys_deduplicate_per_name_published_to,
     publish::groups_deliver_one_at_a_time_in_order,
     publish::a_long_group_holds_back_only_itself,

@@ -519,3 +519,75 @@ pub(crate) fn target_refuses(e: &Error) -> bool {
             | Error::NameIsTopic { .. }
     )
 }
+
+/// One publish of a group run by [`publish_group`]: to `name`, acking
+/// `ack`'s delivery with it, the messages added by `fill` (which keeps
+/// what it needs, such as the ids, for itself: it may run more than once).
+pub struct PublishJob<'a> {
+    /// The queue or topic published to.
+    pub name: &'a str,
+    /// The delivery acked in the same transaction (`publish --ack`).
+    pub ack: Option<&'a Receipt>,
+    /// Adds the job's messages to the batch.
+    pub fill: &'a mut dyn FnMut(&mut PublishBatch<'_>) -> Result<()>,
+}
+
+/// [`Store::publish_group`]: runs `jobs` in one write transaction (one
+/// commit). A job that fails (its `fill`, a schema, a full queue, a receipt
+/// without a lease, ...) is taken out and the transaction run again without
+/// it, as `work_step` does with a refused delivery: nothing of it lands,
+/// and its own error is its answer. The others commit together. An error
+/// of the transaction itself (its start or its commit) is returned for all.
+pub(crate) fn publish_group(
+    store: &mut (impl Backend + ?Sized),
+    jobs: &mut [PublishJob<'_>],
+) -> Result<Vec<Result<()>>> {
+    let mut cache = std::mem::take(store.contracts());
+    let mut failed: Vec<Option<Error>> = jobs.iter().map(|_| None).collect();
+    let outcome = loop {
+        if failed.iter().all(Option::is_some) {
+            break Ok(());
+        }
+        let mut blamed = None;
+        let run = backend::write(store, |tx| {
+            blamed = None;
+            for (i, job) in jobs.iter_mut().enumerate() {
+                if failed[i].is_some() {
+                    continue;
+                }
+                if let Err(e) = publish_job(tx, &mut cache, job) {
+                    blamed = Some((i, e));
+                    return Err(Error::Internal("a publish of the group failed".into()));
+                }
+            }
+            Ok(())
+        });
+        match (run, blamed) {
+            (Err(_), Some((i, e))) => failed[i] = Some(e),
+            (run, _) => break run,
+        }
+    };
+    *store.contracts() = cache;
+    outcome?;
+    Ok(failed.into_iter().map(|f| f.map_or(Ok(()), Err)).collect())
+}
+
+/// One job of [`publish_group`], as [`publish_batch`] runs it.
+fn publish_job(
+    tx: &mut dyn WriteTx,
+    cache: &mut ContractCache,
+    job: &mut PublishJob<'_>,
+) -> Result<()> {
+    let cause = match job.ack {
+        Some(receipt) => Some(ack_cause(tx, receipt)?),
+        None => None,
+    };
+    let mut first = Some(cause);
+    let fill = &mut *job.fill;
+    publish_in(tx, cache, job.name, &mut |batch| {
+        if let Some(cause) = first.take() {
+            batch.set_cause(cause);
+        }
+        fill(batch)
+    })
+}

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{Fixture, all_states, ids, max_attempts, publish_one, receipts};
-use crate::store::{Created, Error, NewMessage, SchemaChange, SettingsPatch, State, Subscribed};
+use crate::store::{
+    Created, Error, NewMessage, PublishJob, Receipt, SchemaChange, SettingsPatch, State, Subscribed,
+};
 
 pub(super) fn a_failed_batch_publishes_nothing_and_large_bodies_are_refused(f: &mut Fixture) {
     let patch = SettingsPatch {
@@ -407,4 +409,133 @@ pub(super) fn ttls_apply_per_subscriber_and_queue_set_retimes_held_messages(f: &
     assert_eq!(f.info("f").counts.dead, 130);
     assert!(f.db.claim("f", 200, None, false).expect("claim").is_empty());
     f.assert_counts_match("f");
+}
+
+pub(super) fn a_group_commits_every_job_but_the_ones_that_fail(f: &mut Fixture) {
+    let one = SettingsPatch {
+        flow: crate::store::flow::FlowPatch {
+            max_length: Some(Some(1)),
+            ..crate::store::flow::FlowPatch::default()
+        },
+        ..SettingsPatch::default()
+    };
+    f.db.create_queue("full", &one, None).expect("create");
+    f.publish("full", NewMessage::default()).expect("fill it");
+    f.publish("src", NewMessage::default()).expect("publish");
+    let got = f.db.claim("src", 1, None, false).expect("claim");
+    let receipt = got[0].receipt;
+    let gone = Receipt {
+        msg_id: 999_999_999,
+        ..receipt
+    };
+    let body = |n: usize| format!("{{\"n\":{n}}}");
+    let mut ids: Vec<Vec<i64>> = vec![Vec::new(); 5];
+    let outcomes = {
+        let [a, full, acked, bad, unknown] = &mut ids[..] else {
+            unreachable!()
+        };
+        // Each fill keeps its own ids, from the run that committed.
+        let mut fill_a = |batch: &mut crate::store::PublishBatch<'_>| {
+            a.clear();
+            for n in 0..3 {
+                a.push(batch.publish(&NewMessage {
+                    body: body(n).as_bytes(),
+                    ..NewMessage::default()
+                })?);
+            }
+            Ok(())
+        };
+        let mut fill_full = |batch: &mut crate::store::PublishBatch<'_>| {
+            full.clear();
+            full.push(batch.publish(&NewMessage::default())?);
+            Ok(())
+        };
+        let mut fill_acked = |batch: &mut crate::store::PublishBatch<'_>| {
+            acked.clear();
+            acked.push(batch.publish(&NewMessage {
+                body: b"\"next\"",
+                ..NewMessage::default()
+            })?);
+            Ok(())
+        };
+        let mut fill_bad = |batch: &mut crate::store::PublishBatch<'_>| {
+            bad.clear();
+            bad.push(batch.publish(&NewMessage::default())?);
+            Err(Error::Internal("line 2 is not JSON".into()))
+        };
+        let mut fill_unknown = |batch: &mut crate::store::PublishBatch<'_>| {
+            unknown.clear();
+            unknown.push(batch.publish(&NewMessage::default())?);
+            Ok(())
+        };
+        let mut jobs = [
+            PublishJob {
+                name: "a",
+                ack: None,
+                fill: &mut fill_a,
+            },
+            PublishJob {
+                name: "full",
+                ack: None,
+                fill: &mut fill_full,
+            },
+            PublishJob {
+                name: "b",
+                ack: Some(&receipt),
+                fill: &mut fill_acked,
+            },
+            PublishJob {
+                name: "b",
+                ack: None,
+                fill: &mut fill_bad,
+            },
+            PublishJob {
+                name: "b",
+                ack: Some(&gone),
+                fill: &mut fill_unknown,
+            },
+        ];
+        f.db.publish_group(&mut jobs).expect("the group commits")
+    };
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert!(
+        matches!(outcomes[1], Err(Error::QueueFull { .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(outcomes[2].is_ok(), "{:?}", outcomes[2]);
+    assert!(
+        matches!(&outcomes[3], Err(Error::Internal(e)) if e.contains("line 2")),
+        "{:?}",
+        outcomes[3]
+    );
+    assert!(
+        matches!(outcomes[4], Err(Error::Receipt { .. })),
+        "{:?}",
+        outcomes[4]
+    );
+    // The jobs that committed got their own ids, which are the messages now
+    // in their queues; nothing of the failed jobs landed.
+    let held = |f: &Fixture, q: &str| -> Vec<i64> {
+        let mut ids: Vec<i64> =
+            f.db.peek(q, &all_states(10))
+                .expect("peek")
+                .iter()
+                .map(|p| p.delivery.id)
+                .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(ids[0].len(), 3);
+    assert_eq!(held(f, "a"), ids[0]);
+    assert_eq!(ids[2].len(), 1);
+    assert_eq!(held(f, "b"), ids[2]);
+    assert_eq!(held(f, "full").len(), 1);
+    assert_eq!(f.info("full").published_total, 1);
+    assert_eq!(f.info("b").published_total, 1);
+    // The acking job acked its delivery; the others acked nothing.
+    assert_eq!(f.info("src").counts.acked, 1);
+    for q in ["a", "b", "full", "src"] {
+        f.assert_counts_match(q);
+    }
 }
