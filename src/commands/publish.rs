@@ -880,7 +880,26 @@ pub(crate) struct BodyTooLarge(#[source] pub(crate) Failure);
 /// BODY does (all or nothing, one transaction, `--ack` in it), on an open
 /// database; returns the ids in input order. What `spool serve` runs for a
 /// publish request: the flags come from its query, the lines from its body.
-pub(crate) fn publish_input(db: &mut Db, args: &Args, input: &[u8]) -> anyhow::Result<Vec<i64>> {
+pub(crate) fn publish_input(db: &mut Db, args: Args, input: &[u8]) -> anyhow::Result<Vec<i64>> {
+    prepare_input(db, args, input)?.publish(db)
+}
+
+/// A publish request read and checked (the lines, their sizes, the flags),
+/// its messages waiting to be written: alone ([`ReadyPublish::publish`]) or
+/// in a group with others ([`ReadyPublish::fill`], `spool serve`'s group
+/// commit).
+pub(crate) struct ReadyPublish {
+    args: Args,
+    ack: Option<Receipt>,
+    headers: Option<String>,
+    available_at: Option<i64>,
+    pending: Vec<Prepared>,
+}
+
+/// Reads and checks `input` for a publish with `args`: the work of
+/// `publish_input` before the write transaction. An empty body with `ack`
+/// is refused here.
+pub(crate) fn prepare_input(db: &mut Db, args: Args, input: &[u8]) -> anyhow::Result<ReadyPublish> {
     if args.raw
         && let Some(holder) = db.schema_holder(&args.queue)?
     {
@@ -891,7 +910,7 @@ pub(crate) fn publish_input(db: &mut Db, args: &Args, input: &[u8]) -> anyhow::R
         .into());
     }
     let preparer = Preparer {
-        args,
+        args: &args,
         max_size: db.max_size(&args.queue)?,
     };
     let ack = match &args.ack {
@@ -914,26 +933,75 @@ pub(crate) fn publish_input(db: &mut Db, args: &Args, input: &[u8]) -> anyhow::R
             pending.push(msg);
         }
     }
-    if pending.is_empty() {
-        return match ack {
-            Some(_) => Err(Failure::data(
-                "no messages in the body: with ack, an empty body acks nothing (finish a delivery without publishing with POST /v1/ack)",
-            )
-            .into()),
-            None => Ok(Vec::new()),
-        };
+    if pending.is_empty() && ack.is_some() {
+        return Err(Failure::data(
+            "no messages in the body: with ack, an empty body acks nothing (finish a delivery without publishing with POST /v1/ack)",
+        )
+        .into());
     }
-    let mut writer = Writer {
+    Ok(ReadyPublish {
+        headers: headers_json(&args.headers),
+        available_at: available_at(&args),
         args,
         ack,
-        headers: headers_json(&args.headers),
-        available_at: available_at(args),
-        ids: Vec::new(),
-        live: false,
-        published: 0,
-    };
-    writer.publish_all(db, &mut pending)?;
-    Ok(writer.ids)
+        pending,
+    })
+}
+
+impl ReadyPublish {
+    /// The queue or topic published to.
+    pub(crate) fn queue(&self) -> &str {
+        &self.args.queue
+    }
+
+    /// The delivery acked with the publish.
+    pub(crate) fn ack(&self) -> Option<&Receipt> {
+        self.ack.as_ref()
+    }
+
+    /// True when there is nothing to write (an empty body, without ack).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The bytes of the bodies waiting.
+    pub(crate) fn bytes(&self) -> usize {
+        self.pending.iter().map(|m| m.body.len()).sum()
+    }
+
+    fn writer(&self) -> Writer<'_> {
+        Writer {
+            args: &self.args,
+            ack: self.ack,
+            headers: self.headers.clone(),
+            available_at: self.available_at,
+            ids: Vec::new(),
+            live: false,
+            published: 0,
+        }
+    }
+
+    /// Adds the messages to `batch` (of a transaction that publishes to
+    /// [`ReadyPublish::queue`] and acks [`ReadyPublish::ack`]); returns
+    /// their ids.
+    pub(crate) fn fill(&self, batch: &mut Batch<'_>) -> anyhow::Result<Vec<i64>> {
+        let writer = self.writer();
+        self.pending
+            .iter()
+            .map(|msg| writer.write(batch, msg))
+            .collect()
+    }
+
+    /// Publishes the messages in a transaction of their own.
+    pub(crate) fn publish(mut self, db: &mut Db) -> anyhow::Result<Vec<i64>> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut writer = self.writer();
+        writer.publish_all(db, &mut pending)?;
+        Ok(writer.ids)
+    }
 }
 
 /// Prints ids one per line, or a summary for more than ten on a terminal.

@@ -9,12 +9,16 @@
 //! request log and the request metrics of `/metrics`) and `tls` (the
 //! certificate and key of `--tls-cert`/`--tls-key`).
 //!
+//! Publish requests are written by one writer thread, `group`, which
+//! commits those that arrive together in one transaction.
+//!
 //! Store calls block, so they run on tokio's blocking threads, each with an
 //! open [`Db`] taken from a small pool of idle connections (one is opened
 //! when none is idle); the runtime's own threads only parse and write HTTP.
 
 mod auth;
 mod errors;
+mod group;
 mod log;
 mod routes;
 mod tls;
@@ -79,6 +83,9 @@ pub struct Args {
     /// How long a request may take, body and answer included
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse::positive_duration, hide = true)]
     pub request_timeout: Duration,
+    /// Publish each request in a transaction of its own (for comparing)
+    #[arg(long, hide = true)]
+    pub no_group_commit: bool,
 }
 
 /// The largest request body: a publish of up to 16 MiB.
@@ -106,6 +113,9 @@ pub(crate) struct App {
     stopping: AtomicBool,
     metrics: log::Metrics,
     log: log::Logger,
+    /// The writer that commits concurrent publish requests together
+    /// (none with `--no-group-commit`).
+    group: Option<group::Group>,
 }
 
 impl App {
@@ -209,6 +219,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     // Opened (and created) before listening: a database that cannot be
     // opened stops the server at once, with its exit code.
     let db = ctx.store()?;
+    let group = if args.no_group_commit {
+        None
+    } else {
+        Some(group::Group::start(ctx, ctx.store()?)?)
+    };
     let app = Arc::new(App {
         ctx: ctx.clone(),
         tokens,
@@ -216,6 +231,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         stopping: AtomicBool::new(false),
         metrics: log::Metrics::default(),
         log: log::Logger::new(ctx.out.quiet),
+        group,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -224,6 +240,11 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         .context("cannot start the HTTP server's threads")?;
     let served = runtime.block_on(serve(Arc::clone(&app), &args, tls));
     app.stopping.store(true, Ordering::Relaxed);
+    // The publishes handed to the writer are committed and answered before
+    // its connection closes.
+    if let Some(group) = &app.group {
+        group.close();
+    }
     // Closed here, outside the runtime: a PostgreSQL connection runs its own
     // small runtime, which must not be dropped inside another.
     drop(std::mem::take(

@@ -223,9 +223,23 @@ async fn publish(
     };
     q.finish()?;
     let body = body_of(body)?;
-    let ids = app
-        .blocking(move |db| publish::publish_input(db, &args, &body))
-        .await?;
+    let ids = match &app.group {
+        None => {
+            app.blocking(move |db| publish::publish_input(db, args, &body))
+                .await?
+        }
+        Some(_) => {
+            // Read and checked on a blocking thread, written with the
+            // other requests of its group.
+            let ready = app
+                .blocking(move |db| publish::prepare_input(db, args, &body))
+                .await?;
+            match &app.group {
+                Some(group) if !ready.is_empty() => group.publish(ready).await?,
+                _ => Vec::new(),
+            }
+        }
+    };
     Ok(json(
         StatusCode::CREATED,
         &serde_json::json!({ "ids": ids }),
