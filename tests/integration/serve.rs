@@ -1313,3 +1313,75 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
         }
     }
 }
+
+/// Publishes that arrive together are committed together (group commit),
+/// each still all or nothing: the requests a full queue refuses, or whose
+/// receipt holds no lease, leave nothing behind, and the others' ids are
+/// theirs.
+#[test]
+fn serve_concurrent_publishes_stay_all_or_nothing_each() {
+    const CLIENTS: usize = 16;
+    let env = Env::new();
+    env.run(&["queue", "create", "small", "--max-length", "5"])
+        .success();
+    let server = Server::start(&env, &["--quiet"]);
+    let base = server.url("");
+    // A receipt whose delivery is acked already: every publish acking it
+    // is refused inside the group.
+    server.post("/v1/queues/src/messages", "1");
+    let got = request("POST", &server.url("/v1/queues/src/consume"), None, b"").lines();
+    let receipt = got[0]["receipt"].as_str().unwrap().to_owned();
+    let acked = request("POST", &server.url("/v1/ack"), None, receipt.as_bytes());
+    assert_eq!(acked.json()["done"], 1, "{acked:?}");
+    let barrier = Arc::new(std::sync::Barrier::new(CLIENTS));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (base, barrier, receipt) = (base.clone(), Arc::clone(&barrier), receipt.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let url = format!("{base}/v1/queues/small/messages");
+                let body = format!(
+                    "{{\"c\":{c},\"i\":0}}\n{{\"c\":{c},\"i\":1}}\n{{\"c\":{c},\"i\":2}}\n"
+                );
+                let small = request("POST", &url, None, body.as_bytes());
+                let url = format!("{base}/v1/queues/free/messages");
+                let free = request("POST", &url, None, format!("{{\"c\":{c}}}").as_bytes());
+                let url = format!("{base}/v1/queues/free/messages?ack={receipt}");
+                let acking = request("POST", &url, None, b"{\"x\":1}");
+                (small, free, acking)
+            })
+        })
+        .collect();
+    let replies: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut small_ids = Vec::new();
+    let mut free_ids = Vec::new();
+    for (small, free, acking) in &replies {
+        if small.status == 201 {
+            let ids = small.json()["ids"].as_array().unwrap().clone();
+            assert_eq!(ids.len(), 3, "{small:?}");
+            small_ids.extend(ids.iter().map(|v| v.as_i64().unwrap()));
+        } else {
+            let message = small.error(503, 75);
+            assert!(message.contains("full"), "{message}");
+        }
+        assert_eq!(free.status, 201, "{free:?}");
+        free_ids.push(free.json()["ids"][0].as_i64().unwrap());
+        acking.error(404, 3);
+    }
+    // Five places: one request of three fits, and no other gets in part.
+    assert_eq!(small_ids.len(), 3, "{replies:?}");
+    let held = |queue: &str| -> Vec<i64> {
+        let mut ids: Vec<i64> = server
+            .get(&format!("/v1/queues/{queue}/messages?state=all&n=100"))
+            .lines()
+            .iter()
+            .map(|l| l["id"].as_i64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    small_ids.sort_unstable();
+    free_ids.sort_unstable();
+    assert_eq!(held("small"), small_ids);
+    assert_eq!(held("free"), free_ids);
+}
