@@ -36,8 +36,8 @@ pub(crate) use read::{
     StoredRow, Timed,
 };
 pub(crate) use schedule::{
-    DUE_SCHEDULES, DUE_WAKE_MS, REFRESH_SCHEDULE_AT, SCHEDULE_COLUMNS, ScheduleRow, ScheduleState,
-    ScheduleTx,
+    DUE_SCHEDULES, DUE_WAKE_MS, REFRESH_SCHEDULE_AT, SCHEDULE_AT, SCHEDULE_COLUMNS, ScheduleRow,
+    ScheduleState, ScheduleTx,
 };
 pub(crate) use tx::{Tx, existing_queue, topic_error, unknown_queue};
 

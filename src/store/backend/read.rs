@@ -187,7 +187,7 @@ pub trait ReadTx: Tx + super::schedule::ScheduleTx {
     fn next_message_id(&mut self) -> Result<i64>;
 
     /// Every queue's and topic's stored `schedule_at` beside what the
-    /// schedules make it (`ops::doctor::SCHEDULE_AT`).
+    /// schedules make it (`backend::SCHEDULE_AT`).
     fn schedule_at_checks(&mut self) -> Result<Vec<ScheduleAtCols>>;
 
     /// The schedules whose target queue or topic no longer exists: `(name,

@@ -72,14 +72,33 @@ pub trait ScheduleTx: Tx {
     fn refresh_schedule_at(&mut self, id: i64) -> Result<()>;
 }
 
-/// The recomputation of [`ScheduleTx::refresh_schedule_at`], in SQL both
-/// dialects read alike: `$1` is the queue or topic id.
-pub(crate) const REFRESH_SCHEDULE_AT: &str = "UPDATE queues SET schedule_at = (
+/// What a queue's `schedule_at` must be, as an SQL expression on a row of
+/// `queues` that both dialects read alike: the earliest `next_at` of the
+/// active schedules that feed it (targeting it, or a topic it subscribes
+/// to), NULL for a topic. A macro, so that the statements built on it stay
+/// constants.
+macro_rules! schedule_at_sql {
+    () => {
+        "CASE WHEN queues.is_topic THEN NULL ELSE (
         SELECT min(s.next_at) FROM schedules s
         WHERE NOT s.paused AND (s.target_id = queues.id
             OR s.target_id IN (SELECT topic_id FROM subscriptions WHERE queue_id = queues.id)))
-    WHERE (id = $1 OR id IN (SELECT queue_id FROM subscriptions WHERE topic_id = $1))
-      AND NOT is_topic";
+    END"
+    };
+}
+
+/// See `schedule_at_sql`: what `refresh_schedule_at` sets and `doctor`
+/// checks.
+pub(crate) const SCHEDULE_AT: &str = schedule_at_sql!();
+
+/// The recomputation of [`ScheduleTx::refresh_schedule_at`]: `$1` is the
+/// queue or topic id.
+pub(crate) const REFRESH_SCHEDULE_AT: &str = concat!(
+    "UPDATE queues SET schedule_at = ",
+    schedule_at_sql!(),
+    " WHERE (id = $1 OR id IN (SELECT queue_id FROM subscriptions WHERE topic_id = $1))
+      AND NOT is_topic"
+);
 
 /// The select of [`ScheduleTx::due_schedules`], in SQL both dialects read
 /// alike: `$1` is the queue id, `$2` the time.

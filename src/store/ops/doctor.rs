@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::backend::{self, Backend, ReadTx, Stored};
+use crate::store::backend::{self, Backend, ReadTx, SCHEDULE_AT, Stored};
 use crate::store::error::Result;
 use crate::store::views::{BrokenSchema, DatabaseHealth, Health, LostSchedule, QueueHealth};
 
@@ -26,17 +26,6 @@ pub(crate) const MESSAGE_CHECKS: &str = "SELECT
     (SELECT count(*) FROM deliveries d
      WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = d.msg_id)),
     (SELECT max(id) FROM messages)";
-
-/// What a queue's `schedule_at` must be, as an expression on a row of
-/// `queues`: the earliest `next_at` of the active schedules that feed it
-/// (targeting it, or a topic it subscribes to), NULL for a topic. The
-/// same as `backend::REFRESH_SCHEDULE_AT` sets, in SQL both dialects read
-/// alike; a suite test checks that the two agree.
-pub(crate) const SCHEDULE_AT: &str = "CASE WHEN queues.is_topic THEN NULL ELSE (
-        SELECT min(s.next_at) FROM schedules s
-        WHERE NOT s.paused AND (s.target_id = queues.id
-            OR s.target_id IN (SELECT topic_id FROM subscriptions WHERE queue_id = queues.id)))
-    END";
 
 /// Every queue's stored `schedule_at` and [`SCHEDULE_AT`]
 /// ([`ReadTx::schedule_at_checks`]).
