@@ -544,22 +544,30 @@ impl Target<'_> {
     }
 }
 
+/// With `--raw`, refuses a target whose messages must meet a JSON Schema
+/// ([`store::Error::RawBody`]), before any input is read.
+fn refuse_raw_body(db: &Db, args: &Args) -> anyhow::Result<()> {
+    if args.raw
+        && let Some(holder) = db.schema_holder(&args.queue)?
+    {
+        return Err(store::Error::RawBody {
+            name: args.queue.clone(),
+            holder,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs `spool publish`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let mut store = Target {
         ctx,
         db: ctx.existing_store()?,
     };
-    if args.raw
-        && let Some(db) = &store.db
-        && let Some(holder) = db.schema_holder(&args.queue)?
-    {
+    if let Some(db) = &store.db {
         // Refused before any input is read; the batch checks again.
-        return Err(store::Error::RawBody {
-            name: args.queue.clone(),
-            holder,
-        }
-        .into());
+        refuse_raw_body(db, &args)?;
     }
     let preparer = Preparer {
         args: &args,
@@ -900,15 +908,7 @@ pub(crate) struct ReadyPublish {
 /// `publish_input` before the write transaction. An empty body with `ack`
 /// is refused here.
 pub(crate) fn prepare_input(db: &mut Db, args: Args, input: &[u8]) -> anyhow::Result<ReadyPublish> {
-    if args.raw
-        && let Some(holder) = db.schema_holder(&args.queue)?
-    {
-        return Err(store::Error::RawBody {
-            name: args.queue.clone(),
-            holder,
-        }
-        .into());
-    }
+    refuse_raw_body(db, &args)?;
     let preparer = Preparer {
         args: &args,
         max_size: db.max_size(&args.queue)?,

@@ -532,12 +532,7 @@ async fn stats(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, ApiErr
     Query::of(&uri).finish()?;
     let ctx = app.ctx.clone();
     let text = App::off_runtime(move || stats::text(&ctx, Format::Json)).await?;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        text,
-    )
-        .into_response())
+    Ok(text_response("application/json", text))
 }
 
 /// `GET /metrics`: `stats --format prometheus`, then the request counts and
@@ -546,12 +541,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let ctx = app.ctx.clone();
     let mut text = App::off_runtime(move || stats::text(&ctx, Format::Prometheus)).await?;
     text.push_str(&app.metrics.prometheus());
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response())
+    Ok(text_response("text/plain; version=0.0.4", text))
+}
+
+/// A 200 answer of `text` as `content_type`.
+fn text_response(content_type: &'static str, text: String) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 /// `GET /v1/health`: 200 when the database answers.
