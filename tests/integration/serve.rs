@@ -682,6 +682,50 @@ fn serve_client_leaving_a_long_poll_leases_nothing() {
 }
 
 #[test]
+fn serve_more_long_polls_than_database_connections_queue_and_all_answer() {
+    // 110 long polls at once: more than the connections a PostgreSQL
+    // server allows by default (100). The server bounds its own; the rest
+    // wait for a turn, and other requests are served meanwhile.
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let url = server.url("/v1/queues/jobs/consume?wait=3s");
+    let polls: Vec<_> = (0..110)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || request("POST", &url, None, b""))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let other = server.post("/v1/queues/other/messages", "{\"a\":1}\n");
+    assert_eq!(other.status, 201, "{other:?}");
+    let got = server.post("/v1/queues/other/consume", "");
+    assert_eq!(got.status, 200, "{got:?}");
+    let receipt = got.lines()[0]["receipt"].as_str().unwrap().to_owned();
+    let acked = server.post("/v1/ack", &receipt);
+    assert_eq!(acked.json()["done"], 1, "{acked:?}");
+    let published = server.post("/v1/queues/jobs/messages", "1\n2\n3\n4\n5\n");
+    assert_eq!(published.status, 201, "{published:?}");
+    let mut ids: Vec<i64> = published.json()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let mut delivered = Vec::new();
+    for poll in polls {
+        let reply = poll.join().unwrap();
+        match reply.status {
+            200 => delivered.extend(reply.lines().iter().map(|l| l["id"].as_i64().unwrap())),
+            204 => {}
+            _ => panic!("a long poll failed: {reply:?}"),
+        }
+    }
+    ids.sort_unstable();
+    delivered.sort_unstable();
+    assert_eq!(delivered, ids, "each message delivered once");
+}
+
+#[test]
 fn serve_nacks_and_extends_by_receipt() {
     let env = Env::new();
     let server = Server::start(&env, &[]);

@@ -15,6 +15,10 @@
 //! Store calls block, so they run on tokio's blocking threads, each with an
 //! open [`Db`] taken from a small pool of idle connections (one is opened
 //! when none is idle); the runtime's own threads only parse and write HTTP.
+//! The connections open at once are bounded ([`MAX_WORKING`] requests plus
+//! [`MAX_WAITING`] long polls), so a crowd of clients queues for a
+//! connection instead of exhausting a PostgreSQL server's
+//! `max_connections`.
 
 mod auth;
 mod errors;
@@ -30,10 +34,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::http::StatusCode;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::Context;
@@ -97,6 +103,20 @@ const MAX_CONNECTIONS: usize = 1024;
 /// Headers a request may carry (more: 431).
 const MAX_HEADERS: usize = 100;
 
+/// Requests that use the database at once, long polls aside; more wait
+/// for one of them to finish.
+const MAX_WORKING: usize = 16;
+
+/// Long polls that wait for news at once, each on a connection of its own;
+/// more wait (holding no connection) for one of them to answer, and claim
+/// once when their own `wait` is over.
+const MAX_WAITING: usize = 32;
+
+/// How long a request waits for a free connection before it is answered 503
+/// (with `Retry-After`): only a database that stays locked holds them that
+/// long.
+const SLOT_WAIT: Duration = Duration::from_secs(10);
+
 /// Idle database connections kept for the next requests.
 const MAX_IDLE: usize = 16;
 
@@ -116,6 +136,10 @@ pub(crate) struct App {
     /// The writer that commits concurrent publish requests together
     /// (none with `--no-group-commit`).
     group: Option<group::Group>,
+    /// Leave to use a database connection ([`MAX_WORKING`]).
+    working: Arc<Semaphore>,
+    /// Leave to wait for news on a connection ([`MAX_WAITING`]).
+    waiting: Arc<Semaphore>,
 }
 
 impl App {
@@ -146,11 +170,46 @@ impl App {
         self.stopping.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on a blocking thread, without a connection of the pool.
+    /// Leave to use a connection: waits for one of the [`MAX_WORKING`] to
+    /// be free, at most [`SLOT_WAIT`] (then 503).
+    async fn working_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        let slot = Arc::clone(&self.working).acquire_owned();
+        match tokio::time::timeout(SLOT_WAIT, slot).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Exit::Busy,
+                format!(
+                    "the server is busy: its {MAX_WORKING} database connections stayed in use for {}s; try again",
+                    SLOT_WAIT.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Leave to wait for news on a connection of its own, if one of the
+    /// [`MAX_WAITING`] comes free before `deadline`.
+    async fn waiting_slot(&self, deadline: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
+        let slot = Arc::clone(&self.waiting).acquire_owned();
+        match tokio::time::timeout_at(deadline, slot).await {
+            Ok(Ok(permit)) => Some(permit),
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// Runs `f`, which opens a connection of its own, on a blocking thread
+    /// (it counts as one of the [`MAX_WORKING`]).
     async fn off_runtime<T: Send + 'static>(
+        &self,
         f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        match tokio::task::spawn_blocking(f).await {
+        let slot = self.working_slot().await?;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = f();
+            drop(slot);
+            outcome
+        });
+        match outcome.await {
             Ok(result) => result.map_err(ApiError::from),
             Err(e) => Err(internal(e)),
         }
@@ -161,11 +220,13 @@ impl App {
         self: &Arc<App>,
         f: impl FnOnce(&mut Db) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let slot = self.working_slot().await?;
         let app = Arc::clone(self);
         let outcome = tokio::task::spawn_blocking(move || {
             let mut db = app.db()?;
             let outcome = f(&mut db);
             app.put_back(db, outcome.as_ref().is_err_and(broken));
+            drop(slot);
             outcome
         })
         .await;
@@ -232,6 +293,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         metrics: log::Metrics::default(),
         log: log::Logger::new(ctx.out.quiet),
         group,
+        working: Arc::new(Semaphore::new(MAX_WORKING)),
+        waiting: Arc::new(Semaphore::new(MAX_WAITING)),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -274,7 +337,7 @@ async fn serve(app: Arc<App>, args: &Args, tls: Option<TlsAcceptor>) -> anyhow::
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut stop = Box::pin(shutdown_signal());
     // Always shown, also with --quiet: it is how a caller learns the port.
     let scheme = if tls.is_some() { "https" } else { "http" };

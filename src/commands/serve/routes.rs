@@ -283,11 +283,24 @@ async fn consume(
         )));
     }
     q.finish()?;
+    // A long poll waits on a connection of its own, if one of the waiting
+    // places is free; while they are all taken it waits for one without a
+    // connection, and one whose whole wait passes so claims once.
+    let started = tokio::time::Instant::now();
+    let (slot, wait) = if wait.is_zero() {
+        (app.working_slot().await?, wait)
+    } else {
+        match app.waiting_slot(started + wait).await {
+            Some(slot) => (slot, wait.saturating_sub(started.elapsed())),
+            None => (app.working_slot().await?, Duration::ZERO),
+        }
+    };
     let gone = Arc::new(AtomicBool::new(false));
     let _gone_on_drop = Gone(Arc::clone(&gone));
     let (tx, rx) = tokio::sync::oneshot::channel();
     let worker = Arc::clone(&app);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let mut db = match worker.db() {
             Ok(db) => db,
             Err(e) => {
@@ -531,7 +544,9 @@ async fn peek(
 async fn stats(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, ApiError> {
     Query::of(&uri).finish()?;
     let ctx = app.ctx.clone();
-    let text = App::off_runtime(move || stats::text(&ctx, Format::Json)).await?;
+    let text = app
+        .off_runtime(move || stats::text(&ctx, Format::Json))
+        .await?;
     Ok(text_response("application/json", text))
 }
 
@@ -539,7 +554,9 @@ async fn stats(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, ApiErr
 /// latencies of this server.
 async fn metrics(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let ctx = app.ctx.clone();
-    let mut text = App::off_runtime(move || stats::text(&ctx, Format::Prometheus)).await?;
+    let mut text = app
+        .off_runtime(move || stats::text(&ctx, Format::Prometheus))
+        .await?;
     text.push_str(&app.metrics.prometheus());
     Ok(text_response("text/plain; version=0.0.4", text))
 }
