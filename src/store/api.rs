@@ -44,6 +44,11 @@ pub trait Store: Backend + std::fmt::Debug {
     /// A number that changes when other connections commit news.
     fn data_version(&self) -> Result<i64>;
 
+    /// How many connections can usefully write at once: one on SQLite,
+    /// whose writers take turns on one lock, more on PostgreSQL, which
+    /// writes transactions side by side and commits them together.
+    fn writers(&self) -> usize;
+
     /// How long until the next delayed message or lease of `queue` comes
     /// due, by the clock its times were written with: this machine's for
     /// SQLite, the server's for PostgreSQL (so a skewed client clock cannot

@@ -1,15 +1,19 @@
-//! Group commit of publish requests: one writer thread, with a database
-//! connection of its own, takes the publish requests waiting on its channel
+//! Group commit of publish requests: a writer thread, with a database
+//! connection of its own, takes the publish requests waiting on the channel
 //! and writes them in one transaction (one commit, one fsync), each request
 //! still all or nothing on its own (`Store::publish_group`). A request is
 //! answered once its group is committed, so a 2xx still means on disk.
+//!
+//! There are as many writers as the backend writes side by side
+//! (`Store::writers`): one on SQLite, a few on PostgreSQL, where one
+//! writer gathers the next group while another commits.
 //!
 //! The requests' bodies are read and checked before they join a group
 //! (`publish::prepare_input`, on a blocking thread of their own): the group
 //! only writes.
 
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
@@ -31,24 +35,33 @@ struct Job {
     answer: oneshot::Sender<anyhow::Result<Vec<i64>>>,
 }
 
-/// The writer thread and its channel.
+/// The writer threads and their channel.
 pub(crate) struct Group {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Group {
-    /// Starts the writer thread with `db` (opened outside the runtime: a
-    /// PostgreSQL connection runs a small runtime of its own).
+    /// Starts the writer threads, the first with `db` (opened outside the
+    /// runtime: a PostgreSQL connection runs a small runtime of its own;
+    /// the others open theirs on their own thread when first needed).
     pub(crate) fn start(ctx: &Context, db: Db) -> anyhow::Result<Group> {
         let (jobs, waiting) = mpsc::channel();
-        let ctx = ctx.clone();
-        let thread = std::thread::Builder::new()
-            .name("spool-group".into())
-            .spawn(move || writer(&ctx, Some(db), &waiting))?;
+        let waiting = Arc::new(Mutex::new(waiting));
+        let mut first = Some(db);
+        let count = first.as_ref().map_or(1, |db| db.writers().max(1));
+        let mut threads = Vec::with_capacity(count);
+        for n in 0..count {
+            let (ctx, waiting, db) = (ctx.clone(), Arc::clone(&waiting), first.take());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("spool-group-{n}"))
+                    .spawn(move || writer(&ctx, db, &waiting))?,
+            );
+        }
         Ok(Group {
             jobs: Mutex::new(Some(jobs)),
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -66,12 +79,12 @@ impl Group {
         answered.await.map_err(|_| stopped())?
     }
 
-    /// Closes the channel and waits until the writer has answered every
-    /// request it holds.
+    /// Closes the channel and waits until the writers have answered every
+    /// request they hold.
     pub(crate) fn close(&self) {
         drop(self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
             let _ = thread.join();
         }
     }
@@ -81,21 +94,29 @@ fn stopped() -> anyhow::Error {
     crate::error::Failure::new(Exit::IoErr, "the server is stopping: publish again").into()
 }
 
-/// The writer thread: one request, then whatever else is already waiting,
-/// as one group; until the channel is closed and empty.
-fn writer(ctx: &Context, mut db: Option<Db>, waiting: &mpsc::Receiver<Job>) {
-    while let Ok(first) = waiting.recv() {
-        let mut bytes = first.ready.bytes();
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_JOBS && bytes < MAX_BYTES {
-            match waiting.try_recv() {
-                Ok(job) => {
-                    bytes += job.ready.bytes();
-                    jobs.push(job);
+/// A writer thread: one request, then whatever else is already waiting,
+/// as one group; until the channel is closed and empty. The channel is
+/// held while a group is gathered, not while it is written.
+fn writer(ctx: &Context, mut db: Option<Db>, waiting: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let jobs = {
+            let waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let Ok(first) = waiting.recv() else {
+                return;
+            };
+            let mut bytes = first.ready.bytes();
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_JOBS && bytes < MAX_BYTES {
+                match waiting.try_recv() {
+                    Ok(job) => {
+                        bytes += job.ready.bytes();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            jobs
+        };
         run_group(ctx, &mut db, jobs);
     }
 }

@@ -12,6 +12,10 @@ use crate::store::backend::{ReadTx, Tx as _};
 use crate::store::error::Result;
 use crate::store::ops::doctor;
 use crate::store::types::{State, Sync};
+
+/// Connections that write at once where a caller can use several (`spool
+/// serve`'s group commit).
+const WRITERS: usize = 4;
 use crate::store::views::{DatabaseHealth, DatabaseInfo, Health, ServerHealth};
 
 impl Store for PostgresStore {
@@ -181,6 +185,12 @@ impl Store for PostgresStore {
         conn.listen()?;
         conn.drain()?;
         Ok(conn.seen)
+    }
+
+    /// A few: past that, transactions mostly wait for each other's locks
+    /// on the same queue rows.
+    fn writers(&self) -> usize {
+        WRITERS
     }
 
     /// By the server's clock: one query for the due time, one for its now.

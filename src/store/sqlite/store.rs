@@ -167,4 +167,8 @@ impl Store for SqliteStore {
             .conn
             .pragma_query_value(None, "data_version", |row| row.get(0))?)
     }
+
+    fn writers(&self) -> usize {
+        1
+    }
 }
