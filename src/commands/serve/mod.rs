@@ -30,7 +30,7 @@ mod tls;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -140,6 +140,42 @@ pub(crate) struct App {
     working: Arc<Semaphore>,
     /// Leave to wait for news on a connection ([`MAX_WAITING`]).
     waiting: Arc<Semaphore>,
+    /// This server's own commits, which wake its long polls at once.
+    news: News,
+}
+
+/// Counts the commits of this server's requests, so that its long polls
+/// wake as soon as one of them may have made a message deliverable (on
+/// SQLite they would otherwise see it at their next poll of the data
+/// version; on PostgreSQL a notification wakes them anyway).
+#[derive(Default)]
+pub(crate) struct News {
+    count: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl News {
+    /// Says that a request committed something.
+    pub(crate) fn tell(&self) {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+
+    /// The commits told so far.
+    pub(crate) fn seen(&self) -> u64 {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits up to `nap` for a commit told after `seen`; returns the
+    /// commits told by then (the next call's `seen`).
+    pub(crate) fn wait(&self, seen: u64, nap: Duration) -> u64 {
+        let count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, _) = self
+            .changed
+            .wait_timeout_while(count, nap, |count| *count == seen)
+            .unwrap_or_else(|e| e.into_inner());
+        *count
+    }
 }
 
 impl App {
@@ -295,6 +331,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         group,
         working: Arc::new(Semaphore::new(MAX_WORKING)),
         waiting: Arc::new(Semaphore::new(MAX_WAITING)),
+        news: News::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

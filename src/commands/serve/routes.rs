@@ -240,6 +240,7 @@ async fn publish(
             }
         }
     };
+    app.news.tell();
     Ok(json(
         StatusCode::CREATED,
         &serde_json::json!({ "ids": ids }),
@@ -315,7 +316,9 @@ async fn consume(
                 // The request is gone: what it would have got goes back.
                 Err(Ok(unsent)) => {
                     let receipts: Vec<Receipt> = unsent.iter().map(|d| d.receipt).collect();
-                    db.release(&receipts).is_err()
+                    let released = db.release(&receipts);
+                    worker.news.tell();
+                    released.is_err()
                 }
             },
             Err(e) => {
@@ -365,6 +368,7 @@ fn long_poll(
         if gone.load(Ordering::Relaxed) {
             return Ok(Vec::new());
         }
+        let mut told = app.news.seen();
         let version = db.data_version()?;
         match db.claim(queue, n, visibility, false) {
             Ok(batch) if !batch.is_empty() => return Ok(batch),
@@ -375,7 +379,7 @@ fn long_poll(
             return Ok(Vec::new());
         }
         wait::for_news(db, queue, version, Some(deadline), |nap| {
-            std::thread::sleep(nap);
+            told = app.news.wait(told, nap);
             over()
         })?;
     }
@@ -409,8 +413,13 @@ async fn settle(
     let outcomes = if valid.is_empty() {
         Vec::new()
     } else {
-        app.blocking(move |db| op(db, &valid).map_err(anyhow::Error::from))
-            .await?
+        let outcomes = app
+            .blocking(move |db| op(db, &valid).map_err(anyhow::Error::from))
+            .await?;
+        // A nack makes a message deliverable again; an ack or an extend
+        // may free a place under a queue's in-flight cap.
+        app.news.tell();
+        outcomes
     };
     let mut outcomes = outcomes.into_iter();
     let (mut done, mut refused) = (0, Vec::new());
