@@ -726,6 +726,66 @@ fn serve_more_long_polls_than_database_connections_queue_and_all_answer() {
 }
 
 #[test]
+fn serve_concurrent_acks_each_get_the_outcomes_of_their_own_receipts() {
+    // Acks that arrive together are settled together; each request must
+    // still be answered for its own receipts, refused ones included.
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let body: String = (0..24).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    assert_eq!(server.post("/v1/queues/jobs/messages", &body).status, 201);
+    let consumed = server.post("/v1/queues/jobs/consume?n=24", "");
+    let receipts: Vec<String> = consumed
+        .lines()
+        .iter()
+        .map(|l| l["receipt"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(receipts.len(), 24);
+    let acks: Vec<_> = receipts
+        .into_iter()
+        .map(|receipt| {
+            let unknown = {
+                let mut r = receipt.clone();
+                let last = r.pop().unwrap();
+                r.push(if last == '0' { '1' } else { '0' });
+                r
+            };
+            let url = server.url("/v1/ack");
+            std::thread::spawn(move || {
+                let reply = request(
+                    "POST",
+                    &url,
+                    None,
+                    format!("{unknown}\n{receipt}\n").as_bytes(),
+                );
+                (unknown, reply)
+            })
+        })
+        .collect();
+    for ack in acks {
+        let (unknown, reply) = ack.join().unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let json = reply.json();
+        assert_eq!(json["done"], 1, "{json}");
+        let refused = json["refused"].as_array().unwrap();
+        assert_eq!(refused.len(), 1, "{json}");
+        assert_eq!(refused[0]["receipt"], unknown.as_str(), "{json}");
+    }
+    let stats = server.get("/v1/stats").json();
+    let jobs = stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "jobs")
+        .expect("jobs in stats")
+        .clone();
+    assert_eq!(
+        (jobs["acked"].as_i64(), jobs["leased"].as_i64()),
+        (Some(24), Some(0)),
+        "{stats}"
+    );
+}
+
+#[test]
 fn serve_nacks_and_extends_by_receipt() {
     let env = Env::new();
     let server = Server::start(&env, &[]);

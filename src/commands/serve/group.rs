@@ -4,6 +4,11 @@
 //! still all or nothing on its own (`Store::publish_group`). A request is
 //! answered once its group is committed, so a 2xx still means on disk.
 //!
+//! Ack requests join the same groups: the receipts of the acks gathered
+//! together are settled by one `Store::ack` call (one transaction), each
+//! receipt judged on its own as always, and each request answered with the
+//! outcomes of its own receipts.
+//!
 //! There are as many writers as the backend writes side by side
 //! (`Store::writers`): one on SQLite, a few on PostgreSQL, where one
 //! writer gathers the next group while another commits.
@@ -21,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::Context;
 use crate::commands::publish::ReadyPublish;
 use crate::error::Exit;
-use crate::store::{self, Db, PublishBatch, PublishJob};
+use crate::store::{self, Db, PublishBatch, PublishJob, Receipt, ReceiptError};
 
 /// Requests in one group at most.
 const MAX_JOBS: usize = 256;
@@ -35,9 +40,34 @@ struct Job {
     answer: oneshot::Sender<anyhow::Result<Vec<i64>>>,
 }
 
+/// The outcome of each receipt of an ack.
+type Acked = Vec<Result<(), ReceiptError>>;
+
+/// An ack request waiting for its group, and where its answer goes.
+struct AckJob {
+    receipts: Vec<Receipt>,
+    answer: oneshot::Sender<anyhow::Result<Acked>>,
+}
+
+/// What waits on the channel.
+enum Work {
+    Publish(Job),
+    Ack(AckJob),
+}
+
+impl Work {
+    /// What it adds to a group's size.
+    fn bytes(&self) -> usize {
+        match self {
+            Work::Publish(job) => job.ready.bytes(),
+            Work::Ack(job) => job.receipts.len() * std::mem::size_of::<Receipt>(),
+        }
+    }
+}
+
 /// The writer threads and their channel.
 pub(crate) struct Group {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Work>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -68,15 +98,24 @@ impl Group {
     /// Publishes `ready` in the next group; its ids once that committed.
     pub(crate) async fn publish(&self, ready: ReadyPublish) -> anyhow::Result<Vec<i64>> {
         let (answer, answered) = oneshot::channel();
-        let sent = {
-            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            jobs.as_ref()
-                .is_some_and(|jobs| jobs.send(Job { ready, answer }).is_ok())
-        };
-        if !sent {
-            return Err(stopped());
-        }
+        self.send(Work::Publish(Job { ready, answer }))?;
         answered.await.map_err(|_| stopped())?
+    }
+
+    /// Acks `receipts` in the next group; the outcome of each once that
+    /// committed.
+    pub(crate) async fn ack(&self, receipts: Vec<Receipt>) -> anyhow::Result<Acked> {
+        let (answer, answered) = oneshot::channel();
+        self.send(Work::Ack(AckJob { receipts, answer }))?;
+        answered.await.map_err(|_| stopped())?
+    }
+
+    fn send(&self, work: Work) -> anyhow::Result<()> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.as_ref() {
+            Some(jobs) if jobs.send(work).is_ok() => Ok(()),
+            _ => Err(stopped()),
+        }
     }
 
     /// Closes the channel and waits until the writers have answered every
@@ -97,27 +136,73 @@ fn stopped() -> anyhow::Error {
 /// A writer thread: one request, then whatever else is already waiting,
 /// as one group; until the channel is closed and empty. The channel is
 /// held while a group is gathered, not while it is written.
-fn writer(ctx: &Context, mut db: Option<Db>, waiting: &Mutex<mpsc::Receiver<Job>>) {
+fn writer(ctx: &Context, mut db: Option<Db>, waiting: &Mutex<mpsc::Receiver<Work>>) {
     loop {
-        let jobs = {
+        let work = {
             let waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
             let Ok(first) = waiting.recv() else {
                 return;
             };
-            let mut bytes = first.ready.bytes();
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_JOBS && bytes < MAX_BYTES {
+            let mut bytes = first.bytes();
+            let mut work = vec![first];
+            while work.len() < MAX_JOBS && bytes < MAX_BYTES {
                 match waiting.try_recv() {
-                    Ok(job) => {
-                        bytes += job.ready.bytes();
-                        jobs.push(job);
+                    Ok(more) => {
+                        bytes += more.bytes();
+                        work.push(more);
                     }
                     Err(_) => break,
                 }
             }
-            jobs
+            work
         };
-        run_group(ctx, &mut db, jobs);
+        let (mut jobs, mut acks) = (Vec::new(), Vec::new());
+        for w in work {
+            match w {
+                Work::Publish(job) => jobs.push(job),
+                Work::Ack(job) => acks.push(job),
+            }
+        }
+        if !acks.is_empty() {
+            run_acks(ctx, &mut db, acks);
+        }
+        if !jobs.is_empty() {
+            run_group(ctx, &mut db, jobs);
+        }
+    }
+}
+
+/// Settles the receipts of `acks` in one transaction and answers each
+/// with the outcomes of its own.
+fn run_acks(ctx: &Context, db: &mut Option<Db>, acks: Vec<AckJob>) {
+    let all: Vec<Receipt> = acks
+        .iter()
+        .flat_map(|job| job.receipts.iter().copied())
+        .collect();
+    let outcome = connection(ctx, db).and_then(|open| Ok(open.ack(&all)?));
+    match outcome {
+        Ok(outcomes) if outcomes.len() == all.len() => {
+            let mut outcomes = outcomes.into_iter();
+            for job in acks {
+                let own: Acked = outcomes.by_ref().take(job.receipts.len()).collect();
+                let _ = job.answer.send(Ok(own));
+            }
+        }
+        outcome => {
+            // The transaction failed (or answered for other receipts than
+            // it was given): each request runs alone, for an answer of its
+            // own.
+            if outcome.as_ref().is_err_and(super::broken) {
+                *db = None;
+            }
+            for job in acks {
+                let answer = connection(ctx, db).and_then(|open| Ok(open.ack(&job.receipts)?));
+                if answer.as_ref().is_err_and(super::broken) {
+                    *db = None;
+                }
+                let _ = job.answer.send(answer);
+            }
+        }
     }
 }
 

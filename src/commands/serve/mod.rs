@@ -9,7 +9,7 @@
 //! request log and the request metrics of `/metrics`) and `tls` (the
 //! certificate and key of `--tls-cert`/`--tls-key`).
 //!
-//! Publish requests are written by one writer thread, `group`, which
+//! Publish and ack requests are written by a writer thread, `group`, which
 //! commits those that arrive together in one transaction.
 //!
 //! Store calls block, so they run on tokio's blocking threads, each with an
@@ -135,7 +135,7 @@ pub(crate) struct App {
     log: log::Logger,
     /// The writer that commits concurrent publish requests together
     /// (none with `--no-group-commit`).
-    group: Option<group::Group>,
+    group: Option<Arc<group::Group>>,
     /// Leave to use a database connection ([`MAX_WORKING`]).
     working: Arc<Semaphore>,
     /// Leave to wait for news on a connection ([`MAX_WAITING`]).
@@ -319,7 +319,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     let group = if args.no_group_commit {
         None
     } else {
-        Some(group::Group::start(ctx, ctx.store()?)?)
+        Some(Arc::new(group::Group::start(ctx, ctx.store()?)?))
     };
     let app = Arc::new(App {
         ctx: ctx.clone(),

@@ -408,14 +408,30 @@ async fn settle(
     body: Bytes,
     op: impl FnOnce(&mut Db, &[Receipt]) -> Outcomes + Send + 'static,
 ) -> Result<Response, ApiError> {
+    let worker = Arc::clone(&app);
+    settle_with(app, body, move |valid| async move {
+        worker
+            .blocking(move |db| op(db, &valid).map_err(anyhow::Error::from))
+            .await
+    })
+    .await
+}
+
+/// [`settle`], the receipts settled by `run`.
+async fn settle_with<F>(
+    app: Arc<App>,
+    body: Bytes,
+    run: impl FnOnce(Vec<Receipt>) -> F,
+) -> Result<Response, ApiError>
+where
+    F: Future<Output = Result<Vec<Result<(), ReceiptError>>, ApiError>>,
+{
     let parsed = receipts_of(&body);
     let valid: Vec<Receipt> = parsed.iter().filter_map(|(_, r)| r.ok()).collect();
     let outcomes = if valid.is_empty() {
         Vec::new()
     } else {
-        let outcomes = app
-            .blocking(move |db| op(db, &valid).map_err(anyhow::Error::from))
-            .await?;
+        let outcomes = run(valid).await?;
         // A nack makes a message deliverable again; an ack or an extend
         // may free a place under a queue's in-flight cap.
         app.news.tell();
@@ -450,7 +466,14 @@ async fn ack(
 ) -> Result<Response, ApiError> {
     Query::of(&uri).finish()?;
     let body = body_of(body)?;
-    settle(app, body, |db, r| db.ack(r)).await
+    let Some(group) = app.group.clone() else {
+        return settle(app, body, |db, r| db.ack(r)).await;
+    };
+    // Settled together with the other acks of its group.
+    settle_with(app, body, move |receipts| async move {
+        group.ack(receipts).await.map_err(ApiError::from)
+    })
+    .await
 }
 
 /// `POST /v1/nack?delay=|backoff=true|dead=true&reason=`.
