@@ -51,7 +51,8 @@ struct AckJob {
 
 /// What waits on the channel.
 enum Work {
-    Publish(Job),
+    /// Boxed: a prepared publish is large, an ack small.
+    Publish(Box<Job>),
     Ack(AckJob),
 }
 
@@ -98,7 +99,7 @@ impl Group {
     /// Publishes `ready` in the next group; its ids once that committed.
     pub(crate) async fn publish(&self, ready: ReadyPublish) -> anyhow::Result<Vec<i64>> {
         let (answer, answered) = oneshot::channel();
-        self.send(Work::Publish(Job { ready, answer }))?;
+        self.send(Work::Publish(Box::new(Job { ready, answer })))?;
         answered.await.map_err(|_| stopped())?
     }
 
@@ -159,7 +160,7 @@ fn writer(ctx: &Context, mut db: Option<Db>, waiting: &Mutex<mpsc::Receiver<Work
         let (mut jobs, mut acks) = (Vec::new(), Vec::new());
         for w in work {
             match w {
-                Work::Publish(job) => jobs.push(job),
+                Work::Publish(job) => jobs.push(*job),
                 Work::Ack(job) => acks.push(job),
             }
         }
