@@ -25,6 +25,7 @@ mod errors;
 mod group;
 mod log;
 mod routes;
+mod sqs;
 mod tls;
 
 use std::net::SocketAddr;
@@ -89,6 +90,12 @@ pub struct Args {
     /// How long a request may take, body and answer included
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse::positive_duration, hide = true)]
     pub request_timeout: Duration,
+    /// Also answer the Amazon SQS JSON protocol (AWS SDKs, `aws sqs`); needs --sqs-credentials
+    #[arg(long, requires = "sqs_credentials")]
+    pub sqs: bool,
+    /// Key pairs SQS requests are signed with (SigV4), one `ACCESS_KEY_ID SECRET` per line
+    #[arg(long, value_name = "FILE", requires = "sqs")]
+    pub sqs_credentials: Option<PathBuf>,
     /// Publish each request in a transaction of its own (for comparing)
     #[arg(long, hide = true)]
     pub no_group_commit: bool,
@@ -142,6 +149,8 @@ pub(crate) struct App {
     waiting: Arc<Semaphore>,
     /// This server's own commits, which wake its long polls at once.
     news: News,
+    /// `--sqs`: the SQS protocol's credentials.
+    sqs: Option<sqs::Sqs>,
 }
 
 /// Counts the commits of this server's requests, so that its long polls
@@ -294,7 +303,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         Some(path) => Some(auth::Tokens::load(path)?),
         None => None,
     };
-    if tokens.is_none() && !args.listen.ip().is_loopback() {
+    let loopback = args.listen.ip().is_loopback();
+    let sqs = match (&args.sqs_credentials, args.sqs) {
+        (Some(path), true) => Some(sqs::Sqs::load(
+            path,
+            args.tls_cert.is_some(),
+            tokens.is_some() || loopback,
+        )?),
+        _ => None,
+    };
+    // SQS credentials authenticate SQS requests; the native API then stays
+    // closed beyond loopback unless a token file opens it (see `sqs`).
+    if tokens.is_none() && sqs.is_none() && !loopback {
         // TLS hides the traffic; it does not say who may send it.
         let tls = if args.tls_cert.is_some() {
             " (TLS encrypts, it does not authenticate clients)"
@@ -302,7 +322,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             ""
         };
         return Err(Failure::usage(format!(
-            "refusing to listen on {} without authentication{tls}: anyone who can reach it could read and delete messages. Pass --token-file FILE (one token per line), or listen on a loopback address such as 127.0.0.1",
+            "refusing to listen on {} without authentication{tls}: anyone who can reach it could read and delete messages. Pass --token-file FILE (one token per line) or --sqs --sqs-credentials FILE, or listen on a loopback address such as 127.0.0.1",
             args.listen
         ))
         .into());
@@ -332,6 +352,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         working: Arc::new(Semaphore::new(MAX_WORKING)),
         waiting: Arc::new(Semaphore::new(MAX_WAITING)),
         news: News::default(),
+        sqs,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
