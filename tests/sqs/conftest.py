@@ -21,6 +21,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 ACCESS_KEY = "AKIDSPOOLTEST"
 SECRET = "spool-test-secret"
 REGION = "eu-west-1"
+# The key pair the README's examples sign with.
+README_PAIR = ("AKIDLOCAL", "verysecret")
 
 
 def spool_bin():
@@ -34,7 +36,8 @@ class Server:
         self.db = db
         self.tmp = tmp
         self.credentials = tmp / "credentials"
-        self.credentials.write_text(f"# test keys\n{ACCESS_KEY} {SECRET}\n")
+        self.credentials.write_text(
+            f"# test keys\n{ACCESS_KEY} {SECRET}\n{README_PAIR[0]} {README_PAIR[1]}\n")
         self.log = []
         self.proc = subprocess.Popen(
             [spool_bin(), "--db", db, "serve", "--listen", "127.0.0.1:0",
