@@ -175,7 +175,10 @@ pub async fn send(call: Call) -> Result<Value, SqsError> {
 
 /// A batch's entries with their ids, checked as SQS checks them: 1 to 10,
 /// each id valid and distinct.
-fn entries(call: &Call) -> Result<Vec<(String, Map<String, Value>)>, SqsError> {
+/// A batch's entries: each entry's id and members.
+type Entries = Vec<(String, Map<String, Value>)>;
+
+fn entries(call: &Call) -> Result<Entries, SqsError> {
     let list = match call.input.get("Entries") {
         Some(Value::Array(list)) => list,
         None | Some(Value::Null) => return Err(SqsError::missing("Entries")),

@@ -336,11 +336,20 @@ fn strings_of(value: Option<&Value>, name: &str) -> Result<Vec<String>, SqsError
     }
 }
 
-/// The queue name of a queue URL (its last path segment), or of a bare
-/// name.
+/// The queue name of a queue URL (`SCHEME://HOST/ACCOUNT/NAME`, or its
+/// path), or of a bare name.
 fn queue_of_url(url: &str) -> Result<String, SqsError> {
-    let path = url.split(['?', '#']).next().unwrap_or("");
-    let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let text = url.split(['?', '#']).next().unwrap_or("");
+    let path = match text.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => text,
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let name = match segments[..] {
+        [_account, name] => name,
+        [name] if !text.contains("://") && !path.starts_with('/') => name,
+        _ => "",
+    };
     match crate::parse::queue_name(name) {
         Ok(name) => Ok(name),
         Err(_) => Err(SqsError::no_queue(url)),
@@ -362,6 +371,8 @@ mod tests {
             queue_of_url("http://h/000000000000/q/").expect("slash"),
             "q"
         );
+        assert_eq!(queue_of_url("/000000000000/q").expect("path"), "q");
+        assert!(queue_of_url("http://h/a/b/c").is_err());
         let e = queue_of_url("http://h/000000000000/").expect_err("no name");
         assert_eq!(e.code, "AWS.SimpleQueueService.NonExistentQueue");
     }

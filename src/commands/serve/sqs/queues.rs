@@ -245,10 +245,11 @@ pub async fn list(call: Call) -> Result<Value, SqsError> {
         "QueueUrls".into(),
         chosen.iter().map(|n| Value::String(call.url(n))).collect(),
     );
-    if more && max.is_some() {
-        if let Some(last) = chosen.last() {
-            answer.insert("NextToken".into(), Value::String((*last).clone()));
-        }
+    if more
+        && max.is_some()
+        && let Some(last) = chosen.last()
+    {
+        answer.insert("NextToken".into(), Value::String((*last).clone()));
     }
     Ok(Value::Object(answer))
 }
@@ -317,7 +318,7 @@ pub async fn get_attributes(call: Call) -> Result<Value, SqsError> {
     let info = call
         .on_db(move |db| {
             existing(db, &queue)?;
-            let mut infos = db.queue_infos_named(&[queue.clone()])?;
+            let mut infos = db.queue_infos_named(std::slice::from_ref(&queue))?;
             infos.pop().ok_or_else(|| SqsError::no_queue(&queue))
         })
         .await?;
