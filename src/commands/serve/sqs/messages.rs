@@ -280,9 +280,15 @@ pub async fn receive(call: Call) -> Result<Value, SqsError> {
     let mut system = call.strings("AttributeNames")?;
     system.extend(call.strings("MessageSystemAttributeNames")?);
     let wanted = call.strings("MessageAttributeNames")?;
-    let name = queue.clone();
-    call.on_db(move |db| existing(db, &name).map(|_| ()))
-        .await?;
+    // The long poll takes an unknown queue for an empty one; SQS says it
+    // does not exist. A long poll asks first (rather than after waiting
+    // for nothing); a receive that does not wait asks only when nothing
+    // came back, so one that gets messages costs no extra read.
+    if wait > 0 {
+        let name = queue.clone();
+        call.on_db(move |db| existing(db, &name).map(|_| ()))
+            .await?;
+    }
     let batch = super::super::routes::lease_waiting(
         &call.app,
         queue.clone(),
@@ -292,6 +298,11 @@ pub async fn receive(call: Call) -> Result<Value, SqsError> {
     )
     .await
     .map_err(SqsError::of_api)?;
+    if batch.is_empty() && wait == 0 {
+        let name = queue.clone();
+        call.on_db(move |db| existing(db, &name).map(|_| ()))
+            .await?;
+    }
     let fifo = is_fifo(&queue);
     let messages: Vec<Value> = batch
         .iter()

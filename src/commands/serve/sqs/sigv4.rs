@@ -4,7 +4,9 @@
 //! signature compared in constant time. The signing region is taken from
 //! the request's credential scope; the service must be `sqs`.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use anyhow::Context as _;
 use axum::http::{HeaderMap, Method};
@@ -20,12 +22,20 @@ const SKEW_MS: i64 = 15 * 60 * 1000;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
-/// The key pairs requests may be signed with.
-pub struct Credentials(Vec<(String, Vec<u8>)>);
+/// Signing keys kept at most (one per key pair, day and region in use).
+const MAX_SIGNING_KEYS: usize = 64;
+
+/// The key pairs requests may be signed with, and the signing keys derived
+/// from them so far: a key serves a whole day of one region, and deriving
+/// it takes four HMACs.
+pub struct Credentials {
+    pairs: Vec<(String, Vec<u8>)>,
+    signing_keys: Mutex<HashMap<(String, String, String), Vec<u8>>>,
+}
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({} hidden)", self.0.len())
+        write!(f, "Credentials({} hidden)", self.pairs.len())
     }
 }
 
@@ -69,13 +79,37 @@ impl Credentials {
                     .into(),
             );
         }
-        Ok(Credentials(pairs))
+        Ok(Credentials {
+            pairs,
+            signing_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The signing key of `auth`'s key pair, day and region (`None`: an
+    /// unknown access key).
+    fn signing_key(&self, auth: &Authorization<'_>) -> Option<Vec<u8>> {
+        let secret = self.secret(auth.access_key)?;
+        let id = (
+            auth.access_key.to_owned(),
+            auth.date.to_owned(),
+            auth.region.to_owned(),
+        );
+        let mut keys = self.signing_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = keys.get(&id) {
+            return Some(key.clone());
+        }
+        let key = signing_key(secret, auth.date, auth.region, auth.service);
+        if keys.len() >= MAX_SIGNING_KEYS {
+            keys.clear();
+        }
+        keys.insert(id, key.clone());
+        Some(key)
     }
 
     fn secret(&self, id: &str) -> Option<&[u8]> {
         // The ids are not secret; the secrets never leave this function's
         // caller, which compares signatures in constant time.
-        self.0
+        self.pairs
             .iter()
             .find(|(known, _)| known == id)
             .map(|(_, s)| s.as_slice())
@@ -176,9 +210,9 @@ pub fn verify(credentials: &Credentials, req: &Request<'_>) -> Result<Signer, Sq
         .to_str()
         .map_err(|_| SqsError::incomplete("Authorization header is not ASCII"))?;
     let auth = parse_authorization(value)?;
-    let secret = credentials
-        .secret(auth.access_key)
-        .ok_or_else(SqsError::unknown_key)?;
+    if credentials.secret(auth.access_key).is_none() {
+        return Err(SqsError::unknown_key());
+    }
     let amz_date = header_text(req.headers, "x-amz-date").ok_or_else(|| {
         SqsError::incomplete("the request needs an X-Amz-Date header (YYYYMMDDTHHMMSSZ)")
     })?;
@@ -213,7 +247,11 @@ pub fn verify(credentials: &Credentials, req: &Request<'_>) -> Result<Signer, Sq
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         hex(&Sha256::digest(canonical.as_bytes()))
     );
-    let key = signing_key(secret, auth.date, auth.region, auth.service);
+    // The service is `sqs` (checked above), so it need not be in the
+    // cache's key.
+    let key = credentials
+        .signing_key(&auth)
+        .ok_or_else(SqsError::unknown_key)?;
     let expected = hex(&hmac(&key, to_sign.as_bytes()));
     if !bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
         return Err(SqsError::bad_signature(
