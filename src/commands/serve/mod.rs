@@ -7,7 +7,8 @@
 //! the JSON of the command line), `auth` (bearer tokens), `errors` (errors
 //! as `{"error","exit_code"}` with the matching status), `log` (the
 //! request log and the request metrics of `/metrics`) and `tls` (the
-//! certificate and key of `--tls-cert`/`--tls-key`).
+//! certificate and key of `--tls-cert`/`--tls-key`), and `sqs` (`--sqs`:
+//! the Amazon SQS JSON protocol, with its own signatures and errors).
 //!
 //! Publish requests are written by one writer thread, `group`, which
 //! commits those that arrive together in one transaction.
@@ -56,7 +57,9 @@ Examples:
   spool serve --listen 0.0.0.0:8910 --token-file /etc/spool/tokens
   spool serve --listen 0.0.0.0:8443 --token-file /etc/spool/tokens \\
       --tls-cert /etc/spool/cert.pem --tls-key /etc/spool/key.pem
-  curl -s -X POST 'localhost:8910/v1/queues/orders/consume?wait=20s'";
+  curl -s -X POST 'localhost:8910/v1/queues/orders/consume?wait=20s'
+  spool serve --sqs --sqs-credentials /etc/spool/sqs-credentials   # AWS SDKs, `aws sqs`
+  aws --endpoint-url http://localhost:8910 sqs list-queues";
 
 /// Serve the queues over HTTP.
 ///
@@ -66,7 +69,9 @@ Examples:
 /// the command line prints. Listens on a loopback address unless `--token-file`
 /// is given; with one, every request needs `Authorization: Bearer TOKEN`. With
 /// `--tls-cert` and `--tls-key` it speaks HTTPS only (TLS does not replace the
-/// token file beyond loopback). Logs one
+/// token file beyond loopback). With `--sqs` it also answers the Amazon SQS
+/// JSON protocol on the same port, for the AWS SDKs and `aws sqs`; those
+/// requests are signed (SigV4) with a key pair of `--sqs-credentials`. Logs one
 /// JSON line per request on stderr (`--quiet` silences them). SIGINT or SIGTERM
 /// stops it after the requests in flight are answered.
 #[derive(Debug, clap::Args)]

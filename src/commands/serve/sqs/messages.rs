@@ -165,8 +165,8 @@ pub async fn send(call: Call) -> Result<Value, SqsError> {
     let body = out.body.clone().into_bytes();
     let ready = call
         .on_db(move |db| {
-            existing(db, &args.queue)?;
-            Ok(publish::prepare_one(db, args, body)?)
+            let max_size = existing(db, &args.queue)?.max_size;
+            Ok(publish::prepare_one(db, args, max_size, body)?)
         })
         .await?;
     let id = write(Arc::clone(&call.app), ready).await?;
@@ -233,10 +233,12 @@ pub async fn send_batch(call: Call) -> Result<Value, SqsError> {
     let name = queue.clone();
     let prepared = call
         .on_db(move |db| {
-            existing(db, &name)?;
+            let max_size = existing(db, &name)?.max_size;
             Ok(jobs
                 .into_iter()
-                .map(|(args, body)| publish::prepare_one(db, args, body).map_err(SqsError::from))
+                .map(|(args, body)| {
+                    publish::prepare_one(db, args, max_size, body).map_err(SqsError::from)
+                })
                 .collect::<Vec<_>>())
         })
         .await?;
