@@ -170,6 +170,7 @@ pub async fn send(call: Call) -> Result<Value, SqsError> {
         })
         .await?;
     let id = write(Arc::clone(&call.app), ready).await?;
+    call.app.news.tell();
     Ok(Value::Object(sent(id, &out, fifo)))
 }
 
@@ -263,6 +264,9 @@ pub async fn send_batch(call: Call) -> Result<Value, SqsError> {
             Ok(Err(e)) => failed.push(e.entry(&id)),
             Err(e) => failed.push(SqsError::internal(e.to_string()).entry(&id)),
         }
+    }
+    if !successful.is_empty() {
+        call.app.news.tell();
     }
     Ok(json!({ "Successful": successful, "Failed": failed }))
 }
@@ -392,6 +396,8 @@ pub async fn delete(call: Call) -> Result<Value, SqsError> {
     let text = call.required("ReceiptHandle")?.to_owned();
     let receipt = receipt_of(&text)?;
     let outcome = call.on_db(move |db| Ok(db.ack(&[receipt])?)).await?;
+    // An ack may free a place under the queue's in-flight cap.
+    call.app.news.tell();
     match outcome.into_iter().next() {
         Some(Err(e)) => Err(delete_refused(e, &text)),
         _ => Ok(json!({})),
@@ -423,6 +429,7 @@ pub async fn delete_batch(call: Call) -> Result<Value, SqsError> {
         .filter_map(|(_, _, r)| r.as_ref().ok().copied())
         .collect();
     let outcomes = call.on_db(move |db| Ok(db.ack(&valid)?)).await?;
+    call.app.news.tell();
     Ok(batch_answer(handles, outcomes, delete_refused, |_| {
         Map::new()
     }))
@@ -494,6 +501,8 @@ pub async fn change_visibility(call: Call) -> Result<Value, SqsError> {
     let outcome = call
         .on_db(move |db| change(db, &[(receipt, seconds)]))
         .await?;
+    // A visibility of 0 makes the message deliverable again at once.
+    call.app.news.tell();
     match outcome.into_iter().next() {
         Some(Err(e)) => Err(change_refused(e, &text)),
         _ => Ok(json!({})),
@@ -515,6 +524,7 @@ pub async fn change_visibility_batch(call: Call) -> Result<Value, SqsError> {
         }
     }
     let outcomes = call.on_db(move |db| change(db, &changes)).await?;
+    call.app.news.tell();
     Ok(batch_answer(handles, outcomes, change_refused, |_| {
         Map::new()
     }))
