@@ -223,3 +223,17 @@ def test_sqs_and_the_command_line_share_queues(sqs, server, name):
     assert [m["Body"] for m in got] == ["from spool", '{"json": true}']
     assert got[0]["MessageAttributes"] == {"source": {"DataType": "String", "StringValue": "cli"}}
     assert got[0]["MD5OfBody"] == hashlib.md5(b"from spool").hexdigest()
+
+
+def test_a_full_queue_answers_service_unavailable(server, name):
+    sqs = server.client(retries=0)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    server.spool("queue", "set", name, "--max-length", "1")
+    sqs.send_message(QueueUrl=url, MessageBody="fits")
+    with pytest.raises(ClientError) as err:
+        sqs.send_message(QueueUrl=url, MessageBody="does not fit")
+    assert code(err) == "ServiceUnavailable"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    out = sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "a", "MessageBody": "no room"}])
+    assert [(e["Id"], e["Code"], e["SenderFault"]) for e in out["Failed"]] == [
+        ("a", "ServiceUnavailable", False)]
