@@ -948,6 +948,34 @@ pub(crate) fn prepare_input(db: &mut Db, args: Args, input: &[u8]) -> anyhow::Re
     })
 }
 
+/// Checks one message whose body is given whole (never split into lines),
+/// as `spool publish QUEUE BODY` checks its argument: what `spool serve
+/// --sqs` runs for a SendMessage, whose body may hold newlines. The caller,
+/// which has read the queue's settings anyway, gives its `max_size`.
+pub(crate) fn prepare_one(
+    db: &mut Db,
+    args: Args,
+    max_size: u64,
+    body: Vec<u8>,
+) -> anyhow::Result<ReadyPublish> {
+    refuse_raw_body(db, &args)?;
+    let preparer = Preparer {
+        args: &args,
+        max_size,
+    };
+    let pending: Vec<Prepared> = preparer
+        .prepare(Origin::Argument, body)?
+        .into_iter()
+        .collect();
+    Ok(ReadyPublish {
+        headers: headers_json(&args.headers),
+        available_at: available_at(&args),
+        args,
+        ack: None,
+        pending,
+    })
+}
+
 impl ReadyPublish {
     /// The queue or topic published to.
     pub(crate) fn queue(&self) -> &str {

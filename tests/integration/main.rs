@@ -31,6 +31,7 @@ mod schedule;
 mod schedule_views;
 mod schema;
 mod serve;
+mod sqs;
 mod stress;
 mod top;
 mod topics;

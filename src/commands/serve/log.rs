@@ -164,9 +164,12 @@ pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
         .map_or("unmatched", MatchedPath::as_str)
         .replace('{', ":")
         .replace('}', "");
+    // SQS requests are signed instead (see `sqs`), and counted as one route.
+    let sqs = app.sqs.is_some() && super::sqs::is_sqs(req.headers());
+    let route = if sqs { "sqs".to_owned() } else { route };
     let checked = match &app.tokens {
-        Some(tokens) => tokens.check(req.headers()),
-        None => Ok(()),
+        Some(tokens) if !sqs => tokens.check(req.headers()),
+        _ => Ok(()),
     };
     let mut response = match checked.and_then(|()| declared_size(req.headers())) {
         Ok(()) => next.run(req).await,

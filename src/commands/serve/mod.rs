@@ -7,7 +7,8 @@
 //! the JSON of the command line), `auth` (bearer tokens), `errors` (errors
 //! as `{"error","exit_code"}` with the matching status), `log` (the
 //! request log and the request metrics of `/metrics`) and `tls` (the
-//! certificate and key of `--tls-cert`/`--tls-key`).
+//! certificate and key of `--tls-cert`/`--tls-key`), and `sqs` (`--sqs`:
+//! the Amazon SQS JSON protocol, with its own signatures and errors).
 //!
 //! Publish and ack requests are written by a writer thread, `group`, which
 //! commits those that arrive together in one transaction.
@@ -25,6 +26,7 @@ mod errors;
 mod group;
 mod log;
 mod routes;
+mod sqs;
 mod tls;
 
 use std::net::SocketAddr;
@@ -55,7 +57,9 @@ Examples:
   spool serve --listen 0.0.0.0:8910 --token-file /etc/spool/tokens
   spool serve --listen 0.0.0.0:8443 --token-file /etc/spool/tokens \\
       --tls-cert /etc/spool/cert.pem --tls-key /etc/spool/key.pem
-  curl -s -X POST 'localhost:8910/v1/queues/orders/consume?wait=20s'";
+  curl -s -X POST 'localhost:8910/v1/queues/orders/consume?wait=20s'
+  spool serve --sqs --sqs-credentials /etc/spool/sqs-credentials   # AWS SDKs, `aws sqs`
+  aws --endpoint-url http://localhost:8910 sqs list-queues";
 
 /// Serve the queues over HTTP.
 ///
@@ -65,7 +69,9 @@ Examples:
 /// the command line prints. Listens on a loopback address unless `--token-file`
 /// is given; with one, every request needs `Authorization: Bearer TOKEN`. With
 /// `--tls-cert` and `--tls-key` it speaks HTTPS only (TLS does not replace the
-/// token file beyond loopback). Logs one
+/// token file beyond loopback). With `--sqs` it also answers the Amazon SQS
+/// JSON protocol on the same port, for the AWS SDKs and `aws sqs`; those
+/// requests are signed (SigV4) with a key pair of `--sqs-credentials`. Logs one
 /// JSON line per request on stderr (`--quiet` silences them). SIGINT or SIGTERM
 /// stops it after the requests in flight are answered.
 #[derive(Debug, clap::Args)]
@@ -89,6 +95,12 @@ pub struct Args {
     /// How long a request may take, body and answer included
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse::positive_duration, hide = true)]
     pub request_timeout: Duration,
+    /// Also answer the Amazon SQS JSON protocol (AWS SDKs, `aws sqs`); needs --sqs-credentials
+    #[arg(long, requires = "sqs_credentials")]
+    pub sqs: bool,
+    /// Key pairs SQS requests are signed with (SigV4), one `ACCESS_KEY_ID SECRET` per line
+    #[arg(long, value_name = "FILE", requires = "sqs")]
+    pub sqs_credentials: Option<PathBuf>,
     /// Publish each request in a transaction of its own (for comparing)
     #[arg(long, hide = true)]
     pub no_group_commit: bool,
@@ -142,6 +154,8 @@ pub(crate) struct App {
     waiting: Arc<Semaphore>,
     /// This server's own commits, which wake its long polls at once.
     news: News,
+    /// `--sqs`: the SQS protocol's credentials.
+    sqs: Option<sqs::Sqs>,
 }
 
 /// Counts the commits of this server's requests, so that its long polls
@@ -294,7 +308,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         Some(path) => Some(auth::Tokens::load(path)?),
         None => None,
     };
-    if tokens.is_none() && !args.listen.ip().is_loopback() {
+    let loopback = args.listen.ip().is_loopback();
+    let sqs = match (&args.sqs_credentials, args.sqs) {
+        (Some(path), true) => Some(sqs::Sqs::load(
+            path,
+            args.tls_cert.is_some(),
+            tokens.is_some() || loopback,
+        )?),
+        _ => None,
+    };
+    // SQS credentials authenticate SQS requests; the native API then stays
+    // closed beyond loopback unless a token file opens it (see `sqs`).
+    if tokens.is_none() && sqs.is_none() && !loopback {
         // TLS hides the traffic; it does not say who may send it.
         let tls = if args.tls_cert.is_some() {
             " (TLS encrypts, it does not authenticate clients)"
@@ -302,7 +327,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             ""
         };
         return Err(Failure::usage(format!(
-            "refusing to listen on {} without authentication{tls}: anyone who can reach it could read and delete messages. Pass --token-file FILE (one token per line), or listen on a loopback address such as 127.0.0.1",
+            "refusing to listen on {} without authentication{tls}: anyone who can reach it could read and delete messages. Pass --token-file FILE (one token per line) or --sqs --sqs-credentials FILE, or listen on a loopback address such as 127.0.0.1",
             args.listen
         ))
         .into());
@@ -332,6 +357,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         working: Arc::new(Semaphore::new(MAX_WORKING)),
         waiting: Arc::new(Semaphore::new(MAX_WAITING)),
         news: News::default(),
+        sqs,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

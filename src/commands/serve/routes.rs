@@ -44,6 +44,12 @@ pub fn router(app: Arc<App>, request_timeout: Duration) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // `--sqs`: SQS requests (by their X-Amz-Target) are answered
+        // there, whatever their path.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            super::sqs::intercept,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
@@ -258,10 +264,7 @@ impl Drop for Gone {
 }
 
 /// `POST /v1/queues/{queue}/consume`: leases up to `n`, waiting up to `wait`
-/// for the first. The deliveries are handed to the request through a
-/// channel; when it is gone (its client left), they are released at once,
-/// their attempt not counted, as `consume` releases what it could not
-/// print.
+/// for the first ([`lease_waiting`]).
 async fn consume(
     State(app): State<Arc<App>>,
     Path(queue): Path<String>,
@@ -284,6 +287,31 @@ async fn consume(
         )));
     }
     q.finish()?;
+    let batch = lease_waiting(&app, queue, n, visibility, wait).await?;
+    if batch.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut lines = Vec::new();
+    for d in &batch {
+        output::write_delivery(&mut lines, d, LineKind::Consumed)
+            .map_err(|e| ApiError::from(anyhow::Error::from(e)))?;
+    }
+    Ok(ndjson(lines))
+}
+
+/// Leases up to `n` of `queue` for `visibility`, waiting up to `wait` for
+/// the first, on a blocking thread: what `consume` (and SQS's
+/// ReceiveMessage) answers with. The deliveries are handed to the request
+/// through a channel; when it is gone (its client left), they are released
+/// at once, their attempt not counted, as `consume` releases what it could
+/// not print.
+pub(super) async fn lease_waiting(
+    app: &Arc<App>,
+    queue: String,
+    n: usize,
+    visibility: Option<Duration>,
+    wait: Duration,
+) -> Result<Vec<store::Delivery>, ApiError> {
     // A long poll waits on a connection of its own, if one of the waiting
     // places is free; while they are all taken it waits for one without a
     // connection, and one whose whole wait passes so claims once.
@@ -299,7 +327,7 @@ async fn consume(
     let gone = Arc::new(AtomicBool::new(false));
     let _gone_on_drop = Gone(Arc::clone(&gone));
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let worker = Arc::clone(&app);
+    let worker = Arc::clone(app);
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let mut db = match worker.db() {
@@ -339,15 +367,7 @@ async fn consume(
             ));
         }
     };
-    if batch.is_empty() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let mut lines = Vec::new();
-    for d in &batch {
-        output::write_delivery(&mut lines, d, LineKind::Consumed)
-            .map_err(|e| ApiError::from(anyhow::Error::from(e)))?;
-    }
-    Ok(ndjson(lines))
+    Ok(batch)
 }
 
 /// Claims, waiting for news as `consume --wait` does, until something is
