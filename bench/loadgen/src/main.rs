@@ -180,13 +180,15 @@ fn report(args: &Args, mut o: Outcome) {
     let rate = o.messages as f64 / o.elapsed.as_secs_f64();
     let (p50, p99) = (pct(&o.latencies, 50.0), pct(&o.latencies, 99.0));
     let max = o.latencies.last().map_or(f64::NAN, |&m| m as f64 / 1000.0);
+    // consume: messages per receive, on average.
+    let receives = o.latencies.len();
     let label = args
         .label
         .clone()
         .unwrap_or_else(|| format!("{:?}", args.system).to_lowercase());
     let scenario = format!("{:?}", args.scenario).to_lowercase();
     println!(
-        "{label:<14} {scenario:<8} batch {:>3}  clients {:>2}  {:>9.0} msg/s  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  ({} messages in {:.2} s{})",
+        "{label:<14} {scenario:<8} batch {:>3}  clients {:>2}  {:>9.0} msg/s  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  ({} messages in {:.2} s{}{})",
         args.batch,
         args.clients,
         rate,
@@ -197,7 +199,12 @@ fn report(args: &Args, mut o: Outcome) {
         o.elapsed.as_secs_f64(),
         o.sent_rate
             .map(|r| format!(", sent {r:.0} msg/s"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if args.scenario == Scenario::Consume && receives > 0 {
+            format!(", {:.1} per receive", o.messages as f64 / receives as f64)
+        } else {
+            String::new()
+        }
     );
     if args.json {
         let json = serde_json::json!({
@@ -213,6 +220,7 @@ fn report(args: &Args, mut o: Outcome) {
             "p50_ms": p50,
             "p99_ms": p99,
             "max_ms": max,
+            "receives": receives,
         });
         println!("{json}");
     }
