@@ -37,6 +37,8 @@ tmp="$(mktemp -d)"
 tag="brokers_$$"
 pids=()
 cleanup() {
+    # Everything here is tried, whatever fails (no `set -e`).
+    set +e
     local pid
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
@@ -47,7 +49,7 @@ cleanup() {
     # Queues a failed run left behind.
     if command -v rabbitmqctl >/dev/null; then
         rabbitmqctl list_queues -q name 2>/dev/null | grep "^${tag}_" | while read -r q; do
-            rabbitmqctl delete_queue -q "$q" >/dev/null 2>&1 || true
+            rabbitmqctl delete_queue -q "$q" >/dev/null 2>&1
         done
     fi
     if [[ -n "$pg" ]]; then

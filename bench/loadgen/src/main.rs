@@ -226,16 +226,37 @@ fn report(args: &Args, mut o: Outcome) {
     }
 }
 
+/// How long one request may wait for its answer before the run fails.
+const ANSWER_LIMIT: Duration = Duration::from_secs(30);
+
+/// `f`, or an error if it did not finish within [`ANSWER_LIMIT`].
+async fn bounded<T>(what: &str, f: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(ANSWER_LIMIT, f).await {
+        Ok(outcome) => outcome,
+        Err(_) => bail!("{what} got no answer within {}s", ANSWER_LIMIT.as_secs()),
+    }
+}
+
 async fn run<S: System>(mut sys: S, args: &Args) -> Result<Outcome> {
-    sys.setup(args.batch)
-        .await
-        .context("setting up the queue")?;
-    let outcome = match args.scenario {
-        Scenario::Produce => produce(&sys, args).await,
-        Scenario::Consume => consume(&sys, args).await,
-        Scenario::Latency => latency(&sys, args).await,
+    bounded("creating the queue", sys.setup(args.batch)).await?;
+    // However a broker behaves, the run ends: the timed part, the filling
+    // and the draining get a generous limit together.
+    let limit = Duration::from_secs_f64(args.seconds * 2.0) + Duration::from_secs(300);
+    let scenario = async {
+        match args.scenario {
+            Scenario::Produce => produce(&sys, args).await,
+            Scenario::Consume => consume(&sys, args).await,
+            Scenario::Latency => latency(&sys, args).await,
+        }
     };
-    let cleaned = sys.cleanup().await.context("deleting the queue");
+    let outcome = match tokio::time::timeout(limit, scenario).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(anyhow::anyhow!(
+            "the run did not end within {}s",
+            limit.as_secs()
+        )),
+    };
+    let cleaned = bounded("deleting the queue", sys.cleanup()).await;
     let outcome = outcome?;
     cleaned?;
     Ok(outcome)
@@ -257,7 +278,7 @@ async fn produce<S: System>(sys: &S, args: &Args) -> Result<Outcome> {
             while Instant::now() < deadline {
                 let b = body(seq.fetch_add(1, Ordering::Relaxed));
                 let t0 = Instant::now();
-                p.send(b).await?;
+                bounded("a publish", p.send(b)).await?;
                 latencies.push(t0.elapsed().as_micros() as u64);
             }
             anyhow::Ok(latencies)
@@ -303,11 +324,12 @@ async fn consume<S: System>(sys: &S, args: &Args) -> Result<Outcome> {
             let (mut latencies, mut last) = (Vec::new(), start);
             while Instant::now() < deadline && acked.load(Ordering::Relaxed) < target {
                 let t0 = Instant::now();
-                let got = c.receive(batch, Duration::from_millis(200)).await?;
+                let got =
+                    bounded("a receive", c.receive(batch, Duration::from_millis(200))).await?;
                 if got.is_empty() {
                     continue;
                 }
-                c.ack().await?;
+                bounded("an ack", c.ack()).await?;
                 last = Instant::now();
                 latencies.push((last - t0).as_micros() as u64);
                 acked.fetch_add(got.len() as u64, Ordering::Relaxed);
@@ -370,7 +392,8 @@ async fn latency<S: System>(sys: &S, args: &Args) -> Result<Outcome> {
                         break;
                     }
                 }
-                let got = c.receive(batch, Duration::from_millis(500)).await?;
+                let got =
+                    bounded("a receive", c.receive(batch, Duration::from_millis(500))).await?;
                 if got.is_empty() {
                     continue;
                 }
@@ -380,7 +403,7 @@ async fn latency<S: System>(sys: &S, args: &Args) -> Result<Outcome> {
                         latencies.push(now.saturating_sub(t) / 1000);
                     }
                 }
-                c.ack().await?;
+                bounded("an ack", c.ack()).await?;
                 received.fetch_add(got.len() as u64, Ordering::Relaxed);
             }
             anyhow::Ok(latencies)
@@ -402,7 +425,7 @@ async fn latency<S: System>(sys: &S, args: &Args) -> Result<Outcome> {
                     break;
                 }
                 tokio::time::sleep_until(at.into()).await;
-                p.send(body(n)).await?;
+                bounded("a publish", p.send(body(n))).await?;
                 sent.fetch_add(1, Ordering::Relaxed);
                 k += 1;
             }

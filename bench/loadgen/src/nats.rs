@@ -56,6 +56,8 @@ impl crate::Producer for Producer {
 pub struct Consumer {
     consumer: consumer::Consumer<consumer::pull::Config>,
     pending: Vec<jetstream::Message>,
+    /// Fetches given up for want of an end.
+    stalled: u64,
 }
 
 impl crate::Consumer for Consumer {
@@ -68,9 +70,26 @@ impl crate::Consumer for Consumer {
             .messages()
             .await
             .map_err(|e| anyhow!("JetStream fetch: {e}"))?;
-        while let Some(m) = messages.next().await {
-            self.pending
-                .push(m.map_err(|e| anyhow!("JetStream fetch: {e}"))?);
+        // A fetch has no timer of its own: one whose end the server does not
+        // send is given up after a while (counted, and told at the end).
+        let fetched = tokio::time::timeout(wait + Duration::from_secs(2), async {
+            while let Some(m) = messages.next().await {
+                self.pending
+                    .push(m.map_err(|e| anyhow!("JetStream fetch: {e}"))?);
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        match fetched {
+            Ok(outcome) => outcome?,
+            Err(_) => {
+                self.stalled += 1;
+                eprintln!(
+                    "loadgen: a JetStream fetch got no end within {:?} ({} so far on this connection)",
+                    wait + Duration::from_secs(2),
+                    self.stalled
+                );
+            }
         }
         // ...or else the first that arrives within `wait`.
         if self.pending.is_empty() {
@@ -147,6 +166,7 @@ impl crate::System for Nats {
         Ok(Consumer {
             consumer,
             pending: Vec::new(),
+            stalled: 0,
         })
     }
 
