@@ -142,9 +142,9 @@ run() {
         "$loadgen" --system "$system" --url "$url" --label "$label" --json \
             --scenario "$scenario" --batch "$batch" --clients 8 --seconds "$seconds" \
             --messages "$messages" --rate 1000 --queue "${tag}_${label//-/_}_${scenario}_${batch}" \
-            2>>"$tmp/loadgen.err" | while read -r line; do
+            | while read -r line; do
                 if [[ "$line" == "{"* ]]; then echo "$line" >>"$results"; else echo "$line"; fi
-            done || { echo "error: the $label run failed:" >&2; cat "$tmp/loadgen.err" >&2; exit 1; }
+            done || { echo "error: the $label $scenario run failed (its error is above)" >&2; exit 1; }
     done
 }
 run produce 1 0
