@@ -78,7 +78,8 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
     Exit::IoErr
 }
 
-fn store_exit(err: &store::Error) -> Exit {
+/// The exit code for a store error.
+pub(crate) fn store_exit(err: &store::Error) -> Exit {
     use store::Error as E;
     match err {
         E::Busy { .. } | E::PgBusy { .. } | E::QueueFull { .. } => Exit::Busy,

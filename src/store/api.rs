@@ -19,6 +19,7 @@ use super::backend::{self, Backend};
 use super::error::{Error, Result};
 use super::flow::DeadReason;
 use super::ops::publish::PublishJob;
+use super::ops::schedules::ClaimJob;
 use super::ops::{self, admin, inspect, lease, schedules, work};
 use super::receipt::{Receipt, ReceiptError, Release};
 use super::types::{
@@ -184,6 +185,13 @@ pub trait Store: Backend + std::fmt::Debug {
         ack: bool,
     ) -> Result<Vec<Delivery>> {
         schedules::claim(self, queue, max, visibility, ack)
+    }
+
+    /// Several claims in one transaction (one commit), each answered on its
+    /// own as [`Store::claim`] answers it: `spool serve` leases for the
+    /// consume requests that arrive together this way.
+    fn claim_group(&mut self, jobs: &[ClaimJob<'_>]) -> Result<Vec<Result<Vec<Delivery>>>> {
+        schedules::claim_group(self, jobs)
     }
 
     /// Acks each receipt: the message is done (kept for replay, or deleted

@@ -164,6 +164,7 @@ pub use error::{Error, Result};
 pub use location::Location;
 pub use location::is_postgres_url;
 pub use ops::publish::PublishJob;
+pub use ops::schedules::ClaimJob;
 pub use postgres::{Migrated, PostgresStore};
 pub use receipt::{Receipt, ReceiptError, Release};
 pub use rules::backoff;

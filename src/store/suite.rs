@@ -441,6 +441,7 @@ macro_rules! on_both_backends {
 on_both_backends! {
     // Claims, receipts and leases.
     lease::claims_go_by_priority_then_id_and_acks_finish_them,
+    lease::a_claim_group_answers_each_claim_on_its_own,
     lease::receipts_are_judged_one_by_one,
     lease::extend_keeps_a_lease_and_nack_gives_the_message_back,
     lease::the_last_failed_attempt_makes_a_message_dead,

@@ -20,13 +20,14 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::Context;
 use crate::commands::publish::ReadyPublish;
 use crate::error::Exit;
-use crate::store::{self, Db, PublishBatch, PublishJob, Receipt, ReceiptError};
+use crate::store::{self, ClaimJob, Db, Delivery, PublishBatch, PublishJob, Receipt, ReceiptError};
 
 /// Requests in one group at most.
 const MAX_JOBS: usize = 256;
@@ -49,11 +50,21 @@ struct AckJob {
     answer: oneshot::Sender<anyhow::Result<Acked>>,
 }
 
+/// A claim (of a consume request) waiting for its group: its own answer,
+/// or the error that kept the group from running it.
+struct ClaimWork {
+    queue: String,
+    max: usize,
+    visibility: Option<Duration>,
+    answer: oneshot::Sender<anyhow::Result<store::Result<Vec<Delivery>>>>,
+}
+
 /// What waits on the channel.
 enum Work {
     /// Boxed: a prepared publish is large, an ack small.
     Publish(Box<Job>),
     Ack(AckJob),
+    Claim(ClaimWork),
 }
 
 impl Work {
@@ -62,6 +73,7 @@ impl Work {
         match self {
             Work::Publish(job) => job.ready.bytes(),
             Work::Ack(job) => job.receipts.len() * std::mem::size_of::<Receipt>(),
+            Work::Claim(job) => job.queue.len(),
         }
     }
 }
@@ -111,6 +123,25 @@ impl Group {
         answered.await.map_err(|_| stopped())?
     }
 
+    /// Claims up to `max` of `queue` in the next group, from a blocking
+    /// thread: the claim's own answer (an unknown queue is its error), or
+    /// the error that kept the group from running it.
+    pub(crate) fn claim_blocking(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Option<Duration>,
+    ) -> anyhow::Result<store::Result<Vec<Delivery>>> {
+        let (answer, answered) = oneshot::channel();
+        self.send(Work::Claim(ClaimWork {
+            queue: queue.to_owned(),
+            max,
+            visibility,
+            answer,
+        }))?;
+        answered.blocking_recv().map_err(|_| stopped())?
+    }
+
     fn send(&self, work: Work) -> anyhow::Result<()> {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         match jobs.as_ref() {
@@ -157,18 +188,64 @@ fn writer(ctx: &Context, mut db: Option<Db>, waiting: &Mutex<mpsc::Receiver<Work
             }
             work
         };
-        let (mut jobs, mut acks) = (Vec::new(), Vec::new());
+        let (mut jobs, mut acks, mut claims) = (Vec::new(), Vec::new(), Vec::new());
         for w in work {
             match w {
                 Work::Publish(job) => jobs.push(*job),
                 Work::Ack(job) => acks.push(job),
+                Work::Claim(job) => claims.push(job),
             }
         }
         if !acks.is_empty() {
             run_acks(ctx, &mut db, acks);
         }
+        if !claims.is_empty() {
+            run_claims(ctx, &mut db, claims);
+        }
         if !jobs.is_empty() {
             run_group(ctx, &mut db, jobs);
+        }
+    }
+}
+
+/// Runs `claims` in one transaction and answers each with its own
+/// deliveries.
+fn run_claims(ctx: &Context, db: &mut Option<Db>, claims: Vec<ClaimWork>) {
+    let jobs: Vec<ClaimJob<'_>> = claims
+        .iter()
+        .map(|c| ClaimJob {
+            queue: &c.queue,
+            max: c.max,
+            visibility: c.visibility,
+        })
+        .collect();
+    let outcome = connection(ctx, db).and_then(|open| Ok(open.claim_group(&jobs)?));
+    drop(jobs);
+    match outcome {
+        Ok(answers) if answers.len() == claims.len() => {
+            for (claim, answer) in claims.into_iter().zip(answers) {
+                let _ = claim.answer.send(Ok(answer));
+            }
+        }
+        outcome => {
+            // The transaction failed: each claim runs alone, for an answer
+            // of its own.
+            if outcome.as_ref().is_err_and(super::broken) {
+                *db = None;
+            }
+            for claim in claims {
+                let answer = connection(ctx, db)
+                    .map(|open| open.claim(&claim.queue, claim.max, claim.visibility, false));
+                let broken = match &answer {
+                    Ok(Err(e)) => crate::error::store_exit(e) == Exit::IoErr,
+                    Ok(Ok(_)) => false,
+                    Err(e) => super::broken(e),
+                };
+                if broken {
+                    *db = None;
+                }
+                let _ = claim.answer.send(answer);
+            }
         }
     }
 }

@@ -390,7 +390,13 @@ fn long_poll(
         }
         let mut told = app.news.seen();
         let version = db.data_version()?;
-        match db.claim(queue, n, visibility, false) {
+        // With group commit, claimed with the claims, acks and publishes
+        // that arrive together (one commit); this connection only waits.
+        let claimed = match &app.group {
+            Some(group) => group.claim_blocking(queue, n, visibility)?,
+            None => db.claim(queue, n, visibility, false),
+        };
+        match claimed {
             Ok(batch) if !batch.is_empty() => return Ok(batch),
             Ok(_) | Err(store::Error::UnknownQueue { .. } | store::Error::NameIsTopic { .. }) => {}
             Err(e) => return Err(e.into()),

@@ -56,6 +56,58 @@ pub(crate) fn claim(
     Ok(got)
 }
 
+/// One claim of a group run by [`claim_group`]: up to `max` deliveries of
+/// `queue`, leased for `visibility` (default: the queue's).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimJob<'a> {
+    /// The queue to claim from.
+    pub queue: &'a str,
+    /// At most this many deliveries.
+    pub max: usize,
+    /// The lease, or the queue's visibility.
+    pub visibility: Option<Duration>,
+}
+
+/// [`Store::claim_group`](crate::store::Store::claim_group): the claims of
+/// `jobs` in one write transaction (one commit), each answered on its own
+/// as [`claim`] would answer it (an unknown queue or a topic is that
+/// claim's error; claims of one queue lease different messages, in turn).
+/// A due schedule is fired after the commit, as [`claim`] fires it. An
+/// error of the transaction itself fails the whole group.
+pub(crate) fn claim_group(
+    store: &mut (impl Backend + ?Sized),
+    jobs: &[ClaimJob<'_>],
+) -> Result<Vec<Result<Vec<Delivery>>>> {
+    let claimed = backend::write(store, |tx| {
+        jobs.iter()
+            .map(|job| lease::claim_in(tx, job.queue, job.max, job.visibility, false))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut answers = Vec::with_capacity(jobs.len());
+    for (job, claimed) in jobs.iter().zip(claimed) {
+        answers.push(match claimed {
+            Err(e) => Err(e),
+            Ok(leased) => {
+                let mut got = leased.deliveries;
+                if let Some(queue_id) = leased.schedule_due
+                    && fire_due(store, queue_id)?
+                    && got.len() < job.max
+                {
+                    got.extend(lease::claim(
+                        store,
+                        job.queue,
+                        job.max - got.len(),
+                        job.visibility,
+                        false,
+                    )?);
+                }
+                Ok(got)
+            }
+        });
+    }
+    Ok(answers)
+}
+
 /// What `work_step` (`ops::work`) does after its transaction
 /// when its claim found an occurrence due: fires it, and claims up to
 /// `want` more when something was published.

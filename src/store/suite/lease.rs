@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{Fixture, ids, max_attempts, only, receipts};
+use crate::store::{ClaimJob, Error, Receipt};
 use crate::store::{Done, NewMessage, Outcome, ReceiptError, Release, Settled, State, Sync};
-use crate::store::{Error, Receipt};
 
 /// A lease long enough that only [`Fixture::advance`] ends it.
 const HOUR: Duration = Duration::from_secs(3600);
@@ -50,6 +50,69 @@ pub(super) fn claims_go_by_priority_then_id_and_acks_finish_them(f: &mut Fixture
     assert!(f.db.claim("q", 10, None, false).expect("empty").is_empty());
     assert_eq!(f.state("q", high), (State::Acked, 1));
     f.assert_counts_match("q");
+}
+
+pub(super) fn a_claim_group_answers_each_claim_on_its_own(f: &mut Fixture) {
+    let q = f.publish_n("q", 5);
+    let other = f.publish_n("other", 1);
+    f.db.subscribe("t", "sub").expect("subscribe");
+    let jobs = [
+        ClaimJob {
+            queue: "q",
+            max: 2,
+            visibility: None,
+        },
+        ClaimJob {
+            queue: "missing",
+            max: 1,
+            visibility: None,
+        },
+        ClaimJob {
+            queue: "q",
+            max: 2,
+            visibility: Some(HOUR),
+        },
+        ClaimJob {
+            queue: "t",
+            max: 1,
+            visibility: None,
+        },
+        ClaimJob {
+            queue: "other",
+            max: 5,
+            visibility: None,
+        },
+    ];
+    let answers = f.db.claim_group(&jobs).expect("the group commits");
+    assert_eq!(answers.len(), 5);
+    // Claims of one queue take turns in the order given.
+    assert_eq!(ids(answers[0].as_ref().expect("first")), q[..2]);
+    assert_eq!(ids(answers[2].as_ref().expect("second")), q[2..4]);
+    let second = answers[2].as_ref().expect("second");
+    assert!(second[0].lease_expires_at - second[0].published_at >= 3_000_000);
+    assert!(
+        matches!(answers[1], Err(Error::UnknownQueue { .. })),
+        "{:?}",
+        answers[1]
+    );
+    assert!(
+        matches!(answers[3], Err(Error::NameIsTopic { .. })),
+        "{:?}",
+        answers[3]
+    );
+    assert_eq!(ids(answers[4].as_ref().expect("other")), other);
+    // They are leases like any other: acked by receipt, counted.
+    let all: Vec<Receipt> = [&answers[0], &answers[2], &answers[4]]
+        .into_iter()
+        .flat_map(|a| receipts(a.as_ref().expect("leased")))
+        .collect();
+    assert!(f.db.ack(&all).expect("ack").iter().all(Result::is_ok));
+    assert_eq!(
+        ids(&f.db.claim("q", 10, None, false).expect("rest")),
+        q[4..]
+    );
+    f.assert_counts_match("q");
+    f.assert_counts_match("other");
 }
 
 pub(super) fn receipts_are_judged_one_by_one(f: &mut Fixture) {
