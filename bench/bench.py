@@ -6,7 +6,7 @@ p99s and ratios. Run it through bench/run.sh, which builds a release binary.
 Usage: bench/bench.py SPOOL_BINARY [--quick] [--only NAME,...] [--out FILE]
                       [--baseline OLD_SPOOL_BINARY]
 
-With --baseline, the scenarios that support it (single, drain, pop) also run
+With --baseline, the scenarios that support it (single, drain, pop, loops) also run
 an older build, interleaved with the new one in the same run, and print the
 ratio new/old: the way to measure a change on a shared, noisy machine.
 """
@@ -301,6 +301,54 @@ class Bench:
             if " (baseline)" in rates:
                 log(f"   batch {batch:3d}: new / baseline {rates[''] / rates[' (baseline)']:.3f}x")
 
+    # ------------------------------------------------- 3c. shell loops against Redis
+    def loops(self):
+        """The issue-22 comparisons: 8 parallel shell-style loops draining a
+        queue, spool against `redis-cli RPOP` loops on a Redis that fsyncs
+        every write (`appendfsync always`), interleaved round by round."""
+        rounds = 1 if self.quick else 3
+        log(f"\n[3c] 8 parallel loops, spool against redis-cli RPOP (appendfsync always), {rounds} interleaved rounds")
+        redis = start_redis(6392, fsync=True, workdir=self.dir)
+        if not redis:
+            log("  skipped: redis-server is not installed")
+            return
+        try:
+            cases = [
+                # (name, batch, pop, messages)
+                ("consume -n 100 + ack", 100, False, 20_000 if self.quick else 100_000),
+                ("consume -n 1 --ack", 1, True, 500 if self.quick else 2_000),
+                ("consume -n 1 + ack", 1, False, 500 if self.quick else 2_000),
+            ]
+            for name, batch, pop, total in cases:
+                rates = {}
+                for _ in range(rounds):
+                    contenders = {f"spool{label}": binary for label, binary in self.builds().items()}
+                    contenders["redis"] = None
+                    for who in random.sample(list(contenders), len(contenders)):
+                        if who == "redis":
+                            rate = redis_rpop_drain(8, batch, total, port=6392)
+                        else:
+                            db = self.db("loops")
+                            publish_n(self, db, total, contenders[who])
+                            rate, _, problems = drain_queue(self, db, 8, batch, contenders[who], pop=pop)
+                            if problems:
+                                log(f"  {name}, {who}: problems {problems}")
+                        rates.setdefault(who, []).append(rate)
+                med = {who: statistics.median(rs) for who, rs in rates.items()}
+                redis_rate = med["redis"]
+                log(f"  8 x {name:22s} spool {med['spool']:>8,.0f} msg/s, redis-cli 'RPOP q {batch}' "
+                    f"{redis_rate:>8,.0f} msg/s: {med['spool'] / redis_rate:.2f}x")
+                fields = {"spool_msgs_per_s": round(med["spool"]), "redis_msgs_per_s": round(redis_rate),
+                          "vs_redis": round(med["spool"] / redis_rate, 3)}
+                if "spool (baseline)" in med:
+                    base = med["spool (baseline)"]
+                    log(f"  8 x {name:22s} baseline {base:>8,.0f} msg/s: {base / redis_rate:.2f}x of redis; "
+                        f"new / baseline {med['spool'] / base:.3f}x")
+                    fields.update(baseline_msgs_per_s=round(base), baseline_vs_redis=round(base / redis_rate, 3))
+                record("loops", f"8x {name}", **fields)
+        finally:
+            stop_redis(redis)
+
     # ------------------------------------------------- PostgreSQL next to SQLite
     def postgres(self):
         log(f"\n[6] PostgreSQL ({PG_URL}) next to SQLite, same run")
@@ -569,17 +617,18 @@ def stop_redis(proc):
         proc.wait(timeout=10)
 
 
-def redis_rpop_drain(loops, batch, total):
-    run(["redis-cli", "DEL", "bench:d"])
+def redis_rpop_drain(loops, batch, total, port=6379):
+    port = str(port)
+    run(["redis-cli", "-p", port, "DEL", "bench:d"])
     data = b"".join(b"*3\r\n$5\r\nLPUSH\r\n$7\r\nbench:d\r\n$%d\r\n%s\r\n" % (len(m), m)
                     for m in (b'{"n":%d}' % i for i in range(total)))
-    subprocess.run(["redis-cli", "--pipe"], input=data, capture_output=True, check=True)
+    subprocess.run(["redis-cli", "-p", port, "--pipe"], input=data, capture_output=True, check=True)
     count = [0]
     lock = threading.Lock()
 
     def loop():
         while True:
-            out = subprocess.run(["redis-cli", "RPOP", "bench:d", str(batch)], capture_output=True).stdout
+            out = subprocess.run(["redis-cli", "-p", port, "RPOP", "bench:d", str(batch)], capture_output=True).stdout
             n = len([l for l in out.splitlines() if l.strip()])
             if n == 0:
                 return
@@ -595,7 +644,7 @@ def redis_rpop_drain(loops, batch, total):
     return count[0] / (time.perf_counter() - start)
 
 
-SCENARIOS = ["single", "batch", "drain", "pop", "work", "backlog", "latency", "postgres"]
+SCENARIOS = ["single", "batch", "drain", "pop", "loops", "work", "backlog", "latency", "postgres"]
 
 
 def main():
@@ -604,7 +653,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument("--out", help="write the results as JSON here")
-    parser.add_argument("--baseline", help="an older spool binary to run interleaved with SPOOL (single, drain, pop)")
+    parser.add_argument("--baseline", help="an older spool binary to run interleaved with SPOOL (single, drain, pop, loops)")
     args = parser.parse_args()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="spool-bench-", dir=os.environ.get("BENCH_DIR")) as workdir:

@@ -13,8 +13,9 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-/// The system calls that write or sync a file.
-const TRACED: &str = "trace=write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sync_file_range";
+/// The system calls that write, sync or cut a file.
+const TRACED: &str =
+    "trace=write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sync_file_range,ftruncate";
 
 /// True when strace can be used here; otherwise says why (and fails in CI).
 fn strace_missing() -> bool {
@@ -65,8 +66,8 @@ fn calls(trace: &str) -> Vec<Call> {
 
 /// Runs spool (with `args` and `input`) under strace and checks that its
 /// last write to the WAL is followed by an fsync of the WAL before it exits
-/// 0. Returns how many writes to the WAL it made.
-fn assert_synced(env: &Env, args: &[&str], input: &str) -> usize {
+/// 0. Returns the calls it made on files.
+fn assert_synced(env: &Env, args: &[&str], input: &str) -> Vec<Call> {
     let trace_file = env.path("trace");
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "-y", "-s", "0", "-e", TRACED, "-o"])
@@ -111,7 +112,7 @@ fn assert_synced(env: &Env, args: &[&str], input: &str) -> usize {
         synced,
         "spool {args:?}: no fsync of the WAL after its last write to it:\n{trace}"
     );
-    writes.len()
+    calls
 }
 
 #[test]
@@ -192,4 +193,63 @@ fn every_writing_command_fsyncs_the_wal_before_it_exits() {
     assert_synced(&env, &["unsubscribe", "t", "q"], "");
     assert_synced(&env, &["queue", "delete", "next", "--force"], "");
     drop(other);
+}
+
+/// A command alone with the database closes last: it checkpoints the WAL
+/// into the database file and then cuts the WAL to nothing, keeping the
+/// file for the next process (`SQLITE_FCNTL_PERSIST_WAL`). The WAL may only
+/// be emptied once what it held is on disk in the database file: every
+/// write to the database file is followed by an fsync of it before the WAL
+/// is cut (or deleted), and the commit's own fsync of the WAL is checked
+/// as above.
+#[test]
+fn a_lone_command_syncs_the_database_file_before_it_empties_the_wal() {
+    if sqlite_only("the WAL and its checkpoint are SQLite's") || strace_missing() {
+        return;
+    }
+    let env = Env::new();
+    env.run(&["queue", "create", "q"]).success();
+    env.publish("q", r#"{"n":0}"#);
+    let leased = env.consume("q", &["-n", "1"]);
+    let leased = receipt(&leased[0]).to_owned();
+    let db = Path::new(&env.db);
+    let name = format!("/{}", db.file_name().unwrap().to_string_lossy());
+    let mut cut = 0;
+    for (args, input) in [
+        (vec!["publish", "q", r#"{"n":1}"#], ""),
+        (vec!["publish", "q"], "{\"n\":2}\n{\"n\":3}\n"),
+        (vec!["consume", "q", "--ack"], ""),
+        (vec!["ack", leased.as_str()], ""),
+    ] {
+        let calls = assert_synced(&env, &args, input);
+        let is_db = |c: &Call| c.path.ends_with(&name);
+        let is_wal = |c: &Call| c.path.ends_with("-wal");
+        let Some(emptied) = calls
+            .iter()
+            .position(|c| is_wal(c) && c.name == "ftruncate")
+        else {
+            continue;
+        };
+        cut += 1;
+        let before = &calls[..emptied];
+        if let Some(last_write) = before
+            .iter()
+            .rposition(|c| is_db(c) && c.name.contains("write"))
+        {
+            assert!(
+                before[last_write..]
+                    .iter()
+                    .any(|c| is_db(c) && matches!(c.name.as_str(), "fsync" | "fdatasync")),
+                "spool {args:?}: the WAL was emptied before the database file was synced: {calls:?}"
+            );
+        }
+    }
+    // The WAL is kept between processes: each lone command emptied it.
+    assert_eq!(cut, 4, "no lone command emptied the WAL it keeps");
+    let wal = format!("{}-wal", db.display());
+    assert_eq!(
+        std::fs::metadata(&wal).map(|m| m.len()).ok(),
+        Some(0),
+        "the WAL is kept, empty, after the last process"
+    );
 }

@@ -28,6 +28,21 @@ pub trait LeaseTx: Tx {
     /// Counting the move is the caller's.
     fn mark_done(&mut self, q: &QueueRow, msg: i64, to: State) -> Result<()>;
 
+    /// Ends at [`Tx::now`], in one statement, the deliveries of `q` that
+    /// `receipts` (all of `q`) name and whose lease holds (the token
+    /// matches, the delivery is leased and its lease has not run out:
+    /// [`crate::store::rules::judge_receipt`]'s `Held`): marked acked
+    /// (keeping no expiry), or deleted when `q`'s retention is 0. Returns
+    /// the receipts it ended, each with its delivery's group. It may leave
+    /// some whose lease holds (SQLite leaves those in a group), which the
+    /// caller judges and ends one by one. Counting, releasing the groups
+    /// and deleting orphaned messages are the caller's.
+    fn ack_held(
+        &mut self,
+        q: &QueueRow,
+        receipts: &[Receipt],
+    ) -> Result<Vec<(Receipt, Option<String>)>>;
+
     /// Deletes one delivery. Counting it is the caller's.
     fn delete_delivery(&mut self, queue: i64, msg: i64) -> Result<()>;
 

@@ -122,9 +122,86 @@ pub(crate) fn ack(
     store: &mut (impl Backend + ?Sized),
     receipts: &[Receipt],
 ) -> Result<Vec<Result<(), ReceiptError>>> {
-    settle(store, receipts, Repeat::Harmless, &|tx, q, r, held| {
-        finish(tx, q, r.msg_id, held.group.as_deref(), State::Acked)
-    })
+    backend::write(store, |tx| ack_in(tx, receipts))
+}
+
+/// The body of [`ack`], inside a transaction the caller commits: per queue,
+/// one statement ends the deliveries whose receipt's lease holds
+/// ([`LeaseTx::ack_held`], which judges in SQL what
+/// [`rules::judge_receipt`] calls `Held`), with no lookup before it; only
+/// the receipts it did not end are looked up, to tell a repeated ack
+/// (harmless) from a refused one, or to end one it left (in a group, on
+/// SQLite) as [`settle_in`] would. The answers are those of [`settle_in`],
+/// which spends a lookup and an update per receipt.
+pub(crate) fn ack_in(
+    tx: &mut (impl LeaseTx + ?Sized),
+    receipts: &[Receipt],
+) -> Result<Vec<Result<(), ReceiptError>>> {
+    let queues = queue_map(tx, receipts.iter())?;
+    let mut ids: Vec<i64> = queues.keys().copied().collect();
+    ids.sort_unstable();
+    let mut acked = std::collections::HashSet::new();
+    for id in ids {
+        let q = &queues[&id];
+        let set: Vec<Receipt> = receipts
+            .iter()
+            .filter(|r| r.queue_id == id)
+            .copied()
+            .collect();
+        let ended = tx.ack_held(q, &set)?;
+        if ended.is_empty() {
+            continue;
+        }
+        let deleting = q.settings.retention.is_zero();
+        let n = ended.len() as i64;
+        if deleting {
+            tx.counts().acked_and_deleted(id, n);
+        } else {
+            tx.counts()
+                .moved_many(id, Some(State::Leased), Some(State::Acked), n);
+        }
+        for (r, group) in &ended {
+            if let Some(group) = group {
+                tx.release_group(id, group, r.msg_id)?;
+            }
+        }
+        if deleting {
+            let msgs: Vec<i64> = ended.iter().map(|(r, _)| r.msg_id).collect();
+            tx.delete_orphans(&msgs)?;
+        }
+        // Leases ended: consumers waiting on the in-flight cap may go on.
+        if q.settings.flow.max_in_flight > 0 {
+            tx.notify(&q.name);
+        }
+        acked.extend(ended.into_iter().map(|(r, _)| r));
+    }
+    let mut last_id = None;
+    let mut outcomes = Vec::with_capacity(receipts.len());
+    for r in receipts {
+        let Some(q) = queues.get(&r.queue_id) else {
+            outcomes.push(Err(ReceiptError::Unknown));
+            continue;
+        };
+        outcomes.push(if acked.contains(r) {
+            Ok(())
+        } else {
+            match judge(tx, r, &mut last_id)? {
+                Judgement::Held(held) => {
+                    finish(tx, q, r.msg_id, held.group.as_deref(), State::Acked)?;
+                    acked.insert(*r);
+                    Ok(())
+                }
+                Judgement::Done => Ok(()),
+                Judgement::Refused(e) => Err(e),
+            }
+        });
+    }
+    tx.release_groups()?;
+    // Retention cleanup in small steps, paid by the writers of each queue.
+    for q in queues.values() {
+        tx.housekeeping(q)?;
+    }
+    Ok(outcomes)
 }
 
 /// Gives each receipt's message back: deliverable again per `release`, or

@@ -4,7 +4,7 @@
 //! that writers do once a second. Claim and ack have one-statement fast
 //! paths here, tried before the generic operation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::queues::{self, QueueRow};
@@ -15,7 +15,7 @@ use crate::store::error::Result;
 use crate::store::flow::DeadReason;
 use crate::store::ops::lease;
 use crate::store::receipt::{Receipt, ReceiptError, new_leases};
-use crate::store::rules::{self, Judgement, LeaseRow};
+use crate::store::rules::{self, LeaseRow};
 use crate::store::types::{Delivery, State, ms};
 use postgres::Row;
 
@@ -40,7 +40,7 @@ impl PostgresStore {
             return Ok(vec![Ok(()); receipts.len()]);
         }
         let mut tx = Tx::begin(self.conn.get_mut())?;
-        let outcomes = ack_in(&mut tx, &rest)?;
+        let outcomes = lease::ack_in(&mut tx, &rest)?;
         tx.commit()?;
         let judged: HashMap<Receipt, Result<(), ReceiptError>> =
             rest.into_iter().zip(outcomes).collect();
@@ -237,73 +237,6 @@ fn fast_ack(conn: &mut Conn, receipts: &[Receipt]) -> Result<Vec<Receipt>> {
         &[&queue_ids, &msg_ids, &leases],
     )?;
     rows.iter().map(receipt).collect()
-}
-
-/// Acks receipts: one statement for all whose lease holds (per retention:
-/// marked acked, or deleted), then a look at the others to tell a repeated
-/// ack (harmless) from a refused one. The same answers as the generic
-/// `ops::lease::ack`, which spends a statement or two per receipt.
-pub(crate) fn ack_in(
-    tx: &mut Tx<'_>,
-    receipts: &[Receipt],
-) -> Result<Vec<Result<(), ReceiptError>>> {
-    let queues = lease::queue_map(tx, receipts.iter())?;
-    let mut acked = HashSet::new();
-    for deleting in [false, true] {
-        let in_set = |q: &QueueRow| q.settings.retention.is_zero() == deleting;
-        let set: Vec<Receipt> = receipts
-            .iter()
-            .copied()
-            .filter(|r| queues.get(&r.queue_id).is_some_and(in_set))
-            .collect();
-        if set.is_empty() {
-            continue;
-        }
-        for (r, group) in ack_set(tx, &set, deleting)? {
-            if deleting {
-                tx.counts.acked_and_deleted(r.queue_id, 1);
-            } else {
-                tx.counts
-                    .moved(r.queue_id, Some(State::Leased), Some(State::Acked));
-            }
-            if let Some(group) = group {
-                tx.release_group(r.queue_id, &group, r.msg_id)?;
-            }
-            acked.insert(r);
-        }
-        if deleting {
-            let ids: Vec<i64> = set.iter().map(|r| r.msg_id).collect();
-            delete_orphans(tx, &ids)?;
-        }
-    }
-    tx.release_groups()?;
-    // Leases ended: consumers waiting on an in-flight cap may go on.
-    for q in queues.values() {
-        if q.settings.flow.max_in_flight > 0 && acked.iter().any(|r| r.queue_id == q.id) {
-            tx.notify(&q.name);
-        }
-    }
-    let mut last_id = None;
-    let mut outcomes = Vec::with_capacity(receipts.len());
-    for r in receipts {
-        outcomes.push(if !queues.contains_key(&r.queue_id) {
-            Err(ReceiptError::Unknown)
-        } else if acked.contains(r) {
-            Ok(())
-        } else {
-            match lease::judge(tx, r, &mut last_id)? {
-                Judgement::Done => Ok(()),
-                Judgement::Refused(e) => Err(e),
-                // Its lease started holding after the ack looked: a receipt
-                // given twice in one call, or a race lost; refuse it.
-                Judgement::Held(_) => Err(ReceiptError::LeaseEnded),
-            }
-        });
-    }
-    for q in queues.values() {
-        tx.housekeeping(q)?;
-    }
-    Ok(outcomes)
 }
 
 /// Marks acked (or deletes) the deliveries whose receipt's lease holds, and
@@ -506,6 +439,14 @@ impl LeaseTx for Tx<'_> {
             &[&msg, &q.id, &(to as i64), &now],
         )?;
         Ok(())
+    }
+
+    fn ack_held(
+        &mut self,
+        q: &QueueRow,
+        receipts: &[Receipt],
+    ) -> Result<Vec<(Receipt, Option<String>)>> {
+        ack_set(self, receipts, q.settings.retention.is_zero())
     }
 
     fn delete_delivery(&mut self, queue: i64, msg: i64) -> Result<()> {

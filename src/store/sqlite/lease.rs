@@ -280,6 +280,39 @@ impl LeaseTx for Tx<'_> {
         Ok(())
     }
 
+    /// One statement that judges and ends a delivery, run once per receipt:
+    /// in SQLite a prepared statement costs little to run again, so this is
+    /// the set-based form without building a table of the receipts (a
+    /// `json_each` of them would add its parsing). The `WHERE` is
+    /// `judge_receipt`'s `Held`, a primary key seek. Deliveries in a group
+    /// are left to the caller: their group is needed, and `RETURNING` it
+    /// made SQLite build a result table and a statement journal for every
+    /// run, which cost more than the lookup it saves.
+    fn ack_held(
+        &mut self,
+        q: &QueueRow,
+        receipts: &[Receipt],
+    ) -> Result<Vec<(Receipt, Option<String>)>> {
+        const HELD: &str = "WHERE msg_id = ?1 AND queue_id = ?2 AND lease = ?3 AND state = 2
+             AND visible_at > ?4 AND grp IS NULL";
+        let sql = if q.settings.retention.is_zero() {
+            format!("DELETE FROM deliveries {HELD}")
+        } else if q.may_expire {
+            format!("UPDATE deliveries SET state = 3, done_at = ?4, expires_at = NULL {HELD}")
+        } else {
+            // Leaves `expires_at`, and so `deliveries_expiring`, alone.
+            format!("UPDATE deliveries SET state = 3, done_at = ?4 {HELD}")
+        };
+        let mut statement = self.tx.prepare_cached(&sql)?;
+        let mut ended = Vec::with_capacity(receipts.len());
+        for r in receipts {
+            if statement.execute((r.msg_id, r.queue_id, r.lease, self.now))? > 0 {
+                ended.push((*r, None));
+            }
+        }
+        Ok(ended)
+    }
+
     fn delete_delivery(&mut self, queue: i64, msg: i64) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM deliveries WHERE msg_id = ?1 AND queue_id = ?2")?

@@ -235,8 +235,13 @@ impl SqliteStore {
         super::Store::set_sync(self, opts.sync)?;
         // After a checkpoint resets the WAL, truncate the file back to this size,
         // so one large publish does not leave a large WAL behind for good.
+        // With the WAL kept between processes (below), it is also what makes
+        // the last connection to close cut the WAL to nothing after its
+        // checkpoint (SQLite truncates a persistent WAL on close only when
+        // this limit is set).
         self.conn
             .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        persist_wal(&self.conn)?;
         // Statement journals (a multi-row INSERT keeps one, to undo itself
         // alone) stay in memory: on disk they cost a temporary file and a
         // write per page.
@@ -342,16 +347,21 @@ fn create_file(path: &Path) -> Result<()> {
     }
 }
 
-/// Reading as `immutable` skips locking and the WAL: safe only when there is
-/// no WAL file and the file cannot be written (spool refuses to write where it
-/// cannot create the WAL).
+/// Reading as `immutable` skips locking and the WAL: safe only when the WAL
+/// holds nothing (no file, or the empty one a writer keeps, see
+/// [`persist_wal`]) and the file cannot be written (spool refuses to write
+/// where it cannot create the WAL).
 fn immutable_is_safe(path: &Path) -> bool {
     use rustix::fs::{Access, access};
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     let writable = |p: &Path| access(p, Access::WRITE_OK).is_ok();
     let can_make_shm = writable(path) && writable(folder_of(path));
-    !Path::new(&wal).exists() && !can_make_shm
+    let wal_empty = match std::fs::metadata(Path::new(&wal)) {
+        Ok(meta) => meta.len() == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    wal_empty && !can_make_shm
 }
 
 /// Opens `path` read-only with SQLite's `immutable` flag (see [`immutable_is_safe`]).
@@ -387,6 +397,41 @@ fn plans_ignore_values(conn: &Connection) -> Result<()> {
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
+    Ok(())
+}
+
+/// Keeps the WAL and its index (`-shm`) when the last connection closes
+/// (`SQLITE_FCNTL_PERSIST_WAL`): that connection still checkpoints
+/// everything into the database file and fsyncs it, then cuts the WAL to
+/// nothing (see `journal_size_limit` in [`SqliteStore::tune`]) instead of
+/// deleting it, so the next lone command does not create, and then delete,
+/// the two files again. Set on writing connections only: one that reads
+/// and closes last deletes them as before (it sets no size limit, and a
+/// persistent WAL left whole would have to be read back by the next
+/// process to open the file).
+#[allow(unsafe_code)] // The crate's one `unsafe`: rusqlite has no safe call for it.
+fn persist_wal(conn: &Connection) -> Result<()> {
+    let mut persist: std::ffi::c_int = 1;
+    // SAFETY: `conn.handle()` is the handle of a connection that stays open
+    // for the whole call (`conn` is borrowed). `sqlite3_file_control` with
+    // `SQLITE_FCNTL_PERSIST_WAL` reads and then writes one `int` through its
+    // last argument, which points at `persist`, alive and writable until the
+    // call returns; "main" is a NUL-terminated schema name. The call keeps
+    // no pointer past its return.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut persist).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(Error::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            Some("cannot keep the WAL between processes".to_owned()),
+        )));
+    }
     Ok(())
 }
 
