@@ -741,12 +741,14 @@ fn an_expired_message_takes_up_no_room() {
         "--max-length",
         "1",
         "--ttl",
-        "300ms",
+        "2s",
     ])
     .success();
+    // Long enough that a loaded machine cannot expire it before the refused
+    // publish (300 ms did on PostgreSQL at load 10).
     env.publish("q", "1");
     env.run(&["publish", "q", "2"]).code(75);
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(2100));
     // Its own TTL, so that a slow machine cannot expire it before the peek.
     env.run(&["publish", "q", "3", "--ttl", "1h"]).success();
     assert_eq!(peek(&env, "q", "dead")[0]["dead_reason"], "expired");
