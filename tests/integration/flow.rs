@@ -734,16 +734,8 @@ fn a_consumer_waiting_on_a_full_cap_wakes_when_a_lease_ends() {
 #[test]
 fn an_expired_message_takes_up_no_room() {
     let env = Env::new();
-    env.run(&[
-        "queue",
-        "create",
-        "q",
-        "--max-length",
-        "1",
-        "--ttl",
-        "2s",
-    ])
-    .success();
+    env.run(&["queue", "create", "q", "--max-length", "1", "--ttl", "2s"])
+        .success();
     // Long enough that a loaded machine cannot expire it before the refused
     // publish (300 ms did on PostgreSQL at load 10).
     env.publish("q", "1");

@@ -82,6 +82,11 @@ impl Work {
 pub(crate) struct Group {
     jobs: Mutex<Option<mpsc::Sender<Work>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Whether claims join the groups: where the backend has one writer
+    /// (SQLite), claims that would wait for each other's commits share
+    /// one; PostgreSQL claims side by side, each in one statement, faster
+    /// than a group of them (measured: 0.78x grouped).
+    claims: bool,
 }
 
 impl Group {
@@ -93,6 +98,7 @@ impl Group {
         let waiting = Arc::new(Mutex::new(waiting));
         let mut first = Some(db);
         let count = first.as_ref().map_or(1, |db| db.writers().max(1));
+        let claims = count == 1;
         let mut threads = Vec::with_capacity(count);
         for n in 0..count {
             let (ctx, waiting, db) = (ctx.clone(), Arc::clone(&waiting), first.take());
@@ -105,7 +111,14 @@ impl Group {
         Ok(Group {
             jobs: Mutex::new(Some(jobs)),
             threads: Mutex::new(threads),
+            claims,
         })
+    }
+
+    /// Whether consume's claims go through the groups
+    /// ([`Group::claim_blocking`]) rather than each on its own connection.
+    pub(crate) fn takes_claims(&self) -> bool {
+        self.claims
     }
 
     /// Publishes `ready` in the next group; its ids once that committed.

@@ -390,11 +390,12 @@ fn long_poll(
         }
         let mut told = app.news.seen();
         let version = db.data_version()?;
-        // With group commit, claimed with the claims, acks and publishes
-        // that arrive together (one commit); this connection only waits.
+        // Where the group takes claims (SQLite), claimed with the other
+        // claims that arrive together (one commit); this connection only
+        // waits.
         let claimed = match &app.group {
-            Some(group) => group.claim_blocking(queue, n, visibility)?,
-            None => db.claim(queue, n, visibility, false),
+            Some(group) if group.takes_claims() => group.claim_blocking(queue, n, visibility)?,
+            _ => db.claim(queue, n, visibility, false),
         };
         match claimed {
             Ok(batch) if !batch.is_empty() => return Ok(batch),
