@@ -395,7 +395,11 @@ pub async fn delete(call: Call) -> Result<Value, SqsError> {
     call.queue()?;
     let text = call.required("ReceiptHandle")?.to_owned();
     let receipt = receipt_of(&text)?;
-    let outcome = call.on_db(move |db| Ok(db.ack(&[receipt])?)).await?;
+    // With the other acks of its group, as the native API's acks.
+    let outcome = match call.app.group.clone() {
+        Some(group) => group.ack(vec![receipt]).await?,
+        None => call.on_db(move |db| Ok(db.ack(&[receipt])?)).await?,
+    };
     // An ack may free a place under the queue's in-flight cap.
     call.app.news.tell();
     match outcome.into_iter().next() {
