@@ -33,18 +33,12 @@ if [[ ! -x "$venv/bin/python" ]]; then
     cp tests/sqs/requirements.txt "$venv/.requirements"
 fi
 exec "$venv/bin/python" - "$binary" "$messages" "${3:-instructions}" <<'PY'
-import http.client
-import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
-import time
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+sys.path.insert(0, "bench")
+from sqs_load import Server  # noqa: E402
 
 binary, messages, measure = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -52,75 +46,23 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 def run(kind):
     tmp = tempfile.mkdtemp()
-    creds = os.path.join(tmp, "creds")
-    with open(creds, "w") as f:
-        f.write("AKIDBENCH benchsecret\n")
-    db = os.path.join(tmp, "bench.db")
-    subprocess.run([binary, "--db", db, "queue", "create", "bench-native", "--max-attempts", "0"],
-                   check=True, capture_output=True)
     out = os.path.join(tmp, "callgrind.out")
     tool = [] if measure == "cpu" else ["valgrind", "--tool=callgrind",
                                         f"--callgrind-out-file={out}"]
-    proc = subprocess.Popen(tool + [binary, "--db", db, "--sync", "normal", "--quiet", "serve",
-                             "--listen", "127.0.0.1:0", "--sqs", "--sqs-credentials", creds],
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        m = re.search(r"listening on http://([\d.]+):(\d+)", line)
-        if m:
-            break
-    else:
-        sys.exit("spool serve did not start")
-    host, port = m.group(1), int(m.group(2))
-    conn = http.client.HTTPConnection(host, port, timeout=120)
-    auth = SigV4Auth(Credentials("AKIDBENCH", "benchsecret"), "sqs", "us-east-1")
-    base = f"http://{host}:{port}"
-
-    def post(path, body, headers=None):
-        conn.request("POST", path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        data = r.read()
-        if r.status >= 300:
-            sys.exit(f"{path}: {r.status} {data[:300]!r}")
-        return data
-
-    def sqs(action, payload):
-        req = AWSRequest(method="POST", url=base + "/", data=json.dumps(payload).encode(),
-                         headers={"Content-Type": "application/x-amz-json-1.0",
-                                  "X-Amz-Target": f"AmazonSQS.{action}"})
-        auth.add_auth(req)
-        return json.loads(post("/", req.body, dict(req.headers)) or b"{}")
-
-    url = sqs("CreateQueue", {"QueueName": "bench-sqs"})["QueueUrl"]
-
-    def native(n):
-        for i in range(n):
-            post("/v1/queues/bench-native/messages?raw=true", b"message %d\n" % i)
-            receipt = json.loads(post("/v1/queues/bench-native/consume", b""))["receipt"]
-            post("/v1/ack", receipt.encode())
-
-    def via_sqs(n):
-        for i in range(n):
-            sqs("SendMessage", {"QueueUrl": url, "MessageBody": "message %d" % i})
-            got = sqs("ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 1})
-            sqs("DeleteMessage", {"QueueUrl": url,
-                                  "ReceiptHandle": got["Messages"][0]["ReceiptHandle"]})
-
-    native(50)
-    via_sqs(50)
+    server = Server(binary, os.path.join(tmp, "bench.db"), tmp, "normal", tool, quiet=True)
+    server.native(50)
+    server.via_sqs(50)
     if kind == "native":
-        native(messages)
+        server.native(messages)
     elif kind == "sqs":
-        via_sqs(messages)
-    conn.close()
+        server.via_sqs(messages)
     if measure == "cpu":
-        with open(f"/proc/{proc.pid}/stat") as f:
+        with open(f"/proc/{server.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        proc.terminate()
-        proc.wait()
+        server.stop()
         # utime and stime, fields 14 and 15 of stat(5), in ns.
         return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // TICK
-    proc.terminate()
-    proc.wait()
+    server.stop()
     with open(out) as f:
         for line in f:
             if line.startswith("summary:") or line.startswith("totals:"):

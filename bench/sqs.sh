@@ -33,97 +33,40 @@ if [[ ! -x "$venv/bin/python" ]]; then
     cp tests/sqs/requirements.txt "$venv/.requirements"
 fi
 exec "$venv/bin/python" - "$binary" "$messages" "$sync" "$pg" <<'PY'
-import http.client
 import json
 import os
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
+import time
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+sys.path.insert(0, "bench")
+from sqs_load import Server  # noqa: E402
 
 binary, messages, sync, pg = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 ROUND = 50
 tmp = tempfile.mkdtemp()
-creds = os.path.join(tmp, "creds")
-with open(creds, "w") as f:
-    f.write("AKIDBENCH benchsecret\n")
 db = os.path.join(tmp, "bench.db")
 if pg:
     db = f"{pg}{'&' if '?' in pg else '?'}schema=bench_sqs_{secrets.token_hex(4)}"
-proc = subprocess.Popen([binary, "--db", db, "--sync", sync, "serve", "--listen", "127.0.0.1:0",
-                         "--sqs", "--sqs-credentials", creds],
-                        stderr=subprocess.PIPE, text=True)
-m = re.search(r"http://([\d.]+):(\d+)", proc.stderr.readline())
-if not m:
-    proc.kill()
-    sys.exit("spool serve did not start")
-host, port = m.group(1), int(m.group(2))
+server = Server(binary, db, tmp, sync)
 log = []
-threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
-conn = http.client.HTTPConnection(host, port)
-auth = SigV4Auth(Credentials("AKIDBENCH", "benchsecret"), "sqs", "us-east-1")
-base = f"http://{host}:{port}"
-
-
-def post(path, body, headers=None):
-    conn.request("POST", path, body=body, headers=headers or {})
-    r = conn.getresponse()
-    data = r.read()
-    if r.status >= 300:
-        sys.exit(f"{path}: {r.status} {data[:300]!r}")
-    return data
-
-
-def sqs(action, payload):
-    req = AWSRequest(method="POST", url=base + "/", data=json.dumps(payload).encode(),
-                     headers={"Content-Type": "application/x-amz-json-1.0",
-                              "X-Amz-Target": f"AmazonSQS.{action}"})
-    auth.add_auth(req)
-    return json.loads(post("/", req.body, dict(req.headers)) or b"{}")
-
-
-url = sqs("CreateQueue", {"QueueName": "bench-sqs"})["QueueUrl"]
-subprocess.run([binary, "--db", db, "queue", "create", "bench-native", "--max-attempts", "0"],
-               check=True, capture_output=True)
-
-
-def native_round(n):
-    for i in range(n):
-        post("/v1/queues/bench-native/messages?raw=true", b"message %d\n" % i)
-        line = post("/v1/queues/bench-native/consume", b"")
-        receipt = json.loads(line)["receipt"]
-        post("/v1/ack", receipt.encode())
-
-
-def sqs_round(n):
-    for i in range(n):
-        sqs("SendMessage", {"QueueUrl": url, "MessageBody": "message %d" % i})
-        got = sqs("ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 1})
-        sqs("DeleteMessage", {"QueueUrl": url,
-                              "ReceiptHandle": got["Messages"][0]["ReceiptHandle"]})
-
+threading.Thread(target=lambda: log.extend(server.proc.stderr), daemon=True).start()
 
 # A warm-up round of each, not counted.
-native_round(50)
-sqs_round(50)
-import time
+server.native(50)
+server.via_sqs(50)
 time.sleep(0.5)
 skip = len(log)
 done = 0
 while done < messages:
     n = min(ROUND, messages - done)
-    native_round(n)
-    sqs_round(n)
+    server.native(n)
+    server.via_sqs(n)
     done += n
 time.sleep(0.5)
-proc.terminate()
-proc.wait()
+server.stop()
 lines = [json.loads(l) for l in log[skip:] if l.startswith("{")]
 samples = {k: [] for k in ("native-send", "native-receive", "native-delete",
                            "sqs-send", "sqs-receive", "sqs-delete")}
