@@ -225,6 +225,18 @@ fn refused(answer: &str) -> bool {
             .is_some_and(|rest| rest.as_bytes().first().is_some_and(u8::is_ascii_digit))
 }
 
+/// The entry of queue `name` in the JSON of `/v1/stats`.
+#[track_caller]
+fn queue_in(stats: &Value, name: &str) -> Value {
+    stats["queues"]
+        .as_array()
+        .expect("a list of queues")
+        .iter()
+        .find(|q| q["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in stats: {stats}"))
+        .clone()
+}
+
 #[test]
 fn serve_publishes_consumes_and_acks_with_the_command_lines_objects() {
     let env = Env::new();
@@ -319,13 +331,7 @@ fn serve_publishes_consumes_and_acks_with_the_command_lines_objects() {
     let stats = server.get("/v1/stats");
     assert_eq!(stats.status, 200);
     let stats = stats.json();
-    let orders = stats["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["name"] == "orders")
-        .expect("orders in stats")
-        .clone();
+    let orders = queue_in(&stats, "orders");
     assert_eq!(orders["acked"], 2, "{stats}");
     assert_eq!(orders["ready"], 0, "{stats}");
     let cli: Value = serde_json::from_str(&env.run(&["stats", "--json"]).stdout).unwrap();
@@ -771,13 +777,7 @@ fn serve_concurrent_acks_each_get_the_outcomes_of_their_own_receipts() {
         assert_eq!(refused[0]["receipt"], unknown.as_str(), "{json}");
     }
     let stats = server.get("/v1/stats").json();
-    let jobs = stats["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["name"] == "jobs")
-        .expect("jobs in stats")
-        .clone();
+    let jobs = queue_in(&stats, "jobs");
     assert_eq!(
         (jobs["acked"].as_i64(), jobs["leased"].as_i64()),
         (Some(24), Some(0)),

@@ -1,13 +1,14 @@
-//! Group commit of publish requests: a writer thread, with a database
-//! connection of its own, takes the publish requests waiting on the channel
-//! and writes them in one transaction (one commit, one fsync), each request
-//! still all or nothing on its own (`Store::publish_group`). A request is
-//! answered once its group is committed, so a 2xx still means on disk.
+//! Group commit: a writer thread, with a database connection of its own,
+//! takes the publish requests waiting on the channel and writes them in one
+//! transaction (one commit, one fsync), each request still all or nothing
+//! on its own (`Store::publish_group`). A request is answered once its
+//! group is committed, so a 2xx still means on disk.
 //!
 //! Ack requests join the same groups: the receipts of the acks gathered
 //! together are settled by one `Store::ack` call (one transaction), each
 //! receipt judged on its own as always, and each request answered with the
-//! outcomes of its own receipts.
+//! outcomes of its own receipts. So do consume's claims where the backend
+//! has one writer (`Store::claim_group`, see [`Group::takes_claims`]).
 //!
 //! There are as many writers as the backend writes side by side
 //! (`Store::writers`): one on SQLite, a few on PostgreSQL, where one

@@ -16,8 +16,8 @@
 //! Store calls block, so they run on tokio's blocking threads, each with an
 //! open [`Db`] taken from a small pool of idle connections (one is opened
 //! when none is idle); the runtime's own threads only parse and write HTTP.
-//! The connections open at once are bounded ([`MAX_WORKING`] requests plus
-//! [`MAX_WAITING`] long polls), so a crowd of clients queues for a
+//! The connections open at once are bounded (`MAX_WORKING` requests plus
+//! `MAX_WAITING` long polls), so a crowd of clients queues for a
 //! connection instead of exhausting a PostgreSQL server's
 //! `max_connections`.
 
