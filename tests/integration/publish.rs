@@ -84,7 +84,17 @@ fn body_over_max_size_is_bad_input() {
     let run = env.run_with_input(&["publish", "small"], "1\n\"0123456789abcdef\"\n");
     run.code(65).stderr_has("line 2").stderr_has("max_size");
     let arg = env.run(&["publish", "small", "\"0123456789abcdef\""]);
-    arg.code(65);
+    arg.code(65).stderr_has(
+        "the BODY argument: body of 18 bytes is larger than the queue's max_size of 16.",
+    );
+    // A topic's limit is its smallest subscriber's, checked in the
+    // publish's transaction as well.
+    env.run(&["subscribe", "t", "small"]).success();
+    env.run(&["publish", "t", "\"0123456789abcdef\""])
+        .code(65)
+        .stderr_has(
+            "the BODY argument: body of 18 bytes is larger than the queue's max_size of 16.",
+        );
     assert_eq!(env.count("SELECT count(*) FROM messages"), 1);
 }
 

@@ -372,3 +372,36 @@ fn a_version_3_database_is_migrated_and_keeps_its_ttls_and_failure_traces() {
         .expect("columns");
     assert!(columns <= 13, "{columns}");
 }
+
+/// The bundled SQLite is built with the options of `.cargo/config.toml`
+/// (a build started outside the checkout would miss them, and sync with
+/// fsync and register modules spool never uses).
+#[test]
+fn sqlite_is_built_with_the_checkouts_options() {
+    let (_dir, store) = temp_store();
+    let options: Vec<String> = store
+        .conn
+        .prepare("PRAGMA compile_options")
+        .expect("compile_options")
+        .query_map([], |row| row.get(0))
+        .expect("rows")
+        .collect::<rusqlite::Result<_>>()
+        .expect("options");
+    for wanted in ["DEFAULT_MEMSTATUS=0", "DEFAULT_PCACHE_INITSZ=0"] {
+        assert!(
+            options.iter().any(|o| o == wanted),
+            "{wanted} missing from {options:?}"
+        );
+    }
+    for unwanted in [
+        "ENABLE_FTS3",
+        "ENABLE_FTS5",
+        "ENABLE_RTREE",
+        "ENABLE_DBSTAT_VTAB",
+    ] {
+        assert!(
+            !options.iter().any(|o| o == unwanted),
+            "{unwanted} in {options:?}"
+        );
+    }
+}
