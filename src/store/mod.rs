@@ -100,8 +100,8 @@
 //! # Performance
 //!
 //! - The SQLite that rusqlite bundles is compiled with the options of the
-//!   checkout's `.cargo/config.toml`: it syncs with `fdatasync` (what
-//!   SQLite's own Linux builds use; same durability, no timestamp writes),
+//!   checkout's `.cargo/config.toml`: it syncs with `fdatasync` (as
+//!   Debian's `sqlite3` does; same durability, no timestamp writes),
 //!   keeps no global memory statistics (a mutex around every allocation),
 //!   leaves out the extensions spool never uses, and touches its page cache
 //!   and lookaside memory only as it uses them (`sqlite::tests` checks the
