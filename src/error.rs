@@ -93,7 +93,11 @@ pub(crate) fn store_exit(err: &store::Error) -> Exit {
         | E::SubscriberBecomesTopic { .. } => Exit::Usage,
         E::NotSubscribed { .. } | E::UnknownSchedule { .. } => Exit::NotFound,
         E::ScheduleConflict { .. } | E::ScheduleTarget { .. } => Exit::Usage,
-        E::TooLarge { .. } | E::Invalid { .. } | E::NeverFits { .. } => Exit::DataErr,
+        E::TooLarge { .. }
+        | E::Invalid { .. }
+        | E::NeverFits { .. }
+        | E::BadLabel { .. }
+        | E::Uncopyable { .. } => Exit::DataErr,
         E::RawBody { .. } => Exit::Usage,
         E::BrokenSchema { .. } | E::BrokenSchedule { .. } => Exit::IoErr,
         E::Open { .. } | E::NewerSchema { .. } | E::NotSpool { .. } | E::Sqlite(_) => Exit::IoErr,

@@ -200,6 +200,16 @@ pub fn queue_name(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// Parses a message key or group (`--key`, `--group`): at most
+/// [`crate::store::MAX_LABEL_BYTES`] bytes, no NUL (see
+/// [`crate::store::label_problem`]).
+pub fn label(text: &str) -> Result<String, String> {
+    match crate::store::label_problem(text) {
+        Some(problem) => Err(format!("the value {problem}")),
+        None => Ok(text.to_owned()),
+    }
+}
+
 /// Parses a delivery rate `N/DUR` (`100/1s`, `5/1m`; `100/s` means
 /// `100/1s`): N at least 1, DUR above zero.
 pub fn rate(text: &str) -> Result<crate::store::flow::Rate, String> {

@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     pub raw: bool,
     /// Deduplication key: a key the queue still holds adds nothing and answers the existing id
-    #[arg(long, value_name = "KEY", conflicts_with = "key_from")]
+    #[arg(long, value_name = "KEY", conflicts_with = "key_from", value_parser = parse::label)]
     pub key: Option<String>,
     /// Take the key from each message at this JSON pointer (e.g. /order_id)
     #[arg(long, value_name = "POINTER", value_parser = json_pointer, conflicts_with = "raw")]
@@ -66,7 +66,7 @@ pub struct Args {
           value_parser = clap::value_parser!(i64).range(-100..=100))]
     pub priority: i64,
     /// Ordered group: its messages are delivered one at a time, in id order
-    #[arg(long, value_name = "GROUP", conflicts_with = "group_from")]
+    #[arg(long, value_name = "GROUP", conflicts_with = "group_from", value_parser = parse::label)]
     pub group: Option<String>,
     /// Take the group from each message at this JSON pointer
     #[arg(long, value_name = "POINTER", value_parser = json_pointer, conflicts_with = "raw")]
@@ -406,7 +406,7 @@ impl Writer<'_> {
             store::Error::TooLarge { size, limit } => {
                 Failure::data(format!("{}: {}", msg.origin, too_large(size as u64, limit))).into()
             }
-            e @ store::Error::Invalid { .. } => {
+            e @ (store::Error::Invalid { .. } | store::Error::BadLabel { .. }) => {
                 Failure::data(format!("{}: {e}", msg.origin)).into()
             }
             other => anyhow::Error::from(other),

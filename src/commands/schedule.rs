@@ -150,7 +150,7 @@ pub struct AddArgs {
           value_parser = clap::value_parser!(i64).range(-100..=100))]
     pub priority: i64,
     /// Ordered group: its messages are delivered one at a time, in id order
-    #[arg(long, value_name = "GROUP")]
+    #[arg(long, value_name = "GROUP", value_parser = parse::label)]
     pub group: Option<String>,
     /// Each message expires this long after its publish, unless delivered
     #[arg(long, value_name = "DUR", value_parser = parse::positive_duration)]

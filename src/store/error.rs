@@ -278,6 +278,28 @@ pub enum Error {
         /// How many queues and topics it holds.
         queues: i64,
     },
+    /// A key or group that no backend can keep (see the rules' `label_problem`).
+    #[error("the message's {what} {problem}")]
+    BadLabel {
+        /// `key` or `group`.
+        what: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// `spool migrate` found a row PostgreSQL cannot keep. Nothing was copied.
+    #[error(
+        "cannot copy row {row} of table `{table}` to PostgreSQL: its `{column}` {problem}. Nothing was copied. Change or remove that message in the SQLite database (an older spool accepted it), then run migrate again"
+    )]
+    Uncopyable {
+        /// The table.
+        table: &'static str,
+        /// The row's first column (a message's id, a delivery's message id, a queue's id).
+        row: i64,
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// An invalid queue name reached the store.
     #[error("invalid queue name `{name}`")]
     BadName {

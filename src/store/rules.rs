@@ -14,6 +14,42 @@ use super::receipt::{Receipt, ReceiptError, Release, random_unit};
 use super::types::{ReplayFilter, Settings, State, ms};
 
 // ---------------------------------------------------------------------------
+// What a message may carry
+// ---------------------------------------------------------------------------
+
+/// The longest key or group a message may carry, in bytes. PostgreSQL
+/// indexes both (with the queue), and an index entry must fit in a third
+/// of a page (2,704 bytes); SQLite would take more, but a database must be
+/// able to move to PostgreSQL (`spool migrate`) and behave the same there.
+pub const MAX_LABEL_BYTES: usize = 1024;
+
+/// Why `value` cannot be a message's key or group, on either backend: too
+/// long ([`MAX_LABEL_BYTES`]), or holding a NUL character, which
+/// PostgreSQL's text cannot hold. `None` when it can.
+pub fn label_problem(value: &str) -> Option<String> {
+    if value.len() > MAX_LABEL_BYTES {
+        Some(format!(
+            "is {} bytes long; keys and groups may be at most {MAX_LABEL_BYTES} bytes",
+            value.len()
+        ))
+    } else if value.contains('\0') {
+        Some("holds a NUL character (\\u0000), which keys and groups may not".to_owned())
+    } else {
+        None
+    }
+}
+
+/// `text` as a failure reason is stored (`last_error`): a NUL character,
+/// which PostgreSQL's text cannot hold, becomes U+FFFD on both backends.
+pub(crate) fn storable_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}").into()
+    } else {
+        text.into()
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The state of a row at a time
 // ---------------------------------------------------------------------------
 

@@ -463,6 +463,7 @@ on_both_backends! {
     publish::topics_fan_out_one_message_to_every_subscriber,
     publish::queue_settings_are_created_once_and_changed_by_set,
     publish::ttls_apply_per_subscriber_and_queue_set_retimes_held_messages,
+    publish::keys_and_groups_are_refused_alike_where_a_backend_could_not_keep_them,
     // What readers show.
     inspect::stats_count_by_state_and_apply_the_lazy_rules,
     inspect::peek_shows_messages_in_delivery_order_without_changing_them,

@@ -602,6 +602,29 @@ fn work_records_the_handlers_exit_and_the_tail_of_its_stderr() {
 }
 
 #[test]
+fn a_nul_in_a_handlers_stderr_is_kept_as_u_fffd_and_the_run_goes_on() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-attempts", "1"])
+        .success();
+    env.publish("q", "1");
+    env.publish("q", "2");
+    // PostgreSQL's text cannot hold a NUL: the failure must still be
+    // recorded there, and the other message handled.
+    let handler = script(
+        &env,
+        "nul.sh",
+        "if [ \"$(cat)\" = 1 ]; then printf 'x\\000y' >&2; exit 1; fi",
+    );
+    env.run(&["work", "q", "--until-empty", "--", &handler])
+        .code(4);
+    let dead = peek(&env, "q", "dead");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let error = dead[0]["last_error"].as_str().expect("last_error");
+    assert!(error.ends_with("x\u{FFFD}y"), "{error:?}");
+    assert_eq!(peek(&env, "q", "acked").len(), 1);
+}
+
+#[test]
 fn replay_into_a_full_queue_is_refused_whole() {
     let env = Env::new();
     env.run(&[

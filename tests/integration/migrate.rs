@@ -623,3 +623,67 @@ fn schedules_survive_with_their_state_and_fire_after_the_move() {
     .unwrap();
     assert!(pg.count("SELECT id FROM schedules WHERE name = 'late'") > 3);
 }
+
+#[test]
+fn a_key_postgres_cannot_keep_is_named_and_nothing_is_copied() {
+    if sqlite_only(FROM_SQLITE) {
+        return;
+    }
+    let Some(pg) = Pg::new() else { return };
+    let env = Env::new();
+    env.run(&["publish", "orders", "--key", "k", "{\"id\":1}"])
+        .success();
+    env.publish("orders", "{\"id\":2}");
+    let got = env.consume("orders", &["-n", "2"]);
+    let second = got[1]["receipt"].as_str().unwrap().to_owned();
+    env.run(&["nack", &second, "--reason", "boom"]).success();
+    // What an older spool accepted: a key longer than spool now allows,
+    // and a handler's stderr with a NUL in it as the failure reason.
+    let long = "k".repeat(store::MAX_LABEL_BYTES + 1);
+    let sql = env.sql();
+    sql.execute("UPDATE messages SET key = ?1 WHERE key = 'k'", [&long])
+        .unwrap();
+    sql.execute(
+        "UPDATE deliveries SET last_error = 'x' || char(0) || 'y' WHERE last_error = 'boom'",
+        [],
+    )
+    .unwrap();
+    drop(sql);
+    let from = env.db.to_str().unwrap();
+    env.run(&["migrate", "--from", from, "--to", &pg.url])
+        .code(65)
+        .stderr_has("row 1 of table `messages`")
+        .stderr_has("`key` is 1025 bytes long")
+        .stderr_has("Nothing was copied");
+    assert_eq!(pg.count("SELECT count(*) FROM queues"), 0);
+
+    env.sql()
+        .execute("UPDATE messages SET key = 'k' WHERE id = 1", [])
+        .unwrap();
+    env.run(&["migrate", "--from", from, "--to", &pg.url])
+        .success();
+    let reason: String = pg
+        .client()
+        .query_one("SELECT last_error FROM deliveries WHERE msg_id = 2", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, "x\u{FFFD}y");
+}
+
+#[test]
+fn a_source_given_as_a_url_or_not_a_database_is_named_with_from() {
+    if sqlite_only(FROM_SQLITE) {
+        return;
+    }
+    let env = Env::new();
+    let to = "postgres://postgres@127.0.0.1:1/test";
+    env.run(&["migrate", "--from", "postgres://u:secret@h/db", "--to", to])
+        .code(2)
+        .stderr_has("is a PostgreSQL URL: migrate copies an SQLite file into PostgreSQL");
+    let not_db = env.path("notes.txt");
+    std::fs::write(&not_db, "hello, this is not a database at all, just text").unwrap();
+    let run = env.run(&["migrate", "--from", not_db.to_str().unwrap(), "--to", to]);
+    run.code(74).stderr_has("Point `--from` at");
+    assert!(!run.stderr.contains("--db"), "{}", run.stderr);
+    assert!(!run.stderr.contains("secret"), "{}", run.stderr);
+}

@@ -369,7 +369,8 @@ pub(crate) fn give_back(
         AfterFailure::Dead(reason) => Some(reason),
     };
     if reason.is_some() || error.is_some() {
-        tx.note_failure(q.id, msg, reason, error)?;
+        let error = error.map(rules::storable_text);
+        tx.note_failure(q.id, msg, reason, error.as_deref())?;
     }
     match after {
         AfterFailure::Dead(reason) => {

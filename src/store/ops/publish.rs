@@ -14,6 +14,7 @@ use crate::store::checks::{ContractCache, PublishChecks};
 use crate::store::error::{Error, Result};
 use crate::store::flow::{self, DeadReason, Limits, Load, OnFull, Room};
 use crate::store::receipt::{Receipt, ReceiptError};
+use crate::store::rules;
 use crate::store::types::{NewMessage, QueueRow, State};
 
 /// An open publish transaction, handed to the closure of
@@ -115,6 +116,7 @@ impl PublishBatch<'_> {
             });
         }
         self.checks.message(self.origin, msg.body, msg.raw)?;
+        check_labels(msg.key, msg.group)?;
         if let Some(key) = msg.key {
             match self.inserter.find_key(key)? {
                 Some((id, true)) => return Ok(id),
@@ -143,6 +145,17 @@ impl PublishBatch<'_> {
         self.added.first.get_or_insert(id);
         Ok(id)
     }
+}
+
+/// Refuses a key or group that a backend could not keep
+/// ([`rules::label_problem`]).
+pub(crate) fn check_labels(key: Option<&str>, group: Option<&str>) -> Result<()> {
+    for (what, value) in [("key", key), ("group", group)] {
+        if let Some(problem) = value.and_then(rules::label_problem) {
+            return Err(Error::BadLabel { what, problem });
+        }
+    }
+    Ok(())
 }
 
 /// What a publish added to each queue it reached.
@@ -512,6 +525,7 @@ pub(crate) fn target_refuses(e: &Error) -> bool {
         Error::Invalid { .. }
             | Error::RawBody { .. }
             | Error::TooLarge { .. }
+            | Error::BadLabel { .. }
             | Error::QueueFull { .. }
             | Error::NeverFits { .. }
             | Error::NoSubscribers { .. }

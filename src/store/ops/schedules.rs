@@ -318,7 +318,8 @@ pub(crate) fn add(
 }
 
 /// Refuses a body the target would refuse at every occurrence: one that
-/// breaks its schemas (a topic's and its subscribers') or is too large.
+/// breaks its schemas (a topic's and its subscribers') or is too large,
+/// or a group no backend can keep.
 fn check_body(
     tx: &mut dyn WriteTx,
     cache: &mut crate::store::checks::ContractCache,
@@ -342,6 +343,7 @@ fn check_body(
             limit,
         });
     }
+    super::publish::check_labels(None, spec.group.as_deref())?;
     checks.message(&target.name, &spec.body, spec.raw)
 }
 

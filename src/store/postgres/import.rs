@@ -29,6 +29,7 @@ use crate::store::records::{
     DELIVERIES, ExportSink, GROUPS, Kind, MESSAGES, QUEUES, RATES, Row, SCHEDULES, SCHEMAS,
     SUBSCRIPTIONS, Table, Value,
 };
+use crate::store::rules;
 
 /// What `spool migrate` copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -124,6 +125,8 @@ impl ExportSink for PgImport<'_> {
             self.rates.extend_from_slice(rows);
             return Ok(());
         }
+        let fixed = copyable(table, rows)?;
+        let rows = fixed.as_deref().unwrap_or(rows);
         let n = insert(&mut self.tx, table, rows)?;
         let done = &mut self.done;
         match table {
@@ -158,6 +161,42 @@ impl ExportSink for PgImport<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses a row PostgreSQL cannot keep as spool would: a key or group
+/// that [`rules::label_problem`] refuses (an older spool took them on
+/// SQLite), or a NUL character in any other text. A failure reason
+/// (`last_error`, a handler's stderr) is not refused: its NUL characters
+/// become U+FFFD, as spool stores them now. `Some` holds the rows changed.
+fn copyable(table: Table, rows: &[Row]) -> Result<Option<Vec<Row>>> {
+    let mut fixed: Option<Vec<Row>> = None;
+    for (r, row) in rows.iter().enumerate() {
+        for (i, (column, _)) in table.columns.iter().enumerate() {
+            let Some(text) = row[i].text() else { continue };
+            let problem = match *column {
+                "key" | "grp" => rules::label_problem(text),
+                _ if !text.contains('\0') => None,
+                "last_error" => {
+                    let rows = fixed.get_or_insert_with(|| rows.to_vec());
+                    rows[r][i] = Value::Text(Some(rules::storable_text(text).into_owned()));
+                    None
+                }
+                _ => Some(
+                    "holds a NUL character (\\u0000), which PostgreSQL's text cannot hold"
+                        .to_owned(),
+                ),
+            };
+            if let Some(problem) = problem {
+                return Err(Error::Uncopyable {
+                    table: table.name,
+                    row: row[0].int(),
+                    column,
+                    problem,
+                });
+            }
+        }
+    }
+    Ok(fixed)
 }
 
 /// Inserts `rows` into `table` in one statement: one array per column.

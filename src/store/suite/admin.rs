@@ -197,7 +197,7 @@ pub(super) fn health_finds_orphans_and_repair_removes_them(f: &mut Fixture) {
 }
 
 /// A schedule publishing `{}` to `target` every minute from now.
-fn every_minute(target: &str) -> ScheduleSpec {
+pub(super) fn every_minute(target: &str) -> ScheduleSpec {
     ScheduleSpec {
         target: target.to_owned(),
         rule: Rule::every(Duration::from_secs(60)).expect("rule"),

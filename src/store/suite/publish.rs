@@ -539,3 +539,94 @@ pub(super) fn a_group_commits_every_job_but_the_ones_that_fail(f: &mut Fixture) 
         f.assert_counts_match(q);
     }
 }
+
+pub(super) fn keys_and_groups_are_refused_alike_where_a_backend_could_not_keep_them(
+    f: &mut Fixture,
+) {
+    use crate::store::MAX_LABEL_BYTES;
+    let longest = "k".repeat(MAX_LABEL_BYTES);
+    let too_long = "k".repeat(MAX_LABEL_BYTES + 1);
+    // The longest allowed fits both backends' indexes, as key and as group.
+    let kept = f
+        .publish(
+            "q",
+            NewMessage {
+                body: b"1",
+                key: Some(&longest),
+                group: Some(&longest),
+                ..NewMessage::default()
+            },
+        )
+        .expect("the longest key and group");
+    for (what, msg) in [
+        (
+            "key",
+            NewMessage {
+                key: Some(&too_long),
+                ..NewMessage::default()
+            },
+        ),
+        (
+            "group",
+            NewMessage {
+                group: Some(&too_long),
+                ..NewMessage::default()
+            },
+        ),
+        (
+            "key",
+            NewMessage {
+                key: Some("a\0b"),
+                ..NewMessage::default()
+            },
+        ),
+        (
+            "group",
+            NewMessage {
+                group: Some("a\0b"),
+                ..NewMessage::default()
+            },
+        ),
+    ] {
+        let msg = NewMessage { body: b"2", ..msg };
+        match f.publish("q", msg) {
+            Err(Error::BadLabel { what: got, problem }) => {
+                assert_eq!(got, what, "{problem}");
+                assert!(
+                    problem.contains("bytes long") || problem.contains("NUL"),
+                    "{problem}"
+                );
+            }
+            other => panic!("{what} {msg:?}: {other:?}"),
+        }
+    }
+    let all = f.db.peek("q", &all_states(10)).expect("peek");
+    let stored: Vec<i64> = all.iter().map(|p| p.delivery.id).collect();
+    assert_eq!(stored, vec![kept], "a refused message was stored");
+    assert_eq!(f.info("q").published_total, 1);
+
+    // A schedule whose group no backend could keep is refused when added,
+    // not at every claim of its target.
+    let mut spec = super::admin::every_minute("q");
+    spec.group = Some(too_long.clone());
+    assert!(matches!(
+        f.db.add_schedule("s", &spec),
+        Err(Error::BadLabel { what: "group", .. })
+    ));
+    assert!(f.db.schedules().expect("schedules").is_empty());
+
+    // A failure reason with a NUL (a handler's stderr) is kept on both
+    // backends, the NUL as U+FFFD.
+    let got = f.db.claim("q", 1, None, false).expect("claim");
+    f.db.nack(
+        &receipts(&got),
+        crate::store::Release::Now,
+        Some("exit 1\nx\0y"),
+    )
+    .expect("nack")
+    .into_iter()
+    .for_each(|r| r.expect("nacked"));
+    let peeked = f.db.peek("q", &all_states(10)).expect("peek");
+    assert_eq!(peeked[0].last_error.as_deref(), Some("exit 1\nx\u{FFFD}y"));
+    f.assert_counts_match("q");
+}
