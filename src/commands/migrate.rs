@@ -47,13 +47,21 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         ))
         .into());
     }
+    if args.from.to_str().is_some_and(is_postgres_url) {
+        return Err(Failure::usage(format!(
+            "`--from {}` is a PostgreSQL URL: migrate copies an SQLite file into PostgreSQL. Give the SQLite database's path",
+            store::shown(&args.from).display()
+        ))
+        .into());
+    }
     let from = store::Options {
         location: store::Location::File(args.from.clone()),
         busy_timeout: ctx.global.busy_timeout,
         sync: ctx.global.sync,
     };
     let mut bar = output::Progress::new(&ctx.out, "copying", None, PROGRESS_AFTER);
-    let copied = store::copy_sqlite_to_postgres(&from, &args.to, &mut |n| bar.inc(n))?;
+    let copied = store::copy_sqlite_to_postgres(&from, &args.to, &mut |n| bar.inc(n))
+        .map_err(|e| from_flag(e, &args))?;
     drop(bar);
     let Some(copied) = copied else {
         return Err(nothing_to_copy(&args).into());
@@ -64,6 +72,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
 
 /// Messages copied before a progress bar appears on a terminal.
 const PROGRESS_AFTER: u64 = 20_000;
+
+/// The source's errors speak of `--db`, the flag of other commands; here
+/// the file came with `--from`.
+fn from_flag(err: store::Error, args: &Args) -> store::Error {
+    match err {
+        store::Error::Open { path, reason } if path == args.from => store::Error::Open {
+            path,
+            reason: reason.replace("Point `--db` at", "Point `--from` at"),
+        },
+        other => other,
+    }
+}
 
 /// A `--from` that holds no spool database: an error that names it (exit
 /// 74).

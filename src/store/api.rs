@@ -364,6 +364,12 @@ pub trait Store: Backend + std::fmt::Debug {
         inspect::queue_infos(self)
     }
 
+    /// The id of queue or topic `name`, which its receipts carry; `None`
+    /// when there is none.
+    fn queue_id(&self, name: &str) -> Result<Option<i64>> {
+        inspect::queue_id(self, name)
+    }
+
     /// The named queues or topics, in the order given; an unknown name is
     /// [`Error::UnknownQueue`].
     fn queue_infos_named(&self, names: &[String]) -> Result<Vec<QueueInfo>> {

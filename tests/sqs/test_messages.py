@@ -109,6 +109,32 @@ def test_visibility_timeout_and_change_of_visibility(sqs, name):
         ("old", "AWS.SimpleQueueService.MessageNotInflight")]
 
 
+def test_a_receipt_works_only_with_its_own_queues_url(sqs, name):
+    a = sqs.create_queue(QueueName=name + "-a")["QueueUrl"]
+    b = sqs.create_queue(QueueName=name + "-b")["QueueUrl"]
+    sqs.send_message(QueueUrl=a, MessageBody="belongs to a")
+    handle = sqs.receive_message(QueueUrl=a, VisibilityTimeout=600)["Messages"][0]["ReceiptHandle"]
+    for call in (
+        lambda: sqs.delete_message(QueueUrl=b, ReceiptHandle=handle),
+        lambda: sqs.change_message_visibility(QueueUrl=b, ReceiptHandle=handle,
+                                              VisibilityTimeout=0),
+    ):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert code(err) == "ReceiptHandleIsInvalid"
+    out = sqs.delete_message_batch(QueueUrl=b, Entries=[{"Id": "x", "ReceiptHandle": handle}])
+    assert [(e["Id"], e["Code"]) for e in out["Failed"]] == [("x", "ReceiptHandleIsInvalid")]
+    out = sqs.change_message_visibility_batch(QueueUrl=b, Entries=[
+        {"Id": "x", "ReceiptHandle": handle, "VisibilityTimeout": 0}])
+    assert [(e["Id"], e["Code"]) for e in out["Failed"]] == [("x", "ReceiptHandleIsInvalid")]
+    # Still leased by its consumer on a, which can delete it there.
+    assert "Messages" not in sqs.receive_message(QueueUrl=a)
+    sqs.delete_message(QueueUrl=a, ReceiptHandle=handle)
+    with pytest.raises(ClientError) as err:
+        sqs.delete_message(QueueUrl=a + "-gone", ReceiptHandle=handle)
+    assert code(err) == "AWS.SimpleQueueService.NonExistentQueue"
+
+
 def test_long_poll_is_answered_by_a_send(sqs, server, name):
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     got = {}

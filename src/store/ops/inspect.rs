@@ -68,6 +68,11 @@ pub(crate) fn queue_infos_named(
     backend::read(store, |tx| infos(tx, names))
 }
 
+/// [`Store::queue_id`](crate::store::Store::queue_id).
+pub(crate) fn queue_id(store: &(impl Backend + ?Sized), name: &str) -> Result<Option<i64>> {
+    backend::read(store, |tx| Ok(tx.queue(name)?.map(|q| q.id)))
+}
+
 fn infos(tx: &mut (impl ReadTx + ?Sized), names: &[String]) -> Result<Vec<QueueInfo>> {
     let mut infos = Vec::with_capacity(names.len());
     for name in names {

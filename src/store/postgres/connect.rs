@@ -99,6 +99,15 @@ pub fn parse(url: &str) -> Result<Target> {
         TlsMode::Prefer => "sslmode=prefer",
         _ => "sslmode=require",
     });
+    // libpq takes PGPORT for a host the URL gives without a port; the
+    // client library would put 5432 there.
+    let pgport = std::env::var("PGPORT")
+        .ok()
+        .filter(|p| p.parse::<u16>().is_ok());
+    let base = match pgport {
+        Some(port) if !kept.iter().any(|p| p.starts_with("port=")) => default_port(base, &port),
+        _ => base.to_owned(),
+    };
     let rebuilt = format!("{base}?{}", kept.join("&"));
     let mut config = postgres::Config::from_str(&rebuilt)
         .map_err(|e| open_error(&shown, format!("not a valid PostgreSQL URL: {e}")))?;
@@ -121,6 +130,38 @@ pub fn parse(url: &str) -> Result<Target> {
         root_cert,
         display,
     })
+}
+
+/// `base` (a URL without its query) with `:port` after each host that
+/// has none. A URL without a host (`postgres:///db`) is left alone: then
+/// PGHOST and PGPORT apply later, in [`fill_defaults`].
+fn default_port(base: &str, port: &str) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (user, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    if hosts.is_empty() {
+        return base.to_owned();
+    }
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .map(|host| {
+            let has_port = match host.strip_prefix('[') {
+                Some(v6) => v6.contains("]:"),
+                None => host.contains(':'),
+            };
+            if has_port || host.is_empty() {
+                host.to_owned()
+            } else {
+                format!("{host}:{port}")
+            }
+        })
+        .collect();
+    format!("{scheme}://{user}{}{path}", hosts.join(","))
 }
 
 fn tls_mode(shown: &str, value: &str) -> Result<TlsMode> {
@@ -446,5 +487,27 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_port;
+
+    #[test]
+    fn pgport_goes_after_every_host_that_names_no_port() {
+        let cases = [
+            ("postgres://u@db/test", "postgres://u@db:6000/test"),
+            ("postgres://u:p%40ss@db", "postgres://u:p%40ss@db:6000"),
+            ("postgres://db:5433/test", "postgres://db:5433/test"),
+            ("postgres://a,b:7000/test", "postgres://a:6000,b:7000/test"),
+            ("postgres://[::1]/test", "postgres://[::1]:6000/test"),
+            ("postgres://[::1]:5433/test", "postgres://[::1]:5433/test"),
+            ("postgres:///test", "postgres:///test"),
+            ("postgres://u@/test", "postgres://u@/test"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(default_port(url, "6000"), want, "{url}");
+        }
     }
 }

@@ -392,9 +392,12 @@ fn change_refused(e: ReceiptError, text: &str) -> SqsError {
 
 /// `DeleteMessage`: an ack.
 pub async fn delete(call: Call) -> Result<Value, SqsError> {
-    call.queue()?;
+    let queue = call.queue()?;
     let text = call.required("ReceiptHandle")?.to_owned();
     let receipt = receipt_of(&text)?;
+    if !call.issued_by(&queue, &[receipt]).await?[0] {
+        return Err(delete_refused(ReceiptError::Unknown, &text));
+    }
     // With the other acks of its group, as the native API's acks.
     let outcome = match call.app.group.clone() {
         Some(group) => group.ack(vec![receipt]).await?,
@@ -411,8 +414,14 @@ pub async fn delete(call: Call) -> Result<Value, SqsError> {
 /// The receipts of a batch's entries: `(id, handle text, parsed)`.
 type Handles = Vec<(String, String, Result<Receipt, SqsError>)>;
 
-fn handles(entries: &[(String, Map<String, Value>)]) -> Result<Handles, SqsError> {
-    entries
+/// Refuses, as not valid, the handles that queue `call.queue()` did not
+/// hand out.
+async fn handles(
+    call: &Call,
+    entries: &[(String, Map<String, Value>)],
+) -> Result<Handles, SqsError> {
+    let queue = call.queue()?;
+    let mut handles = entries
         .iter()
         .map(|(id, map)| {
             let text = text_of(map, "ReceiptHandle")?
@@ -421,13 +430,23 @@ fn handles(entries: &[(String, Map<String, Value>)]) -> Result<Handles, SqsError
             let parsed = receipt_of(&text);
             Ok((id.clone(), text, parsed))
         })
-        .collect()
+        .collect::<Result<Handles, SqsError>>()?;
+    let parsed: Vec<Receipt> = handles
+        .iter()
+        .filter_map(|(_, _, r)| r.as_ref().ok().copied())
+        .collect();
+    let mut issued = call.issued_by(&queue, &parsed).await?.into_iter();
+    for (_, text, parsed) in &mut handles {
+        if parsed.is_ok() && issued.next() == Some(false) {
+            *parsed = Err(delete_refused(ReceiptError::Unknown, text));
+        }
+    }
+    Ok(handles)
 }
 
 /// `DeleteMessageBatch`: each receipt acked on its own.
 pub async fn delete_batch(call: Call) -> Result<Value, SqsError> {
-    call.queue()?;
-    let handles = handles(&entries(&call)?)?;
+    let handles = handles(&call, &entries(&call)?).await?;
     let valid: Vec<Receipt> = handles
         .iter()
         .filter_map(|(_, _, r)| r.as_ref().ok().copied())
@@ -498,10 +517,13 @@ fn change(
 
 /// `ChangeMessageVisibility`.
 pub async fn change_visibility(call: Call) -> Result<Value, SqsError> {
-    call.queue()?;
+    let queue = call.queue()?;
     let text = call.required("ReceiptHandle")?.to_owned();
     let seconds = timeout_of(&call.input)?;
     let receipt = receipt_of(&text)?;
+    if !call.issued_by(&queue, &[receipt]).await?[0] {
+        return Err(change_refused(ReceiptError::Unknown, &text));
+    }
     let outcome = call
         .on_db(move |db| change(db, &[(receipt, seconds)]))
         .await?;
@@ -515,9 +537,8 @@ pub async fn change_visibility(call: Call) -> Result<Value, SqsError> {
 
 /// `ChangeMessageVisibilityBatch`.
 pub async fn change_visibility_batch(call: Call) -> Result<Value, SqsError> {
-    call.queue()?;
     let entries = entries(&call)?;
-    let mut handles = handles(&entries)?;
+    let mut handles = handles(&call, &entries).await?;
     let mut changes = Vec::new();
     for ((_, map), (_, _, parsed)) in entries.iter().zip(handles.iter_mut()) {
         if let Ok(receipt) = parsed {

@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::{App, MAX_BODY};
-use crate::store::Db;
+use crate::store::{Db, Receipt};
 use errors::SqsError;
 
 /// The content type of SQS's JSON protocol.
@@ -47,6 +47,9 @@ pub struct Sqs {
     /// but no token file: the native API, which no one could authenticate
     /// to, answers 401.
     native_open: bool,
+    /// The id of each queue by name, as its receipts carry it (see
+    /// [`Call::issued_by`]).
+    queue_ids: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Sqs {
@@ -56,6 +59,7 @@ impl Sqs {
             credentials: sigv4::Credentials::load(path)?,
             scheme: if tls { "https" } else { "http" },
             native_open,
+            queue_ids: Default::default(),
         })
     }
 }
@@ -275,6 +279,33 @@ impl Call {
     /// The ARN of queue `name`.
     fn arn(&self, name: &str) -> String {
         format!("arn:aws:sqs:{}:{ACCOUNT}:{name}", self.region)
+    }
+
+    /// Whether each receipt was handed out by queue `name`: SQS refuses a
+    /// receipt handle used with another queue's URL, and a receipt names
+    /// its queue by id. Ids are never reused, so a cached id that matches
+    /// is the answer; any other id looks the queue up again (it may have
+    /// been deleted and made again). A queue that does not exist is
+    /// `NonExistentQueue`.
+    async fn issued_by(&self, name: &str, receipts: &[Receipt]) -> Result<Vec<bool>, SqsError> {
+        let Some(sqs) = self.app.sqs.as_ref() else {
+            return Err(SqsError::internal("SQS call without --sqs"));
+        };
+        let cache = || sqs.queue_ids.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = cache().get(name).copied();
+        if let Some(id) = cached
+            && receipts.iter().all(|r| r.queue_id == id)
+        {
+            return Ok(vec![true; receipts.len()]);
+        }
+        let owned = name.to_owned();
+        let infos = self.on_db(move |db| Ok(db.queue_id(&owned)?)).await?;
+        let Some(id) = infos else {
+            cache().remove(name);
+            return Err(SqsError::no_queue(name));
+        };
+        cache().insert(name.to_owned(), id);
+        Ok(receipts.iter().map(|r| r.queue_id == id).collect())
     }
 
     /// Runs `f` on a blocking thread with a database connection.
