@@ -1002,6 +1002,37 @@ fn serve_survives_malformed_requests_while_others_keep_working() {
 }
 
 #[test]
+fn a_body_that_stops_arriving_frees_its_connection_before_the_request_timeout() {
+    let env = Env::new();
+    let server = Server::start(
+        &env,
+        &["--header-timeout", "1s", "--request-timeout", "60s"],
+    );
+    // Many connections, each with headers and a byte of its body, then
+    // nothing: each is answered 408 once its body stalls for the header
+    // timeout, not held for the minute a request may take.
+    let mut stalled: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(&server.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(
+                b"POST /v1/queues/q/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(server.post("/v1/queues/q/messages", "1").status, 201);
+    for s in &mut stalled {
+        let answer = read_all(s);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("stopped arriving"), "{answer}");
+        assert!(answer.contains("\"exit_code\":75"), "{answer}");
+    }
+    assert_eq!(server.get("/v1/queues/q/messages").lines().len(), 1);
+}
+
+#[test]
 fn serve_32_concurrent_clients_deliver_every_message_once_and_ack_it() {
     const CLIENTS: usize = 32;
     const EACH: usize = 20;

@@ -175,7 +175,9 @@ pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
-    if response.status() == StatusCode::REQUEST_TIMEOUT {
+    if response.status() == StatusCode::REQUEST_TIMEOUT
+        && response.body().size_hint().exact() == Some(0)
+    {
         // The timeout layer answers with an empty body; every error here
         // is the JSON of the others.
         response = ApiError::new(

@@ -24,6 +24,7 @@
 mod auth;
 mod errors;
 mod group;
+mod idle;
 mod log;
 mod routes;
 mod sqs;
@@ -89,7 +90,8 @@ pub struct Args {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// How long a client may take to send a request's headers
+    /// How long a client may take to send a request's headers, and may
+    /// leave a request's body without sending more of it
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse::positive_duration, hide = true)]
     pub header_timeout: Duration,
     /// How long a request may take, body and answer included
@@ -109,8 +111,32 @@ pub struct Args {
 /// The largest request body: a publish of up to 16 MiB.
 pub const MAX_BODY: usize = 16 << 20;
 
-/// Connections served at once; more wait in the listen queue.
-const MAX_CONNECTIONS: usize = 1024;
+/// Connections served at once, at most; more wait in the listen queue.
+/// [`connection_limit`] keeps it within the open-file limit.
+const MAX_CONNECTIONS: usize = 16_384;
+
+/// File descriptors kept for everything but client connections: the
+/// database and its WAL, idle PostgreSQL connections, TLS and token files.
+const RESERVED_FDS: u64 = 256;
+
+/// How many connections to serve at once: [`MAX_CONNECTIONS`], or fewer if
+/// the open-file limit allows fewer. The soft limit is first raised to the
+/// hard one, as servers do (it is often 1,024 with a far higher hard
+/// limit): each connection takes a descriptor, and a client that opens
+/// many and sends nothing must not take them all.
+fn connection_limit() -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current.is_some_and(|soft| soft < hard)
+    {
+        limit.current = Some(hard);
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let room = soft.saturating_sub(RESERVED_FDS).max(64);
+    usize::try_from(room).map_or(MAX_CONNECTIONS, |room| room.min(MAX_CONNECTIONS))
+}
 
 /// Headers a request may carry (more: 431).
 const MAX_HEADERS: usize = 100;
@@ -393,14 +419,14 @@ async fn serve(app: Arc<App>, args: &Args, tls: Option<TlsAcceptor>) -> anyhow::
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    let router = routes::router(Arc::clone(&app), args.request_timeout);
+    let router = routes::router(Arc::clone(&app), args.request_timeout, args.header_timeout);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(args.header_timeout)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(connection_limit()));
     let mut stop = Box::pin(shutdown_signal());
     // Always shown, also with --quiet: it is how a caller learns the port.
     let scheme = if tls.is_some() { "https" } else { "http" };

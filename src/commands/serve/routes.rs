@@ -31,7 +31,7 @@ const NDJSON: &str = "application/x-ndjson";
 
 /// The routes of the SPEC, with the request log, token check, body limit
 /// and request timeout around them.
-pub fn router(app: Arc<App>, request_timeout: Duration) -> Router {
+pub fn router(app: Arc<App>, request_timeout: Duration, body_idle: Duration) -> Router {
     Router::new()
         .route("/v1/queues/{queue}/messages", post(publish).get(peek))
         .route("/v1/queues/{queue}/consume", post(consume))
@@ -49,6 +49,10 @@ pub fn router(app: Arc<App>, request_timeout: Duration) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             super::sqs::intercept,
+        ))
+        .layer(axum::middleware::map_request_with_state(
+            body_idle,
+            super::idle::watch_bodies,
         ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -152,7 +156,13 @@ fn queue_name(text: &str) -> Result<String, ApiError> {
 fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(stalled) = super::idle::stalled(&rejection) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                Exit::Busy,
+                format!("{stalled}; try again"),
+            )
+        } else if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!(
                 "request body larger than {} MiB: publish in several requests",
                 MAX_BODY >> 20

@@ -266,6 +266,16 @@ impl SqsError {
         )
     }
 
+    /// `RequestTimeout` (408): the request body stopped arriving.
+    pub fn stalled(message: impl Into<String>) -> SqsError {
+        coral(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            "RequestTimeout",
+            message,
+        )
+    }
+
     /// `InternalError` (500).
     pub fn internal(message: impl Into<String>) -> SqsError {
         coral(

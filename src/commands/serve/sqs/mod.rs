@@ -197,7 +197,10 @@ async fn call(app: Arc<App>, req: Request) -> Result<Value, SqsError> {
 }
 
 async fn read_body(body: Body) -> Result<axum::body::Bytes, SqsError> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        if let Some(stalled) = super::idle::stalled(&e) {
+            return SqsError::stalled(stalled.to_string());
+        }
         SqsError::invalid(format!(
             "the request body could not be read, or is larger than {} MiB",
             MAX_BODY >> 20
