@@ -165,12 +165,16 @@ pub fn size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size `{text}` is too large"))
 }
 
-/// A size above zero, such as a queue's `max_size`: a limit of 0 bytes
-/// would refuse every message.
+/// A queue's `max_size`: above zero (a limit of 0 bytes would refuse
+/// every message) and at most [`crate::store::MAX_BODY_BYTES`].
 pub fn positive_size(text: &str) -> Result<u64, String> {
     match size(text)? {
         0 => Err(format!(
             "size `{text}` must be above zero: a queue with a max_size of 0 refuses every message"
+        )),
+        n if n > crate::store::MAX_BODY_BYTES => Err(format!(
+            "size `{text}` is over {}, the largest body a queue can take",
+            format_size(crate::store::MAX_BODY_BYTES)
         )),
         n => Ok(n),
     }
@@ -345,6 +349,9 @@ mod tests {
         assert_eq!(positive_size("1"), Ok(1));
         assert!(positive_size("0").is_err());
         assert!(positive_size("0KiB").is_err());
+        assert_eq!(positive_size("512MiB"), Ok(crate::store::MAX_BODY_BYTES));
+        let over = positive_size("513MiB").expect_err("over the largest body");
+        assert!(over.contains("512MiB, the largest body"), "{over}");
     }
 
     #[test]

@@ -169,13 +169,15 @@ pub enum Error {
     /// `--max-bytes`, and the queue refuses it (`--on-full reject`, or not
     /// enough ready messages to drop). Nothing was written.
     #[error(
-        "queue `{name}` is full: it holds {held} and may hold at most {limit}. Retry later, once consumers have made room, or raise the limit with `spool queue set {name} --max-length N` / `--max-bytes SIZE`"
+        "queue `{name}` is full: it holds {held}, may hold at most {limit}, and this would add {adding}. Retry later, once consumers have made room, or raise the limit with `spool queue set {name} --max-length N` / `--max-bytes SIZE`"
     )]
     QueueFull {
         /// The full queue.
         name: String,
         /// What it holds now, for people (`3 messages`, `10 bytes`).
         held: String,
+        /// What the refused publish would add, in the same unit.
+        adding: String,
         /// Its limit, for people.
         limit: String,
     },

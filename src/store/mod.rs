@@ -180,7 +180,7 @@ pub use ops::publish::PublishJob;
 pub use ops::schedules::ClaimJob;
 pub use postgres::{Migrated, PostgresStore};
 pub use receipt::{Receipt, ReceiptError, Release};
-pub use rules::{MAX_LABEL_BYTES, backoff, label_problem};
+pub use rules::{MAX_BODY_BYTES, MAX_LABEL_BYTES, backoff, label_problem};
 pub use sqlite::{PublishBatch, SqliteStore};
 pub(crate) use types::ms;
 pub use types::{

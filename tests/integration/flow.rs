@@ -460,6 +460,40 @@ fn reject_at_exactly_the_length_limit() {
 }
 
 #[test]
+fn a_full_queue_names_the_limit_the_publish_breaks() {
+    let env = Env::new();
+    env.run(&[
+        "queue",
+        "create",
+        "q",
+        "--max-length",
+        "3",
+        "--max-bytes",
+        "100",
+    ])
+    .success();
+    publish_many(&env, "q", 3);
+    // Three messages of a few bytes: the length limit is what is reached.
+    env.run(&["publish", "q", "4"]).code(75).stderr_has(
+        "it holds 3 messages, may hold at most 3 messages, and this would add 1 message",
+    );
+    env.run(&[
+        "queue",
+        "create",
+        "b",
+        "--max-length",
+        "100",
+        "--max-bytes",
+        "10",
+    ])
+    .success();
+    env.publish("b", "12345678");
+    env.run(&["publish", "b", "123"])
+        .code(75)
+        .stderr_has("it holds 8 bytes of bodies, may hold at most 10 bytes of bodies, and this would add 3 bytes of bodies");
+}
+
+#[test]
 fn reject_at_exactly_the_byte_limit() {
     let env = Env::new();
     env.run(&["queue", "create", "q", "--max-bytes", "10"])

@@ -12,7 +12,7 @@ use crate::store::backend::WriteTx;
 use crate::store::backend::{self, Backend, Fanout, Inserter};
 use crate::store::checks::{ContractCache, PublishChecks};
 use crate::store::error::{Error, Result};
-use crate::store::flow::{self, DeadReason, Limits, Load, OnFull, Room};
+use crate::store::flow::{self, DeadReason, Load, OnFull, Room};
 use crate::store::receipt::{Receipt, ReceiptError};
 use crate::store::rules;
 use crate::store::types::{NewMessage, QueueRow, State};
@@ -196,22 +196,34 @@ pub(crate) fn make_room(
         count: now_held.count.saturating_sub(added.load.count),
         bytes: now_held.bytes.saturating_sub(added.load.bytes),
     };
-    let shown = |load: Load, max: Limits| -> (String, String) {
-        match (max.max_length, max.max_bytes) {
-            (Some(n), _) if load.count > n || max.max_bytes.is_none() => {
-                (format!("{} messages", load.count), format!("{n} messages"))
+    // The limit the batch breaks, for people: what is held (`before`, or
+    // nothing for a batch that could never fit), the limit, and what the
+    // batch adds, in that limit's unit.
+    let shown = |held: Load| -> (String, String, String) {
+        let bytes = |n: u64| match crate::parse::format_size(n) {
+            s if s.ends_with("iB") => format!("{s} of bodies"),
+            s => format!("{s} bytes of bodies"),
+        };
+        match (limits.max_length, limits.max_bytes) {
+            (Some(n), _) if held.count + added.load.count > n => {
+                let messages = |n: u64| match n {
+                    1 => "1 message".to_owned(),
+                    n => format!("{n} messages"),
+                };
+                (
+                    messages(held.count),
+                    messages(n),
+                    messages(added.load.count),
+                )
             }
-            (_, Some(b)) => (
-                format!("{} bytes", load.bytes),
-                format!("{} of bodies", crate::parse::format_size(b)),
-            ),
-            _ => (String::new(), String::new()),
+            (_, Some(b)) => (bytes(held.bytes), bytes(b), bytes(added.load.bytes)),
+            _ => Default::default(),
         }
     };
     match flow::room(limits, on_full, before, added.load) {
         Room::Fits => Ok(()),
         Room::NeverFits => {
-            let (adding, limit) = shown(added.load, limits);
+            let (_, limit, adding) = shown(Load::default());
             Err(Error::NeverFits {
                 name: q.name.clone(),
                 adding,
@@ -219,10 +231,11 @@ pub(crate) fn make_room(
             })
         }
         Room::Full => {
-            let (held, limit) = shown(before, limits);
+            let (held, limit, adding) = shown(before);
             Err(Error::QueueFull {
                 name: q.name.clone(),
                 held,
+                adding,
                 limit,
             })
         }
@@ -237,10 +250,11 @@ pub(crate) fn make_room(
                 picked = flow::victims(ready.iter().map(|r| (r.0, r.1.max(0) as u64)), need);
             }
             let Some(victims) = picked else {
-                let (held, limit) = shown(before, limits);
+                let (held, limit, adding) = shown(before);
                 return Err(Error::QueueFull {
                     name: q.name.clone(),
                     held,
+                    adding,
                     limit,
                 });
             };
@@ -361,7 +375,8 @@ pub(crate) fn publish_in(
         .iter()
         .map(|q| q.settings.max_size)
         .min()
-        .unwrap_or(u64::MAX);
+        .unwrap_or(u64::MAX)
+        .min(rules::MAX_BODY_BYTES);
     // Publishers into a queue with a length limit take turns on its row
     // (PostgreSQL), so two of them cannot both take the last place.
     for queue in &targets {

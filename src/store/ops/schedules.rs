@@ -19,6 +19,7 @@ use super::publish::{publish_in, target_refuses};
 use super::queues::ensure;
 use crate::store::backend::{self, Backend, ScheduleRow, ScheduleState, WriteTx};
 use crate::store::error::{Error, Result};
+use crate::store::rules;
 use crate::store::schedule::{CatchUp, MAX_CATCH_UP, Rule};
 use crate::store::types::{Created, Delivery, NewMessage, QueueRow, Schedule, ScheduleSpec, ms};
 
@@ -336,7 +337,8 @@ fn check_body(
         .iter()
         .map(|q| q.settings.max_size)
         .min()
-        .unwrap_or(u64::MAX);
+        .unwrap_or(u64::MAX)
+        .min(rules::MAX_BODY_BYTES);
     if spec.body.len() as u64 > limit {
         return Err(Error::TooLarge {
             size: spec.body.len(),
