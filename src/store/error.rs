@@ -421,9 +421,15 @@ pub enum ReceiptError {
     #[error("unknown receipt")]
     Unknown,
     /// The lease ran out (or was ended by a nack); the message may have gone
-    /// to another consumer.
-    #[error("its lease has ended; the message is back in the queue or with another consumer")]
+    /// to another consumer, or died since (of its TTL or its last attempt).
+    #[error(
+        "its lease has ended (it ran out, or a nack ended it); the message is back in the queue, with another consumer, or dead"
+    )]
     LeaseEnded,
+    /// The message is dead: nack `--dead`, its last attempt, its TTL, or
+    /// dropped from a full queue.
+    #[error("the message is dead; `spool replay QUEUE --dead` makes it deliverable again")]
+    Dead,
     /// The delivery was acked (or deleted on ack): there is no lease left to
     /// nack or extend.
     #[error(

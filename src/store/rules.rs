@@ -314,16 +314,15 @@ pub(crate) enum Judgement {
 /// when the token matches and the lease has not run out; a matching token
 /// on an acked row is a repeat; anything else has lost its lease.
 pub(crate) fn judge_receipt(r: &Receipt, row: LeaseRow, now: i64) -> Judgement {
-    if row.lease != Some(r.lease) {
-        return Judgement::Refused(ReceiptError::LeaseEnded);
-    }
+    let own = row.lease == Some(r.lease);
     match row.state {
-        State::Leased if row.visible_at > now => Judgement::Held(Held {
+        State::Leased if own && row.visible_at > now => Judgement::Held(Held {
             attempts: row.attempts,
             group: row.group,
             expires_at: row.expires_at,
         }),
-        State::Acked => Judgement::Done,
+        State::Acked if own => Judgement::Done,
+        State::Dead => Judgement::Refused(ReceiptError::Dead),
         _ => Judgement::Refused(ReceiptError::LeaseEnded),
     }
 }
@@ -607,8 +606,16 @@ mod tests {
             Judgement::Done
         );
         assert_eq!(judge_receipt(&r, row(State::Acked, Some(8), 0), NOW), ended);
-        for state in [State::Ready, State::Delayed, State::Dead, State::Held] {
+        for state in [State::Ready, State::Delayed, State::Held] {
             assert_eq!(judge_receipt(&r, row(state, Some(7), NOW + 1), NOW), ended);
+        }
+        // A dead message says so, whichever receipt of it is given.
+        let dead = Judgement::Refused(ReceiptError::Dead);
+        for token in [Some(7), Some(8), None] {
+            assert_eq!(
+                judge_receipt(&r, row(State::Dead, token, NOW + 1), NOW),
+                dead
+            );
         }
         // The row is gone: finished if its id was handed out, else unknown.
         assert_eq!(judge_missing(&r, 10), Judgement::Done);

@@ -487,3 +487,21 @@ fn global_options_work_after_the_subcommand() {
     assert!(other.exists());
     assert!(!env.database_exists());
 }
+
+#[test]
+fn a_receipt_of_a_dead_message_says_it_is_dead() {
+    let env = Env::new();
+    env.publish("q", "1");
+    let got = env.consume_one("q", &[]);
+    let r = got["receipt"].as_str().unwrap();
+    env.run(&["nack", r, "--dead"]).success();
+    for cmd in [
+        vec!["ack", r],
+        vec!["nack", r],
+        vec!["extend", r, "--by", "1m"],
+    ] {
+        env.run(&cmd)
+            .code(3)
+            .stderr_has("the message is dead; `spool replay QUEUE --dead`");
+    }
+}

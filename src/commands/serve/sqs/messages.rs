@@ -372,7 +372,10 @@ fn receipt_of(text: &str) -> Result<Receipt, SqsError> {
 fn delete_refused(e: ReceiptError, text: &str) -> SqsError {
     match e {
         ReceiptError::LeaseEnded => SqsError::bad_receipt(format!(
-            "The receipt handle \"{text}\" has expired: its visibility timeout ended, and the message is back in the queue or with another consumer."
+            "The receipt handle \"{text}\" has expired: its visibility timeout ended, and the message is back in the queue, with another consumer, or dead."
+        )),
+        ReceiptError::Dead => SqsError::bad_receipt(format!(
+            "The receipt handle \"{text}\" has expired: the message is dead (its dead-letter state in spool)."
         )),
         ReceiptError::Unknown | ReceiptError::Finished => SqsError::bad_receipt(format!(
             "The input receipt handle \"{text}\" is not a valid receipt handle."
@@ -386,7 +389,9 @@ fn change_refused(e: ReceiptError, text: &str) -> SqsError {
         ReceiptError::Unknown => SqsError::bad_receipt(format!(
             "The input receipt handle \"{text}\" is not a valid receipt handle."
         )),
-        ReceiptError::LeaseEnded | ReceiptError::Finished => SqsError::not_inflight(),
+        ReceiptError::LeaseEnded | ReceiptError::Dead | ReceiptError::Finished => {
+            SqsError::not_inflight()
+        }
     }
 }
 
