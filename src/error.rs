@@ -12,16 +12,18 @@ pub enum Exit {
     Empty = 1,
     /// Usage: bad flags or values.
     Usage = 2,
-    /// Not found: unknown queue, unknown or expired receipt.
+    /// Not found: unknown queue or schedule, unknown or expired receipt.
     NotFound = 3,
     /// `work`: at least one handler failed.
     HandlerFailed = 4,
-    /// Bad input data: invalid JSON, invalid UTF-8, body too large, a message
-    /// that breaks its queue's JSON Schema, an invalid schema.
+    /// Bad input data: invalid JSON, invalid UTF-8, body too large, a key or
+    /// group no backend can keep, a message that breaks its queue's JSON
+    /// Schema, an invalid schema.
     DataErr = 65,
     /// The database cannot be opened, read or written.
     IoErr = 74,
-    /// Another process held the write lock past `--busy-timeout`.
+    /// Another process held the write lock past `--busy-timeout`, or the
+    /// queue is full.
     Busy = 75,
 }
 

@@ -222,12 +222,12 @@ pub const EXIT_CODES: [(u8, &str); 8] = [
     ),
     (
         3,
-        "not found: unknown queue (where it matters), unknown or expired receipt",
+        "not found: unknown queue (where it matters) or schedule, a topic with no subscribers, an unknown or expired receipt (or one of a dead message)",
     ),
     (4, "work: at least one handler failed"),
     (
         65,
-        "bad input data: invalid JSON, invalid UTF-8, body too large, a message that breaks its queue's JSON Schema, an invalid schema",
+        "bad input data: invalid JSON, invalid UTF-8, body too large, a key or group too long or holding NUL, a message that breaks its queue's JSON Schema, an invalid schema, a batch that could never fit a queue's length limits",
     ),
     (
         74,
@@ -235,7 +235,7 @@ pub const EXIT_CODES: [(u8, &str); 8] = [
     ),
     (
         75,
-        "busy: a lock held past --busy-timeout (SQLite's write lock, or a PostgreSQL lock), or a PostgreSQL conflict that retrying did not resolve; safe to retry",
+        "busy: a lock held past --busy-timeout (SQLite's write lock, or a PostgreSQL lock), a PostgreSQL conflict that retrying did not resolve, or a full queue (--on-full reject); safe to retry later",
     ),
 ];
 
