@@ -1043,11 +1043,23 @@ fn print_ids(ctx: &Context, queue: &str, ids: &[i64]) -> io::Result<()> {
             ids.iter().min().unwrap_or(&0),
             ids.iter().max().unwrap_or(&0),
         );
-        writeln!(
-            out,
-            "published {} messages to {queue} (ids {first}–{last})",
-            ids.len()
-        )?;
+        let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len();
+        if distinct == ids.len() {
+            writeln!(
+                out,
+                "published {} messages to {queue} (ids {first}–{last})",
+                ids.len()
+            )?;
+        } else {
+            // A key the queue holds answers with the id it already has.
+            writeln!(
+                out,
+                "published {} lines to {queue}: {distinct} distinct message{} (ids {first}–{last}), the other {} lines had a key already used",
+                ids.len(),
+                if distinct == 1 { "" } else { "s" },
+                ids.len() - distinct
+            )?;
+        }
     } else {
         for id in ids {
             writeln!(out, "{id}")?;

@@ -218,6 +218,29 @@ fn more_than_ten_ids_on_a_terminal_become_a_summary() {
     assert!(text.contains("12 messages"), "{text}");
     let quiet = env.run_with_input(&["publish", "q", "-q"], &input);
     assert!(quiet.stdout.is_empty());
+    // Lines a key deduplicated are not counted as new messages.
+    let mut keyed = env
+        .cmd()
+        .env("SPOOL_TEST_TERMINAL", "stdout")
+        .args(["publish", "k", "--key", "same"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = keyed.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    let text = String::from_utf8(keyed.wait_with_output().unwrap().stdout).unwrap();
+    assert!(
+        text.starts_with("published 12 lines to k: 1 distinct message (ids "),
+        "{text}"
+    );
+    assert!(
+        text.contains("), the other 11 lines had a key already used"),
+        "{text}"
+    );
 }
 
 #[test]
