@@ -1,13 +1,14 @@
 //! "Did you mean" suggestions for mistyped queue names.
 
-/// Names from `candidates` close to `name` (by edit distance), closest first,
-/// at most three.
+/// Names from `candidates` close to `name` (by edit distance, letter case
+/// aside: `ORDERS` finds `orders`), closest first, at most three.
 pub fn similar(name: &str, candidates: &[String]) -> Vec<String> {
     let limit = (name.chars().count() / 3).max(2);
+    let lower = name.to_lowercase();
     let mut scored: Vec<(usize, &String)> = candidates
         .iter()
         .filter(|c| c.as_str() != name)
-        .map(|c| (edit_distance(name, c), c))
+        .map(|c| (edit_distance(&lower, &c.to_lowercase()), c))
         .filter(|(d, c)| *d <= limit || c.starts_with(name) || name.starts_with(c.as_str()))
         .collect();
     scored.sort();
@@ -53,5 +54,6 @@ mod tests {
             .to_vec();
         assert_eq!(similar("ordrs", &names), vec!["orders", "ordes"]);
         assert!(similar("zzzzzz", &names).is_empty());
+        assert_eq!(similar("ORDERS", &names)[0], "orders");
     }
 }

@@ -56,7 +56,22 @@ pub struct Args {
 
 /// Runs `spool consume`.
 pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
-    let mut store = ctx.store()?;
+    // One look at a database that does not exist finds nothing, and creates
+    // nothing; waiting for messages needs the file to watch.
+    let once = args.wait.is_none() && !args.follow;
+    let mut store = match once {
+        true => match ctx.existing_store()? {
+            Some(store) => store,
+            None => {
+                ctx.out.warn(&counts_as_empty(&store::Error::UnknownQueue {
+                    name: args.queue.clone(),
+                    similar: Vec::new(),
+                }));
+                return Ok(Exit::Empty);
+            }
+        },
+        false => ctx.store()?,
+    };
     let deadline = args.wait.map(|d| Instant::now() + d);
     let stop = Arc::new(AtomicBool::new(false));
     if args.follow {
@@ -83,7 +98,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             Ok(_) => {}
             Err(e @ (store::Error::UnknownQueue { .. } | store::Error::NameIsTopic { .. })) => {
                 if !warned {
-                    ctx.out.warn(&format!("{e}; treating it as empty"));
+                    ctx.out.warn(&counts_as_empty(&e));
                     warned = true;
                 }
             }
@@ -102,6 +117,14 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             return Ok(Exit::Ok);
         }
     }
+}
+
+/// The warning for a queue that does not exist (or is a topic), which
+/// consume and work read as empty.
+pub(crate) fn counts_as_empty(e: &store::Error) -> String {
+    let text = e.to_string();
+    let stop = if text.ends_with(['.', '?']) { "" } else { "." };
+    format!("{text}{stop} Until it exists, it counts as empty.")
 }
 
 /// Leases the next batch. With `--ack` under `--sync full`, the lease is

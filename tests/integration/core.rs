@@ -505,3 +505,17 @@ fn a_receipt_of_a_dead_message_says_it_is_dead() {
             .stderr_has("the message is dead; `spool replay QUEUE --dead`");
     }
 }
+
+#[test]
+fn consume_of_an_unknown_queue_is_empty_and_creates_nothing() {
+    let env = Env::new();
+    let missing = env.path("not/yet/spool.db");
+    let run = env.run(&["--db", missing.to_str().unwrap(), "consume", "nosuch"]);
+    run.code(1)
+        .stderr_has("no queue named `nosuch`. List queues with `spool queue list`. Until it exists, it counts as empty.");
+    assert!(!env.path("not").exists(), "consume created the database");
+    env.publish("orders", "1");
+    env.run(&["consume", "ORDERS"])
+        .code(1)
+        .stderr_has("Did you mean `orders`? Until it exists, it counts as empty.");
+}

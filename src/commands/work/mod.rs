@@ -622,7 +622,8 @@ impl<'a> Worker<'a> {
             Ok(batch) => Ok(batch),
             Err(e @ (store::Error::UnknownQueue { .. } | store::Error::NameIsTopic { .. })) => {
                 if !self.warned_missing {
-                    self.report.warn(&format!("{e}; treating it as empty"));
+                    self.report
+                        .warn(&crate::commands::consume::counts_as_empty(&e));
                     self.warned_missing = true;
                 }
                 Ok(Vec::new())
