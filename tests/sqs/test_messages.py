@@ -135,6 +135,26 @@ def test_a_receipt_works_only_with_its_own_queues_url(sqs, name):
     assert code(err) == "AWS.SimpleQueueService.NonExistentQueue"
 
 
+def test_bodies_sqs_refuses_are_refused_and_batches_weigh_as_one_message(sqs, name):
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    for body in ("a\x00b", "a\x01b", "a\ufffeb"):
+        with pytest.raises(ClientError) as err:
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        assert code(err) == "InvalidMessageContents"
+    out = sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "ok", "MessageBody": "tab\tand é and 😀"},
+        {"Id": "bad", "MessageBody": "bell\x07"}])
+    assert [e["Id"] for e in out["Successful"]] == ["ok"]
+    assert [(e["Id"], e["Code"]) for e in out["Failed"]] == [("bad", "InvalidMessageContents")]
+    # Ten bodies of 200 KiB: each fits, together they are over 1 MiB.
+    with pytest.raises(ClientError) as err:
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": "x" * (200 << 10)} for i in range(10)])
+    assert code(err) == "AWS.SimpleQueueService.BatchRequestTooLong"
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in got] == ["tab\tand é and 😀"]
+
+
 def test_long_poll_is_answered_by_a_send(sqs, server, name):
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     got = {}

@@ -107,6 +107,30 @@ impl SqsError {
         )
     }
 
+    /// `InvalidMessageContents`: a body with a character SQS refuses.
+    pub fn bad_contents(found: char) -> SqsError {
+        sqs(
+            "InvalidMessageContents",
+            "InvalidMessageContents",
+            format!(
+                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                found as u32
+            ),
+        )
+    }
+
+    /// `BatchRequestTooLong`: a batch's bodies and attributes together
+    /// over the largest message.
+    pub fn batch_too_long(size: usize, limit: usize) -> SqsError {
+        sqs(
+            "BatchRequestTooLong",
+            "AWS.SimpleQueueService.BatchRequestTooLong",
+            format!(
+                "Batch requests cannot be longer than {limit} bytes. You have sent {size} bytes."
+            ),
+        )
+    }
+
     /// `InvalidParameterValue`.
     pub fn invalid(message: impl Into<String>) -> SqsError {
         coral(

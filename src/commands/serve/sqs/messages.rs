@@ -33,6 +33,23 @@ struct Outgoing {
     dedup: Option<String>,
 }
 
+/// The most a message (its body and attributes), or a whole batch of
+/// them, may weigh on SQS: 1 MiB.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+impl Outgoing {
+    /// What SQS counts against [`MAX_MESSAGE_BYTES`]: the body and each
+    /// attribute's name, type and value.
+    fn size(&self) -> usize {
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|a| a.name.len() + a.data_type.len() + a.value.len())
+            .sum();
+        self.body.len() + attributes
+    }
+}
+
 fn text_of<'a>(m: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, SqsError> {
     match m.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -62,6 +79,9 @@ fn outgoing(m: &Map<String, Value>, fifo: bool) -> Result<Outgoing, SqsError> {
         return Err(SqsError::invalid(
             "The request must contain a non-empty MessageBody.",
         ));
+    }
+    if let Some(c) = body.chars().find(|c| !sqs_allows(*c)) {
+        return Err(SqsError::bad_contents(c));
     }
     if m.get("MessageSystemAttributes")
         .and_then(Value::as_object)
@@ -100,6 +120,12 @@ fn outgoing(m: &Map<String, Value>, fifo: bool) -> Result<Outgoing, SqsError> {
         group,
         dedup,
     })
+}
+
+/// The characters SQS takes in a body (XML's, less the surrogates a Rust
+/// string cannot hold anyway).
+fn sqs_allows(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// Publish's arguments for one outgoing message: a raw body, its group,
@@ -226,6 +252,11 @@ pub async fn send_batch(call: Call) -> Result<Value, SqsError> {
             Ok(out) => good.push((id, out)),
             Err(e) => failed.push(e.entry(&id)),
         }
+    }
+    // The whole batch counts against one message's limit, as on SQS.
+    let size: usize = good.iter().map(|(_, out)| out.size()).sum();
+    if size > MAX_MESSAGE_BYTES {
+        return Err(SqsError::batch_too_long(size, MAX_MESSAGE_BYTES));
     }
     let jobs: Vec<(publish::Args, Vec<u8>)> = good
         .iter()
