@@ -112,7 +112,10 @@ pub fn check_line(flags: &[&str], max_size: u64, line: Vec<u8>) -> Result<Option
         .args;
     let preparer = publish::Preparer {
         args: &args,
-        max_size,
+        limit: crate::store::BodyLimit {
+            bytes: max_size,
+            queue: "q".to_owned(),
+        },
     };
     let original = line.clone();
     match publish::check_line(&preparer, 7, Line::Text(line)) {

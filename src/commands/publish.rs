@@ -14,7 +14,7 @@ use crate::error::{Exit, Failure};
 use crate::input::{self, Line, read_body_line, trim_blank};
 use crate::output::{Output, Progress};
 use crate::parse;
-use crate::store::{self, Batch, Db, NewMessage, Receipt, ReceiptError};
+use crate::store::{self, Batch, BodyLimit, Db, NewMessage, Receipt, ReceiptError};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -145,14 +145,14 @@ pub(crate) struct Prepared {
 /// Checks and shapes raw input into messages, per the flags.
 pub(crate) struct Preparer<'a> {
     pub(crate) args: &'a Args,
-    pub(crate) max_size: u64,
+    pub(crate) limit: BodyLimit,
 }
 
 impl Preparer<'_> {
     /// Returns `None` for a blank NDJSON line.
     fn prepare(&self, origin: Origin, mut bytes: Vec<u8>) -> Result<Option<Prepared>, Failure> {
         let bad = |reason: String| Failure::data(format!("{origin}: {reason}"));
-        let checked = checked_body(&bytes, self.args.raw, self.max_size).map_err(bad)?;
+        let checked = checked_body(&bytes, self.args.raw, &self.limit).map_err(bad)?;
         if self.args.raw {
             return Ok(Some(self.with_meta(origin, bytes)));
         }
@@ -207,13 +207,17 @@ pub(crate) const EMPTY_BODY: &str = "empty body: a message is one JSON value";
 /// Returns the text stored (a raw body whole, a JSON body trimmed), or
 /// `None` for a JSON body of blanks only; the error says why, as publish
 /// says it.
-pub(crate) fn checked_body(bytes: &[u8], raw: bool, max_size: u64) -> Result<Option<&str>, String> {
+pub(crate) fn checked_body<'b>(
+    bytes: &'b [u8],
+    raw: bool,
+    limit: &BodyLimit,
+) -> Result<Option<&'b str>, String> {
     let size = match raw {
         true => bytes.len(),
         false => trim_blank(bytes).len(),
     };
-    if size as u64 > max_size {
-        return Err(too_large(size as u64, max_size));
+    if size as u64 > limit.bytes {
+        return Err(too_large(Some(size as u64), limit));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         format!(
@@ -368,11 +372,21 @@ fn is_full(e: &anyhow::Error) -> bool {
     )
 }
 
-pub(crate) fn too_large(size: u64, limit: u64) -> String {
-    format!(
-        "body of {size} bytes is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
-        parse::format_size(limit)
-    )
+/// Why a body (of `size` bytes, when known) is refused: over `limit`,
+/// with what to do about it.
+pub(crate) fn too_large(size: Option<u64>, limit: &BodyLimit) -> String {
+    let body = match size {
+        Some(size) => format!("body of {size} bytes"),
+        None => "body".to_owned(),
+    };
+    let (bytes, queue) = (parse::format_size(limit.bytes), &limit.queue);
+    if limit.bytes >= store::MAX_BODY_BYTES {
+        format!("{body} is larger than {bytes}, the largest body a queue takes")
+    } else {
+        format!(
+            "{body} is larger than the max_size of `{queue}`, {bytes}. Raise it with `spool queue set {queue} --max-size SIZE`"
+        )
+    }
 }
 
 /// Everything publish needs while writing.
@@ -403,8 +417,17 @@ impl Writer<'_> {
             ttl: self.args.ttl,
         };
         batch.publish(&new).map_err(|e| match e {
-            store::Error::TooLarge { size, limit } => {
-                Failure::data(format!("{}: {}", msg.origin, too_large(size as u64, limit))).into()
+            store::Error::TooLarge { size, limit, queue } => {
+                let limit = BodyLimit {
+                    bytes: limit,
+                    queue,
+                };
+                Failure::data(format!(
+                    "{}: {}",
+                    msg.origin,
+                    too_large(Some(size as u64), &limit)
+                ))
+                .into()
             }
             e @ (store::Error::Invalid { .. } | store::Error::BadLabel { .. }) => {
                 Failure::data(format!("{}: {e}", msg.origin)).into()
@@ -573,9 +596,12 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         args: &args,
         // Without a database the queue is new, with the default settings;
         // the batch checks again.
-        max_size: match &store.db {
-            Some(db) => db.max_size(&args.queue)?,
-            None => store::Settings::default().max_size,
+        limit: match &store.db {
+            Some(db) => db.body_limit(&args.queue)?,
+            None => BodyLimit {
+                bytes: store::Settings::default().max_size,
+                queue: args.queue.clone(),
+            },
         },
     };
     let ack = match &args.ack {
@@ -596,7 +622,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         let mut pending: Vec<Prepared> = msg.into_iter().collect();
         writer.flush(&mut store, &mut pending)
     } else if args.single {
-        let bytes = read_all(preparer.max_size, args.raw)?;
+        let bytes = read_all(&preparer.limit, args.raw)?;
         let mut pending: Vec<Prepared> = preparer
             .prepare(Origin::Stdin, bytes)?
             .into_iter()
@@ -646,16 +672,10 @@ fn available_at(args: &Args) -> Option<i64> {
 
 /// Reads all of stdin, refusing a body over `limit` bytes: with `raw`, the
 /// input as it is; otherwise (JSON) without the whitespace around it.
-pub(crate) fn read_all(limit: u64, raw: bool) -> anyhow::Result<Vec<u8>> {
-    let too_large = || {
-        Failure::data(format!(
-            "stdin: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
-            parse::format_size(limit)
-        ))
-    };
-    input::read_whole(&mut io::stdin().lock(), limit, raw)
+pub(crate) fn read_all(limit: &BodyLimit, raw: bool) -> anyhow::Result<Vec<u8>> {
+    input::read_whole(&mut io::stdin().lock(), limit.bytes, raw)
         .context("cannot read stdin")?
-        .ok_or_else(|| too_large().into())
+        .ok_or_else(|| Failure::data(format!("stdin: {}", too_large(None, limit))).into())
 }
 
 /// Stdin as a sequence of checked messages.
@@ -678,7 +698,7 @@ impl<'p, 'a> Lines<'p, 'a> {
 
     /// The next message, skipping blank lines; `None` at the end of input.
     fn next(&mut self) -> anyhow::Result<Option<Prepared>> {
-        let (limit, raw) = (self.preparer.max_size, self.preparer.args.raw);
+        let (limit, raw) = (self.preparer.limit.bytes, self.preparer.args.raw);
         while let Some(line) =
             read_body_line(&mut self.input, limit, raw).context("cannot read stdin")?
         {
@@ -766,7 +786,7 @@ fn stream(
             .context("cannot install signal handlers")?;
     }
     let (tx, rx) = mpsc::sync_channel::<io::Result<Option<Line>>>(4096);
-    let (limit, raw) = (preparer.max_size, preparer.args.raw);
+    let (limit, raw) = (preparer.limit.bytes, preparer.args.raw);
     std::thread::spawn(move || {
         let mut input = io::stdin().lock();
         loop {
@@ -869,8 +889,8 @@ fn prepare_line(
         Line::Text(bytes) => bytes,
         Line::TooLong => {
             return Err(Failure::data(format!(
-                "{origin}: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
-                parse::format_size(preparer.max_size)
+                "{origin}: {}",
+                too_large(None, &preparer.limit)
             )));
         }
     };
@@ -911,7 +931,7 @@ pub(crate) fn prepare_input(db: &mut Db, args: Args, input: &[u8]) -> anyhow::Re
     refuse_raw_body(db, &args)?;
     let preparer = Preparer {
         args: &args,
-        max_size: db.max_size(&args.queue)?,
+        limit: db.body_limit(&args.queue)?,
     };
     let ack = match &args.ack {
         Some(text) => Some(ack_receipt(text, true)?),
@@ -920,12 +940,12 @@ pub(crate) fn prepare_input(db: &mut Db, args: Args, input: &[u8]) -> anyhow::Re
     let mut lines = input;
     let mut pending = Vec::new();
     let mut number = 0;
-    while let Some(line) = read_body_line(&mut lines, preparer.max_size, args.raw)? {
+    while let Some(line) = read_body_line(&mut lines, preparer.limit.bytes, args.raw)? {
         number += 1;
         if matches!(line, Line::TooLong) {
             let failure = Failure::data(format!(
-                "line {number}: body is larger than the queue's max_size of {}. Raise it with `spool queue set QUEUE --max-size SIZE`",
-                parse::format_size(preparer.max_size)
+                "line {number}: {}",
+                too_large(None, &preparer.limit)
             ));
             return Err(BodyTooLarge(failure).into());
         }
@@ -955,14 +975,11 @@ pub(crate) fn prepare_input(db: &mut Db, args: Args, input: &[u8]) -> anyhow::Re
 pub(crate) fn prepare_one(
     db: &mut Db,
     args: Args,
-    max_size: u64,
+    limit: BodyLimit,
     body: Vec<u8>,
 ) -> anyhow::Result<ReadyPublish> {
     refuse_raw_body(db, &args)?;
-    let preparer = Preparer {
-        args: &args,
-        max_size,
-    };
+    let preparer = Preparer { args: &args, limit };
     let pending: Vec<Prepared> = preparer
         .prepare(Origin::Argument, body)?
         .into_iter()

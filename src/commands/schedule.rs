@@ -211,11 +211,14 @@ fn add(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
     }
     .map_err(|e| Failure::usage(e.to_string()))?;
     let existing = ctx.existing_store()?;
-    let max_size = match &existing {
-        Some(db) => db.max_size(&args.to)?,
-        None => store::Settings::default().max_size,
+    let limit = match &existing {
+        Some(db) => db.body_limit(&args.to)?,
+        None => store::BodyLimit {
+            bytes: store::Settings::default().max_size,
+            queue: args.to.clone(),
+        },
     };
-    let body = body(&args, max_size)?;
+    let body = body(&args, &limit)?;
     let spec = ScheduleSpec {
         target: args.to,
         rule,
@@ -238,12 +241,12 @@ fn add(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
 
 /// The body of every occurrence: BODY, or all of stdin, checked as
 /// `publish` (with `--single`) checks it; bad input exits 65.
-fn body(args: &AddArgs, max_size: u64) -> anyhow::Result<Vec<u8>> {
+fn body(args: &AddArgs, limit: &store::BodyLimit) -> anyhow::Result<Vec<u8>> {
     let (origin, bytes) = match &args.body {
         Some(text) => ("the BODY argument", text.clone().into_bytes()),
-        None => ("stdin", publish::read_all(max_size, args.raw)?),
+        None => ("stdin", publish::read_all(limit, args.raw)?),
     };
-    match publish::checked_body(&bytes, args.raw, max_size) {
+    match publish::checked_body(&bytes, args.raw, limit) {
         Ok(Some(text)) => Ok(text.as_bytes().to_vec()),
         Ok(None) => Err(Failure::data(format!("{origin}: {}", publish::EMPTY_BODY)).into()),
         Err(reason) => Err(Failure::data(format!("{origin}: {reason}")).into()),

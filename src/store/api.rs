@@ -23,8 +23,9 @@ use super::ops::schedules::ClaimJob;
 use super::ops::{self, admin, inspect, lease, schedules, work};
 use super::receipt::{Receipt, ReceiptError, Release};
 use super::types::{
-    Created, Delivery, Done, Emit, QueueSet, ReplayFilter, Replayed, Schedule, ScheduleSpec,
-    SchemaChange, SchemaVersion, Settings, SettingsPatch, State, Subscribed, Sync, WorkStep,
+    BodyLimit, Created, Delivery, Done, Emit, QueueSet, ReplayFilter, Replayed, Schedule,
+    ScheduleSpec, SchemaChange, SchemaVersion, Settings, SettingsPatch, State, Subscribed, Sync,
+    WorkStep,
 };
 use super::views::{
     DatabaseInfo, Health, LastDead, PeekQuery, Peeked, QueueInfo, RateHistory, ScheduleInfo,
@@ -162,12 +163,14 @@ pub trait Store: Backend + std::fmt::Debug {
         ops::publish::publish_group(self, jobs)
     }
 
-    /// The largest body a publish to `name` accepts: the queue's
-    /// `max_size`, or for a topic the smallest of its subscribers'. A name
-    /// that does not exist yet, or a topic without subscribers, gets the
-    /// default.
-    fn max_size(&self, name: &str) -> Result<u64> {
-        ops::queues::max_size(self, name)
+    /// The largest body a publish to `name` accepts, and the queue that
+    /// sets it: the queue's `max_size`, or for a topic the smallest of its
+    /// subscribers'. A name that does not exist yet, or a topic without
+    /// subscribers, gets the default. Never over [`MAX_BODY_BYTES`].
+    ///
+    /// [`MAX_BODY_BYTES`]: crate::store::MAX_BODY_BYTES
+    fn body_limit(&self, name: &str) -> Result<BodyLimit> {
+        ops::queues::body_limit(self, name)
     }
 
     // ---- leases ----

@@ -213,8 +213,11 @@ pub enum Error {
         pending: i64,
     },
     /// A body larger than the queue's `max_size`.
-    #[error("body is {size} bytes, larger than the queue's max_size of {limit} bytes")]
+    #[error("body is {size} bytes, larger than the max_size of `{queue}`, {limit} bytes")]
     TooLarge {
+        /// The queue whose limit it is (for a topic, the subscriber with
+        /// the smallest).
+        queue: String,
         /// The body size.
         size: usize,
         /// The limit.

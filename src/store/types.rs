@@ -220,6 +220,26 @@ pub(crate) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The largest body a publish takes, and the queue whose `max_size` it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyLimit {
+    /// The limit in bytes, never over [`super::rules::MAX_BODY_BYTES`].
+    pub bytes: u64,
+    /// The queue that sets it (for a topic, the subscriber with the
+    /// smallest `max_size`).
+    pub queue: String,
+}
+
+impl BodyLimit {
+    /// The limit of queue `q`.
+    pub(crate) fn of(q: &QueueRow) -> BodyLimit {
+        BodyLimit {
+            bytes: q.settings.max_size.min(super::rules::MAX_BODY_BYTES),
+            queue: q.name.clone(),
+        }
+    }
+}
+
 /// A message to publish.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NewMessage<'a> {

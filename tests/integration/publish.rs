@@ -85,16 +85,33 @@ fn body_over_max_size_is_bad_input() {
     run.code(65).stderr_has("line 2").stderr_has("max_size");
     let arg = env.run(&["publish", "small", "\"0123456789abcdef\""]);
     arg.code(65).stderr_has(
-        "the BODY argument: body of 18 bytes is larger than the queue's max_size of 16.",
+        "the BODY argument: body of 18 bytes is larger than the max_size of `small`, 16. Raise it with `spool queue set small --max-size SIZE`",
     );
     // A topic's limit is its smallest subscriber's, checked in the
-    // publish's transaction as well.
+    // publish's transaction as well, and named.
+    env.run(&["subscribe", "t", "big"]).success();
     env.run(&["subscribe", "t", "small"]).success();
     env.run(&["publish", "t", "\"0123456789abcdef\""])
         .code(65)
         .stderr_has(
-            "the BODY argument: body of 18 bytes is larger than the queue's max_size of 16.",
+            "the BODY argument: body of 18 bytes is larger than the max_size of `small`, 16. Raise it with `spool queue set small --max-size SIZE`",
         );
+    env.run_with_input(&["publish", "t"], "\"0123456789abcdef\"\n")
+        .code(65)
+        .stderr_has("line 1: body is larger than the max_size of `small`, 16.");
+    // A schedule's body is checked against the same limit.
+    env.run(&[
+        "schedule",
+        "add",
+        "s",
+        "--every",
+        "1h",
+        "--to",
+        "t",
+        "\"0123456789abcdef\"",
+    ])
+    .code(65)
+    .stderr_has("larger than the max_size of `small`, 16.");
     assert_eq!(env.count("SELECT count(*) FROM messages"), 1);
 }
 

@@ -15,7 +15,7 @@ use crate::store::error::{Error, Result};
 use crate::store::flow::{self, DeadReason, Load, OnFull, Room};
 use crate::store::receipt::{Receipt, ReceiptError};
 use crate::store::rules;
-use crate::store::types::{NewMessage, QueueRow, State};
+use crate::store::types::{BodyLimit, NewMessage, QueueRow, State};
 
 /// An open publish transaction, handed to the closure of
 /// [`publish_batch`]: messages added become visible together when it
@@ -28,7 +28,7 @@ pub struct PublishBatch<'t> {
     origin: &'t str,
     /// The schemas each message must meet.
     checks: &'t PublishChecks,
-    max_size: u64,
+    max_size: &'t BodyLimit,
     now: i64,
     /// The delivery the messages come from (`publish --ack`, `work --emit`).
     cause: Option<Cause>,
@@ -55,11 +55,6 @@ pub const CAUSE_QUEUE: &str = "spool-cause-queue";
 pub const CAUSE_ID: &str = "spool-cause-id";
 
 impl PublishBatch<'_> {
-    /// The largest body this batch accepts, in bytes.
-    pub fn max_size(&self) -> u64 {
-        self.max_size
-    }
-
     /// Adds one message and returns its id, or the id of the message the
     /// queue already holds under the same key. A message that breaks a schema
     /// of the queue, or of the topic or any of its subscribers, is refused
@@ -109,10 +104,11 @@ impl PublishBatch<'_> {
     }
 
     fn publish_as_is(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
-        if msg.body.len() as u64 > self.max_size {
+        if msg.body.len() as u64 > self.max_size.bytes {
             return Err(Error::TooLarge {
+                queue: self.max_size.queue.clone(),
                 size: msg.body.len(),
-                limit: self.max_size,
+                limit: self.max_size.bytes,
             });
         }
         self.checks.message(self.origin, msg.body, msg.raw)?;
@@ -373,10 +369,12 @@ pub(crate) fn publish_in(
     // message must fit every queue that receives it.
     let max_size = targets
         .iter()
-        .map(|q| q.settings.max_size)
-        .min()
-        .unwrap_or(u64::MAX)
-        .min(rules::MAX_BODY_BYTES);
+        .map(BodyLimit::of)
+        .min_by_key(|l| l.bytes)
+        .unwrap_or_else(|| BodyLimit {
+            bytes: rules::MAX_BODY_BYTES,
+            queue: origin.name.clone(),
+        });
     // Publishers into a queue with a length limit take turns on its row
     // (PostgreSQL), so two of them cannot both take the last place.
     for queue in &targets {
@@ -397,7 +395,7 @@ pub(crate) fn publish_in(
             added: &mut added,
             origin: &origin.name,
             checks: &checks,
-            max_size,
+            max_size: &max_size,
             now,
             cause: None,
             caused_headers: None,

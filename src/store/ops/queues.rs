@@ -8,7 +8,9 @@ use crate::contract::Contract;
 use crate::store::backend::{self, Backend, PublishTx, topic_error, unknown_queue};
 use crate::store::checks::same_schema;
 use crate::store::error::{Error, Result};
-use crate::store::types::{Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch, ms};
+use crate::store::types::{
+    BodyLimit, Created, QueueRow, QueueSet, SchemaChange, Settings, SettingsPatch, ms,
+};
 
 /// The queue named `name`, created with `settings` if it does not exist,
 /// and whether this call created it. Safe against a concurrent creation of
@@ -160,18 +162,21 @@ pub(crate) fn settings(store: &(impl Backend + ?Sized), name: &str) -> Result<Op
     })
 }
 
-/// [`crate::store::Store::max_size`]: a topic holds nothing, so its own
+/// [`crate::store::Store::body_limit`]: a topic holds nothing, so its own
 /// setting does not count.
-pub(crate) fn max_size(store: &(impl Backend + ?Sized), name: &str) -> Result<u64> {
+pub(crate) fn body_limit(store: &(impl Backend + ?Sized), name: &str) -> Result<BodyLimit> {
     backend::read(store, |tx| {
         let limit = match tx.queue(name)? {
             Some(row) if row.is_topic => tx
                 .subscribers(row.id)?
-                .iter()
-                .map(|sub| sub.settings.max_size)
-                .min(),
-            row => row.map(|row| row.settings.max_size),
+                .into_iter()
+                .map(|sub| BodyLimit::of(&sub))
+                .min_by_key(|l| l.bytes),
+            row => row.map(|row| BodyLimit::of(&row)),
         };
-        Ok(limit.unwrap_or(Settings::default().max_size))
+        Ok(limit.unwrap_or_else(|| BodyLimit {
+            bytes: Settings::default().max_size,
+            queue: name.to_owned(),
+        }))
     })
 }

@@ -21,7 +21,9 @@ use crate::store::backend::{self, Backend, ScheduleRow, ScheduleState, WriteTx};
 use crate::store::error::{Error, Result};
 use crate::store::rules;
 use crate::store::schedule::{CatchUp, MAX_CATCH_UP, Rule};
-use crate::store::types::{Created, Delivery, NewMessage, QueueRow, Schedule, ScheduleSpec, ms};
+use crate::store::types::{
+    BodyLimit, Created, Delivery, NewMessage, QueueRow, Schedule, ScheduleSpec, ms,
+};
 
 /// The header naming the schedule a message comes from.
 pub const SCHEDULE_HEADER: &str = "spool-schedule";
@@ -335,14 +337,17 @@ fn check_body(
     let checks = for_publish(tx, cache, target, &targets)?;
     let limit = targets
         .iter()
-        .map(|q| q.settings.max_size)
-        .min()
-        .unwrap_or(u64::MAX)
-        .min(rules::MAX_BODY_BYTES);
-    if spec.body.len() as u64 > limit {
+        .map(BodyLimit::of)
+        .min_by_key(|l| l.bytes)
+        .unwrap_or_else(|| BodyLimit {
+            bytes: rules::MAX_BODY_BYTES,
+            queue: target.name.clone(),
+        });
+    if spec.body.len() as u64 > limit.bytes {
         return Err(Error::TooLarge {
+            queue: limit.queue,
             size: spec.body.len(),
-            limit,
+            limit: limit.bytes,
         });
     }
     super::publish::check_labels(None, spec.group.as_deref())?;

@@ -24,11 +24,15 @@ pub(super) fn a_failed_batch_publishes_nothing_and_large_bodies_are_refused(f: &
             ..NewMessage::default()
         })
     });
-    assert!(matches!(result, Err(Error::TooLarge { size: 5, limit: 4 })));
+    assert!(matches!(
+        result,
+        Err(Error::TooLarge { size: 5, limit: 4, ref queue }) if queue == "q"
+    ));
     assert!(f.db.peek("q", &all_states(10)).expect("peek").is_empty());
     assert_eq!(f.info("q").published_total, 0);
     assert_eq!(f.count("SELECT count(*) FROM messages"), 0);
-    assert_eq!(f.db.max_size("q").expect("max"), 4);
+    let limit = f.db.body_limit("q").expect("limit");
+    assert_eq!((limit.bytes, limit.queue.as_str()), (4, "q"));
     assert!(matches!(
         f.publish("bad name", NewMessage::default()),
         Err(Error::BadName { .. })

@@ -128,6 +128,17 @@ fn sqs_allows(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// The largest body queue `name` takes, from the settings a send reads
+/// anyway (`NonExistentQueue` when there is no such queue).
+fn body_limit(db: &mut crate::store::Db, name: &str) -> Result<crate::store::BodyLimit, SqsError> {
+    Ok(crate::store::BodyLimit {
+        bytes: existing(db, name)?
+            .max_size
+            .min(crate::store::MAX_BODY_BYTES),
+        queue: name.to_owned(),
+    })
+}
+
 /// Publish's arguments for one outgoing message: a raw body, its group,
 /// key, delay and attributes as headers.
 fn args_of(queue: &str, out: &Outgoing) -> publish::Args {
@@ -191,8 +202,8 @@ pub async fn send(call: Call) -> Result<Value, SqsError> {
     let body = out.body.clone().into_bytes();
     let ready = call
         .on_db(move |db| {
-            let max_size = existing(db, &args.queue)?.max_size;
-            Ok(publish::prepare_one(db, args, max_size, body)?)
+            let limit = body_limit(db, &args.queue)?;
+            Ok(publish::prepare_one(db, args, limit, body)?)
         })
         .await?;
     let id = write(Arc::clone(&call.app), ready).await?;
@@ -265,11 +276,11 @@ pub async fn send_batch(call: Call) -> Result<Value, SqsError> {
     let name = queue.clone();
     let prepared = call
         .on_db(move |db| {
-            let max_size = existing(db, &name)?.max_size;
+            let limit = body_limit(db, &name)?;
             Ok(jobs
                 .into_iter()
                 .map(|(args, body)| {
-                    publish::prepare_one(db, args, max_size, body).map_err(SqsError::from)
+                    publish::prepare_one(db, args, limit.clone(), body).map_err(SqsError::from)
                 })
                 .collect::<Vec<_>>())
         })
