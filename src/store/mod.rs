@@ -180,13 +180,13 @@ pub use ops::publish::PublishJob;
 pub use ops::schedules::ClaimJob;
 pub use postgres::{Migrated, PostgresStore};
 pub use receipt::{Receipt, ReceiptError, Release};
-pub use rules::{MAX_BODY_BYTES, MAX_LABEL_BYTES, backoff, label_problem};
+pub use rules::{MAX_LABEL_BYTES, backoff, label_problem};
 pub use sqlite::{PublishBatch, SqliteStore};
 pub(crate) use types::ms;
 pub use types::{
-    BodyLimit, Created, Delivery, Done, Emit, NewMessage, Outcome, QueueSet, ReplayFilter,
-    Replayed, Schedule, ScheduleSpec, SchemaChange, SchemaVersion, Settings, SettingsPatch,
-    Settled, State, Subscribed, Sync, WorkStep, now_ms,
+    BodyLimit, Created, Delivery, Done, Emit, MAX_BODY_BYTES, NewMessage, Outcome, QueueSet,
+    ReplayFilter, Replayed, Schedule, ScheduleSpec, SchemaChange, SchemaVersion, Settings,
+    SettingsPatch, Settled, State, Subscribed, Sync, WorkStep, now_ms,
 };
 pub use views::{
     BrokenSchema, Counts, DatabaseHealth, DatabaseInfo, FileHealth, Health, LastDead, LostSchedule,

@@ -17,11 +17,6 @@ use super::types::{ReplayFilter, Settings, State, ms};
 // What a message may carry
 // ---------------------------------------------------------------------------
 
-/// The largest body any queue takes, whatever its `max_size`: one
-/// database value holds at most about a gigabyte on either backend, and a
-/// body is read whole into memory. `queue create --max-size` refuses more.
-pub const MAX_BODY_BYTES: u64 = 512 << 20;
-
 /// The longest key or group a message may carry, in bytes. PostgreSQL
 /// indexes both (with the queue), and an index entry must fit in a third
 /// of a page (2,704 bytes); SQLite would take more, but a database must be

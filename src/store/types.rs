@@ -220,10 +220,15 @@ pub(crate) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The largest body any queue takes, whatever its `max_size`: one
+/// database value holds at most about a gigabyte on either backend, and a
+/// body is read whole into memory. `queue create --max-size` refuses more.
+pub const MAX_BODY_BYTES: u64 = 512 << 20;
+
 /// The largest body a publish takes, and the queue whose `max_size` it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyLimit {
-    /// The limit in bytes, never over [`super::rules::MAX_BODY_BYTES`].
+    /// The limit in bytes, never over [`MAX_BODY_BYTES`].
     pub bytes: u64,
     /// The queue that sets it (for a topic, the subscriber with the
     /// smallest `max_size`).
@@ -234,7 +239,7 @@ impl BodyLimit {
     /// The limit of queue `q`.
     pub(crate) fn of(q: &QueueRow) -> BodyLimit {
         BodyLimit {
-            bytes: q.settings.max_size.min(super::rules::MAX_BODY_BYTES),
+            bytes: q.settings.max_size.min(MAX_BODY_BYTES),
             queue: q.name.clone(),
         }
     }

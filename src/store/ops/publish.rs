@@ -372,7 +372,7 @@ pub(crate) fn publish_in(
         .map(BodyLimit::of)
         .min_by_key(|l| l.bytes)
         .unwrap_or_else(|| BodyLimit {
-            bytes: rules::MAX_BODY_BYTES,
+            bytes: crate::store::types::MAX_BODY_BYTES,
             queue: origin.name.clone(),
         });
     // Publishers into a queue with a length limit take turns on its row

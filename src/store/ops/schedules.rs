@@ -19,7 +19,6 @@ use super::publish::{publish_in, target_refuses};
 use super::queues::ensure;
 use crate::store::backend::{self, Backend, ScheduleRow, ScheduleState, WriteTx};
 use crate::store::error::{Error, Result};
-use crate::store::rules;
 use crate::store::schedule::{CatchUp, MAX_CATCH_UP, Rule};
 use crate::store::types::{
     BodyLimit, Created, Delivery, NewMessage, QueueRow, Schedule, ScheduleSpec, ms,
@@ -340,7 +339,7 @@ fn check_body(
         .map(BodyLimit::of)
         .min_by_key(|l| l.bytes)
         .unwrap_or_else(|| BodyLimit {
-            bytes: rules::MAX_BODY_BYTES,
+            bytes: crate::store::types::MAX_BODY_BYTES,
             queue: target.name.clone(),
         });
     if spec.body.len() as u64 > limit.bytes {
