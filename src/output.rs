@@ -214,9 +214,34 @@ impl indicatif::TermLike for StderrTerm {
 }
 
 /// Locked, buffered stdout. Write data with `?`, so a closed pipe ends the
-/// command quietly instead of panicking.
-pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
-    io::BufWriter::with_capacity(64 * 1024, io::stdout().lock())
+/// command quietly instead of panicking; any other failure names stdout
+/// (`cannot write to stdout: No space left on device`), not to be taken
+/// for the database's.
+pub fn stdout() -> io::BufWriter<NamedStdout> {
+    io::BufWriter::with_capacity(64 * 1024, NamedStdout(io::stdout().lock()))
+}
+
+/// Stdout whose errors say they are stdout's (see [`stdout`]); a closed pipe
+/// keeps its kind, so it still ends a command quietly.
+pub struct NamedStdout(io::StdoutLock<'static>);
+
+impl NamedStdout {
+    fn named(err: io::Error) -> io::Error {
+        match err.kind() {
+            io::ErrorKind::BrokenPipe => err,
+            kind => io::Error::new(kind, format!("cannot write to stdout: {err}")),
+        }
+    }
+}
+
+impl Write for NamedStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(NamedStdout::named)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(NamedStdout::named)
+    }
 }
 
 /// Lines for stdout, counted: which of them the operating system took.

@@ -544,7 +544,7 @@ fn not_printed(err: io::Error, ids: &[i64]) -> anyhow::Error {
     Failure::new(
         Exit::IoErr,
         format!(
-            "cannot write to stdout: {err}; {what} and committed: do not retry, as a retry publishes again (safe only with --key)"
+            "{err}; {what} and committed: do not retry, as a retry publishes again (safe only with --key)"
         ),
     )
     .into()

@@ -113,7 +113,18 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
             &mut |n| bar.inc(n),
         )?
     };
-    report(ctx, &args, &done)?;
+    report(ctx, &args, &done).map_err(|e| {
+        // The replay is committed; a retry would replay nothing new, but
+        // say so rather than leave it to guess.
+        if args.dry_run || crate::error::is_broken_pipe(&e) {
+            e
+        } else {
+            e.context(format!(
+                "{} message(s) were replayed and committed",
+                done.ids.len()
+            ))
+        }
+    })?;
     Ok(Exit::Ok)
 }
 
