@@ -111,6 +111,7 @@ pub struct GlobalArgs {
         long,
         global = true,
         env = "SPOOL_SYNC",
+        hide_env_values = true,
         value_enum,
         default_value_t,
         value_name = "MODE"
@@ -251,8 +252,35 @@ fn usage_error(err: clap::Error) -> ExitCode {
         };
         return ExitCode::from(code);
     }
+    if let Some(text) = empty_variable(&err) {
+        eprintln!("spool: error: {text}");
+        return ExitCode::from(Exit::Usage as u8);
+    }
     let text = escape_invalid_value(&err, err.render().to_string());
     let text = text.strip_prefix("error: ").unwrap_or(&text);
     eprint!("spool: error: {text}");
     ExitCode::from(Exit::Usage as u8)
+}
+
+/// The variables clap reads global options from. An empty one is taken as
+/// a flag given an empty value, and clap's message would name the flag,
+/// which the user never typed: name the variable instead.
+const OPTION_VARIABLES: [(&str, &str); 2] = [("--db", "SPOOL_DB"), ("--sync", "SPOOL_SYNC")];
+
+fn empty_variable(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let (flag, var) = OPTION_VARIABLES
+        .iter()
+        .find(|(flag, _)| arg.split_whitespace().next() == Some(*flag))?;
+    let empty = std::env::var_os(var).is_some_and(|v| v.is_empty());
+    let typed = std::env::args_os().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == *flag || a.starts_with(&format!("{flag}=")))
+    });
+    (empty && !typed).then(|| {
+        format!("{var} is set but empty; unset it, or set it to a value (as `{flag}` takes)")
+    })
 }
