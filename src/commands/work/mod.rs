@@ -229,6 +229,8 @@ struct Finished {
     error: Option<String>,
     /// With `--emit`, for a success: the bodies it printed.
     emitted: Vec<Vec<u8>>,
+    /// The handler ended before its lease ran out (as work last extended it).
+    within_lease: bool,
 }
 
 impl Finished {
@@ -460,6 +462,7 @@ impl<'a> Worker<'a> {
             why,
             error,
             emitted,
+            within_lease: Instant::now() < h.lease_end,
         });
     }
 
@@ -638,8 +641,17 @@ impl<'a> Worker<'a> {
             Ok(settled) => settled,
             Err(e) => {
                 self.tally.lost += 1;
+                // A lease that ended early, before its time ran out, was
+                // most likely ended by the handler itself (a nack or an
+                // extend of $SPOOL_RECEIPT that gave it up).
+                let hint = match e {
+                    store::ReceiptError::LeaseEnded if f.within_lease => {
+                        " (the handler may have settled $SPOOL_RECEIPT itself)"
+                    }
+                    _ => "",
+                };
                 self.report.warn(&format!(
-                    "cannot settle message {} (attempt {}): {e}",
+                    "cannot settle message {} (attempt {}): {e}{hint}",
                     f.id, f.attempt
                 ));
                 return;
@@ -652,6 +664,15 @@ impl<'a> Worker<'a> {
                 self.tally.dead += 1;
                 self.report.warn(&format!(
                     "message {} failed on attempt {} ({how}), its last allowed attempt: it is now dead",
+                    f.id, f.attempt
+                ));
+            }
+            (Why::Failed(how), Settled::Acked) => {
+                // The delivery was finished before the failure could be
+                // recorded: the handler acked its own $SPOOL_RECEIPT.
+                self.tally.failed += 1;
+                self.report.warn(&format!(
+                    "message {} failed on attempt {} ({how}), but its delivery was already acked (by the handler, with $SPOOL_RECEIPT?): it will not be retried",
                     f.id, f.attempt
                 ));
             }
@@ -687,6 +708,7 @@ impl<'a> Worker<'a> {
                         why: Why::NotStarted,
                         error: None,
                         emitted: Vec::new(),
+                        within_lease: true,
                     }));
                     self.spawn_error = Some(e);
                     if self.phase == Phase::Running {
