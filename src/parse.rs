@@ -77,11 +77,23 @@ pub fn time_ms(text: &str) -> Result<i64, String> {
 /// beyond what spool's clock can hold (`9999-12-31T23:59:59Z`) is refused
 /// with the same message, not as an invalid time.
 pub fn deliver_at(text: &str) -> Result<i64, String> {
-    let too_far = || {
+    within_a_century(text, || {
         format!(
             "time `{text}` is too far ahead: `--at` and `--delay` reach at most 100 years from now (`--delay 36500d`)"
         )
-    };
+    })
+}
+
+/// A schedule's `--start`: RFC 3339, at most 100 years from now, as
+/// [`deliver_at`] (a later start would never come, or not be stored).
+pub fn schedule_start(text: &str) -> Result<i64, String> {
+    within_a_century(text, || {
+        format!("time `{text}` is too far ahead: a schedule starts at most 100 years from now")
+    })
+}
+
+/// `text` as a time no more than [`MAX_DURATION`] from now, else `too_far()`.
+fn within_a_century(text: &str, too_far: impl Fn() -> String) -> Result<i64, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -341,6 +353,15 @@ mod tests {
         ] {
             let err = deliver_at(bad).unwrap_err();
             assert!(err.contains("invalid time"), "{bad}: {err}");
+        }
+        // A schedule's start too: one past the clock's reach never fired.
+        assert!(schedule_start("2030-01-01T00:00:00Z").is_ok());
+        for far in ["9998-12-30T00:00:00Z", "9999-12-31T00:00:00Z"] {
+            let err = schedule_start(far).unwrap_err();
+            assert!(
+                err.contains("a schedule starts at most 100 years from now"),
+                "{far}: {err}"
+            );
         }
     }
 

@@ -125,7 +125,7 @@ pub struct AddArgs {
     #[arg(long, value_name = "DUR", value_parser = interval, help_heading = "When")]
     pub every: Option<Duration>,
     /// The first possible occurrence (RFC 3339) [default: now]
-    #[arg(long, value_name = "TIME", value_parser = parse::time_ms, help_heading = "When")]
+    #[arg(long, value_name = "TIME", value_parser = parse::schedule_start, help_heading = "When")]
     pub start: Option<i64>,
     /// What is published when several occurrences are due at once
     #[arg(
