@@ -11,7 +11,9 @@ use crate::store::State;
 const DEFAULT_WIDTH: u16 = 100;
 
 /// The terminal's width: `$COLUMNS` when set (as shells and tests do), else
-/// asked from the terminal, else 100.
+/// asked from the terminal, else 100. A terminal that says it has fewer
+/// than 20 columns (a pseudo-terminal of size 0, as under `script`) counts
+/// as unknown.
 pub fn terminal_width() -> u16 {
     if let Some(cols) = std::env::var("COLUMNS")
         .ok()
@@ -20,7 +22,10 @@ pub fn terminal_width() -> u16 {
     {
         return cols;
     }
-    Table::new().width().unwrap_or(DEFAULT_WIDTH)
+    Table::new()
+        .width()
+        .filter(|w| *w >= 20)
+        .unwrap_or(DEFAULT_WIDTH)
 }
 
 /// A borderless table with a header, fitted to the terminal's width, coloured
