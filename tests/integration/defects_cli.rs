@@ -390,3 +390,66 @@ fn max_size_zero_is_refused() {
     let q: Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(q["max_size"], 2048, "{q}");
 }
+
+#[test]
+fn readers_and_replay_into_a_full_device_name_stdout() {
+    let env = Env::new();
+    env.publish("q", "1");
+    env.run(&["consume", "q", "--ack"]).success();
+    for args in [
+        vec!["peek", "q", "--state", "all"],
+        vec!["stats"],
+        vec!["queue", "list"],
+        vec!["queue", "show", "q"],
+    ] {
+        into_full_device(&env, &args, None)
+            .code(74)
+            .stderr_has("cannot write to stdout: No space left on device");
+    }
+    // A replay is committed before its count is printed, and says so.
+    into_full_device(&env, &["replay", "q", "--acked"], None)
+        .code(74)
+        .stderr_has("1 message(s) were replayed and committed: cannot write to stdout");
+    assert_eq!(peek_all(&env, "q", "ready").len(), 1);
+}
+
+#[test]
+fn an_empty_variable_is_named_not_the_flag_it_stands_for() {
+    let env = Env::new();
+    env.cmd()
+        .env("SPOOL_DB", "")
+        .arg("stats")
+        .output()
+        .map(Run::from)
+        .unwrap()
+        .code(2)
+        .stderr_has("SPOOL_DB is set but empty; unset it, or set it to a value (as `--db` takes)");
+    env.cmd()
+        .env("SPOOL_SYNC", "")
+        .args(["publish", "q", "1"])
+        .output()
+        .map(Run::from)
+        .unwrap()
+        .code(2)
+        .stderr_has("SPOOL_SYNC is set but empty");
+    // Typed on the command line, the flag is what is named.
+    env.run(&["--db", "", "stats"])
+        .code(2)
+        .stderr_has("'--db <PATH|URL>'");
+}
+
+#[test]
+fn work_says_when_a_handler_settled_its_own_delivery() {
+    let env = Env::new();
+    env.publish("q", "1");
+    let spool = bin();
+    let acks_then_fails = format!("{spool} ack \"$SPOOL_RECEIPT\"; exit 1");
+    env.run(&["work", "q", "--max", "1", "--", "sh", "-c", &acks_then_fails])
+        .code(4)
+        .stderr_has("but its delivery was already acked (by the handler, with $SPOOL_RECEIPT?): it will not be retried");
+    assert_eq!(peek_all(&env, "q", "acked").len(), 1);
+    env.publish("q", "2");
+    let nacks = format!("{spool} nack \"$SPOOL_RECEIPT\" --delay 1h; exit 0");
+    env.run(&["work", "q", "--max", "1", "--", "sh", "-c", &nacks])
+        .stderr_has("(the handler may have settled $SPOOL_RECEIPT itself)");
+}
