@@ -112,8 +112,10 @@ impl Serialize for ScheduleStats {
 struct Database {
     path: String,
     size_bytes: u64,
-    wal_bytes: u64,
-    free_bytes: u64,
+    /// `null` on PostgreSQL.
+    wal_bytes: Option<u64>,
+    /// `null` on PostgreSQL.
+    free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -340,13 +342,17 @@ fn table(ctx: &Context, snap: &Snapshot) -> String {
     if !snap.schedules.is_empty() {
         let _ = writeln!(text, "{}", schedule_table(ctx, &snap.schedules));
     }
+    let files = match (db.wal_bytes, db.free_bytes) {
+        (Some(wal), Some(free)) => {
+            format!(" (wal {}, free {})", view::bytes(wal), view::bytes(free))
+        }
+        _ => String::new(),
+    };
     let _ = writeln!(
         text,
-        "database {}: {} (wal {}, free {})",
+        "database {}: {}{files}",
         db.path,
-        view::bytes(db.size_bytes),
-        view::bytes(db.wal_bytes),
-        view::bytes(db.free_bytes)
+        view::bytes(db.size_bytes)
     );
     text
 }
@@ -602,7 +608,7 @@ fn database_metrics(text: &mut String, db: &Database) {
         (
             "spool_database_size_bytes",
             "Size of the database file.",
-            db.size_bytes,
+            Some(db.size_bytes),
         ),
         (
             "spool_database_wal_bytes",
@@ -615,6 +621,8 @@ fn database_metrics(text: &mut String, db: &Database) {
             db.free_bytes,
         ),
     ] {
+        // PostgreSQL has no WAL file or free pages of spool's own.
+        let Some(value) = value else { continue };
         let _ = writeln!(text, "# HELP {name} {help}");
         let _ = writeln!(text, "# TYPE {name} gauge");
         let _ = writeln!(text, "{name} {value}");

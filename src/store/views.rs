@@ -108,10 +108,12 @@ pub struct DatabaseInfo {
     pub path: PathBuf,
     /// Size of the database file in bytes (0 if it does not exist).
     pub size_bytes: u64,
-    /// Size of its write-ahead log in bytes (0 when there is none).
-    pub wal_bytes: u64,
-    /// Bytes of free pages inside the file, waiting to be reused or handed back.
-    pub free_bytes: u64,
+    /// Size of its write-ahead log in bytes (0 when there is none); `None`
+    /// on PostgreSQL, which keeps no WAL of spool's own.
+    pub wal_bytes: Option<u64>,
+    /// Bytes of free pages inside the file, waiting to be reused or handed
+    /// back; `None` on PostgreSQL.
+    pub free_bytes: Option<u64>,
 }
 
 impl DatabaseInfo {
@@ -122,8 +124,8 @@ impl DatabaseInfo {
         wal.push("-wal");
         DatabaseInfo {
             size_bytes: size(&path),
-            wal_bytes: size(std::path::Path::new(&wal)),
-            free_bytes: 0,
+            wal_bytes: Some(size(std::path::Path::new(&wal))),
+            free_bytes: Some(0),
             path,
         }
     }

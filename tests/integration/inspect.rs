@@ -570,6 +570,22 @@ fn stats_json_has_the_documented_shape() {
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["database"]["path"], env.display());
     assert_eq!(v["database"]["size_bytes"], env.size_bytes());
+    // PostgreSQL has no WAL file or free pages of spool's own: null, not 0.
+    for key in ["wal_bytes", "free_bytes"] {
+        let value = &v["database"][key];
+        if on_postgres() {
+            assert!(value.is_null(), "{key}: {value}");
+        } else {
+            assert!(value.is_u64(), "{key}: {value}");
+        }
+    }
+    let prometheus = env.run(&["stats", "--format", "prometheus"]);
+    assert_eq!(
+        prometheus.stdout.contains("spool_database_wal_bytes"),
+        !on_postgres(),
+        "{}",
+        prometheus.stdout
+    );
     let q = &v["queues"][0];
     for key in [
         "name",

@@ -102,8 +102,8 @@ impl Store for PostgresStore {
         Ok(DatabaseInfo {
             path: conn.target.display.clone().into(),
             size_bytes: size.max(0) as u64,
-            wal_bytes: 0,
-            free_bytes: 0,
+            wal_bytes: None,
+            free_bytes: None,
         })
     }
 

@@ -72,7 +72,7 @@ impl Store for SqliteStore {
         let page: i64 = self
             .conn
             .pragma_query_value(None, "page_size", |row| row.get(0))?;
-        db.free_bytes = (free.max(0) * page.max(0)) as u64;
+        db.free_bytes = Some((free.max(0) * page.max(0)) as u64);
         Ok(db)
     }
 
