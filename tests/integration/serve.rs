@@ -111,6 +111,7 @@ struct Reply {
     body: String,
     retry_after: Option<String>,
     content_type: Option<String>,
+    www_authenticate: Option<String>,
 }
 
 impl Reply {
@@ -169,6 +170,7 @@ fn try_request(
             .map(|v| v.to_str().expect("ASCII header").to_owned())
     };
     let (retry_after, content_type) = (header("retry-after"), header("content-type"));
+    let www_authenticate = header("www-authenticate");
     let status = response.status().as_u16();
     let body = response
         .body_mut()
@@ -180,6 +182,7 @@ fn try_request(
         body,
         retry_after,
         content_type,
+        www_authenticate,
     })
 }
 
@@ -869,6 +872,11 @@ fn serve_needs_a_token_on_every_route_when_it_has_a_token_file() {
                 "{method} {path} with {token:?}: {reply:?}"
             );
             assert!(reply.json()["error"].is_string());
+            assert_eq!(
+                reply.www_authenticate.as_deref(),
+                Some("Bearer realm=\"spool\""),
+                "{method} {path}"
+            );
         }
         for token in ["s3cret-one", "second-token"] {
             let reply = request(method, &url, Some(token), body.as_bytes());
@@ -1030,6 +1038,43 @@ fn a_body_that_stops_arriving_frees_its_connection_before_the_request_timeout() 
         assert!(answer.contains("\"exit_code\":75"), "{answer}");
     }
     assert_eq!(server.get("/v1/queues/q/messages").lines().len(), 1);
+}
+
+#[test]
+fn a_coded_body_is_refused_not_stored_as_it_came() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    // Whole requests, the write side left open (`Connection: close` ends
+    // each): the server answers before it closes.
+    let raw = |server: &Server, bytes: &[u8]| {
+        let mut stream = TcpStream::connect(&server.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(bytes).unwrap();
+        read_all(&mut stream)
+    };
+    let gzip = raw(
+        &server,
+        b"POST /v1/queues/q/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: gzip\r\nContent-Length: 1\r\n\r\n1",
+    );
+    assert!(gzip.starts_with("HTTP/1.1 415"), "{gzip}");
+    assert!(
+        gzip.contains("Content-Encoding `gzip` is not supported"),
+        "{gzip}"
+    );
+    let coded = raw(
+        &server,
+        b"POST /v1/queues/q/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: gzip, chunked\r\n\r\n1\r\n6\r\n0\r\n\r\n",
+    );
+    assert!(coded.starts_with("HTTP/1.1 501"), "{coded}");
+    let plain = raw(
+        &server,
+        b"POST /v1/queues/q/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: identity\r\nContent-Length: 1\r\n\r\n7",
+    );
+    assert!(plain.starts_with("HTTP/1.1 201"), "{plain}");
+    let stored = server.get("/v1/queues/q/messages").lines();
+    assert_eq!(stored.len(), 1, "{stored:?}");
 }
 
 #[test]
@@ -1281,6 +1326,7 @@ fn parse_reply(answer: &str) -> Reply {
         body,
         retry_after: header("retry-after"),
         content_type: header("content-type"),
+        www_authenticate: header("www-authenticate"),
     }
 }
 

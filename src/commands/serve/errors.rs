@@ -94,6 +94,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // What a 401 must say (RFC 9110): the scheme that is wanted.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"spool\""),
+            );
+        }
         response
     }
 }

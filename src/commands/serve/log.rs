@@ -150,6 +150,42 @@ fn declared_size(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Refuses a body in a coding spool cannot read, rather than take the
+/// coded bytes for the body: a `Content-Encoding` other than `identity`
+/// (415), a `Transfer-Encoding` other than `chunked` (501, RFC 9112).
+fn plain_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let codings = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    if let Some(c) = codings(header::CONTENT_ENCODING)
+        .into_iter()
+        .find(|c| c != "identity")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Exit::Usage,
+            format!("Content-Encoding `{c}` is not supported: send the body as it is"),
+        ));
+    }
+    if let Some(c) = codings(header::TRANSFER_ENCODING)
+        .into_iter()
+        .find(|c| c != "chunked")
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            Exit::Usage,
+            format!("Transfer-Encoding `{c}` is not supported: only `chunked` is"),
+        ));
+    }
+    Ok(())
+}
+
 /// The middleware around every route: checks the bearer token (when the
 /// server has tokens), then logs and counts the answer.
 pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
@@ -171,7 +207,10 @@ pub async fn around(State(app): State<Arc<App>>, req: Request, next: Next) -> Re
         Some(tokens) if !sqs => tokens.check(req.headers()),
         _ => Ok(()),
     };
-    let mut response = match checked.and_then(|()| declared_size(req.headers())) {
+    let mut response = match checked
+        .and_then(|()| declared_size(req.headers()))
+        .and_then(|()| plain_body(req.headers()))
+    {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
     };
