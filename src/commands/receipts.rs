@@ -186,13 +186,38 @@ fn settle(
         };
         if let Err(e) = outcome {
             refused += 1;
-            eprintln!("spool: error: receipt `{}`: {e}", text.escape_debug());
+            eprintln!("spool: error: {}", refusal(text, e));
         }
     }
     if refused > 0 {
         return Err(Silent(Exit::NotFound).into());
     }
     Ok(Exit::Ok)
+}
+
+/// Why receipt `text` was refused, for people: the receipt (its first 80
+/// characters, control characters escaped), and a JSON line that carries
+/// none named as such.
+fn refusal(text: &str, e: ReceiptError) -> String {
+    const SHOWN: usize = 80;
+    // Control characters escaped, so that none can break the line.
+    let escaped: String = text
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect();
+    let shown = match escaped.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    };
+    if text.starts_with('{') {
+        return format!(
+            "line `{shown}` has no string `receipt` field: give receipts, or the lines `spool consume` prints"
+        );
+    }
+    format!("receipt `{shown}`: {e}")
 }
 
 /// Runs `spool ack`.

@@ -295,7 +295,12 @@ fn garbage_receipts_are_unknown_and_change_nothing() {
         }
         let run = env.run_with_input(cmd, "{\"receipt\":5}\n[]\nnull\n");
         assert_eq!(run.code, 3, "{run:?}");
-        assert_eq!(run.stderr.matches("unknown receipt").count(), 3, "{run:?}");
+        assert_eq!(run.stderr.matches("unknown receipt").count(), 2, "{run:?}");
+        assert!(
+            run.stderr
+                .contains("line `{\"receipt\":5}` has no string `receipt` field"),
+            "{run:?}"
+        );
     }
     assert_eq!(snapshot(&env), before);
     env.run(&["ack", &good]).success();
@@ -560,4 +565,24 @@ fn nack_and_extend_after_ack_are_refused_but_a_repeated_ack_is_not() {
         assert_eq!(snapshot(&env), before, "retention {retention}");
         assert!(env.consume("q", &[]).is_empty(), "retention {retention}");
     }
+}
+
+#[test]
+fn a_json_line_without_a_receipt_is_named_and_long_lines_are_cut() {
+    let (env, _) = populated();
+    let run = env.run_with_input(&["ack"], "{\"no\":\"receipt\"}\n");
+    refused(
+        &run,
+        3,
+        "line `{\"no\":\"receipt\"}` has no string `receipt` field",
+    );
+    let long = "x".repeat(100_000);
+    let run = env.run_with_input(&["ack"], format!("{long}\n"));
+    refused(&run, 3, "unknown receipt");
+    assert!(
+        run.stderr.len() < 300,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
+    assert!(run.stderr.contains("xxx…`"), "{}", run.stderr);
 }
