@@ -58,7 +58,7 @@ pub struct Args {
     /// Deliverable only from this time on (RFC 3339)
     #[arg(long, value_name = "TIME", value_parser = parse::deliver_at)]
     pub at: Option<i64>,
-    /// Expires this long after its publish, unless delivered (overrides the queue's --ttl)
+    /// Not delivered again once this long has passed since its publish: it dies as `expired` unless acked (overrides the queue's --ttl)
     #[arg(long, value_name = "DUR", value_parser = parse::positive_duration)]
     pub ttl: Option<Duration>,
     /// Higher first, from -100 to 100; equal priority in id order
@@ -238,7 +238,17 @@ pub(crate) fn json_body(text: &str) -> Result<Option<&str>, String> {
     if trimmed.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(trimmed).map_err(|e| json_error(&e))?;
+    if trimmed.starts_with('\u{FEFF}') {
+        return Err(
+            "invalid JSON: the body starts with a byte-order mark (U+FEFF), which JSON does not allow; save the file without one"
+                .to_owned(),
+        );
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(trimmed).map_err(|e| {
+        // Lines of the body as given: the blank lines trimmed count too.
+        let start = text.len() - text.trim_start_matches([' ', '\t', '\n', '\r']).len();
+        json_error(&e, text[..start].matches('\n').count())
+    })?;
     if nesting_exceeds(trimmed.as_bytes(), MAX_NESTING) {
         return Err(format!(
             "JSON nested deeper than {MAX_NESTING} levels; spool refuses it, as many consumers cannot parse it"
@@ -354,14 +364,24 @@ fn array_index(token: &str) -> Option<usize> {
     token.parse().ok()
 }
 
-fn json_error(err: &serde_json::Error) -> String {
+/// serde's error, placed in the body: by column for a one-line body (an
+/// NDJSON line, whose number the caller gives), by line and column when the
+/// body spans lines (`--single`, a BODY argument), counting `skipped` blank
+/// lines before it.
+fn json_error(err: &serde_json::Error, skipped: usize) -> String {
     let reason = err.to_string();
     let reason = reason
         .split(" at line ")
         .next()
         .unwrap_or(&reason)
         .to_owned();
-    format!("invalid JSON: {reason} at column {}", err.column())
+    match err.line() + skipped {
+        1 => format!("invalid JSON: {reason} at column {}", err.column()),
+        line => format!(
+            "invalid JSON: {reason} at line {line}, column {}",
+            err.column()
+        ),
+    }
 }
 
 /// True for a publish refused by a queue's length limits.

@@ -431,3 +431,20 @@ fn large_input_shows_progress_on_a_terminal_only() {
     let out = quiet.wait_with_output().unwrap();
     assert!(out.stderr.is_empty(), "no bar with --quiet");
 }
+
+#[test]
+fn a_body_spanning_lines_is_placed_by_line_and_a_bom_is_named() {
+    let env = Env::new();
+    env.run_with_input(&["publish", "q", "--single"], "{\"a\":\n1}\n{\"a\":2}\n")
+        .code(65)
+        .stderr_has("stdin: invalid JSON: trailing characters at line 3, column 1");
+    env.run_with_input(&["publish", "q"], "{\"a\":1}\n{\"a\" 2}\n")
+        .code(65)
+        .stderr_has("line 2: invalid JSON: expected `:` at column 6");
+    env.run_with_input(&["publish", "q"], "\u{feff}{\"a\":1}\n")
+        .code(65)
+        .stderr_has("line 1: invalid JSON: the body starts with a byte-order mark (U+FEFF)");
+    // Nothing of the refused input was stored.
+    env.publish("q", "1");
+    assert_eq!(env.count("SELECT count(*) FROM messages"), 1);
+}
