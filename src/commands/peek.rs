@@ -56,7 +56,7 @@ pub enum StateArg {
     Leased,
     /// Done, kept for replay until retention passes
     Acked,
-    /// Failed max_attempts times
+    /// Dead: out of attempts, rejected (nack --dead), expired (TTL) or dropped (full queue)
     Dead,
     /// All of the above
     All,

@@ -198,7 +198,7 @@ pub struct SettingsArgs {
     /// Start at most N deliveries per DUR, like `100/1s` or `5/1m`; `none` removes it
     #[arg(long, value_name = "N/DUR", value_parser = parse::rate_setting, help_heading = "Flow control")]
     pub rate: Option<parse::OrNone<store::flow::Rate>>,
-    /// Messages not delivered within DUR of their publish die as `expired`; `none` removes it
+    /// Messages not acked within DUR of their publish are not delivered again and die as `expired`; `none` removes it
     #[arg(long, value_name = "DUR", value_parser = parse::ttl_setting, help_heading = "Flow control")]
     pub ttl: Option<parse::OrNone<Duration>>,
     /// Hold at most N ready, delayed and leased messages; `none` removes the limit

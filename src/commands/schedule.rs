@@ -152,7 +152,7 @@ pub struct AddArgs {
     /// Ordered group: its messages are delivered one at a time, in id order
     #[arg(long, value_name = "GROUP", value_parser = parse::label)]
     pub group: Option<String>,
-    /// Each message expires this long after its publish, unless delivered
+    /// Each message is not delivered again once this long has passed since its publish: it dies as `expired` unless acked
     #[arg(long, value_name = "DUR", value_parser = parse::positive_duration)]
     pub ttl: Option<Duration>,
 }
