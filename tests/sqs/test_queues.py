@@ -42,6 +42,14 @@ def test_create_with_other_attributes_is_refused(sqs, name):
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+def test_a_spool_topics_name_is_refused_saying_so(sqs, server, name):
+    server.spool("subscribe", name, name + "-sub")
+    with pytest.raises(ClientError) as err:
+        sqs.create_queue(QueueName=name)
+    assert code(err) == "QueueAlreadyExists"
+    assert "is the name of a spool topic" in err.value.response["Error"]["Message"]
+
+
 def test_bad_names_and_attributes_are_refused(sqs, name):
     with pytest.raises(ClientError) as err:
         sqs.create_queue(QueueName="no spaces")

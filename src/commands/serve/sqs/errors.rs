@@ -91,6 +91,18 @@ impl SqsError {
         )
     }
 
+    /// `QueueNameExists` for the name of a spool topic, which SQS does not
+    /// see (it lists, reads and changes queues only).
+    pub fn name_is_topic(name: &str) -> SqsError {
+        sqs(
+            "QueueNameExists",
+            "QueueAlreadyExists",
+            format!(
+                "`{name}` is the name of a spool topic, which the SQS API cannot use as a queue; pick another name, or publish to the topic with spool itself."
+            ),
+        )
+    }
+
     /// `ReceiptHandleIsInvalid` (404, as the SQS API reference gives it).
     pub fn bad_receipt(message: impl Into<String>) -> SqsError {
         let mut e = sqs("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", message);

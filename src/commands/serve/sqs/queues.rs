@@ -190,9 +190,8 @@ pub async fn create(call: Call) -> Result<Value, SqsError> {
         }
         match db.create_queue(&queue, &sqs_defaults(&patch), None) {
             Ok(Created::New | Created::Existed) => Ok(()),
-            Err(store::Error::SettingsConflict { .. } | store::Error::NameIsTopic { .. }) => {
-                Err(SqsError::queue_exists(&queue))
-            }
+            Err(store::Error::SettingsConflict { .. }) => Err(SqsError::queue_exists(&queue)),
+            Err(store::Error::NameIsTopic { .. }) => Err(SqsError::name_is_topic(&queue)),
             Err(e) => Err(e.into()),
         }
     })
