@@ -24,6 +24,10 @@ def test_create_get_list_delete(sqs, server, name):
     assert page["QueueUrls"] == [url]
     assert sqs.list_queues(QueueNamePrefix=name, MaxResults=1,
                            NextToken=page["NextToken"])["QueueUrls"] == [other]
+    # A token this server did not hand out is refused, not used as a place.
+    with pytest.raises(ClientError) as err:
+        sqs.list_queues(QueueNamePrefix=name, MaxResults=1, NextToken=name)
+    assert code(err) == "InvalidParameterValue"
     # The queue is spool's: the command line sees it.
     assert name in server.spool("queue", "list", "--json").stdout
     sqs.delete_queue(QueueUrl=other)

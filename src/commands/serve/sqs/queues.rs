@@ -215,12 +215,22 @@ pub async fn url(call: Call) -> Result<Value, SqsError> {
     Ok(json!({ "QueueUrl": call.url(&name) }))
 }
 
+/// What a `NextToken` of ListQueues starts with; the last name given
+/// follows. A token without it was not handed out here.
+const TOKEN_PREFIX: &str = "after:";
+
 /// `ListQueues`: queues (not topics) by name, with `QueueNamePrefix`, and
-/// pages of `MaxResults` whose `NextToken` is the last name given.
+/// pages of `MaxResults` whose `NextToken` names the last queue given.
 pub async fn list(call: Call) -> Result<Value, SqsError> {
     let prefix = call.text("QueueNamePrefix")?.unwrap_or("").to_owned();
     let max = call.int("MaxResults", 1..=1000)?;
-    let after = call.text("NextToken")?.map(str::to_owned);
+    let after = match call.text("NextToken")? {
+        None => None,
+        Some(token) => match token.strip_prefix(TOKEN_PREFIX) {
+            Some(name) if crate::parse::queue_name(name).is_ok() => Some(name.to_owned()),
+            _ => return Err(SqsError::invalid("Invalid NextToken value.")),
+        },
+    };
     let names = call
         .on_db(|db| {
             Ok(db
@@ -248,7 +258,10 @@ pub async fn list(call: Call) -> Result<Value, SqsError> {
         && max.is_some()
         && let Some(last) = chosen.last()
     {
-        answer.insert("NextToken".into(), Value::String((*last).clone()));
+        answer.insert(
+            "NextToken".into(),
+            Value::String(format!("{TOKEN_PREFIX}{last}")),
+        );
     }
     Ok(Value::Object(answer))
 }
