@@ -42,7 +42,7 @@ pub fn read_line(input: &mut impl BufRead, limit: u64) -> io::Result<Option<Line
             }
             break;
         }
-        if line.len() as u64 > limit + 1 {
+        if line.len() as u64 > limit.saturating_add(1) {
             return Ok(Some(Line::TooLong));
         }
     }
@@ -176,6 +176,25 @@ impl Trimmed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_line_without_its_newline_is_read_whatever_the_limit() {
+        for limit in [7, 100, u64::MAX] {
+            let mut input: &[u8] = b"{\"c\":1}\n{\"c\":2}";
+            let mut got = Vec::new();
+            while let Some(line) = read_line(&mut input, limit).expect("read") {
+                match line {
+                    Line::Text(text) => got.push(text),
+                    Line::TooLong => panic!("limit {limit}: a line was too long"),
+                }
+            }
+            assert_eq!(
+                got,
+                vec![b"{\"c\":1}".to_vec(), b"{\"c\":2}".to_vec()],
+                "limit {limit}"
+            );
+        }
+    }
 
     #[test]
     fn json_lines_are_measured_without_the_whitespace_around_them() {

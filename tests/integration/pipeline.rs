@@ -386,6 +386,31 @@ fn work_emit_publishes_each_stdout_line_with_the_ack() {
 }
 
 #[test]
+fn work_emit_publishes_a_last_line_without_its_newline() {
+    let env = Env::new();
+    env.publish("s", r#"{"a":1}"#);
+    let run = work(
+        &env,
+        &[
+            "s",
+            "--until-empty",
+            "--emit",
+            "d",
+            "--",
+            "printf",
+            r#"{"c":1}\n{"c":2}"#,
+        ],
+    );
+    run.success();
+    let emitted = env.consume("d", &["-n", "10"]);
+    let bodies: Vec<&Value> = emitted.iter().map(|m| &m["body"]).collect();
+    assert_eq!(
+        bodies,
+        [&serde_json::json!({"c": 1}), &serde_json::json!({"c": 2})]
+    );
+}
+
+#[test]
 fn work_emit_with_a_failing_handler_emits_nothing_and_nacks() {
     let env = Env::new();
     let id = env.publish("orders", r#"{"n":1}"#);

@@ -477,8 +477,10 @@ impl<'a> Worker<'a> {
             .map_err(|e| format!("cannot read its stdout: {e}"))?
         {
             number += 1;
+            // No line is over an unlimited length; were one refused, its
+            // message must not be dropped while the delivery is acked.
             let crate::input::Line::Text(line) = line else {
-                continue;
+                return Err(format!("line {number} of its stdout is too long"));
             };
             let text = std::str::from_utf8(&line).map_err(|e| {
                 format!(
