@@ -1041,6 +1041,35 @@ fn a_body_that_stops_arriving_frees_its_connection_before_the_request_timeout() 
 }
 
 #[test]
+fn a_query_that_is_not_utf8_once_decoded_is_refused() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    // Read with U+FFFD for the bad byte, two different keys were one.
+    for query in [
+        "key=%FF",
+        "key=%FE",
+        "group=a%C0",
+        "header=h%3D%FF",
+        "delay=1%FFs",
+    ] {
+        let reply = server.post(&format!("/v1/queues/q/messages?{query}"), "1");
+        assert_eq!(reply.status, 400, "{query}: {reply:?}");
+        assert!(
+            reply.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("is not UTF-8 once its %-escapes are undone")),
+            "{query}: {reply:?}"
+        );
+    }
+    // Escapes and `+` that make UTF-8 still work.
+    let reply = server.post("/v1/queues/q/messages?key=caf%C3%A9+au+lait", "1");
+    assert_eq!(reply.status, 201, "{reply:?}");
+    let stored = server.get("/v1/queues/q/messages").lines();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["key"], "café au lait");
+}
+
+#[test]
 fn a_coded_body_is_refused_not_stored_as_it_came() {
     let env = Env::new();
     let server = Server::start(&env, &[]);

@@ -88,13 +88,29 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn of(uri: &Uri) -> Query {
-        let pairs = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes());
-        Query(
-            pairs
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
+    /// The query's pairs, `%XX` and `+` undone. Bytes that are not UTF-8
+    /// once decoded are refused (400): taken with U+FFFD in their place,
+    /// two different keys (`key=%FF`, `key=%FE`) would be one.
+    fn of(uri: &Uri) -> Result<Query, ApiError> {
+        let mut pairs = Vec::new();
+        for piece in uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+            match (decoded(k), decoded(v)) {
+                (Some(k), Some(v)) => pairs.push((k, v)),
+                _ => {
+                    return Err(ApiError::usage(format!(
+                        "the query parameter `{}` is not UTF-8 once its %-escapes are undone",
+                        decoded_lossy(k)
+                    )));
+                }
+            }
+        }
+        Ok(Query(pairs))
     }
 
     /// Every value of `key`.
@@ -146,6 +162,44 @@ impl Query {
             Some((key, _)) => Err(ApiError::usage(format!("unknown query parameter `{key}`"))),
         }
     }
+}
+
+/// `part` of a query with its `%XX` escapes and `+` (a space) undone;
+/// `None` when the bytes that come out are not UTF-8.
+fn decoded(part: &str) -> Option<String> {
+    String::from_utf8(decoded_bytes(part)).ok()
+}
+
+/// [`decoded`], for messages: what is not UTF-8 becomes U+FFFD.
+fn decoded_lossy(part: &str) -> String {
+    String::from_utf8_lossy(&decoded_bytes(part)).into_owned()
+}
+
+fn decoded_bytes(part: &str) -> Vec<u8> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| bytes[i] == b'%' && h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, None) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn queue_name(text: &str) -> Result<String, ApiError> {
@@ -203,7 +257,7 @@ async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let queue = queue_name(&queue)?;
-    let mut q = Query::of(&uri);
+    let mut q = Query::of(&uri)?;
     let delay = q.parsed("delay", parse::duration)?;
     let at = q.parsed("at", parse::deliver_at)?;
     if delay.is_some() && at.is_some() {
@@ -281,7 +335,7 @@ async fn consume(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let queue = queue_name(&queue)?;
-    let mut q = Query::of(&uri);
+    let mut q = Query::of(&uri)?;
     let n = q
         .parsed("n", |v| match v.parse::<usize>() {
             Ok(n) if (1..=100_000).contains(&n) => Ok(n),
@@ -501,7 +555,7 @@ async fn ack(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    Query::of(&uri).finish()?;
+    Query::of(&uri)?.finish()?;
     let body = body_of(body)?;
     let Some(group) = app.group.clone() else {
         return settle(app, body, |db, r| db.ack(r)).await;
@@ -519,7 +573,7 @@ async fn nack(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::of(&uri);
+    let mut q = Query::of(&uri)?;
     let delay = q.parsed("delay", parse::duration)?;
     let backoff = q.flag("backoff")?;
     let dead = q.flag("dead")?;
@@ -547,7 +601,7 @@ async fn extend(
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let mut q = Query::of(&uri);
+    let mut q = Query::of(&uri)?;
     let by = q.parsed("by", parse::positive_duration)?.ok_or_else(|| {
         ApiError::usage("`by` is required: how long from now the leases end, like `by=5m`")
     })?;
@@ -564,7 +618,7 @@ async fn peek(
 ) -> Result<Response, ApiError> {
     use clap::ValueEnum as _;
     let queue = queue_name(&queue)?;
-    let mut q = Query::of(&uri);
+    let mut q = Query::of(&uri)?;
     let n = q
         .parsed("n", |v| match v.parse::<u64>() {
             Ok(n) if n >= 1 => Ok(n),
@@ -611,7 +665,7 @@ async fn peek(
 
 /// `GET /v1/stats`: the JSON of `spool stats`.
 async fn stats(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, ApiError> {
-    Query::of(&uri).finish()?;
+    Query::of(&uri)?.finish()?;
     let ctx = app.ctx.clone();
     let text = app
         .off_runtime(move || stats::text(&ctx, Format::Json))
