@@ -74,6 +74,14 @@ impl Cli {
     fn try_parse_lazily() -> Result<Cli, clap::Error> {
         use clap::FromArgMatches;
         let mut cmd = Cli::definition();
+        // A flag typed on the command line wins over its variable, which
+        // clap would otherwise still read (and refuse, when empty or
+        // invalid) for the subcommand's copy of the global flag.
+        for (id, flag, _) in OPTION_VARIABLES {
+            if typed(flag) {
+                cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+            }
+        }
         let mut matches = cmd.try_get_matches_from_mut(std::env::args_os())?;
         let cli = Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd));
         std::mem::forget(matches);
@@ -265,22 +273,36 @@ fn usage_error(err: clap::Error) -> ExitCode {
 /// The variables clap reads global options from. An empty one is taken as
 /// a flag given an empty value, and clap's message would name the flag,
 /// which the user never typed: name the variable instead.
-const OPTION_VARIABLES: [(&str, &str); 2] = [("--db", "SPOOL_DB"), ("--sync", "SPOOL_SYNC")];
+const OPTION_VARIABLES: [(&str, &str, &str); 2] =
+    [("db", "--db", "SPOOL_DB"), ("sync", "--sync", "SPOOL_SYNC")];
+
+/// True when `flag` is on the command line (`--db x` or `--db=x`).
+fn typed(flag: &str) -> bool {
+    std::env::args_os().skip(1).any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
+    })
+}
 
 fn empty_variable(err: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
     let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
         return None;
     };
-    let (flag, var) = OPTION_VARIABLES
+    let (_, flag, var) = OPTION_VARIABLES
         .iter()
-        .find(|(flag, _)| arg.split_whitespace().next() == Some(*flag))?;
-    let empty = std::env::var_os(var).is_some_and(|v| v.is_empty());
-    let typed = std::env::args_os().any(|a| {
-        a.to_str()
-            .is_some_and(|a| a == *flag || a.starts_with(&format!("{flag}=")))
-    });
-    (empty && !typed).then(|| {
-        format!("{var} is set but empty; unset it, or set it to a value (as `{flag}` takes)")
-    })
+        .find(|(_, flag, _)| arg.split_whitespace().next() == Some(*flag))?;
+    if typed(flag) {
+        return None;
+    }
+    let value = std::env::var_os(var)?;
+    if value.is_empty() {
+        return Some(format!(
+            "{var} is set but empty; unset it, or set it to a value (as `{flag}` takes)"
+        ));
+    }
+    // Not empty but refused: clap's reason, said of the variable.
+    let text = err.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    Some(format!("{var}: {}", text.trim_end()))
 }

@@ -436,6 +436,38 @@ fn an_empty_variable_is_named_not_the_flag_it_stands_for() {
     env.run(&["--db", "", "stats"])
         .code(2)
         .stderr_has("'--db <PATH|URL>'");
+    // ... and it wins over a variable that is empty or invalid.
+    let db = env.db.to_str().unwrap().to_owned();
+    for (var, value, args) in [
+        (
+            "SPOOL_DB",
+            "",
+            vec!["--db", db.as_str(), "publish", "q", "1"],
+        ),
+        (
+            "SPOOL_SYNC",
+            "bogus",
+            vec!["--sync", "full", "publish", "q", "2"],
+        ),
+        ("SPOOL_SYNC", "", vec!["publish", "q", "3", "--sync=normal"]),
+    ] {
+        let run = env
+            .cmd()
+            .env(var, value)
+            .args(&args)
+            .output()
+            .map(Run::from)
+            .unwrap();
+        run.success();
+    }
+    env.cmd()
+        .env("SPOOL_SYNC", "bogus")
+        .args(["publish", "q", "4"])
+        .output()
+        .map(Run::from)
+        .unwrap()
+        .code(2)
+        .stderr_has("SPOOL_SYNC: invalid value 'bogus' for '--sync <MODE>'");
 }
 
 #[test]
