@@ -563,6 +563,10 @@ fn stats_last_minute_counts_only_the_last_60_seconds() {
 #[test]
 fn stats_json_has_the_documented_shape() {
     let env = Env::new();
+    // Before anything exists as well: null on PostgreSQL, 0 for a file.
+    let empty: Value = serde_json::from_str(&env.run(&["stats"]).stdout).unwrap();
+    let wal = &empty["database"]["wal_bytes"];
+    assert_eq!(wal.is_null(), on_postgres(), "{empty}");
     env.publish("q", "1");
     let run = env.run(&["stats"]);
     run.success();
