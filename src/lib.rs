@@ -235,12 +235,26 @@ pub(crate) fn chain(err: &anyhow::Error) -> String {
 /// value is shown escaped, as spool's own messages do.
 fn escape_invalid_value(err: &clap::Error, text: String) -> String {
     use clap::error::{ContextKind, ContextValue};
-    match err.get(ContextKind::InvalidValue) {
-        Some(ContextValue::String(value)) if value.chars().any(char::is_control) => {
-            text.replacen(value.as_str(), &value.escape_debug().to_string(), 1)
-        }
-        _ => text,
+    /// Characters of a refused value shown; a longer one (a 5,000-byte
+    /// `--key`) is cut, as the reason says how long it was.
+    const SHOWN: usize = 80;
+    let Some(ContextValue::String(value)) = err.get(ContextKind::InvalidValue) else {
+        return text;
+    };
+    let long = value.chars().count() > SHOWN;
+    if !long && !value.chars().any(char::is_control) {
+        return text;
     }
+    let mut shown: String = value
+        .chars()
+        .take(SHOWN)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if long {
+        shown.push('…');
+    }
+    text.replacen(value.as_str(), &shown, 1)
 }
 
 /// Prints a clap error as `spool: error: …` (help and version go to stdout).

@@ -485,3 +485,17 @@ fn work_says_when_a_handler_settled_its_own_delivery() {
     env.run(&["work", "q", "--max", "1", "--", "sh", "-c", &nacks])
         .stderr_has("(the handler may have settled $SPOOL_RECEIPT itself)");
 }
+
+#[test]
+fn a_long_refused_value_is_cut_in_the_message() {
+    let env = Env::new();
+    let key = "k".repeat(3000);
+    let run = env.run(&["publish", "q", "--key", &key, "1"]);
+    run.code(2)
+        .stderr_has("…' for '--key <KEY>': the value is 3000 bytes long");
+    assert!(
+        run.stderr.len() < 400,
+        "{} bytes of stderr",
+        run.stderr.len()
+    );
+}
