@@ -471,6 +471,7 @@ on_both_backends! {
     inspect::the_sql_of_the_lazy_transitions_agrees_with_the_rule,
     // Replay, purge, retention, deletion, doctor.
     admin::replay_and_purge_keep_counts_exact,
+    admin::a_replay_that_finds_nothing_makes_no_target,
     admin::delete_queue_refuses_pending_work_unless_forced,
     admin::retention_zero_deletes_on_ack_and_ids_are_never_reused,
     admin::retention_sweeps_acked_messages_once_it_passed,

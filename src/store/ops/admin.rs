@@ -39,6 +39,14 @@ pub(crate) fn replay(
         tx.promote_due(&q)?;
         tx.housekeeping(&q)?;
         let found = candidates(tx, &q, filter, true)?;
+        if let (true, Some(name)) = (found.is_empty(), to) {
+            // Nothing to replay: a target that does not exist is not made
+            // (one that is a topic is still refused).
+            if let Some(t) = tx.queue(name)?.filter(|t| t.is_topic) {
+                return Err(topic_error(tx, t)?);
+            }
+            return Ok(Replayed::default());
+        }
         let target = match to {
             None => q,
             Some(name) => {

@@ -74,6 +74,29 @@ pub(super) fn replay_and_purge_keep_counts_exact(f: &mut Fixture) {
     assert!(health.healthy, "{health:?}");
 }
 
+pub(super) fn a_replay_that_finds_nothing_makes_no_target(f: &mut Fixture) {
+    f.publish_n("q", 2);
+    let dead = ReplayFilter {
+        dead: true,
+        ..ReplayFilter::default()
+    };
+    let done = f.db.replay("q", &dead, Some("new")).expect("replay");
+    assert_eq!(done, crate::store::Replayed::default());
+    let names: Vec<String> =
+        f.db.queue_infos()
+            .expect("infos")
+            .into_iter()
+            .map(|q| q.name)
+            .collect();
+    assert_eq!(names, ["q"], "a target was made for nothing");
+    // A topic is still refused as a target, found or not.
+    f.db.subscribe("t", "sub").expect("subscribe");
+    assert!(matches!(
+        f.db.replay("q", &dead, Some("t")),
+        Err(Error::NameIsTopic { .. })
+    ));
+}
+
 pub(super) fn delete_queue_refuses_pending_work_unless_forced(f: &mut Fixture) {
     f.publish_n("q", 3);
     f.db.subscribe("t", "q").expect("sub");
