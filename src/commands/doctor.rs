@@ -78,7 +78,8 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         return report_missing(ctx, &path);
     };
     let health = store.health()?;
-    let findings = findings(&health);
+    let mut findings = findings(&health);
+    findings.extend(stalled_schedules(&store.schedule_infos()?));
     if ctx.out.human() {
         print_table(ctx, &health, &findings)?;
     } else {
@@ -116,6 +117,29 @@ fn report_missing(ctx: &Context, path: &std::path::Path) -> anyhow::Result<Exit>
     }
     out.flush()?;
     Ok(Exit::Ok)
+}
+
+/// Schedules whose last due occurrence could not be published: a full
+/// target comes and goes, but a body or group the target refuses for good
+/// (a schedule an older spool took) stops the schedule without a word
+/// elsewhere. Warnings: the database itself is sound.
+fn stalled_schedules(schedules: &[crate::store::ScheduleInfo]) -> Vec<Finding> {
+    schedules
+        .iter()
+        .filter_map(|s| {
+            let why = s.last_error.as_deref()?;
+            Some(Finding::warning(
+                format!(
+                    "schedule `{}` could not publish its due occurrence to `{}`: {why}",
+                    s.name, s.target
+                ),
+                format!(
+                    "It tries again at each claim on `{}`; if the reason lasts, remove it (`spool schedule remove {}`) and add it again as it should be",
+                    s.target, s.name
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// What a person should know about `h`: problems first, then warnings.

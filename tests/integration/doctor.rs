@@ -270,3 +270,38 @@ fn a_database_out_of_wal_mode_is_a_problem() {
         "{text}"
     );
 }
+
+#[test]
+fn doctor_warns_of_a_schedule_that_could_not_publish() {
+    let env = Env::new();
+    env.run(&["queue", "create", "q", "--max-length", "1"])
+        .success();
+    env.publish("q", "1");
+    env.run(&[
+        "schedule",
+        "add",
+        "s",
+        "--every",
+        "1h",
+        "--start",
+        "2020-01-01T00:00:00Z",
+        "--to",
+        "q",
+        "{}",
+    ])
+    .success();
+    // The claim fires the due occurrence first; the full queue refuses it.
+    env.run(&["consume", "q"]).success();
+    let run = env.run(&["doctor", "--json"]);
+    run.success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["healthy"], true, "{report}");
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["level"] == "warning"
+            && f["message"].as_str().is_some_and(|m| m.starts_with(
+                "schedule `s` could not publish its due occurrence to `q`: queue `q` is full"
+            ))),
+        "{report}"
+    );
+}
