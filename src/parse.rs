@@ -125,8 +125,11 @@ fn beyond_the_clock(text: &str) -> bool {
 /// Either a duration back from now (`1h`: an hour ago) or an absolute time,
 /// as taken by `replay --since/--until`. Returns milliseconds since the epoch.
 pub fn since(text: &str) -> Result<SinceArg, String> {
-    if let Ok(d) = duration(text) {
-        return Ok(SinceArg::Ago(d));
+    match duration(text) {
+        Ok(d) => return Ok(SinceArg::Ago(d)),
+        // A duration, but longer than spool takes: say that.
+        Err(e) if e.contains("too long") => return Err(e),
+        Err(_) => {}
     }
     time_ms(text).map(SinceArg::At).map_err(|_| {
         format!("invalid time `{text}`: write a duration back from now like `2h`, or RFC 3339 like `2026-11-27T09:00:00Z`")
@@ -438,6 +441,13 @@ mod tests {
             since("2h").unwrap().resolve(10_000_000),
             10_000_000 - 7_200_000
         );
+        // A duration past the limit says so, not "invalid time".
+        let far = since("36600d").unwrap_err();
+        assert!(
+            far.contains("too long: spool accepts at most 100 years"),
+            "{far}"
+        );
+        assert!(since("soon").unwrap_err().contains("invalid time"));
     }
 
     #[test]
