@@ -514,6 +514,19 @@ fn consume_of_an_unknown_queue_is_empty_and_creates_nothing() {
     run.code(1)
         .stderr_has("no queue named `nosuch`. List queues with `spool queue list`. Until it exists, it counts as empty.");
     assert!(!env.path("not").exists(), "consume created the database");
+    let run = env.run(&[
+        "--db",
+        missing.to_str().unwrap(),
+        "work",
+        "nosuch",
+        "--until-empty",
+        "--",
+        "true",
+    ]);
+    run.success()
+        .stderr_has("Until it exists, it counts as empty.")
+        .stderr_has("handled 0");
+    assert!(!env.path("not").exists(), "work created the database");
     env.publish("orders", "1");
     env.run(&["consume", "ORDERS"])
         .code(1)

@@ -133,7 +133,23 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         .first()
         .map_or(OsStr::new(""), |p| p.as_os_str());
     handler::check_program(program).map_err(|e| cannot_run(program, &e))?;
-    let store = ctx.store()?;
+    // With --until-empty, a database that does not exist holds nothing to
+    // do, and is not made; a worker that waits needs the file to watch.
+    let store = match args.until_empty {
+        true => ctx.existing_store()?,
+        false => Some(ctx.store()?),
+    };
+    let Some(store) = store else {
+        let report = Report::new(&ctx.out);
+        report.warn(&crate::commands::consume::counts_as_empty(
+            &store::Error::UnknownQueue {
+                name: args.queue.clone(),
+                similar: Vec::new(),
+            },
+        ));
+        report.finish(&Tally::default());
+        return Ok(Exit::Ok);
+    };
     let mut events = Events::listen()?;
     let mut worker = Worker::new(ctx, &args, store);
     let outcome = worker.run(&mut events);
