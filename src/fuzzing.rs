@@ -112,10 +112,7 @@ pub fn check_line(flags: &[&str], max_size: u64, line: Vec<u8>) -> Result<Option
         .args;
     let preparer = publish::Preparer {
         args: &args,
-        limit: crate::store::BodyLimit {
-            bytes: max_size,
-            queue: "q".to_owned(),
-        },
+        limit: crate::store::BodyLimit::new(max_size, "q"),
     };
     let original = line.clone();
     match publish::check_line(&preparer, 7, Line::Text(line)) {

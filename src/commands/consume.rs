@@ -63,10 +63,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         true => match ctx.existing_store()? {
             Some(store) => store,
             None => {
-                ctx.out.warn(&counts_as_empty(&store::Error::UnknownQueue {
-                    name: args.queue.clone(),
-                    similar: Vec::new(),
-                }));
+                ctx.out.warn(&no_database_yet(&args.queue));
                 return Ok(Exit::Empty);
             }
         },
@@ -125,6 +122,14 @@ pub(crate) fn counts_as_empty(e: &store::Error) -> String {
     let text = e.to_string();
     let stop = if text.ends_with(['.', '?']) { "" } else { "." };
     format!("{text}{stop} Until it exists, it counts as empty.")
+}
+
+/// [`counts_as_empty`] for a queue asked of a database that does not exist.
+pub(crate) fn no_database_yet(queue: &str) -> String {
+    counts_as_empty(&store::Error::UnknownQueue {
+        name: queue.to_owned(),
+        similar: Vec::new(),
+    })
 }
 
 /// Leases the next batch. With `--ack` under `--sync full`, the lease is

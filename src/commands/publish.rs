@@ -618,10 +618,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
         // the batch checks again.
         limit: match &store.db {
             Some(db) => db.body_limit(&args.queue)?,
-            None => BodyLimit {
-                bytes: store::Settings::default().max_size,
-                queue: args.queue.clone(),
-            },
+            None => BodyLimit::default_for(&args.queue),
         },
     };
     let ack = match &args.ack {

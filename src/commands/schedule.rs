@@ -213,10 +213,7 @@ fn add(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
     let existing = ctx.existing_store()?;
     let limit = match &existing {
         Some(db) => db.body_limit(&args.to)?,
-        None => store::BodyLimit {
-            bytes: store::Settings::default().max_size,
-            queue: args.to.clone(),
-        },
+        None => store::BodyLimit::default_for(&args.to),
     };
     let body = body(&args, &limit)?;
     let spec = ScheduleSpec {

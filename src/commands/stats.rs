@@ -182,14 +182,8 @@ fn snapshot(ctx: &Context, names: &[String]) -> anyhow::Result<Snapshot> {
             }
             .into());
         }
-        // Nothing there yet: a file's sizes are 0, a PostgreSQL schema has
-        // no WAL or free pages of spool's own to show.
-        let mut database = DatabaseInfo::of_path(crate::commands::shown_db(ctx)?);
-        if store::is_postgres_url(&ctx.global.db_path()?.to_string_lossy()) {
-            (database.wal_bytes, database.free_bytes) = (None, None);
-        }
         return Ok(Snapshot {
-            database: database.into(),
+            database: DatabaseInfo::of_path(crate::commands::shown_db(ctx)?).into(),
             queues: Vec::new(),
             schedules: Vec::new(),
             time: output::time(store::now_ms()),

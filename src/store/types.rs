@@ -236,12 +236,43 @@ pub struct BodyLimit {
 }
 
 impl BodyLimit {
+    /// `max_size` of queue `queue`, capped at [`MAX_BODY_BYTES`] (a stored
+    /// `max_size` may be larger: an older spool took any).
+    pub fn new(max_size: u64, queue: &str) -> BodyLimit {
+        BodyLimit {
+            bytes: max_size.min(MAX_BODY_BYTES),
+            queue: queue.to_owned(),
+        }
+    }
+
+    /// The limit of a queue `queue` that does not exist yet: the default
+    /// `max_size` it will be made with.
+    pub fn default_for(queue: &str) -> BodyLimit {
+        BodyLimit::new(Settings::default().max_size, queue)
+    }
+
     /// The limit of queue `q`.
     pub(crate) fn of(q: &QueueRow) -> BodyLimit {
-        BodyLimit {
-            bytes: q.settings.max_size.min(MAX_BODY_BYTES),
-            queue: q.name.clone(),
+        BodyLimit::new(q.settings.max_size, &q.name)
+    }
+
+    /// The smallest limit of `queues` (a message must fit every queue it
+    /// reaches); `None` for none.
+    pub(crate) fn smallest(queues: &[QueueRow]) -> Option<BodyLimit> {
+        queues.iter().map(BodyLimit::of).min_by_key(|l| l.bytes)
+    }
+
+    /// Refuses a body of `size` bytes over this limit
+    /// ([`super::Error::TooLarge`]).
+    pub(crate) fn admit(&self, size: usize) -> Result<()> {
+        if size as u64 <= self.bytes {
+            return Ok(());
         }
+        Err(super::Error::TooLarge {
+            queue: self.queue.clone(),
+            size,
+            limit: self.bytes,
+        })
     }
 }
 

@@ -117,8 +117,16 @@ pub struct DatabaseInfo {
 }
 
 impl DatabaseInfo {
-    /// The sizes of `path` as seen on the file system, without opening it.
+    /// The sizes of `path` as seen on the file system, without opening it;
+    /// for a PostgreSQL URL, none (it has no WAL file or free pages of
+    /// spool's own, and its size is what its tables take, not a file's).
     pub fn of_path(path: PathBuf) -> DatabaseInfo {
+        if super::is_postgres_url(&path.to_string_lossy()) {
+            return DatabaseInfo {
+                path,
+                ..DatabaseInfo::default()
+            };
+        }
         let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut wal = path.clone().into_os_string();
         wal.push("-wal");

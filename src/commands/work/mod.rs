@@ -141,12 +141,7 @@ pub fn run(ctx: &Context, args: Args) -> anyhow::Result<Exit> {
     };
     let Some(store) = store else {
         let report = Report::new(&ctx.out);
-        report.warn(&crate::commands::consume::counts_as_empty(
-            &store::Error::UnknownQueue {
-                name: args.queue.clone(),
-                similar: Vec::new(),
-            },
-        ));
+        report.warn(&crate::commands::consume::no_database_yet(&args.queue));
         report.finish(&Tally::default());
         return Ok(Exit::Ok);
     };

@@ -104,13 +104,7 @@ impl PublishBatch<'_> {
     }
 
     fn publish_as_is(&mut self, msg: &NewMessage<'_>) -> Result<i64> {
-        if msg.body.len() as u64 > self.max_size.bytes {
-            return Err(Error::TooLarge {
-                queue: self.max_size.queue.clone(),
-                size: msg.body.len(),
-                limit: self.max_size.bytes,
-            });
-        }
+        self.max_size.admit(msg.body.len())?;
         self.checks.message(self.origin, msg.body, msg.raw)?;
         check_labels(msg.key, msg.group)?;
         if let Some(key) = msg.key {
@@ -367,14 +361,8 @@ pub(crate) fn publish_in(
     let checks = for_publish(tx, cache, &origin, &targets)?;
     // A topic holds nothing, so only its subscribers' limits count: the
     // message must fit every queue that receives it.
-    let max_size = targets
-        .iter()
-        .map(BodyLimit::of)
-        .min_by_key(|l| l.bytes)
-        .unwrap_or_else(|| BodyLimit {
-            bytes: crate::store::types::MAX_BODY_BYTES,
-            queue: origin.name.clone(),
-        });
+    let max_size =
+        BodyLimit::smallest(&targets).unwrap_or_else(|| BodyLimit::new(u64::MAX, &origin.name));
     // Publishers into a queue with a length limit take turns on its row
     // (PostgreSQL), so two of them cannot both take the last place.
     for queue in &targets {

@@ -167,16 +167,9 @@ pub(crate) fn settings(store: &(impl Backend + ?Sized), name: &str) -> Result<Op
 pub(crate) fn body_limit(store: &(impl Backend + ?Sized), name: &str) -> Result<BodyLimit> {
     backend::read(store, |tx| {
         let limit = match tx.queue(name)? {
-            Some(row) if row.is_topic => tx
-                .subscribers(row.id)?
-                .into_iter()
-                .map(|sub| BodyLimit::of(&sub))
-                .min_by_key(|l| l.bytes),
+            Some(row) if row.is_topic => BodyLimit::smallest(&tx.subscribers(row.id)?),
             row => row.map(|row| BodyLimit::of(&row)),
         };
-        Ok(limit.unwrap_or_else(|| BodyLimit {
-            bytes: Settings::default().max_size,
-            queue: name.to_owned(),
-        }))
+        Ok(limit.unwrap_or_else(|| BodyLimit::default_for(name)))
     })
 }

@@ -334,21 +334,9 @@ fn check_body(
         vec![target.clone()]
     };
     let checks = for_publish(tx, cache, target, &targets)?;
-    let limit = targets
-        .iter()
-        .map(BodyLimit::of)
-        .min_by_key(|l| l.bytes)
-        .unwrap_or_else(|| BodyLimit {
-            bytes: crate::store::types::MAX_BODY_BYTES,
-            queue: target.name.clone(),
-        });
-    if spec.body.len() as u64 > limit.bytes {
-        return Err(Error::TooLarge {
-            queue: limit.queue,
-            size: spec.body.len(),
-            limit: limit.bytes,
-        });
-    }
+    BodyLimit::smallest(&targets)
+        .unwrap_or_else(|| BodyLimit::new(u64::MAX, &target.name))
+        .admit(spec.body.len())?;
     super::publish::check_labels(None, spec.group.as_deref())?;
     checks.message(&target.name, &spec.body, spec.raw)
 }

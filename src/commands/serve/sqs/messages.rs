@@ -131,12 +131,10 @@ fn sqs_allows(c: char) -> bool {
 /// The largest body queue `name` takes, from the settings a send reads
 /// anyway (`NonExistentQueue` when there is no such queue).
 fn body_limit(db: &mut crate::store::Db, name: &str) -> Result<crate::store::BodyLimit, SqsError> {
-    Ok(crate::store::BodyLimit {
-        bytes: existing(db, name)?
-            .max_size
-            .min(crate::store::MAX_BODY_BYTES),
-        queue: name.to_owned(),
-    })
+    Ok(crate::store::BodyLimit::new(
+        existing(db, name)?.max_size,
+        name,
+    ))
 }
 
 /// Publish's arguments for one outgoing message: a raw body, its group,
