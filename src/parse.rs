@@ -219,6 +219,34 @@ pub fn queue_name(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// `text` with its `%XX` escapes undone (and, with `plus_is_space`, each
+/// `+` made a space, as in a URL's query); a `%` not followed by two hex
+/// digits stays as it is. The bytes may not be UTF-8: each caller says
+/// what that means.
+pub fn percent_decoded(text: &str, plus_is_space: bool) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(hi, lo)| hi << 4 | lo),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (None, b'+') if plus_is_space => out.push(b' '),
+            (None, b) => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
 /// Parses a message key or group (`--key`, `--group`): at most
 /// [`crate::store::MAX_LABEL_BYTES`] bytes, no NUL (see
 /// [`crate::store::label_problem`]).
@@ -448,6 +476,14 @@ mod tests {
             "{far}"
         );
         assert!(since("soon").unwrap_err().contains("invalid time"));
+    }
+
+    #[test]
+    fn percent_escapes_are_undone_and_odd_ones_kept() {
+        assert_eq!(percent_decoded("%41%zz%4", false), b"A%zz%4");
+        assert_eq!(percent_decoded("caf%C3%A9+au", true), "café au".as_bytes());
+        assert_eq!(percent_decoded("a+b", false), b"a+b");
+        assert_eq!(percent_decoded("%FF", true), [0xFF]);
     }
 
     #[test]

@@ -167,39 +167,12 @@ impl Query {
 /// `part` of a query with its `%XX` escapes and `+` (a space) undone;
 /// `None` when the bytes that come out are not UTF-8.
 fn decoded(part: &str) -> Option<String> {
-    String::from_utf8(decoded_bytes(part)).ok()
+    String::from_utf8(parse::percent_decoded(part, true)).ok()
 }
 
 /// [`decoded`], for messages: what is not UTF-8 becomes U+FFFD.
 fn decoded_lossy(part: &str) -> String {
-    String::from_utf8_lossy(&decoded_bytes(part)).into_owned()
-}
-
-fn decoded_bytes(part: &str) -> Vec<u8> {
-    let bytes = part.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| bytes[i] == b'%' && h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match (bytes[i], escaped) {
-            (_, Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, None) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
+    String::from_utf8_lossy(&parse::percent_decoded(part, true)).into_owned()
 }
 
 fn queue_name(text: &str) -> Result<String, ApiError> {

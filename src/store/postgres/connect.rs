@@ -271,16 +271,7 @@ pub fn hide_password(url: &str) -> String {
 
 /// Undoes `%XX` escapes and `+` for a space.
 fn percent_decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let mut parts = s.split('%');
-    let mut out = parts.next().unwrap_or_default().as_bytes().to_vec();
-    for part in parts {
-        match part.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(b) => out.extend([b].iter().chain(&part.as_bytes()[2..])),
-            None => out.extend(b"%".iter().chain(part.as_bytes())),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&crate::parse::percent_decoded(s, true)).into_owned()
 }
 
 /// `PGPASSWORD`, else the first matching line of `PGPASSFILE` or `~/.pgpass`.

@@ -340,28 +340,7 @@ fn canonical_query(query: &str) -> String {
 }
 
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex_at = |j: usize| {
-            bytes
-                .get(j)
-                .and_then(|b| (*b as char).to_digit(16))
-                .map(|d| d as u8)
-        };
-        match (bytes[i], hex_at(i + 1), hex_at(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&crate::parse::percent_decoded(text, false)).into_owned()
 }
 
 /// Percent-encodes all but the unreserved characters (and `/` unless
