@@ -302,8 +302,8 @@ impl Call {
             return Ok(vec![true; receipts.len()]);
         }
         let owned = name.to_owned();
-        let infos = self.on_db(move |db| Ok(db.queue_id(&owned)?)).await?;
-        let Some(id) = infos else {
+        let found = self.on_db(move |db| Ok(db.queue_id(&owned)?)).await?;
+        let Some(id) = found else {
             cache().remove(name);
             return Err(SqsError::no_queue(name));
         };
